@@ -1,0 +1,39 @@
+# Every target bootstraps the virtual environment it needs; a second run with nothing
+# changed reinstalls nothing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+SOURCES := pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+
+.PHONY: all demo test bench clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Editable install: cffi builds edge/_native*.so in place, so tests see the sources.
+$(STAMP): $(SOURCES) | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	-$(PY) -m pip install -q 'aubio>=0.4.9,<0.5' || echo "aubio did not install; its benchmark row is skipped"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m simulator.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info edge/_native*.so edge/_native.c edge/_native.o .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+from earwitness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The ``earwitness`` console script: one subcommand per program entry point.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; it is imported only when chosen, so ``earwitness detect`` does
+not pay for the fusion server's imports.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from earwitness import __version__
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "detect": ("edge.cli_detect", "detect impulses in a WAV file and print pulses JSONL"),
+}
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one line, exit status 2."""
+
+
+def _build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earwitness", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"earwitness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(cmd)
+            cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _build_parser(argv).parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except UserError as exc:
+        print(f"earwitness {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Missing or unreadable files, refused connections: the user's to fix, one line.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"earwitness {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""The sensor node: audio in, timestamped pulses out over MQTT."""

@@ -1,0 +1,1 @@
+"""The fusion server: pulses from many sensors in, located incidents and alerts out."""

@@ -1,0 +1,1 @@
+"""The simulator: synthetic gunfire, confounders and noise over a virtual sensor array."""

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real Pittsburgh data, when the shared folder is beside the repo."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PITTSBURGH = REPO.parent / "shared" / "data" / "pittsburgh-2018"
+# Development subset only; FP4-FP9 are held out and must never be read.
+DEV_POSITIONS = ("FP1", "FP2", "FP3")
+
+
+def pittsburgh_tests() -> list[pathlib.Path]:
+    """Folders of the development tests (FP1-FP3), sorted; empty when the data is absent."""
+    if not PITTSBURGH.is_dir():
+        return []
+    return sorted(d for fp in DEV_POSITIONS for d in (PITTSBURGH / fp).glob("test_*") if d.is_dir())
+
+
+@pytest.fixture(scope="session")
+def pittsburgh() -> list[pathlib.Path]:
+    tests = pittsburgh_tests()
+    if not tests:
+        pytest.skip(f"real data absent: {PITTSBURGH} (clone the repo beside ../shared to run this)")
+    return tests
