@@ -24,3 +24,13 @@ def pittsburgh() -> list[pathlib.Path]:
     if not tests:
         pytest.skip(f"real data absent: {PITTSBURGH} (clone the repo beside ../shared to run this)")
     return tests
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real mosquitto on a free 127.0.0.1 port, stopped after the test (see tests/broker.py)."""
+    from broker import Mosquitto
+
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()
