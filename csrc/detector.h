@@ -35,6 +35,7 @@ typedef struct {
     double onset_snr_db;    /* onset level: at least this far above the noise rms ... */
     double onset_rel_db;    /* ... and at least this far relative to the first peak (<0) */
     double gap_ms;          /* quiet longer than this ends the backward onset search */
+    double envelope_ms;     /* onset search on the mean energy over this long (centred) */
 } ew_detector_params_t;
 
 typedef struct {
