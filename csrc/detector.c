@@ -70,7 +70,7 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->jump_db = 6.0;
     p->window_ms = 15.0;
     p->lookback_ms = 10.0;
-    p->peak_search_ms = 3.0;
+    p->peak_search_ms = 0.0;
     p->onset_snr_db = 3.0;
     p->onset_rel_db = -20.0;
     p->gap_ms = 1.0;
@@ -307,7 +307,7 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     out->peak_dbfs = 2.0 * db10(gpeak);
     out->snr_db = 2.0 * db10(gpeak) - db10(d->trig_lta);
     out->noise_dbfs = db10(d->trig_lta);
-    out->rise_ms = ((double)pk - onset) * ms;
+    out->rise_ms = ((double)gpk - onset) * ms;
     out->duration_ms = ((double)last - onset) * ms;
     out->decay_ms = (double)(last - gpk) * ms;
     out->crest_db = 2.0 * db10(gpeak) - db10(energy / count);

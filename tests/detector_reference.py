@@ -12,7 +12,7 @@ C code checks the C code's filters, recursions, state machine and onset search:
    pulse; a silent step (digital zeros) restarts the warm-up.
 4. Trigger at the first sample where STA > on*LTA and STA > jump*MTA, outside a pulse
    window; the pulse closes W samples later.
-5. Onset: first peak of |y| up to ``peak_search_ms`` after the trigger (looking back no
+5. Onset: peak of |y| from the look-back start to ``peak_search_ms`` after the trigger (no
    further than the previous pulse window), threshold max(onset_snr*background rms,
    onset_rel*peak) with background = max(LTA, MTA) at the trigger; earliest sample whose
    centred mean energy over ``envelope_ms`` clears it, joined to the peak by gaps of at
@@ -37,7 +37,7 @@ BAND_ORDER = 2
 DEFAULTS = dict(
     highpass_hz=300.0, sta_ms=1.0, mta_ms=20.0, lta_s=2.0, lta_fall_s=0.5, lta_step_ms=5.0,
     warmup_ms=100.0, trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
-    peak_search_ms=3.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
+    peak_search_ms=0.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
 )
 
 
@@ -158,7 +158,7 @@ def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, pe
         peak_dbfs=2 * _db10(gpeak),
         snr_db=2 * _db10(gpeak) - _db10(trig_lta),
         noise_dbfs=_db10(trig_lta),
-        rise_ms=(pk - onset) * ms,
+        rise_ms=(gpk - onset) * ms,
         duration_ms=(last - onset) * ms,
         decay_ms=(last - gpk) * ms,
         crest_db=2 * _db10(gpeak) - _db10(energy / len(w)),
