@@ -16,7 +16,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define EW_HP_SECTIONS 2           /* EW_RUN spells the two sections out */
 #define EW_PI 3.14159265358979323846
@@ -38,7 +37,6 @@ typedef struct {
 
 struct ew_detector {
     double rate_hz;
-    ew_detector_params_t params;
     ew_biquad_t hp[EW_HP_SECTIONS];
     double z1[EW_HP_SECTIONS], z2[EW_HP_SECTIONS];
     ew_biquad_t band_low, band_high;
@@ -151,7 +149,6 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
         return NULL;
     }
     d->rate_hz = rate_hz;
-    d->params = p;
     for (int k = 0; k < EW_HP_SECTIONS; k++) {
         /* Butterworth pole pairs of order 2*EW_HP_SECTIONS */
         double q = 1.0 / (2.0 * cos(EW_PI * (2 * k + 1) / (4.0 * EW_HP_SECTIONS)));
@@ -265,7 +262,7 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     /* background: the noise floor, or the echo tail of a previous shot if louder */
     double sigma = sqrt(fmax(d->trig_lta, d->trig_mta));
     double thr = fmax(d->onset_snr * sigma, d->onset_rel * peak);
-    /* earliest sample whose smoothed envelope clears thr, joined to the first peak by
+    /* earliest sample whose smoothed envelope clears thr, joined to the reference peak by
      * gaps of at most d->gap; smoothing keeps the gap test independent of the rate */
     const double width = (double)(2 * d->env_half + 1);
     int64_t a = pk;
