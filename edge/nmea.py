@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ MAX_SENTENCE_CHARS = 100          # NMEA says 82; some receivers run longer, non
 MAX_BUFFER_BYTES = 4096           # a line longer than this is noise
 MODE_NO_FIX, MODE_2D, MODE_3D = 1, 2, 3
 HALF_DAY_S = 43_200
+ALT_DECIMALS = 3            # millimetres: NMEA gives decimetres
 READ_TIMEOUT_S = 0.2
 # Everything pynmea2 or a field accessor raises on a malformed sentence.
 PARSE_ERRORS = (pynmea2.ParseError, ValueError, TypeError, AttributeError, IndexError,
@@ -223,7 +225,8 @@ class FixAssembler:
         if ep.gga_quality > 0 and msg.data[1]:
             ep.lat, ep.lon = msg.latitude, msg.longitude
             if msg.altitude is not None:
-                ep.alt = float(msg.altitude) + (float(msg.geo_sep) if msg.geo_sep else 0.0)
+                ep.alt = round(float(msg.altitude) + (float(msg.geo_sep) if msg.geo_sep else 0.0),
+                               ALT_DECIMALS)
 
     def _gsa(self, ep, msg):
         if msg.data[1]:
@@ -252,6 +255,10 @@ class FixAssembler:
         if ep is None:
             return []
         self._learned = Counter({t: n for t, n in ep.types.items()})
+        if not (ep.types["RMC"] or ep.types["GGA"]):
+            # a time-only epoch (ZDA, or joined mid-epoch) says nothing about the fix
+            self.counts["time_only"] += 1
+            return []
         return [] if ep.emitted else [self._fix(ep)]
 
     def _fix(self, ep) -> Fix:
@@ -327,8 +334,9 @@ class GpsReader:
     baud : int, optional
         4800 to 115200 (``BAUD_RATES``).
 
-    Raises ``GpsError`` (an OSError) with a one-line reason when the port is missing or
-    is unplugged while reading; fixes already returned are not affected.
+    The first epoch read is dropped (the port may have opened in its middle).  Raises
+    ``GpsError`` (an OSError) with a one-line reason when the port is missing or is
+    unplugged while reading; fixes already returned are not affected.
     """
 
     def __init__(self, port: str, baud: int = 9600, timeout_s: float = READ_TIMEOUT_S):
@@ -338,6 +346,7 @@ class GpsReader:
             raise ValueError(f"baud must be one of {', '.join(map(str, BAUD_RATES))}")
         self.port = port
         self.stream = NmeaStream()
+        self._first_pending = True
         self._serial_error = serial.SerialException
         try:
             self._ser = serial.Serial(port, baud, timeout=timeout_s)
@@ -350,7 +359,12 @@ class GpsReader:
             data = self._ser.read(max(1, self._ser.in_waiting))
         except (self._serial_error, OSError) as exc:
             raise GpsError(f"GPS port {self.port} went away: {_reason(exc)}") from None
-        return self.stream.feed(data, time.time_ns()) if data else []
+        fixes = self.stream.feed(data, time.time_ns()) if data else []
+        if fixes and self._first_pending:
+            # the epoch under way when the port opened may have lost its first sentences
+            self._first_pending = False
+            fixes = fixes[1:]
+        return fixes
 
     def fixes(self) -> Iterator[Fix]:
         """Fixes as they come, forever (until the port goes away)."""
@@ -368,5 +382,7 @@ class GpsReader:
 
 
 def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.split(": ", 1)[-1] if text.startswith("could not open port") else text
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int):
+        return os.strerror(code)
+    return str(exc) or type(exc).__name__

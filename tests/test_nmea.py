@@ -151,10 +151,11 @@ def test_reads_a_real_pseudo_terminal_through_pyserial():
             emulator = Emulator(master, (DATA / "ublox_m8_gn.nmea").read_bytes())
             emulator.start()
             deadline = time.monotonic() + 20
-            while len(fixes) < 6 and time.monotonic() < deadline:
+            while len(fixes) < 5 and time.monotonic() < deadline:
                 fixes += gps.read()
             emulator.join()
-        check_fixes(fixes, EXPECTED["ublox_m8_gn.nmea"])
+        # the first epoch after opening is dropped: it may be partial
+        check_fixes(fixes, EXPECTED["ublox_m8_gn.nmea"][1:])
         assert all(f.received_ns for f in fixes)
     finally:
         os.close(master)
@@ -164,12 +165,12 @@ def test_reads_a_real_pseudo_terminal_through_pyserial():
 def test_unplugged_port_mid_stream_is_a_clear_error():
     master, slave = os.openpty()
     gps = GpsReader(os.ttyname(slave), 4800)
-    os.write(master, (DATA / "sirf_gp.nmea").read_bytes()[:700])
+    os.write(master, (DATA / "sirf_gp.nmea").read_bytes()[:1100])
     got = []
     deadline = time.monotonic() + 5
     while not got and time.monotonic() < deadline:
         got += gps.read()
-    assert got and got[0].sats == 6            # accepted before the unplug
+    assert got and got[0].sats == 7            # accepted before the unplug
     os.close(master)
     os.close(slave)
     with pytest.raises(GpsError, match="went away"):
