@@ -9,7 +9,8 @@ is fed, in any interleaving, with what the node learns about that clock:
   and kernel PPS timestamps (``edge.pps.KernelPps``), matched through the host clock:
   timing ``"pps-kernel"``; the block times alone give timing ``"system"`` (degraded);
 - ``add_nmea_time(sample, utc_s)``: an NMEA sentence (RMC/ZDA/GGA) for whole UTC second
-  ``utc_s`` was received when the audio stream was at ``sample``: labels the PPS edges;
+  ``utc_s`` was received when the audio stream was at ``sample``: labels the PPS edges
+  (``add_nmea_fix_time(fix.received_ns, fix.t_ns)`` does the same from host times);
 - ``add_utc_hint(sample, t_ns)``: a coarse UTC time of a sample, right to +-0.4 s (the user's
   ``--start-utc``, the system clock): labels the edges when no NMEA is at hand;
 - ``report_gap(sample, n_samples)``: the audio source lost ``n_samples`` (None: unknown)
@@ -93,6 +94,7 @@ class _Segment:
     hint_votes: Counter = field(default_factory=Counter)
     tail_unc_samples: float = 0.0    # a step ended this segment: samples after its last edge
     ended: bool = False
+    end: float = math.inf            # an audio restart ended it here: nothing beyond is known
 
     @property
     def label(self):
@@ -268,6 +270,16 @@ class ClockModel:
         self._nmea.append((self._continuous(sample), int(utc_s)))
         self._vote_labels()
 
+    def add_nmea_fix_time(self, received_ns: int, utc_ns: int) -> bool:
+        """Like ``add_nmea_time`` for a sentence stamped with host time on arrival
+        (``edge.nmea.Fix.received_ns``, ``Fix.t_ns``): placed on the audio stream through
+        the callback times of ``add_block``.  Returns False when there are too few yet."""
+        if not self._host.ready() or received_ns is None or utc_ns is None:
+            return False
+        x, _ = self._host.sample_at(int(received_ns))
+        self.add_nmea_time(self._delivered(x), int(round(utc_ns / NS_PER_S)))
+        return True
+
     def add_utc_hint(self, sample: float, t_ns: int, unc_ns: int = 400_000_000) -> None:
         """A coarse UTC time ``t_ns`` of ``sample`` (e.g. ``--start-utc``), good to ``unc_ns``
         (must be under half a second to label seconds)."""
@@ -309,6 +321,7 @@ class ClockModel:
             x = self._continuous(sample)
             if self._segments:
                 self._segments[-1].ended = True
+                self._segments[-1].end = x
             self._host.clear()
             self._suspects.clear()
             self._pending_start = x
@@ -437,9 +450,9 @@ class ClockModel:
 
     def _segment_for(self, x: float):
         for seg in reversed(self._segments):
-            if x >= seg.start and seg.xs:
+            if seg.start <= x < seg.end and seg.xs:
                 return seg
-        return self._segments[0] if self._segments else None
+        return None
 
     def _predict_edge(self, seg, x):
         """Nearest second count to ``x``, the sample the fit predicts for it, its sigma."""

@@ -219,3 +219,43 @@ def test_system_clock_fallback_is_flagged_degraded():
     assert abs(st.t_ns - adc.time_at(FS_HZ * 4) * NS) < 1_000_000
     assert st.t_unc_ns >= 10_000_000
     assert not model.status()["locked"]
+
+
+def test_audio_restart_relabels_from_nmea_and_is_honest_meanwhile():
+    """The audio stream restarts (unknown number of samples lost); NMEA names the seconds
+    again, placed on the stream through the callback times."""
+    rng = np.random.default_rng(12)
+    adc = Adc(t0_s=T0_S, ppm=-30.0)
+    sig = pps_channel(adc, FS_HZ * 40, seed=13)
+    lost = 31_337
+    restart = FS_HZ * 20
+    stream = np.concatenate([sig.samples[:restart], sig.samples[restart + lost:]])
+    model = ClockModel(FS_HZ)
+    finder = AudioPps(FS_HZ)
+    nmea_next = np.ceil(T0_S)
+
+    def true_s(delivered):
+        return adc.time_at(delivered + (lost if delivered >= restart else 0))
+
+    checked = []
+    for i, j in blocks(stream.size, rng, 1024, 1025):
+        if i <= restart < j:
+            model.report_gap(restart, None)
+        model.add_block(j, int(true_s(j) * NS) + int(rng.uniform(-2e6, 2e6)))
+        for e in finder.process(stream[i:j]):
+            model.add_edge(e)
+        while nmea_next + 0.3 <= true_s(j):           # sentence 0.3 s after its pulse
+            model.add_nmea_fix_time(int((nmea_next + 0.3) * NS), int(nmea_next * NS))
+            nmea_next += 1
+        if i <= restart + FS_HZ * 0.5 < j:            # just after the restart: no PPS yet
+            st = model.stamp(j - 1)
+            checked.append(st)
+            assert abs(st.t_ns - true_s(j - 1) * NS) <= st.t_unc_ns
+    assert checked and checked[0].timing == "system"
+    t = np.linspace(T0_S + 25, T0_S + 39, 20)
+    delivered = adc.sample_at(t) - lost
+    st = [model.stamp(s) for s in delivered]
+    err = np.array([s.t_ns for s in st]) - t * NS
+    assert all(s.timing == "pps-audio" for s in st)
+    assert np.abs(err).max() <= 10_000
+    assert model.status()["gaps"] == 1
