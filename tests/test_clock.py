@@ -5,7 +5,7 @@ import pytest
 
 from edge.clock import ClockModel, ClockUnavailable
 from edge.pps import AudioPps
-from timing_sim import FS_HZ, Adc, pps_channel
+from simulator.pps import FS_HZ, Adc, pps_channel
 
 T0_S = 1_790_000_000.371          # true UTC of sample 0 (not a whole second)
 NS = 1_000_000_000

@@ -8,7 +8,7 @@ import pytest
 
 from edge.pps import (PPS_FETCH, AudioPps, KernelPps, PpsError, decode_fdata,
                       encode_fetch_request)
-from timing_sim import FS_HZ, Adc, pps_channel
+from simulator.pps import FS_HZ, Adc, pps_channel
 
 T0_S = 1_790_000_000.6
 

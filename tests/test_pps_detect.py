@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 
 from edge.utctime import format_utc_ns
-from timing_sim import FS_HZ, Adc, pps_channel
+from simulator.pps import FS_HZ, Adc, pps_channel
 
 T0_S = 1_790_000_123.25
 NS = 1_000_000_000
