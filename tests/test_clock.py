@@ -94,20 +94,29 @@ def test_holdover_60_s_without_pps():
     assert model.status()["steps"] == 0
 
 
-def test_unreported_dropped_block_is_detected_as_step():
-    """480 samples vanish from the stream unannounced: the clock sees a step, opens a new
-    segment, and keeps the second numbering."""
-    rng = np.random.default_rng(6)
-    adc = Adc(t0_s=T0_S, ppm=20.0)
-    sig = pps_channel(adc, FS_HZ * 40, seed=7)
-    drop_at, drop_n = FS_HZ * 20 + 123, 480
+def run_with_drop(adc, seconds, drop_at, drop_n, report, seed):
+    """Streams a PPS channel from which ``drop_n`` samples vanish at ``drop_at``, telling
+    the model (``report``) or not; returns the model."""
+    rng = np.random.default_rng(seed)
+    sig = pps_channel(adc, FS_HZ * seconds, seed=seed + 1)
     stream = np.concatenate([sig.samples[:drop_at], sig.samples[drop_at + drop_n:]])
     model = ClockModel(FS_HZ)
     model.add_utc_hint(0, int(T0_S * NS))
     finder = AudioPps(FS_HZ)
     for i, j in blocks(stream.size, rng):
+        if report and i <= drop_at < j:
+            model.report_gap(drop_at, drop_n)
         for e in finder.process(stream[i:j]):
             model.add_edge(e)
+    return model
+
+
+def test_unreported_dropped_block_is_detected_as_step():
+    """480 samples vanish from the stream unannounced: the clock sees a step, opens a new
+    segment, and keeps the second numbering."""
+    adc = Adc(t0_s=T0_S, ppm=20.0)
+    drop_n = 480
+    model = run_with_drop(adc, 40, FS_HZ * 20 + 123, drop_n, report=False, seed=6)
     assert model.status()["steps"] == 1
     t = np.linspace(T0_S + 25, T0_S + 39, 30)
     delivered = adc.sample_at(t) - drop_n
@@ -116,19 +125,9 @@ def test_unreported_dropped_block_is_detected_as_step():
 
 
 def test_reported_gap_keeps_continuity():
-    rng = np.random.default_rng(8)
     adc = Adc(t0_s=T0_S, ppm=-20.0)
-    sig = pps_channel(adc, FS_HZ * 30, seed=9)
     drop_at, drop_n = FS_HZ * 12 + 77, 4096
-    stream = np.concatenate([sig.samples[:drop_at], sig.samples[drop_at + drop_n:]])
-    model = ClockModel(FS_HZ)
-    model.add_utc_hint(0, int(T0_S * NS))
-    finder = AudioPps(FS_HZ)
-    for i, j in blocks(stream.size, rng):
-        if i <= drop_at < j:
-            model.report_gap(drop_at, drop_n)
-        for e in finder.process(stream[i:j]):
-            model.add_edge(e)
+    model = run_with_drop(adc, 30, drop_at, drop_n, report=True, seed=8)
     st = model.status()
     assert st["steps"] == 0 and st["gaps"] == 1
     t = np.linspace(T0_S + 2, T0_S + 29, 50)
