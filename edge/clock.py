@@ -54,6 +54,7 @@ RECENT_LABELS_KEPT = 32
 HINT_MAX_UNC_NS = 450_000_000       # a coarse time must be this good to label a second
 LOCK_MAX_EDGE_AGE_S = 2.5           # "locked": an edge this recent and the seconds labelled
 MIN_HOST_POINTS = 8
+MAX_SEGMENTS = 64                   # older stretches of clock are forgotten
 
 
 class ClockUnavailable(RuntimeError):
@@ -86,6 +87,7 @@ class _Fit:
 class _Segment:
     start: float                     # first continuous sample index belonging here
     source: str
+    serial: int = 0
     xs: list = field(default_factory=list)     # continuous sample index of each edge
     ks: list = field(default_factory=list)     # integer second count of each edge
     sig: list = field(default_factory=list)    # random uncertainty of each edge, samples
@@ -182,6 +184,9 @@ class ClockModel:
     history_edges : int, optional
         Edges kept per segment (older ones are forgotten).
 
+    Feed one PPS source per model (audio edges or kernel PPS, not both).  Not thread-safe:
+    call it from the one worker that runs the detector.
+
     Examples
     --------
     >>> clock = ClockModel(48_000)
@@ -219,6 +224,7 @@ class ClockModel:
         self._fits: dict = {}
         self._latest = 0.0
         self._pending_start = None
+        self._serial = 0
         self.counts = Counter()
         self.last_timing = TIMING_SYSTEM
 
@@ -426,8 +432,10 @@ class ClockModel:
         return self._segments[-1].xs[-1] + 1 if self._segments else 0.0
 
     def _new_segment(self, start, source, edges, carry_from=None) -> None:
-        seg = _Segment(start=start, source=source)
+        self._serial += 1
+        seg = _Segment(start=start, source=source, serial=self._serial)
         self._segments.append(seg)
+        del self._segments[:-MAX_SEGMENTS]
         x0 = edges[0][0]
         for x, sig_s, sys_s in edges:
             k = int(round((x - x0) / self.nominal_rate_hz))
@@ -476,7 +484,7 @@ class ClockModel:
         """Least-squares line sample = a + b (k - kc) over the window around edge ``idx``,
         refitted once without residuals beyond ``OUTLIER_SIGMAS`` robust sigmas (MAD)."""
         lo, hi = self._window(seg, idx)
-        key = (id(seg), seg.ks[lo], seg.ks[hi - 1], hi - lo)
+        key = (seg.serial, seg.ks[lo], seg.ks[hi - 1], hi - lo)
         fit = self._fits.get(key)
         if fit is not None:
             return fit
