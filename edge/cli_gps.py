@@ -6,6 +6,7 @@ to the system clock, and the line says so (``clock=system``, degraded).
 """
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import threading
@@ -16,6 +17,7 @@ from earwitness.cli import UserError
 NS_PER_S = 1_000_000_000
 PPS_LOCK_MAX_AGE_S = 1.5
 PPS_FETCH_TIMEOUT_S = 1.5
+SILENCE_WARN_S = 5.0
 MODE_NAMES = {1: "no fix", 2: "2D", 3: "3D"}
 
 
@@ -47,7 +49,9 @@ class _PpsWatch(threading.Thread):
                 ev = self.device.fetch(PPS_FETCH_TIMEOUT_S)
             except PpsError as exc:
                 self.error = str(exc.strerror or exc)
-                continue
+                if exc.errno == errno.ETIMEDOUT:
+                    continue
+                return
             except OSError as exc:
                 self.error = str(exc)
                 return
@@ -55,7 +59,8 @@ class _PpsWatch(threading.Thread):
 
     def status(self) -> dict:
         if self.last is None or time.monotonic() - self.last[1] > PPS_LOCK_MAX_AGE_S:
-            return {"pps_locked": False, "clock": {"timing": "system", "system_offset_ns": None}}
+            return {"pps_locked": False, "pps_error": self.error,
+                    "clock": {"timing": "system", "system_offset_ns": None}}
         assert_ns = self.last[0]
         # the pulse marks a whole UTC second: what the system clock adds to it is its offset
         offset = assert_ns - round(assert_ns / NS_PER_S) * NS_PER_S
@@ -85,7 +90,8 @@ def _text(fix, status: dict | None) -> str:
         if status["pps_locked"]:
             parts.append(f"pps=locked clock={clock['timing']} offset={clock['system_offset_ns'] / 1e3:+.1f}us")
         else:
-            parts.append(f"pps=none clock={clock['timing']} (degraded)")
+            why = f" ({status['pps_error']})" if status.get("pps_error") else ""
+            parts.append(f"pps=none{why} clock={clock['timing']} (degraded)")
     return " ".join(parts)
 
 
@@ -132,13 +138,22 @@ def run(args) -> int:
     except GpsError as exc:
         raise UserError(str(exc)) from None
     with gps:
+        heard = time.monotonic()
         try:
-            for fix in gps.fixes():
-                status = watch.status() if watch else _no_pps_status(fix)
-                _emit(fix, status, args.json, out)
-                shown += 1
-                if args.count and shown >= args.count:
-                    break
+            while not (args.count and shown >= args.count):
+                fixes = gps.read()
+                now = time.monotonic()
+                if fixes:
+                    heard = now
+                elif now - heard > SILENCE_WARN_S:
+                    heard = now
+                    c = gps.stream.counts
+                    print(f"earwitness gps: no fix from {args.port} in {SILENCE_WARN_S:.0f} s "
+                          f"({c['sentences']} sentences, {c['bad_checksum']} bad checksums, "
+                          f"{c['garbage']} garbage lines: wrong --baud?)", file=sys.stderr, flush=True)
+                for fix in fixes[:args.count - shown if args.count else None]:
+                    _emit(fix, watch.status() if watch else _no_pps_status(fix), args.json, out)
+                    shown += 1
         except GpsError as exc:
             raise UserError(str(exc)) from None
     return 0

@@ -81,3 +81,25 @@ def test_user_errors_are_one_line():
         assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1
     out = gps()
     assert out.returncode == 2 and "one of the arguments --port --replay is required" in out.stderr
+
+
+def test_silent_port_and_non_pps_device_are_reported():
+    """A port that sends nothing gets a warning line; /dev/null as PPS device is named as
+    not a PPS device in the status line, and the clock is flagged degraded."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "earwitness", "gps", "--port", os.ttyname(slave),
+                             "--pps", "/dev/null", "--count", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        warning = proc.stderr.readline()
+        assert "no fix from" in warning and "wrong --baud?" in warning
+        raw = (DATA / "bds_mix.nmea").read_bytes()
+        os.write(master, raw)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0
+    assert "pps=none (/dev/null is not a PPS device) clock=system (degraded)" in out
