@@ -16,6 +16,7 @@ from earwitness import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("edge.cli_detect", "detect impulses in a WAV file and print pulses JSONL"),
     "locate": ("fusion.cli_locate", "associate and locate shots among pulses; print incidents JSONL"),
+    "gps": ("edge.cli_gps", "GPS diagnostic: one line per fix from a serial port or an NMEA log; PPS and clock"),
 }
 
 
