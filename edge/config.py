@@ -30,6 +30,8 @@ import sys
 import typing
 import urllib.parse
 
+from edge.utctime import parse_utc_ns
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -211,9 +213,8 @@ def _check(cfg: Config, where: str) -> None:
     if a.block < 1 or a.ring_s <= 0:
         fail("audio.block and audio.ring_s must be positive")
     if a.start_utc is not None:
-        from edge.audio import parse_utc  # one parser for the config and the CLI
         try:
-            parse_utc(a.start_utc)
+            parse_utc_ns(a.start_utc)
         except ValueError as exc:
             fail(f"audio.start_utc: {exc}")
     if t.pps not in PPS_MODES:
