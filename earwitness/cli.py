@@ -15,6 +15,7 @@ from earwitness import __version__
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("edge.cli_detect", "detect impulses in a WAV file and print pulses JSONL"),
+    "sim": ("simulator.cli_sim", "run a scenario: render per-sensor audio or the pulses of a fleet"),
 }
 
 
