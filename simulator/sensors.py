@@ -22,7 +22,7 @@ SELF_NOISE_DB = 30.0                   # equivalent input noise of a good MEMS m
 PPS_AMPLITUDE_FS = 0.5                 # the PPS step through the input divider, fraction of full scale
 PPS_WIDTH_S = 0.1                      # u-blox default PPS pulse: 100 ms high
 PPS_TAU_S = 0.01                       # AC-coupling time constant (a 16 Hz high-pass)
-PPS_RISE_S = 5e-6                      # edge rise time after the input's anti-alias filter (σ of an erf)
+PPS_RISE_S = 1e-5                      # edge rise after the ADC decimation filter (σ of an erf, ~0.5 sample)
 OVERRUN_BLOCK = 1024                   # samples lost when the capture callback overruns
 DROPOUT_S = (0.01, 0.1)                # zeroed stretches when the audio interface glitches
 
