@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusion.sensors import Sensors
+
 NS_PER_S = 1_000_000_000
 # Beyond this the closest pulse is not the arrival the locator used.
 MATCH_TOLERANCE_S = 0.05
@@ -17,28 +19,13 @@ MATCH_TOLERANCE_S = 0.05
 ECHO_WINDOW_S = 2.0
 
 
-def speed_of_sound_m_s(temperature_c: float) -> float:
-    """Speed of sound in dry air, c = 20.03 * sqrt(T + 273.15) m/s (as in TN098)."""
-    return 20.03 * float(np.sqrt(temperature_c + 273.15))
+def _distance_m(shot: dict, sensor_enu: np.ndarray, sensors: Sensors) -> float:
+    # Horizontal distance, as the default 2D locator: the shooter near the ground, sensors on roofs.
+    delta = sensor_enu[:2] - sensors.to_enu(shot)[:2]
+    return float(np.hypot(delta[0], delta[1]))
 
 
-def _xyz(d: dict) -> np.ndarray:
-    return np.array([float(d.get("x", 0.0)), float(d.get("y", 0.0)), float(d.get("z", 0.0))])
-
-
-def _distance_m(shot: dict, sensor: dict) -> float:
-    if "lat" in shot:
-        import pymap3d
-
-        e, n, u = pymap3d.geodetic2enu(sensor["lat"], sensor["lon"], sensor.get("alt", 0.0),
-                                       shot["lat"], shot["lon"], sensor.get("alt", 0.0))
-        return float(np.hypot(e, n))
-    # 2D like the default locator: a shooter near the ground, sensors on rooftops at unknown height offsets.
-    delta = _xyz(sensor) - _xyz(shot)
-    return float(np.hypot(delta[0], delta[1])) if "z" not in shot else float(np.linalg.norm(delta))
-
-
-def attribute(incident: dict, pulses: list[dict], sensors: dict, c_m_s: float) -> tuple[list[int], dict[int, str]]:
+def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float) -> tuple[list[int], dict[int, str]]:
     """Split ``pulses`` (stored, each with ``id``, ``sensor``, ``t_ns``) into used ids and rejected {id: reason}.
 
     Parameters
@@ -47,16 +34,16 @@ def attribute(incident: dict, pulses: list[dict], sensors: dict, c_m_s: float) -
         Located incident per the Incidents contract.
     pulses : list of dict
         The pulses of the incident's time window.
-    sensors : dict
-        Sensor id -> position dict (same frame as the incident).
+    sensors : fusion.sensors.Sensors
+        Sensor positions (the frame the incident is in).
     c_m_s : float
         Speed of sound used for the predicted arrivals.
     """
     shots = sorted(incident.get("shots", []), key=lambda s: s["t_ns"])
     predicted: dict[tuple[int, str], int] = {}
     for k, shot in enumerate(shots):
-        for name in sensors:
-            predicted[(k, name)] = int(shot["t_ns"] + _distance_m(shot, sensors[name]) / c_m_s * NS_PER_S)
+        for name, i in sensors.index.items():
+            predicted[(k, name)] = int(shot["t_ns"] + _distance_m(shot, sensors.enu_m[i], sensors) / c_m_s * NS_PER_S)
     used: list[int] = []
     taken: set[int] = set()
     for k, shot in enumerate(shots):
@@ -73,7 +60,7 @@ def attribute(incident: dict, pulses: list[dict], sensors: dict, c_m_s: float) -
         if p["id"] in taken:
             continue
         name = p["sensor"]
-        if name not in sensors:
+        if name not in sensors.index:
             rejected[p["id"]] = "sensor not in the registry"
             continue
         lags = [(p["t_ns"] - predicted[(k, name)]) / NS_PER_S for k in range(len(shots))]
