@@ -65,7 +65,7 @@ class AudioPps:
             raise ValueError(f"polarity must be 0, 1 or -1, not {polarity!r}")
         if not 0 < max_pulse_width_s < 0.5:
             raise ValueError("max_pulse_width_s must be between 0 and 0.5 s")
-        # the C extension; edge.detector's import explains how to build it when it is missing
+        # ImportError here: the C extension is not built (`make test` or `pip install -e .`)
         from edge._native import ffi, lib
 
         self._ffi, self._lib = ffi, lib
