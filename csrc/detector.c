@@ -271,8 +271,19 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
             a = i;
         }
     }
+    /* the centred envelope rises up to env_half samples before the signal does: the
+     * onset is the first sample itself above thr within that reach, when there is one */
+    int64_t k = a, reach = a + d->env_half < pk ? a + d->env_half : pk;
+    while (k < reach && fabs(r[k & m]) < thr) {
+        k++;
+    }
     double onset = (double)a;
-    if (a > lo) {
+    if (fabs(r[k & m]) >= thr && k > lo) {
+        double below = fabs(r[(k - 1) & m]), above = fabs(r[k & m]);
+        double frac = above > below ? (thr - below) / (above - below) : 1.0;
+        onset = (double)(k - 1) + fmin(1.0, fmax(0.0, frac));
+        a = k;
+    } else if (a > lo) {
         double below = sqrt(window_energy(d, a - 1, lo, end) / width);
         double above = sqrt(window_energy(d, a, lo, end) / width);
         double frac = above > below ? (thr - below) / (above - below) : 1.0;

@@ -116,7 +116,8 @@ def test_onsets_found_at_every_rate(rate_hz):
     pulses = run_c(gunshot_clip(rate_hz, 2.0, shots, seed=rate_hz), rate_hz)
     onsets_s = np.array([p.sample / rate_hz for p in pulses])
     assert len(pulses) == len(shots)
-    assert np.max(np.abs(onsets_s - shots)) < 0.5e-3
+    # a clean blast over noise: the onset to within one sample of the truth
+    assert np.max(np.abs(onsets_s - shots)) < 1.0 / rate_hz
 
 
 def test_automatic_fire_60_ms_apart_gives_one_pulse_per_shot():
