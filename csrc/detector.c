@@ -423,10 +423,17 @@ static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
     }                                                                                   \
     return count
 
+/* NaN or infinity (a broken float file) would poison every recursive state for good. */
+static inline double ew_finite_or_zero(float v)
+{
+    double x = (double)v;
+    return x - x == 0.0 ? x : 0.0; /* false only for NaN and +-inf */
+}
+
 size_t ew_detector_do(ew_detector_t *d, const float *in, size_t n,
                       ew_pulse_t *out, size_t max_out, size_t *consumed)
 {
-    EW_RUN((double)in[i]);
+    EW_RUN(ew_finite_or_zero(in[i]));
 }
 
 size_t ew_detector_do_s16(ew_detector_t *d, const int16_t *in, size_t n,

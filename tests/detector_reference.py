@@ -60,6 +60,7 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
     p = {**DEFAULTS, **params}
     x = np.asarray(samples)
     x = x / 32768.0 if x.dtype == np.int16 else x.astype(np.float32).astype(np.float64)
+    x[~np.isfinite(x)] = 0.0
     n_total = len(x)
     y = signal.sosfilt(signal.butter(HP_ORDER, p["highpass_hz"], "highpass", fs=rate_hz, output="sos"), x)
     e = y * y

@@ -100,6 +100,17 @@ def test_strided_and_float64_input_are_taken_as_float32():
     assert run_c(x.astype(np.float64), 12000) == run_c(x, 12000)
 
 
+def test_nan_and_infinity_count_as_silence_and_do_not_kill_the_detector():
+    x = gunshot_clip(12000, 2.0, (0.5, 1.5), seed=14)
+    broken = x.copy()
+    broken[[3000, 3001, 9000]] = [np.nan, np.inf, -np.inf]
+    clean = x.copy()
+    clean[[3000, 3001, 9000]] = 0
+    assert run_c(broken, 12000) == run_c(clean, 12000)
+    assert len(run_c(broken, 12000)) == 2
+    assert_agree(run_c(broken, 12000), ref.detect(broken, 12000))
+
+
 def test_int16_and_float32_give_the_same_pulses():
     x16 = (gunshot_clip(48000, 2.0, (0.5, 1.2), seed=5) * 32767).astype(np.int16)
     a = run_c(x16, 48000)
