@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import detector_reference as ref
 from edge.detector import PARAMS, Detector, Pulse, default_params
@@ -91,6 +93,15 @@ def test_irregular_blocks_give_the_same_pulses():
     pulses = [p for part in np.split(x, cuts) for p in det.process(part)] + det.flush()
     assert pulses == run_c(x, 16000)
     assert det.samples_seen == len(x)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), cuts=st.lists(st.integers(1, 4000), min_size=1, max_size=40))
+def test_any_cut_into_blocks_gives_the_pulses_of_the_whole(seed, cuts):
+    x, _ = random_scene(16000, 1.5, seed, n_impulses=6)
+    det = Detector(16000)
+    pulses = [p for part in np.split(x, np.cumsum(cuts)[np.cumsum(cuts) < len(x)]) for p in det.process(part)]
+    assert pulses + det.flush() == run_c(x, 16000)
 
 
 def test_strided_and_float64_input_are_taken_as_float32():
