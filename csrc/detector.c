@@ -45,13 +45,13 @@ struct ew_detector {
     double a_sta, a_mta, a_lta_up, a_lta_down;
     double on_ratio, jump_ratio;           /* energy ratios */
     double onset_snr, onset_rel;           /* amplitude ratios */
-    int64_t step_len, warm_steps, window, lookback, peak_search, gap;
+    int64_t step_len, warm_steps, window, lookback, peak_search, gap, env_half;
     /* running state */
     double sta, mta, lta, step_sum;
     int64_t step_count, warm_done, n;     /* n: samples processed so far */
     int step_busy, state;
-    int64_t trig;
-    double trig_lta;
+    int64_t trig, last_end;               /* last_end: where the previous pulse window closed */
+    double trig_lta, trig_mta;
     /* ring buffer of y, length mask + 1 (a power of two) */
     double *ring;
     int64_t mask;
@@ -68,12 +68,13 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->warmup_ms = 100.0;
     p->trigger_db = 12.0;
     p->jump_db = 6.0;
-    p->window_ms = 30.0;
+    p->window_ms = 15.0;
     p->lookback_ms = 10.0;
-    p->peak_search_ms = 3.0;
-    p->onset_snr_db = 6.0;
+    p->peak_search_ms = 0.0;
+    p->onset_snr_db = 3.0;
     p->onset_rel_db = -20.0;
     p->gap_ms = 1.0;
+    p->envelope_ms = 0.5;
 }
 
 static int64_t samples_of(double ms, double rate_hz)
@@ -104,6 +105,8 @@ int ew_detector_check(double rate_hz, const ew_detector_params_t *p, char *why, 
         msg = "window_ms must be > 0 (two samples or more) and 0 <= peak_search_ms <= window_ms";
     } else if (!(p->lookback_ms >= 0.0 && p->gap_ms >= 0.0 && p->lookback_ms <= 1000.0 && p->window_ms <= 1000.0)) {
         msg = "lookback_ms and gap_ms must be >= 0, lookback_ms and window_ms at most 1000";
+    } else if (!(p->envelope_ms >= 0.0 && p->envelope_ms <= p->window_ms)) {
+        msg = "envelope_ms must be >= 0 and at most window_ms";
     } else if (!(p->onset_rel_db <= 0.0 && isfinite(p->onset_snr_db))) {
         msg = "onset_rel_db must be <= 0 and onset_snr_db finite";
     }
@@ -172,6 +175,7 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
     d->lookback = samples_of(p.lookback_ms, rate_hz);
     d->peak_search = samples_of(p.peak_search_ms, rate_hz);
     d->gap = samples_of(p.gap_ms, rate_hz);
+    d->env_half = samples_of(p.envelope_ms / 2.0, rate_hz);
     int64_t need = d->lookback + d->window + 2, size = 1;
     while (size < need) {
         size <<= 1;
@@ -183,6 +187,7 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
     }
     d->mask = size - 1;
     d->state = EW_IDLE;
+    d->last_end = -1;
     return d;
 }
 
@@ -221,12 +226,29 @@ static double band_energy(const ew_detector_t *d, const ew_biquad_t *b, int64_t 
     return e;
 }
 
+/* Sum of y^2 over [c - env_half, c + env_half], samples outside [lo, hi] counted as 0. */
+static double window_energy(const ew_detector_t *d, int64_t c, int64_t lo, int64_t hi)
+{
+    int64_t from = c - d->env_half < lo ? lo : c - d->env_half;
+    int64_t to = c + d->env_half > hi ? hi : c + d->env_half;
+    double e = 0.0;
+    for (int64_t i = from; i <= to; i++) {
+        double v = d->ring[i & d->mask];
+        e += v * v;
+    }
+    return e;
+}
+
 /* The pulse triggered at d->trig, its window ending at sample `end` (inclusive). */
 static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
 {
     const double *r = d->ring;
     const int64_t m = d->mask;
-    int64_t lo = d->trig - d->lookback;
+    /* the look-back stops at the previous pulse window: its echoes are not this onset */
+    int64_t lo = d->trig - d->lookback, after_last = d->last_end + 1;
+    if (lo < after_last) {
+        lo = after_last < d->trig ? after_last : d->trig;
+    }
     if (lo < 0) {
         lo = 0;
     }
@@ -240,19 +262,24 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
             pk = i;
         }
     }
-    double sigma = sqrt(d->trig_lta);
+    /* background: the noise floor, or the echo tail of a previous shot if louder */
+    double sigma = sqrt(fmax(d->trig_lta, d->trig_mta));
     double thr = fmax(d->onset_snr * sigma, d->onset_rel * peak);
-    /* earliest sample above thr joined to the first peak by gaps of at most d->gap */
+    /* earliest sample whose smoothed envelope clears thr, joined to the first peak by
+     * gaps of at most d->gap; smoothing keeps the gap test independent of the rate */
+    const double width = (double)(2 * d->env_half + 1);
     int64_t a = pk;
     for (int64_t i = pk - 1; i >= lo && a - i <= d->gap + 1; i--) {
-        if (fabs(r[i & m]) >= thr) {
+        if (window_energy(d, i, lo, end) >= thr * thr * width) {
             a = i;
         }
     }
     double onset = (double)a;
     if (a > lo) {
-        double below = fabs(r[(a - 1) & m]), above = fabs(r[a & m]);
-        onset = (double)(a - 1) + (above > below ? (thr - below) / (above - below) : 1.0);
+        double below = sqrt(window_energy(d, a - 1, lo, end) / width);
+        double above = sqrt(window_energy(d, a, lo, end) / width);
+        double frac = above > below ? (thr - below) / (above - below) : 1.0;
+        onset = (double)(a - 1) + fmin(1.0, fmax(0.0, frac));
     }
     double gpeak = 0.0, energy = 0.0;
     int64_t gpk = a;
@@ -280,7 +307,7 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     out->peak_dbfs = 2.0 * db10(gpeak);
     out->snr_db = 2.0 * db10(gpeak) - db10(d->trig_lta);
     out->noise_dbfs = db10(d->trig_lta);
-    out->rise_ms = ((double)pk - onset) * ms;
+    out->rise_ms = ((double)gpk - onset) * ms;
     out->duration_ms = ((double)last - onset) * ms;
     out->decay_ms = (double)(last - gpk) * ms;
     out->crest_db = 2.0 * db10(gpeak) - db10(energy / count);
@@ -307,6 +334,7 @@ static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
     int emitted = 0;
     if (d->state == EW_ACTIVE && n == d->trig + d->window) {
         finish(d, n, out);
+        d->last_end = n;
         d->state = EW_IDLE;
         emitted = 1;
     }
@@ -315,6 +343,7 @@ static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
         d->state = EW_ACTIVE;
         d->trig = n;
         d->trig_lta = d->lta;
+        d->trig_mta = d->mta;
     }
     d->step_sum += p;
     d->step_busy |= d->state;
@@ -366,6 +395,7 @@ size_t ew_detector_flush(ew_detector_t *d, ew_pulse_t *out, size_t max_out)
         return 0;
     }
     finish(d, d->n - 1, out);
+    d->last_end = d->n - 1;
     d->state = EW_IDLE;
     return 1;
 }

@@ -31,10 +31,11 @@ typedef struct {
     double jump_db;         /* ... and above the mid-term average by this much */
     double window_ms;       /* after a trigger: pulse window, no new trigger inside it */
     double lookback_ms;     /* onset search before the trigger */
-    double peak_search_ms;  /* first peak searched up to this long after the trigger */
+    double peak_search_ms;  /* onset reference peak: look-back up to this long after the trigger */
     double onset_snr_db;    /* onset level: at least this far above the noise rms ... */
     double onset_rel_db;    /* ... and at least this far relative to the first peak (<0) */
     double gap_ms;          /* quiet longer than this ends the backward onset search */
+    double envelope_ms;     /* onset search on the mean energy over this long (centred) */
 } ew_detector_params_t;
 
 typedef struct {
@@ -44,7 +45,7 @@ typedef struct {
     double peak_dbfs;       /* peak |x| of the high-passed signal in the pulse window */
     double snr_db;          /* peak over the noise-floor rms */
     double noise_dbfs;      /* noise-floor rms at the trigger */
-    double rise_ms;         /* onset to first peak */
+    double rise_ms;         /* onset to the highest peak */
     double duration_ms;     /* onset to the last sample above the duration level */
     double decay_ms;        /* highest peak to the last sample above the duration level */
     double crest_db;        /* peak over rms of the pulse window */

@@ -34,7 +34,10 @@ DEFAULT_T_UNC_S = 1e-3
 TOLERANCE_S = 0.02
 # Temperatures tried for the first shot when the speed of sound is unknown; the shot's own
 # fit then estimates c within the plausible range.
-TRIAL_TEMPERATURES_C = tuple(np.arange(-30.0, 45.1, 7.5))
+# Step between them: 5 degC is about 3 m/s, a few ms over the ranges of one shot.
+TRIAL_STEP_C = 5.0
+# Tried from the usual outward, so the usual case sets a high bar for the rest early.
+TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
 CLASS_UNCLASSIFIED = "impulsive"
@@ -139,8 +142,6 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     quiet_s = span_m / C_MIN + TOLERANCE_S
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
     trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
-    # Slowness step between trial speeds, times the array span: the emission-time slack.
-    speed_slack_s = 0.5 * float(np.max(np.abs(np.diff(1.0 / np.array(trial_speeds))))) * span_m
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -148,8 +149,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             continue
         shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
                            c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
-                           min_sensors=need, speeds=() if c_known else trial_speeds,
-                           speed_slack_s=speed_slack_s)
+                           min_sensors=need, speeds=() if c_known else trial_speeds)
         for shot in shots:
             shot.pulses = seg[shot.pulses]
         t0 = np.array([s.t0_s for s in shots])
