@@ -18,6 +18,7 @@ budgets.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import queue
@@ -52,6 +53,7 @@ NOISE_PERCENTILE = 10
 MIN_LEVEL_DBFS = -200.0
 PULSE_RATE_WINDOW_S = 60
 COMMAND_QUEUE = 16
+KERNEL_PPS_WAIT_S = 1.5
 THERMAL_ZONE = "/sys/class/thermal/thermal_zone0/temp"
 
 
@@ -160,6 +162,26 @@ class Node:
             e = cfg.evidence
             self.evidence = EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
                                            hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
+        # Time sources read on their own threads; the worker alone touches the clock model.
+        self._time_events: queue.SimpleQueue = queue.SimpleQueue()
+        self.gps = self.kernel_pps = None
+        self.fix = None
+        self.gps_error: str | None = None
+        if cfg.timing.gps_port:
+            from edge.nmea import GpsError, GpsReader
+
+            try:
+                self.gps = GpsReader(cfg.timing.gps_port, cfg.timing.gps_baud)
+            except (GpsError, ValueError) as exc:
+                raise NodeError(str(exc)) from None
+        if cfg.timing.pps == "kernel":
+            from edge.pps import KernelPps, PpsError
+
+            try:
+                self.kernel_pps = KernelPps(cfg.timing.pps_device)
+            except (PpsError, OSError) as exc:
+                raise NodeError(f"timing.pps_device {cfg.timing.pps_device}: {exc}") from None
+        self._last_mark: tuple[int, int] | None = None  # (delivered sample, host ns) of the newest block
         self._stop = threading.Event()
         self._worker_done = threading.Event()
         self._pending: collections.deque = collections.deque()  # detector pulses not yet stamped
@@ -193,8 +215,6 @@ class Node:
             from edge.pps import AudioPps
 
             pps = AudioPps(rate)
-        elif t.pps == "kernel":
-            raise NodeError("timing.pps = 'kernel' is not wired into the node yet; use 'audio' or 'none'")
         # Host capture times mean something only for a live stream, not a replayed file.
         return clock, pps, a.source != "wav"
 
@@ -233,9 +253,12 @@ class Node:
         a = self.cfg.audio
         if chunk.gap:
             self.clock.report_gap(chunk.start, chunk.lost_frames)
+        if chunk.marks:
+            self._last_mark = chunk.marks[-1]
         if self._host_marks:
             for end, host_ns in chunk.marks:
                 self.clock.model.add_block(end, host_ns)
+        self._feed_time_events()
         if self.pps is not None:
             pps = chunk.data[:, a.pps_channel]
             if pps.dtype == np.int16:
@@ -250,6 +273,50 @@ class Node:
         if self.evidence is not None:
             self.evidence.write(mic, chunk.start, gap=chunk.gap)
         self._measure_noise(mic)
+
+    def _feed_time_events(self) -> None:
+        while True:
+            try:
+                kind, value = self._time_events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "pps":
+                self.clock.model.add_kernel_pps(value)
+            elif kind == "fix" and value.t_ns is not None and value.received_ns is not None and self._last_mark:
+                # Where the audio stream was when the sentence arrived, from the newest block's
+                # capture time: good to a block, far inside the half second a label needs.
+                end, host_ns = self._last_mark
+                sample = end + (value.received_ns - host_ns) * self.rate_hz / NS_PER_S
+                if isinstance(self.clock, ModelClock):
+                    self.clock.model.add_nmea_time(sample, value.t_ns // NS_PER_S)
+
+    def _gps_loop(self) -> None:
+        from edge.nmea import GpsError
+
+        while not self._stop.is_set():
+            try:
+                fixes = self.gps.read()
+            except GpsError as exc:  # unplugged: reported in health, pulses go on with the clock's holdover
+                self.gps_error = str(exc)
+                log.warning("%s", exc)
+                return
+            for fix in fixes:
+                self.fix = fix
+                self._time_events.put(("fix", fix))
+
+    def _kernel_pps_loop(self) -> None:
+        from edge.pps import PpsError
+
+        while not self._stop.is_set():
+            try:
+                event = self.kernel_pps.fetch(timeout_s=KERNEL_PPS_WAIT_S)
+            except (PpsError, OSError) as exc:
+                if exc.errno == errno.ETIMEDOUT:
+                    continue  # no pulse: the clock holds over and says so in its status
+                log.warning("kernel PPS: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            self._time_events.put(("pps", event.assert_ns))
 
     def _stamp_ready(self, final: bool = False) -> None:
         wait = STAMP_WAIT_S * self.rate_hz
@@ -308,7 +375,7 @@ class Node:
             "t_ns": time.time_ns(),
             "node": self.cfg.node.name,
             "uptime_s": round(now - self._started, 1),
-            "gps": None,  # filled when a GPS receiver is configured and read
+            "gps": self._gps_health(),
             "pps_locked": bool(clock.get("locked")),
             "timing": clock.get("timing"),
             "clock_offset_ns": clock.get("system_offset_ns"),
@@ -330,6 +397,15 @@ class Node:
             "disk_free_bytes": disk.free,
             "evidence_bytes": self.evidence.disk_bytes() if self.evidence else 0,
         }
+        return out
+
+    def _gps_health(self) -> dict | None:
+        if self.gps is None:
+            return None
+        fix = self.fix
+        out = {"fix": fix.mode if fix else 1, "sats": fix.sats if fix else 0, "hdop": fix.hdop if fix else None,
+               "error": self.gps_error}
+        out.update(self.gps.stream.health())
         return out
 
     def _health_loop(self) -> None:
@@ -377,6 +453,10 @@ class Node:
         threads = [threading.Thread(target=self._work, name="ew-worker", daemon=True),
                    threading.Thread(target=self._health_loop, name="ew-health", daemon=True),
                    threading.Thread(target=self._command_loop, name="ew-commands", daemon=True)]
+        if self.gps is not None:
+            threads.append(threading.Thread(target=self._gps_loop, name="ew-gps", daemon=True))
+        if self.kernel_pps is not None:
+            threads.append(threading.Thread(target=self._kernel_pps_loop, name="ew-pps", daemon=True))
         for t in threads:
             t.start()
         self.source.start(self.ring)
@@ -407,6 +487,9 @@ class Node:
         for t in threads:
             t.join(5)
         self.publisher.stop()
+        for reader in (self.gps, self.kernel_pps):
+            if reader is not None:
+                reader.close()
         left = self.outbox.depth()
         self.outbox.close()
         return left

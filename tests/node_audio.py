@@ -2,7 +2,7 @@
 
 Channel 0 is the microphone: low background noise plus Friedlander-shaped blasts
 (p(t) = (1 - t/T) exp(-b t/T), a few ms long) at the given times; channel 1 is silent or,
-with ``pps=True``, carries a GPS PPS pulse from the timing tests' known-truth generator.
+with ``pps``, carries a GPS PPS pulse from the timing tests' known-truth generator.
 """
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ def blast(rate_hz: int = RATE_HZ) -> np.ndarray:
     return BLAST_AMPLITUDE * (1 - t) * np.exp(-FRIEDLANDER_B * t)
 
 
-def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps: bool = False, seed: int = 0):
-    """Write the WAV (16-bit stereo) and return the onset sample index of each blast."""
+def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps=None, seed: int = 0):
+    """Write the WAV (16-bit stereo) and return the onset sample index of each blast.
+
+    ``pps``: a ``simulator.pps.Adc`` whose clock the PPS in channel 1 is rendered by.
+    """
     rng = np.random.default_rng(seed)
     n = int(seconds * rate_hz)
     mic = rng.standard_normal(n) * NOISE_RMS
@@ -32,10 +35,10 @@ def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps: bool 
         i = int(round(t * rate_hz))
         mic[i:i + len(b)] += b[:n - i]
         onsets.append(i)
-    if pps:
-        from timing_sim import Adc, pps_channel
+    if pps is not None:
+        from simulator.pps import pps_channel
 
-        second = pps_channel(Adc(t0_s=0.25, ppm=0.0), n).samples
+        second = pps_channel(pps, n).samples
     else:
         second = np.zeros(n)
     sf.write(path, np.stack([mic, second], axis=1), rate_hz, subtype="PCM_16")
