@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 NS_PER_S = 1_000_000_000
 INT16_FULL_SCALE = 32768.0
 READ_BLOCKS = 8  # the worker takes up to this many source blocks at once
+# ... and wakes once this much audio waits: fewer wake-ups per second cost less CPU, and
+# 0.1 s is nothing beside the wait for the next PPS edge.
+READ_MIN_S = 0.1
 READ_TIMEOUT_S = 0.2
 # A pulse is stamped once a PPS edge after it is known (interpolation, not extrapolation),
 # or after this long without one.
@@ -231,9 +234,10 @@ class Node:
 
     def _work(self) -> None:
         try:
-            max_frames = self.cfg.audio.block * READ_BLOCKS
+            min_frames = round(READ_MIN_S * self.rate_hz)
+            max_frames = max(self.cfg.audio.block * READ_BLOCKS, 2 * min_frames)
             while not self._stop.is_set():
-                chunk = self.ring.read(max_frames, READ_TIMEOUT_S)
+                chunk = self.ring.read(max_frames, READ_TIMEOUT_S, min_frames)
                 if chunk is None:
                     break
                 if len(chunk.data):
