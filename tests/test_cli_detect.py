@@ -82,6 +82,7 @@ def test_bad_inputs_get_one_line_and_a_nonzero_exit(tmp_path, clip):
         (("--channel", "-1", good), "--channel"),
         (("--start-utc", "yesterday noon", good), "--start-utc"),
         (("--pps-channel", "1", good), "needs --start-utc"),
+        (("--start-utc", "2026-01-01T00:00:00Z", "--pps-channel", "1", good), "no channel 1"),
         ((slow,), "sample rate"),
     ]
     for args, reason in cases:
