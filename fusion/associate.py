@@ -1,0 +1,294 @@
+"""Association: which pulses are the first arrivals of one shot.
+
+Among unassociated pulses (shots, echoes, noise, any sensors) a shot is the largest set of
+pulses, at most one per sensor, that straight-line propagation from one point at one
+emission time explains to within a tolerance (the mutual-consistency test of TN098 §II.A/C).
+Echoes and non-line-of-sight arrivals come late by amounts that differ per sensor, so they
+do not join the consistent set.
+
+Search (:func:`best_seed`): for a candidate source point g every pulse implies an emission
+time ``t_i - |g - s_i| / c``; the pulses of one shot pile up in a short window. Moving the
+point by at most r changes each implied time by at most r / c, so the count in a window
+widened by 2 r / c at a cell's centre bounds the count anywhere in the cell. That bound
+drives a best-first branch and bound over a quadtree of the area (Land & Doig 1960): cells
+whose bound cannot beat the best leaf found are never split, so no grid is searched blindly.
+The seed is then refined by least squares and re-selection of one pulse per sensor
+(:func:`grow_shot`); the shot's pulses are removed and the search repeats for the next shot,
+so a pulse belongs to at most one shot, and shots of a burst whose arrivals interleave
+differently at each sensor are separated by their emission times.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusion.multilaterate import Geometry, fit_shots
+
+# Smallest quadtree cell (m): the emission-time slack it adds, 2 r / c, stays a few ms.
+LEAF_SIZE_M = 2.0
+# Cells per side of the first level of the quadtree.
+ROOT_CELLS = 16
+# Search area: the reporting sensors' bounding box widened by this fraction of its span
+# (at least MIN_MARGIN_M): shooters well outside an array are not located reliably anyway.
+MARGIN_FRACTION = 0.25
+MIN_MARGIN_M = 200.0
+# Cells split per step of the branch and bound (vectorised together).
+BATCH_CELLS = 16
+# Robust fit scale and rounds of re-selection while growing a shot.
+ROBUST_SCALE_S = 5e-3
+GROW_ROUNDS = 4
+# A shot needs at least this fraction of the sensors of the strongest shot found among the
+# same pulses: sets of echoes (and the echo off a wall beside the shooter, which looks like a
+# second source there) agree across far fewer sensors than the first arrivals do.
+RELATIVE_SUPPORT = 0.5
+# Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).
+SELECTION_GEOMETRY = Geometry("2d")
+
+
+@dataclass
+class Shot:
+    """One associated shot: its pulses and the fit that selected them."""
+
+    pulses: np.ndarray  # indices into the pulse arrays, one per sensor
+    position: np.ndarray  # solved coordinates (x, y[, z]) in the local frame
+    t0_s: float  # emission time on the caller's time origin
+    c: float  # speed of sound used
+
+
+def _previous_gap_s(sensor: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """Per pulse, the time since the previous pulse of the same sensor (inf for the first)."""
+    order = np.lexsort((t_s, sensor))
+    gap = np.full(len(t_s), np.inf)
+    same = sensor[order][1:] == sensor[order][:-1]
+    gap[order[1:][same]] = np.diff(t_s[order])[same]
+    return gap
+
+
+def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most distinct sensors whose implied emission times fit a window, per row of ``emit``.
+
+    Two pulses of one sensor differ in implied emission time exactly as in arrival time,
+    whatever the candidate point, so a pulse in a window adds a new sensor iff the previous
+    pulse of its sensor (``gap_s`` earlier) lies before the window's start. Windows start at
+    each pulse; their ends come from one :func:`numpy.searchsorted` over the sorted rows laid
+    end to end (each lifted by a stride so rows never mix), and the repeats are counted over
+    the few pulses a window holds rather than all pairs. Returns the count and the start of
+    the best window per row.
+    """
+    g, n = emit.shape
+    order = np.argsort(emit, axis=1)
+    e = np.take_along_axis(emit, order, axis=1)
+    prev = e - gap_s[order]
+    base = e - e[:, :1]
+    stride = float(base[:, -1].max() + width_s.max()) + 1.0
+    lifted = base + (np.arange(g) * stride)[:, None]
+    ends = np.searchsorted(lifted.ravel(), (lifted + width_s[:, None]).ravel(), side="right").reshape(g, n)
+    length = ends - (np.arange(g) * n)[:, None] - np.arange(n)[None, :]
+    counts = length.copy()
+    for k in range(1, int(length.max())):
+        counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k])
+    best = np.argmax(counts, axis=1)
+    rows = np.arange(g)
+    return counts[rows, best], e[rows, best]
+
+
+def _emission_times(points: np.ndarray, xy: np.ndarray, t_s: np.ndarray, c: float) -> np.ndarray:
+    diff = points[:, None, :] - xy[None, :, :]
+    return t_s[None, :] - np.sqrt(np.einsum("gnk,gnk->gn", diff, diff)) / c
+
+
+def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
+              bounds: tuple[float, float, float, float], floor: int = 0,
+              hints: np.ndarray | None = None) -> tuple[int, np.ndarray, float]:
+    """Branch-and-bound search for the point where most sensors' pulses agree on one emission time.
+
+    Parameters
+    ----------
+    xy : ndarray, shape (n, 2)
+        Position of each pulse's sensor.
+    sensor : ndarray of int, shape (n,)
+        Sensor index of each pulse.
+    t_s : ndarray, shape (n,)
+        Arrival times, seconds.
+    c : float
+        Speed of sound, m/s.
+    window_s : float
+        Width of the emission-time window that counts as consistent.
+    bounds : (x_min, y_min, x_max, y_max)
+        Area searched.
+    floor : int
+        Support not worth finding: cells that cannot beat it are pruned at once.
+    hints : ndarray, shape (k, 2), optional
+        Points tried first (e.g. where earlier shots were): a good early incumbent lets the
+        bound prune most of the area; the result is the same.
+
+    Returns
+    -------
+    support : int
+        Number of distinct sensors at the best leaf (``floor`` if none beats it).
+    point : ndarray, shape (2,)
+    emit_start_s : float
+        Start of the best emission-time window.
+    """
+    x0, y0, x1, y1 = bounds
+    size = max(x1 - x0, y1 - y0) / ROOT_CELLS
+    cx, cy = np.meshgrid(x0 + size * (np.arange(ROOT_CELLS) + 0.5), y0 + size * (np.arange(ROOT_CELLS) + 0.5))
+    gap = _previous_gap_s(sensor, t_s)
+    best = (floor, np.array([(x0 + x1) / 2, (y0 + y1) / 2]), 0.0)
+
+    def bound(points, sizes):
+        slack = window_s + sizes * math.sqrt(2.0) / c
+        return _distinct_counts(_emission_times(points, xy, t_s, c), gap, slack)
+
+    if hints is not None and len(hints):
+        hints = np.asarray(hints, dtype=float).reshape(-1, 2)
+        values, starts = bound(hints, np.full(len(hints), LEAF_SIZE_M))
+        k = int(np.argmax(values))
+        if values[k] > best[0]:
+            best = (int(values[k]), hints[k].copy(), float(starts[k]))
+    pool_xy = np.column_stack([cx.ravel(), cy.ravel()])
+    pool_h = np.full(len(pool_xy), size)
+    pool_ub, pool_start = bound(pool_xy, pool_h)
+    while len(pool_ub):
+        keep = pool_ub > best[0]
+        pool_xy, pool_h, pool_ub, pool_start = pool_xy[keep], pool_h[keep], pool_ub[keep], pool_start[keep]
+        if not len(pool_ub):
+            break
+        take = np.argsort(-pool_ub, kind="stable")[:BATCH_CELLS]
+        rest = np.ones(len(pool_ub), dtype=bool)
+        rest[take] = False
+        cells_xy, cells_h, cells_ub, cells_start = pool_xy[take], pool_h[take], pool_ub[take], pool_start[take]
+        pool_xy, pool_h, pool_ub, pool_start = pool_xy[rest], pool_h[rest], pool_ub[rest], pool_start[rest]
+        leaf = cells_h <= LEAF_SIZE_M
+        if leaf.any():
+            # A leaf's bound is its value: the window slack it carries is a few ms.
+            k = int(np.argmax(np.where(leaf, cells_ub, -1)))
+            if cells_ub[k] > best[0]:
+                best = (int(cells_ub[k]), cells_xy[k].copy(), float(cells_start[k]))
+        split = ~leaf & (cells_ub > best[0])
+        if split.any():
+            quarter = cells_h[split, None] / 4.0
+            offsets = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=float)
+            child_xy = (cells_xy[split, None, :] + offsets[None, :, :] * quarter[:, :, None]).reshape(-1, 2)
+            child_h = np.repeat(cells_h[split] / 2.0, 4)
+            child_ub, child_start = bound(child_xy, child_h)
+            pool_xy = np.concatenate([pool_xy, child_xy])
+            pool_h = np.concatenate([pool_h, child_h])
+            pool_ub = np.concatenate([pool_ub, child_ub])
+            pool_start = np.concatenate([pool_start, child_start])
+    return best
+
+
+def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """Of candidate pulses, the one per sensor with the smallest |residual|."""
+    order = candidates[np.argsort(np.abs(residual[candidates]))]
+    _, first = np.unique(sensor[order], return_index=True)
+    return np.sort(order[first])
+
+
+def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray,
+              sigma_s: np.ndarray, available: np.ndarray, c: float, geometry: Geometry,
+              tol_s: float, start, *, fit_c: bool = False) -> Shot | None:
+    """Refine a seed set into a shot: fit, re-select one pulse per sensor within ``tol_s``, repeat.
+
+    Each round fits position and emission time (robust soft-L1 loss, so a late arrival in the
+    set pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
+    closest to its prediction if within ``tol_s``, and stops when the set no longer changes.
+    """
+    chosen = seed
+    pos, t0 = start
+    for _ in range(GROW_ROUNDS):
+        fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
+                        fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
+        pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
+        src = geometry.source_coords(pos)
+        diff = geometry.sensor_coords(sensors_m) - src
+        residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+        candidates = np.flatnonzero(available & (np.abs(residual) <= tol_s))
+        if len(candidates) == 0:
+            return None
+        new = _nearest_per_sensor(candidates, sensor, residual)
+        if np.array_equal(new, chosen):
+            break
+        chosen = new
+    return Shot(chosen, np.asarray(pos), t0, c)
+
+
+def search_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
+    """The area searched: the sensors' bounding box widened by a margin."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    margin = max(MIN_MARGIN_M, MARGIN_FRACTION * float(np.max(hi - lo)))
+    return float(lo[0] - margin), float(lo[1] - margin), float(hi[0] + margin), float(hi[1] + margin)
+
+
+def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndarray:
+    """Pulses whose implied emission time at ``point`` falls in the window: one per sensor."""
+    diff = point - xy
+    emit = t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+    centre = start_s + width_s / 2.0
+    candidates = np.flatnonzero(available & (emit >= start_s) & (emit <= start_s + width_s))
+    return _nearest_per_sensor(candidates, sensor, emit - centre)
+
+
+def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
+               c: float, *, tol_s: float, min_sensors: int,
+               speeds: tuple[float, ...] = ()) -> list[Shot]:
+    """Associate pulses into shots, largest consistent set first, each pulse used at most once.
+
+    Parameters
+    ----------
+    sensors_m : ndarray, shape (n, 3)
+        Position of each pulse's sensor (local metres).
+    sensor : ndarray of int, shape (n,)
+        Sensor index of each pulse.
+    t_s, sigma_s : ndarray, shape (n,)
+        Arrival times and their sigmas, seconds.
+    c : float
+        Speed of sound, m/s.
+    tol_s : float
+        Largest |measured - predicted| arrival time of a pulse kept in a shot.
+    min_sensors : int
+        Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
+        shot's (so a much weaker shot among the same pulses is not reported).
+    speeds : tuple of float
+        When given, c is unknown: the first shot is searched at each of these speeds (the
+        one where most sensors agree wins), grown with c estimated, and the estimate used
+        for the rest.
+
+    Returns
+    -------
+    list of Shot, in the order found (largest first).
+    """
+    xy = sensors_m[:, :2]
+    bounds = search_bounds(xy)
+    available = np.ones(len(t_s), dtype=bool)
+    shots: list[Shot] = []
+    window_s = 2.0 * tol_s
+    while len(np.unique(sensor[available])) >= min_sensors:
+        idx = np.flatnonzero(available)
+        fit_c = bool(speeds) and not shots
+        trials = speeds if fit_c else (c,)
+        needed = max(min_sensors, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
+        hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
+        # Each trial speed only has to beat the best so far, so later trials prune early.
+        (support, point, start), speed = (needed - 1, None, 0.0), c
+        for trial in trials:
+            found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, window_s, bounds, max(support, needed - 1), hints)
+            if found[0] > support:
+                (support, point, start), speed = found, trial
+        if support < needed:
+            break
+        seed = _seed_set(xy, sensor, t_s, speed, point, start, window_s + 2 * LEAF_SIZE_M / speed, available)
+        t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
+        shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
+                         (point, t0), fit_c=fit_c)
+        if shot is None or len(shot.pulses) < needed:
+            available[seed] = False  # cannot form a shot: never seed from them again
+            continue
+        if fit_c:
+            c = shot.c
+        shots.append(shot)
+        available[shot.pulses] = False
+    return shots

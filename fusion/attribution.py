@@ -1,0 +1,78 @@
+"""Which stored pulses a located incident used, and why each other pulse was rejected.
+
+The locator's output names, per shot, the sensors whose first arrival it used; this module
+finds for each such (shot, sensor) the pulse closest to the predicted straight-line arrival
+``t_shot + distance / c`` and labels every other pulse of the incident's window by how it
+relates to the shots: a late arrival (echo or diffracted path) of a shot, an arrival that no
+shot explains, or a pulse from a sensor the registry does not place.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fusion.sensors import Sensors
+
+NS_PER_S = 1_000_000_000
+# Beyond this the closest pulse is not the arrival the locator used.
+MATCH_TOLERANCE_S = 0.05
+# A pulse this long after a shot's predicted arrival at its sensor is counted as that shot's echo.
+ECHO_WINDOW_S = 2.0
+
+
+def _distance_m(shot: dict, sensor_enu: np.ndarray, sensors: Sensors) -> float:
+    # Horizontal distance, as the default 2D locator: the shooter near the ground, sensors on roofs.
+    delta = sensor_enu[:2] - sensors.to_enu(shot)[:2]
+    return float(np.hypot(delta[0], delta[1]))
+
+
+def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float) -> tuple[list[int], dict[int, str]]:
+    """Split ``pulses`` (stored, each with ``id``, ``sensor``, ``t_ns``) into used ids and rejected {id: reason}.
+
+    Parameters
+    ----------
+    incident : dict
+        Located incident per the Incidents contract.
+    pulses : list of dict
+        The pulses of the incident's time window.
+    sensors : fusion.sensors.Sensors
+        Sensor positions (the frame the incident is in).
+    c_m_s : float
+        Speed of sound used for the predicted arrivals.
+    """
+    shots = sorted(incident.get("shots", []), key=lambda s: s["t_ns"])
+    predicted: dict[tuple[int, str], int] = {}
+    for k, shot in enumerate(shots):
+        for name, i in sensors.index.items():
+            predicted[(k, name)] = int(shot["t_ns"] + _distance_m(shot, sensors.enu_m[i], sensors) / c_m_s * NS_PER_S)
+    used: list[int] = []
+    taken: set[int] = set()
+    for k, shot in enumerate(shots):
+        for name in shot.get("sensors", []):
+            cands = [p for p in pulses if p["sensor"] == name and p["id"] not in taken]
+            if not cands or (k, name) not in predicted:
+                continue
+            best = min(cands, key=lambda p: abs(p["t_ns"] - predicted[(k, name)]))
+            if abs(best["t_ns"] - predicted[(k, name)]) <= MATCH_TOLERANCE_S * NS_PER_S:
+                used.append(best["id"])
+                taken.add(best["id"])
+    rejected: dict[int, str] = {}
+    for p in pulses:
+        if p["id"] in taken:
+            continue
+        name = p["sensor"]
+        if name not in sensors.index:
+            rejected[p["id"]] = "sensor not in the registry"
+            continue
+        lags = [(p["t_ns"] - predicted[(k, name)]) / NS_PER_S for k in range(len(shots))]
+        after = [(lag, k) for k, lag in enumerate(lags) if 0 <= lag <= ECHO_WINDOW_S]
+        if after:
+            lag, k = min(after)
+            if lag <= MATCH_TOLERANCE_S:
+                rejected[p["id"]] = f"inconsistent with shot {k + 1} (+{lag * 1000:.0f} ms): not a line-of-sight first arrival"
+            else:
+                rejected[p["id"]] = f"echo or late arrival of shot {k + 1} (+{lag * 1000:.0f} ms after predicted)"
+        elif any(lag < 0 for lag in lags) and all(lag < 0 for lag in lags):
+            rejected[p["id"]] = f"before any shot could be heard ({min(-lag for lag in lags) * 1000:.0f} ms early): noise"
+        else:
+            rejected[p["id"]] = "not explained by any located shot"
+    return used, rejected

@@ -1,0 +1,138 @@
+"""``earwitness fusion --config fusion.toml``: run the fusion server until SIGTERM or Ctrl-C.
+
+The configuration (TOML; relative paths are relative to the file)::
+
+    site = "pgh"                          # topics ew/v1/{site}/...
+    broker = "mqtt://127.0.0.1:1883"      # mqtts:// for TLS
+    registry = "nodes.toml"               # the nodes: id, public key, position
+    database = "fusion.db"                # SQLite file, or postgresql://user@host/db
+    # schema = "pgh"                      # PostgreSQL schema
+    # client_id = "fusion-pgh-1"          # stable: the broker keeps this session's messages
+    # shared_group = "fusion"             # MQTT v5 shared subscription among workers
+    # temperature_c = 4.0                 # else the locator estimates the speed of sound
+    # mode = "2d"                         # 2d, 2.5d or 3d
+    # margin_s = 1.0                      # added to the propagation window
+    # webhook = "https://dispatch.example/alerts"
+    # cap_sender = "earwitness@city.example"
+    # cap_status = "Actual"               # or Exercise, Test, ...
+    # [tls]
+    # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import pathlib
+import signal
+import threading
+
+from earwitness.cli import UserError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+MODES = ("2d", "2.5d", "3d")
+CAP_STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
+TLS_KEYS = ("ca", "cert", "key")
+SIGNAL_POLL_S = 0.5
+# key -> (type(s), required)
+SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "site": ((str,), True), "broker": ((str,), True), "registry": ((str,), True),
+    "database": ((str,), False), "schema": ((str,), False), "client_id": ((str,), False),
+    "shared_group": ((str,), False), "temperature_c": ((int, float), False), "mode": ((str,), False),
+    "margin_s": ((int, float), False), "webhook": ((str,), False), "cap_sender": ((str,), False),
+    "cap_status": ((str,), False), "tls": ((dict,), False),
+}
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", required=True, metavar="FILE", help="fusion.toml")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def load_config(path: str | pathlib.Path):
+    """Read and validate the TOML configuration; UserError (one line) on any problem."""
+    from fusion.mqttlink import parse_mqtt_url
+    from fusion.service import FusionConfig
+
+    path = pathlib.Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - set(SCHEMA)
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    for key, (types, required) in SCHEMA.items():
+        if key not in data:
+            if required:
+                raise UserError(f"{path}: missing setting {key!r}")
+            continue
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise UserError(f"{path}: {key} must be a {' or '.join(t.__name__ for t in types)}")
+    site = data["site"]
+    if not site or any(c in site for c in "/+#"):
+        raise UserError(f"{path}: site must be a non-empty name without / + #")
+    try:
+        parse_mqtt_url(data["broker"])
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    if data.get("mode", "2d") not in MODES:
+        raise UserError(f"{path}: mode must be one of {', '.join(MODES)}")
+    if data.get("cap_status", "Actual") not in CAP_STATUSES:
+        raise UserError(f"{path}: cap_status must be one of {', '.join(CAP_STATUSES)}")
+    for key in ("temperature_c", "margin_s"):
+        if key in data and not math.isfinite(data[key]):
+            raise UserError(f"{path}: {key} must be finite")
+    if data.get("margin_s", 1.0) < 0:
+        raise UserError(f"{path}: margin_s must be >= 0")
+    tls = data.get("tls")
+    if tls is not None:
+        bad = set(tls) - set(TLS_KEYS)
+        if bad or not all(isinstance(v, str) for v in tls.values()):
+            raise UserError(f"{path}: [tls] takes string paths {', '.join(TLS_KEYS)} only")
+        tls = {k: str(path.parent / v) for k, v in tls.items()}
+    database = data.get("database", "fusion.db")
+    if "://" not in database:
+        database = str(path.parent / database)
+    fields = {f.name for f in dataclasses.fields(FusionConfig)}
+    values = {k: v for k, v in data.items() if k in fields}
+    values.update(registry=path.parent / data["registry"], database=database, tls=tls)
+    return FusionConfig(**values)
+
+
+def run(args) -> int:
+    import sqlalchemy as sa
+
+    from fusion.registry import RegistryError
+    from fusion.service import FusionService
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config)
+    try:
+        service = FusionService(config)
+    except RegistryError as exc:
+        raise UserError(str(exc)) from None
+    except (ValueError, sa.exc.SQLAlchemyError) as exc:
+        raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
+    try:
+        service.start()
+    except (OSError, ConnectionError) as exc:
+        service.store.close()
+        raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    logging.getLogger("fusion").info("fusion server for site %s running; %d nodes registered",
+                                     config.site, len(service.registry.positions))
+    while not done.wait(SIGNAL_POLL_S):
+        pass
+    service.stop()
+    counts = dict(service.ingest.rejected)
+    logging.getLogger("fusion").info("stopped: %d pulses accepted, rejected %s, %d alerts",
+                                     service.ingest.accepted, counts, service.alerts_published)
+    return 0

@@ -1,0 +1,197 @@
+"""Live incidents: group arriving pulses in time, locate as they come, revise, finalise.
+
+Pulses join a *group* when they fall within the propagation window of its pulses: the time
+sound needs to cross the array (its diameter over the slowest plausible speed of sound) plus
+a margin.  Every time a group gains pulses it is located again with :func:`fusion.locate.locate`;
+a located incident is published ``preliminary`` the first time (as soon as enough mutually
+consistent sensors report for the locator to give a shot), ``revised`` when more pulses
+change it, and ``final`` once no pulse has joined the group for one window of wall-clock
+time, so no first arrival of its shots can still be on its way.
+
+Example::
+
+    tracker = IncidentTracker(registry, site="pgh", temperature_c=4.0)
+    for update in tracker.add(stored_pulses, received_ns=time.time_ns()):
+        store.save_incident(update.incident, update.status, update.used, update.rejected, update.meta)
+    updates = tracker.expire(time.time_ns())
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import earwitness
+from fusion.attribution import attribute
+from fusion.locate import locate
+from fusion.multilaterate import C_MIN
+from fusion.registry import Registry
+
+log = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+DEFAULT_MARGIN_S = 1.0
+# Changes smaller than these are not worth a new revision.
+POSITION_STEP_M = 0.5
+ERROR_STEP_M = 0.5
+M_PER_DEGREE = 111_320.0   # of latitude; an upper bound for longitude
+# The keys of a pulse the locator reads.
+LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns")
+
+
+@dataclasses.dataclass
+class Update:
+    """One revision to store and publish."""
+
+    incident: dict
+    status: str
+    used: list[int]
+    rejected: dict[int, str]
+    meta: dict
+    trigger_received_ns: int   # when the latest pulse that led to this revision reached the server
+
+
+@dataclasses.dataclass
+class _Tracked:
+    incident_id: str
+    body: dict
+    published: bool = False
+    changed: bool = True
+
+
+@dataclasses.dataclass
+class _Group:
+    pulses: list[dict]
+    first_t_ns: int
+    last_t_ns: int
+    last_received_ns: int
+    dirty: bool = True
+    tracked: list[_Tracked] = dataclasses.field(default_factory=list)
+
+
+class IncidentTracker:
+    """Turns a stream of stored pulses into incident revisions.
+
+    Parameters
+    ----------
+    registry : fusion.registry.Registry
+        Node positions (the frame of the output).
+    site : str
+        Prefix of incident ids, so ids stay unique across sites sharing a database.
+    temperature_c : float, optional
+        Air temperature; when None the locator estimates the speed of sound.
+    mode : str
+        Locator geometry, ``"2d"``, ``"2.5d"`` or ``"3d"``.
+    margin_s : float
+        Added to the propagation window (network delay, clock error, diffraction).
+    """
+
+    def __init__(self, registry: Registry, site: str, temperature_c: float | None = None, mode: str = "2d",
+                 margin_s: float = DEFAULT_MARGIN_S):
+        self.registry = registry
+        self.site = site
+        self.temperature_c = temperature_c
+        self.mode = mode
+        self.window_ns = int((registry.diameter_m() / C_MIN + margin_s) * NS_PER_S)
+        self.groups: list[_Group] = []
+
+    def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
+        """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the groups they changed."""
+        for p in pulses:
+            self._join(p, received_ns)
+        return self._relocate(received_ns)
+
+    def expire(self, now_ns: int) -> list[Update]:
+        """Finalise the groups no pulse has joined for one window; returns their final revisions."""
+        updates = []
+        for group in [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]:
+            self.groups.remove(group)
+            updates += self._locate_group(group, group.last_received_ns, final=True)
+        return updates
+
+    def flush(self) -> list[Update]:
+        """Finalise every open group now (at shutdown or the end of a replay)."""
+        updates = []
+        for group in self.groups:
+            updates += self._locate_group(group, group.last_received_ns, final=True)
+        self.groups = []
+        return updates
+
+    def _join(self, pulse: dict, received_ns: int) -> None:
+        t = int(pulse["t_ns"])
+        near = [g for g in self.groups if g.first_t_ns - self.window_ns <= t <= g.last_t_ns + self.window_ns]
+        if not near:
+            self.groups.append(_Group([pulse], t, t, received_ns))
+            return
+        group = near[0]
+        for other in near[1:]:  # the pulse bridges two groups: they are one
+            group.pulses += other.pulses
+            group.tracked += other.tracked
+            group.first_t_ns, group.last_t_ns = min(group.first_t_ns, other.first_t_ns), max(group.last_t_ns, other.last_t_ns)
+            self.groups.remove(other)
+        group.pulses.append(pulse)
+        group.first_t_ns, group.last_t_ns = min(group.first_t_ns, t), max(group.last_t_ns, t)
+        group.last_received_ns = max(group.last_received_ns, received_ns)
+        group.dirty = True
+
+    def _relocate(self, received_ns: int) -> list[Update]:
+        updates = []
+        for group in self.groups:
+            if group.dirty:
+                updates += self._locate_group(group, received_ns, final=False)
+        return updates
+
+    def _locate_group(self, group: _Group, trigger_ns: int, final: bool) -> list[Update]:
+        if group.dirty:
+            group.dirty = False
+            located = locate([{k: p[k] for k in LOCATOR_KEYS if k in p} for p in group.pulses],
+                             self.registry.sensors, self.temperature_c, mode=self.mode)
+            self._match(group, located)
+        updates = []
+        for tracked in group.tracked:
+            status = "final" if final else ("revised" if tracked.published else "preliminary")
+            if not final and tracked.published and not tracked.changed:
+                continue
+            if final and not tracked.published and not tracked.changed:
+                continue
+            tracked.published, tracked.changed = True, False
+            body = dict(tracked.body, incident=tracked.incident_id)
+            c_m_s = body.get("c_mps") or C_MIN
+            used, rejected = attribute(body, group.pulses, self.registry.sensors, c_m_s)
+            updates.append(Update(incident=body, status=status, used=used, rejected=rejected,
+                                  meta=self._meta(body, group), trigger_received_ns=trigger_ns))
+        return updates
+
+    def _match(self, group: _Group, located: list[dict]) -> None:
+        """Pair each located incident with the tracked one it revises (closest in time), or track it anew."""
+        free = list(group.tracked)
+        for inc in located:
+            best = min(free, key=lambda t: abs(t.body["t_ns"] - inc["t_ns"]), default=None)
+            if best is not None and abs(best.body["t_ns"] - inc["t_ns"]) <= self.window_ns:
+                free.remove(best)
+                best.changed = best.changed or _differs(best.body, inc)
+                best.body = inc
+            else:
+                group.tracked.append(_Tracked(f"{self.site}-{inc['incident']}", inc))
+
+    def _meta(self, incident: dict, group: _Group) -> dict:
+        names = {p["sensor"] for p in group.pulses} | set(incident.get("sensors", []))
+        return {
+            "sensors": {n: self.registry.positions[n] for n in sorted(names) if n in self.registry.positions},
+            "temperature_c": self.temperature_c,
+            "speed_of_sound_m_s": incident.get("c_mps"),
+            "mode": self.mode,
+            "software": earwitness.__version__,
+            "locator": "fusion.locate.locate",
+            "window_s": self.window_ns / NS_PER_S,
+        }
+
+
+def _differs(old: dict, new: dict) -> bool:
+    if old.get("rounds") != new.get("rounds") or old.get("sensors") != new.get("sensors"):
+        return True
+    if abs(float(old.get("err_m", 0)) - float(new.get("err_m", 0))) >= ERROR_STEP_M:
+        return True
+    keys = ("x", "y") if "x" in new else ("lat", "lon")
+    if keys[0] == "lat":
+        return any(abs(float(old[k]) - float(new[k])) >= POSITION_STEP_M / M_PER_DEGREE for k in keys)
+    return any(abs(float(old[k]) - float(new[k])) >= POSITION_STEP_M for k in keys)

@@ -1,0 +1,151 @@
+"""Ingest: verify pulse messages, de-duplicate, store, and send every rejection to the dead letter.
+
+A pulse message arrives on ``ew/v1/{site}/node/{node}/pulse``.  It is accepted when the topic
+is well formed, the payload decodes (:func:`edge.wire.decode`: length, version, fields, a
+node in the registry, the topic's node, the Ed25519 signature) and its (node, sequence) is
+new.  Accepted pulses are committed to the store in one transaction per batch *before* the
+caller acknowledges them to the broker.  Anything else is published to
+``ew/v1/{site}/deadletter`` as JSON with its reason and counted; nothing a node (or an
+attacker) sends can stop the server.
+
+A QoS 1 message redelivered after a crash of the server (MQTT DUP flag set) whose bytes
+match the stored ones is already accepted: it is acknowledged quietly, not dead-lettered.
+
+Example::
+
+    ingest = PulseIngest(site="pgh", registry=registry, store=store, publish=link.publish)
+    accepted = ingest.process([(received_ns, msg), ...])   # stored pulse dicts
+    for _, msg in batch: link.ack(msg)
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+from typing import Callable
+
+from edge import wire
+from fusion.registry import Registry
+from fusion.store import PulseRecord, Store, sha256_hex
+
+log = logging.getLogger(__name__)
+
+# Dead-letter records carry at most this much of a rejected payload (hex), for diagnosis.
+DEADLETTER_PAYLOAD_BYTES = 256
+TOPIC_PARTS = 6     # ew / v1 / site / node / NODE / kind
+REASON_TOPIC = "topic"
+REASON_REPLAY = "replay"
+REASON_HEALTH = "health"
+
+
+@dataclasses.dataclass
+class Rejection:
+    reason: str
+    detail: str
+    topic: str
+    received_ns: int
+    payload: bytes
+
+
+def topic_node(topic: str, site: str, kind: str) -> str | None:
+    """The node name in ``ew/v1/{site}/node/{node}/{kind}``, or None if the topic is not of that form."""
+    parts = topic.split("/")
+    if len(parts) != TOPIC_PARTS or parts[:4] != ["ew", "v1", site, "node"] or parts[5] != kind or not parts[4]:
+        return None
+    return parts[4]
+
+
+def pulse_dict(name: str, msg: wire.PulseMessage) -> dict:
+    """A decoded message as a pulse of the Pulses JSONL contract."""
+    pulse = {"sensor": name, "t_ns": msg.t_ns, "t_unc_ns": msg.t_unc_ns, "timing": msg.timing}
+    features = dict(msg.features)
+    for top in ("snr_db", "peak_dbfs"):
+        if top in features:
+            pulse[top] = features.pop(top)
+    if features:
+        pulse["features"] = features
+    return pulse
+
+
+class PulseIngest:
+    """Verification, de-duplication, storage and dead-lettering of one site's pulse messages.
+
+    Parameters
+    ----------
+    site : str
+        The site name in the topics.
+    registry : fusion.registry.Registry
+        Known nodes and their keys.
+    store : fusion.store.Store
+        Where accepted pulses are committed.
+    publish : callable(topic, payload)
+        Sends a dead-letter record (the MQTT link's publish, QoS 1).
+    """
+
+    def __init__(self, site: str, registry: Registry, store: Store, publish: Callable[[str, bytes], object]):
+        self.site = site
+        self.registry = registry
+        self.store = store
+        self.publish = publish
+        self.deadletter_topic = f"ew/v1/{site}/deadletter"
+        self.accepted = 0
+        self.redelivered = 0
+        self.rejected: collections.Counter = collections.Counter()
+
+    def process(self, batch: list[tuple[int, object]]) -> list[dict]:
+        """Handle a batch of ``(received_ns, message)`` (message: ``.topic``, ``.payload``, ``.dup``).
+
+        Returns the newly stored pulses (with their store ``id``), committed when this returns.
+        """
+        records, sources, rejections = [], [], []
+        for received_ns, msg in batch:
+            payload = bytes(msg.payload)
+            name = topic_node(msg.topic, self.site, "pulse")
+            if name is None:
+                rejections.append(Rejection(REASON_TOPIC, "not ew/v1/{site}/node/{node}/pulse", msg.topic, received_ns, payload))
+                continue
+            try:
+                decoded = wire.decode(payload, self.registry.keyring, topic_node=name)
+            except wire.WireError as exc:
+                rejections.append(Rejection(exc.reason, exc.detail, msg.topic, received_ns, payload))
+                continue
+            records.append(PulseRecord(name, decoded.seq, pulse_dict(name, decoded), payload, received_ns))
+            sources.append(msg)
+        ids = self.store.add_pulses(records)
+        accepted_ids = []
+        for record, msg, row_id in zip(records, sources, ids):
+            if row_id is not None:
+                accepted_ids.append(row_id)
+            elif getattr(msg, "dup", False) and self.store.pulse_sha256(record.node, record.seq) == sha256_hex(record.raw):
+                self.redelivered += 1
+            else:
+                rejections.append(Rejection(REASON_REPLAY, f"node {record.node} seq {record.seq} already received",
+                                            msg.topic, record.received_ns, record.raw))
+        self.accepted += len(accepted_ids)
+        for rejection in rejections:
+            self.dead_letter(rejection)
+        return self.store.pulses(ids=accepted_ids) if accepted_ids else []
+
+    def dead_letter(self, rejection: Rejection) -> None:
+        """Count a rejection and publish it on the dead-letter topic."""
+        self.rejected[rejection.reason] += 1
+        record = {"reason": rejection.reason, "detail": rejection.detail, "topic": rejection.topic,
+                  "received_ns": rejection.received_ns, "size": len(rejection.payload),
+                  "payload_hex": rejection.payload[:DEADLETTER_PAYLOAD_BYTES].hex()}
+        log.info("dead letter: %s (%s) on %s", rejection.reason, rejection.detail, rejection.topic)
+        self.publish(self.deadletter_topic, json.dumps(record, sort_keys=True).encode())
+
+    def health(self, received_ns: int, msg) -> None:
+        """Store a node's health report (JSON object on ``.../node/{node}/health``); dead-letter it if malformed."""
+        payload = bytes(msg.payload)
+        name = topic_node(msg.topic, self.site, "health")
+        try:
+            body = json.loads(payload)
+            if name is None or name not in self.registry.positions or not isinstance(body, dict):
+                raise ValueError("not a JSON object from a registered node")
+        except ValueError as exc:
+            self.dead_letter(Rejection(REASON_HEALTH, str(exc), msg.topic, received_ns, payload))
+            return
+        t_ns = body.get("t_ns")
+        self.store.record_health(name, t_ns if isinstance(t_ns, int) else received_ns, body)

@@ -1,0 +1,217 @@
+"""Locate: from unassociated pulses to incidents with located, counted, ordered shots.
+
+The public entry point is :func:`locate`; ``earwitness locate`` and the fusion server call
+it. Steps: split the pulses at quiet gaps; associate first arrivals into shots
+(:mod:`fusion.associate`); fit every shot of an incident in the chosen geometry, with the
+speed of sound from the temperature or estimated jointly for the incident
+(:mod:`fusion.multilaterate`); group shots into incidents and shooters and order them by
+discharge time (:mod:`fusion.shooters`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+
+import numpy as np
+
+from fusion.associate import find_shots
+from fusion.multilaterate import (
+    C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
+)
+from fusion.pulses import Pulses, parse_pulses
+from fusion.sensors import Sensors, read_sensors
+from fusion.shooters import cluster_shooters, split_incidents
+
+log = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+# Timing sigma assumed for a pulse that states none (ms-resolution reports, as in TN098).
+DEFAULT_T_UNC_S = 1e-3
+# Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
+# 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
+TOLERANCE_S = 0.02
+# Temperatures tried for the first shot when the speed of sound is unknown; the shot's own
+# fit then estimates c within the plausible range.
+# Step between them: 5 degC is about 3 m/s, a few ms over the ranges of one shot.
+TRIAL_STEP_C = 5.0
+# Tried from the usual outward, so the usual case sets a high bar for the rest early.
+TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
+# Speed of sound used where it is unknown and cannot be estimated.
+FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
+CLASS_UNCLASSIFIED = "impulsive"
+ERR_DECIMALS = 2
+ID_FORMAT = "%Y%m%dT%H%M%S"
+
+
+def min_sensors(mode: str) -> int:
+    """Fewest sensors a shot needs in ``mode``: d + 2, so the solution is unique (TN098 §II.D)."""
+    return solve_dims(mode) + 1 + 1
+
+
+def _as_sensors(sensors) -> Sensors:
+    if isinstance(sensors, Sensors):
+        return sensors
+    if isinstance(sensors, (str, os.PathLike)):
+        return read_sensors(sensors)
+    if isinstance(sensors, dict):
+        return Sensors.from_local(sensors)
+    raise TypeError("sensors must be a Sensors, a Sensors CSV path or a {id: (x, y, z)} dict")
+
+
+def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
+    """Indices of pulses per stretch of activity: a gap longer than ``quiet_s`` splits."""
+    order = np.argsort(t_s, kind="stable")
+    breaks = np.flatnonzero(np.diff(t_s[order]) > quiet_s) + 1
+    return np.split(order, breaks)
+
+
+def _incident_id(t_ns: int) -> str:
+    when = dt.datetime.fromtimestamp(t_ns // NS_PER_S, tz=dt.timezone.utc)
+    return f"{when.strftime(ID_FORMAT)}.{(t_ns % NS_PER_S) // 1_000_000:03d}Z"
+
+
+def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",
+           ground_z_m: float | None = None) -> list[dict]:
+    """Associate, locate, count and order shots among unassociated pulses.
+
+    Parameters
+    ----------
+    pulses : list of dict or Pulses
+        Pulses ``{"sensor": str, "t_ns": int, ...}`` (optional ``t_unc_ns``) in any order:
+        any mix of shots, echoes and noise. Pulses that cannot be used (unknown sensor, NaN,
+        malformed) are left out and logged; exact repeats are dropped.
+    sensors : Sensors, path of a Sensors CSV, or dict {id: (x, y, z)}
+        Sensor positions (local metres or WGS84); output positions use the same frame.
+    temperature_c : float, optional
+        Air temperature; speed of sound c = 20.03 sqrt(T + 273.15). When omitted, c is
+        estimated from the shots of each incident.
+    mode : {"2d", "2.5d", "3d"}
+        Geometry of the final fit (TN098 §II.E); association is always 2D.
+    ground_z_m : float, optional
+        Source height (local z / ENU up, metres) held in ``"2.5d"``; default: the lowest
+        participating sensor's.
+
+    Returns
+    -------
+    list of dict
+        Incidents in time order, per the Incidents JSONL contract of DESIGN.md::
+
+            {"incident": str, "t_ns": int, "x", "y", "z" (or "lat", "lon", "alt"),
+             "err_m": float, "rounds": int, "shooters": int, "class": str,
+             "confidence": float, "c_mps": float,
+             "shots": [{"t_ns", "x", "y", "z" (or lat/lon/alt), "err_m", "shooter",
+                        "sensors"}, ...],
+             "sensors": [str, ...]}
+
+        ``t_ns`` of a shot is its estimated discharge time at the source; shots are in
+        discharge order; ``shooter`` numbers shooters in order of their first shot;
+        ``err_m`` is the radius of the circle holding the true horizontal position with
+        95 % probability. The incident's position and ``err_m`` are those of its first
+        shooter's shots (mean position, median error).
+
+    Examples
+    --------
+    >>> incidents = locate(pulses, "sensors.csv", temperature_c=10.0)
+    >>> [(s["t_ns"], s["x"], s["y"]) for s in incidents[0]["shots"]]
+    """
+    sensors = _as_sensors(sensors)
+    if not isinstance(pulses, Pulses):
+        pulses = parse_pulses(pulses, sensors)
+        for message in pulses.problems + pulses.duplicates:
+            log.warning(message)
+    return locate_pulses(pulses, sensors, temperature_c, mode=mode, ground_z_m=ground_z_m)
+
+
+def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
+                  mode: str = "2d", ground_z_m: float | None = None) -> list[dict]:
+    """:func:`locate` on already validated :class:`fusion.pulses.Pulses`."""
+    need = min_sensors(mode)
+    if temperature_c is not None and not (math.isfinite(temperature_c) and
+                                          C_MIN <= speed_of_sound(temperature_c) <= C_MAX):
+        raise ValueError(f"temperature {temperature_c} degC is outside the plausible range for air")
+    if len(pulses) == 0:
+        return []
+    t_ref_ns = int(pulses.t_ns.min())
+    t_s = (pulses.t_ns - t_ref_ns) / NS_PER_S
+    unc_s = np.where(np.isfinite(pulses.t_unc_ns), pulses.t_unc_ns / NS_PER_S, DEFAULT_T_UNC_S)
+    sigma_s = np.maximum(unc_s, 1e-6)
+    pos = sensors.enu_m[pulses.sensor]
+    span_m = float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
+    quiet_s = span_m / C_MIN + TOLERANCE_S
+    c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
+    trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
+
+    incidents = []
+    for seg in _segments(t_s, quiet_s):
+        if len(np.unique(pulses.sensor[seg])) < need:
+            continue
+        shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
+                           c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
+                           min_sensors=need, speeds=() if c_known else trial_speeds)
+        for shot in shots:
+            shot.pulses = seg[shot.pulses]
+        t0 = np.array([s.t0_s for s in shots])
+        for members in split_incidents(t0):
+            incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
+                                       c_known, mode, ground_z_m, t_ref_ns))
+    return incidents
+
+
+def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z_m, t_ref_ns) -> dict:
+    """Final fit of an incident's shots (shared c when estimated) and its contract dict."""
+    used = np.concatenate([s.pulses for s in shots])
+    z_m = ground_z_m if ground_z_m is not None else float(pos[used, 2].min())
+    geometry = Geometry(mode, z_m)
+    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
+    starts = []
+    for s in shots:
+        start = s.position[:2]
+        if geometry.dims == 3:
+            start = np.append(start, np.median(pos[s.pulses, 2]))
+        starts.append((start, s.t0_s))
+    fit_c = c_known is None
+    c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
+    fit = fit_shots(groups, c, geometry, starts, fit_c=fit_c)
+    dof = fit.dof if fit.dof > 0 else None
+    out_shots = []
+    for k, s in enumerate(shots):
+        solved = fit.positions[k]
+        if mode == "2d":
+            z = float(np.median(pos[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)
+        elif mode == "2.5d":
+            z = z_m
+        else:
+            z = float(solved[2])
+        enu = np.array([solved[0], solved[1], z])
+        t_ns = t_ref_ns + int(round(fit.t0_s[k] * NS_PER_S))
+        out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
+                          "err_m": round(radius95_m(fit.cov[k], dof), ERR_DECIMALS),
+                          "sensors": sorted(sensors.ids[i] for i in pulses.sensor[s.pulses]),
+                          "_enu": enu})
+    out_shots.sort(key=lambda s: s["t_ns"])
+    enus = np.array([s["_enu"] for s in out_shots])
+    labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
+    for shot, label in zip(out_shots, labels):
+        shot["shooter"] = int(label)
+        del shot["_enu"]
+    first = labels == 0
+    errs = [s["err_m"] for s, f in zip(out_shots, first) if f]
+    participating = sorted({sid for s in out_shots for sid in s["sensors"]})
+    reporting = len(np.unique(pulses.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
+    t_ns = out_shots[0]["t_ns"]
+    return {
+        "incident": _incident_id(t_ns),
+        "t_ns": t_ns,
+        **sensors.to_output(enus[first].mean(axis=0)),
+        "err_m": round(float(np.median(errs)), ERR_DECIMALS),
+        "rounds": len(out_shots),
+        "shooters": int(labels.max()) + 1,
+        "class": CLASS_UNCLASSIFIED,
+        # Share of the sensors reporting during the incident that agree with a located shot.
+        "confidence": round(len(participating) / max(reporting, 1), 3),
+        "c_mps": round(fit.c, 2),
+        "shots": out_shots,
+        "sensors": participating,
+    }

@@ -1,0 +1,285 @@
+"""Multilateration: source position and discharge time from arrival times at known sensors.
+
+Straight-line propagation at one speed of sound ``c``: a pulse from a source at ``p``
+fired at ``t0`` reaches sensor ``s_i`` at ``t_i = t0 + |p - s_i| / c``. Three geometries
+(TN098 §II.E): ``"2d"`` (sensors projected onto the horizontal plane; the default, the best
+in TN098's urban tests), ``"2.5d"`` (3D distances, source held at a given height) and
+``"3d"`` (free height; ill-conditioned for nearly planar arrays).
+
+A closed-form start (:func:`mlg`) is refined by iterative least squares
+(:func:`fit_shots`, :func:`scipy.optimize.least_squares`), robust while pulses are being
+selected and plain for the final fit, from which the covariance and the calibrated 95 %
+error radius (:func:`radius95_m`) come.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special, stats
+
+MODES = ("2d", "2.5d", "3d")
+KELVIN_OFFSET = 273.15
+SOUND_COEFF = 20.03  # m/s per sqrt(K), dry air (TN098 eq. 8)
+# Plausible outdoor air temperatures bound the speed of sound when it is estimated.
+T_MIN_C, T_MAX_C = -40.0, 50.0
+DEFAULT_TEMPERATURE_C = 15.0
+CONFIDENCE = 0.95
+# Gauss-Legendre nodes for the circular-error integral in radius95_m.
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
+
+
+def speed_of_sound(temperature_c: float) -> float:
+    """Speed of sound in dry air, m/s: c = 20.03 sqrt(T + 273.15) (TN098 eq. 8)."""
+    return SOUND_COEFF * math.sqrt(temperature_c + KELVIN_OFFSET)
+
+
+C_MIN, C_MAX = speed_of_sound(T_MIN_C), speed_of_sound(T_MAX_C)
+
+
+def solve_dims(mode: str) -> int:
+    """Number of position coordinates solved for in ``mode`` (2, 2 or 3)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return 3 if mode == "3d" else 2
+
+
+def mlg(sensors_m: np.ndarray, t_s: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """Closed-form location and emission time: Mathias, Leonardi & Galati (2008), as in TN098.
+
+    Squaring ``|p - s_i| = c (t_i - t0)`` and moving every quadratic unknown into one extra
+    unknown ``w = (c t0)^2 - |p|^2`` gives, per sensor, a linear equation
+    ``2 s_i.p - 2 c t_i (c t0) + w = |s_i|^2 - (c t_i)^2`` (TN098 eq. 4-5), solved in the
+    least-squares sense with the pseudoinverse. Needs ``n >= d + 2`` sensors.
+
+    Parameters
+    ----------
+    sensors_m : ndarray, shape (n, d)
+        Sensor positions in metres (d = 2 or 3).
+    t_s : ndarray, shape (n,)
+        Arrival times in seconds (any origin).
+    c : float
+        Speed of sound, m/s.
+
+    Returns
+    -------
+    position : ndarray, shape (d,)
+    t0_s : float
+        Emission time on the same time origin as ``t_s``.
+    """
+    sensors_m = np.asarray(sensors_m, dtype=float)
+    t_s = np.asarray(t_s, dtype=float)
+    # Centre space and time: the squared terms otherwise swamp the differences.
+    centre = sensors_m.mean(axis=0)
+    t_ref = t_s.min()
+    s = sensors_m - centre
+    ct = c * (t_s - t_ref)
+    a = np.column_stack([2.0 * s, -2.0 * ct, np.ones(len(s))])
+    b = np.einsum("ij,ij->i", s, s) - ct * ct
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    d = s.shape[1]
+    return sol[:d] + centre, t_ref + sol[d] / c
+
+
+def reflect_for_2p5d(sensors_m: np.ndarray, t_s: np.ndarray, z_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sensors doubled by reflection through the plane ``z = z_m`` (TN098 §II.E, "2.5D").
+
+    Solving :func:`mlg` in 3D on the doubled set pins the solution to the plane by symmetry.
+    """
+    mirrored = sensors_m.copy()
+    mirrored[:, 2] = 2.0 * z_m - mirrored[:, 2]
+    return np.vstack([sensors_m, mirrored]), np.concatenate([t_s, t_s])
+
+
+@dataclass
+class Geometry:
+    """How positions enter the propagation model.
+
+    ``mode`` is one of :data:`MODES`; ``z_m`` is the source height held in ``"2.5d"``.
+    """
+
+    mode: str = "2d"
+    z_m: float = 0.0
+
+    @property
+    def dims(self) -> int:
+        return solve_dims(self.mode)
+
+    def sensor_coords(self, sensors_m: np.ndarray) -> np.ndarray:
+        """The coordinates distances are computed from: xy in 2D, xyz otherwise."""
+        return sensors_m[:, :2] if self.mode == "2d" else sensors_m
+
+    def source_coords(self, position: np.ndarray) -> np.ndarray:
+        """Solved coordinates -> the point distances are measured from."""
+        if self.mode == "2.5d":
+            return np.array([position[0], position[1], self.z_m])
+        return np.asarray(position, dtype=float)
+
+    def closed_form(self, sensors_m: np.ndarray, t_s: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+        """:func:`mlg` start in this geometry (2.5D by reflection)."""
+        if self.mode == "2.5d":
+            pos, t0 = mlg(*reflect_for_2p5d(sensors_m, t_s, self.z_m), c)
+            return pos[:2], t0
+        return mlg(self.sensor_coords(sensors_m), t_s, c)
+
+
+@dataclass
+class Fit:
+    """Result of :func:`fit_shots`.
+
+    Attributes
+    ----------
+    positions : ndarray, shape (k, dims)
+        Solved coordinates per shot (x, y[, z]).
+    t0_s : ndarray, shape (k,)
+        Emission times.
+    c : float
+        Speed of sound used or estimated.
+    residuals_s : list of ndarray
+        Per shot, measured minus predicted arrival time of each pulse.
+    cov : list of ndarray
+        Per shot, covariance of the solved coordinates (scaled by the variance factor).
+    variance_factor : float
+        Reduced chi-square of the fit (1 when there are no residual degrees of freedom).
+    dof : int
+        Residual degrees of freedom.
+    """
+
+    positions: np.ndarray
+    t0_s: np.ndarray
+    c: float
+    residuals_s: list
+    cov: list
+    variance_factor: float
+    dof: int
+
+
+def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = False,
+              loss: str = "linear", scale_s: float = 1e-3) -> Fit:
+    """Least-squares fit of one or more shots, optionally sharing an estimated speed of sound.
+
+    Minimises sum rho(((t_i - t0_k - |p_k - s_i| / c) / sigma_i)^2) over every shot k's
+    position p_k and emission time t0_k (and c when ``fit_c``) with
+    :func:`scipy.optimize.least_squares` (trust-region reflective, analytic Jacobian).
+    With ``loss="soft_l1"`` or ``"cauchy"`` the fit is robust (an M-estimator, Huber 1964)
+    to the late, non-line-of-sight arrivals still in a pulse set; the covariance
+    ``s^2 (J^T J)^-1`` (Gauss-Newton, e.g. Mathias et al. 2008 §4) is meant for the final
+    plain fit.
+
+    Parameters
+    ----------
+    groups : list of (sensors_m, t_s, sigma_s)
+        Per shot: sensor positions (n, 3), arrival times (n,), timing sigmas (n,).
+    c : float
+        Speed of sound (the start value when ``fit_c``).
+    geometry : Geometry
+    starts : list of (position, t0_s)
+        Start values per shot.
+    fit_c : bool
+        Estimate c, shared by all shots, within :data:`C_MIN`..:data:`C_MAX`.
+    loss : str
+        A :func:`scipy.optimize.least_squares` loss.
+    scale_s : float
+        Residual scale (seconds) where a robust loss turns away from squares.
+    """
+    dims = geometry.dims
+    k = len(groups)
+    coords = [geometry.sensor_coords(np.asarray(g[0], dtype=float)) for g in groups]
+    times = [np.asarray(g[1], dtype=float) for g in groups]
+    sigmas = [np.asarray(g[2], dtype=float) for g in groups]
+    sizes = [len(t) for t in times]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n = int(offsets[-1])
+    per = dims + 1
+    x0 = np.concatenate([np.concatenate([np.asarray(p, dtype=float)[:dims], [t0]]) for p, t0 in starts])
+    if fit_c:
+        x0 = np.append(x0, min(max(c, C_MIN), C_MAX))
+    n_par = len(x0)
+
+    def unpack(x):
+        speed = x[-1] if fit_c else c
+        return x[: k * per].reshape(k, per), speed
+
+    def geometry_terms(x):
+        shots, speed = unpack(x)
+        out = []
+        for j in range(k):
+            src = geometry.source_coords(shots[j, :dims])
+            diff = src - coords[j]
+            dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            out.append((diff, np.maximum(dist, 1e-6), shots[j, dims]))
+        return out, speed
+
+    def residuals(x):
+        terms, speed = geometry_terms(x)
+        return np.concatenate([(times[j] - t0 - dist / speed) / sigmas[j]
+                               for j, (diff, dist, t0) in enumerate(terms)])
+
+    def jacobian(x):
+        terms, speed = geometry_terms(x)
+        jac = np.zeros((n, n_par))
+        for j, (diff, dist, t0) in enumerate(terms):
+            rows = slice(offsets[j], offsets[j + 1])
+            w = 1.0 / sigmas[j]
+            jac[rows, j * per: j * per + dims] = -(diff[:, :dims] / (dist * speed)[:, None]) * w[:, None]
+            jac[rows, j * per + dims] = -w
+            if fit_c:
+                jac[rows, -1] = dist / speed**2 * w
+        return jac
+
+    bounds = (-np.inf, np.inf)
+    if fit_c:
+        lower = np.full(n_par, -np.inf)
+        upper = np.full(n_par, np.inf)
+        lower[-1], upper[-1] = C_MIN, C_MAX
+        x0[-1] = np.clip(x0[-1], C_MIN + 1e-9, C_MAX - 1e-9)
+        bounds = (lower, upper)
+    f_scale = scale_s / float(np.median(np.concatenate(sigmas)))
+    result = optimize.least_squares(residuals, x0, jac=jacobian, bounds=bounds, loss=loss,
+                                    f_scale=f_scale, method="trf", x_scale="jac")
+    shots, speed = unpack(result.x)
+    resid = residuals(result.x)
+    dof = max(n - n_par, 0)
+    # A posteriori variance factor: the stated sigmas fix only the relative weights, the
+    # residuals the scale (with radius95_m's F quantile this is calibrated for Gaussian noise).
+    factor = float(resid @ resid) / dof if dof else 1.0
+    jac = jacobian(result.x)
+    try:
+        cov_all = np.linalg.inv(jac.T @ jac) * factor
+    except np.linalg.LinAlgError:
+        cov_all = np.full((n_par, n_par), np.inf)
+    cov = [cov_all[j * per: j * per + dims, j * per: j * per + dims] for j in range(k)]
+    res_s = [resid[offsets[j]: offsets[j + 1]] * sigmas[j] for j in range(k)]
+    return Fit(shots[:, :dims].copy(), shots[:, dims].copy(), float(speed), res_s, cov, factor, dof)
+
+
+def radius95_m(cov_xy: np.ndarray, dof: int | None = None, confidence: float = CONFIDENCE) -> float:
+    """Radius of the circle about the estimate holding the true position with ``confidence``.
+
+    The horizontal error is taken as Gaussian with covariance ``cov_xy``; the probability
+    inside radius r is ``P(l1 Z1^2 + l2 Z2^2 <= r^2)`` (l = eigenvalues), integrated over
+    Z1 by Gauss-Legendre quadrature and solved for r with Brent's method. When the variance
+    was estimated from ``dof`` residual degrees of freedom the covariance is widened by the
+    ratio of the F(2, dof) to the chi-square(2) quantile (the usual small-sample correction).
+    """
+    lam = np.sort(np.linalg.eigvalsh(np.asarray(cov_xy, dtype=float)[:2, :2]))[::-1]
+    if not np.all(np.isfinite(lam)) or lam[0] <= 0:
+        return math.inf
+    if dof:
+        q_chi2 = stats.chi2.ppf(confidence, 2)
+        lam = lam * (2.0 * stats.f.ppf(confidence, 2, dof) / q_chi2)
+    l1, l2 = float(lam[0]), max(float(lam[1]), lam[0] * 1e-12)
+
+    def inside(r):
+        a = r / math.sqrt(l1)
+        z = a * _GL_X
+        rest = np.maximum(r * r - l1 * z * z, 0.0) / l2
+        pdf = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        return float(a * np.sum(_GL_W * pdf * special.erf(np.sqrt(rest / 2.0)))) - confidence
+
+    lo = math.sqrt(l1) * stats.norm.ppf(0.5 + confidence / 2.0)
+    hi = math.sqrt(stats.chi2.ppf(confidence, 2) * l1)
+    if inside(lo) >= 0:
+        return lo
+    return float(optimize.brentq(inside, lo, hi * 1.0001, xtol=1e-6 * hi))

@@ -1,0 +1,333 @@
+"""Durable storage of the fusion server: pulses, incidents with every revision, node health, clips.
+
+One schema, two back ends through SQLAlchemy Core: SQLite by default (one file, WAL journal,
+no server) and PostgreSQL when given a ``postgresql://`` URL (driver psycopg 3).  Every write
+method commits before it returns, so a caller that acknowledges a message after
+:meth:`Store.add_pulses` returns never acknowledges a pulse that a ``kill -9`` could lose.
+
+Example::
+
+    store = Store("fusion.db")                      # or "postgresql://user@host/db"
+    ids = store.add_pulses([PulseRecord(node="n1", seq=1, pulse={"sensor": "n1", "t_ns": 1}, raw=b"..")])
+    rev = store.save_incident(incident_dict, status="preliminary", pulse_ids=ids)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import time
+
+import sqlalchemy as sa
+
+# Incident statuses, in the order an incident goes through them.
+STATUSES = ("preliminary", "revised", "final")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+metadata = sa.MetaData()
+
+pulses = sa.Table(
+    "pulses", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("t_ns", sa.BigInteger, nullable=False),
+    sa.Column("received_ns", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),         # the pulse as the Pulses JSONL contract
+    sa.Column("raw", sa.LargeBinary, nullable=False),   # the signed message exactly as received
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.UniqueConstraint("node", "seq", name="pulses_node_seq"),
+)
+sa.Index("pulses_t_ns", pulses.c.t_ns)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("incident", sa.String(64), primary_key=True),
+    sa.Column("t_ns", sa.BigInteger, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("updated_ns", sa.BigInteger, nullable=False),
+)
+
+revisions = sa.Table(
+    "incident_revisions", metadata,
+    sa.Column("incident", sa.String(64), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("meta", sa.Text, nullable=False),          # temperature, speed of sound, software version
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+)
+
+incident_pulses = sa.Table(
+    "incident_pulses", metadata,
+    sa.Column("incident", sa.String(64), primary_key=True),
+    sa.Column("pulse_id", sa.BigInteger, primary_key=True),
+    sa.Column("used", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+health = sa.Table(
+    "node_health", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("t_ns", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+clips = sa.Table(
+    "clips", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("incident", sa.String(64), nullable=False),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("t0_ns", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("meta", sa.Text, nullable=False),
+    sa.Column("received_ns", sa.BigInteger, nullable=False),
+)
+sa.Index("clips_incident", clips.c.incident)
+
+
+@dataclasses.dataclass
+class PulseRecord:
+    """One verified pulse as it goes into the store: who sent it, its sequence, the pulse, the bytes."""
+
+    node: str
+    seq: int
+    pulse: dict
+    raw: bytes
+    received_ns: int = 0
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dumps(obj) -> str:
+    # Sorted keys: the stored text of a record is the same whichever process wrote it.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def engine_url(url: str | pathlib.Path) -> sa.engine.URL:
+    """SQLAlchemy URL for a file path, ``sqlite:///...`` or ``postgresql://...`` (driver psycopg 3)."""
+    text = str(url)
+    if "://" not in text:
+        return sa.engine.make_url(f"sqlite:///{pathlib.Path(text).resolve()}")
+    parsed = sa.engine.make_url(text)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif not parsed.drivername.startswith(("sqlite", "postgresql")):
+        raise ValueError(f"unsupported database URL {text!r} (use a file path, sqlite:/// or postgresql://)")
+    return parsed
+
+
+class Store:
+    """The fusion server's database, SQLite file or PostgreSQL.
+
+    Parameters
+    ----------
+    url : str or path
+        A file path or ``sqlite:///FILE`` (SQLite, WAL journal, full sync), or
+        ``postgresql://user@host:port/db``.
+    schema : str, optional
+        PostgreSQL only: the schema to keep the tables in (created if missing); lets several
+        sites or tests share one database.
+    """
+
+    def __init__(self, url: str | pathlib.Path, schema: str | None = None):
+        self.url = engine_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        connect_args = {}
+        if schema and not self.is_sqlite:
+            if not schema.isidentifier():
+                raise ValueError(f"bad schema name {schema!r}")
+            connect_args["options"] = f"-csearch_path={schema}"
+        self.engine = sa.create_engine(self.url, connect_args=connect_args)
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif schema:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- pulses -------------------------------------------------------------------------------
+    def add_pulses(self, records: list[PulseRecord]) -> list[int | None]:
+        """Store pulses in one transaction, committed on return.
+
+        Returns, per record, the new row id, or None where (node, seq) was already stored
+        (earlier, or earlier in this same batch).
+        """
+        if not records:
+            return []
+        now_ns = time.time_ns()
+        keys = {(r.node, r.seq) for r in records}
+        with self.engine.begin() as conn:
+            existing = set()
+            nodes = {n for n, _ in keys}
+            for node in nodes:
+                seqs = [s for n, s in keys if n == node]
+                rows = conn.execute(sa.select(pulses.c.seq).where(pulses.c.node == node, pulses.c.seq.in_(seqs)))
+                existing.update((node, s) for (s,) in rows)
+            fresh, order = [], []
+            for i, r in enumerate(records):
+                key = (r.node, r.seq)
+                if key in existing:
+                    continue
+                existing.add(key)
+                order.append(i)
+                fresh.append({
+                    "node": r.node, "seq": r.seq, "t_ns": int(r.pulse["t_ns"]),
+                    "received_ns": r.received_ns or now_ns, "body": _dumps(r.pulse),
+                    "raw": bytes(r.raw), "sha256": sha256_hex(r.raw),
+                })
+            ids: list[int | None] = [None] * len(records)
+            if fresh:
+                result = conn.execute(
+                    pulses.insert().returning(pulses.c.id, sort_by_parameter_order=True), fresh)
+                for i, (row_id,) in zip(order, result):
+                    ids[i] = row_id
+        return ids
+
+    def pulse_sha256(self, node: str, seq: int) -> str | None:
+        """SHA-256 of the stored message of (node, seq), or None if not stored."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(pulses.c.sha256).where(pulses.c.node == node, pulses.c.seq == seq)).scalar()
+
+    def pulses(self, t0_ns: int | None = None, t1_ns: int | None = None, ids=None) -> list[dict]:
+        """Stored pulses, by time range [t0_ns, t1_ns] and/or ids, in time order.
+
+        Each is the contract pulse plus ``id``, ``node``, ``seq``, ``received_ns``, ``sha256``.
+        """
+        query = sa.select(pulses).order_by(pulses.c.t_ns, pulses.c.id)
+        if t0_ns is not None:
+            query = query.where(pulses.c.t_ns >= t0_ns)
+        if t1_ns is not None:
+            query = query.where(pulses.c.t_ns <= t1_ns)
+        if ids is not None:
+            query = query.where(pulses.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [_pulse_row(row) for row in conn.execute(query)]
+
+    def count_pulses(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(pulses)).scalar_one()
+
+    def pulse_raw(self, pulse_id: int) -> bytes:
+        with self.engine.connect() as conn:
+            return bytes(conn.execute(sa.select(pulses.c.raw).where(pulses.c.id == pulse_id)).scalar_one())
+
+    # -- incidents ----------------------------------------------------------------------------
+    def save_incident(self, incident: dict, status: str, pulse_ids=(), rejected: dict | None = None,
+                      meta: dict | None = None) -> int:
+        """Store a new revision of ``incident`` (keyed by ``incident["incident"]``); returns its number.
+
+        ``pulse_ids`` are the stored pulses the locator used; ``rejected`` maps other pulse ids of
+        the incident's time window to why they were not used.  ``meta`` (temperature, speed of
+        sound, software version, ...) is kept with the revision.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        key = str(incident["incident"])
+        now_ns = time.time_ns()
+        with self.engine.begin() as conn:
+            last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.incident == key)).scalar()
+            revision = (last or 0) + 1
+            body = dict(incident, revision=revision, status=status)
+            text = _dumps(body)
+            conn.execute(revisions.insert().values(incident=key, revision=revision, status=status, body=text,
+                                                   meta=_dumps(meta or {}), created_ns=now_ns))
+            row = {"t_ns": int(incident["t_ns"]), "revision": revision, "status": status, "body": text, "updated_ns": now_ns}
+            if last is None:
+                conn.execute(incidents.insert().values(incident=key, **row))
+            else:
+                conn.execute(incidents.update().where(incidents.c.incident == key).values(**row))
+            conn.execute(incident_pulses.delete().where(incident_pulses.c.incident == key))
+            links = [{"incident": key, "pulse_id": int(p), "used": True, "reason": "used"} for p in pulse_ids]
+            used = {int(p) for p in pulse_ids}
+            links += [{"incident": key, "pulse_id": int(p), "used": False, "reason": str(why)}
+                      for p, why in (rejected or {}).items() if int(p) not in used]
+            if links:
+                conn.execute(incident_pulses.insert(), links)
+        return revision
+
+    def incident(self, incident_id: str) -> dict | None:
+        """The latest revision of an incident (contract dict plus ``revision``, ``status``), or None."""
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(incidents.c.body).where(incidents.c.incident == incident_id)).scalar()
+        return json.loads(text) if text is not None else None
+
+    def incidents(self, t0_ns: int | None = None, t1_ns: int | None = None) -> list[dict]:
+        """Latest revision of every incident, in time order."""
+        query = sa.select(incidents.c.body).order_by(incidents.c.t_ns)
+        if t0_ns is not None:
+            query = query.where(incidents.c.t_ns >= t0_ns)
+        if t1_ns is not None:
+            query = query.where(incidents.c.t_ns <= t1_ns)
+        with self.engine.connect() as conn:
+            return [json.loads(t) for (t,) in conn.execute(query)]
+
+    def revisions(self, incident_id: str) -> list[dict]:
+        """Every stored revision of an incident, oldest first, each with ``meta`` and ``created_ns``."""
+        query = sa.select(revisions).where(revisions.c.incident == incident_id).order_by(revisions.c.revision)
+        with self.engine.connect() as conn:
+            return [dict(json.loads(r.body), meta=json.loads(r.meta), created_ns=r.created_ns) for r in conn.execute(query)]
+
+    def incident_pulses(self, incident_id: str) -> list[dict]:
+        """Pulses linked to an incident's latest revision, each with ``used`` and ``reason``."""
+        query = (sa.select(pulses, incident_pulses.c.used, incident_pulses.c.reason)
+                 .join(incident_pulses, incident_pulses.c.pulse_id == pulses.c.id)
+                 .where(incident_pulses.c.incident == incident_id).order_by(pulses.c.t_ns))
+        with self.engine.connect() as conn:
+            return [dict(_pulse_row(r), used=bool(r.used), reason=r.reason) for r in conn.execute(query)]
+
+    # -- health and evidence ------------------------------------------------------------------
+    def record_health(self, node: str, t_ns: int, body: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(health.insert().values(node=node, t_ns=int(t_ns), body=_dumps(body)))
+
+    def health(self, node: str | None = None) -> list[dict]:
+        query = sa.select(health).order_by(health.c.t_ns)
+        if node is not None:
+            query = query.where(health.c.node == node)
+        with self.engine.connect() as conn:
+            return [dict(json.loads(r.body), node=r.node, t_ns=r.t_ns) for r in conn.execute(query)]
+
+    def add_clip(self, incident_id: str, node: str, t0_ns: int, data: bytes, meta: dict | None = None) -> str:
+        """Store an audio clip sent as evidence for an incident; returns its SHA-256 (hex)."""
+        digest = sha256_hex(data)
+        with self.engine.begin() as conn:
+            conn.execute(clips.insert().values(incident=incident_id, node=node, t0_ns=int(t0_ns), sha256=digest,
+                                               data=bytes(data), meta=_dumps(meta or {}), received_ns=time.time_ns()))
+        return digest
+
+    def clips(self, incident_id: str) -> list[dict]:
+        query = sa.select(clips).where(clips.c.incident == incident_id).order_by(clips.c.node, clips.c.t0_ns)
+        with self.engine.connect() as conn:
+            return [{"node": r.node, "t0_ns": r.t0_ns, "sha256": r.sha256, "data": bytes(r.data),
+                     "meta": json.loads(r.meta), "received_ns": r.received_ns} for r in conn.execute(query)]
+
+
+def _pulse_row(row) -> dict:
+    return dict(json.loads(row.body), id=row.id, node=row.node, seq=row.seq,
+                received_ns=row.received_ns, sha256=row.sha256)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL: readers never block the writer; FULL sync: a committed pulse survives power loss too.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.close()

@@ -1,0 +1,61 @@
+"""A Pittsburgh 2018 test (ShotSpotter Inc., TN098 supplement, CC BY 4.0) as a fusion site.
+
+Stand-in nodes: one Ed25519 key per sensor, a registry file for the server, and every pulse
+of the test's allpulses.json as a signed wire message (edge.wire) from its sensor, in
+arrival order.  Nothing of the data is copied into the repository.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import nacl.signing
+
+from edge import wire
+from fusion.registry import write_registry
+from pittsburgh_pulses import all_pulses, survey, temperature_c, utc_ns
+
+# allpulses.json gives arrival times to the millisecond.
+REPORTED_T_UNC_NS = 1_000_000
+
+
+@dataclasses.dataclass
+class Site:
+    name: str
+    registry_path: pathlib.Path
+    keys: dict[str, nacl.signing.SigningKey]
+    pulses: list[dict]                     # contract pulses in arrival order, with "seq"
+    messages: list[tuple[str, bytes]]      # (node, signed message) in arrival order
+    survey_xyz: tuple[float, float, float]
+    rounds: int
+    temperature_c: float
+    wavs: list[tuple[str, pathlib.Path, int]]   # (sensor, WAV, t_ns of its first sample)
+
+    def topic(self, site: str, node: str) -> str:
+        return f"ew/v1/{site}/node/{node}/pulse"
+
+
+def build_site(test: pathlib.Path, out_dir: pathlib.Path, seed: int = 0) -> Site:
+    positions, pulses = all_pulses(test)
+    pulses.sort(key=lambda p: p["t_ns"])
+    keys = {name: nacl.signing.SigningKey(bytes([seed % 256, *name.encode()[:31].ljust(31, b"k")]))
+            for name in sorted(positions)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    registry = write_registry(out_dir / "nodes.toml", {
+        n: (bytes(k.verify_key).hex(), dict(zip("xyz", positions[n]))) for n, k in keys.items()})
+    seqs: dict[str, int] = {}
+    messages, out = [], []
+    for p in pulses:
+        seq = seqs[p["sensor"]] = seqs.get(p["sensor"], 0) + 1
+        msg = wire.PulseMessage(node_id=wire.node_id(p["sensor"]), seq=seq, t_ns=p["t_ns"],
+                                t_unc_ns=REPORTED_T_UNC_NS, timing="file", features={"snr_db": p["snr_db"]})
+        messages.append((p["sensor"], wire.encode(msg, keys[p["sensor"]])))
+        out.append({"sensor": p["sensor"], "t_ns": p["t_ns"], "seq": seq, "snr_db": p["snr_db"]})
+    wavs = []
+    for meta_path in sorted(test.glob(f"{test.name}.audio.*.json")):
+        meta = json.loads(meta_path.read_text())
+        wavs.append((meta["serial_number"], meta_path.with_suffix(".wav"), utc_ns(meta["timestamp"])))
+    xyz, rounds = survey(test)
+    return Site(name=f"{test.parent.name}/{test.name}", registry_path=registry, keys=keys, pulses=out,
+                messages=messages, survey_xyz=xyz, rounds=rounds, temperature_c=temperature_c(test), wavs=wavs)

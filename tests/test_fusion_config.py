@@ -1,0 +1,59 @@
+"""earwitness fusion: configuration and registry errors are one line and exit 2."""
+from __future__ import annotations
+
+import pytest
+
+from broker import free_port
+from earwitness.cli import main
+from fusion.registry import RegistryError, load_registry, write_registry
+
+KEY = "ab" * 32
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return write_registry(tmp_path / "nodes.toml", {"n1": (KEY, {"x": 0.0, "y": 0.0, "z": 1.0}),
+                                                    "n2": (KEY, {"x": 300.0, "y": 400.0, "z": 1.0})})
+
+
+@pytest.mark.parametrize("text, message", [
+    ('site = "s"\nregistry = "nodes.toml"\n', "missing setting 'broker'"),
+    ('site = "s"\nbroker = "http://x"\nregistry = "nodes.toml"\n', "broker URL must be"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ncolour = 1\n', "unknown setting(s) colour"),
+    ('site = "a/b"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\n', "site must be"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmode = "4d"\n', "mode must be one of"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntemperature_c = "warm"\n', "temperature_c must be"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "absent.toml"\n', "absent.toml"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "cannot reach the broker"),
+    ('site = [\n', "not valid TOML"),
+])
+def test_bad_config_is_one_line(tmp_path, registry, capsys, text, message):
+    config = tmp_path / "fusion.toml"
+    config.write_text(text.replace("PORT", str(free_port())))
+    assert main(["fusion", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("earwitness fusion: error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize("nodes, message", [
+    ('[[node]]\nid = "a"\npublic_key = "zz"\nx = 1.0\ny = 2.0\n', "public_key must be 64 hex"),
+    ('[[node]]\nid = "a"\npublic_key = "' + KEY + '"\nx = 1.0\n', "y must be a finite number"),
+    ('[[node]]\nid = "a/b"\npublic_key = "' + KEY + '"\nx = 1.0\ny = 1.0\n', "id must be"),
+    ('[[node]]\nid = "a"\npublic_key = "' + KEY + '"\nx = 1.0\ny = 1.0\n[[node]]\nid = "a"\npublic_key = "' + KEY
+     + '"\nx = 1.0\ny = 1.0\n', "listed twice"),
+    ('[[node]]\nid = "a"\npublic_key = "' + KEY + '"\nx = 1.0\ny = 1.0\n[[node]]\nid = "b"\npublic_key = "' + KEY
+     + '"\nlat = 1.0\nlon = 1.0\n', "mixes local"),
+    ("", "no [[node]] entries"),
+])
+def test_bad_registry(tmp_path, nodes, message):
+    path = tmp_path / "nodes.toml"
+    path.write_text(nodes)
+    with pytest.raises(RegistryError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_registry(path)
+
+
+def test_registry_round_trip(registry):
+    reg = load_registry(registry)
+    assert reg.positions == {"n1": {"x": 0.0, "y": 0.0, "z": 1.0}, "n2": {"x": 300.0, "y": 400.0, "z": 1.0}}
+    assert reg.diameter_m() == pytest.approx(500.0)
+    assert len(reg.keyring) == 2
