@@ -188,7 +188,7 @@ def render_window(scn: Scenario, p: Plan, i: int, t0_s: float, t1_s: float, grou
     model = scn.sensor_models()[i]
     n0 = int(math.ceil(model.sample_index(t0_s)))
     n = int(math.floor(model.sample_index(t1_s))) - n0
-    t_true = model.sample_times(n0, n)
+    t_first = float(model.sample_times(n0, 1)[0])
     rng = scn.rng(STREAM_ECHOES, i, int(t0_s * 1000))
     rate = model.rate_at(t0_s)
     pa = propagation.urban_noise(n, rate, scn.noise_level_db(model), rng)
@@ -212,11 +212,11 @@ def render_window(scn: Scenario, p: Plan, i: int, t0_s: float, t1_s: float, grou
         if g.event.crack is not None:
             pa += _crack(scn, g, i, model, n0, n)
     mic = model.to_full_scale(pa)
-    pps = model.pps(t_true, (scn.start_ns % NS) / NS)
+    pps = model.pps(t_first, n, (scn.start_ns % NS) / NS, seed=i)
     audio = np.column_stack([mic, pps]).astype(np.float32)
     drops, overruns = glitches(scn.rng(STREAM_GLITCH, i, int(t0_s * 1000)), model, n)
     audio = apply_glitches(audio, drops, overruns)
-    t0_ns = scn.start_ns + int(round(float(t_true[0]) * NS))
+    t0_ns = scn.start_ns + int(round(t_first * NS))
     return t0_ns, audio, {"n0": n0, "dropouts": drops, "overruns": overruns}
 
 
