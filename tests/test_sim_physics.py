@@ -66,6 +66,18 @@ def test_kernel_level_is_spreading_plus_absorption(dist_m):
         assert energy[: int(onset) - 2].sum() < 1e-3 * energy.sum()
 
 
+def test_urban_excess_attenuation_grows_with_distance_to_its_cap():
+    atm = Atmosphere()
+    rcv = np.array([[400.0, 0.0, 0.0], [5000.0, 0.0, 0.0]])
+    plain = propagation.Environment(ground_reflection=0.0, nlos_probability=0.0, excess_db_per_km=0.0)
+    city = propagation.Environment(ground_reflection=0.0, nlos_probability=0.0, excess_db_per_km=12.0, excess_max_db=25.0)
+    draws = np.zeros((2, 2))
+    g0 = propagation.discrete_arrivals([0, 0, 0], rcv, atm, plain, draws).gain
+    g1 = propagation.discrete_arrivals([0, 0, 0], rcv, atm, city, draws).gain
+    assert 20 * np.log10(g1 / g0) == pytest.approx([-4.8, -25.0])
+    assert g0 == pytest.approx(1.0 / rcv[:, 0])
+
+
 def test_maekawa_loss():
     # N = 2 δ f / c = 1 for δ = 0.1715 m at 1 kHz: 10 log10(23) = 13.6 dB.
     assert propagation.maekawa_loss_db(1000.0, 343.0 / 2000.0, 343.0) == pytest.approx(13.62, abs=0.01)
@@ -80,7 +92,7 @@ def _line_scenario(ppm=0.0, drift=0.0, distances=(100.0, 400.0), t_s=3.0, **sens
         "sensors": {"ppm_sd": 0.0, "drift_ppm_per_h_sd": 0.0, "ppm": ppm, "drift_ppm_per_h": drift,
                     "gps_error_m": 0.0, "gps_vertical_error_m": 0.0, **sensor_extra},
         "environment": {"zone": "quiet", "ground_reflection": 0.0, "nlos_probability": 0.0,
-                        "walls_per_event": 0, "echo_density_per_s": 0.0},
+                        "walls_per_event": 0, "echo_density_per_s": 0.0, "excess_db_per_km": 0.0},
         "events": [{"t_s": t_s, "kind": "handgun", "x": 0.0, "y": 0.0, "z": 1.5, "level_db": 155.0}],
     }
     scn = scenario.from_dict(doc)
