@@ -108,8 +108,8 @@ def pulses(scn: Scenario, model: DetectorModel | None = None, progress=None):
 
 
 def _round_number(scn: Scenario, g, k: int) -> int:
-    ems = scn.emissions(g.event)
-    return ems.index(g.emissions[k]) + 1
+    em = g.emissions[k]
+    return next(j for j, e in enumerate(scn.emissions(g.event)) if e is em) + 1
 
 
 PATH_NAMES = {-1: "false", **dict(enumerate(propagation.KIND_NAMES))}
