@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import shutil
 import sys
 import tempfile
 import threading
@@ -230,6 +231,8 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     t0 = time.monotonic()
     workdir = pathlib.Path(out) if out is not None else pathlib.Path(tempfile.mkdtemp(prefix="earwitness-live-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # A previous run's nodes would send their leftover pulses, signed with keys now replaced.
+    shutil.rmtree(workdir / "nodes", ignore_errors=True)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     embedded = EmbeddedBroker(workdir / "broker").start() if broker is None else None
     url = broker or embedded.url
