@@ -170,7 +170,7 @@ def node_config(sid: str, workdir: pathlib.Path, url: str, key: pathlib.Path) ->
                   detector={})
 
 
-def _provision(scn: Scenario, workdir: pathlib.Path) -> tuple[dict, pathlib.Path]:
+def provision(scn: Scenario, workdir: pathlib.Path) -> tuple[dict, pathlib.Path]:
     """A key per sensor and the fusion registry (positions as the sensors' GPS report them)."""
     models = scn.sensor_models()
     key_paths, nodes = {}, {}
@@ -239,7 +239,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     collector = service = None
     nodes: list[_VirtualNode] = []
     try:
-        key_paths, registry = _provision(scn, workdir)
+        key_paths, registry = provision(scn, workdir)
         collector = AlertCollector(url, SITE, t0).start()
         database = workdir / "fusion.db"
         if database.exists():
