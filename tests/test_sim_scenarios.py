@@ -145,17 +145,22 @@ def test_bad_scenarios_get_one_line_errors(tmp_path, capsys, text, message):
     assert len(lines) == 1 and lines[0].startswith("earwitness sim: error:") and message in lines[0], err
 
 
-def test_cli_render_and_pulses(tmp_path):
-    out = run_cli("small", "--render", str(tmp_path / "r"), "--format", "float")
-    assert out.returncode == 0, out.stderr
-    assert "rendered" in out.stderr and "real time" in out.stderr
+def test_cli_render_and_pulses(tmp_path, capsys):
+    from earwitness.cli import main
+
+    assert main(["sim", "small", "--render", str(tmp_path / "r"), "--format", "float"]) == 0
+    err = capsys.readouterr().err
+    assert "rendered" in err and "real time" in err
     assert sf.info(tmp_path / "r" / "audio" / "S0004-000.wav").subtype == "FLOAT"
-    out = run_cli("small", "--pulses", str(tmp_path / "p" / "pulses.jsonl"))
-    assert out.returncode == 0, out.stderr
+    assert main(["sim", "small", "--pulses", str(tmp_path / "p" / "pulses.jsonl")]) == 0
     pulses = read_jsonl(tmp_path / "p" / "pulses.jsonl")
     assert pulses and all({"sensor", "t_ns", "t_unc_ns", "snr_db"} <= set(p) for p in pulses)
     assert (tmp_path / "p" / "pulses.sensors.csv").exists() and (tmp_path / "p" / "pulses.truth.jsonl").exists()
-    assert run_cli("no_such_scenario", "--render", str(tmp_path)).returncode == 2
-    assert run_cli("small", "--render", str(tmp_path / "x"), "--sensors", "S9999").returncode == 2
+    assert main(["sim", "no_such_scenario", "--render", str(tmp_path)]) == 2
+    assert main(["sim", "small", "--render", str(tmp_path / "x"), "--sensors", "S9999"]) == 2
+    assert "unknown sensor 'S9999'" in capsys.readouterr().err
+
+
+def test_console_script_lists_the_library():
     listing = run_cli("--list")
     assert listing.returncode == 0 and "city_house" in listing.stdout
