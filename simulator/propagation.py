@@ -419,6 +419,8 @@ def urban_noise(n: int, rate_hz: float, level_db: float, rng: np.random.Generato
     normalised traffic spectrum).
     """
     sos = butter(1, TRAFFIC_CORNER_HZ, fs=rate_hz, output="sos")
-    x = sosfilt(sos, rng.standard_normal(n)) + 0.05 * rng.standard_normal(n)
-    rms = float(np.sqrt(np.mean(x * x))) or 1.0
-    return x * (P_REF_PA * 10.0 ** (level_db / 20.0) / rms)
+    # float32 draws: half the time of float64, and noise needs no more precision.
+    white = rng.standard_normal((2, n), dtype=np.float32)
+    x = sosfilt(sos, white[0]) + 0.05 * white[1]
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) or 1.0
+    return x.astype(np.float64) * (P_REF_PA * 10.0 ** (level_db / 20.0) / rms)
