@@ -41,11 +41,10 @@ def test_detect_finds_rendered_shots_at_the_right_times(small_render, capsys):
     assert len(err) >= 20
     # Every direct arrival is found within 1 ms ...
     assert np.all(np.abs(err) < 1000.0), err
-    # ... with a common offset (the detector's pick sits ~0.2 ms ahead of the first rise on
-    # these clean onsets; the same at every sensor, so it cancels in time differences) and a
-    # small spread across sensors and ADC rate errors of ±20 ppm, corrected through the PPS.
+    # ... with a median offset of a few samples at most and a small spread across sensors
+    # and ADC rate errors of ±20 ppm, corrected through the PPS (measured: +32 µs, 32 µs).
     med = np.median(err)
-    assert -400.0 < med < 100.0
+    assert abs(med) < 150.0
     assert np.percentile(np.abs(err - med), 90) < 60.0
 
 
