@@ -164,3 +164,21 @@ def test_cli_render_and_pulses(tmp_path, capsys):
 def test_console_script_lists_the_library():
     listing = run_cli("--list")
     assert listing.returncode == 0 and "city_house" in listing.stdout
+
+
+def test_overruns_and_dropouts_reach_the_files(tmp_path):
+    path = tmp_path / "glitchy.toml"
+    text = (scenario.LIBRARY / "small.toml").read_text().replace(
+        "gps_error_m = 1.0", "gps_error_m = 1.0\noverruns_per_h = 2000.0\ndropouts_per_h = 2000.0")
+    path.write_text(text)
+    clean = scenario.load("small")
+    glitchy = scenario.load(path)
+    a = render.render(clean, tmp_path / "a", progress=False)["clips"]
+    b = render.render(glitchy, tmp_path / "b", progress=False)["clips"]
+    assert sum(c["overruns"] for c in b) > 5 and sum(c["dropouts"] for c in b) > 5
+    for ca, cb in zip(a, b):
+        # Each overrun loses a 1024-sample block (two may overlap); nothing else changes the length.
+        lost = ca["samples"] - cb["samples"]
+        assert (lost == 0) == (cb["overruns"] == 0)
+        assert lost <= 1024 * cb["overruns"] and (cb["overruns"] == 0 or lost >= 1024)
+        assert sf.info(tmp_path / "b" / cb["file"]).frames == cb["samples"]
