@@ -182,3 +182,14 @@ def test_overruns_and_dropouts_reach_the_files(tmp_path):
         assert (lost == 0) == (cb["overruns"] == 0)
         assert lost <= 1024 * cb["overruns"] and (cb["overruns"] == 0 or lost >= 1024)
         assert sf.info(tmp_path / "b" / cb["file"]).frames == cb["samples"]
+
+
+def test_continuous_render_covers_the_whole_scenario(tmp_path):
+    scn = scenario.load("small")
+    clips = render.render(scn, tmp_path, ["S0000", "S0004"], continuous=True, progress=False)["clips"]
+    assert [c["sensor"] for c in clips] == ["S0000", "S0004"]
+    models = scn.sensor_models()
+    for c in clips:
+        model = models[scn.array.ids.index(c["sensor"])]
+        assert c["t0_ns"] - scn.start_ns < 1e5                         # from the start ...
+        assert abs(c["samples"] - model.sample_index(scn.duration_s)) <= 1.0   # ... to the end, on its own clock
