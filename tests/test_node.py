@@ -258,3 +258,35 @@ def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_p
     assert max(abs(e) for e in errors) < 5_000
     assert all(abs(e) <= m.t_unc_ns for e, m in zip(errors, msgs))
     sink.close()
+
+
+def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, tmp_path):
+    wav = tmp_path / "in.wav"
+    shots = [0.5, 1.5, 2.5]
+    node_audio.write(wav, 3.2, shots)
+    audio, rate = sf.read(wav, dtype="int16")
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
+    cfg.write_text(cfg.read_text().replace('source = "wav"', 'source = "stdin"\nrate_hz = 48000\nchannels = 2\nformat = "int16"'))
+    sink = Sink(mosquitto)
+    proc = subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    status = f"ew/v1/{SITE}/node/{NODE}/status"
+    assert sink.wait_for(lambda: (status, b"online", False) in sink.messages, 20)  # up and reading
+    piece = rate // 10
+    t_first_ns = time.time_ns()
+    for i in range(0, len(audio), piece):  # as a live capture pipe would: 0.1 s at a time
+        proc.stdin.write(audio[i:i + piece].tobytes())
+        proc.stdin.flush()
+        time.sleep(0.1)
+    proc.stdin.close()
+    assert proc.wait(60) == 0, proc.stderr.read()
+    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(shots), 10)
+    msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
+    assert [m.timing for m in msgs] == ["system"] * len(shots)
+    found = detected(wav)
+    for m, f in zip(msgs, found):  # when the sample was captured, by the host clock
+        assert abs(m.t_ns - (t_first_ns + f / rate * 1e9)) < 0.5e9
+    # Spacing follows the sample clock to within the stated uncertainty.
+    for a, b, fa, fb in zip(msgs, msgs[1:], found, found[1:]):
+        assert abs((b.t_ns - a.t_ns) - (fb - fa) / rate * 1e9) <= a.t_unc_ns + b.t_unc_ns
+    sink.close()
