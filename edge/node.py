@@ -182,7 +182,8 @@ class Node:
             e = cfg.evidence
             self.evidence = EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
                                            hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
-        # Time sources read on their own threads; the worker alone touches the clock model.
+        # GPS and kernel PPS are read on their own threads and handed to the worker, which
+        # alone feeds the clock model.
         self._time_events: queue.SimpleQueue = queue.SimpleQueue()
         self.gps = self.kernel_pps = None
         self.fix = None
@@ -226,10 +227,7 @@ class Node:
             if self.source.start_ns is not None:
                 return NominalClock(rate, self.source.start_ns, "file", round(NS_PER_S / rate)), None, False
             return NominalClock(rate, time.time_ns(), "system", SYSTEM_UNC_NS), None, False
-        try:
-            clock = ModelClock(rate, self.source.start_ns)
-        except ImportError:
-            raise NodeError("timing.pps needs the clock model (edge.clock), which is not installed") from None
+        clock = ModelClock(rate, self.source.start_ns)
         pps = None
         if t.pps == "audio":
             from edge.pps import AudioPps

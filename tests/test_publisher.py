@@ -90,11 +90,14 @@ def test_outage_loses_nothing(mosquitto, tmp_path, key):
         sink.close()
 
 
-def test_publisher_never_blocks_without_a_broker(tmp_path, key):
-    from broker import free_port
+def test_publisher_never_blocks_without_a_broker_and_sends_once_there_is_one(tmp_path, key):
+    from broker import Mosquitto, free_port
 
     box = Outbox(tmp_path / "o.db")
-    cfg = MqttSection(url=f"mqtt://127.0.0.1:{free_port()}", reconnect_min_s=1, reconnect_max_s=1, inflight=4)
+    broker = Mosquitto(tmp_path / "late-broker", port=free_port()).start()
+    sink = Sink(broker)  # its persistent session waits in the broker's persistence file
+    broker.stop()
+    cfg = MqttSection(url=broker.url, reconnect_min_s=1, reconnect_max_s=1, inflight=4)
     pub = Publisher(cfg, SITE, NODE, box).start()
     t0 = time.monotonic()
     for _ in range(50):
@@ -104,7 +107,14 @@ def test_publisher_never_blocks_without_a_broker(tmp_path, key):
     time.sleep(0.5)
     assert box.depth() == 50 and pub.inflight() <= 4
     assert not pub.publish_json(pub.topics.health, {"dropped": True})
-    pub.stop()
+    broker.start()
+    try:
+        assert sink.wait_for(lambda: box.depth() == 0, 20)
+        assert sink.wait_for(lambda: sorted({m.seq for m in decoded(sink, key)}) == list(range(1, 51)), 10)
+        sink.close()
+    finally:
+        pub.stop()
+        broker.stop()
 
 
 def test_tls_with_a_client_certificate(tmp_path, key):
