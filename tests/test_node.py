@@ -290,3 +290,69 @@ def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, t
     for a, b, fa, fb in zip(msgs, msgs[1:], found, found[1:]):
         assert abs((b.t_ns - a.t_ns) - (fb - fa) / rate * 1e9) <= a.t_unc_ns + b.t_unc_ns
     sink.close()
+
+
+def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
+    import pathlib
+    import threading
+
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 6, [1.0])
+    cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=True, health_interval_s=1)
+    master, slave = os.openpty()
+    cfg.write_text(cfg.read_text().replace("[mqtt]", f'[timing]\ngps_port = "{os.ttyname(slave)}"\ngps_baud = 115200\n\n[mqtt]'))
+    raw = (pathlib.Path(__file__).parent / "data" / "nmea" / "bds_mix.nmea").read_bytes()
+    stop = threading.Event()
+
+    def receiver():  # talks like a receiver until the test ends
+        while not stop.is_set():
+            for line in raw.splitlines(keepends=True):
+                if stop.is_set():
+                    return
+                os.write(master, line)
+                time.sleep(0.005)
+
+    talker = threading.Thread(target=receiver, daemon=True)
+    talker.start()
+    sink = Sink(mosquitto)
+    proc = start(cfg)
+    try:
+        assert sink.wait_for(lambda: any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads("/health")), 20)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+    finally:
+        stop.set()
+        talker.join()
+        os.close(master)
+        os.close(slave)
+        if proc.poll() is None:
+            proc.kill()
+    gps = [json.loads(h)["gps"] for h in sink.payloads("/health")][-1]
+    assert gps["fix"] == 3 and 12 <= gps["sats"] <= 15 and gps["error"] is None
+    sink.close()
+
+
+def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path, mosquitto):
+    from edge.config import load
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 2, [0.5, 1.5])
+    audio, rate = sf.read(wav, dtype="int16")
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
+    node = Node(load(cfg))  # driven by hand: the worker alone, no broker needed
+    lost = 4800  # 0.1 s the audio interface never delivered
+    cut = rate  # after 1 s
+    node.ring.write(audio[:cut])
+    node.ring.report_lost(lost)
+    node.ring.write(audio[cut:])
+    node.ring.close()
+    node._work()
+    assert node.error is None
+    msgs = [wire.decode(p, ring) for _, p in node.outbox.pending()]
+    found = detected(wav)
+    # The second blast was delivered `lost` samples early: its time puts them back.
+    assert [m.t_ns for m in msgs] == [START_NS + round(found[0] * 1e9 / rate), START_NS + round((found[1] + lost) * 1e9 / rate)]
+    health = node.health()
+    assert (health["overruns"], health["frames_lost"], health["pulses_total"]) == (1, lost, 2)
+    node.outbox.close()
