@@ -297,7 +297,7 @@ def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
     import threading
 
     wav = tmp_path / "in.wav"
-    node_audio.write(wav, 6, [1.0])
+    node_audio.write(wav, 4, [1.0])
     cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=True, health_interval_s=1)
     master, slave = os.openpty()
     cfg.write_text(cfg.read_text().replace("[mqtt]", f'[timing]\ngps_port = "{os.ttyname(slave)}"\ngps_baud = 115200\n\n[mqtt]'))
