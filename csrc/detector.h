@@ -46,11 +46,11 @@ typedef struct {
     double snr_db;          /* peak over the noise-floor rms */
     double noise_dbfs;      /* noise-floor rms at the trigger */
     double rise_ms;         /* onset to the highest peak */
-    double duration_ms;     /* onset to the last sample above the duration level */
+    double duration_ms;     /* onset to the last sample above -20 dB re peak (within the window) */
     double decay_ms;        /* highest peak to the last sample above the duration level */
     double crest_db;        /* peak over rms of the pulse window */
-    double low_ratio_db;    /* energy below EW_BAND_LOW_HZ over total */
-    double high_ratio_db;   /* energy above EW_BAND_HIGH_HZ over total */
+    double low_ratio_db;    /* energy below 1 kHz over total, dB (2nd-order Butterworth) */
+    double high_ratio_db;   /* energy above 3 kHz over total, dB (capped at 0.45 x rate) */
 } ew_pulse_t;
 
 typedef struct ew_detector ew_detector_t;

@@ -43,6 +43,14 @@ GROW_ROUNDS = 4
 # same pulses: sets of echoes (and the echo off a wall beside the shooter, which looks like a
 # second source there) agree across far fewer sensors than the first arrivals do.
 RELATIVE_SUPPORT = 0.5
+# Half-width of the emission-time window of the search: tight, so that arrivals of shots
+# 60 ms apart cannot mix into one set; growing the seed then admits up to tol_s.
+SEARCH_TOLERANCE_S = 5e-3
+# Expected number of chance sets of unrelated pulses allowed per search (see chance_support).
+FALSE_ALARMS = 0.01
+# Consistency tolerance after the first shot, in robust sigmas of its residuals.
+TOLERANCE_SIGMAS = 5.0
+MAD_TO_SIGMA = 1.4826
 # Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).
 SELECTION_GEOMETRY = Geometry("2d")
 
@@ -55,6 +63,7 @@ class Shot:
     position: np.ndarray  # solved coordinates (x, y[, z]) in the local frame
     t0_s: float  # emission time on the caller's time origin
     c: float  # speed of sound used
+    residuals_s: np.ndarray  # measured minus predicted arrival of each pulse
 
 
 def _previous_gap_s(sensor: np.ndarray, t_s: np.ndarray) -> np.ndarray:
@@ -190,30 +199,59 @@ def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np
 
 def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray,
               sigma_s: np.ndarray, available: np.ndarray, c: float, geometry: Geometry,
-              tol_s: float, start, *, fit_c: bool = False) -> Shot | None:
-    """Refine a seed set into a shot: fit, re-select one pulse per sensor within ``tol_s``, repeat.
+              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False) -> Shot | None:
+    """Refine a seed set into a shot: fit, re-select one pulse per sensor within a tolerance, repeat.
 
     Each round fits position and emission time (robust soft-L1 loss, so a late arrival in the
     set pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
-    closest to its prediction if within ``tol_s``, and stops when the set no longer changes.
+    closest to its prediction if within the tolerance, and stops when the set no longer
+    changes: first with ``core_tol_s`` (a tight core, which arrivals of neighbouring shots
+    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals).
     """
     chosen = seed
     pos, t0 = start
-    for _ in range(GROW_ROUNDS):
-        fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
-                        fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
-        pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
-        src = geometry.source_coords(pos)
-        diff = geometry.sensor_coords(sensors_m) - src
-        residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
-        candidates = np.flatnonzero(available & (np.abs(residual) <= tol_s))
-        if len(candidates) == 0:
-            return None
-        new = _nearest_per_sensor(candidates, sensor, residual)
-        if np.array_equal(new, chosen):
-            break
-        chosen = new
-    return Shot(chosen, np.asarray(pos), t0, c)
+    for tol in dict.fromkeys((min(core_tol_s or tol_s, tol_s), tol_s)):
+        for _ in range(GROW_ROUNDS):
+            fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
+                            fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
+            pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
+            src = geometry.source_coords(pos)
+            diff = geometry.sensor_coords(sensors_m) - src
+            residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+            candidates = np.flatnonzero(available & (np.abs(residual) <= tol))
+            if len(candidates) == 0:
+                return None
+            new = _nearest_per_sensor(candidates, sensor, residual)
+            if np.array_equal(new, chosen):
+                break
+            chosen = new
+    return Shot(chosen, np.asarray(pos), t0, c, residual[chosen])
+
+
+def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: float,
+                   bounds: tuple[float, float, float, float], false_alarms: float = FALSE_ALARMS) -> int:
+    """Smallest support that chance coincidences of unrelated pulses reach less than ``false_alarms`` times.
+
+    Sensor j's pulses, at its mean rate r_j over the stretch, fall in a window w with
+    probability p_j = 1 - exp(-r_j w); the number of sensors agreeing by chance is
+    Poisson-binomial (tail by the usual recursion). The search looks at about
+    area / (c w)^2 independent points times duration / w independent windows (the
+    resolution of a window of w), so a support k is significant when that many trials
+    times P(K >= k) stays below ``false_alarms`` (a Bonferroni bound, as in CFAR detection).
+    """
+    duration_s = max(float(np.ptp(t_s)), window_s)
+    counts = np.bincount(sensor)
+    p = -np.expm1(-counts[counts > 0] / duration_s * window_s)
+    dist = np.zeros(len(p) + 1)
+    dist[0] = 1.0
+    for pj in p:
+        dist[1:] = dist[1:] * (1 - pj) + dist[:-1] * pj
+        dist[0] *= 1 - pj
+    tail = np.cumsum(dist[::-1])[::-1]  # tail[k] = P(K >= k)
+    x0, y0, x1, y1 = bounds
+    trials = (x1 - x0) * (y1 - y0) / (c * window_s) ** 2 * duration_s / window_s
+    significant = np.flatnonzero(trials * tail < false_alarms)
+    return int(significant[0]) if len(significant) else len(p) + 1
 
 
 def search_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
@@ -233,7 +271,7 @@ def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndar
 
 
 def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
-               c: float, *, tol_s: float, min_sensors: int,
+               c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
                speeds: tuple[float, ...] = ()) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
 
@@ -247,8 +285,10 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         Arrival times and their sigmas, seconds.
     c : float
         Speed of sound, m/s.
-    tol_s : float
-        Largest |measured - predicted| arrival time of a pulse kept in a shot.
+    tol_s, min_tol_s : float
+        Largest |measured - predicted| arrival time of a pulse kept in a shot: ``tol_s`` for
+        the first shot, then :data:`TOLERANCE_SIGMAS` times the first shot's robust timing
+        scatter, within ``min_tol_s``..``tol_s``.
     min_sensors : int
         Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
         shot's (so a much weaker shot among the same pulses is not reported).
@@ -265,12 +305,13 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     bounds = search_bounds(xy)
     available = np.ones(len(t_s), dtype=bool)
     shots: list[Shot] = []
-    window_s = 2.0 * tol_s
+    window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
+    chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
-        needed = max(min_sensors, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
+        needed = max(min_sensors, chance, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
         # Each trial speed only has to beat the best so far, so later trials prune early.
         (support, point, start), speed = (needed - 1, None, 0.0), c
@@ -283,12 +324,18 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         seed = _seed_set(xy, sensor, t_s, speed, point, start, window_s + 2 * LEAF_SIZE_M / speed, available)
         t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
         shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
-                         (point, t0), fit_c=fit_c)
+                         (point, t0), core_tol_s=window_s / 2.0, fit_c=fit_c)
         if shot is None or len(shot.pulses) < needed:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
         if fit_c:
             c = shot.c
+        if not shots:
+            # The first (strongest) shot measures the timing scatter; later sets are held to it.
+            scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
+            tol_s = min(tol_s, max(TOLERANCE_SIGMAS * scatter, min_tol_s))
+            window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
+            chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
         shots.append(shot)
         available[shot.pulses] = False
     return shots

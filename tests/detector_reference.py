@@ -75,6 +75,10 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
     jump_mta = jump * mta
     steps = n_total // step
     means = e[: steps * step].reshape(steps, step).mean(axis=1)
+    # per step, the largest STA that also clears the MTA test: a step whose value stays
+    # under on*LTA cannot trigger, which spares the loop below most of its work
+    jumping = np.where(sta > jump_mta, sta, 0.0)
+    step_max = np.maximum.reduceat(jumping, np.arange(0, n_total, step)) if n_total else jumping
     shape = dict(
         y=y, rate_hz=rate_hz, lookback=_samples(p["lookback_ms"], rate_hz),
         peak_search=_samples(p["peak_search_ms"], rate_hz), gap=_samples(p["gap_ms"], rate_hz),
@@ -95,7 +99,7 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
                 busy |= end > s0
                 pulses.append(_finish(trig, end, trig_lta, trig_mta, last_end, **shape))
                 active, n, last_end = False, end, end
-            if warm < warm_steps:
+            if warm < warm_steps or step_max[k] <= on * lta:
                 break
             hits = np.flatnonzero((sta[n:s1] > on * lta) & (sta[n:s1] > jump_mta[n:s1]))
             if not len(hits):
