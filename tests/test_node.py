@@ -356,3 +356,22 @@ def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path, mosquitto):
     health = node.health()
     assert (health["overruns"], health["frames_lost"], health["pulses_total"]) == (1, lost, 2)
     node.outbox.close()
+
+
+def test_a_node_runs_in_process_from_a_dict(mosquitto, tmp_path):
+    """As the simulator runs virtual nodes: no TOML file, Node.run() in the caller's process."""
+    from edge.config import from_dict
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    onsets = node_audio.write(wav, 3, [0.5, 1.5, 2.5])
+    keys.generate(tmp_path / "k")
+    cfg = from_dict({"node": {"name": NODE, "site": SITE, "key": str(tmp_path / "k"), "data_dir": str(tmp_path / "var")},
+                     "audio": {"source": "wav", "path": str(wav), "realtime": False, "start_utc": START_UTC},
+                     "mqtt": {"url": mosquitto.url}, "evidence": {"enabled": False}})
+    sink = Sink(mosquitto)
+    assert Node(cfg).run() == 0  # returns the pulses left unsent
+    ring = wire.Keyring({NODE: keys.load_verify_key(keys.public_path(tmp_path / "k"))})
+    assert sink.wait_for(lambda: len(received(sink, ring)) == len(onsets), 10)
+    assert_times(unique(received(sink, ring)), wav, onsets)
+    sink.close()
