@@ -302,31 +302,22 @@ def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
     master, slave = os.openpty()
     cfg.write_text(cfg.read_text().replace("[mqtt]", f'[timing]\ngps_port = "{os.ttyname(slave)}"\ngps_baud = 115200\n\n[mqtt]'))
     raw = (pathlib.Path(__file__).parent / "data" / "nmea" / "bds_mix.nmea").read_bytes()
-    stop = threading.Event()
-
-    def receiver():  # talks like a receiver until the test ends
-        while not stop.is_set():
-            for line in raw.splitlines(keepends=True):
-                if stop.is_set():
-                    return
-                os.write(master, line)
-                time.sleep(0.005)
-
-    talker = threading.Thread(target=receiver, daemon=True)
-    talker.start()
     sink = Sink(mosquitto)
     proc = start(cfg)
+    talker = threading.Thread(target=os.write, args=(master, raw + raw), daemon=True)
     try:
+        assert sink.wait_for(lambda: sink.payloads("/status"), 20)  # the port is open
+        talker.start()  # the receiver's output, written as the node reads it
         assert sink.wait_for(lambda: any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads("/health")), 20)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
     finally:
-        stop.set()
-        talker.join()
-        os.close(master)
-        os.close(slave)
         if proc.poll() is None:
             proc.kill()
+        if talker.is_alive():
+            talker.join(5)
+        os.close(master)
+        os.close(slave)
     gps = [json.loads(h)["gps"] for h in sink.payloads("/health")][-1]
     assert gps["fix"] == 3 and 12 <= gps["sats"] <= 15 and gps["error"] is None
     sink.close()

@@ -123,10 +123,7 @@ def test_tls_with_a_client_certificate(tmp_path, key):
 
     pki = make_pki(tmp_path / "pki")
     tls_port = free_port()
-    # "user root": a broker started as root would drop to the mosquitto user, which cannot
-    # read the keys in the test's private temporary folder (ignored when not root).
     broker = Mosquitto(tmp_path / "broker", extra_conf=(
-        "user root\n"
         f"listener {tls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server_cert']}\n"
         f"keyfile {pki['server_key']}\nrequire_certificate true\n")).start()
     try:
