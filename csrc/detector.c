@@ -271,8 +271,19 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
             a = i;
         }
     }
+    /* the centred envelope rises up to env_half samples before the signal does: the
+     * onset is the first sample itself above thr within that reach, when there is one */
+    int64_t k = a, reach = a + d->env_half < pk ? a + d->env_half : pk;
+    while (k < reach && fabs(r[k & m]) < thr) {
+        k++;
+    }
     double onset = (double)a;
-    if (a > lo) {
+    if (fabs(r[k & m]) >= thr && k > lo) {
+        double below = fabs(r[(k - 1) & m]), above = fabs(r[k & m]);
+        double frac = above > below ? (thr - below) / (above - below) : 1.0;
+        onset = (double)(k - 1) + fmin(1.0, fmax(0.0, frac));
+        a = k;
+    } else if (a > lo) {
         double below = sqrt(window_energy(d, a - 1, lo, end) / width);
         double above = sqrt(window_energy(d, a, lo, end) / width);
         double frac = above > below ? (thr - below) / (above - below) : 1.0;
@@ -412,10 +423,17 @@ static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
     }                                                                                   \
     return count
 
+/* NaN or infinity (a broken float file) would poison every recursive state for good. */
+static inline double ew_finite_or_zero(float v)
+{
+    double x = (double)v;
+    return x - x == 0.0 ? x : 0.0; /* false only for NaN and +-inf */
+}
+
 size_t ew_detector_do(ew_detector_t *d, const float *in, size_t n,
                       ew_pulse_t *out, size_t max_out, size_t *consumed)
 {
-    EW_RUN((double)in[i]);
+    EW_RUN(ew_finite_or_zero(in[i]));
 }
 
 size_t ew_detector_do_s16(ew_detector_t *d, const int16_t *in, size_t n,

@@ -61,7 +61,8 @@ int ew_detector_check(double rate_hz, const ew_detector_params_t *params, char *
 ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *params);
 /* Upper bound of the pulses that n more samples can finish (size of the out buffer). */
 size_t ew_detector_max_pulses(const ew_detector_t *det, size_t n);
-/* Processes in[0..n); stops early only when out is full; *consumed = samples used. */
+/* Processes in[0..n); stops early only when out is full; *consumed = samples used.
+ * Float samples that are NaN or infinite are taken as 0. */
 size_t ew_detector_do(ew_detector_t *det, const float *in, size_t n,
                       ew_pulse_t *out, size_t max_out, size_t *consumed);
 size_t ew_detector_do_s16(ew_detector_t *det, const int16_t *in, size_t n,
