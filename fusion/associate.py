@@ -26,8 +26,12 @@ import numpy as np
 
 from fusion.multilaterate import Geometry, fit_shots
 
+# Implied emission times closer than this are one instant (rounding of e_i - gap_i vs e_j).
+SAME_TIME_S = 1e-7
 # Smallest quadtree cell (m): the emission-time slack it adds, 2 r / c, stays a few ms.
 LEAF_SIZE_M = 2.0
+# A leaf's window slack as a distance: its diagonal (twice the half-diagonal r).
+LEAF_SLACK_M = LEAF_SIZE_M * math.sqrt(2.0)
 # Cells per side of the first level of the quadtree.
 ROOT_CELLS = 16
 # Search area: the reporting sensors' bounding box widened by this fraction of its span
@@ -97,7 +101,7 @@ def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -
     length = ends - (np.arange(g) * n)[:, None] - np.arange(n)[None, :]
     counts = length.copy()
     for k in range(1, int(length.max())):
-        counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k])
+        counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k] - SAME_TIME_S)
     best = np.argmax(counts, axis=1)
     rows = np.arange(g)
     return counts[rows, best], e[rows, best]
@@ -229,7 +233,7 @@ def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: 
 
 
 def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: float,
-                   bounds: tuple[float, float, float, float], false_alarms: float = FALSE_ALARMS) -> int:
+                   bounds: tuple[float, float, float, float], false_alarms: float | None = None) -> int:
     """Smallest support that chance coincidences of unrelated pulses reach less than ``false_alarms`` times.
 
     Sensor j's pulses, at its mean rate r_j over the stretch, fall in a window w with
@@ -250,7 +254,7 @@ def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: floa
     tail = np.cumsum(dist[::-1])[::-1]  # tail[k] = P(K >= k)
     x0, y0, x1, y1 = bounds
     trials = (x1 - x0) * (y1 - y0) / (c * window_s) ** 2 * duration_s / window_s
-    significant = np.flatnonzero(trials * tail < false_alarms)
+    significant = np.flatnonzero(trials * tail < (FALSE_ALARMS if false_alarms is None else false_alarms))
     return int(significant[0]) if len(significant) else len(p) + 1
 
 
@@ -306,12 +310,14 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     available = np.ones(len(t_s), dtype=bool)
     shots: list[Shot] = []
     window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
-    chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
+    chance = chance_support(sensor, t_s, window_s + LEAF_SLACK_M / c, c, bounds)
+    # A small array cannot reach significance: then the best set short of one sensor is kept.
+    n_reporting = len(np.unique(sensor))
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
-        needed = max(min_sensors, chance, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
+        needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
         # Each trial speed only has to beat the best so far, so later trials prune early.
         (support, point, start), speed = (needed - 1, None, 0.0), c
@@ -335,7 +341,7 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
             scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
             tol_s = min(tol_s, max(TOLERANCE_SIGMAS * scatter, min_tol_s))
             window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
-            chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
+            chance = chance_support(sensor, t_s, window_s + LEAF_SLACK_M / c, c, bounds)
         shots.append(shot)
         available[shot.pulses] = False
     return shots

@@ -46,6 +46,8 @@ FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
 # tighter than the floor, which also scales the robust loss).
 OUTLIER_SIGMAS = 5.0
 OUTLIER_FLOOR_S = 5e-4
+# Pulses this much quieter than their sensor's loudest in a stretch are taken for echoes.
+ECHO_SNR_DROP_DB = 6.0
 CLASS_UNCLASSIFIED = "impulsive"
 ERR_DECIMALS = 2
 ID_FORMAT = "%Y%m%dT%H%M%S"
@@ -71,6 +73,20 @@ def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
     order = np.argsort(t_s, kind="stable")
     breaks = np.flatnonzero(np.diff(t_s[order]) > quiet_s) + 1
     return np.split(order, breaks)
+
+
+def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray) -> np.ndarray:
+    """Mask of pulses not far quieter than the loudest of their sensor in the stretch.
+
+    A sensor's echoes and reverberation come weaker than the muzzle blast that caused them;
+    pulses more than ECHO_SNR_DROP_DB below the sensor's loudest are left out of association,
+    which on small arrays is what keeps chance sets of echoes from outnumbering the shots.
+    Pulses without ``snr_db`` are always kept.
+    """
+    loudest = np.full(int(sensor.max()) + 1 if len(sensor) else 0, -np.inf)
+    known = np.isfinite(snr_db)
+    np.maximum.at(loudest, sensor[known], snr_db[known])
+    return ~known | (snr_db >= loudest[sensor] - ECHO_SNR_DROP_DB)
 
 
 def _incident_id(t_ns: int) -> str:
@@ -151,6 +167,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
+        seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg])]
         if len(np.unique(pulses.sensor[seg])) < need:
             continue
         shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
