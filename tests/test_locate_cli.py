@@ -33,7 +33,7 @@ def test_wgs84_sensors_give_wgs84_shots(tmp_path):
     rows = ["sensor,lat,lon,alt"]
     for sid, (x, y, z) in sc.sensors.items():
         lat, lon, alt = pymap3d.enu2geodetic(x, y, z, *ORIGIN)
-        rows.append(f"{sid},{lat!r},{lon!r},{alt!r}")
+        rows.append(f"{sid},{float(lat)!r},{float(lon)!r},{float(alt)!r}")
     csv_path.write_text("\n".join(rows) + "\n")
     out = run("--sensors", csv_path, "--temperature-c", 15, pulses)
     assert out.returncode == 0, out.stderr
