@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusion.multilaterate import Geometry, fit_shots
+from fusion.multilaterate import Geometry, fit_shots, irls
 
 # Implied emission times closer than this are one instant (rounding of e_i - gap_i vs e_j).
 SAME_TIME_S = 1e-7
@@ -216,9 +216,13 @@ def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: 
     pos, t0 = start
     for tol in dict.fromkeys((min(core_tol_s or tol_s, tol_s), tol_s)):
         for _ in range(GROW_ROUNDS):
-            fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
-                            fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
-            pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
+            if fit_c:
+                fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
+                                fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S)
+                pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
+            else:
+                pos, t0 = irls(sensors_m[chosen], t_s[chosen], sigma_s[chosen], c, geometry, (pos, t0),
+                               ROBUST_SCALE_S)
             src = geometry.source_coords(pos)
             diff = geometry.sensor_coords(sensors_m) - src
             residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
