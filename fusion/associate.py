@@ -26,6 +26,8 @@ import numpy as np
 
 from fusion.multilaterate import Geometry, fit_shots, irls
 
+# Windows wider than this are bounded by the plain pulse count (see _distinct_counts).
+PLAIN_COUNT_ABOVE_S = 0.1
 # Implied emission times closer than this are one instant (rounding of e_i - gap_i vs e_j).
 SAME_TIME_S = 1e-7
 # Smallest quadtree cell (m): the emission-time slack it adds, 2 r / c, stays a few ms.
@@ -100,7 +102,9 @@ def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -
     ends = np.searchsorted(lifted.ravel(), (lifted + width_s[:, None]).ravel(), side="right").reshape(g, n)
     length = ends - (np.arange(g) * n)[:, None] - np.arange(n)[None, :]
     counts = length.copy()
-    for k in range(1, int(length.max())):
+    # Wide windows (coarse cells) hold many pulses: there the plain pulse count, a looser
+    # but valid bound, is cheaper than removing every repeat.
+    for k in range(1, int(length.max()) if float(width_s.max()) <= PLAIN_COUNT_ABOVE_S else 1):
         counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k] - SAME_TIME_S)
     best = np.argmax(counts, axis=1)
     rows = np.arange(g)
