@@ -57,6 +57,8 @@ FALSE_ALARMS = 0.01
 # Consistency tolerance after the first shot, in robust sigmas of its residuals.
 TOLERANCE_SIGMAS = 5.0
 MAD_TO_SIGMA = 1.4826
+# Fewest pulses in the first shot for its scatter to set the tolerance (MAD of fewer is noise).
+MIN_PULSES_FOR_SCATTER = 8
 # Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).
 SELECTION_GEOMETRY = Geometry("2d")
 
@@ -104,8 +106,13 @@ def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -
     counts = length.copy()
     # Wide windows (coarse cells) hold many pulses: there the plain pulse count, a looser
     # but valid bound, is cheaper than removing every repeat.
-    for k in range(1, int(length.max()) if float(width_s.max()) <= PLAIN_COUNT_ABOVE_S else 1):
-        counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k] - SAME_TIME_S)
+    fine = np.flatnonzero(width_s <= PLAIN_COUNT_ABOVE_S)
+    if len(fine):
+        f_len, f_prev, f_e = length[fine], prev[fine], e[fine]
+        f_counts = f_len.copy()
+        for k in range(1, int(f_len.max())):
+            f_counts[:, : n - k] -= (k < f_len[:, : n - k]) & (f_prev[:, k:] >= f_e[:, : n - k] - SAME_TIME_S)
+        counts[fine] = f_counts
     best = np.argmax(counts, axis=1)
     rows = np.arange(g)
     return counts[rows, best], e[rows, best]
@@ -318,38 +325,43 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     available = np.ones(len(t_s), dtype=bool)
     shots: list[Shot] = []
     window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
-    chance = chance_support(sensor, t_s, window_s + LEAF_SLACK_M / c, c, bounds)
     # A small array cannot reach significance: then the best set short of one sensor is kept.
     n_reporting = len(np.unique(sensor))
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
-        needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
-        # Each trial speed only has to beat the best so far, so later trials prune early.
-        (support, point, start), speed = (needed - 1, None, 0.0), c
-        for trial in trials:
-            found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, window_s, bounds, max(support, needed - 1), hints)
-            if found[0] > support:
-                (support, point, start), speed = found, trial
+        strongest = max((len(s.pulses) for s in shots), default=0)
+        # Until a first shot is found, a window as wide as the tolerance is tried after the
+        # tight one: with few sensors, diffraction can leave no tight set at all.
+        for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
+            chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
+            needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
+            # Each trial speed only has to beat the best so far, so later trials prune early.
+            (support, point, start), speed = (needed - 1, None, 0.0), c
+            for trial in trials:
+                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, max(support, needed - 1), hints)
+                if found[0] > support:
+                    (support, point, start), speed = found, trial
+            if support >= needed:
+                break
         if support < needed:
             break
-        seed = _seed_set(xy, sensor, t_s, speed, point, start, window_s + 2 * LEAF_SIZE_M / speed, available)
+        seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
         t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
         shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
-                         (point, t0), core_tol_s=window_s / 2.0, fit_c=fit_c)
+                         (point, t0), core_tol_s=width / 2.0, fit_c=fit_c)
         if shot is None or len(shot.pulses) < needed:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
         if fit_c:
             c = shot.c
-        if not shots:
+        if not shots and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
             # The first (strongest) shot measures the timing scatter; later sets are held to it.
             scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
             tol_s = min(tol_s, max(TOLERANCE_SIGMAS * scatter, min_tol_s))
             window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
-            chance = chance_support(sensor, t_s, window_s + LEAF_SLACK_M / c, c, bounds)
         shots.append(shot)
         available[shot.pulses] = False
     return shots

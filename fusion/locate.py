@@ -130,8 +130,9 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         ``t_ns`` of a shot is its estimated discharge time at the source; shots are in
         discharge order; ``shooter`` numbers shooters in order of their first shot;
         ``err_m`` is the radius of the circle holding the true horizontal position with
-        95 % probability. The incident's position and ``err_m`` are those of its first
-        shooter's shots (mean position, median error).
+        95 % probability. The incident's position and ``err_m`` are those of its main
+        shooter's shots (mean position, median error): the shooter with the most shots,
+        ties going to the one who fired first.
 
     Examples
     --------
@@ -247,7 +248,8 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
         del shot["_enu"]
-    first = labels == 0
+    # The incident is placed at its main shooter: the one with most shots (ties: who fired first).
+    first = labels == int(np.argmax(np.bincount(labels)))
     errs = [s["err_m"] for s, f in zip(out_shots, first) if f]
     participating = sorted({sid for s in out_shots for sid in s["sensors"]})
     reporting = len(np.unique(pulses.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
