@@ -42,6 +42,8 @@ TRIAL_STEP_C = 5.0
 TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
+# Fewest residual degrees of freedom for the final fit to estimate the speed of sound.
+MIN_DOF_FOR_C = 3
 # Outlier rejection before the final fit (residuals beyond this many robust sigmas, never
 # tighter than the floor, which also scales the robust loss).
 OUTLIER_SIGMAS = 5.0
@@ -215,7 +217,9 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
         if geometry.dims == 3:
             start = np.append(start, np.median(pos[s.pulses, 2]))
         starts.append((start, s.t0_s))
-    fit_c = c_known is None
+    # Estimate c only with residual degrees of freedom to spare; else keep the association's.
+    n_used = sum(len(s.pulses) for s in shots)
+    fit_c = c_known is None and n_used - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
     c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
     # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
     # association tolerance) are left out of the plain fit the covariance comes from.
