@@ -13,9 +13,11 @@ import pittsburgh_pulses as pp
 from earwitness import cli
 
 WITHIN_M = 25.0
-# Measured 0.83 on FP1-FP3 (the target is 0.90; see the final report): with 4-6
-# sensors a chance set of echoes is as large as a shot's and only loudness tells them apart.
+# Measured on FP1-FP3: 0.83 with the airport temperature, 0.91 with c estimated (the
+# issue's target is 0.90): with 4-6 sensors a chance set of echoes is as large as a shot's,
+# and a sensor whose first arrival is missing leaves too few.
 MIN_LOCATED = 0.80
+MIN_LOCATED_C_ESTIMATED = 0.88
 
 
 def run(argv: list[str]) -> tuple[int, str]:
@@ -42,21 +44,27 @@ def detect_test(test, folder):
     return sensors, pulses
 
 
-def test_detect_then_locate_on_pittsburgh_audio(pittsburgh, tmp_path, capsys):
+def located_share(tests, inputs, temperature: bool) -> float:
     located = 0
-    for test in pittsburgh:
-        sensors, pulses = detect_test(test, tmp_path / test.name)
-        status, text = run(["locate", "--sensors", str(sensors), "--temperature-c",
-                            str(pp.temperature_c(test)), str(pulses)])
+    for test, (sensors, pulses) in zip(tests, inputs):
+        extra = ["--temperature-c", str(pp.temperature_c(test))] if temperature else []
+        status, text = run(["locate", "--sensors", str(sensors), *extra, str(pulses)])
         assert status == 0
         incidents = [json.loads(line) for line in text.splitlines()]
         survey, _rounds = pp.survey(test)
         # The incident an analyst would look at first: most rounds, then most sensors.
         best = max(incidents, key=lambda i: (i["rounds"], len(i["sensors"])), default=None)
         located += best is not None and math.hypot(best["x"] - survey[0], best["y"] - survey[1]) <= WITHIN_M
-    share = located / len(pittsburgh)
+    return located / len(tests)
+
+
+def test_detect_then_locate_on_pittsburgh_audio(pittsburgh, tmp_path, capsys):
+    inputs = [detect_test(test, tmp_path / test.name) for test in pittsburgh]
+    with_t = located_share(pittsburgh, inputs, temperature=True)
+    without_t = located_share(pittsburgh, inputs, temperature=False)
     capsys.readouterr()
     with capsys.disabled():
-        print(f"\ndetect + locate on Pittsburgh FP1-FP3 audio: {located}/{len(pittsburgh)} = {share:.2f} "
-              f"of tests located within {WITHIN_M:.0f} m (target 0.90)")
-    assert share >= MIN_LOCATED
+        print(f"\ndetect + locate on Pittsburgh FP1-FP3 audio ({len(pittsburgh)} tests), located within "
+              f"{WITHIN_M:.0f} m: {with_t:.2f} with --temperature-c, {without_t:.2f} with c estimated (target 0.90)")
+    assert with_t >= MIN_LOCATED
+    assert without_t >= MIN_LOCATED_C_ESTIMATED
