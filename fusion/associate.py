@@ -214,7 +214,8 @@ def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np
 
 def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray,
               sigma_s: np.ndarray, available: np.ndarray, c: float, geometry: Geometry,
-              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False) -> Shot | None:
+              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False,
+              c_bounds: tuple[float, float] = (None, None)) -> Shot | None:
     """Refine a seed set into a shot: fit, re-select one pulse per sensor within a tolerance, repeat.
 
     Each round fits position and emission time (robust soft-L1 loss, so a late arrival in the
@@ -229,7 +230,7 @@ def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: 
         for _ in range(GROW_ROUNDS):
             if fit_c:
                 fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
-                                fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S)
+                                fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S, c_bounds=c_bounds)
                 pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
             else:
                 pos, t0 = irls(sensors_m[chosen], t_s[chosen], sigma_s[chosen], c, geometry, (pos, t0),
@@ -312,9 +313,9 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
         shot's (so a much weaker shot among the same pulses is not reported).
     speeds : tuple of float
-        When given, c is unknown: the first shot is searched at each of these speeds (the
-        one where most sensors agree wins), grown with c estimated, and the estimate used
-        for the rest.
+        When given, c is uncertain: the first shot is searched at each of these speeds (the
+        one where most sensors agree wins), grown with c estimated between the smallest and
+        the largest of them, and that estimate used for the rest.
 
     Returns
     -------
@@ -351,7 +352,8 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
         t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
         shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
-                         (point, t0), core_tol_s=width / 2.0, fit_c=fit_c)
+                         (point, t0), core_tol_s=width / 2.0, fit_c=fit_c,
+                         c_bounds=(min(speeds), max(speeds)) if speeds else (None, None))
         if shot is None or len(shot.pulses) < needed:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue

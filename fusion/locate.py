@@ -40,6 +40,8 @@ MIN_TOLERANCE_S = 3e-3
 TRIAL_STEP_C = 5.0
 # Tried from the usual outward, so the usual case sets a high bar for the rest early.
 TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
+# How far the air along the paths may differ from a stated temperature, during association.
+TEMPERATURE_SLACK_C = 4.0
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
 # Fewest residual degrees of freedom for the final fit to estimate the speed of sound.
@@ -166,7 +168,13 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     span_m = float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
     quiet_s = span_m / C_MIN + TOLERANCE_S
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
-    trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
+    if c_known is None:
+        trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
+    else:
+        # A stated temperature (an airport's, say) is not the air along every path:
+        # association allows it +-TEMPERATURE_SLACK_C; the final fit uses it as stated.
+        trial_speeds = tuple(speed_of_sound(temperature_c + d)
+                             for d in (0.0, -TEMPERATURE_SLACK_C, TEMPERATURE_SLACK_C))
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -176,7 +184,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
                            c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
                            min_tol_s=MIN_TOLERANCE_S,
-                           min_sensors=need, speeds=() if c_known else trial_speeds)
+                           min_sensors=need, speeds=trial_speeds)
         for shot in shots:
             shot.pulses = seg[shot.pulses]
         t0 = np.array([s.t0_s for s in shots])

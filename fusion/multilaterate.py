@@ -156,7 +156,7 @@ class Fit:
 
 
 def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = False,
-              loss: str = "linear", scale_s: float = 1e-3) -> Fit:
+              loss: str = "linear", scale_s: float = 1e-3, c_bounds: tuple[float, float] = (None, None)) -> Fit:
     """Least-squares fit of one or more shots, optionally sharing an estimated speed of sound.
 
     Minimises sum rho(((t_i - t0_k - |p_k - s_i| / c) / sigma_i)^2) over every shot k's
@@ -177,7 +177,7 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     starts : list of (position, t0_s)
         Start values per shot.
     fit_c : bool
-        Estimate c, shared by all shots, within :data:`C_MIN`..:data:`C_MAX`.
+        Estimate c, shared by all shots, within ``c_bounds`` (default :data:`C_MIN`..:data:`C_MAX`).
     loss : str
         A :func:`scipy.optimize.least_squares` loss.
     scale_s : float
@@ -193,8 +193,10 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     n = int(offsets[-1])
     per = dims + 1
     x0 = np.concatenate([np.concatenate([np.asarray(p, dtype=float)[:dims], [t0]]) for p, t0 in starts])
+    c_lo = C_MIN if c_bounds[0] is None else c_bounds[0]
+    c_hi = C_MAX if c_bounds[1] is None else c_bounds[1]
     if fit_c:
-        x0 = np.append(x0, min(max(c, C_MIN), C_MAX))
+        x0 = np.append(x0, min(max(c, c_lo), c_hi))
     n_par = len(x0)
 
     def unpack(x):
@@ -232,8 +234,8 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     if fit_c:
         lower = np.full(n_par, -np.inf)
         upper = np.full(n_par, np.inf)
-        lower[-1], upper[-1] = C_MIN, C_MAX
-        x0[-1] = np.clip(x0[-1], C_MIN + 1e-9, C_MAX - 1e-9)
+        lower[-1], upper[-1] = c_lo, c_hi
+        x0[-1] = np.clip(x0[-1], c_lo + 1e-9, c_hi - 1e-9)
         bounds = (lower, upper)
     f_scale = scale_s / float(np.median(np.concatenate(sigmas)))
     result = optimize.least_squares(residuals, x0, jac=jacobian, bounds=bounds, loss=loss,
