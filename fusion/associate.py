@@ -218,23 +218,30 @@ def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: 
               c_bounds: tuple[float, float] = (None, None)) -> Shot | None:
     """Refine a seed set into a shot: fit, re-select one pulse per sensor within a tolerance, repeat.
 
-    Each round fits position and emission time (robust soft-L1 loss, so a late arrival in the
-    set pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
+    Each round fits position and emission time (robust IRLS, so a late arrival in the set
+    pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
     closest to its prediction if within the tolerance, and stops when the set no longer
     changes: first with ``core_tol_s`` (a tight core, which arrivals of neighbouring shots
-    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals).
+    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals). With
+    ``fit_c`` the grown set's speed of sound is then estimated (within ``c_bounds``) and the
+    set grown once more at that speed.
     """
-    chosen = seed
+    shot = _grow(seed, sensors_m, sensor, t_s, sigma_s, available, c, geometry,
+                 (min(core_tol_s or tol_s, tol_s), tol_s), start)
+    if shot is None or not fit_c:
+        return shot
+    chosen = shot.pulses
+    fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(shot.position, shot.t0_s)],
+                    fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S, c_bounds=c_bounds)
+    return _grow(chosen, sensors_m, sensor, t_s, sigma_s, available, fit.c, geometry, (tol_s,),
+                 (fit.positions[0], float(fit.t0_s[0])))
+
+
+def _grow(chosen, sensors_m, sensor, t_s, sigma_s, available, c, geometry, tolerances, start) -> Shot | None:
     pos, t0 = start
-    for tol in dict.fromkeys((min(core_tol_s or tol_s, tol_s), tol_s)):
+    for tol in dict.fromkeys(tolerances):
         for _ in range(GROW_ROUNDS):
-            if fit_c:
-                fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
-                                fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S, c_bounds=c_bounds)
-                pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
-            else:
-                pos, t0 = irls(sensors_m[chosen], t_s[chosen], sigma_s[chosen], c, geometry, (pos, t0),
-                               ROBUST_SCALE_S)
+            pos, t0 = irls(sensors_m[chosen], t_s[chosen], sigma_s[chosen], c, geometry, (pos, t0), ROBUST_SCALE_S)
             src = geometry.source_coords(pos)
             diff = geometry.sensor_coords(sensors_m) - src
             residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
@@ -292,7 +299,7 @@ def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndar
 
 def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
                c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
-               speeds: tuple[float, ...] = ()) -> list[Shot]:
+               speeds: tuple[float, ...] = (), c_bounds: tuple[float, float] | None = None) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
 
     Parameters
@@ -314,8 +321,8 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         shot's (so a much weaker shot among the same pulses is not reported).
     speeds : tuple of float
         When given, c is uncertain: the first shot is searched at each of these speeds (the
-        one where most sensors agree wins), grown with c estimated between the smallest and
-        the largest of them, and that estimate used for the rest.
+        one where most sensors agree wins), grown with c estimated within ``c_bounds``
+        (default: the smallest and largest of them), and that estimate used for the rest.
 
     Returns
     -------
@@ -353,7 +360,7 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
         shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
                          (point, t0), core_tol_s=width / 2.0, fit_c=fit_c,
-                         c_bounds=(min(speeds), max(speeds)) if speeds else (None, None))
+                         c_bounds=c_bounds or ((min(speeds), max(speeds)) if speeds else (None, None)))
         if shot is None or len(shot.pulses) < needed:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue

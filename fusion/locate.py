@@ -171,10 +171,12 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     if c_known is None:
         trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
     else:
-        # A stated temperature (an airport's, say) is not the air along every path:
-        # association allows it +-TEMPERATURE_SLACK_C; the final fit uses it as stated.
-        trial_speeds = tuple(speed_of_sound(temperature_c + d)
-                             for d in (0.0, -TEMPERATURE_SLACK_C, TEMPERATURE_SLACK_C))
+        # A stated temperature (an airport's, say) is not the air along every path: the
+        # first shot is grown with c free within +-TEMPERATURE_SLACK_C of it, the rest
+        # associated at that c; the final fit uses the temperature as stated.
+        trial_speeds = (c_known,)
+    c_bounds = None if c_known is None else (speed_of_sound(temperature_c - TEMPERATURE_SLACK_C),
+                                             speed_of_sound(temperature_c + TEMPERATURE_SLACK_C))
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -184,7 +186,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
                            c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
                            min_tol_s=MIN_TOLERANCE_S,
-                           min_sensors=need, speeds=trial_speeds)
+                           min_sensors=need, speeds=trial_speeds, c_bounds=c_bounds)
         for shot in shots:
             shot.pulses = seg[shot.pulses]
         t0 = np.array([s.t0_s for s in shots])
