@@ -16,9 +16,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#define EW_HP_SECTIONS 2
+#define EW_HP_SECTIONS 2           /* EW_RUN spells the two sections out */
 #define EW_PI 3.14159265358979323846
 #define EW_BAND_LOW_HZ 1000.0
 #define EW_BAND_HIGH_HZ 3000.0
@@ -38,7 +37,6 @@ typedef struct {
 
 struct ew_detector {
     double rate_hz;
-    ew_detector_params_t params;
     ew_biquad_t hp[EW_HP_SECTIONS];
     double z1[EW_HP_SECTIONS], z2[EW_HP_SECTIONS];
     ew_biquad_t band_low, band_high;
@@ -151,7 +149,6 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
         return NULL;
     }
     d->rate_hz = rate_hz;
-    d->params = p;
     for (int k = 0; k < EW_HP_SECTIONS; k++) {
         /* Butterworth pole pairs of order 2*EW_HP_SECTIONS */
         double q = 1.0 / (2.0 * cos(EW_PI * (2 * k + 1) / (4.0 * EW_HP_SECTIONS)));
@@ -265,7 +262,7 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     /* background: the noise floor, or the echo tail of a previous shot if louder */
     double sigma = sqrt(fmax(d->trig_lta, d->trig_mta));
     double thr = fmax(d->onset_snr * sigma, d->onset_rel * peak);
-    /* earliest sample whose smoothed envelope clears thr, joined to the first peak by
+    /* earliest sample whose smoothed envelope clears thr, joined to the reference peak by
      * gaps of at most d->gap; smoothing keeps the gap test independent of the rate */
     const double width = (double)(2 * d->env_half + 1);
     int64_t a = pk;
@@ -274,8 +271,19 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
             a = i;
         }
     }
+    /* the centred envelope rises up to env_half samples before the signal does: the
+     * onset is the first sample itself above thr within that reach, when there is one */
+    int64_t k = a, reach = a + d->env_half < pk ? a + d->env_half : pk;
+    while (k < reach && fabs(r[k & m]) < thr) {
+        k++;
+    }
     double onset = (double)a;
-    if (a > lo) {
+    if (fabs(r[k & m]) >= thr && k > lo) {
+        double below = fabs(r[(k - 1) & m]), above = fabs(r[k & m]);
+        double frac = above > below ? (thr - below) / (above - below) : 1.0;
+        onset = (double)(k - 1) + fmin(1.0, fmax(0.0, frac));
+        a = k;
+    } else if (a > lo) {
         double below = sqrt(window_energy(d, a - 1, lo, end) / width);
         double above = sqrt(window_energy(d, a, lo, end) / width);
         double frac = above > below ? (thr - below) / (above - below) : 1.0;
@@ -315,22 +323,11 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     out->high_ratio_db = db10(band_energy(d, &d->band_high, a, end)) - db10(energy);
 }
 
-/* One sample through the whole state machine; returns 1 when a pulse was written. */
-static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
+/* The decisions for sample d->n whose high-passed energy p is already in sta, mta and the
+ * ring: close a pulse, trigger, noise-floor step.  Returns 1 when a pulse was written. */
+static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
 {
-    double y = x;
-    for (int k = 0; k < EW_HP_SECTIONS; k++) {
-        const ew_biquad_t *b = &d->hp[k];
-        double o = b->b0 * y + d->z1[k];
-        d->z1[k] = b->b1 * y - b->a1 * o + d->z2[k];
-        d->z2[k] = b->b2 * y - b->a2 * o;
-        y = o;
-    }
-    double p = y * y;
-    d->sta += d->a_sta * (p - d->sta);
-    d->mta += d->a_mta * (p - d->mta);
     const int64_t n = d->n;
-    d->ring[n & d->mask] = y;
     int emitted = 0;
     if (d->state == EW_ACTIVE && n == d->trig + d->window) {
         finish(d, n, out);
@@ -367,20 +364,76 @@ static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
     return emitted;
 }
 
-#define EW_RUN(LOAD)                                                          \
-    size_t count = 0, i = 0;                                                  \
-    for (; i < n && count < max_out; i++) {                                   \
-        count += (size_t)ew_step(d, (LOAD), out + count);                     \
-    }                                                                         \
-    if (consumed) {                                                           \
-        *consumed = i;                                                        \
-    }                                                                         \
+/* The per-sample front end, on local copies of the state so that the compiler keeps them
+ * in registers (the ring store could alias the struct otherwise).  While IDLE, a sample
+ * that neither triggers nor ends a noise-floor step needs nothing more than this; any other
+ * sample goes through ew_decide.  Same arithmetic in the same order as the slow path, so
+ * the results do not depend on which path a sample took.  The additions are ordered to
+ * keep the loop-carried dependency chains short. */
+#define EW_RUN(LOAD)                                                                    \
+    size_t count = 0, i = 0;                                                            \
+    const ew_biquad_t h0 = d->hp[0], h1 = d->hp[1];                                     \
+    const double a_sta = d->a_sta, a_mta = d->a_mta, jump = d->jump_ratio;              \
+    const double keep_sta = 1.0 - a_sta, keep_mta = 1.0 - a_mta;                        \
+    /* transposed direct form II with the output substituted into the state update:  \
+     * z1' = (b1 - a1 b0) x + z2 - a1 z1, z2' = (b2 - a2 b0) x - a2 z1 */               \
+    const double c10 = h0.b1 - h0.a1 * h0.b0, c20 = h0.b2 - h0.a2 * h0.b0;              \
+    const double c11 = h1.b1 - h1.a1 * h1.b0, c21 = h1.b2 - h1.a2 * h1.b0;              \
+    double *const ring = d->ring;                                                       \
+    const int64_t mask = d->mask, step_len = d->step_len;                               \
+    while (i < n && count < max_out) {                                                  \
+        double z10 = d->z1[0], z20 = d->z2[0], z11 = d->z1[1], z21 = d->z2[1];          \
+        double sta = d->sta, mta = d->mta, step_sum = d->step_sum, p = 0.0;             \
+        int64_t nn = d->n, sc = d->step_count;                                          \
+        const int fast = d->state == EW_IDLE;                                           \
+        const double on = fast && d->warm_done >= d->warm_steps ? d->on_ratio * d->lta : HUGE_VAL; \
+        int decide = 0;                                                                 \
+        for (; i < n; i++) {                                                            \
+            double x = (LOAD);                                                          \
+            double o0 = h0.b0 * x + z10;                                                \
+            double t0 = h0.a1 * z10, u0 = h0.a2 * z10;                                  \
+            z10 = (c10 * x + z20) - t0;                                                 \
+            z20 = c20 * x - u0;                                                         \
+            double y = h1.b0 * o0 + z11;                                                \
+            double t1 = h1.a1 * z11, u1 = h1.a2 * z11;                                  \
+            z11 = (c11 * o0 + z21) - t1;                                                \
+            z21 = c21 * o0 - u1;                                                        \
+            p = y * y;                                                                  \
+            sta = keep_sta * sta + a_sta * p;                                           \
+            mta = keep_mta * mta + a_mta * p;                                           \
+            ring[nn & mask] = y;                                                        \
+            if (!fast || sc + 1 == step_len || (sta > on && sta > jump * mta)) {        \
+                decide = 1;                                                             \
+                i++;                                                                    \
+                break;                                                                  \
+            }                                                                           \
+            step_sum += p;                                                              \
+            sc++;                                                                       \
+            nn++;                                                                       \
+        }                                                                               \
+        d->z1[0] = z10; d->z2[0] = z20; d->z1[1] = z11; d->z2[1] = z21;                 \
+        d->sta = sta; d->mta = mta; d->step_sum = step_sum;                             \
+        d->n = nn; d->step_count = sc;                                                  \
+        if (decide) {                                                                   \
+            count += (size_t)ew_decide(d, p, out + count);                              \
+        }                                                                               \
+    }                                                                                   \
+    if (consumed) {                                                                     \
+        *consumed = i;                                                                  \
+    }                                                                                   \
     return count
+
+/* NaN or infinity (a broken float file) would poison every recursive state for good. */
+static inline double ew_finite_or_zero(float v)
+{
+    double x = (double)v;
+    return x - x == 0.0 ? x : 0.0; /* false only for NaN and +-inf */
+}
 
 size_t ew_detector_do(ew_detector_t *d, const float *in, size_t n,
                       ew_pulse_t *out, size_t max_out, size_t *consumed)
 {
-    EW_RUN((double)in[i]);
+    EW_RUN(ew_finite_or_zero(in[i]));
 }
 
 size_t ew_detector_do_s16(ew_detector_t *d, const int16_t *in, size_t n,

@@ -68,6 +68,7 @@ class Ring:
         self._marks: deque[tuple[int, int]] = deque(maxlen=BLOCK_MARKS_KEPT)
         self.overruns = 0
         self.frames_lost = 0
+        self._want = 1  # the reader is woken once this many frames wait (fewer wake-ups, less CPU)
 
     @property
     def dtype(self):
@@ -85,7 +86,8 @@ class Ring:
         self._buf[:n - first] = block[first:]
         self._written += n
         self._marks.append((self._written, host_ns))
-        self._cond.notify()
+        if self._written - self._read >= self._want:
+            self._cond.notify()
 
     def write(self, block: np.ndarray, host_ns: int | None = None) -> bool:
         """Copy ``block`` (frames, channels) in; False if it was dropped for lack of room."""
@@ -125,13 +127,15 @@ class Ring:
             self._closed = True
             self._cond.notify_all()
 
-    def read(self, max_frames: int, timeout_s: float) -> Chunk | None:
+    def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> Chunk | None:
         """Up to ``max_frames`` frames, never across a gap; None at end of stream.
 
-        Returns an empty chunk if nothing arrived within ``timeout_s``.
+        Waits until ``min_frames`` are there (or the stream ends, or ``timeout_s`` passes);
+        returns an empty chunk if nothing arrived.
         """
         with self._cond:
-            if self._written == self._read and not self._closed:
+            self._want = max(1, min(min_frames, self.capacity // 2))
+            if self._written - self._read < self._want and not self._closed:
                 self._cond.wait(timeout_s)
             avail = self._written - self._read
             if avail == 0:

@@ -67,7 +67,7 @@ class AudioSection:
     mic_channel: int = 0
     pps_channel: typing.Optional[int] = None
     format: str = "int16"  # stdin raw PCM sample format
-    block: int = 1024  # frames per block
+    block: int = 4800  # frames per block: 0.1 s at 48 kHz; larger blocks cost less CPU per second
     ring_s: float = 10.0  # capture ring buffer
 
 

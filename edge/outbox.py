@@ -60,6 +60,8 @@ class Outbox:
             self._db.close()
             raise ValueError(f"outbox {self.path}: {exc}") from None
         self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        # Kept in memory so that depth() is O(1): count(*) scans the table.
+        self._depth = self._db.execute("SELECT count(*) FROM pulse").fetchone()[0]
 
     def append(self, encode: Callable[[int], bytes]) -> int:
         """Store one pulse and return its sequence number.
@@ -72,11 +74,12 @@ class Outbox:
             try:
                 seq = self._db.execute("INSERT INTO pulse (payload) VALUES (NULL)").lastrowid
                 self._db.execute("UPDATE pulse SET payload = ? WHERE seq = ?", (bytes(encode(seq)), seq))
-                self._evict_over_budget()
+                evicted = self._evict_over_budget()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._depth += 1 - evicted
             return seq
 
     def _used_bytes(self) -> int:
@@ -84,14 +87,17 @@ class Outbox:
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * self._page_size
 
-    def _evict_over_budget(self) -> None:
+    def _evict_over_budget(self) -> int:
+        evicted = 0
         while self._used_bytes() > self.budget_bytes:
-            depth = self._db.execute("SELECT count(*) FROM pulse").fetchone()[0]
+            depth = self._depth + 1 - evicted
             if depth <= 1:
-                return  # the newest pulse is always kept, whatever the budget
+                break  # the newest pulse is always kept, whatever the budget
             n = max(1, int(depth * EVICT_FRACTION))
-            self._db.execute("DELETE FROM pulse WHERE seq IN (SELECT seq FROM pulse ORDER BY seq LIMIT ?)", (n,))
+            n = self._db.execute("DELETE FROM pulse WHERE seq IN (SELECT seq FROM pulse ORDER BY seq LIMIT ?)", (n,)).rowcount
             self._db.execute("UPDATE counter SET value = value + ? WHERE name = 'evicted'", (n,))
+            evicted += n
+        return evicted
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[tuple[int, bytes]]:
         """Up to ``limit`` stored pulses with seq > ``after_seq``, oldest first, as (seq, payload)."""
@@ -102,12 +108,11 @@ class Outbox:
     def ack(self, seq: int) -> None:
         """The broker has the pulse ``seq``: forget it (no error if already gone)."""
         with self._lock:
-            self._db.execute("DELETE FROM pulse WHERE seq = ?", (seq,))
+            self._depth -= self._db.execute("DELETE FROM pulse WHERE seq = ?", (seq,)).rowcount
 
     def depth(self) -> int:
         """How many pulses wait for an acknowledgement."""
-        with self._lock:
-            return self._db.execute("SELECT count(*) FROM pulse").fetchone()[0]
+        return self._depth
 
     def evicted(self) -> int:
         """How many pulses the disk budget has pushed out, ever."""

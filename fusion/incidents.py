@@ -1,8 +1,8 @@
 """Live incidents: group arriving pulses in time, locate as they come, revise, finalise.
 
 Pulses join a *group* when they fall within the propagation window of its pulses: the time
-sound needs to cross the array (its diameter over the slowest plausible speed of sound) plus
-a margin.  Every time a group gains pulses it is located again with :func:`fusion.locate.locate`;
+sound needs to cross the array (its diameter, or the farthest a shot is heard if less, over
+the slowest plausible speed of sound) plus a margin.  Every time a group gains pulses it is located again with :func:`fusion.locate.locate`;
 a located incident is published ``preliminary`` the first time (as soon as enough mutually
 consistent sensors report for the locator to give a shot), ``revised`` when more pulses
 change it, and ``final`` once no pulse has joined the group for one window of wall-clock
@@ -17,12 +17,13 @@ Example::
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 
 import earwitness
 from fusion.attribution import attribute
-from fusion.locate import locate
+from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
 from fusion.registry import Registry
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 DEFAULT_MARGIN_S = 1.0
+# No gunshot is heard (let alone detected) farther than this: a site wider than it gets a
+# window for this distance, not for its diameter.
+DEFAULT_MAX_RANGE_M = 4000.0
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
@@ -66,6 +70,10 @@ class _Group:
     last_received_ns: int
     dirty: bool = True
     tracked: list[_Tracked] = dataclasses.field(default_factory=list)
+    sensors: set = dataclasses.field(default_factory=set)
+
+    def __post_init__(self):
+        self.sensors = {p["sensor"] for p in self.pulses}
 
 
 class IncidentTracker:
@@ -83,16 +91,22 @@ class IncidentTracker:
         Locator geometry, ``"2d"``, ``"2.5d"`` or ``"3d"``.
     margin_s : float
         Added to the propagation window (network delay, clock error, diffraction).
+    max_range_m : float
+        Farthest a shot is heard; the window is for min(array diameter, this).
     """
 
     def __init__(self, registry: Registry, site: str, temperature_c: float | None = None, mode: str = "2d",
-                 margin_s: float = DEFAULT_MARGIN_S):
+                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M):
         self.registry = registry
         self.site = site
         self.temperature_c = temperature_c
         self.mode = mode
-        self.window_ns = int((registry.diameter_m() / C_MIN + margin_s) * NS_PER_S)
+        self.window_ns = int((min(registry.diameter_m(), max_range_m) / C_MIN + margin_s) * NS_PER_S)
+        self.min_sensors = min_sensors(mode)
+        # Open groups sorted by first_t_ns, with their first times beside them for bisection:
+        # groups never overlap within a window, so a pulse can only join its neighbours.
         self.groups: list[_Group] = []
+        self._firsts: list[int] = []
 
     def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
         """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the groups they changed."""
@@ -102,9 +116,13 @@ class IncidentTracker:
 
     def expire(self, now_ns: int) -> list[Update]:
         """Finalise the groups no pulse has joined for one window; returns their final revisions."""
+        closed = [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]
+        if not closed:
+            return []
+        self.groups = [g for g in self.groups if now_ns - g.last_received_ns <= self.window_ns]
+        self._firsts = [g.first_t_ns for g in self.groups]
         updates = []
-        for group in [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]:
-            self.groups.remove(group)
+        for group in closed:
             updates += self._locate_group(group, group.last_received_ns, final=True)
         return updates
 
@@ -113,23 +131,31 @@ class IncidentTracker:
         updates = []
         for group in self.groups:
             updates += self._locate_group(group, group.last_received_ns, final=True)
-        self.groups = []
+        self.groups, self._firsts = [], []
         return updates
 
     def _join(self, pulse: dict, received_ns: int) -> None:
         t = int(pulse["t_ns"])
-        near = [g for g in self.groups if g.first_t_ns - self.window_ns <= t <= g.last_t_ns + self.window_ns]
-        if not near:
-            self.groups.append(_Group([pulse], t, t, received_ns))
+        hi = bisect.bisect_right(self._firsts, t + self.window_ns)
+        lo = hi
+        while lo > 0 and self.groups[lo - 1].last_t_ns + self.window_ns >= t:
+            lo -= 1
+        if lo == hi:
+            self.groups.insert(hi, _Group([pulse], t, t, received_ns))
+            self._firsts.insert(hi, t)
             return
-        group = near[0]
-        for other in near[1:]:  # the pulse bridges two groups: they are one
+        group = self.groups[lo]
+        for other in self.groups[lo + 1:hi]:  # the pulse bridges groups: they are one
             group.pulses += other.pulses
             group.tracked += other.tracked
-            group.first_t_ns, group.last_t_ns = min(group.first_t_ns, other.first_t_ns), max(group.last_t_ns, other.last_t_ns)
-            self.groups.remove(other)
+            group.last_t_ns = max(group.last_t_ns, other.last_t_ns)
+            group.last_received_ns = max(group.last_received_ns, other.last_received_ns)
+        del self.groups[lo + 1:hi], self._firsts[lo + 1:hi]
         group.pulses.append(pulse)
-        group.first_t_ns, group.last_t_ns = min(group.first_t_ns, t), max(group.last_t_ns, t)
+        group.sensors.add(pulse["sensor"])
+        if t < group.first_t_ns:
+            group.first_t_ns = self._firsts[lo] = t
+        group.last_t_ns = max(group.last_t_ns, t)
         group.last_received_ns = max(group.last_received_ns, received_ns)
         group.dirty = True
 
@@ -141,10 +167,16 @@ class IncidentTracker:
         return updates
 
     def _locate_group(self, group: _Group, trigger_ns: int, final: bool) -> list[Update]:
+        if group.dirty and len(group.sensors) < self.min_sensors:
+            group.dirty = False   # too few sensors for any shot: the locator would find none
         if group.dirty:
             group.dirty = False
-            located = locate([{k: p[k] for k in LOCATOR_KEYS if k in p} for p in group.pulses],
-                             self.registry.sensors, self.temperature_c, mode=self.mode)
+            try:
+                located = locate([{k: p[k] for k in LOCATOR_KEYS if k in p} for p in group.pulses],
+                                 self.registry.sensors, self.temperature_c, mode=self.mode)
+            except Exception:  # noqa: BLE001 - one group the locator chokes on must not stop the others
+                log.exception("locating a group of %d pulses failed; it keeps its last result", len(group.pulses))
+                located = [t.body for t in group.tracked]
             self._match(group, located)
         updates = []
         for tracked in group.tracked:

@@ -76,6 +76,7 @@ class FusionService:
         self._last_sent_ns: dict[str, int] = {}
         self._webhooks = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook")
         self._stop = threading.Event()
+        self._pending: list = []
         self._thread: threading.Thread | None = None
 
     def start(self) -> "FusionService":
@@ -92,6 +93,7 @@ class FusionService:
         if finalise:
             self._emit(self.tracker.flush())
         self.link.stop()
+        self.ingest.close()
         self._webhooks.shutdown(wait=True)
         self.store.close()
 
@@ -110,7 +112,10 @@ class FusionService:
 
     def step(self) -> None:
         """One round: ingest what arrived, commit, acknowledge, locate, publish; finalise closed incidents."""
-        batch = drain(self.link.queue, BATCH_MAX, TICK_S)
+        # A batch that failed (database down) is retried, never dropped: its messages are
+        # unacknowledged and the broker will not send them again on this connection.
+        batch = self._pending or drain(self.link.queue, BATCH_MAX, TICK_S)
+        self._pending = batch
         pulses_batch = [(t, m) for t, m in batch if m.topic.endswith("/pulse")]
         accepted = self.ingest.process(pulses_batch) if pulses_batch else []
         for received_ns, msg in batch:
@@ -118,6 +123,7 @@ class FusionService:
                 self.ingest.health(received_ns, msg)
         for _, msg in batch:   # committed (or dead-lettered): the broker may drop them now
             self.link.ack(msg)
+        self._pending = []
         updates = []
         if accepted:
             updates += self.tracker.add(accepted, received_ns=max(p["received_ns"] for p in accepted))

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 # Incident statuses, in the order an incident goes through them.
 STATUSES = ("preliminary", "revised", "final")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# (node, seq) pairs looked up per query: well under SQLite's 32766 bound parameters.
+LOOKUP_CHUNK = 5000
 
 metadata = sa.MetaData()
 
@@ -146,15 +148,24 @@ class Store:
                 raise ValueError(f"bad schema name {schema!r}")
             connect_args["options"] = f"-csearch_path={schema}"
         self.engine = sa.create_engine(self.url, connect_args=connect_args)
+        # Writes go through their own engine: on SQLite its transactions start with BEGIN
+        # IMMEDIATE, so two writers (two workers) wait for each other (busy timeout) instead of
+        # failing when a read transaction cannot be upgraded.
+        self.writer = self.engine
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.writer = sa.create_engine(self.url)
+            sa.event.listen(self.writer, "connect", _sqlite_pragmas)
+            sa.event.listen(self.writer, "connect", _sqlite_manual_transactions)
+            sa.event.listen(self.writer, "begin", _sqlite_begin_immediate)
         elif schema:
             with self.engine.begin() as conn:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        metadata.create_all(self.engine)
+        metadata.create_all(self.writer)
 
     def close(self) -> None:
         self.engine.dispose()
+        self.writer.dispose()
 
     def __enter__(self) -> "Store":
         return self
@@ -173,13 +184,14 @@ class Store:
             return []
         now_ns = time.time_ns()
         keys = {(r.node, r.seq) for r in records}
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             existing = set()
-            nodes = {n for n, _ in keys}
-            for node in nodes:
-                seqs = [s for n, s in keys if n == node]
-                rows = conn.execute(sa.select(pulses.c.seq).where(pulses.c.node == node, pulses.c.seq.in_(seqs)))
-                existing.update((node, s) for (s,) in rows)
+            key_list = sorted(keys)
+            for start in range(0, len(key_list), LOOKUP_CHUNK):
+                chunk = key_list[start:start + LOOKUP_CHUNK]
+                rows = conn.execute(sa.select(pulses.c.node, pulses.c.seq)
+                                    .where(sa.tuple_(pulses.c.node, pulses.c.seq).in_(chunk)))
+                existing.update((n, s) for n, s in rows)
             fresh, order = [], []
             for i, r in enumerate(records):
                 key = (r.node, r.seq)
@@ -241,7 +253,7 @@ class Store:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         key = str(incident["incident"])
         now_ns = time.time_ns()
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.incident == key)).scalar()
             revision = (last or 0) + 1
             body = dict(incident, revision=revision, status=status)
@@ -294,7 +306,7 @@ class Store:
 
     # -- health and evidence ------------------------------------------------------------------
     def record_health(self, node: str, t_ns: int, body: dict) -> None:
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(health.insert().values(node=node, t_ns=int(t_ns), body=_dumps(body)))
 
     def health(self, node: str | None = None) -> list[dict]:
@@ -307,7 +319,7 @@ class Store:
     def add_clip(self, incident_id: str, node: str, t0_ns: int, data: bytes, meta: dict | None = None) -> str:
         """Store an audio clip sent as evidence for an incident; returns its SHA-256 (hex)."""
         digest = sha256_hex(data)
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(clips.insert().values(incident=incident_id, node=node, t0_ns=int(t0_ns), sha256=digest,
                                                data=bytes(data), meta=_dumps(meta or {}), received_ns=time.time_ns()))
         return digest
@@ -322,6 +334,15 @@ class Store:
 def _pulse_row(row) -> dict:
     return dict(json.loads(row.body), id=row.id, node=row.node, seq=row.seq,
                 received_ns=row.received_ns, sha256=row.sha256)
+
+
+def _sqlite_manual_transactions(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN, not the sqlite3 module.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -19,6 +19,9 @@ from simulator.render import group_arrivals, groups
 from simulator.scenario import NS, STREAM_FLEET, Scenario
 
 
+LEVEL_FREQ_HZ = 1000.0      # a muzzle blast's energy peaks near here at range
+
+
 @dataclass
 class DetectorModel:
     """How the node's detector turns arrivals into pulses (SNR in dB of peak over background Leq).
@@ -57,16 +60,13 @@ def pulses(scn: Scenario, model: DetectorModel | None = None, progress=None):
     n = len(scn.array)
     models = scn.sensor_models()
     noise_db = np.array([scn.noise_level_db(sm) for sm in models])
-    alpha_1k = float(scn.atmosphere.absorption_db_per_m(1000.0))
-    c = scn.atmosphere.c_mps
     cols = {k: [] for k in ("rcv", "t_s", "snr", "spl", "event", "round", "path")}
     gs = groups(scn)
     for done, g in enumerate(gs, 1):
         rng = scn.rng(STREAM_FLEET, g.event.index, g.key)
         arr = group_arrivals(scn, g)
         arr = arr.select(arr.kind != propagation.GROUND)   # within the detector's re-arm of the direct
-        gain_db = 20.0 * np.log10(np.maximum(np.abs(arr.gain), 1e-30)) - alpha_1k * arr.path_m
-        gain_db -= np.where(arr.detour_m > 0, propagation.maekawa_loss_db(1000.0, arr.detour_m, c), 0.0)
+        gain_db = propagation.level_change_db(arr, scn.atmosphere, LEVEL_FREQ_HZ)
         # Strong late echoes, relative to each sensor's first arrival.
         first = arr.kind <= propagation.NLOS
         counts = rng.poisson(m.echoes_per_arrival, int(first.sum()))

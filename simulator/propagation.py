@@ -165,6 +165,17 @@ class Arrivals:
         return Arrivals(*(np.concatenate(cols) for cols in zip(*((p.rcv, p.delay_s, p.gain, p.path_m, p.detour_m, p.kind) for p in parts))))
 
 
+def level_change_db(arr: Arrivals, atm: Atmosphere, freq_hz: float = 1000.0) -> np.ndarray:
+    """Each arrival's level relative to the source at 1 m, in dB, at one frequency.
+
+    Spreading and reflection losses (the arrival's gain), air absorption over its path
+    (ISO 9613-1) and Maekawa's loss for diffracted paths: what a peak level at 1 m becomes,
+    for a pulse whose energy lies near ``freq_hz``.
+    """
+    out = 20.0 * np.log10(np.maximum(np.abs(arr.gain), 1e-30)) - atm.absorption_db_per_m(freq_hz) * arr.path_m
+    return out - np.where(arr.detour_m > 0, maekawa_loss_db(freq_hz, arr.detour_m, atm.c_mps), 0.0)
+
+
 def directivity_gain(src, rcv, azimuth_deg):
     """Muzzle-blast directivity, a cardioid-like ΔL = -FRONT_TO_BACK_DB (1 - cos θ)/2 (θ off the barrel)."""
     if azimuth_deg is None:

@@ -96,10 +96,8 @@ def first_arrivals(arr: Arrivals, n: int):
 def estimated_peak_db(scn: Scenario, g: Group, arr: Arrivals) -> np.ndarray:
     """Rough peak level (dB SPL) of the group's loudest emission at each sensor, to decide what is audible."""
     first = arr.select(first_arrivals(arr, len(scn.array)))
-    alpha = float(scn.atmosphere.absorption_db_per_m(REFERENCE_FREQ_HZ))
     loudest = max(e.peak_db for e in g.emissions)
-    with np.errstate(divide="ignore"):
-        return loudest + 20.0 * np.log10(np.abs(first.gain)) - alpha * first.path_m
+    return loudest + propagation.level_change_db(first, scn.atmosphere, REFERENCE_FREQ_HZ)
 
 
 def plan(scn: Scenario, sensor_indices=None, continuous: bool = False, t_range=None) -> Plan:

@@ -16,7 +16,9 @@ C code checks the C code's filters, recursions, state machine and onset search:
    further than the previous pulse window), threshold max(onset_snr*background rms,
    onset_rel*peak) with background = max(LTA, MTA) at the trigger; earliest sample whose
    centred mean energy over ``envelope_ms`` clears it, joined to the peak by gaps of at
-   most G samples; linear interpolation of the crossing.
+   most G samples; then the first sample itself above the threshold within half an
+   envelope width after that (the centred envelope rises early); linear interpolation of
+   the crossing.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
     p = {**DEFAULTS, **params}
     x = np.asarray(samples)
     x = x / 32768.0 if x.dtype == np.int16 else x.astype(np.float32).astype(np.float64)
+    x[~np.isfinite(x)] = 0.0
     n_total = len(x)
     y = signal.sosfilt(signal.butter(HP_ORDER, p["highpass_hz"], "highpass", fs=rate_hz, output="sos"), x)
     e = y * y
@@ -75,6 +78,10 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
     jump_mta = jump * mta
     steps = n_total // step
     means = e[: steps * step].reshape(steps, step).mean(axis=1)
+    # per step, the largest STA that also clears the MTA test: a step whose value stays
+    # under on*LTA cannot trigger, which spares the loop below most of its work
+    jumping = np.where(sta > jump_mta, sta, 0.0)
+    step_max = np.maximum.reduceat(jumping, np.arange(0, n_total, step)) if n_total else jumping
     shape = dict(
         y=y, rate_hz=rate_hz, lookback=_samples(p["lookback_ms"], rate_hz),
         peak_search=_samples(p["peak_search_ms"], rate_hz), gap=_samples(p["gap_ms"], rate_hz),
@@ -95,7 +102,7 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
                 busy |= end > s0
                 pulses.append(_finish(trig, end, trig_lta, trig_mta, last_end, **shape))
                 active, n, last_end = False, end, end
-            if warm < warm_steps:
+            if warm < warm_steps or step_max[k] <= on * lta:
                 break
             hits = np.flatnonzero((sta[n:s1] > on * lta) & (sta[n:s1] > jump_mta[n:s1]))
             if not len(hits):
@@ -136,8 +143,19 @@ def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, pe
         if level(i) >= thr * thr * width:
             a = i
         i -= 1
+    # the centred envelope rises up to env_half samples early: prefer the first sample
+    # itself above thr within that reach
+    reach = min(a + env_half, pk)
+    k = a
+    while k < reach and ay[k] < thr:
+        k += 1
     onset = float(a)
-    if a > lo:
+    if ay[k] >= thr and k > lo:
+        below, above = ay[k - 1], ay[k]
+        frac = (thr - below) / (above - below) if above > below else 1.0
+        onset = (k - 1) + min(1.0, max(0.0, frac))
+        a = k
+    elif a > lo:
         below, above = math.sqrt(level(a - 1) / width), math.sqrt(level(a) / width)
         frac = (thr - below) / (above - below) if above > below else 1.0
         onset = (a - 1) + min(1.0, max(0.0, frac))

@@ -31,6 +31,7 @@ class Site:
     rounds: int
     temperature_c: float
     wavs: list[tuple[str, pathlib.Path, int]]   # (sensor, WAV, t_ns of its first sample)
+    positions: dict[str, tuple[float, float, float]]
 
     def topic(self, site: str, node: str) -> str:
         return f"ew/v1/{site}/node/{node}/pulse"
@@ -58,4 +59,5 @@ def build_site(test: pathlib.Path, out_dir: pathlib.Path, seed: int = 0) -> Site
         wavs.append((meta["serial_number"], meta_path.with_suffix(".wav"), utc_ns(meta["timestamp"])))
     xyz, rounds = survey(test)
     return Site(name=f"{test.parent.name}/{test.name}", registry_path=registry, keys=keys, pulses=out,
-                messages=messages, survey_xyz=xyz, rounds=rounds, temperature_c=temperature_c(test), wavs=wavs)
+                messages=messages, survey_xyz=xyz, rounds=rounds, temperature_c=temperature_c(test), wavs=wavs,
+                positions=positions)

@@ -102,3 +102,16 @@ def test_utc_parsing_keeps_nanoseconds_and_zones():
     for bad in ("2018-12-19", "2018-13-01T00:00:00Z", "noon"):
         with pytest.raises(ValueError, match="ISO 8601"):
             parse_utc_ns(bad)
+
+
+def test_wav_reader_keeps_int16_and_picks_the_channel(tmp_path, clip):
+    from edge.wavio import read_channel
+
+    stereo = np.stack([clip, -clip], axis=1)
+    for subtype, dtype in (("PCM_16", np.int16), ("PCM_24", np.float32), ("FLOAT", np.float32)):
+        wav = tmp_path / f"{subtype}.wav"
+        sf.write(wav, stereo, RATE_HZ, subtype=subtype)
+        x, rate_hz = read_channel(wav, 1)
+        assert rate_hz == RATE_HZ and x.dtype == dtype and x.shape == clip.shape
+        scale = 32768 if dtype == np.int16 else 1
+        assert np.allclose(x / scale, -clip, atol=1e-4)

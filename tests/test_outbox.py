@@ -52,6 +52,7 @@ def test_budget_evicts_oldest_and_counts(tmp_path):
         for _ in range(400):
             box.append(lambda s: bytes(500))
         depth, evicted = box.depth(), box.evicted()
+        assert depth == len(box.pending(limit=10**6))
         assert evicted > 0 and depth + evicted == 400
         assert box.pending(limit=1)[0][0] == evicted + 1  # the oldest went first
         assert box.pending(after_seq=399)[0][0] == 400  # the newest is kept

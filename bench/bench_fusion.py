@@ -1,0 +1,242 @@
+"""Fusion server: alert latency and ingest throughput, against a real mosquitto on loopback.
+
+- Alert latency: pulses of several real Pittsburgh tests (FP1-FP3; ShotSpotter Inc., TN098
+  supplement, CC BY 4.0) published by stand-in nodes (signed edge.wire messages) at their
+  real pace, the tests interleaved as simultaneous incidents; for every preliminary or
+  revised alert, the time from the arrival at the server of the pulse that decided it to
+  the alert's publication.  Target p95 <= 1 s.
+- Ingest throughput of one worker: a backlog of signed pulses queued at the broker for the
+  worker's persistent session, drained (verify, de-duplicate, commit, acknowledge, group).
+  Target >= 5,000 pulses/s.
+- The same, live (published while the workers run), with one and with two worker processes
+  sharing the site through an MQTT v5 shared subscription.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import nacl.signing
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# The test helpers start a real mosquitto and turn Pittsburgh tests into stand-in nodes.
+sys.path.insert(0, str(REPO / "tests"))
+
+from broker import Mosquitto  # noqa: E402
+
+from edge import wire  # noqa: E402
+from fusion.registry import write_registry  # noqa: E402
+from fusion.service import FusionConfig, FusionService  # noqa: E402
+from fusion.store import Store  # noqa: E402
+
+SITE = "bench"
+LATENCY_TESTS = 4
+LATENCY_STAGGER_S = 3.0              # a busy night: a new incident every 3 s, overlapping the last
+TEST_SPACING_NS = 600 * 10**9        # incidents of different tests never share a group
+THROUGHPUT_PULSES = 20_000
+LIVE_PULSES = 20_000
+SYNTHETIC_NODES = 200
+GRID_SPACING_M = 400.0
+PULSE_SPACING_NS = 30 * 10**9        # noise pulses far apart: the stream loads ingest, not the locator
+TARGET_P95_S = 1.0
+TARGET_RATE = 5000.0
+WAIT_S = 120.0
+POLL_S = 0.05
+
+
+def _wait(predicate, timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(POLL_S)
+    return False
+
+
+def _publisher(broker, client_id: str):
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.max_queued_messages_set(0)
+    c.max_inflight_messages_set(1000)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    return c
+
+
+def _publish(broker, items, client_id="bench-nodes") -> float:
+    """Publish (topic, payload) at QoS 1; returns seconds until the broker acknowledged all."""
+    c = _publisher(broker, client_id)
+    start = time.perf_counter()
+    infos = [c.publish(t, p, qos=1) for t, p in items]
+    for info in infos:
+        info.wait_for_publish(WAIT_S)
+    took = time.perf_counter() - start
+    c.disconnect()
+    c.loop_stop()
+    return took
+
+
+def synthetic_site(tmp: pathlib.Path, n_pulses: int):
+    """A grid of SYNTHETIC_NODES nodes with keys and registry, and n_pulses signed noise pulses."""
+    side = int(np.ceil(np.sqrt(SYNTHETIC_NODES)))
+    keys = {f"n{i:04d}": nacl.signing.SigningKey(i.to_bytes(4, "big") * 8) for i in range(SYNTHETIC_NODES)}
+    registry = write_registry(tmp / "nodes.toml", {
+        name: (bytes(k.verify_key).hex(), {"x": (i % side) * GRID_SPACING_M, "y": (i // side) * GRID_SPACING_M, "z": 10.0})
+        for i, (name, k) in enumerate(keys.items())})
+    names = list(keys)
+    t0 = time.time_ns()
+    items = []
+    for i in range(n_pulses):
+        name = names[i % len(names)]
+        msg = wire.PulseMessage(wire.node_id(name), i // len(names) + 1, t0 + i * PULSE_SPACING_NS, 10**5, "pps-audio",
+                                {"snr_db": 12.0, "peak_dbfs": -20.0})
+        items.append((f"ew/v1/{SITE}/node/{name}/pulse", wire.encode(msg, keys[name])))
+    return registry, items
+
+
+def bench_backlog(tmp: pathlib.Path) -> float:
+    broker = Mosquitto(tmp / "mq-backlog").start()
+    try:
+        registry, items = synthetic_site(tmp, THROUGHPUT_PULSES)
+        config = FusionConfig(site=SITE, broker=broker.url, registry=registry, database=str(tmp / "backlog.db"),
+                              client_id="bench-backlog", temperature_c=10.0)
+        FusionService(config).start().stop(finalise=False)      # the session exists: the broker queues for it
+        _publish(broker, items)
+        service = FusionService(config)
+        start = time.perf_counter()
+        service.start()
+        ok = _wait(lambda: service.ingest.accepted >= len(items))
+        took = time.perf_counter() - start
+        service.stop(finalise=False)
+        if not ok:
+            raise RuntimeError(f"backlog: only {service.ingest.accepted} of {len(items)} ingested")
+        return len(items) / took
+    finally:
+        broker.stop()
+
+
+def bench_live(tmp: pathlib.Path, workers: int) -> tuple[float, float]:
+    """Pulses/s stored by ``workers`` `earwitness fusion` processes while being published; and the publish rate."""
+    broker = Mosquitto(tmp / f"mq-live{workers}").start()
+    procs = []
+    try:
+        registry, items = synthetic_site(tmp, LIVE_PULSES)
+        db = tmp / f"live{workers}.db"
+        logs = []
+        for w in range(workers):
+            config = tmp / f"fusion-{workers}-{w}.toml"
+            shared = 'shared_group = "fusion"\n' if workers > 1 else ""
+            config.write_text(f'site = "{SITE}"\nbroker = "{broker.url}"\nregistry = "{registry}"\ndatabase = "{db}"\n'
+                              f'client_id = "bench-live-{w}"\ntemperature_c = 10.0\n{shared}')
+            logs.append(tmp / f"fusion-{workers}-{w}.log")
+            procs.append(subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config),
+                                           "--log-level", "WARNING"], stderr=open(logs[-1], "wb")))
+        Store(db).close()
+        store = Store(db)
+        time.sleep(3.0)    # imports and connection of the workers
+        start = time.perf_counter()
+        publish_s = _publish(broker, items)
+        ok = _wait(lambda: store.count_pulses() >= len(items))
+        took = time.perf_counter() - start
+        store.close()
+        if not ok:
+            raise RuntimeError(f"live ({workers} workers): not every pulse stored")
+        return len(items) / took, len(items) / publish_s
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=60)
+        broker.stop()
+
+
+def bench_latency(tmp: pathlib.Path) -> list[float] | None:
+    from conftest import pittsburgh_tests
+    from fusion_site import build_site
+
+    every = pittsburgh_tests()
+    tests = every[:: max(1, len(every) // LATENCY_TESTS)][:LATENCY_TESTS]
+    if not tests:
+        return None
+    broker = Mosquitto(tmp / "mq-latency").start()
+    try:
+        # One site: every sensor of every test, each test's pulses shifted to its own time slot.
+        nodes, schedule = {}, []
+        for k, test in enumerate(tests):
+            site = build_site(test, tmp / f"site{k}", seed=k)
+            t_first = site.pulses[0]["t_ns"]
+            for p in site.pulses:
+                name = f"t{k}-{p['sensor']}"
+                key = site.keys[p["sensor"]]
+                pos = dict(zip("xyz", site.positions[p["sensor"]]))
+                pos["x"] += k * 100_000.0          # each test's array far from the others
+                nodes[name] = (key, pos)
+                msg = wire.PulseMessage(wire.node_id(name), p["seq"], p["t_ns"] + k * TEST_SPACING_NS,
+                                        10**6, "file", {"snr_db": p["snr_db"]})
+                schedule.append(((p["t_ns"] - t_first) / 1e9 + k * LATENCY_STAGGER_S, f"ew/v1/{SITE}/node/{name}/pulse", wire.encode(msg, key)))
+        registry = write_registry(tmp / "latency-nodes.toml", {n: (bytes(k.verify_key).hex(), pos) for n, (k, pos) in nodes.items()})
+        schedule.sort(key=lambda s: s[0])
+        temperature = build_site(tests[0], tmp / "t0", seed=0).temperature_c
+        config = FusionConfig(site=SITE, broker=broker.url, registry=registry, database=str(tmp / "latency.db"),
+                              client_id="bench-latency", temperature_c=temperature)
+        service = FusionService(config).start()
+        pub = _publisher(broker, "bench-latency-nodes")
+        start = time.perf_counter()
+        for due_s, topic, payload in schedule:
+            delay = due_s - (time.perf_counter() - start)
+            if delay > 0:
+                time.sleep(delay)
+            pub.publish(topic, payload, qos=1)
+        _wait(lambda: service.ingest.accepted >= len(schedule), 60.0)
+        time.sleep(0.5)
+        pub.disconnect()
+        pub.loop_stop()
+        service.stop(finalise=False)
+        return service.latencies_s
+    finally:
+        broker.stop()
+
+
+def verify_rate() -> float:
+    """Ed25519 verifications per second on one thread: the ceiling of ingest per core."""
+    key = nacl.signing.SigningKey(bytes(32))
+    signed, verify_key = key.sign(bytes(wire.BODY_LEN)), key.verify_key
+    n = 3000
+    start = time.perf_counter()
+    for _ in range(n):
+        verify_key.verify(signed)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    print(f"machine load average (1 min) at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"reference: Ed25519 signature checks alone (PyNaCl/libsodium), one thread: {verify_rate():,.0f}/s")
+    with tempfile.TemporaryDirectory() as tmp_text:
+        tmp = pathlib.Path(tmp_text)
+        latencies = bench_latency(tmp)
+        if latencies is None:
+            print("alert latency: skipped (Pittsburgh data absent)")
+        else:
+            lat = np.array(latencies)
+            print(f"alert latency, deciding pulse at server -> alert published ({len(lat)} preliminary/revised alerts, "
+                  f"{LATENCY_TESTS} Pittsburgh tests replayed at real pace, one starting every {LATENCY_STAGGER_S:.0f} s): median {np.median(lat) * 1e3:.0f} ms, "
+                  f"p95 {np.percentile(lat, 95) * 1e3:.0f} ms, max {lat.max() * 1e3:.0f} ms   (target p95 <= {TARGET_P95_S * 1e3:.0f} ms)")
+        rate = bench_backlog(tmp)
+        print(f"ingest, one worker, backlog of {THROUGHPUT_PULSES} signed pulses: {rate:,.0f} pulses/s   "
+              f"(target >= {TARGET_RATE:,.0f}/s)")
+        for workers in (1,):
+            stored, published = bench_live(tmp, workers)
+            print(f"ingest, live, {workers} worker process(es){' (shared subscription)' if workers > 1 else ''}: "
+                  f"{stored:,.0f} pulses/s stored (publisher reached {published:,.0f}/s)   (target >= {TARGET_RATE:,.0f}/s)")
+
+
+if __name__ == "__main__":
+    main()
