@@ -34,11 +34,10 @@ DEFAULT_T_UNC_S = 1e-3
 TOLERANCE_S = 0.02
 # Never tighter than this: ms-resolution reports, sensor survey error, short diffractions.
 MIN_TOLERANCE_S = 3e-3
-# Temperatures tried for the first shot when the speed of sound is unknown; the shot's own
-# fit then estimates c within the plausible range.
-# Step between them: 5 degC is about 3 m/s, a few ms over the ranges of one shot.
+# Temperatures tried for the first shot when the speed of sound is unknown (the shot's own
+# fit then estimates c within the plausible range), 5 degC (about 3 m/s, a few ms over the
+# ranges of one shot) apart, from the usual outward so it sets a high bar early.
 TRIAL_STEP_C = 5.0
-# Tried from the usual outward, so the usual case sets a high bar for the rest early.
 TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
 # How far the air along the paths may differ from a stated temperature, during association.
 TEMPERATURE_SLACK_C = 4.0
