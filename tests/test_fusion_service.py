@@ -30,8 +30,9 @@ DEADLETTER = f"ew/v1/{SITE}/deadletter"
 
 
 def _config(tmp_path, broker, site, **extra) -> FusionConfig:
-    return FusionConfig(site=SITE, broker=broker.url, registry=site.registry_path, database=str(tmp_path / "fusion.db"),
-                        client_id="fusion-test", temperature_c=site.temperature_c, **extra)
+    settings = dict(site=SITE, broker=broker.url, registry=site.registry_path, database=str(tmp_path / "fusion.db"),
+                    client_id="fusion-test", temperature_c=site.temperature_c)
+    return FusionConfig(**{**settings, **extra})
 
 
 @pytest.fixture
@@ -135,3 +136,39 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
         assert proc.wait(timeout=30) == 0, log.read_text()
     assert deadletters.json(DEADLETTER) == []   # redeliveries after the crash are not replays
     deadletters.close()
+
+
+def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosquitto, tmp_path):
+    """Shared subscription for ingest, spatial cells with a halo for location: one incident, once."""
+    xs = site.survey_xyz[0]
+    cells_to_shot = max(1, round(abs(xs) / 1500.0))
+    cell_m = (abs(xs) + 20.0) / cells_to_shot      # a cell border 20 m from the surveyed position
+    alerts = Collector(mosquitto, INCIDENT)
+    workers = [FusionService(_config(tmp_path, mosquitto, site, workers=2, worker_index=k, cell_m=cell_m,
+                                     halo_m=2500.0, client_id=f"fusion-w{k}")).start() for k in range(2)]
+    part = workers[0].partition
+    border_x = -cells_to_shot * cell_m if xs < 0 else cells_to_shot * cell_m
+    j = part.cell_of((xs, site.survey_xyz[1]))[1]
+    west, east = part.cell_of((border_x - 1.0, 0.0))[0], part.cell_of((border_x + 1.0, 0.0))[0]
+    assert part.owner((west, j)) != part.owner((east, j))
+    try:
+        publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert alerts.wait_for(lambda c: any(a["rounds"] == site.rounds for a in c.json(INCIDENT)))
+    finally:
+        for w in workers:
+            w.stop(finalise=True)
+    assert alerts.wait_for(lambda c: any(a["status"] == "final" for a in c.json(INCIDENT)))
+    alerts.close()
+    assert all(w.ingest.accepted > 0 for w in workers)
+    assert sum(w.ingest.accepted for w in workers) == len(site.messages)
+    got = alerts.json(INCIDENT)
+    final = [a for a in got if a["status"] == "final"]
+    assert len(final) == 1 and final[0]["rounds"] == site.rounds
+    # Revisions are published by one worker under one id.  Known limit: a preliminary located
+    # from few sensors on the far side of the border may come from the other worker first.
+    assert {a["incident"] for a in got if a["status"] != "preliminary"} == {final[0]["incident"]}
+    assert len({a["incident"] for a in got}) <= 2
+    for shot in final[0]["shots"]:
+        assert math.hypot(shot["x"] - xs, shot["y"] - site.survey_xyz[1]) <= SURVEY_TOLERANCE_M
+    with Store(tmp_path / "fusion.db") as store:
+        assert store.count_pulses() == len(site.messages)
