@@ -16,9 +16,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#define EW_HP_SECTIONS 2
+#define EW_HP_SECTIONS 2           /* EW_RUN spells the two sections out */
 #define EW_PI 3.14159265358979323846
 #define EW_BAND_LOW_HZ 1000.0
 #define EW_BAND_HIGH_HZ 3000.0
@@ -38,20 +37,19 @@ typedef struct {
 
 struct ew_detector {
     double rate_hz;
-    ew_detector_params_t params;
     ew_biquad_t hp[EW_HP_SECTIONS];
     double z1[EW_HP_SECTIONS], z2[EW_HP_SECTIONS];
     ew_biquad_t band_low, band_high;
     double a_sta, a_mta, a_lta_up, a_lta_down;
     double on_ratio, jump_ratio;           /* energy ratios */
     double onset_snr, onset_rel;           /* amplitude ratios */
-    int64_t step_len, warm_steps, window, lookback, peak_search, gap;
+    int64_t step_len, warm_steps, window, lookback, peak_search, gap, env_half;
     /* running state */
     double sta, mta, lta, step_sum;
     int64_t step_count, warm_done, n;     /* n: samples processed so far */
     int step_busy, state;
-    int64_t trig;
-    double trig_lta;
+    int64_t trig, last_end;               /* last_end: where the previous pulse window closed */
+    double trig_lta, trig_mta;
     /* ring buffer of y, length mask + 1 (a power of two) */
     double *ring;
     int64_t mask;
@@ -68,12 +66,13 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->warmup_ms = 100.0;
     p->trigger_db = 12.0;
     p->jump_db = 6.0;
-    p->window_ms = 30.0;
+    p->window_ms = 15.0;
     p->lookback_ms = 10.0;
-    p->peak_search_ms = 3.0;
-    p->onset_snr_db = 6.0;
+    p->peak_search_ms = 0.0;
+    p->onset_snr_db = 3.0;
     p->onset_rel_db = -20.0;
     p->gap_ms = 1.0;
+    p->envelope_ms = 0.5;
 }
 
 static int64_t samples_of(double ms, double rate_hz)
@@ -104,6 +103,8 @@ int ew_detector_check(double rate_hz, const ew_detector_params_t *p, char *why, 
         msg = "window_ms must be > 0 (two samples or more) and 0 <= peak_search_ms <= window_ms";
     } else if (!(p->lookback_ms >= 0.0 && p->gap_ms >= 0.0 && p->lookback_ms <= 1000.0 && p->window_ms <= 1000.0)) {
         msg = "lookback_ms and gap_ms must be >= 0, lookback_ms and window_ms at most 1000";
+    } else if (!(p->envelope_ms >= 0.0 && p->envelope_ms <= p->window_ms)) {
+        msg = "envelope_ms must be >= 0 and at most window_ms";
     } else if (!(p->onset_rel_db <= 0.0 && isfinite(p->onset_snr_db))) {
         msg = "onset_rel_db must be <= 0 and onset_snr_db finite";
     }
@@ -148,7 +149,6 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
         return NULL;
     }
     d->rate_hz = rate_hz;
-    d->params = p;
     for (int k = 0; k < EW_HP_SECTIONS; k++) {
         /* Butterworth pole pairs of order 2*EW_HP_SECTIONS */
         double q = 1.0 / (2.0 * cos(EW_PI * (2 * k + 1) / (4.0 * EW_HP_SECTIONS)));
@@ -172,6 +172,7 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
     d->lookback = samples_of(p.lookback_ms, rate_hz);
     d->peak_search = samples_of(p.peak_search_ms, rate_hz);
     d->gap = samples_of(p.gap_ms, rate_hz);
+    d->env_half = samples_of(p.envelope_ms / 2.0, rate_hz);
     int64_t need = d->lookback + d->window + 2, size = 1;
     while (size < need) {
         size <<= 1;
@@ -183,6 +184,7 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
     }
     d->mask = size - 1;
     d->state = EW_IDLE;
+    d->last_end = -1;
     return d;
 }
 
@@ -221,12 +223,29 @@ static double band_energy(const ew_detector_t *d, const ew_biquad_t *b, int64_t 
     return e;
 }
 
+/* Sum of y^2 over [c - env_half, c + env_half], samples outside [lo, hi] counted as 0. */
+static double window_energy(const ew_detector_t *d, int64_t c, int64_t lo, int64_t hi)
+{
+    int64_t from = c - d->env_half < lo ? lo : c - d->env_half;
+    int64_t to = c + d->env_half > hi ? hi : c + d->env_half;
+    double e = 0.0;
+    for (int64_t i = from; i <= to; i++) {
+        double v = d->ring[i & d->mask];
+        e += v * v;
+    }
+    return e;
+}
+
 /* The pulse triggered at d->trig, its window ending at sample `end` (inclusive). */
 static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
 {
     const double *r = d->ring;
     const int64_t m = d->mask;
-    int64_t lo = d->trig - d->lookback;
+    /* the look-back stops at the previous pulse window: its echoes are not this onset */
+    int64_t lo = d->trig - d->lookback, after_last = d->last_end + 1;
+    if (lo < after_last) {
+        lo = after_last < d->trig ? after_last : d->trig;
+    }
     if (lo < 0) {
         lo = 0;
     }
@@ -240,19 +259,35 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
             pk = i;
         }
     }
-    double sigma = sqrt(d->trig_lta);
+    /* background: the noise floor, or the echo tail of a previous shot if louder */
+    double sigma = sqrt(fmax(d->trig_lta, d->trig_mta));
     double thr = fmax(d->onset_snr * sigma, d->onset_rel * peak);
-    /* earliest sample above thr joined to the first peak by gaps of at most d->gap */
+    /* earliest sample whose smoothed envelope clears thr, joined to the reference peak by
+     * gaps of at most d->gap; smoothing keeps the gap test independent of the rate */
+    const double width = (double)(2 * d->env_half + 1);
     int64_t a = pk;
     for (int64_t i = pk - 1; i >= lo && a - i <= d->gap + 1; i--) {
-        if (fabs(r[i & m]) >= thr) {
+        if (window_energy(d, i, lo, end) >= thr * thr * width) {
             a = i;
         }
     }
+    /* the centred envelope rises up to env_half samples before the signal does: the
+     * onset is the first sample itself above thr within that reach, when there is one */
+    int64_t k = a, reach = a + d->env_half < pk ? a + d->env_half : pk;
+    while (k < reach && fabs(r[k & m]) < thr) {
+        k++;
+    }
     double onset = (double)a;
-    if (a > lo) {
-        double below = fabs(r[(a - 1) & m]), above = fabs(r[a & m]);
-        onset = (double)(a - 1) + (above > below ? (thr - below) / (above - below) : 1.0);
+    if (fabs(r[k & m]) >= thr && k > lo) {
+        double below = fabs(r[(k - 1) & m]), above = fabs(r[k & m]);
+        double frac = above > below ? (thr - below) / (above - below) : 1.0;
+        onset = (double)(k - 1) + fmin(1.0, fmax(0.0, frac));
+        a = k;
+    } else if (a > lo) {
+        double below = sqrt(window_energy(d, a - 1, lo, end) / width);
+        double above = sqrt(window_energy(d, a, lo, end) / width);
+        double frac = above > below ? (thr - below) / (above - below) : 1.0;
+        onset = (double)(a - 1) + fmin(1.0, fmax(0.0, frac));
     }
     double gpeak = 0.0, energy = 0.0;
     int64_t gpk = a;
@@ -280,7 +315,7 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     out->peak_dbfs = 2.0 * db10(gpeak);
     out->snr_db = 2.0 * db10(gpeak) - db10(d->trig_lta);
     out->noise_dbfs = db10(d->trig_lta);
-    out->rise_ms = ((double)pk - onset) * ms;
+    out->rise_ms = ((double)gpk - onset) * ms;
     out->duration_ms = ((double)last - onset) * ms;
     out->decay_ms = (double)(last - gpk) * ms;
     out->crest_db = 2.0 * db10(gpeak) - db10(energy / count);
@@ -288,25 +323,15 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     out->high_ratio_db = db10(band_energy(d, &d->band_high, a, end)) - db10(energy);
 }
 
-/* One sample through the whole state machine; returns 1 when a pulse was written. */
-static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
+/* The decisions for sample d->n whose high-passed energy p is already in sta, mta and the
+ * ring: close a pulse, trigger, noise-floor step.  Returns 1 when a pulse was written. */
+static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
 {
-    double y = x;
-    for (int k = 0; k < EW_HP_SECTIONS; k++) {
-        const ew_biquad_t *b = &d->hp[k];
-        double o = b->b0 * y + d->z1[k];
-        d->z1[k] = b->b1 * y - b->a1 * o + d->z2[k];
-        d->z2[k] = b->b2 * y - b->a2 * o;
-        y = o;
-    }
-    double p = y * y;
-    d->sta += d->a_sta * (p - d->sta);
-    d->mta += d->a_mta * (p - d->mta);
     const int64_t n = d->n;
-    d->ring[n & d->mask] = y;
     int emitted = 0;
     if (d->state == EW_ACTIVE && n == d->trig + d->window) {
         finish(d, n, out);
+        d->last_end = n;
         d->state = EW_IDLE;
         emitted = 1;
     }
@@ -315,6 +340,7 @@ static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
         d->state = EW_ACTIVE;
         d->trig = n;
         d->trig_lta = d->lta;
+        d->trig_mta = d->mta;
     }
     d->step_sum += p;
     d->step_busy |= d->state;
@@ -338,20 +364,76 @@ static inline int ew_step(ew_detector_t *d, double x, ew_pulse_t *out)
     return emitted;
 }
 
-#define EW_RUN(LOAD)                                                          \
-    size_t count = 0, i = 0;                                                  \
-    for (; i < n && count < max_out; i++) {                                   \
-        count += (size_t)ew_step(d, (LOAD), out + count);                     \
-    }                                                                         \
-    if (consumed) {                                                           \
-        *consumed = i;                                                        \
-    }                                                                         \
+/* The per-sample front end, on local copies of the state so that the compiler keeps them
+ * in registers (the ring store could alias the struct otherwise).  While IDLE, a sample
+ * that neither triggers nor ends a noise-floor step needs nothing more than this; any other
+ * sample goes through ew_decide.  Same arithmetic in the same order as the slow path, so
+ * the results do not depend on which path a sample took.  The additions are ordered to
+ * keep the loop-carried dependency chains short. */
+#define EW_RUN(LOAD)                                                                    \
+    size_t count = 0, i = 0;                                                            \
+    const ew_biquad_t h0 = d->hp[0], h1 = d->hp[1];                                     \
+    const double a_sta = d->a_sta, a_mta = d->a_mta, jump = d->jump_ratio;              \
+    const double keep_sta = 1.0 - a_sta, keep_mta = 1.0 - a_mta;                        \
+    /* transposed direct form II with the output substituted into the state update:  \
+     * z1' = (b1 - a1 b0) x + z2 - a1 z1, z2' = (b2 - a2 b0) x - a2 z1 */               \
+    const double c10 = h0.b1 - h0.a1 * h0.b0, c20 = h0.b2 - h0.a2 * h0.b0;              \
+    const double c11 = h1.b1 - h1.a1 * h1.b0, c21 = h1.b2 - h1.a2 * h1.b0;              \
+    double *const ring = d->ring;                                                       \
+    const int64_t mask = d->mask, step_len = d->step_len;                               \
+    while (i < n && count < max_out) {                                                  \
+        double z10 = d->z1[0], z20 = d->z2[0], z11 = d->z1[1], z21 = d->z2[1];          \
+        double sta = d->sta, mta = d->mta, step_sum = d->step_sum, p = 0.0;             \
+        int64_t nn = d->n, sc = d->step_count;                                          \
+        const int fast = d->state == EW_IDLE;                                           \
+        const double on = fast && d->warm_done >= d->warm_steps ? d->on_ratio * d->lta : HUGE_VAL; \
+        int decide = 0;                                                                 \
+        for (; i < n; i++) {                                                            \
+            double x = (LOAD);                                                          \
+            double o0 = h0.b0 * x + z10;                                                \
+            double t0 = h0.a1 * z10, u0 = h0.a2 * z10;                                  \
+            z10 = (c10 * x + z20) - t0;                                                 \
+            z20 = c20 * x - u0;                                                         \
+            double y = h1.b0 * o0 + z11;                                                \
+            double t1 = h1.a1 * z11, u1 = h1.a2 * z11;                                  \
+            z11 = (c11 * o0 + z21) - t1;                                                \
+            z21 = c21 * o0 - u1;                                                        \
+            p = y * y;                                                                  \
+            sta = keep_sta * sta + a_sta * p;                                           \
+            mta = keep_mta * mta + a_mta * p;                                           \
+            ring[nn & mask] = y;                                                        \
+            if (!fast || sc + 1 == step_len || (sta > on && sta > jump * mta)) {        \
+                decide = 1;                                                             \
+                i++;                                                                    \
+                break;                                                                  \
+            }                                                                           \
+            step_sum += p;                                                              \
+            sc++;                                                                       \
+            nn++;                                                                       \
+        }                                                                               \
+        d->z1[0] = z10; d->z2[0] = z20; d->z1[1] = z11; d->z2[1] = z21;                 \
+        d->sta = sta; d->mta = mta; d->step_sum = step_sum;                             \
+        d->n = nn; d->step_count = sc;                                                  \
+        if (decide) {                                                                   \
+            count += (size_t)ew_decide(d, p, out + count);                              \
+        }                                                                               \
+    }                                                                                   \
+    if (consumed) {                                                                     \
+        *consumed = i;                                                                  \
+    }                                                                                   \
     return count
+
+/* NaN or infinity (a broken float file) would poison every recursive state for good. */
+static inline double ew_finite_or_zero(float v)
+{
+    double x = (double)v;
+    return x - x == 0.0 ? x : 0.0; /* false only for NaN and +-inf */
+}
 
 size_t ew_detector_do(ew_detector_t *d, const float *in, size_t n,
                       ew_pulse_t *out, size_t max_out, size_t *consumed)
 {
-    EW_RUN((double)in[i]);
+    EW_RUN(ew_finite_or_zero(in[i]));
 }
 
 size_t ew_detector_do_s16(ew_detector_t *d, const int16_t *in, size_t n,
@@ -366,6 +448,7 @@ size_t ew_detector_flush(ew_detector_t *d, ew_pulse_t *out, size_t max_out)
         return 0;
     }
     finish(d, d->n - 1, out);
+    d->last_end = d->n - 1;
     d->state = EW_IDLE;
     return 1;
 }

@@ -31,10 +31,11 @@ typedef struct {
     double jump_db;         /* ... and above the mid-term average by this much */
     double window_ms;       /* after a trigger: pulse window, no new trigger inside it */
     double lookback_ms;     /* onset search before the trigger */
-    double peak_search_ms;  /* first peak searched up to this long after the trigger */
+    double peak_search_ms;  /* onset reference peak: look-back up to this long after the trigger */
     double onset_snr_db;    /* onset level: at least this far above the noise rms ... */
     double onset_rel_db;    /* ... and at least this far relative to the first peak (<0) */
     double gap_ms;          /* quiet longer than this ends the backward onset search */
+    double envelope_ms;     /* onset search on the mean energy over this long (centred) */
 } ew_detector_params_t;
 
 typedef struct {
@@ -44,12 +45,12 @@ typedef struct {
     double peak_dbfs;       /* peak |x| of the high-passed signal in the pulse window */
     double snr_db;          /* peak over the noise-floor rms */
     double noise_dbfs;      /* noise-floor rms at the trigger */
-    double rise_ms;         /* onset to first peak */
-    double duration_ms;     /* onset to the last sample above the duration level */
+    double rise_ms;         /* onset to the highest peak */
+    double duration_ms;     /* onset to the last sample above -20 dB re peak (within the window) */
     double decay_ms;        /* highest peak to the last sample above the duration level */
     double crest_db;        /* peak over rms of the pulse window */
-    double low_ratio_db;    /* energy below EW_BAND_LOW_HZ over total */
-    double high_ratio_db;   /* energy above EW_BAND_HIGH_HZ over total */
+    double low_ratio_db;    /* energy below 1 kHz over total, dB (2nd-order Butterworth) */
+    double high_ratio_db;   /* energy above 3 kHz over total, dB (capped at 0.45 x rate) */
 } ew_pulse_t;
 
 typedef struct ew_detector ew_detector_t;
@@ -60,7 +61,8 @@ int ew_detector_check(double rate_hz, const ew_detector_params_t *params, char *
 ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *params);
 /* Upper bound of the pulses that n more samples can finish (size of the out buffer). */
 size_t ew_detector_max_pulses(const ew_detector_t *det, size_t n);
-/* Processes in[0..n); stops early only when out is full; *consumed = samples used. */
+/* Processes in[0..n); stops early only when out is full; *consumed = samples used.
+ * Float samples that are NaN or infinite are taken as 0. */
 size_t ew_detector_do(ew_detector_t *det, const float *in, size_t n,
                       ew_pulse_t *out, size_t max_out, size_t *consumed);
 size_t ew_detector_do_s16(ew_detector_t *det, const int16_t *in, size_t n,

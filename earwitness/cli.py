@@ -15,7 +15,10 @@ from earwitness import __version__
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("edge.cli_detect", "detect impulses in a WAV file and print pulses JSONL"),
+    "node": ("edge.cli_node", "run a sensor node (capture, detect, timestamp, publish over MQTT)"),
     "locate": ("fusion.cli_locate", "associate and locate shots among pulses; print incidents JSONL"),
+    "gps": ("edge.cli_gps", "GPS diagnostic: one line per fix from a serial port or an NMEA log; PPS and clock"),
+    "sim": ("simulator.cli_sim", "run a scenario: render per-sensor audio or the pulses of a fleet"),
     "fusion": ("fusion.cli_fusion", "run the fusion server: pulses in over MQTT, incidents and alerts out"),
     "report": ("fusion.cli_report", "write the forensic report of one incident as HTML or PDF"),
 }

@@ -2,7 +2,9 @@
 
 One JSON object per pulse, in time order: ``sensor``, ``t_ns`` (the onset, the first
 arrival), ``t_unc_ns``, ``snr_db``, ``peak_dbfs``, ``features`` and ``timing`` = ``file``
-(the time comes from the sample index and --start-utc, nothing else).
+(the time comes from the sample index and --start-utc, nothing else), or, with
+``--pps-channel``, ``pps-audio``: the GPS PPS pulse recorded on another channel times the
+samples (``edge.clock.ClockModel``), --start-utc only names the seconds (right to +-0.4 s).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import sys
 from earwitness.cli import UserError
 
 FEATURE_DECIMALS = 3
+INT16_FULL_SCALE = 32768.0
+MIN_PPS_EDGES = 2
 
 
 def add_arguments(parser) -> None:
@@ -53,10 +57,15 @@ def run(args) -> int:
         raise UserError(f"--start-utc: {exc}") from None
     if args.channel < 0:
         raise UserError(f"--channel must be 0 or more, not {args.channel}")
-    if args.pps_channel is not None:
-        raise UserError("--pps-channel needs the timing module, not built yet")
     try:
         info = wav_info(args.file, args.channel)
+        clock = None
+        if args.pps_channel is not None:
+            if args.start_utc is None:
+                raise UserError("--pps-channel needs --start-utc (right to +-0.4 s) to name the seconds")
+            if args.pps_channel == args.channel:
+                raise UserError("--pps-channel must differ from --channel")
+            clock = pps_clock(wav_info(args.file, args.pps_channel), args.pps_channel, start_ns)
     except WavError as exc:
         raise UserError(str(exc)) from None
     try:
@@ -65,10 +74,40 @@ def run(args) -> int:
         raise UserError(f"{args.file}: {exc}") from None
     sensor = args.sensor if args.sensor is not None else pathlib.Path(args.file).stem
     out = sys.stdout
+    def record(pulse) -> str:
+        rec = pulse_record(pulse, sensor, start_ns, info.rate_hz)
+        if clock is not None:
+            stamp = clock.stamp(pulse.sample)
+            rec.update(t_ns=stamp.t_ns, t_unc_ns=stamp.t_unc_ns, timing=stamp.timing)
+        return json.dumps(rec) + "\n"
+
     for block in iter_channel(info, args.channel):
         for pulse in detector.process(block):
-            out.write(json.dumps(pulse_record(pulse, sensor, start_ns, info.rate_hz)) + "\n")
+            out.write(record(pulse))
     for pulse in detector.flush():
-        out.write(json.dumps(pulse_record(pulse, sensor, start_ns, info.rate_hz)) + "\n")
+        out.write(record(pulse))
     out.flush()
     return 0
+
+
+def pps_clock(info, channel: int, start_ns: int):
+    """A clock model fitted to every PPS edge on ``channel`` of the file (the whole file
+    first, so each pulse is interpolated between edges), seconds named by ``start_ns``."""
+    import numpy as np
+
+    from edge.clock import ClockModel
+    from edge.pps import AudioPps
+    from edge.wavio import iter_channel
+
+    finder = AudioPps(info.rate_hz)
+    clock = ClockModel(info.rate_hz)
+    clock.add_utc_hint(0, start_ns)
+    for block in iter_channel(info, channel):
+        if block.dtype == np.int16:
+            block = block.astype(np.float32) / INT16_FULL_SCALE
+        for edge in finder.process(block):
+            clock.add_edge(edge)
+    if clock.counts["edges"] < MIN_PPS_EDGES:
+        raise UserError(f"{info.path}: no GPS PPS pulse found on channel {channel} "
+                        f"({clock.counts['edges']} edges)")
+    return clock

@@ -101,6 +101,7 @@ class Detector:
             raise MemoryError("detector: out of memory")
         self._det = ffi.gc(handle, lib.ew_detector_del)
         self._capacity = 0
+        self._buffer_for = -1
         self._out = None
         self._consumed = ffi.new("size_t *")
 
@@ -110,10 +111,12 @@ class Detector:
         return int(lib.ew_detector_samples(self._det))
 
     def _buffer(self, n: int):
-        need = int(lib.ew_detector_max_pulses(self._det, n))
-        if need > self._capacity:
-            self._capacity = need
-            self._out = ffi.new("ew_pulse_t[]", need)
+        if n != self._buffer_for:
+            need = int(lib.ew_detector_max_pulses(self._det, n))
+            if need > self._capacity:
+                self._capacity = need
+                self._out = ffi.new("ew_pulse_t[]", need)
+            self._buffer_for = n
         return self._out
 
     def process(self, samples) -> list[Pulse]:
@@ -121,25 +124,29 @@ class Detector:
 
         samples : 1-D array, float32 (full scale +-1.0; other float types are converted) or int16.
         """
-        x = np.asarray(samples)
+        x = samples if type(samples) is np.ndarray else np.asarray(samples)
         if x.ndim != 1:
             raise ValueError(f"samples must be 1-D (one channel), got shape {x.shape}")
-        if x.dtype == np.int16:
-            x = np.ascontiguousarray(x)
-            ctype, do = "int16_t *", lib.ew_detector_do_s16
+        if x.dtype == np.float32:
+            ctype, do = "float[]", lib.ew_detector_do
+        elif x.dtype == np.int16:
+            ctype, do = "int16_t[]", lib.ew_detector_do_s16
         elif x.dtype.kind == "f":
-            x = np.ascontiguousarray(x, dtype=np.float32)
-            ctype, do = "float *", lib.ew_detector_do
+            x, ctype, do = x.astype(np.float32), "float[]", lib.ew_detector_do
         else:
             raise ValueError(f"samples must be float32 or int16, not {x.dtype}")
-        out = self._buffer(len(x))
-        ptr = ffi.cast(ctype, ffi.from_buffer(x))
-        pulses: list[Pulse] = []
-        done = 0
-        while done < len(x):
-            count = do(self._det, ptr + done, len(x) - done, out, self._capacity, self._consumed)
+        n = len(x)
+        out = self._buffer(n)
+        ptr = ffi.from_buffer(ctype, x if x.flags.c_contiguous else np.ascontiguousarray(x))
+        count = do(self._det, ptr, n, out, self._capacity, self._consumed)
+        done = self._consumed[0]
+        if not count and done == n:
+            return []  # the common case: a block without a pulse end
+        pulses = [self._pulse(out[i]) for i in range(count)]
+        while done < n:  # only if the out buffer filled up
+            count = do(self._det, ptr + done, n - done, out, self._capacity, self._consumed)
             pulses.extend(self._pulse(out[i]) for i in range(count))
-            done += int(self._consumed[0])
+            done += self._consumed[0]
         return pulses
 
     def flush(self) -> list[Pulse]:

@@ -34,17 +34,6 @@ DEFAULT_MAX_PULSE_WIDTH_S = 0.45
 NS_PER_S = 1_000_000_000
 
 
-def _native():
-    try:
-        from edge import _native
-    except ImportError as exc:  # pragma: no cover - the install builds it
-        raise ImportError(
-            "the C extension edge._native is missing: build it with `make test` or "
-            "`pip install -e .` (needs a C compiler)"
-        ) from exc
-    return _native
-
-
 class AudioPps:
     """Finds PPS leading edges in an audio channel, streaming.
 
@@ -76,8 +65,10 @@ class AudioPps:
             raise ValueError(f"polarity must be 0, 1 or -1, not {polarity!r}")
         if not 0 < max_pulse_width_s < 0.5:
             raise ValueError("max_pulse_width_s must be between 0 and 0.5 s")
-        native = _native()
-        self._ffi, self._lib = native.ffi, native.lib
+        # ImportError here: the C extension is not built (`make test` or `pip install -e .`)
+        from edge._native import ffi, lib
+
+        self._ffi, self._lib = ffi, lib
         obj = self._lib.ew_pps_new(float(sample_rate_hz), int(polarity), float(threshold_snr),
                                    float(max_pulse_width_s))
         if obj == self._ffi.NULL:

@@ -19,7 +19,6 @@ differently at each sensor are separated by their emission times.
 """
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
@@ -36,7 +35,7 @@ ROOT_CELLS = 16
 MARGIN_FRACTION = 0.25
 MIN_MARGIN_M = 200.0
 # Cells split per step of the branch and bound (vectorised together).
-BATCH_CELLS = 64
+BATCH_CELLS = 16
 # Robust fit scale and rounds of re-selection while growing a shot.
 ROBUST_SCALE_S = 5e-3
 GROW_ROUNDS = 4
@@ -44,6 +43,14 @@ GROW_ROUNDS = 4
 # same pulses: sets of echoes (and the echo off a wall beside the shooter, which looks like a
 # second source there) agree across far fewer sensors than the first arrivals do.
 RELATIVE_SUPPORT = 0.5
+# Half-width of the emission-time window of the search: tight, so that arrivals of shots
+# 60 ms apart cannot mix into one set; growing the seed then admits up to tol_s.
+SEARCH_TOLERANCE_S = 5e-3
+# Expected number of chance sets of unrelated pulses allowed per search (see chance_support).
+FALSE_ALARMS = 0.01
+# Consistency tolerance after the first shot, in robust sigmas of its residuals.
+TOLERANCE_SIGMAS = 5.0
+MAD_TO_SIGMA = 1.4826
 # Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).
 SELECTION_GEOMETRY = Geometry("2d")
 
@@ -56,41 +63,54 @@ class Shot:
     position: np.ndarray  # solved coordinates (x, y[, z]) in the local frame
     t0_s: float  # emission time on the caller's time origin
     c: float  # speed of sound used
+    residuals_s: np.ndarray  # measured minus predicted arrival of each pulse
 
 
-def _window_counts(emit: np.ndarray, width_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Most values of each row of ``emit`` inside any window of its row's ``width_s``.
+def _previous_gap_s(sensor: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """Per pulse, the time since the previous pulse of the same sensor (inf for the first)."""
+    order = np.lexsort((t_s, sensor))
+    gap = np.full(len(t_s), np.inf)
+    same = sensor[order][1:] == sensor[order][:-1]
+    gap[order[1:][same]] = np.diff(t_s[order])[same]
+    return gap
 
-    Rows are sorted and, per start value, the end of its window found by one
-    :func:`numpy.searchsorted` over the flattened rows, each row lifted by a stride so
-    rows never mix. Returns the count and the start time of the best window per row.
+
+def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most distinct sensors whose implied emission times fit a window, per row of ``emit``.
+
+    Two pulses of one sensor differ in implied emission time exactly as in arrival time,
+    whatever the candidate point, so a pulse in a window adds a new sensor iff the previous
+    pulse of its sensor (``gap_s`` earlier) lies before the window's start. Windows start at
+    each pulse; their ends come from one :func:`numpy.searchsorted` over the sorted rows laid
+    end to end (each lifted by a stride so rows never mix), and the repeats are counted over
+    the few pulses a window holds rather than all pairs. Returns the count and the start of
+    the best window per row.
     """
     g, n = emit.shape
-    srt = np.sort(emit, axis=1)
-    span = float(srt[:, -1].max() - srt[:, 0].min()) if n else 0.0
-    stride = span + float(np.max(width_s)) + 1.0
-    lift = (np.arange(g) * stride)[:, None]
-    flat = (srt - srt[:, :1] + lift).ravel()
-    ends = np.searchsorted(flat, (srt - srt[:, :1] + lift + width_s[:, None]).ravel(), side="right")
-    counts = ends.reshape(g, n) - (np.arange(g * n).reshape(g, n))
+    order = np.argsort(emit, axis=1)
+    e = np.take_along_axis(emit, order, axis=1)
+    prev = e - gap_s[order]
+    base = e - e[:, :1]
+    stride = float(base[:, -1].max() + width_s.max()) + 1.0
+    lifted = base + (np.arange(g) * stride)[:, None]
+    ends = np.searchsorted(lifted.ravel(), (lifted + width_s[:, None]).ravel(), side="right").reshape(g, n)
+    length = ends - (np.arange(g) * n)[:, None] - np.arange(n)[None, :]
+    counts = length.copy()
+    for k in range(1, int(length.max())):
+        counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k])
     best = np.argmax(counts, axis=1)
-    return counts[np.arange(g), best], srt[np.arange(g), best]
+    rows = np.arange(g)
+    return counts[rows, best], e[rows, best]
 
 
-def _distinct_in_window(emit: np.ndarray, sensor: np.ndarray, width_s: float) -> tuple[int, float]:
-    """Most distinct sensors among values of ``emit`` in a window of ``width_s``; its start."""
-    order = np.argsort(emit)
-    e = emit[order]
-    onehot = np.zeros((len(e), int(sensor.max()) + 1), dtype=bool)
-    onehot[np.arange(len(e)), sensor[order]] = True
-    inside = (e[None, :] >= e[:, None]) & (e[None, :] <= e[:, None] + width_s)
-    distinct = (inside.astype(np.int32) @ onehot.astype(np.int32) > 0).sum(axis=1)
-    best = int(np.argmax(distinct))
-    return int(distinct[best]), float(e[best])
+def _emission_times(points: np.ndarray, xy: np.ndarray, t_s: np.ndarray, c: float) -> np.ndarray:
+    diff = points[:, None, :] - xy[None, :, :]
+    return t_s[None, :] - np.sqrt(np.einsum("gnk,gnk->gn", diff, diff)) / c
 
 
 def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
-              bounds: tuple[float, float, float, float], floor: int = 0) -> tuple[int, np.ndarray, float]:
+              bounds: tuple[float, float, float, float], floor: int = 0,
+              hints: np.ndarray | None = None) -> tuple[int, np.ndarray, float]:
     """Branch-and-bound search for the point where most sensors' pulses agree on one emission time.
 
     Parameters
@@ -109,11 +129,14 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
         Area searched.
     floor : int
         Support not worth finding: cells that cannot beat it are pruned at once.
+    hints : ndarray, shape (k, 2), optional
+        Points tried first (e.g. where earlier shots were): a good early incumbent lets the
+        bound prune most of the area; the result is the same.
 
     Returns
     -------
     support : int
-        Number of distinct sensors at the best leaf.
+        Number of distinct sensors at the best leaf (``floor`` if none beats it).
     point : ndarray, shape (2,)
     emit_start_s : float
         Start of the best emission-time window.
@@ -121,43 +144,49 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     x0, y0, x1, y1 = bounds
     size = max(x1 - x0, y1 - y0) / ROOT_CELLS
     cx, cy = np.meshgrid(x0 + size * (np.arange(ROOT_CELLS) + 0.5), y0 + size * (np.arange(ROOT_CELLS) + 0.5))
-    centres = np.column_stack([cx.ravel(), cy.ravel()])
-    sizes = np.full(len(centres), size)
-    heap: list[tuple[int, int, float, float, float]] = []
-    counter = 0
-
-    def push(cells: np.ndarray, cell_sizes: np.ndarray, floor: int) -> None:
-        nonlocal counter
-        diff = cells[:, None, :] - xy[None, :, :]
-        emit = t_s[None, :] - np.sqrt(np.einsum("gnk,gnk->gn", diff, diff)) / c
-        slack = window_s + cell_sizes * math.sqrt(2.0) / c
-        bound, _ = _window_counts(emit, slack)
-        for (px, py), h, ub in zip(cells, cell_sizes, bound):
-            if ub > floor:
-                heapq.heappush(heap, (-int(ub), counter, float(px), float(py), float(h)))
-                counter += 1
-
+    gap = _previous_gap_s(sensor, t_s)
     best = (floor, np.array([(x0 + x1) / 2, (y0 + y1) / 2]), 0.0)
-    push(centres, sizes, floor)
-    while heap and -heap[0][0] > best[0]:
-        batch = [heapq.heappop(heap) for _ in range(min(BATCH_CELLS, len(heap)))]
-        batch = [b for b in batch if -b[0] > best[0]]
-        splits = []
-        for _, _, px, py, h in batch:
-            if h <= LEAF_SIZE_M:
-                diff = np.array([px, py]) - xy
-                emit = t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
-                support, start = _distinct_in_window(emit, sensor, window_s + h * math.sqrt(2.0) / c)
-                if support > best[0]:
-                    best = (support, np.array([px, py]), start)
-            else:
-                splits.append((px, py, h))
-        if splits:
-            parents = np.array(splits)
-            quarter = parents[:, 2:3] / 4.0
+
+    def bound(points, sizes):
+        slack = window_s + sizes * math.sqrt(2.0) / c
+        return _distinct_counts(_emission_times(points, xy, t_s, c), gap, slack)
+
+    if hints is not None and len(hints):
+        hints = np.asarray(hints, dtype=float).reshape(-1, 2)
+        values, starts = bound(hints, np.full(len(hints), LEAF_SIZE_M))
+        k = int(np.argmax(values))
+        if values[k] > best[0]:
+            best = (int(values[k]), hints[k].copy(), float(starts[k]))
+    pool_xy = np.column_stack([cx.ravel(), cy.ravel()])
+    pool_h = np.full(len(pool_xy), size)
+    pool_ub, pool_start = bound(pool_xy, pool_h)
+    while len(pool_ub):
+        keep = pool_ub > best[0]
+        pool_xy, pool_h, pool_ub, pool_start = pool_xy[keep], pool_h[keep], pool_ub[keep], pool_start[keep]
+        if not len(pool_ub):
+            break
+        take = np.argsort(-pool_ub, kind="stable")[:BATCH_CELLS]
+        rest = np.ones(len(pool_ub), dtype=bool)
+        rest[take] = False
+        cells_xy, cells_h, cells_ub, cells_start = pool_xy[take], pool_h[take], pool_ub[take], pool_start[take]
+        pool_xy, pool_h, pool_ub, pool_start = pool_xy[rest], pool_h[rest], pool_ub[rest], pool_start[rest]
+        leaf = cells_h <= LEAF_SIZE_M
+        if leaf.any():
+            # A leaf's bound is its value: the window slack it carries is a few ms.
+            k = int(np.argmax(np.where(leaf, cells_ub, -1)))
+            if cells_ub[k] > best[0]:
+                best = (int(cells_ub[k]), cells_xy[k].copy(), float(cells_start[k]))
+        split = ~leaf & (cells_ub > best[0])
+        if split.any():
+            quarter = cells_h[split, None] / 4.0
             offsets = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=float)
-            children = (parents[:, None, :2] + offsets[None, :, :] * quarter[:, :, None]).reshape(-1, 2)
-            push(children, np.repeat(parents[:, 2] / 2.0, 4), best[0])
+            child_xy = (cells_xy[split, None, :] + offsets[None, :, :] * quarter[:, :, None]).reshape(-1, 2)
+            child_h = np.repeat(cells_h[split] / 2.0, 4)
+            child_ub, child_start = bound(child_xy, child_h)
+            pool_xy = np.concatenate([pool_xy, child_xy])
+            pool_h = np.concatenate([pool_h, child_h])
+            pool_ub = np.concatenate([pool_ub, child_ub])
+            pool_start = np.concatenate([pool_start, child_start])
     return best
 
 
@@ -170,30 +199,59 @@ def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np
 
 def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray,
               sigma_s: np.ndarray, available: np.ndarray, c: float, geometry: Geometry,
-              tol_s: float, start, *, fit_c: bool = False) -> Shot | None:
-    """Refine a seed set into a shot: fit, re-select one pulse per sensor within ``tol_s``, repeat.
+              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False) -> Shot | None:
+    """Refine a seed set into a shot: fit, re-select one pulse per sensor within a tolerance, repeat.
 
     Each round fits position and emission time (robust soft-L1 loss, so a late arrival in the
     set pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
-    closest to its prediction if within ``tol_s``, and stops when the set no longer changes.
+    closest to its prediction if within the tolerance, and stops when the set no longer
+    changes: first with ``core_tol_s`` (a tight core, which arrivals of neighbouring shots
+    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals).
     """
     chosen = seed
     pos, t0 = start
-    for _ in range(GROW_ROUNDS):
-        fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
-                        fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
-        pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
-        src = geometry.source_coords(pos)
-        diff = geometry.sensor_coords(sensors_m) - src
-        residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
-        candidates = np.flatnonzero(available & (np.abs(residual) <= tol_s))
-        if len(candidates) == 0:
-            return None
-        new = _nearest_per_sensor(candidates, sensor, residual)
-        if np.array_equal(new, chosen):
-            break
-        chosen = new
-    return Shot(chosen, np.asarray(pos), t0, c)
+    for tol in dict.fromkeys((min(core_tol_s or tol_s, tol_s), tol_s)):
+        for _ in range(GROW_ROUNDS):
+            fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
+                            fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
+            pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
+            src = geometry.source_coords(pos)
+            diff = geometry.sensor_coords(sensors_m) - src
+            residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+            candidates = np.flatnonzero(available & (np.abs(residual) <= tol))
+            if len(candidates) == 0:
+                return None
+            new = _nearest_per_sensor(candidates, sensor, residual)
+            if np.array_equal(new, chosen):
+                break
+            chosen = new
+    return Shot(chosen, np.asarray(pos), t0, c, residual[chosen])
+
+
+def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: float,
+                   bounds: tuple[float, float, float, float], false_alarms: float = FALSE_ALARMS) -> int:
+    """Smallest support that chance coincidences of unrelated pulses reach less than ``false_alarms`` times.
+
+    Sensor j's pulses, at its mean rate r_j over the stretch, fall in a window w with
+    probability p_j = 1 - exp(-r_j w); the number of sensors agreeing by chance is
+    Poisson-binomial (tail by the usual recursion). The search looks at about
+    area / (c w)^2 independent points times duration / w independent windows (the
+    resolution of a window of w), so a support k is significant when that many trials
+    times P(K >= k) stays below ``false_alarms`` (a Bonferroni bound, as in CFAR detection).
+    """
+    duration_s = max(float(np.ptp(t_s)), window_s)
+    counts = np.bincount(sensor)
+    p = -np.expm1(-counts[counts > 0] / duration_s * window_s)
+    dist = np.zeros(len(p) + 1)
+    dist[0] = 1.0
+    for pj in p:
+        dist[1:] = dist[1:] * (1 - pj) + dist[:-1] * pj
+        dist[0] *= 1 - pj
+    tail = np.cumsum(dist[::-1])[::-1]  # tail[k] = P(K >= k)
+    x0, y0, x1, y1 = bounds
+    trials = (x1 - x0) * (y1 - y0) / (c * window_s) ** 2 * duration_s / window_s
+    significant = np.flatnonzero(trials * tail < false_alarms)
+    return int(significant[0]) if len(significant) else len(p) + 1
 
 
 def search_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
@@ -213,8 +271,8 @@ def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndar
 
 
 def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
-               c: float, *, tol_s: float, min_sensors: int,
-               speeds: tuple[float, ...] = (), speed_slack_s: float = 0.0) -> list[Shot]:
+               c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
+               speeds: tuple[float, ...] = ()) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
 
     Parameters
@@ -227,15 +285,17 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         Arrival times and their sigmas, seconds.
     c : float
         Speed of sound, m/s.
-    tol_s : float
-        Largest |measured - predicted| arrival time of a pulse kept in a shot.
+    tol_s, min_tol_s : float
+        Largest |measured - predicted| arrival time of a pulse kept in a shot: ``tol_s`` for
+        the first shot, then :data:`TOLERANCE_SIGMAS` times the first shot's robust timing
+        scatter, within ``min_tol_s``..``tol_s``.
     min_sensors : int
         Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
         shot's (so a much weaker shot among the same pulses is not reported).
     speeds : tuple of float
-        When given, c is unknown: the first shot is searched at each of these speeds (its
-        window widened by ``speed_slack_s``), grown with c estimated, and the estimate
-        used for the rest.
+        When given, c is unknown: the first shot is searched at each of these speeds (the
+        one where most sensors agree wins), grown with c estimated, and the estimate used
+        for the rest.
 
     Returns
     -------
@@ -245,27 +305,37 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     bounds = search_bounds(xy)
     available = np.ones(len(t_s), dtype=bool)
     shots: list[Shot] = []
-    window_s = 2.0 * tol_s
+    window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
+    chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
-        width = window_s + (speed_slack_s if fit_c else 0.0)
-        needed = max(min_sensors, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
-        found = [(best_seed(xy[idx], sensor[idx], t_s[idx], speed, width, bounds, needed - 1), speed)
-                 for speed in trials]
-        (support, point, start), speed = max(found, key=lambda f: f[0][0])
+        needed = max(min_sensors, chance, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
+        hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
+        # Each trial speed only has to beat the best so far, so later trials prune early.
+        (support, point, start), speed = (needed - 1, None, 0.0), c
+        for trial in trials:
+            found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, window_s, bounds, max(support, needed - 1), hints)
+            if found[0] > support:
+                (support, point, start), speed = found, trial
         if support < needed:
             break
-        seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
+        seed = _seed_set(xy, sensor, t_s, speed, point, start, window_s + 2 * LEAF_SIZE_M / speed, available)
         t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
         shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
-                         (point, t0), fit_c=fit_c)
+                         (point, t0), core_tol_s=window_s / 2.0, fit_c=fit_c)
         if shot is None or len(shot.pulses) < needed:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
         if fit_c:
             c = shot.c
+        if not shots:
+            # The first (strongest) shot measures the timing scatter; later sets are held to it.
+            scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
+            tol_s = min(tol_s, max(TOLERANCE_SIGMAS * scatter, min_tol_s))
+            window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
+            chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
         shots.append(shot)
         available[shot.pulses] = False
     return shots

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fusion.associate import find_shots
+from fusion.associate import MAD_TO_SIGMA, find_shots
 from fusion.multilaterate import (
     C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
 )
@@ -32,11 +32,20 @@ DEFAULT_T_UNC_S = 1e-3
 # Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
 # 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
 TOLERANCE_S = 0.02
+# Never tighter than this: ms-resolution reports, sensor survey error, short diffractions.
+MIN_TOLERANCE_S = 3e-3
 # Temperatures tried for the first shot when the speed of sound is unknown; the shot's own
 # fit then estimates c within the plausible range.
-TRIAL_TEMPERATURES_C = tuple(np.arange(-30.0, 45.1, 7.5))
+# Step between them: 5 degC is about 3 m/s, a few ms over the ranges of one shot.
+TRIAL_STEP_C = 5.0
+# Tried from the usual outward, so the usual case sets a high bar for the rest early.
+TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
+# Outlier rejection before the final fit (residuals beyond this many robust sigmas, never
+# tighter than the floor, which also scales the robust loss).
+OUTLIER_SIGMAS = 5.0
+OUTLIER_FLOOR_S = 5e-4
 CLASS_UNCLASSIFIED = "impulsive"
 ERR_DECIMALS = 2
 ID_FORMAT = "%Y%m%dT%H%M%S"
@@ -139,8 +148,6 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     quiet_s = span_m / C_MIN + TOLERANCE_S
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
     trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
-    # Slowness step between trial speeds, times the array span: the emission-time slack.
-    speed_slack_s = 0.5 * float(np.max(np.abs(np.diff(1.0 / np.array(trial_speeds))))) * span_m
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -148,8 +155,8 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             continue
         shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
                            c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
-                           min_sensors=need, speeds=() if c_known else trial_speeds,
-                           speed_slack_s=speed_slack_s)
+                           min_tol_s=MIN_TOLERANCE_S,
+                           min_sensors=need, speeds=() if c_known else trial_speeds)
         for shot in shots:
             shot.pulses = seg[shot.pulses]
         t0 = np.array([s.t0_s for s in shots])
@@ -157,6 +164,25 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
                                        c_known, mode, ground_z_m, t_ref_ns))
     return incidents
+
+
+def _inliers(residuals_s: list, need: int) -> list[np.ndarray]:
+    """Per shot, which pulses to keep: within OUTLIER_SIGMAS robust sigmas of the shot's median.
+
+    The sigma is 1.4826 x the median absolute deviation of all the incident's residuals
+    (Rousseeuw & Croux 1993), floored at OUTLIER_FLOOR_S; a shot keeps at least ``need``.
+    """
+    pooled = np.concatenate([r - np.median(r) for r in residuals_s])
+    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(pooled))), OUTLIER_FLOOR_S)
+    keep = []
+    for r in residuals_s:
+        dev = np.abs(r - np.median(r))
+        ok = dev <= OUTLIER_SIGMAS * sigma
+        if ok.sum() < need:
+            ok = np.zeros(len(r), dtype=bool)
+            ok[np.argsort(dev)[:need]] = True
+        keep.append(ok)
+    return keep
 
 
 def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z_m, t_ref_ns) -> dict:
@@ -173,7 +199,15 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
         starts.append((start, s.t0_s))
     fit_c = c_known is None
     c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
-    fit = fit_shots(groups, c, geometry, starts, fit_c=fit_c)
+    # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
+    # association tolerance) are left out of the plain fit the covariance comes from.
+    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
+    keep = _inliers(robust.residuals_s, min_sensors(mode))
+    for shot, k in zip(shots, keep):
+        shot.pulses = shot.pulses[k]
+    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
+    starts = [(p, t0) for p, t0 in zip(robust.positions, robust.t0_s)]
+    fit = fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
     dof = fit.dof if fit.dof > 0 else None
     out_shots = []
     for k, s in enumerate(shots):

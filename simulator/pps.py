@@ -1,4 +1,6 @@
-"""Known-truth test signals for timing: an ADC with a rate error recording a GPS PPS pulse.
+"""A GPS PPS pulse as a sensor node's audio input records it, on an ADC clock with a rate error.
+
+For virtual nodes and for the timing tests and benchmarks, where the truth must be known.
 
 The ADC's sample n is taken at true UTC time ``t(n)``, the inverse of
 ``n(t) = f0 * (t + 1e-6 * (ppm * t + drift/2 * t**2))`` (t since the first sample), so the
@@ -65,7 +67,11 @@ class PpsSignal:
 
 def pps_channel(adc: Adc, n_samples: int, *, width_s=0.1, amplitude=0.5, polarity=1,
                 highpass_hz=20.0, noise_rms=0.003, missing=(), seed=0) -> PpsSignal:
-    """Renders the PPS channel; ``missing`` is a list of (from_s, to_s) UTC spans with no pulse."""
+    """Renders the PPS channel; ``missing`` is a list of (from_s, to_s) UTC spans with no pulse.
+
+    Method: each edge is the tabulated step response of a Blackman-windowed sinc low-pass,
+    interpolated at the edge's fractional sample position (band-limited step synthesis);
+    AC coupling is a first-order RC high-pass discretised by backward Euler."""
     rng = np.random.default_rng(seed)
     t_first = adc.time_at(0.0)
     t_last = adc.time_at(n_samples - 1.0)

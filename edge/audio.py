@@ -1,0 +1,332 @@
+"""Audio sources for the node and the ring buffer between capture and processing.
+
+A source only copies blocks of frames into a :class:`Ring`; the node's worker reads them
+out.  Sources: a live input through sounddevice (PortAudio), a WAV file replayed at its
+recorded pace or as fast as possible, and raw interleaved PCM on stdin.
+
+Samples are counted as *delivered* (those that reached the ring).  Samples that never did
+(a PortAudio input overflow, a full ring) are a gap: the ring records where it happened
+and, when known, how many were lost, so the clock model can keep sample -> UTC right
+(``ClockModel.report_gap``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from collections import deque
+from typing import BinaryIO
+
+import numpy as np
+
+from edge.config import AudioSection
+from edge.wavio import INT16_SUBTYPE, WavError, wav_info
+
+NS_PER_S = 1_000_000_000
+# Host-time marks kept in the ring for the clock model (one per written block).
+BLOCK_MARKS_KEPT = 4096
+
+
+class AudioError(ValueError):
+    """An audio source that cannot be opened as configured (one line, says why)."""
+
+
+@dataclasses.dataclass
+class Chunk:
+    """Frames read from the ring.
+
+    start: delivered index of the first frame; data: (frames, channels) array;
+    gap: samples were lost just before ``start``; lost_frames: how many (None: unknown);
+    marks: (delivered index after a block, host time ns when it was captured).
+    """
+
+    start: int
+    data: np.ndarray
+    gap: bool = False
+    lost_frames: int | None = None
+    marks: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+
+class Ring:
+    """Bounded single-producer single-consumer ring of audio frames.
+
+    ``write`` never waits (the capture side must never block): when the block does not
+    fit it is dropped, counted in ``overruns``/``frames_lost`` and recorded as a gap.
+    ``write_wait`` waits for room instead (a file replayed as fast as possible).
+    """
+
+    def __init__(self, capacity_frames: int, channels: int, dtype):
+        self.capacity = int(capacity_frames)
+        self.channels = int(channels)
+        self._buf = np.zeros((self.capacity, self.channels), dtype=dtype)
+        self._cond = threading.Condition()
+        self._written = 0  # delivered frames written (monotonic)
+        self._read = 0
+        self._closed = False
+        self._gaps: deque[tuple[int, int | None]] = deque()  # (delivered index, lost or None)
+        self._marks: deque[tuple[int, int]] = deque(maxlen=BLOCK_MARKS_KEPT)
+        self.overruns = 0
+        self.frames_lost = 0
+        self._want = 1  # the reader is woken once this many frames wait (fewer wake-ups, less CPU)
+
+    @property
+    def dtype(self):
+        return self._buf.dtype
+
+    def fill(self) -> int:
+        """Frames waiting to be read."""
+        return self._written - self._read
+
+    def _put(self, block: np.ndarray, host_ns: int) -> None:
+        n = len(block)
+        i = self._written % self.capacity
+        first = min(n, self.capacity - i)
+        self._buf[i:i + first] = block[:first]
+        self._buf[:n - first] = block[first:]
+        self._written += n
+        self._marks.append((self._written, host_ns))
+        if self._written - self._read >= self._want:
+            self._cond.notify()
+
+    def write(self, block: np.ndarray, host_ns: int | None = None) -> bool:
+        """Copy ``block`` (frames, channels) in; False if it was dropped for lack of room."""
+        host_ns = time.time_ns() if host_ns is None else host_ns
+        with self._cond:
+            if self.capacity - (self._written - self._read) < len(block):
+                self.report_lost(len(block))
+                return False
+            self._put(block, host_ns)
+            return True
+
+    def write_wait(self, block: np.ndarray, stop: threading.Event, host_ns: int | None = None) -> bool:
+        """Copy ``block`` in, waiting for room; False if ``stop`` was set meanwhile."""
+        with self._cond:
+            while self.capacity - (self._written - self._read) < len(block):
+                if stop.is_set() or self._closed:
+                    return False
+                self._cond.wait(0.1)
+            self._put(block, time.time_ns() if host_ns is None else host_ns)
+            return True
+
+    def report_lost(self, n_frames: int | None) -> None:
+        """Samples were lost before the next delivered one (``None``: how many is unknown)."""
+        with self._cond:
+            self.overruns += 1
+            if n_frames:
+                self.frames_lost += n_frames
+            if self._gaps and self._gaps[-1][0] == self._written:
+                prev = self._gaps[-1][1]
+                self._gaps[-1] = (self._written, None if prev is None or n_frames is None else prev + n_frames)
+            else:
+                self._gaps.append((self._written, n_frames))
+
+    def close(self) -> None:
+        """End of stream: ``read`` returns None once the ring is empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def read(self, max_frames: int, timeout_s: float, min_frames: int = 1) -> Chunk | None:
+        """Up to ``max_frames`` frames, never across a gap; None at end of stream.
+
+        Waits until ``min_frames`` are there (or the stream ends, or ``timeout_s`` passes);
+        returns an empty chunk if nothing arrived.
+        """
+        with self._cond:
+            self._want = max(1, min(min_frames, self.capacity // 2))
+            if self._written - self._read < self._want and not self._closed:
+                self._cond.wait(timeout_s)
+            avail = self._written - self._read
+            if avail == 0:
+                return None if self._closed else Chunk(self._read, self._buf[:0].copy())
+            gap, lost = False, 0
+            while self._gaps and self._gaps[0][0] <= self._read:
+                n_lost = self._gaps.popleft()[1]
+                gap, lost = True, None if lost is None or n_lost is None else lost + n_lost
+            n = min(avail, max_frames)
+            if self._gaps:
+                n = min(n, self._gaps[0][0] - self._read)
+            i = self._read % self.capacity
+            first = min(n, self.capacity - i)
+            data = np.concatenate([self._buf[i:i + first], self._buf[:n - first]])
+            start = self._read
+            self._read += n
+            marks = []
+            while self._marks and self._marks[0][0] <= self._read:
+                marks.append(self._marks.popleft())
+            self._cond.notify()
+            return Chunk(start, data, gap, lost if gap else None, marks)
+
+
+class Source:
+    """Common face of the audio sources: ``start(ring)``, ``stop()``, ``rate_hz``, ``channels``."""
+
+    rate_hz: int
+    channels: int
+    dtype: str
+    finite = False  # True: the stream ends (file, pipe) and the node exits after draining
+    start_ns: int | None = None  # UTC of sample 0 when the source knows it (a replayed file)
+
+    def start(self, ring: Ring) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class _ThreadSource(Source):
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self, ring: Ring) -> None:
+        self._thread = threading.Thread(target=self._guarded, args=(ring,), name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def _guarded(self, ring: Ring) -> None:
+        try:
+            self._run(ring)
+        except BaseException as exc:  # reported by the node; the ring is closed either way
+            self.error = exc
+        finally:
+            ring.close()
+
+    def _run(self, ring: Ring) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+
+class WavSource(_ThreadSource):
+    """A WAV file replayed at its recorded pace (``realtime``) or as fast as processed.
+
+    Paced replay behaves like a live input: a worker that falls behind loses blocks
+    (overruns).  Fast replay waits for the worker instead and loses nothing.
+    """
+
+    finite = True
+
+    def __init__(self, cfg: AudioSection):
+        super().__init__()
+        try:
+            self.info = wav_info(cfg.path)
+        except WavError as exc:
+            raise AudioError(str(exc)) from None
+        self.rate_hz, self.channels = self.info.rate_hz, self.info.channels
+        self.dtype = "int16" if self.info.subtype == INT16_SUBTYPE else "float32"
+        self.block, self.realtime = cfg.block, cfg.realtime
+        if cfg.start_utc is not None:
+            from edge.utctime import parse_utc_ns
+            self.start_ns = parse_utc_ns(cfg.start_utc)
+
+    def _run(self, ring: Ring) -> None:
+        import soundfile as sf
+
+        t0 = time.monotonic()
+        frames = 0
+        with sf.SoundFile(self.info.path) as f:
+            for block in f.blocks(blocksize=self.block, dtype=self.dtype, always_2d=True):
+                if self._stop.is_set():
+                    return
+                frames += len(block)
+                if self.realtime:
+                    # The block is "captured" when its last frame has been recorded.
+                    delay = t0 + frames / self.rate_hz - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    ring.write(block)
+                elif not ring.write_wait(block, self._stop):
+                    return
+
+
+class StdinSource(_ThreadSource):
+    """Raw interleaved PCM (``format``, ``channels``, ``rate_hz`` from the config) on a pipe."""
+
+    finite = True
+
+    def __init__(self, cfg: AudioSection, stream: BinaryIO | None = None):
+        super().__init__()
+        self.rate_hz, self.channels, self.dtype = cfg.rate_hz, cfg.channels, cfg.format
+        self.block = cfg.block
+        self.stream = stream if stream is not None else sys.stdin.buffer
+
+    def _run(self, ring: Ring) -> None:
+        frame_bytes = self.channels * np.dtype(self.dtype).itemsize
+        pending = b""
+        while not self._stop.is_set():
+            data = self.stream.read(self.block * frame_bytes - len(pending))
+            if not data:
+                return  # a trailing partial frame is not audio
+            pending += data
+            whole = len(pending) - len(pending) % frame_bytes
+            if whole:
+                block = np.frombuffer(pending[:whole], dtype=self.dtype).reshape(-1, self.channels)
+                pending = pending[whole:]
+                if not ring.write_wait(block, self._stop):
+                    return
+
+
+class DeviceSource(Source):
+    """A live input through sounddevice; its callback only copies into the ring."""
+
+    def __init__(self, cfg: AudioSection):
+        try:
+            import sounddevice as sd
+        except OSError as exc:  # the module is there but the PortAudio library is not
+            raise AudioError(f"PortAudio library not found ({exc}); install it (apt-get install libportaudio2)") from None
+        except ImportError:
+            raise AudioError("live audio needs the sounddevice package (pip install 'sounddevice>=0.4,<0.6')") from None
+        self._sd = sd
+        self.rate_hz, self.channels, self.dtype = cfg.rate_hz, cfg.channels, cfg.format
+        self.block, self.device = cfg.block, cfg.device
+        self.device_overflows = 0
+        self._next_adc_s: float | None = None
+        self._stream = None
+        try:
+            sd.check_input_settings(device=self.device, channels=self.channels, dtype=self.dtype,
+                                    samplerate=self.rate_hz)
+        except Exception as exc:  # sounddevice raises ValueError or PortAudioError
+            raise AudioError(f"audio device {self.device!r}: {exc}") from None
+
+    def start(self, ring: Ring) -> None:
+        rate = self.rate_hz
+
+        def callback(indata, frames, when, status):
+            adc_s = when.inputBufferAdcTime
+            if status.input_overflow:
+                self.device_overflows += 1
+                lost = None
+                if self._next_adc_s and adc_s:  # PortAudio's ADC times, when the host API gives them
+                    lost = max(0, round((adc_s - self._next_adc_s) * rate)) or None
+                ring.report_lost(lost)
+            self._next_adc_s = adc_s + frames / rate if adc_s else None
+            ring.write(indata)
+
+        self._stream = self._sd.InputStream(device=self.device, channels=self.channels, dtype=self.dtype,
+                                            samplerate=rate, blocksize=self.block, callback=callback)
+        self._stream.start()
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+
+
+def open_source(cfg: AudioSection) -> Source:
+    """The source ``cfg.source`` names, checked (AudioError if it cannot be opened)."""
+    if cfg.source == "wav":
+        src: Source = WavSource(cfg)
+    elif cfg.source == "stdin":
+        src = StdinSource(cfg)
+    else:
+        src = DeviceSource(cfg)
+    for key in ("mic_channel", "pps_channel"):
+        ch = getattr(cfg, key)
+        if ch is not None and ch >= src.channels:
+            raise AudioError(f"audio.{key} = {ch} but the source has {src.channels} channel(s)")
+    return src

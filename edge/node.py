@@ -1,0 +1,507 @@
+"""The sensor node's pipeline: capture -> detect -> timestamp -> outbox -> MQTT.
+
+Threads, so that nothing slow stands in the way of capture:
+
+- the audio source (PortAudio callback, or a reader thread) only copies into a bounded
+  :class:`edge.audio.Ring`;
+- the worker reads the ring, feeds the PPS edge finder and the clock model, runs the C
+  detector on the microphone channel, stamps each pulse, signs it and commits it to the
+  :class:`edge.outbox.Outbox`, and keeps the evidence buffer;
+- the :class:`edge.publisher.Publisher` drains the outbox to the broker;
+- a health thread reports every ``mqtt.health_interval_s``; a command thread answers the
+  cmd topic (clips, health on demand).
+
+Memory is bounded: the ring (``audio.ring_s``), the pulses waiting for their next PPS edge,
+paho's in-flight window, one evidence chunk.  Disk is bounded by the outbox and evidence
+budgets.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+
+import numpy as np
+
+from edge import keys, wire
+from edge.audio import Chunk, Ring, open_source
+from edge.config import Config
+from edge.outbox import Outbox
+from edge.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+INT16_FULL_SCALE = 32768.0
+READ_BLOCKS = 8  # the worker takes up to this many source blocks at once
+# ... and wakes once this much audio waits: fewer wake-ups per second cost less CPU, and
+# 0.1 s is nothing beside the wait for the next PPS edge.
+READ_MIN_S = 0.1
+READ_TIMEOUT_S = 0.2
+# A pulse is stamped once a PPS edge after it is known (interpolation, not extrapolation),
+# or after this long without one.
+STAMP_WAIT_S = 1.5
+# Without any absolute time for a replayed file, its sample 0 is "now", known only this well.
+SYSTEM_UNC_NS = 30_000_000
+# Noise floor: a low percentile of short-block RMS levels over a window, so that impulses
+# (a few ms each) and passing loud events do not raise it.
+NOISE_BLOCK_S = 0.1
+NOISE_WINDOW_S = 60
+NOISE_PERCENTILE = 10
+MIN_LEVEL_DBFS = -200.0
+PULSE_RATE_WINDOW_S = 60
+COMMAND_QUEUE = 16
+KERNEL_PPS_WAIT_S = 1.5
+THERMAL_ZONE = "/sys/class/thermal/thermal_zone0/temp"
+
+
+class NodeError(ValueError):
+    """The node cannot start as configured (one line, says why)."""
+
+
+class NominalClock:
+    """Sample index -> UTC at the nominal rate from a known time of sample 0.
+
+    For a replayed file (``timing`` = ``file``: the file's start time is taken as exact,
+    what is left is the onset's sample period) or a file with no start time
+    (``system``: sample 0 is when the replay began).
+    """
+
+    def __init__(self, rate_hz: float, start_ns: int, timing: str, unc_ns: int):
+        self.rate_hz, self.start_ns, self.timing, self.unc_ns = float(rate_hz), int(start_ns), timing, int(unc_ns)
+        self.gaps = 0
+        self._shift = []  # (delivered sample, samples lost before it, cumulative)
+
+    def stamp(self, sample: float) -> tuple[int, int, str]:
+        lost = sum(n for at, n in self._shift if at <= sample)
+        return self.start_ns + round((sample + lost) * NS_PER_S / self.rate_hz), self.unc_ns, self.timing
+
+    def report_gap(self, sample: float, n_samples: int | None) -> None:
+        self.gaps += 1
+        if n_samples:
+            self._shift.append((sample, int(n_samples)))
+
+    def status(self) -> dict:
+        return {"timing": self.timing, "locked": False, "rate_error_ppm": None, "unc_ns": self.unc_ns,
+                "system_offset_ns": None, "gaps": self.gaps}
+
+
+class ModelClock:
+    """The timing module's :class:`edge.clock.ClockModel` behind the node's clock face."""
+
+    def __init__(self, rate_hz: float, start_ns: int | None):
+        from edge.clock import ClockModel
+
+        self.model = ClockModel(rate_hz)
+        if start_ns is not None:
+            self.model.add_utc_hint(0, start_ns)
+
+    @property
+    def timing(self) -> str:
+        return self.model.timing
+
+    def stamp(self, sample: float) -> tuple[int, int, str]:
+        st = self.model.stamp(sample)
+        return st.t_ns, st.t_unc_ns, st.timing
+
+    def report_gap(self, sample: float, n_samples: int | None) -> None:
+        self.model.report_gap(sample, n_samples)
+
+    def status(self) -> dict:
+        return self.model.status()
+
+
+def _level_dbfs(rms: float) -> float:
+    return 20 * np.log10(rms) if rms > 0 else MIN_LEVEL_DBFS
+
+
+class Node:
+    """One sensor node, as configured; ``run()`` until the stream ends or ``stop()``.
+
+    Parameters
+    ----------
+    cfg : edge.config.Config
+    stdin : binary file, optional
+        For ``audio.source = "stdin"`` (default: the process's stdin).
+    """
+
+    def __init__(self, cfg: Config, stdin=None):
+        from edge.detector import Detector
+
+        self.cfg = cfg
+        try:
+            self.key = keys.load_signing_key(cfg.node.key)
+        except FileNotFoundError:
+            raise NodeError(f"no node key at {cfg.node.key}; make one with `earwitness node --keygen {cfg.node.key}`") from None
+        except ValueError as exc:
+            raise NodeError(str(exc)) from None
+        self.node_id = wire.node_id(cfg.node.name)
+        self.source = open_source(cfg.audio)
+        if stdin is not None and hasattr(self.source, "stream"):
+            self.source.stream = stdin
+        rate = self.source.rate_hz
+        self.rate_hz = rate
+        self.ring = Ring(int(cfg.audio.ring_s * rate), self.source.channels, self.source.dtype)
+        try:
+            self.detector = Detector(rate, **cfg.detector)
+        except ValueError as exc:
+            raise NodeError(f"[detector] {exc}") from None
+        self.clock, self.pps, self._host_marks = self._make_clock()
+        data = cfg.node.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(data / "outbox.db", int(cfg.outbox.budget_mb * 1024 * 1024))
+        self._commands: queue.Queue = queue.Queue(COMMAND_QUEUE)
+        self.commands_dropped = 0
+        self.publisher = Publisher(cfg.mqtt, cfg.node.site, cfg.node.name, self.outbox, on_command=self._queue_command)
+        self.evidence = None
+        if cfg.evidence.enabled:
+            from edge.evidence import EvidenceBuffer
+
+            e = cfg.evidence
+            self.evidence = EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
+                                           hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
+        # Time sources read on their own threads; the worker alone touches the clock model.
+        self._time_events: queue.SimpleQueue = queue.SimpleQueue()
+        self.gps = self.kernel_pps = None
+        self.fix = None
+        self.gps_error: str | None = None
+        if cfg.timing.gps_port:
+            from edge.nmea import GpsError, GpsReader
+
+            try:
+                self.gps = GpsReader(cfg.timing.gps_port, cfg.timing.gps_baud)
+            except (GpsError, ValueError) as exc:
+                raise NodeError(str(exc)) from None
+        if cfg.timing.pps == "kernel":
+            from edge.pps import KernelPps, PpsError
+
+            try:
+                self.kernel_pps = KernelPps(cfg.timing.pps_device)
+            except (PpsError, OSError) as exc:
+                raise NodeError(f"timing.pps_device {cfg.timing.pps_device}: {exc}") from None
+        self._last_mark: tuple[int, int] | None = None  # (delivered sample, host ns) of the newest block
+        self._stop = threading.Event()
+        self._worker_done = threading.Event()
+        self._pending: collections.deque = collections.deque()  # detector pulses not yet stamped
+        self._last_edge = -1.0
+        self._delivered = 0
+        self._pulse_times: collections.deque = collections.deque()
+        self._levels: collections.deque = collections.deque(maxlen=round(NOISE_WINDOW_S / NOISE_BLOCK_S))
+        self._level_acc = [0.0, 0]
+        self.pulses_total = 0
+        self._depth_max = 0  # outbox depth peak since the last health report
+        self.unstamped = 0
+        self.error: BaseException | None = None
+        self._started = time.monotonic()
+        self._cpu0 = (time.process_time(), time.monotonic())
+
+    # -- construction helpers ----------------------------------------------------------------
+
+    def _make_clock(self):
+        t, a = self.cfg.timing, self.cfg.audio
+        rate = self.source.rate_hz
+        if t.pps == "none" and self.source.finite and a.source == "wav":
+            if self.source.start_ns is not None:
+                return NominalClock(rate, self.source.start_ns, "file", round(NS_PER_S / rate)), None, False
+            return NominalClock(rate, time.time_ns(), "system", SYSTEM_UNC_NS), None, False
+        try:
+            clock = ModelClock(rate, self.source.start_ns)
+        except ImportError:
+            raise NodeError("timing.pps needs the clock model (edge.clock), which is not installed") from None
+        pps = None
+        if t.pps == "audio":
+            from edge.pps import AudioPps
+
+            pps = AudioPps(rate)
+        # Host capture times mean something only for a live stream, not a replayed file.
+        return clock, pps, a.source != "wav"
+
+    def _stamp_for_evidence(self, sample: float) -> tuple[int, int, str]:
+        return self.clock.stamp(sample)
+
+    def _queue_command(self, command: dict) -> None:
+        try:
+            self._commands.put_nowait(command)
+        except queue.Full:
+            self.commands_dropped += 1
+
+    # -- the worker --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            min_frames = round(READ_MIN_S * self.rate_hz)
+            max_frames = max(self.cfg.audio.block * READ_BLOCKS, 2 * min_frames)
+            while not self._stop.is_set():
+                chunk = self.ring.read(max_frames, READ_TIMEOUT_S, min_frames)
+                if chunk is None:
+                    break
+                if len(chunk.data):
+                    self._process(chunk)
+            self._pending.extend(self.detector.flush())
+            self._stamp_ready(final=True)
+            if self.evidence is not None:
+                self.evidence.flush()
+        except BaseException as exc:  # the node stops and reports it; the outbox keeps what it has
+            self.error = exc
+            log.exception("worker failed")
+            self._stop.set()
+        finally:
+            self._worker_done.set()
+
+    def _process(self, chunk: Chunk) -> None:
+        a = self.cfg.audio
+        if chunk.gap:
+            self.clock.report_gap(chunk.start, chunk.lost_frames)
+        if chunk.marks:
+            self._last_mark = chunk.marks[-1]
+        if self._host_marks:
+            for end, host_ns in chunk.marks:
+                self.clock.model.add_block(end, host_ns)
+        self._feed_time_events()
+        if self.pps is not None:
+            pps = chunk.data[:, a.pps_channel]
+            if pps.dtype == np.int16:
+                pps = pps.astype(np.float32) / INT16_FULL_SCALE
+            for edge in self.pps.process(pps):
+                self.clock.model.add_edge(edge)
+                self._last_edge = max(self._last_edge, float(edge))
+        mic = np.ascontiguousarray(chunk.data[:, a.mic_channel])
+        self._pending.extend(self.detector.process(mic))
+        self._delivered = chunk.start + len(mic)
+        self._stamp_ready()
+        if self.evidence is not None:
+            self.evidence.write(mic, chunk.start, gap=chunk.gap)
+        self._measure_noise(mic)
+
+    def _feed_time_events(self) -> None:
+        while True:
+            try:
+                kind, value = self._time_events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "pps":
+                self.clock.model.add_kernel_pps(value)
+            elif kind == "fix" and value.t_ns is not None and value.received_ns is not None and self._last_mark:
+                # Where the audio stream was when the sentence arrived, from the newest block's
+                # capture time: good to a block, far inside the half second a label needs.
+                end, host_ns = self._last_mark
+                sample = end + (value.received_ns - host_ns) * self.rate_hz / NS_PER_S
+                if isinstance(self.clock, ModelClock):
+                    self.clock.model.add_nmea_time(sample, value.t_ns // NS_PER_S)
+
+    def _gps_loop(self) -> None:
+        from edge.nmea import GpsError
+
+        while not self._stop.is_set():
+            try:
+                fixes = self.gps.read()
+            except GpsError as exc:  # unplugged: reported in health, pulses go on with the clock's holdover
+                self.gps_error = str(exc)
+                log.warning("%s", exc)
+                return
+            for fix in fixes:
+                self.fix = fix
+                self._time_events.put(("fix", fix))
+
+    def _kernel_pps_loop(self) -> None:
+        from edge.pps import PpsError
+
+        while not self._stop.is_set():
+            try:
+                event = self.kernel_pps.fetch(timeout_s=KERNEL_PPS_WAIT_S)
+            except (PpsError, OSError) as exc:
+                if exc.errno == errno.ETIMEDOUT:
+                    continue  # no pulse: the clock holds over and says so in its status
+                log.warning("kernel PPS: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            self._time_events.put(("pps", event.assert_ns))
+
+    def _stamp_ready(self, final: bool = False) -> None:
+        wait = STAMP_WAIT_S * self.rate_hz
+        while self._pending:
+            p = self._pending[0]
+            if not (final or self.pps is None or self._last_edge > p.sample or self._delivered - p.sample > wait):
+                return
+            self._pending.popleft()
+            self._commit(p)
+
+    def _commit(self, pulse) -> None:
+        try:
+            t_ns, t_unc_ns, timing = self.clock.stamp(pulse.sample)
+        except Exception as exc:  # ClockUnavailable: nothing maps this sample to UTC yet
+            self.unstamped += 1
+            log.warning("pulse at sample %.1f dropped: %s", pulse.sample, exc)
+            return
+        features = {"peak_dbfs": pulse.peak_dbfs, "snr_db": pulse.snr_db}
+        names = {name for name, _, _ in wire.FEATURES}
+        features.update({k: v for k, v in pulse.features.items() if k in names})
+        nid = self.node_id
+
+        def encode(seq: int) -> bytes:
+            return wire.encode(wire.PulseMessage(nid, seq, t_ns, t_unc_ns, timing, features), self.key)
+
+        self.outbox.append(encode)
+        self.publisher.notify()
+        self._depth_max = max(self._depth_max, self.outbox.depth())
+        self.pulses_total += 1
+        self._pulse_times.append(time.monotonic())
+
+    def _measure_noise(self, mic: np.ndarray) -> None:
+        x = mic.astype(np.float32)
+        if mic.dtype == np.int16:
+            x /= INT16_FULL_SCALE
+        acc = self._level_acc
+        acc[0] += float(np.dot(x, x))
+        acc[1] += len(x)
+        if acc[1] >= NOISE_BLOCK_S * self.rate_hz:
+            self._levels.append(_level_dbfs(np.sqrt(acc[0] / acc[1])))
+            acc[0], acc[1] = 0.0, 0
+
+    # -- health and commands -------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """The health report (also published on ``.../health``)."""
+        now = time.monotonic()
+        while self._pulse_times and self._pulse_times[0] < now - PULSE_RATE_WINDOW_S:
+            self._pulse_times.popleft()
+        cpu_now = (time.process_time(), now)
+        cpu_s, wall_s = cpu_now[0] - self._cpu0[0], cpu_now[1] - self._cpu0[1]
+        self._cpu0 = cpu_now
+        clock = self.clock.status()
+        disk = shutil.disk_usage(self.cfg.node.data_dir)
+        out = {
+            "t_ns": time.time_ns(),
+            "node": self.cfg.node.name,
+            "uptime_s": round(now - self._started, 1),
+            "gps": self._gps_health(),
+            "pps_locked": bool(clock.get("locked")),
+            "timing": clock.get("timing"),
+            "clock_offset_ns": clock.get("system_offset_ns"),
+            "clock_unc_ns": clock.get("unc_ns"),
+            "adc_rate_error_ppm": clock.get("rate_error_ppm"),
+            "noise_floor_dbfs": round(float(np.percentile(self._levels, NOISE_PERCENTILE)), 1) if self._levels else None,
+            "pulses_per_min": len(self._pulse_times) * 60 / PULSE_RATE_WINDOW_S,
+            "pulses_total": self.pulses_total,
+            "pulses_unstamped": self.unstamped,
+            "outbox_depth": self.outbox.depth(),
+            "outbox_depth_max": max(self._depth_max, self.outbox.depth()),  # since the last report sent
+            "outbox_evicted": self.outbox.evicted(),
+            "published": self.publisher.published,
+            "overruns": self.ring.overruns,
+            "frames_lost": self.ring.frames_lost,
+            "cpu_node_pct": round(100 * cpu_s / wall_s, 2) if wall_s > 0 else None,
+            "cpu_load_1m": os.getloadavg()[0],
+            "cpu_temp_c": _cpu_temperature_c(),
+            "disk_free_bytes": disk.free,
+            "evidence_bytes": self.evidence.disk_bytes() if self.evidence else 0,
+        }
+        return out
+
+    def _gps_health(self) -> dict | None:
+        if self.gps is None:
+            return None
+        fix = self.fix
+        out = {"fix": fix.mode if fix else 1, "sats": fix.sats if fix else 0, "hdop": fix.hdop if fix else None,
+               "error": self.gps_error}
+        out.update(self.gps.stream.health())
+        return out
+
+    def _health_loop(self) -> None:
+        while not self._stop.wait(self.cfg.mqtt.health_interval_s):
+            if self.publisher.publish_json(self.publisher.topics.health, self.health()):
+                self._depth_max = 0
+
+    def _command_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                command = self._commands.get(timeout=READ_TIMEOUT_S)
+            except queue.Empty:
+                continue
+            try:
+                self.handle_command(command)
+            except Exception:  # one bad command must not stop the others
+                log.exception("command %r failed", command)
+
+    def handle_command(self, command: dict) -> None:
+        """``{"cmd": "clip", "id", "t0_ns", "t1_ns"}`` or ``{"cmd": "health"}``."""
+        from edge.evidence import ClipError, clip_message
+
+        topics = self.publisher.topics
+        kind = command.get("cmd")
+        if kind == "health":
+            self.publisher.publish_json(topics.health, self.health())
+        elif kind == "clip":
+            request = command.get("id")
+            try:
+                if self.evidence is None:
+                    raise ClipError("this node keeps no evidence audio (evidence.enabled = false)")
+                clip = self.evidence.clip(command.get("t0_ns"), command.get("t1_ns"))
+                answer = clip_message(clip, request, self.cfg.node.name, self.key)
+            except ClipError as exc:
+                answer = {"id": request, "node": self.cfg.node.name, "error": str(exc)}
+            self.publisher.publish_json(topics.clip, answer, qos=1)
+        else:
+            log.warning("unknown command %r", kind)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until the source ends (then drain the outbox) or :meth:`stop`; returns pulses left."""
+        self.publisher.start()
+        threads = [threading.Thread(target=self._work, name="ew-worker", daemon=True),
+                   threading.Thread(target=self._health_loop, name="ew-health", daemon=True),
+                   threading.Thread(target=self._command_loop, name="ew-commands", daemon=True)]
+        if self.gps is not None:
+            threads.append(threading.Thread(target=self._gps_loop, name="ew-gps", daemon=True))
+        if self.kernel_pps is not None:
+            threads.append(threading.Thread(target=self._kernel_pps_loop, name="ew-pps", daemon=True))
+        for t in threads:
+            t.start()
+        self.source.start(self.ring)
+        try:
+            while not self._worker_done.wait(0.2):
+                pass
+            if self.source.finite and not self._stop.is_set():
+                deadline = time.monotonic() + self.cfg.outbox.drain_timeout_s
+                while self.outbox.depth() and time.monotonic() < deadline and not self._stop.is_set():
+                    self._stop.wait(0.1)
+        finally:
+            left = self._shutdown(threads)
+        if getattr(self.source, "error", None) is not None:
+            raise self.source.error
+        if self.error is not None:
+            raise self.error
+        return left
+
+    def stop(self) -> None:
+        """Ask the node to stop (signal handlers call this); pulses not sent stay in the outbox."""
+        self._stop.set()
+        self.ring.close()
+
+    def _shutdown(self, threads) -> None:
+        self._stop.set()
+        self.source.stop()
+        self.ring.close()
+        for t in threads:
+            t.join(5)
+        self.publisher.stop()
+        for reader in (self.gps, self.kernel_pps):
+            if reader is not None:
+                reader.close()
+        left = self.outbox.depth()
+        self.outbox.close()
+        return left
+
+
+def _cpu_temperature_c() -> float | None:
+    try:
+        with open(THERMAL_ZONE) as f:
+            return int(f.read().strip()) / 1000
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,136 @@
+"""Durable outbox: every pulse is on disk before it is published, and leaves only when acknowledged.
+
+One SQLite database in WAL mode with ``synchronous=FULL``, so a committed pulse survives a
+``kill -9`` of the node and a power cut (paho keeps its queue in memory only).  The outbox
+also owns the node's sequence numbers: ``AUTOINCREMENT`` never hands out a number twice,
+even after the rows are deleted, so (node, seq) stays unique across restarts.
+
+The disk budget is enforced on the pages SQLite actually uses; when a new pulse would
+exceed it, the oldest pulses are evicted (the newest evidence is the most useful to a live
+system) and counted, and the count survives restarts.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import sqlite3
+import threading
+from typing import Callable
+
+DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
+# Fraction of the stored pulses evicted at once when over budget, so that eviction
+# does not run on every append once the disk is full.
+EVICT_FRACTION = 0.01
+# WAL file kept no larger than this after a checkpoint.
+JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pulse (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB);
+CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counter VALUES ('evicted', 0);
+"""
+
+
+class Outbox:
+    """A durable FIFO of signed pulse messages keyed by their sequence numbers.
+
+    Parameters
+    ----------
+    path : path-like
+        The SQLite file (created with its folder if missing).
+    budget_bytes : int
+        Most disk the stored pulses may take; the oldest are evicted beyond it.
+
+    Thread-safe: the detector worker appends while the publisher reads and acknowledges.
+    """
+
+    def __init__(self, path: str | os.PathLike, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.budget_bytes = int(budget_bytes)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            if self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise sqlite3.OperationalError("WAL mode refused")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ValueError(f"outbox {self.path}: {exc}") from None
+        self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        # Kept in memory so that depth() is O(1): count(*) scans the table.
+        self._depth = self._db.execute("SELECT count(*) FROM pulse").fetchone()[0]
+
+    def append(self, encode: Callable[[int], bytes]) -> int:
+        """Store one pulse and return its sequence number.
+
+        ``encode(seq)`` builds the signed message for the sequence number the outbox
+        assigns; number and message are committed together or not at all.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._db.execute("INSERT INTO pulse (payload) VALUES (NULL)").lastrowid
+                self._db.execute("UPDATE pulse SET payload = ? WHERE seq = ?", (bytes(encode(seq)), seq))
+                evicted = self._evict_over_budget()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth += 1 - evicted
+            return seq
+
+    def _used_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._page_size
+
+    def _evict_over_budget(self) -> int:
+        evicted = 0
+        while self._used_bytes() > self.budget_bytes:
+            depth = self._depth + 1 - evicted
+            if depth <= 1:
+                break  # the newest pulse is always kept, whatever the budget
+            n = max(1, int(depth * EVICT_FRACTION))
+            n = self._db.execute("DELETE FROM pulse WHERE seq IN (SELECT seq FROM pulse ORDER BY seq LIMIT ?)", (n,)).rowcount
+            self._db.execute("UPDATE counter SET value = value + ? WHERE name = 'evicted'", (n,))
+            evicted += n
+        return evicted
+
+    def pending(self, after_seq: int = 0, limit: int = 100) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` stored pulses with seq > ``after_seq``, oldest first, as (seq, payload)."""
+        with self._lock:
+            return [(s, bytes(p)) for s, p in self._db.execute(
+                "SELECT seq, payload FROM pulse WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))]
+
+    def ack(self, seq: int) -> None:
+        """The broker has the pulse ``seq``: forget it (no error if already gone)."""
+        with self._lock:
+            self._depth -= self._db.execute("DELETE FROM pulse WHERE seq = ?", (seq,)).rowcount
+
+    def depth(self) -> int:
+        """How many pulses wait for an acknowledgement."""
+        return self._depth
+
+    def evicted(self) -> int:
+        """How many pulses the disk budget has pushed out, ever."""
+        with self._lock:
+            return self._db.execute("SELECT value FROM counter WHERE name = 'evicted'").fetchone()[0]
+
+    def last_seq(self) -> int:
+        """The last sequence number handed out (0 if none)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'pulse'").fetchone()
+            return row[0] if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Outbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

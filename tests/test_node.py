@@ -1,0 +1,260 @@
+"""`earwitness node` end to end against a real mosquitto: a real subprocess replays a WAV
+with blasts at known times; pulses arrive signed and timed, through a 30 s broker outage and
+a SIGKILL of the node, none lost, none duplicated after de-duplication by (node, sequence)."""
+import base64
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import node_audio
+from edge import keys, wire
+from edge.utctime import parse_utc_ns
+from mqtt_sink import Sink
+
+NODE, SITE = "roof-7", "testsite"
+START_UTC = "2026-01-01T00:00:00Z"
+START_NS = parse_utc_ns(START_UTC)
+ONE_SAMPLE_NS = 1e9 / node_audio.RATE_HZ
+OUTAGE_S = 30
+
+
+def make_node(tmp_path, broker, wav, *, realtime, drain_timeout_s=30, health_interval_s=60):
+    key = tmp_path / "node.key"
+    if not key.exists():
+        keys.generate(key)
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f"""
+[node]
+name = "{NODE}"
+site = "{SITE}"
+key = "node.key"
+data_dir = "var"
+
+[audio]
+source = "wav"
+path = "{wav}"
+realtime = {str(realtime).lower()}
+start_utc = "{START_UTC}"
+
+[mqtt]
+url = "{broker.url}"
+reconnect_min_s = 1
+reconnect_max_s = 1
+keepalive_s = 5
+health_interval_s = {health_interval_s}
+
+[outbox]
+drain_timeout_s = {drain_timeout_s}
+
+[evidence]
+chunk_s = 5
+""")
+    return cfg, wire.Keyring({NODE: keys.load_verify_key(keys.public_path(key))})
+
+
+def start(cfg):
+    return subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def received(sink, ring):
+    """Every pulse message decoded and verified (raises on any bad one), in arrival order."""
+    return [wire.decode(p, ring, topic_node=NODE) for p in sink.payloads(f"node/{NODE}/pulse")]
+
+
+def unique(msgs):
+    guard = wire.ReplayGuard()
+    return [m for m in msgs if guard.accept(m)]
+
+
+def detected(wav):
+    """Onsets (fractional samples) the detector finds in the WAV's microphone channel, offline."""
+    from edge.detector import Detector
+    from edge.wavio import read_channel
+
+    x, rate = read_channel(wav, 0)
+    det = Detector(rate)
+    return [p.sample for p in det.process(x) + det.flush()]
+
+
+def assert_times(msgs, wav, onsets):
+    """Every blast was heard once, at the time the detector's onset maps to from start_utc."""
+    found = detected(wav)
+    assert len(found) == len(onsets)
+    assert max(abs(f - o) for f, o in zip(found, onsets)) < 20  # the blasts themselves (< 0.5 ms)
+    got = sorted(m.t_ns for m in msgs)
+    assert got == [START_NS + round(f * 1e9 / node_audio.RATE_HZ) for f in found]
+
+
+def test_replayed_wav_pulses_arrive_verified(mosquitto, tmp_path):
+    wav = tmp_path / "in.wav"
+    onsets = node_audio.write(wav, 10.2, np.arange(0.5, 10, 0.5))
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=False)
+    sink = Sink(mosquitto)
+    proc = start(cfg)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(onsets), 10), err
+    msgs = unique(received(sink, ring))
+    assert [m.seq for m in msgs] == list(range(1, len(onsets) + 1))
+    assert_times(msgs, wav, onsets)
+    for m in msgs:
+        assert m.timing == "file" and m.t_unc_ns == round(ONE_SAMPLE_NS)
+        assert m.features["peak_dbfs"] == pytest.approx(-6.5, abs=1.0) and m.features["snr_db"] > 30
+    assert sink.wait_for(lambda: (f"ew/v1/{SITE}/node/{NODE}/status", b"offline", False) in sink.messages, 5)
+    sink.close()
+
+
+def test_broker_outage_of_30_s_loses_nothing_and_clips_come_back(mosquitto, tmp_path):
+    wav = tmp_path / "in.wav"
+    shots = np.arange(0.5, 44, 0.5)
+    onsets = node_audio.write(wav, 45, shots)
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True, drain_timeout_s=30, health_interval_s=1)
+    sink = Sink(mosquitto)
+    proc = start(cfg)
+    try:
+        assert sink.wait_for(lambda: len(received(sink, ring)) >= 5, 20)
+        mosquitto.stop()
+        t_down = time.monotonic()
+        time.sleep(OUTAGE_S)  # the node keeps hearing blasts: two a second
+        seen = len(sink.payloads("/health"))
+        mosquitto.start()
+        assert time.monotonic() - t_down >= OUTAGE_S
+        # A clip of the evidence while the node still runs: the blast at 20 s, in the outage.
+        assert sink.wait_for(lambda: len(sink.payloads("/health")) > seen, 15)  # the node is back
+        t_shot = START_NS + 20 * 10**9
+        sink.client.publish(f"ew/v1/{SITE}/node/{NODE}/cmd",
+                            json.dumps({"cmd": "clip", "id": "c1", "t0_ns": t_shot - 10**8, "t1_ns": t_shot + 10**8}), qos=1)
+        assert sink.wait_for(lambda: sink.payloads("/clip"), 15)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert sink.wait_for(lambda: len(unique(received(sink, ring))) >= len(onsets), 10)
+    msgs = unique(received(sink, ring))
+    assert sorted(m.seq for m in msgs) == list(range(1, len(onsets) + 1))
+    assert_times(msgs, wav, onsets)
+    healths = [json.loads(h) for h in sink.payloads("/health")]
+    assert max(h["outbox_depth_max"] for h in healths) > 20  # the backlog of the outage, reported
+    assert {"pps_locked", "clock_unc_ns", "adc_rate_error_ppm", "noise_floor_dbfs", "pulses_per_min", "overruns",
+            "cpu_load_1m", "cpu_temp_c", "disk_free_bytes"} <= set(healths[-1])
+    assert healths[-1]["noise_floor_dbfs"] == pytest.approx(20 * np.log10(node_audio.NOISE_RMS), abs=3)
+    clip = json.loads(sink.payloads("/clip")[0])
+    assert clip["id"] == "c1" and clip["node"] == NODE
+    flac = base64.b64decode(clip["audio_b64"])
+    assert hashlib.sha256(flac).hexdigest() == clip["sha256"]
+    audio, rate = sf.read(io.BytesIO(flac))
+    assert abs(clip["t0_ns"] + np.argmax(np.abs(audio)) * 1e9 / rate - t_shot) < 1e6
+    sink.close()
+
+
+def outbox_depth(cfg):
+    db = cfg.parent / "var" / "outbox.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        try:
+            return con.execute("SELECT count(*) FROM pulse").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_sigkill_with_a_full_outbox_then_restart_delivers_all(mosquitto, tmp_path):
+    wav = tmp_path / "in.wav"
+    onsets = node_audio.write(wav, 10.2, np.arange(0.5, 10, 0.5))
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=False, drain_timeout_s=120)
+    sink = Sink(mosquitto)
+    mosquitto.stop()
+    proc = start(cfg)
+    deadline = time.monotonic() + 60
+    while outbox_depth(cfg) < len(onsets) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert outbox_depth(cfg) == len(onsets)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert outbox_depth(cfg) == len(onsets)  # on disk, not sent
+    mosquitto.start()
+    proc = start(cfg)  # the same node comes back: replays its outbox, then the file once more
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    n = 2 * len(onsets)
+    assert sink.wait_for(lambda: len(unique(received(sink, ring))) >= n, 10)
+    msgs = unique(received(sink, ring))
+    assert sorted(m.seq for m in msgs) == list(range(1, n + 1))
+    assert_times([m for m in msgs if m.seq <= len(onsets)], wav, onsets)
+    assert_times([m for m in msgs if m.seq > len(onsets)], wav, onsets)
+    assert outbox_depth(cfg) == 0
+    sink.close()
+
+
+def test_killed_node_is_marked_offline_by_its_last_will(mosquitto, tmp_path):
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 20, [1.0])
+    cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=True)
+    sink = Sink(mosquitto)
+    status = f"ew/v1/{SITE}/node/{NODE}/status"
+    proc = start(cfg)
+    assert sink.wait_for(lambda: (status, b"online", False) in sink.messages, 20)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sink.wait_for(lambda: (status, b"offline", False) in sink.messages, 10)
+    sink.close()
+
+
+def test_bad_config_and_missing_key_are_one_line_errors(tmp_path, mosquitto):
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 1, [])
+    cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=False)
+    (tmp_path / "node.key").unlink()
+    proc = subprocess.run([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("earwitness node: error: no node key at")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    cfg.write_text(cfg.read_text().replace('source = "wav"', 'source = "tape"'))
+    proc = subprocess.run([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "audio.source must be one of" in proc.stderr
+
+
+def test_keygen(tmp_path):
+    path = tmp_path / "k"
+    out = subprocess.run([sys.executable, "-m", "earwitness", "node", "--keygen", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == keys.public_path(path).read_text().strip()
+    again = subprocess.run([sys.executable, "-m", "earwitness", "node", "--keygen", str(path)], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_path):
+    from simulator.pps import Adc
+
+    wav = tmp_path / "in.wav"
+    shots = np.arange(1.3, 11, 0.7)
+    adc = Adc(t0_s=START_NS / 1e9 + 0.1, ppm=40.0)  # start_utc is 0.1 s off: a hint only
+    onsets = node_audio.write(wav, 12, shots, pps=adc)
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=False)
+    cfg.write_text(cfg.read_text().replace("[mqtt]", 'pps_channel = 1\n\n[timing]\npps = "audio"\n\n[mqtt]'))
+    sink = Sink(mosquitto)
+    proc = start(cfg)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(onsets), 10), err
+    msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
+    assert len(msgs) == len(onsets)
+    # The truth: the UTC at which the ADC took the sample the detector names as the onset.
+    truth_ns = [adc.time_at(f) * 1e9 for f in detected(wav)]
+    errors = [m.t_ns - t for m, t in zip(msgs, truth_ns)]
+    assert all(m.timing == "pps-audio" for m in msgs)
+    # float64 UTC seconds resolve 0.24 us; the clock model is good to a few us here.
+    assert max(abs(e) for e in errors) < 5_000
+    assert all(abs(e) <= m.t_unc_ns for e, m in zip(errors, msgs))
+    sink.close()

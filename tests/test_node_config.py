@@ -1,0 +1,71 @@
+"""edge.config: a good file loads with paths made absolute; every mistake is one clear line."""
+import pytest
+
+from edge.config import ConfigError, load
+
+GOOD = """
+[node]
+name = "roof-17"
+site = "pgh"
+key = "node.key"
+data_dir = "var"
+
+[audio]
+source = "wav"
+path = "in.wav"
+realtime = false
+start_utc = "2018-12-19T00:49:26Z"
+pps_channel = 1
+
+[timing]
+pps = "audio"
+
+[mqtt]
+url = "mqtt://127.0.0.1:18830"
+health_interval_s = 5
+
+[detector]
+threshold_db = 12
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config(tmp_path):
+    cfg = load(write(tmp_path, GOOD))
+    assert cfg.node.name == "roof-17" and cfg.node.key == tmp_path / "node.key"
+    assert cfg.audio.path == tmp_path / "in.wav" and cfg.audio.realtime is False
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.tls) == ("127.0.0.1", 18830, False)
+    assert cfg.mqtt.health_interval_s == 5.0 and isinstance(cfg.mqtt.health_interval_s, float)
+    assert cfg.detector == {"threshold_db": 12}
+    assert cfg.evidence.rate_hz == 12000
+
+
+@pytest.mark.parametrize("change, message", [
+    (("", "[nodes]\n"), "unknown section [nodes]"),
+    (('name = "roof-17"\n', ""), "[node] missing key 'name'"),
+    (('name = "roof-17"', 'name = "roof/17"'), "node.name must be non-empty"),
+    (("realtime = false", "realtime = 1"), "audio.realtime must be true or false, not 1"),
+    (("realtime = false", "realtim = false"), "[audio] unknown key 'realtim'"),
+    (('source = "wav"', 'source = "tape"'), "audio.source must be one of device, wav, stdin"),
+    (("pps_channel = 1", "pps_channel = 5"), "audio.pps_channel = 5 is not one of the 2 channels"),
+    (("pps_channel = 1", ""), "timing.pps = 'audio' needs audio.pps_channel"),
+    (('start_utc = "2018-12-19T00:49:26Z"', 'start_utc = "yesterday"'), "audio.start_utc: not an ISO 8601"),
+    (('url = "mqtt://127.0.0.1:18830"', 'url = "http://x"'), "mqtt.url must look like"),
+    (('url = "mqtt://127.0.0.1:18830"', 'url = "mqtts://h:8883"\ncert = "c.pem"'), "mqtt.cert and mqtt.cert_key go together"),
+    (('url = "mqtt://127.0.0.1:18830"', 'url = "mqtts://h:8883"\nca = "ca.pem"'), "mqtt.ca: no such file"),
+    (("threshold_db = 12", 'threshold_db = "high"'), "detector.threshold_db must be a number"),
+    (("[timing]", "[timing\n"), "not valid TOML"),
+])
+def test_mistakes_are_one_line(tmp_path, change, message):
+    old, new = change
+    text = GOOD.replace(old, new, 1) if old else GOOD + new
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text))
+    assert message in str(err.value)
+    assert str(err.value).startswith(str(tmp_path / "node.toml"))
+    assert "\n" not in str(err.value)
