@@ -17,6 +17,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # webhook = "https://dispatch.example/alerts"
     # cap_sender = "earwitness@city.example"
     # cap_status = "Actual"               # or Exercise, Test, ...
+    # request_clips = true                # ask the nodes of a final incident for their audio
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
 """
@@ -48,6 +49,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "margin_s": ((int, float), False), "webhook": ((str,), False), "cap_sender": ((str,), False),
     "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
+    "request_clips": ((bool,), False),
 }
 
 
@@ -75,7 +77,7 @@ def load_config(path: str | pathlib.Path):
                 raise UserError(f"{path}: missing setting {key!r}")
             continue
         value = data[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise UserError(f"{path}: {key} must be a {' or '.join(t.__name__ for t in types)}")
     site = data["site"]
     if not site or any(c in site for c in "/+#"):
