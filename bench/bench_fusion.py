@@ -151,11 +151,13 @@ def bench_live(tmp: pathlib.Path, workers: int) -> tuple[int, float, float]:
             config.write_text(f'site = "{SITE}"\nbroker = "{broker.url}"\nregistry = "{registry}"\ndatabase = "{db}"\n'
                               f'client_id = "bench-live-{w}"\ntemperature_c = 10.0\n{shared}')
             logs.append(tmp / f"fusion-{workers}-{w}.log")
-            procs.append(subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config),
-                                           "--log-level", "WARNING"], stderr=open(logs[-1], "wb")))
-        Store(db).close()
+            procs.append(subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config)],
+                                          stderr=open(logs[-1], "wb")))
+        # Publish only once every worker has subscribed: before its first subscription the
+        # broker keeps nothing for it (later, its persistent session does).
+        if not _wait(lambda: all("running" in log.read_text() for log in logs)):
+            raise RuntimeError("the fusion workers did not start")
         store = Store(db)
-        time.sleep(3.0)    # imports and connection of the workers
         done = {}
         publisher = threading.Thread(target=lambda: done.setdefault("s", _publish(broker, items)))
         publisher.start()
