@@ -14,10 +14,12 @@ def add_arguments(parser) -> None:
                         help=f"scenario TOML file, or a library name ({', '.join(library_names())})")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--render", metavar="OUTDIR",
-                      help="write per-sensor WAV clips (48 kHz, ch 1 mic, ch 2 PPS), clips.csv, sensors.csv, truth.jsonl")
+                      help="write per-sensor WAV clips (48 kHz, channel 0 mic, channel 1 PPS), clips.csv, sensors.csv, truth.jsonl")
     what.add_argument("--pulses", metavar="OUT.jsonl",
                       help="fleet mode: write the pulses every sensor would report (no audio); "
                            "also OUT.sensors.csv, OUT.truth.jsonl and OUT.labels.jsonl")
+    what.add_argument("--score", metavar="INCIDENTS.jsonl",
+                      help="score located incidents (e.g. from earwitness locate) against the scenario's truth")
     what.add_argument("--list", action="store_true", help="list the library's scenarios and exit")
     parser.add_argument("--sensors", metavar="ID,ID", help="render only these sensors")
     parser.add_argument("--time", metavar="T0:T1", help="only events starting between T0 and T1 s after the start")
@@ -87,4 +89,31 @@ def run(args) -> int:
             bar.update(bar.total, "source groups", final=True)
         print(f"{len(pulses)} pulses from {len(scn.array)} sensors, {len(scn.events)} events -> {out}", file=sys.stderr)
         return 0
+    if args.score:
+        return _score(scn, args.score)
     raise UserError("the live run (virtual nodes, broker, fusion) is not built yet: use --render OUTDIR or --pulses OUT.jsonl")
+
+
+def _score(scn, path) -> int:
+    import json
+
+    from simulator import score
+
+    incidents = []
+    with open(path) as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                inc = json.loads(line)
+                if not isinstance(inc, dict) or "t_ns" not in inc:
+                    raise ValueError("not an incident object")
+            except ValueError as exc:
+                raise UserError(f"{path}:{line_no}: not an incident ({exc})") from None
+            incidents.append(inc)
+    try:
+        result = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s, scn.array.origin)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: cannot score: {exc}") from None
+    print(score.format_table(result))
+    return 0
