@@ -85,3 +85,20 @@ def main() -> None:
           f"{np.max(base_s) * 1e3:10.1f}{np.median(base_err):14.2f}")
     print(f"target: locate() <= {TARGET_MS:.0f} ms median per test "
           f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    long_input(locate)
+
+
+def long_input(locate) -> None:
+    """A long, busy input: 10 bursts of 3 over 30 s, 12 sensors, echoes and noise (synthetic)."""
+    import synthetic_shots as syn
+
+    rng = np.random.default_rng(1)
+    sensors = syn.ring_array(rng, n=12, radius_m=700.0)
+    truth = [(float(rng.uniform(-200, 200)), float(rng.uniform(-200, 200)), 1.5, 1.0 + 3.0 * k + 0.1 * j)
+             for k in range(10) for j in range(3)]
+    scene = syn.render(sensors, truth, rng, echoes_per_sensor=2, noise_pulses=200)
+    start = time.perf_counter()
+    incidents = locate(scene.pulses, sensors, 15.0)
+    took = time.perf_counter() - start
+    print(f"long input: {len(scene.pulses)} pulses over 30 s, {len(truth)} shots fired, "
+          f"{sum(i['rounds'] for i in incidents)} found, {took:.1f} s")

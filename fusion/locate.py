@@ -43,6 +43,8 @@ TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=la
 TEMPERATURE_SLACK_C = 4.0
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
+# Length of the chunks a long stretch of pulses is associated in.
+CHUNK_S = 3.0
 # Fewest residual degrees of freedom for the final fit to estimate the speed of sound.
 MIN_DOF_FOR_C = 3
 # Outlier rejection before the final fit (residuals beyond this many robust sigmas, never
@@ -182,12 +184,25 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg])]
         if len(np.unique(pulses.sensor[seg])) < need:
             continue
-        shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
-                           c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
-                           min_tol_s=MIN_TOLERANCE_S,
-                           min_sensors=need, speeds=trial_speeds, c_bounds=c_bounds)
-        for shot in shots:
-            shot.pulses = seg[shot.pulses]
+        shots = []
+        used = np.zeros(len(seg), dtype=bool)
+        # Long stretches are associated a chunk at a time (each with a propagation span of
+        # overlap), so the search costs grow with the length of the input, not its square.
+        seg_t = t_s[seg]
+        for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
+            core_end = core_start + CHUNK_S
+            part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
+            if len(np.unique(pulses.sensor[seg[part]])) < need:
+                continue
+            idx = seg[part]
+            for shot in find_shots(pos[idx], pulses.sensor[idx], t_s[idx], sigma_s[idx],
+                                   c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
+                                   min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
+                                   c_bounds=c_bounds):
+                if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
+                    used[part[shot.pulses]] = True
+                    shot.pulses = idx[shot.pulses]
+                    shots.append(shot)
         t0 = np.array([s.t0_s for s in shots])
         for members in split_incidents(t0):
             incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
