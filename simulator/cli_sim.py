@@ -20,12 +20,21 @@ def add_arguments(parser) -> None:
                            "also OUT.sensors.csv, OUT.truth.jsonl and OUT.labels.jsonl")
     what.add_argument("--score", metavar="INCIDENTS.jsonl",
                       help="score located incidents (e.g. from earwitness locate) against the scenario's truth")
+    what.add_argument("--live", action="store_true",
+                      help="the default: one real node per sensor fed its rendered audio, a broker, the fusion "
+                           "server; prints the alerts and a score table")
     what.add_argument("--list", action="store_true", help="list the library's scenarios and exit")
     parser.add_argument("--sensors", metavar="ID,ID", help="render only these sensors")
     parser.add_argument("--time", metavar="T0:T1", help="only events starting between T0 and T1 s after the start")
     parser.add_argument("--continuous", action="store_true", help="one file per sensor for the whole scenario")
     parser.add_argument("--format", choices=("int16", "float"), default="int16", help="WAV sample format")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    live = parser.add_argument_group("live run")
+    live.add_argument("--broker", metavar="URL", help="use this broker (mqtt://host:port) instead of an embedded mosquitto")
+    pace = live.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="feed the audio at its recorded pace (default: as fast as possible)")
+    pace.add_argument("--speed", type=float, metavar="X", help="feed the audio at X times real time")
+    live.add_argument("--out", metavar="DIR", help="keep the run's files here (fusion.db, alerts.jsonl, nodes)")
 
 
 def _time_range(text):
@@ -91,7 +100,35 @@ def run(args) -> int:
         return 0
     if args.score:
         return _score(scn, args.score)
-    raise UserError("the live run (virtual nodes, broker, fusion) is not built yet: use --render OUTDIR or --pulses OUT.jsonl")
+    return _live(scn, args, t_range)
+
+
+def _live(scn, args, t_range) -> int:
+    from simulator import live
+    from simulator.broker import BrokerError
+
+    if args.sensors or args.continuous or t_range:
+        raise UserError("--sensors, --time and --continuous apply to --render only")
+    speed = 1.0 if args.realtime else args.speed
+    if speed is not None and not speed > 0:
+        raise UserError(f"--speed must be positive, not {speed}")
+    if args.broker:
+        from fusion.mqttlink import parse_mqtt_url
+
+        try:
+            parse_mqtt_url(args.broker)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        result = live.run(scn, broker=args.broker, speed=speed, out=args.out, progress=not args.quiet)
+    except BrokerError as exc:
+        raise UserError(str(exc)) from None
+    except ConnectionError as exc:
+        raise UserError(f"broker {args.broker or '(embedded)'}: {exc}") from None
+    print(live.format_alerts(result.incidents))
+    print()
+    print(live.format_score(result.score))
+    return 0
 
 
 def _score(scn, path) -> int:
