@@ -263,12 +263,22 @@ def load(path: str | pathlib.Path) -> Config:
         The file cannot be read.
     """
     path = pathlib.Path(path)
-    where = str(path)
     with open(path, "rb") as f:
         try:
             raw = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict, path: str | pathlib.Path = "node.toml") -> Config:
+    """Validate a configuration given as a dict of sections (the TOML file's structure).
+
+    For programs that run nodes without a file (the simulator's virtual nodes); relative
+    paths are taken relative to ``path``'s folder, which need not exist.
+    """
+    path = pathlib.Path(path)
+    where = str(path)
     unknown = sorted(set(raw) - set(_SECTIONS) - {"detector"})
     if unknown:
         raise ConfigError(f"{where}: unknown section [{unknown[0]}] (known: {', '.join([*_SECTIONS, 'detector'])})")

@@ -46,6 +46,10 @@ READ_TIMEOUT_S = 0.2
 # A pulse is stamped once a PPS edge after it is known (interpolation, not extrapolation),
 # or after this long without one.
 STAMP_WAIT_S = 1.5
+# A pulse the clock cannot time yet waits this long for it (first host times, first labelled
+# PPS edge); then it is timed by its capture on the host clock (CAPTURE_TIME_UNC_NS).
+UNTIMED_WAIT_S = 10.0
+CAPTURE_TIME_UNC_NS = 500_000_000
 # Without any absolute time for a replayed file, its sample 0 is "now", known only this well.
 SYSTEM_UNC_NS = 30_000_000
 # Noise floor: a low percentile of short-block RMS levels over a window, so that impulses
@@ -92,28 +96,41 @@ class NominalClock:
 
 
 class ModelClock:
-    """The timing module's :class:`edge.clock.ClockModel` behind the node's clock face."""
+    """The timing module's :class:`edge.clock.ClockModel` behind the node's clock face.
+
+    The worker feeds it; the health and command threads read it: one lock for all.
+    """
 
     def __init__(self, rate_hz: float, start_ns: int | None):
         from edge.clock import ClockModel
 
         self.model = ClockModel(rate_hz)
+        self._lock = threading.Lock()
         if start_ns is not None:
             self.model.add_utc_hint(0, start_ns)
 
-    @property
-    def timing(self) -> str:
-        return self.model.timing
+    def stamp(self, sample: float) -> tuple[int, int, str] | None:
+        """(t_ns, t_unc_ns, timing), or None while nothing maps the sample to UTC yet."""
+        from edge.clock import ClockUnavailable
 
-    def stamp(self, sample: float) -> tuple[int, int, str]:
-        st = self.model.stamp(sample)
+        try:
+            with self._lock:
+                st = self.model.stamp(sample)
+        except ClockUnavailable:
+            return None
         return st.t_ns, st.t_unc_ns, st.timing
 
+    def feed(self, method: str, *args) -> None:
+        """Call ``ClockModel.<method>(*args)`` (add_edge, add_block, add_nmea_time, ...)."""
+        with self._lock:
+            getattr(self.model, method)(*args)
+
     def report_gap(self, sample: float, n_samples: int | None) -> None:
-        self.model.report_gap(sample, n_samples)
+        self.feed("report_gap", sample, n_samples)
 
     def status(self) -> dict:
-        return self.model.status()
+        with self._lock:
+            return self.model.status()
 
 
 def _level_dbfs(rms: float) -> float:
@@ -168,7 +185,8 @@ class Node:
             e = cfg.evidence
             self.evidence = EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
                                            hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
-        # Time sources read on their own threads; the worker alone touches the clock model.
+        # GPS and kernel PPS are read on their own threads and handed to the worker, which
+        # alone feeds the clock model.
         self._time_events: queue.SimpleQueue = queue.SimpleQueue()
         self.gps = self.kernel_pps = None
         self.fix = None
@@ -198,7 +216,7 @@ class Node:
         self._level_acc = [0.0, 0]
         self.pulses_total = 0
         self._depth_max = 0  # outbox depth peak since the last health report
-        self.unstamped = 0
+        self.untimed = 0  # pulses the clock never covered, timed by their capture (see _capture_time)
         self.error: BaseException | None = None
         self._started = time.monotonic()
         self._cpu0 = (time.process_time(), time.monotonic())
@@ -212,10 +230,7 @@ class Node:
             if self.source.start_ns is not None:
                 return NominalClock(rate, self.source.start_ns, "file", round(NS_PER_S / rate)), None, False
             return NominalClock(rate, time.time_ns(), "system", SYSTEM_UNC_NS), None, False
-        try:
-            clock = ModelClock(rate, self.source.start_ns)
-        except ImportError:
-            raise NodeError("timing.pps needs the clock model (edge.clock), which is not installed") from None
+        clock = ModelClock(rate, self.source.start_ns)
         pps = None
         if t.pps == "audio":
             from edge.pps import AudioPps
@@ -226,7 +241,7 @@ class Node:
         return clock, pps, (a.source != "wav") if host is None else host
 
     def _stamp_for_evidence(self, sample: float) -> tuple[int, int, str]:
-        return self.clock.stamp(sample)
+        return self.clock.stamp(sample) or self._capture_time(sample)
 
     def _queue_command(self, command: dict) -> None:
         try:
@@ -265,14 +280,14 @@ class Node:
             self._last_mark = chunk.marks[-1]
         if self._host_marks:
             for end, host_ns in chunk.marks:
-                self.clock.model.add_block(end, host_ns)
+                self.clock.feed("add_block", end, host_ns)
         self._feed_time_events()
         if self.pps is not None:
             pps = chunk.data[:, a.pps_channel]
             if pps.dtype == np.int16:
                 pps = pps.astype(np.float32) / INT16_FULL_SCALE
             for edge in self.pps.process(pps):
-                self.clock.model.add_edge(edge)
+                self.clock.feed("add_edge", edge)
                 self._last_edge = max(self._last_edge, float(edge))
         mic = np.ascontiguousarray(chunk.data[:, a.mic_channel])
         self._pending.extend(self.detector.process(mic))
@@ -289,14 +304,14 @@ class Node:
             except queue.Empty:
                 return
             if kind == "pps":
-                self.clock.model.add_kernel_pps(value)
+                self.clock.feed("add_kernel_pps", value)
             elif kind == "fix" and value.t_ns is not None and value.received_ns is not None and self._last_mark:
                 # Where the audio stream was when the sentence arrived, from the newest block's
                 # capture time: good to a block, far inside the half second a label needs.
                 end, host_ns = self._last_mark
                 sample = end + (value.received_ns - host_ns) * self.rate_hz / NS_PER_S
                 if isinstance(self.clock, ModelClock):
-                    self.clock.model.add_nmea_time(sample, value.t_ns // NS_PER_S)
+                    self.clock.feed("add_nmea_time", sample, value.t_ns // NS_PER_S)
 
     def _gps_loop(self) -> None:
         from edge.nmea import GpsError
@@ -328,20 +343,32 @@ class Node:
 
     def _stamp_ready(self, final: bool = False) -> None:
         wait = STAMP_WAIT_S * self.rate_hz
+        give_up = UNTIMED_WAIT_S * self.rate_hz
         while self._pending:
             p = self._pending[0]
-            if not (final or self.pps is None or self._last_edge > p.sample or self._delivered - p.sample > wait):
+            age = self._delivered - p.sample
+            if not (final or self.pps is None or self._last_edge > p.sample or age > wait):
                 return
+            stamp = self.clock.stamp(p.sample)
+            if stamp is None:
+                if not (final or age > give_up):
+                    return  # the clock may cover it soon (first host times, first labelled edge)
+                stamp = self._capture_time(p.sample)
+                self.untimed += 1
             self._pending.popleft()
-            self._commit(p)
+            self._commit(p, stamp)
 
-    def _commit(self, pulse) -> None:
-        try:
-            t_ns, t_unc_ns, timing = self.clock.stamp(pulse.sample)
-        except Exception as exc:  # ClockUnavailable: nothing maps this sample to UTC yet
-            self.unstamped += 1
-            log.warning("pulse at sample %.1f dropped: %s", pulse.sample, exc)
-            return
+    def _capture_time(self, sample: float) -> tuple[int, int, str]:
+        """Last resort when the clock never covered a pulse: the host time its block was captured.
+
+        Every delivered block has a mark, so a pulse is never dropped for want of a time; its
+        uncertainty says how little this is worth.
+        """
+        end, host_ns = self._last_mark if self._last_mark else (self._delivered, time.time_ns())
+        return host_ns - round((end - sample) * NS_PER_S / self.rate_hz), CAPTURE_TIME_UNC_NS, "system"
+
+    def _commit(self, pulse, stamp: tuple[int, int, str]) -> None:
+        t_ns, t_unc_ns, timing = stamp
         features = {"peak_dbfs": pulse.peak_dbfs, "snr_db": pulse.snr_db}
         names = {name for name, _, _ in wire.FEATURES}
         features.update({k: v for k, v in pulse.features.items() if k in names})
@@ -392,7 +419,7 @@ class Node:
             "noise_floor_dbfs": round(float(np.percentile(self._levels, NOISE_PERCENTILE)), 1) if self._levels else None,
             "pulses_per_min": len(self._pulse_times) * 60 / PULSE_RATE_WINDOW_S,
             "pulses_total": self.pulses_total,
-            "pulses_unstamped": self.unstamped,
+            "pulses_untimed": self.untimed,
             "outbox_depth": self.outbox.depth(),
             "outbox_depth_max": max(self._depth_max, self.outbox.depth()),  # since the last report sent
             "outbox_evicted": self.outbox.evicted(),

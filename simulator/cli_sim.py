@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
                         help=f"scenario TOML file, or a library name ({', '.join(library_names())})")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--render", metavar="OUTDIR",
-                      help="write per-sensor WAV clips (48 kHz, ch 1 mic, ch 2 PPS), clips.csv, sensors.csv, truth.jsonl")
+                      help="write per-sensor WAV clips (48 kHz, channel 0 mic, channel 1 PPS), clips.csv, sensors.csv, truth.jsonl")
     what.add_argument("--pulses", metavar="OUT.jsonl",
                       help="fleet mode: write the pulses every sensor would report (no audio); "
                            "also OUT.sensors.csv, OUT.truth.jsonl and OUT.labels.jsonl")

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfilt
+from scipy.fft import next_fast_len
+from scipy.signal import fftconvolve
 
 from simulator.sources import P_REF_PA
 
@@ -395,6 +396,7 @@ ZONE_LEVEL_DB = {"quiet": 45.0, "park": 48.0, "residential": 55.0, "commercial":
 NIGHT_DIP_DB = 9.0            # typical day-night difference of urban Leq
 QUIETEST_HOUR = 3.5
 TRAFFIC_CORNER_HZ = 300.0     # road-traffic spectra fall about 6 dB/octave above this
+TRAFFIC_WHITE = 0.05          # and level off this far (amplitude) below their low-frequency level
 
 
 def background_level_db(zone: str, hour: float) -> float:
@@ -411,14 +413,24 @@ def background_level_db(zone: str, hour: float) -> float:
     return day_db - NIGHT_DIP_DB / 2.0 * (1.0 + np.cos(2.0 * np.pi * (hour - QUIETEST_HOUR) / 24.0))
 
 
-def urban_noise(n: int, rate_hz: float, level_db: float, rng: np.random.Generator) -> np.ndarray:
+def urban_noise(n: int, rate_hz: float, level_db: float, rng: np.random.Generator,
+                floor_db: float | None = None) -> np.ndarray:
     """``n`` samples of road-traffic-like background noise in Pa with an Leq of ``level_db``.
 
-    Gaussian noise through a one-pole low-pass at 300 Hz plus a small white floor: the
-    -6 dB/octave slope of traffic spectra above a few hundred Hz (e.g. the ISO 717 / EN 1793-3
-    normalised traffic spectrum).
+    Gaussian noise with the power spectrum of a one-pole low-pass at 300 Hz plus a small
+    white part: the -6 dB/octave slope of traffic spectra above a few hundred Hz (e.g. the
+    EN 1793-3 normalised traffic spectrum). ``floor_db`` adds a white floor of that level
+    (the microphone's self-noise). Synthesised in the frequency domain (random-phase
+    spectrum, one inverse FFT), which draws a third of the random numbers a filtered-noise
+    generator would.
     """
-    sos = butter(1, TRAFFIC_CORNER_HZ, fs=rate_hz, output="sos")
-    x = sosfilt(sos, rng.standard_normal(n)) + 0.05 * rng.standard_normal(n)
+    m = next_fast_len(max(n, 2), real=True)
+    f = np.fft.rfftfreq(m, 1.0 / rate_hz)
+    traffic = 1.0 / (1.0 + (f / TRAFFIC_CORNER_HZ) ** 2) + TRAFFIC_WHITE ** 2
+    traffic_pa = P_REF_PA * 10.0 ** (level_db / 20.0)
+    floor_pa = P_REF_PA * 10.0 ** (floor_db / 20.0) if floor_db is not None else 0.0
+    power = traffic_pa ** 2 * traffic / traffic.mean() + floor_pa ** 2
+    z = rng.standard_normal((2, len(f)), dtype=np.float32)
+    x = np.fft.irfft((z[0] + 1j * z[1]) * np.sqrt(power), m)[:n]
     rms = float(np.sqrt(np.mean(x * x))) or 1.0
-    return x * (P_REF_PA * 10.0 ** (level_db / 20.0) / rms)
+    return x * (np.sqrt(traffic_pa ** 2 + floor_pa ** 2) / rms)

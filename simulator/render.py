@@ -191,8 +191,7 @@ def render_window(scn: Scenario, p: Plan, i: int, t0_s: float, t1_s: float, grou
     t_first = float(model.sample_times(n0, 1)[0])
     rng = scn.rng(STREAM_NOISE, i, int(t0_s * 1000))
     rate = model.rate_at(t0_s)
-    pa = propagation.urban_noise(n, rate, scn.noise_level_db(model), rng)
-    pa += rng.standard_normal(n) * sources.P_REF_PA * 10.0 ** (SELF_NOISE_DB / 20.0)
+    pa = propagation.urban_noise(n, rate, scn.noise_level_db(model), rng, floor_db=SELF_NOISE_DB)
     for k in group_ids:
         g, arr = p.groups[k], p.arrivals[k]
         mine = arr.select(arr.rcv == i)

@@ -137,6 +137,8 @@ def glitches(rng: np.random.Generator, model: SensorModel, n: int):
 
 def apply_glitches(audio: np.ndarray, drops, overruns) -> np.ndarray:
     """Zero the dropouts and cut the overrun blocks out of ``audio`` (samples, channels)."""
+    if not drops and not overruns:
+        return audio
     out = audio.copy()
     for start, length in drops:
         out[start:start + length] = 0.0

@@ -6,6 +6,7 @@ and persistent sessions, as a production broker does.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import socket
@@ -41,7 +42,12 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
+        # Started as root, mosquitto drops to the 'mosquitto' user, which cannot write its
+        # persistence file or log into the test's private (0700) temporary folder: a restart
+        # would then silently lose sessions and queued messages.  Stay root there.
+        run_as = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
+            run_as +
             f"listener {self.port} {LOOPBACK}\n"
             "allow_anonymous true\n"
             "persistence true\n"

@@ -258,3 +258,111 @@ def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_p
     assert max(abs(e) for e in errors) < 5_000
     assert all(abs(e) <= m.t_unc_ns for e, m in zip(errors, msgs))
     sink.close()
+
+
+def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, tmp_path):
+    wav = tmp_path / "in.wav"
+    shots = [0.5, 1.5, 2.5]
+    node_audio.write(wav, 3.2, shots)
+    audio, rate = sf.read(wav, dtype="int16")
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
+    cfg.write_text(cfg.read_text().replace('source = "wav"', 'source = "stdin"\nrate_hz = 48000\nchannels = 2\nformat = "int16"'))
+    sink = Sink(mosquitto)
+    proc = subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    status = f"ew/v1/{SITE}/node/{NODE}/status"
+    assert sink.wait_for(lambda: (status, b"online", False) in sink.messages, 20)  # up and reading
+    piece = rate // 10
+    t_first_ns = time.time_ns()
+    for i in range(0, len(audio), piece):  # as a live capture pipe would: 0.1 s at a time
+        proc.stdin.write(audio[i:i + piece].tobytes())
+        proc.stdin.flush()
+        time.sleep(0.1)
+    proc.stdin.close()
+    assert proc.wait(60) == 0, proc.stderr.read()
+    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(shots), 10)
+    msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
+    assert [m.timing for m in msgs] == ["system"] * len(shots)
+    found = detected(wav)
+    for m, f in zip(msgs, found):  # when the sample was captured, by the host clock
+        assert abs(m.t_ns - (t_first_ns + f / rate * 1e9)) < 0.5e9
+    # Spacing follows the sample clock to within the stated uncertainty.
+    for a, b, fa, fb in zip(msgs, msgs[1:], found, found[1:]):
+        assert abs((b.t_ns - a.t_ns) - (fb - fa) / rate * 1e9) <= a.t_unc_ns + b.t_unc_ns
+    sink.close()
+
+
+def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
+    import pathlib
+    import threading
+
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 4, [1.0])
+    cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=True, health_interval_s=1)
+    master, slave = os.openpty()
+    cfg.write_text(cfg.read_text().replace("[mqtt]", f'[timing]\ngps_port = "{os.ttyname(slave)}"\ngps_baud = 115200\n\n[mqtt]'))
+    raw = (pathlib.Path(__file__).parent / "data" / "nmea" / "bds_mix.nmea").read_bytes()
+    sink = Sink(mosquitto)
+    proc = start(cfg)
+    talker = threading.Thread(target=os.write, args=(master, raw + raw), daemon=True)
+    try:
+        assert sink.wait_for(lambda: sink.payloads("/status"), 20)  # the port is open
+        talker.start()  # the receiver's output, written as the node reads it
+        assert sink.wait_for(lambda: any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads("/health")), 20)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if talker.is_alive():
+            talker.join(5)
+        os.close(master)
+        os.close(slave)
+    gps = [json.loads(h)["gps"] for h in sink.payloads("/health")][-1]
+    assert gps["fix"] == 3 and 12 <= gps["sats"] <= 15 and gps["error"] is None
+    sink.close()
+
+
+def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path, mosquitto):
+    from edge.config import load
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 2, [0.5, 1.5])
+    audio, rate = sf.read(wav, dtype="int16")
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
+    node = Node(load(cfg))  # driven by hand: the worker alone, no broker needed
+    lost = 4800  # 0.1 s the audio interface never delivered
+    cut = rate  # after 1 s
+    node.ring.write(audio[:cut])
+    node.ring.report_lost(lost)
+    node.ring.write(audio[cut:])
+    node.ring.close()
+    node._work()
+    assert node.error is None
+    msgs = [wire.decode(p, ring) for _, p in node.outbox.pending()]
+    found = detected(wav)
+    # The second blast was delivered `lost` samples early: its time puts them back.
+    assert [m.t_ns for m in msgs] == [START_NS + round(found[0] * 1e9 / rate), START_NS + round((found[1] + lost) * 1e9 / rate)]
+    health = node.health()
+    assert (health["overruns"], health["frames_lost"], health["pulses_total"]) == (1, lost, 2)
+    node.outbox.close()
+
+
+def test_a_node_runs_in_process_from_a_dict(mosquitto, tmp_path):
+    """As the simulator runs virtual nodes: no TOML file, Node.run() in the caller's process."""
+    from edge.config import from_dict
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    onsets = node_audio.write(wav, 3, [0.5, 1.5, 2.5])
+    keys.generate(tmp_path / "k")
+    cfg = from_dict({"node": {"name": NODE, "site": SITE, "key": str(tmp_path / "k"), "data_dir": str(tmp_path / "var")},
+                     "audio": {"source": "wav", "path": str(wav), "realtime": False, "start_utc": START_UTC},
+                     "mqtt": {"url": mosquitto.url}, "evidence": {"enabled": False}})
+    sink = Sink(mosquitto)
+    assert Node(cfg).run() == 0  # returns the pulses left unsent
+    ring = wire.Keyring({NODE: keys.load_verify_key(keys.public_path(tmp_path / "k"))})
+    assert sink.wait_for(lambda: len(received(sink, ring)) == len(onsets), 10)
+    assert_times(unique(received(sink, ring)), wav, onsets)
+    sink.close()

@@ -69,3 +69,15 @@ def test_mistakes_are_one_line(tmp_path, change, message):
     assert message in str(err.value)
     assert str(err.value).startswith(str(tmp_path / "node.toml"))
     assert "\n" not in str(err.value)
+
+
+def test_the_example_in_hardware_loads(tmp_path):
+    import pathlib
+
+    example = pathlib.Path(__file__).resolve().parents[1] / "hardware" / "node" / "node.toml"
+    text = example.read_text().replace("/etc/earwitness/", f"{tmp_path}/")
+    for name in ("ca.pem", "node.pem", "node-key.pem"):
+        (tmp_path / name).write_text("")
+    cfg = load(write(tmp_path, text))
+    assert (cfg.audio.source, cfg.timing.pps, cfg.mqtt.tls, cfg.mqtt.port) == ("device", "audio", True, 8883)
+    assert cfg.mqtt.cert == tmp_path / "node.pem"

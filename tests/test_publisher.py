@@ -90,11 +90,14 @@ def test_outage_loses_nothing(mosquitto, tmp_path, key):
         sink.close()
 
 
-def test_publisher_never_blocks_without_a_broker(tmp_path, key):
-    from broker import free_port
+def test_publisher_never_blocks_without_a_broker_and_sends_once_there_is_one(tmp_path, key):
+    from broker import Mosquitto, free_port
 
     box = Outbox(tmp_path / "o.db")
-    cfg = MqttSection(url=f"mqtt://127.0.0.1:{free_port()}", reconnect_min_s=1, reconnect_max_s=1, inflight=4)
+    broker = Mosquitto(tmp_path / "late-broker", port=free_port()).start()
+    sink = Sink(broker)  # its persistent session waits in the broker's persistence file
+    broker.stop()
+    cfg = MqttSection(url=broker.url, reconnect_min_s=1, reconnect_max_s=1, inflight=4)
     pub = Publisher(cfg, SITE, NODE, box).start()
     t0 = time.monotonic()
     for _ in range(50):
@@ -104,4 +107,45 @@ def test_publisher_never_blocks_without_a_broker(tmp_path, key):
     time.sleep(0.5)
     assert box.depth() == 50 and pub.inflight() <= 4
     assert not pub.publish_json(pub.topics.health, {"dropped": True})
-    pub.stop()
+    broker.start()
+    try:
+        assert sink.wait_for(lambda: box.depth() == 0, 20)
+        assert sink.wait_for(lambda: sorted({m.seq for m in decoded(sink, key)}) == list(range(1, 51)), 10)
+        sink.close()
+    finally:
+        pub.stop()
+        broker.stop()
+
+
+def test_tls_with_a_client_certificate(tmp_path, key):
+    from broker import Mosquitto, free_port
+    from tls_certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    tls_port = free_port()
+    broker = Mosquitto(tmp_path / "broker", extra_conf=(
+        f"listener {tls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server_cert']}\n"
+        f"keyfile {pki['server_key']}\nrequire_certificate true\n")).start()
+    try:
+        sink = Sink(broker)  # on the plain listener
+        box = Outbox(tmp_path / "o.db")
+        url = f"mqtts://127.0.0.1:{tls_port}"
+        pub = Publisher(MqttSection(url=url, ca=pki["ca"], cert=pki["client_cert"], cert_key=pki["client_key"],
+                                    reconnect_min_s=1, reconnect_max_s=1), SITE, NODE, box).start()
+        for _ in range(3):
+            append_pulse(box, key)
+        pub.notify()
+        assert sink.wait_for(lambda: len(sink.payloads("/pulse")) == 3, 15)
+        assert [m.seq for m in decoded(sink, key)] == [1, 2, 3]
+        pub.stop()
+        # Without a client certificate the broker refuses the node: nothing leaves the outbox.
+        box2 = Outbox(tmp_path / "o2.db")
+        anon = Publisher(MqttSection(url=url, ca=pki["ca"], reconnect_min_s=1, reconnect_max_s=1), SITE, "roof-2", box2).start()
+        append_pulse(box2, key)
+        anon.notify()
+        time.sleep(2)
+        assert not anon.connected and box2.depth() == 1
+        anon.stop()
+        sink.close()
+    finally:
+        broker.stop()
