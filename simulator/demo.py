@@ -5,7 +5,7 @@ sensors over 4 square miles; five rounds at a house, a three-round exchange in w
 A fires first, four rifle rounds in a park, a firecracker string and a car backfire), feeds
 each to a real node (detector, PPS clock, outbox, signed MQTT), runs the fusion server against
 an embedded mosquitto, prints the alerts and the score, and writes into ``./out/``: the map
-(``map.png``), a forensic report of the incident with the most shooters (``report-*.html``),
+(``map.png``), a forensic report of the exchange (``report-*.html``),
 the alerts (``alerts.jsonl``), the score (``score.json``) and the fusion database.
 
 The clip generator below (a few Friedlander blasts over noise) is what the detector tests
@@ -59,7 +59,21 @@ def gunshot_clip(rate_hz: float, seconds: float, shots_s, seed: int = 0, noise_d
 
 
 DEMO_SCENARIO = "city_demo"
+REPORT_MATCH_S = 2.0   # the report's incident: located within this of the true incident's first shot
 OUT_DIR = "out"
+
+
+def _most_shooters(scn, incidents: list[dict]) -> dict | None:
+    """The alert of the true incident with the most shooters (the exchange): the one nearest
+    in time to its first shot."""
+    from simulator.score import truth_incidents
+
+    true = truth_incidents(scn.truth(), scn.array.origin)
+    if not true or not incidents:
+        return None
+    target = max(true, key=lambda t: len({s[2] for s in t["shots"]}))["shots"][0][0]
+    near = min(incidents, key=lambda i: abs(i["t_ns"] - target))
+    return near if abs(near["t_ns"] - target) <= REPORT_MATCH_S * 1e9 else None
 
 
 def main() -> int:
@@ -87,8 +101,8 @@ def main() -> int:
                                                indent=1, sort_keys=True) + "\n")
     png = plot.write_map(scn, result.incidents, out / "map.png", title=f"{scn.name}: true and located shots ({len(scn.array)} sensors)")
     written = [png, out / "alerts.jsonl", out / "score.json", result.database]
-    if result.incidents:
-        pick = max(result.incidents, key=lambda i: (i.get("shooters", 1), i.get("rounds", 0)))
+    pick = _most_shooters(scn, result.incidents)
+    if pick is not None:
         with Store(str(result.database)) as store:
             written.insert(1, write_report(store, pick["incident"], out / f"report-{pick['incident']}.html"))
     print("\nWrote " + ", ".join(str(p.relative_to(out.parent)) for p in written))
