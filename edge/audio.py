@@ -26,6 +26,7 @@ from edge.wavio import INT16_SUBTYPE, WavError, wav_info
 NS_PER_S = 1_000_000_000
 # Host-time marks kept in the ring for the clock model (one per written block).
 BLOCK_MARKS_KEPT = 4096
+HOLD_POLL_S = 0.2
 
 
 class AudioError(ValueError):
@@ -269,6 +270,9 @@ class ArraySource(_ThreadSource):
     origin : (float, int), optional
         ``(time.monotonic() seconds, UTC ns)`` pairing a moment with the audio's time, so
         that several paced sources stay in step (default: the start, with ``start_ns``).
+    hold : threading.Event, optional
+        When given, the stream ends only once it is set, not after the last segment: the
+        node stays up (answering commands, e.g. for evidence clips) until then.
 
     Segments are dropped as they are written: memory goes with the audio fed.
     """
@@ -277,7 +281,8 @@ class ArraySource(_ThreadSource):
     host_times = False
 
     def __init__(self, segments, rate_hz: int, start_ns: int | None = None, block: int = 4800,
-                 speed: float | None = None, origin: tuple[float, int] | None = None):
+                 speed: float | None = None, origin: tuple[float, int] | None = None,
+                 hold: threading.Event | None = None):
         super().__init__()
         self._segments = deque(segments)
         if not self._segments:
@@ -286,7 +291,7 @@ class ArraySource(_ThreadSource):
         if first.ndim != 2:
             raise AudioError("array source segments must be (frames, channels) arrays")
         self.rate_hz, self.channels, self.dtype = int(rate_hz), first.shape[1], str(first.dtype)
-        self.start_ns, self.block, self.speed, self.origin = start_ns, int(block), speed, origin
+        self.start_ns, self.block, self.speed, self.origin, self.hold = start_ns, int(block), speed, origin, hold
         self.fed = threading.Event()  # set once every segment is in the ring
 
     def _run(self, ring: Ring) -> None:
@@ -311,6 +316,8 @@ class ArraySource(_ThreadSource):
                     return
             expected = at + len(frames)
         self.fed.set()
+        while self.hold is not None and not self.hold.is_set() and not self._stop.is_set():
+            self.hold.wait(HOLD_POLL_S)
 
 
 class StdinSource(_ThreadSource):

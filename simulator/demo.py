@@ -5,7 +5,8 @@ sensors over 4 square miles; five rounds at a house, a three-round exchange in w
 A fires first, four rifle rounds in a park, a firecracker string and a car backfire), feeds
 each to a real node (detector, PPS clock, outbox, signed MQTT), runs the fusion server against
 an embedded mosquitto, prints the alerts and the score, and writes into ``./out/``: the map
-(``map.png``), a forensic report of the exchange (``report-*.html``),
+(``map.png``), a forensic report of the exchange (``report-*.html``, with the waveforms the
+fusion server asked the nodes for),
 the alerts (``alerts.jsonl``), the score (``score.json``) and the fusion database.
 
 The clip generator below (a few Friedlander blasts over noise) is what the detector tests
@@ -89,7 +90,7 @@ def main() -> int:
     print(f"earwitness demo: {scn.name}: {scn.array.area_m2() / SQ_MI_M2:.1f} sq mi, {len(scn.array)} sensors, "
           f"{len(scn.events)} events over {scn.duration_s:g} s; files in {out}/")
     try:
-        result = live.run(scn, out=out, progress=True)
+        result = live.run(scn, out=out, progress=True, evidence=True)
     except BrokerError as exc:
         print(f"earwitness demo: error: {exc}", file=sys.stderr)
         return 2
@@ -101,6 +102,8 @@ def main() -> int:
                                                indent=1, sort_keys=True) + "\n")
     png = plot.write_map(scn, result.incidents, out / "map.png", title=f"{scn.name}: true and located shots ({len(scn.array)} sensors)")
     written = [png, out / "alerts.jsonl", out / "score.json", result.database]
+    for old in out.glob("report-*.html"):   # an earlier run's
+        old.unlink()
     pick = _most_shooters(scn, result.incidents)
     if pick is not None:
         with Store(str(result.database)) as store:

@@ -56,6 +56,8 @@ DRAIN_TIMEOUT_S = 60.0       # a node waits this long for the broker to take its
 INGEST_TIMEOUT_S = 120.0     # the fusion server gets this long to take every published pulse
 ALERTS_TIMEOUT_S = 10.0      # and the collector this long to receive every alert published
 CONNECT_TIMEOUT_S = 10.0
+CLIP_QUIET_S = 5.0           # evidence: stop waiting for clips once none has come for this long
+SETTLE_S = 1.0               # ... and once all have come, and nothing else moved, for this long
 POLL_S = 0.1
 LATENCY_PERCENTILE = 95
 
@@ -159,14 +161,14 @@ def sensor_segments(scn: Scenario, plan: render.Plan, i: int) -> tuple[int, list
     return start_ns, [(at, frames) for at, frames in segments if len(frames)]
 
 
-def node_config(sid: str, workdir: pathlib.Path, url: str, key: pathlib.Path) -> Config:
-    """A virtual node's configuration: PPS in channel 1, no evidence audio, the given broker."""
+def node_config(sid: str, workdir: pathlib.Path, url: str, key: pathlib.Path, evidence: bool = False) -> Config:
+    """A virtual node's configuration: PPS in channel 1, evidence audio or not, the given broker."""
     return Config(path=workdir / "node.toml",
                   node=NodeSection(name=sid, site=SITE, key=key, data_dir=workdir),
                   audio=AudioSection(source="stdin", channels=2, mic_channel=0, pps_channel=PPS_CHANNEL,
                                      block=BLOCK_FRAMES),
                   timing=TimingSection(pps="audio"), mqtt=MqttSection(url=url),
-                  outbox=OutboxSection(drain_timeout_s=DRAIN_TIMEOUT_S), evidence=EvidenceSection(enabled=False),
+                  outbox=OutboxSection(drain_timeout_s=DRAIN_TIMEOUT_S), evidence=EvidenceSection(enabled=evidence),
                   detector={})
 
 
@@ -197,9 +199,36 @@ class _VirtualNode:
             self.error = exc
 
 
-def _start_node(sid, segments, start_ns, rate_hz, workdir, url, key_paths, speed, origin) -> _VirtualNode:
-    source = ArraySource(segments, rate_hz, start_ns, BLOCK_FRAMES, speed, origin)
-    return _VirtualNode(Node(node_config(sid, workdir / "nodes" / sid, url, key_paths[sid]), source=source))
+def _start_node(sid, segments, start_ns, rate_hz, workdir, url, key_paths, speed, origin, hold) -> _VirtualNode:
+    source = ArraySource(segments, rate_hz, start_ns, BLOCK_FRAMES, speed, origin, hold)
+    cfg = node_config(sid, workdir / "nodes" / sid, url, key_paths[sid], evidence=hold is not None)
+    return _VirtualNode(Node(cfg, source=source))
+
+
+def _finals_and_clips(nodes, service, bar, collector) -> None:
+    """Wait (nodes up) until every node's audio is in and published, every incident final,
+    and the clips the fusion server asked for have come in (or stopped coming)."""
+    def settled():
+        return all(vn.node.source.fed.is_set() and vn.node.ring.fill() == 0 and vn.node.outbox.depth() == 0
+                   for vn in nodes if vn.thread.is_alive())
+
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    while time.monotonic() < deadline and not (settled() and not service.tracker.groups):
+        time.sleep(POLL_S)
+        if bar:
+            fed = sum(vn.node.source.fed.is_set() for vn in nodes)
+            bar.update(fed, f"nodes fed, {service.ingest.accepted} pulses in, {collector.count()} alerts, "
+                            f"{len(service.tracker.groups)} incident group(s) open")
+    # A final revision is published before its clips are requested: all quiet for a moment first.
+    state, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now_state = (len(service.tracker.groups), service.clips_requested, service.clips_stored)
+        if now_state != state:
+            state, since = now_state, time.monotonic()
+        done = state[0] == 0 and state[2] >= state[1]
+        if time.monotonic() - since > (SETTLE_S if done else CLIP_QUIET_S):
+            return
+        time.sleep(POLL_S)
 
 
 def _percentiles(values) -> tuple[float | None, float | None]:
@@ -209,7 +238,7 @@ def _percentiles(values) -> tuple[float | None, float | None]:
 
 
 def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None, out=None,
-        progress: bool = True, temperature: bool = True) -> LiveResult:
+        progress: bool = True, temperature: bool = True, evidence: bool = False) -> LiveResult:
     """Run ``scn`` live and score it (see the module docstring).
 
     Parameters
@@ -227,8 +256,13 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     temperature : bool
         Give the fusion server the scenario's air temperature (a city's weather feed);
         else the locator estimates the speed of sound.
+    evidence : bool
+        The nodes keep evidence audio and stay up until the fusion server has finalised
+        its incidents (one propagation window after their last pulse) and collected the
+        audio clips it asks for: the forensic reports then show the waveforms.
     """
     t0 = time.monotonic()
+    hold = threading.Event() if evidence else None
     workdir = pathlib.Path(out) if out is not None else pathlib.Path(tempfile.mkdtemp(prefix="earwitness-live-"))
     workdir.mkdir(parents=True, exist_ok=True)
     # A previous run's nodes would send their leftover pulses, signed with keys now replaced.
@@ -260,15 +294,18 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
                 # Paced, every node starts at once, in step; else each as soon as its audio is ready.
                 waiting.append((sid, segments, start_ns, models[i].rate_hz))
                 if not speed:
-                    nodes.append(_start_node(*waiting.pop(), workdir, url, key_paths, None, None))
+                    nodes.append(_start_node(*waiting.pop(), workdir, url, key_paths, None, None, hold))
             if bar:
                 bar.update(i + 1, f"sensors, {seconds:.0f} sensor-s of audio, {service.ingest.accepted} pulses in, "
                                   f"{collector.count()} alerts")
         if speed:
             origin = (time.monotonic(), scn.start_ns)
-            nodes += [_start_node(*w, workdir, url, key_paths, speed, origin) for w in waiting]
+            nodes += [_start_node(*w, workdir, url, key_paths, speed, origin, hold) for w in waiting]
         if bar:
             bar.update(len(scn.array), f"sensors rendered ({seconds:.0f} sensor-s of audio)", final=True)
+        if hold is not None:
+            _finals_and_clips(nodes, service, bar, collector)
+            hold.set()
         for vn in nodes:
             while vn.thread.is_alive():
                 vn.thread.join(POLL_S * 10)
@@ -291,6 +328,8 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         while collector.count() < expected_alerts and time.monotonic() < deadline:
             time.sleep(POLL_S)
     finally:
+        if hold is not None:
+            hold.set()
         if service is not None:
             service.stop(finalise=False)
         for vn in nodes:

@@ -75,6 +75,23 @@ def test_live_small_through_a_real_broker(mosquitto, tmp_path):
     assert result.database.is_file()
 
 
+def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
+    from fusion.report import gather
+    from fusion.store import Store
+
+    scn = scenario.load("small")
+    result = live.run(scn, broker=mosquitto.url, out=tmp_path, progress=False, evidence=True)
+    assert result.score["detection_rate"] == 1.0 and result.score["pulses_lost"] == 0
+    (inc,) = result.incidents
+    with Store(str(result.database)) as store:
+        data = gather(store, inc["incident"])
+    # Every node the incident used sent its signed audio around its arrivals.
+    assert {c["node"] for c in data.clips} == set(inc["sensors"])
+    for clip in data.clips:
+        first = min(p["t_ns"] for p in data.pulses if p.get("sensor", p["node"]) == clip["node"])
+        assert clip["t0_ns"] < first
+
+
 def test_live_paced_gives_discharge_to_alert_latency(mosquitto):
     scn = scenario.load("small")
     result = live.run(scn, broker=mosquitto.url, speed=4.0, progress=False)
