@@ -32,6 +32,8 @@ DEFAULT_T_UNC_S = 1e-3
 # Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
 # 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
 TOLERANCE_S = 0.02
+# Tolerance of a second try where none agree within TOLERANCE_S (TN098 §II.C's limit).
+RETRY_TOLERANCE_S = 0.04
 # Never tighter than this: ms-resolution reports, sensor survey error, short diffractions.
 MIN_TOLERANCE_S = 3e-3
 # Temperatures tried for the first shot when the speed of sound is unknown (the shot's own
@@ -202,31 +204,43 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg])]
         if len(np.unique(pulses.sensor[seg])) < need:
             continue
-        shots = []
-        used = np.zeros(len(seg), dtype=bool)
-        # Long stretches are associated a chunk at a time (each with a propagation span of
-        # overlap), so the search costs grow with the length of the input, not its square.
-        seg_t = t_s[seg]
-        for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
-            core_end = core_start + CHUNK_S
-            part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
-            if len(np.unique(pulses.sensor[seg[part]])) < need:
-                continue
-            idx = seg[part]
-            for shot in find_shots(pos[idx], pulses.sensor[idx], t_s[idx], sigma_s[idx],
-                                   c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
-                                   min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
-                                   c_bounds=c_bounds):
-                if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
-                    used[part[shot.pulses]] = True
-                    shot.pulses = idx[shot.pulses]
-                    shots.append(shot)
+        # A stretch where nothing agrees within TOLERANCE_S is tried once more within
+        # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
+        for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
+            shots = _associate(seg, pos, pulses.sensor, t_s, sigma_s, quiet_s, need, tol_s,
+                               c_known, trial_speeds, c_bounds)
+            if shots:
+                break
         shots = _without_images(shots)
         t0 = np.array([s.t0_s for s in shots])
         for members in split_incidents(t0):
             incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
                                        c_known, mode, ground_z_m, t_ref_ns))
     return incidents
+
+
+def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, trial_speeds, c_bounds) -> list:
+    """Shots among the pulses ``seg`` of one stretch (see :func:`fusion.associate.find_shots`)."""
+    shots = []
+    used = np.zeros(len(seg), dtype=bool)
+    # Long stretches are associated a chunk at a time (each with a propagation span of
+    # overlap), so the search costs grow with the length of the input, not its square.
+    seg_t = t_s[seg]
+    for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
+        core_end = core_start + CHUNK_S
+        part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
+        if len(np.unique(sensor[seg[part]])) < need:
+            continue
+        idx = seg[part]
+        for shot in find_shots(pos[idx], sensor[idx], t_s[idx], sigma_s[idx],
+                               c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=tol_s,
+                               min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
+                               c_bounds=c_bounds):
+            if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
+                used[part[shot.pulses]] = True
+                shot.pulses = idx[shot.pulses]
+                shots.append(shot)
+    return shots
 
 
 def _without_images(shots: list) -> list:
