@@ -126,7 +126,8 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
     Parameters
     ----------
     pulses : list of dict or Pulses
-        Pulses ``{"sensor": str, "t_ns": int, ...}`` (optional ``t_unc_ns``) in any order:
+        Pulses ``{"sensor": str, "t_ns": int, ...}`` (optional ``t_unc_ns``, and ``snr_db``
+        and ``peak_dbfs``, by which echoes are told from shots) in any order:
         any mix of shots, echoes and noise. Pulses that cannot be used (unknown sensor, NaN,
         malformed) are left out and logged; exact repeats are dropped.
     sensors : Sensors, path of a Sensors CSV, or dict {id: (x, y, z)}
