@@ -25,6 +25,7 @@ import earwitness
 from fusion.attribution import attribute
 from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
+from fusion.pulses import LEVEL_KEYS
 from fusion.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
 M_PER_DEGREE = 111_320.0   # of latitude; an upper bound for longitude
 # The keys of a pulse the locator reads.
-LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns")
+LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS)
 
 
 @dataclasses.dataclass

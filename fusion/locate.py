@@ -32,6 +32,8 @@ DEFAULT_T_UNC_S = 1e-3
 # Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
 # 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
 TOLERANCE_S = 0.02
+# Tolerance of a second try where none agree within TOLERANCE_S (TN098 §II.C's limit).
+RETRY_TOLERANCE_S = 0.04
 # Never tighter than this: ms-resolution reports, sensor survey error, short diffractions.
 MIN_TOLERANCE_S = 3e-3
 # Temperatures tried for the first shot when the speed of sound is unknown (the shot's own
@@ -51,8 +53,17 @@ MIN_DOF_FOR_C = 3
 # tighter than the floor, which also scales the robust loss).
 OUTLIER_SIGMAS = 5.0
 OUTLIER_FLOOR_S = 5e-4
-# Pulses this much quieter than their sensor's loudest in a stretch are taken for echoes.
+# Pulses this much below their sensor's best SNR in a stretch are taken for echoes ...
 ECHO_SNR_DROP_DB = 6.0
+# ... unless their peak is within this of the sensor's highest, where that is not clipped.
+ECHO_PEAK_DROP_DB = 3.0
+CLIPPED_DBFS = -3.0
+# Two shots emitted closer in time than this and nearer than IMAGE_RANGE_M are one shot and
+# its image in a reflecting wall (a specular echo looks like a source behind the wall firing
+# at the same instant): the one fewer sensors agree on is dropped. Rounds of one gun come at
+# least 50 ms apart (1200 rounds/min); the slack covers the fits' emission-time errors.
+IMAGE_TIME_S = 0.03
+IMAGE_RANGE_M = 100.0
 CLASS_UNCLASSIFIED = "impulsive"
 ERR_DECIMALS = 2
 ID_FORMAT = "%Y%m%dT%H%M%S"
@@ -80,18 +91,27 @@ def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
     return np.split(order, breaks)
 
 
-def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray) -> np.ndarray:
+def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) -> np.ndarray:
     """Mask of pulses not far quieter than the loudest of their sensor in the stretch.
 
     A sensor's echoes and reverberation come weaker than the muzzle blast that caused them;
-    pulses more than ECHO_SNR_DROP_DB below the sensor's loudest are left out of association,
-    which on small arrays is what keeps chance sets of echoes from outnumbering the shots.
+    pulses more than ECHO_SNR_DROP_DB below the sensor's best SNR are left out of
+    association, which on small arrays is what keeps chance sets of echoes from outnumbering
+    the shots. SNR alone would also drop the later rounds of a burst: the detector's noise
+    floor rises in the reverberation of the first, so the next comes with a lower SNR at the
+    same level. So a pulse within ECHO_PEAK_DROP_DB of its sensor's highest peak is kept too,
+    unless that peak is clipped (at or above CLIPPED_DBFS), where the peak cannot rank pulses.
     Pulses without ``snr_db`` are always kept.
     """
-    loudest = np.full(int(sensor.max()) + 1 if len(sensor) else 0, -np.inf)
-    known = np.isfinite(snr_db)
-    np.maximum.at(loudest, sensor[known], snr_db[known])
-    return ~known | (snr_db >= loudest[sensor] - ECHO_SNR_DROP_DB)
+    def best(values):
+        top = np.full(int(sensor.max()) + 1 if len(sensor) else 0, -np.inf)
+        known = np.isfinite(values)
+        np.maximum.at(top, sensor[known], values[known])
+        return top[sensor]
+
+    top_peak = best(peak_dbfs)
+    by_peak = (top_peak < CLIPPED_DBFS) & (peak_dbfs >= top_peak - ECHO_PEAK_DROP_DB)
+    return ~np.isfinite(snr_db) | (snr_db >= best(snr_db) - ECHO_SNR_DROP_DB) | by_peak
 
 
 def _incident_id(t_ns: int) -> str:
@@ -106,7 +126,8 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
     Parameters
     ----------
     pulses : list of dict or Pulses
-        Pulses ``{"sensor": str, "t_ns": int, ...}`` (optional ``t_unc_ns``) in any order:
+        Pulses ``{"sensor": str, "t_ns": int, ...}`` (optional ``t_unc_ns``, and ``snr_db``
+        and ``peak_dbfs``, by which echoes are told from shots) in any order:
         any mix of shots, echoes and noise. Pulses that cannot be used (unknown sensor, NaN,
         malformed) are left out and logged; exact repeats are dropped.
     sensors : Sensors, path of a Sensors CSV, or dict {id: (x, y, z)}
@@ -181,33 +202,57 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
-        seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg])]
+        seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg])]
         if len(np.unique(pulses.sensor[seg])) < need:
             continue
-        shots = []
-        used = np.zeros(len(seg), dtype=bool)
-        # Long stretches are associated a chunk at a time (each with a propagation span of
-        # overlap), so the search costs grow with the length of the input, not its square.
-        seg_t = t_s[seg]
-        for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
-            core_end = core_start + CHUNK_S
-            part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
-            if len(np.unique(pulses.sensor[seg[part]])) < need:
-                continue
-            idx = seg[part]
-            for shot in find_shots(pos[idx], pulses.sensor[idx], t_s[idx], sigma_s[idx],
-                                   c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
-                                   min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
-                                   c_bounds=c_bounds):
-                if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
-                    used[part[shot.pulses]] = True
-                    shot.pulses = idx[shot.pulses]
-                    shots.append(shot)
+        # A stretch where nothing agrees within TOLERANCE_S is tried once more within
+        # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
+        for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
+            shots = _associate(seg, pos, pulses.sensor, t_s, sigma_s, quiet_s, need, tol_s,
+                               c_known, trial_speeds, c_bounds)
+            if shots:
+                break
+        shots = _without_images(shots)
         t0 = np.array([s.t0_s for s in shots])
         for members in split_incidents(t0):
             incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
                                        c_known, mode, ground_z_m, t_ref_ns))
     return incidents
+
+
+def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, trial_speeds, c_bounds) -> list:
+    """Shots among the pulses ``seg`` of one stretch (see :func:`fusion.associate.find_shots`)."""
+    shots = []
+    used = np.zeros(len(seg), dtype=bool)
+    # Long stretches are associated a chunk at a time (each with a propagation span of
+    # overlap), so the search costs grow with the length of the input, not its square.
+    seg_t = t_s[seg]
+    for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
+        core_end = core_start + CHUNK_S
+        part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
+        if len(np.unique(sensor[seg[part]])) < need:
+            continue
+        idx = seg[part]
+        for shot in find_shots(pos[idx], sensor[idx], t_s[idx], sigma_s[idx],
+                               c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=tol_s,
+                               min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
+                               c_bounds=c_bounds):
+            if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
+                used[part[shot.pulses]] = True
+                shot.pulses = idx[shot.pulses]
+                shots.append(shot)
+    return shots
+
+
+def _without_images(shots: list) -> list:
+    """The shots less those that are another's image in a wall (see IMAGE_TIME_S)."""
+    shots = sorted(shots, key=lambda s: -len(s.pulses))
+    kept = []
+    for shot in shots:
+        if not any(abs(shot.t0_s - k.t0_s) <= IMAGE_TIME_S and
+                   np.hypot(*(shot.position[:2] - k.position[:2])) <= IMAGE_RANGE_M for k in kept):
+            kept.append(shot)
+    return kept
 
 
 def _inliers(residuals_s: list, need: int) -> list[np.ndarray]:

@@ -16,6 +16,9 @@ import numpy as np
 
 from fusion.sensors import Sensors
 
+# Optional level fields of a pulse, read into Pulses.snr_db and Pulses.peak_dbfs.
+LEVEL_KEYS = ("snr_db", "peak_dbfs")
+
 
 @dataclass
 class Pulses:
@@ -31,6 +34,8 @@ class Pulses:
         Stated timing uncertainty (1 sigma) in ns, NaN where not given.
     snr_db : numpy.ndarray of float
         Stated signal-to-noise ratio in dB, NaN where not given.
+    peak_dbfs : numpy.ndarray of float
+        Stated peak level in dB full scale, NaN where not given.
     problems : list of str
         One line per pulse left out (malformed, NaN, unknown sensor).
     duplicates : list of str
@@ -41,6 +46,7 @@ class Pulses:
     t_ns: np.ndarray
     t_unc_ns: np.ndarray
     snr_db: np.ndarray
+    peak_dbfs: np.ndarray
     problems: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
 
@@ -66,9 +72,11 @@ def _problem(record, sensors: Sensors) -> str | None:
     if unc is not None and (isinstance(unc, bool) or not isinstance(unc, (int, float))
                             or not math.isfinite(unc) or unc < 0):
         return f"'t_unc_ns' is {unc!r}, not a finite non-negative number"
-    snr = record.get("snr_db")
-    if snr is not None and (isinstance(snr, bool) or not isinstance(snr, (int, float)) or not math.isfinite(snr)):
-        return f"'snr_db' is {snr!r}, not a finite number"
+    for key in LEVEL_KEYS:
+        level = record.get(key)
+        if level is not None and (isinstance(level, bool) or not isinstance(level, (int, float))
+                                  or not math.isfinite(level)):
+            return f"'{key}' is {level!r}, not a finite number"
     return None
 
 
@@ -91,7 +99,7 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
     sensor_idx: list[int] = []
     times: list[int] = []
     uncs: list[float] = []
-    snrs: list[float] = []
+    levels: list[list[float]] = []
     problems: list[str] = []
     duplicates: list[str] = []
     seen: set[tuple[int, int]] = set()
@@ -119,10 +127,10 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
         times.append(key[1])
         unc = record.get("t_unc_ns")
         uncs.append(float(unc) if unc is not None else math.nan)
-        snr = record.get("snr_db")
-        snrs.append(float(snr) if snr is not None else math.nan)
+        levels.append([float(record[k]) if record.get(k) is not None else math.nan for k in LEVEL_KEYS])
+    snr_db, peak_dbfs = np.array(levels, dtype=float).reshape(-1, len(LEVEL_KEYS)).T
     return Pulses(np.array(sensor_idx, dtype=int), np.array(times, dtype=np.int64),
-                  np.array(uncs, dtype=float), np.array(snrs, dtype=float), problems, duplicates)
+                  np.array(uncs, dtype=float), snr_db, peak_dbfs, problems, duplicates)
 
 
 def _reject_constant(name: str):
