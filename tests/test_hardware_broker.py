@@ -184,3 +184,19 @@ def test_clients_without_a_certificate_of_the_site_ca_are_refused(site):
     rogue["ca"] = site["root"] / "pki" / "ca.pem"  # trusts the real broker, presents a rogue certificate
     assert not site["connect"](NODE_A, pki_=rogue).connected
     assert site["connect"](NODE_A).connected  # the real certificate of the same name still works
+
+
+def test_a_node_provisioned_by_provision_sh_publishes_with_its_certificate(site, tmp_path):
+    from provisioning import provision
+    from tls_certs import sign
+
+    dest = tmp_path / "etc"
+    provision(dest, "--node", NODE_B, "--site", SITE, "--broker", "mqtts://127.0.0.1:8883")
+    sign(site["root"] / "pki", dest / f"{NODE_B}.csr", dest / "node.pem")
+    fusion = site["connect"](FUSION)
+    node = site["connect"](NODE_B, pki_={"ca": site["root"] / "pki" / "ca.pem", f"{NODE_B}_cert": dest / "node.pem",
+                                         f"{NODE_B}_key": dest / "node-key.pem"})
+    assert node.connected and fusion.subscribe(f"ew/v1/{SITE}/node/+/pulse")
+    node.publish(topic(NODE_A, "pulse"), b"not mine")
+    node.publish(topic(NODE_B, "pulse"), b"mine")
+    assert [p for _, p in fusion.wait_for(topic(NODE_B, "pulse"), b"mine")] == [b"mine"]

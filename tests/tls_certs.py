@@ -24,10 +24,18 @@ def make_pki(folder: pathlib.Path, clients: tuple[str, ...] = ("client",)) -> di
     for name, extra in subjects:
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", f"/CN={name}", cwd=folder)
-        (folder / f"{name}.ext").write_text(extra + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", DAYS, "-extfile", f"{name}.ext", cwd=folder)
+        sign(folder, folder / f"{name}.csr", folder / f"{name}.pem", extra)
     files = {"ca": folder / "ca.pem"}
     for name, _ in subjects:
         files[f"{name}_cert"], files[f"{name}_key"] = folder / f"{name}.pem", folder / f"{name}.key"
     return files
+
+
+def sign(ca_folder: pathlib.Path, csr: pathlib.Path, out: pathlib.Path, extension: str = "extendedKeyUsage=clientAuth") -> pathlib.Path:
+    """Sign the certificate request ``csr`` with the CA made by :func:`make_pki` in ``ca_folder``."""
+    csr, out = csr.resolve(), out.resolve()
+    ext = out.with_suffix(".ext")
+    ext.write_text(extension + "\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", str(out), "-days", DAYS, "-extfile", str(ext), cwd=ca_folder)
+    return out
