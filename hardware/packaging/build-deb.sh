@@ -8,6 +8,7 @@
 # this python3's minor version, which the package then depends on.
 # --no-venv: the package without /opt/earwitness (seconds instead of minutes): to check the
 # layout, or for a site that installs the venv its own way.
+# PYTHON (default /usr/bin/python3, the distribution's, which the package depends on) makes the venv.
 set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,8 +21,9 @@ out=$1
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproject.toml" | head -n 1)
 [ -n "$version" ] || { echo "build-deb.sh: error: no version in $repo/pyproject.toml" >&2; exit 2; }
 arch=$(dpkg --print-architecture)
-py=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-py_next=$(python3 -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
+python=${PYTHON:-/usr/bin/python3}
+py=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+py_next=$("$python" -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -41,10 +43,10 @@ install -m 644 "$hw/README.md" "$root/usr/share/doc/earwitness-node/"
 
 depends="openssl, gpsd, chrony, pps-tools, libportaudio2, libsndfile1, adduser"
 if [ $with_venv = 1 ]; then
-    python3 -m venv "$root$venv"
+    "$python" -m venv "$root$venv"
     "$root$venv/bin/pip" install --quiet --no-cache-dir "$repo"
     # A venv's scripts name it by absolute path: point them at where it will be installed.
-    find "$root$venv/bin" -type f -exec grep -lI "$root" {} + | while read -r f; do
+    find "$root$venv/bin" "$root$venv/pyvenv.cfg" -type f -exec grep -lI "$root" {} + | while read -r f; do
         sed -i "s|$root$venv|$venv|g" "$f"
     done
     find "$root$venv" -name __pycache__ -type d -prune -exec rm -rf {} +
