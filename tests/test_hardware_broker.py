@@ -25,7 +25,7 @@ POLL_S = 0.02
 QOS = 1
 
 
-def test_config(conf: str, port: int, pki_dir: pathlib.Path, workdir: pathlib.Path) -> str:
+def broker_config(conf: str, port: int, pki_dir: pathlib.Path, workdir: pathlib.Path) -> str:
     """The production mosquitto.conf, run on 127.0.0.1:port with test folders."""
     substitutions = {
         "listener 8883": f"listener {port} {LOOPBACK}",
@@ -38,9 +38,6 @@ def test_config(conf: str, port: int, pki_dir: pathlib.Path, workdir: pathlib.Pa
         assert old in conf, f"hardware/broker/mosquitto.conf no longer has {old!r}: update this test"
         conf = conf.replace(old, new)
     return conf
-
-
-test_config.__test__ = False  # a helper, not a test
 
 
 class Client:
@@ -117,7 +114,7 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("hw-broker")
     pki = make_pki(root / "pki", clients=(NODE_A, NODE_B, FUSION, DISPATCH))
     port = free_port()
-    conf = test_config((BROKER_DIR / "mosquitto.conf").read_text(), port, root / "pki", root / "broker")
+    conf = broker_config((BROKER_DIR / "mosquitto.conf").read_text(), port, root / "pki", root / "broker")
     broker = Mosquitto(root / "broker", port=port, conf=conf).start()
     clients = []
 
