@@ -26,6 +26,7 @@ from edge.wavio import INT16_SUBTYPE, WavError, wav_info
 NS_PER_S = 1_000_000_000
 # Host-time marks kept in the ring for the clock model (one per written block).
 BLOCK_MARKS_KEPT = 4096
+HOLD_POLL_S = 0.2
 
 
 class AudioError(ValueError):
@@ -167,6 +168,7 @@ class Source:
     dtype: str
     finite = False  # True: the stream ends (file, pipe) and the node exits after draining
     start_ns: int | None = None  # UTC of sample 0 when the source knows it (a replayed file)
+    host_times: bool | None = None  # do host clock times of blocks mean anything? None: a live input's do
 
     def start(self, ring: Ring) -> None:
         raise NotImplementedError
@@ -242,6 +244,80 @@ class WavSource(_ThreadSource):
                     ring.write(block)
                 elif not ring.write_wait(block, self._stop):
                     return
+
+
+class ArraySource(_ThreadSource):
+    """Audio already in memory, in segments with known samples lost between them.
+
+    For nodes that are not fed by a device: the simulator's virtual nodes, tests.
+
+    Parameters
+    ----------
+    segments : list of (int, numpy.ndarray)
+        ``(first sample index, frames)`` in order, each array (frames, channels) of one
+        dtype; the samples between the end of one segment and the start of the next were
+        lost and are reported as a gap of that many frames (an interface that knows what it
+        dropped), so the clock model keeps sample -> UTC right across it.
+    rate_hz : int
+        Nominal sample rate.
+    start_ns : int, optional
+        UTC of the first segment's first sample (a hint for labelling PPS seconds).
+    block : int
+        Frames written to the ring at a time.
+    speed : float, optional
+        None (default): as fast as the node takes it, losing nothing.  Else paced at
+        ``speed`` times the recorded pace from ``origin``.
+    origin : (float, int), optional
+        ``(time.monotonic() seconds, UTC ns)`` pairing a moment with the audio's time, so
+        that several paced sources stay in step (default: the start, with ``start_ns``).
+    hold : threading.Event, optional
+        When given, the stream ends only once it is set, not after the last segment: the
+        node stays up (answering commands, e.g. for evidence clips) until then.
+
+    Segments are dropped as they are written: memory goes with the audio fed.
+    """
+
+    finite = True
+    host_times = False
+
+    def __init__(self, segments, rate_hz: int, start_ns: int | None = None, block: int = 4800,
+                 speed: float | None = None, origin: tuple[float, int] | None = None,
+                 hold: threading.Event | None = None):
+        super().__init__()
+        self._segments = deque(segments)
+        if not self._segments:
+            raise AudioError("an array source needs at least one segment of audio")
+        first = self._segments[0][1]
+        if first.ndim != 2:
+            raise AudioError("array source segments must be (frames, channels) arrays")
+        self.rate_hz, self.channels, self.dtype = int(rate_hz), first.shape[1], str(first.dtype)
+        self.start_ns, self.block, self.speed, self.origin, self.hold = start_ns, int(block), speed, origin, hold
+        self.fed = threading.Event()  # set once every segment is in the ring
+
+    def _run(self, ring: Ring) -> None:
+        base = self._segments[0][0]
+        origin_s, origin_ns = self.origin or (time.monotonic(), self.start_ns or 0)
+        expected = base
+        while self._segments:
+            at, frames = self._segments.popleft()
+            if at < expected:
+                raise AudioError(f"array source segments overlap at sample {at}")
+            if at > expected:
+                ring.report_lost(at - expected)
+            for i in range(0, len(frames), self.block):
+                block = frames[i:i + self.block]
+                if self.speed:
+                    # The block is "captured" when its last frame has been recorded.
+                    end_ns = (self.start_ns or 0) + (at - base + i + len(block)) * NS_PER_S / self.rate_hz
+                    delay = origin_s + (end_ns - origin_ns) / NS_PER_S / self.speed - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        return
+                if not ring.write_wait(block, self._stop):
+                    return
+            expected = at + len(frames)
+        self.fed.set()
+        while self.hold is not None and not self.hold.is_set() and not self._stop.is_set():
+            self.hold.wait(HOLD_POLL_S)
 
 
 class StdinSource(_ThreadSource):

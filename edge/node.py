@@ -145,9 +145,12 @@ class Node:
     cfg : edge.config.Config
     stdin : binary file, optional
         For ``audio.source = "stdin"`` (default: the process's stdin).
+    source : edge.audio.Source, optional
+        Audio from this source instead of the one ``cfg.audio`` names (e.g. an
+        :class:`edge.audio.ArraySource`: a virtual node of the simulator).
     """
 
-    def __init__(self, cfg: Config, stdin=None):
+    def __init__(self, cfg: Config, stdin=None, source=None):
         from edge.detector import Detector
 
         self.cfg = cfg
@@ -158,7 +161,7 @@ class Node:
         except ValueError as exc:
             raise NodeError(str(exc)) from None
         self.node_id = wire.node_id(cfg.node.name)
-        self.source = open_source(cfg.audio)
+        self.source = source if source is not None else open_source(cfg.audio)
         if stdin is not None and hasattr(self.source, "stream"):
             self.source.stream = stdin
         rate = self.source.rate_hz
@@ -234,7 +237,8 @@ class Node:
 
             pps = AudioPps(rate)
         # Host capture times mean something only for a live stream, not a replayed file.
-        return clock, pps, a.source != "wav"
+        host = self.source.host_times
+        return clock, pps, (a.source != "wav") if host is None else host
 
     def _stamp_for_evidence(self, sample: float) -> tuple[int, int, str]:
         return self.clock.stamp(sample) or self._capture_time(sample)

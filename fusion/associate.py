@@ -24,10 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusion.multilaterate import Geometry, fit_shots
+from fusion.multilaterate import Geometry, fit_shots, irls
 
+# Windows wider than this are bounded by the plain pulse count (see _distinct_counts).
+PLAIN_COUNT_ABOVE_S = 0.1
+# Implied emission times closer than this are one instant (rounding of e_i - gap_i vs e_j).
+SAME_TIME_S = 1e-7
 # Smallest quadtree cell (m): the emission-time slack it adds, 2 r / c, stays a few ms.
 LEAF_SIZE_M = 2.0
+# A leaf's window slack as a distance: its diagonal (twice the half-diagonal r).
+LEAF_SLACK_M = LEAF_SIZE_M * math.sqrt(2.0)
 # Cells per side of the first level of the quadtree.
 ROOT_CELLS = 16
 # Search area: the reporting sensors' bounding box widened by this fraction of its span
@@ -51,6 +57,8 @@ FALSE_ALARMS = 0.01
 # Consistency tolerance after the first shot, in robust sigmas of its residuals.
 TOLERANCE_SIGMAS = 5.0
 MAD_TO_SIGMA = 1.4826
+# Fewest pulses in the first shot for its scatter to set the tolerance (MAD of fewer is noise).
+MIN_PULSES_FOR_SCATTER = 8
 # Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).
 SELECTION_GEOMETRY = Geometry("2d")
 
@@ -96,8 +104,15 @@ def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -
     ends = np.searchsorted(lifted.ravel(), (lifted + width_s[:, None]).ravel(), side="right").reshape(g, n)
     length = ends - (np.arange(g) * n)[:, None] - np.arange(n)[None, :]
     counts = length.copy()
-    for k in range(1, int(length.max())):
-        counts[:, : n - k] -= (k < length[:, : n - k]) & (prev[:, k:] >= e[:, : n - k])
+    # Wide windows (coarse cells) hold many pulses: there the plain pulse count, a looser
+    # but valid bound, is cheaper than removing every repeat.
+    fine = np.flatnonzero(width_s <= PLAIN_COUNT_ABOVE_S)
+    if len(fine):
+        f_len, f_prev, f_e = length[fine], prev[fine], e[fine]
+        f_counts = f_len.copy()
+        for k in range(1, int(f_len.max())):
+            f_counts[:, : n - k] -= (k < f_len[:, : n - k]) & (f_prev[:, k:] >= f_e[:, : n - k] - SAME_TIME_S)
+        counts[fine] = f_counts
     best = np.argmax(counts, axis=1)
     rows = np.arange(g)
     return counts[rows, best], e[rows, best]
@@ -199,22 +214,34 @@ def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np
 
 def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray,
               sigma_s: np.ndarray, available: np.ndarray, c: float, geometry: Geometry,
-              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False) -> Shot | None:
+              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False,
+              c_bounds: tuple[float, float] = (None, None)) -> Shot | None:
     """Refine a seed set into a shot: fit, re-select one pulse per sensor within a tolerance, repeat.
 
-    Each round fits position and emission time (robust soft-L1 loss, so a late arrival in the
-    set pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
+    Each round fits position and emission time (robust IRLS, so a late arrival in the set
+    pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
     closest to its prediction if within the tolerance, and stops when the set no longer
     changes: first with ``core_tol_s`` (a tight core, which arrivals of neighbouring shots
-    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals).
+    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals). With
+    ``fit_c`` the grown set's speed of sound is then estimated (within ``c_bounds``) and the
+    set grown once more at that speed.
     """
-    chosen = seed
+    shot = _grow(seed, sensors_m, sensor, t_s, sigma_s, available, c, geometry,
+                 (min(core_tol_s or tol_s, tol_s), tol_s), start)
+    if shot is None or not fit_c:
+        return shot
+    chosen = shot.pulses
+    fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(shot.position, shot.t0_s)],
+                    fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S, c_bounds=c_bounds)
+    return _grow(chosen, sensors_m, sensor, t_s, sigma_s, available, fit.c, geometry, (tol_s,),
+                 (fit.positions[0], float(fit.t0_s[0])))
+
+
+def _grow(chosen, sensors_m, sensor, t_s, sigma_s, available, c, geometry, tolerances, start) -> Shot | None:
     pos, t0 = start
-    for tol in dict.fromkeys((min(core_tol_s or tol_s, tol_s), tol_s)):
+    for tol in dict.fromkeys(tolerances):
         for _ in range(GROW_ROUNDS):
-            fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(pos, t0)],
-                            fit_c=fit_c, loss="soft_l1", scale_s=ROBUST_SCALE_S)
-            pos, t0, c = fit.positions[0], float(fit.t0_s[0]), fit.c
+            pos, t0 = irls(sensors_m[chosen], t_s[chosen], sigma_s[chosen], c, geometry, (pos, t0), ROBUST_SCALE_S)
             src = geometry.source_coords(pos)
             diff = geometry.sensor_coords(sensors_m) - src
             residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
@@ -229,7 +256,7 @@ def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: 
 
 
 def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: float,
-                   bounds: tuple[float, float, float, float], false_alarms: float = FALSE_ALARMS) -> int:
+                   bounds: tuple[float, float, float, float], false_alarms: float | None = None) -> int:
     """Smallest support that chance coincidences of unrelated pulses reach less than ``false_alarms`` times.
 
     Sensor j's pulses, at its mean rate r_j over the stretch, fall in a window w with
@@ -250,7 +277,7 @@ def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: floa
     tail = np.cumsum(dist[::-1])[::-1]  # tail[k] = P(K >= k)
     x0, y0, x1, y1 = bounds
     trials = (x1 - x0) * (y1 - y0) / (c * window_s) ** 2 * duration_s / window_s
-    significant = np.flatnonzero(trials * tail < false_alarms)
+    significant = np.flatnonzero(trials * tail < (FALSE_ALARMS if false_alarms is None else false_alarms))
     return int(significant[0]) if len(significant) else len(p) + 1
 
 
@@ -272,7 +299,7 @@ def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndar
 
 def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
                c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
-               speeds: tuple[float, ...] = ()) -> list[Shot]:
+               speeds: tuple[float, ...] = (), c_bounds: tuple[float, float] | None = None) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
 
     Parameters
@@ -293,9 +320,9 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
         shot's (so a much weaker shot among the same pulses is not reported).
     speeds : tuple of float
-        When given, c is unknown: the first shot is searched at each of these speeds (the
-        one where most sensors agree wins), grown with c estimated, and the estimate used
-        for the rest.
+        When given, c is uncertain: the first shot is searched at each of these speeds (the
+        one where most sensors agree wins), grown with c estimated within ``c_bounds``
+        (default: the smallest and largest of them), and that estimate used for the rest.
 
     Returns
     -------
@@ -306,36 +333,44 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     available = np.ones(len(t_s), dtype=bool)
     shots: list[Shot] = []
     window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
-    chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
+    # A small array cannot reach significance: then the best set short of one sensor is kept.
+    n_reporting = len(np.unique(sensor))
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
-        needed = max(min_sensors, chance, math.ceil(RELATIVE_SUPPORT * max((len(s.pulses) for s in shots), default=0)))
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
-        # Each trial speed only has to beat the best so far, so later trials prune early.
-        (support, point, start), speed = (needed - 1, None, 0.0), c
-        for trial in trials:
-            found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, window_s, bounds, max(support, needed - 1), hints)
-            if found[0] > support:
-                (support, point, start), speed = found, trial
+        strongest = max((len(s.pulses) for s in shots), default=0)
+        # Until a first shot is found, a window as wide as the tolerance is tried after the
+        # tight one: with few sensors, diffraction can leave no tight set at all.
+        for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
+            chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
+            needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
+            # Each trial speed only has to beat the best so far, so later trials prune early.
+            (support, point, start), speed = (needed - 1, None, 0.0), c
+            for trial in trials:
+                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, max(support, needed - 1), hints)
+                if found[0] > support:
+                    (support, point, start), speed = found, trial
+            if support >= needed:
+                break
         if support < needed:
             break
-        seed = _seed_set(xy, sensor, t_s, speed, point, start, window_s + 2 * LEAF_SIZE_M / speed, available)
+        seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
         t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
         shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
-                         (point, t0), core_tol_s=window_s / 2.0, fit_c=fit_c)
+                         (point, t0), core_tol_s=width / 2.0, fit_c=fit_c,
+                         c_bounds=c_bounds or ((min(speeds), max(speeds)) if speeds else (None, None)))
         if shot is None or len(shot.pulses) < needed:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
         if fit_c:
             c = shot.c
-        if not shots:
+        if not shots and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
             # The first (strongest) shot measures the timing scatter; later sets are held to it.
             scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
             tol_s = min(tol_s, max(TOLERANCE_SIGMAS * scatter, min_tol_s))
             window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
-            chance = chance_support(sensor, t_s, 2.0 * tol_s, c, bounds)
         shots.append(shot)
         available[shot.pulses] = False
     return shots

@@ -8,13 +8,16 @@ The configuration (TOML; relative paths are relative to the file)::
     database = "fusion.db"                # SQLite file, or postgresql://user@host/db
     # schema = "pgh"                      # PostgreSQL schema
     # client_id = "fusion-pgh-1"          # stable: the broker keeps this session's messages
-    # shared_group = "fusion"             # MQTT v5 shared subscription among workers
+    # workers = 2; worker_index = 0       # several workers share the site (fusion.partition)
+    # shared_group = "fusion"             # their MQTT v5 shared subscription (default "fusion")
+    # cell_m = 4000.0; halo_m = 2500.0    # spatial cells each owned by one worker, and their halo
     # temperature_c = 4.0                 # else the locator estimates the speed of sound
     # mode = "2d"                         # 2d, 2.5d or 3d
     # margin_s = 1.0                      # added to the propagation window
     # webhook = "https://dispatch.example/alerts"
     # cap_sender = "earwitness@city.example"
     # cap_status = "Actual"               # or Exercise, Test, ...
+    # request_clips = true                # ask the nodes of a final incident for their audio
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
 """
@@ -44,7 +47,9 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "database": ((str,), False), "schema": ((str,), False), "client_id": ((str,), False),
     "shared_group": ((str,), False), "temperature_c": ((int, float), False), "mode": ((str,), False),
     "margin_s": ((int, float), False), "webhook": ((str,), False), "cap_sender": ((str,), False),
-    "cap_status": ((str,), False), "tls": ((dict,), False),
+    "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
+    "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
+    "request_clips": ((bool,), False),
 }
 
 
@@ -72,7 +77,7 @@ def load_config(path: str | pathlib.Path):
                 raise UserError(f"{path}: missing setting {key!r}")
             continue
         value = data[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise UserError(f"{path}: {key} must be a {' or '.join(t.__name__ for t in types)}")
     site = data["site"]
     if not site or any(c in site for c in "/+#"):
@@ -90,6 +95,11 @@ def load_config(path: str | pathlib.Path):
             raise UserError(f"{path}: {key} must be finite")
     if data.get("margin_s", 1.0) < 0:
         raise UserError(f"{path}: margin_s must be >= 0")
+    workers = data.get("workers", 1)
+    if workers < 1 or not 0 <= data.get("worker_index", 0) < workers:
+        raise UserError(f"{path}: need workers >= 1 and 0 <= worker_index < workers")
+    if data.get("cell_m", 1.0) <= 0 or data.get("halo_m", 0.0) < 0:
+        raise UserError(f"{path}: need cell_m > 0 and halo_m >= 0")
     tls = data.get("tls")
     if tls is not None:
         bad = set(tls) - set(TLS_KEYS)

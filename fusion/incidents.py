@@ -71,9 +71,11 @@ class _Group:
     dirty: bool = True
     tracked: list[_Tracked] = dataclasses.field(default_factory=list)
     sensors: set = dataclasses.field(default_factory=set)
+    ids: set = dataclasses.field(default_factory=set)
 
     def __post_init__(self):
         self.sensors = {p["sensor"] for p in self.pulses}
+        self.ids = {p.get("id") for p in self.pulses}
 
 
 class IncidentTracker:
@@ -144,14 +146,19 @@ class IncidentTracker:
             self.groups.insert(hi, _Group([pulse], t, t, received_ns))
             self._firsts.insert(hi, t)
             return
+        if "id" in pulse and any(pulse["id"] in g.ids for g in self.groups[lo:hi]):
+            return   # the same stored pulse again (forwarded through two cells, or redelivered)
         group = self.groups[lo]
         for other in self.groups[lo + 1:hi]:  # the pulse bridges groups: they are one
             group.pulses += other.pulses
             group.tracked += other.tracked
+            group.sensors |= other.sensors
+            group.ids |= other.ids
             group.last_t_ns = max(group.last_t_ns, other.last_t_ns)
             group.last_received_ns = max(group.last_received_ns, other.last_received_ns)
         del self.groups[lo + 1:hi], self._firsts[lo + 1:hi]
         group.pulses.append(pulse)
+        group.ids.add(pulse.get("id"))
         group.sensors.add(pulse["sensor"])
         if t < group.first_t_ns:
             group.first_t_ns = self._firsts[lo] = t

@@ -34,18 +34,25 @@ DEFAULT_T_UNC_S = 1e-3
 TOLERANCE_S = 0.02
 # Never tighter than this: ms-resolution reports, sensor survey error, short diffractions.
 MIN_TOLERANCE_S = 3e-3
-# Temperatures tried for the first shot when the speed of sound is unknown; the shot's own
-# fit then estimates c within the plausible range.
-# Step between them: 5 degC is about 3 m/s, a few ms over the ranges of one shot.
+# Temperatures tried for the first shot when the speed of sound is unknown (the shot's own
+# fit then estimates c within the plausible range), 5 degC (about 3 m/s, a few ms over the
+# ranges of one shot) apart, from the usual outward so it sets a high bar early.
 TRIAL_STEP_C = 5.0
-# Tried from the usual outward, so the usual case sets a high bar for the rest early.
 TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
+# How far the air along the paths may differ from a stated temperature, during association.
+TEMPERATURE_SLACK_C = 4.0
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
+# Length of the chunks a long stretch of pulses is associated in.
+CHUNK_S = 3.0
+# Fewest residual degrees of freedom for the final fit to estimate the speed of sound.
+MIN_DOF_FOR_C = 3
 # Outlier rejection before the final fit (residuals beyond this many robust sigmas, never
 # tighter than the floor, which also scales the robust loss).
 OUTLIER_SIGMAS = 5.0
 OUTLIER_FLOOR_S = 5e-4
+# Pulses this much quieter than their sensor's loudest in a stretch are taken for echoes.
+ECHO_SNR_DROP_DB = 6.0
 CLASS_UNCLASSIFIED = "impulsive"
 ERR_DECIMALS = 2
 ID_FORMAT = "%Y%m%dT%H%M%S"
@@ -71,6 +78,20 @@ def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
     order = np.argsort(t_s, kind="stable")
     breaks = np.flatnonzero(np.diff(t_s[order]) > quiet_s) + 1
     return np.split(order, breaks)
+
+
+def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray) -> np.ndarray:
+    """Mask of pulses not far quieter than the loudest of their sensor in the stretch.
+
+    A sensor's echoes and reverberation come weaker than the muzzle blast that caused them;
+    pulses more than ECHO_SNR_DROP_DB below the sensor's loudest are left out of association,
+    which on small arrays is what keeps chance sets of echoes from outnumbering the shots.
+    Pulses without ``snr_db`` are always kept.
+    """
+    loudest = np.full(int(sensor.max()) + 1 if len(sensor) else 0, -np.inf)
+    known = np.isfinite(snr_db)
+    np.maximum.at(loudest, sensor[known], snr_db[known])
+    return ~known | (snr_db >= loudest[sensor] - ECHO_SNR_DROP_DB)
 
 
 def _incident_id(t_ns: int) -> str:
@@ -114,8 +135,9 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         ``t_ns`` of a shot is its estimated discharge time at the source; shots are in
         discharge order; ``shooter`` numbers shooters in order of their first shot;
         ``err_m`` is the radius of the circle holding the true horizontal position with
-        95 % probability. The incident's position and ``err_m`` are those of its first
-        shooter's shots (mean position, median error).
+        95 % probability. The incident's position and ``err_m`` are those of its main
+        shooter's shots (mean position, median error): the shooter with the most shots,
+        ties going to the one who fired first.
 
     Examples
     --------
@@ -147,18 +169,40 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     span_m = float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
     quiet_s = span_m / C_MIN + TOLERANCE_S
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
-    trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
+    if c_known is None:
+        trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
+    else:
+        # A stated temperature (an airport's, say) is not the air along every path: the
+        # first shot is grown with c free within +-TEMPERATURE_SLACK_C of it, the rest
+        # associated at that c; the final fit uses the temperature as stated.
+        trial_speeds = (c_known,)
+    c_bounds = None if c_known is None else (speed_of_sound(temperature_c - TEMPERATURE_SLACK_C),
+                                             speed_of_sound(temperature_c + TEMPERATURE_SLACK_C))
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
+        seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg])]
         if len(np.unique(pulses.sensor[seg])) < need:
             continue
-        shots = find_shots(pos[seg], pulses.sensor[seg], t_s[seg], sigma_s[seg],
-                           c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
-                           min_tol_s=MIN_TOLERANCE_S,
-                           min_sensors=need, speeds=() if c_known else trial_speeds)
-        for shot in shots:
-            shot.pulses = seg[shot.pulses]
+        shots = []
+        used = np.zeros(len(seg), dtype=bool)
+        # Long stretches are associated a chunk at a time (each with a propagation span of
+        # overlap), so the search costs grow with the length of the input, not its square.
+        seg_t = t_s[seg]
+        for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
+            core_end = core_start + CHUNK_S
+            part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
+            if len(np.unique(pulses.sensor[seg[part]])) < need:
+                continue
+            idx = seg[part]
+            for shot in find_shots(pos[idx], pulses.sensor[idx], t_s[idx], sigma_s[idx],
+                                   c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
+                                   min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
+                                   c_bounds=c_bounds):
+                if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
+                    used[part[shot.pulses]] = True
+                    shot.pulses = idx[shot.pulses]
+                    shots.append(shot)
         t0 = np.array([s.t0_s for s in shots])
         for members in split_incidents(t0):
             incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
@@ -197,7 +241,9 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
         if geometry.dims == 3:
             start = np.append(start, np.median(pos[s.pulses, 2]))
         starts.append((start, s.t0_s))
-    fit_c = c_known is None
+    # Estimate c only with residual degrees of freedom to spare; else keep the association's.
+    n_used = sum(len(s.pulses) for s in shots)
+    fit_c = c_known is None and n_used - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
     c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
     # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
     # association tolerance) are left out of the plain fit the covariance comes from.
@@ -230,7 +276,8 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
         del shot["_enu"]
-    first = labels == 0
+    # The incident is placed at its main shooter: the one with most shots (ties: who fired first).
+    first = labels == int(np.argmax(np.bincount(labels)))
     errs = [s["err_m"] for s, f in zip(out_shots, first) if f]
     participating = sorted({sid for s in out_shots for sid in s["sensors"]})
     reporting = len(np.unique(pulses.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))

@@ -73,6 +73,7 @@ class MqttLink:
         self.topics = list(topics)
         self.queue: queue.Queue = queue.Queue()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
         if use_tls or tls:
@@ -83,6 +84,7 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
 
     def start(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         """Connect (resuming the session) and start the network thread; OSError if the broker is unreachable."""
@@ -91,9 +93,10 @@ class MqttLink:
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect(self.host, self.port, KEEPALIVE_S, clean_start=False, properties=props)
         self.client.loop_start()
-        if not self.connected.wait(timeout_s):
+        # Subscribed (SUBACK), not just connected: a caller may start publishing right after.
+        if not (self.connected.wait(timeout_s) and self.subscribed.wait(timeout_s)):
             self.stop()
-            raise ConnectionError(f"no CONNACK from the broker at {self.host}:{self.port} within {timeout_s:.0f} s")
+            raise ConnectionError(f"no CONNACK/SUBACK from the broker at {self.host}:{self.port} within {timeout_s:.0f} s")
 
     def stop(self) -> None:
         self.client.disconnect()

@@ -29,6 +29,8 @@ class Pulses:
         Arrival times, ns since the Unix epoch (UTC).
     t_unc_ns : numpy.ndarray of float
         Stated timing uncertainty (1 sigma) in ns, NaN where not given.
+    snr_db : numpy.ndarray of float
+        Stated signal-to-noise ratio in dB, NaN where not given.
     problems : list of str
         One line per pulse left out (malformed, NaN, unknown sensor).
     duplicates : list of str
@@ -38,6 +40,7 @@ class Pulses:
     sensor: np.ndarray
     t_ns: np.ndarray
     t_unc_ns: np.ndarray
+    snr_db: np.ndarray
     problems: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
 
@@ -63,6 +66,9 @@ def _problem(record, sensors: Sensors) -> str | None:
     if unc is not None and (isinstance(unc, bool) or not isinstance(unc, (int, float))
                             or not math.isfinite(unc) or unc < 0):
         return f"'t_unc_ns' is {unc!r}, not a finite non-negative number"
+    snr = record.get("snr_db")
+    if snr is not None and (isinstance(snr, bool) or not isinstance(snr, (int, float)) or not math.isfinite(snr)):
+        return f"'snr_db' is {snr!r}, not a finite number"
     return None
 
 
@@ -85,6 +91,7 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
     sensor_idx: list[int] = []
     times: list[int] = []
     uncs: list[float] = []
+    snrs: list[float] = []
     problems: list[str] = []
     duplicates: list[str] = []
     seen: set[tuple[int, int]] = set()
@@ -112,8 +119,10 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
         times.append(key[1])
         unc = record.get("t_unc_ns")
         uncs.append(float(unc) if unc is not None else math.nan)
+        snr = record.get("snr_db")
+        snrs.append(float(snr) if snr is not None else math.nan)
     return Pulses(np.array(sensor_idx, dtype=int), np.array(times, dtype=np.int64),
-                  np.array(uncs, dtype=float), problems, duplicates)
+                  np.array(uncs, dtype=float), np.array(snrs, dtype=float), problems, duplicates)
 
 
 def _reject_constant(name: str):

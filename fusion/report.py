@@ -45,7 +45,8 @@ FIG_DPI = 110
 # An error estimate err_m is drawn as a 95% circle when the locator gives no covariance.
 CHI2_2D_95 = 5.991
 WAVE_BEFORE_S, WAVE_AFTER_S = 0.2, 0.5
-ROWS_PER_PDF_PAGE = 45
+WAVE_BUCKETS = 2000   # min/max pairs drawn per waveform panel
+ROWS_PER_PDF_PAGE = 80
 HASH_SHOWN_CHARS = 16
 MAP_MARGIN_M = 50.0
 PDF_LINE_CHARS = 105
@@ -135,7 +136,8 @@ def pulse_rows(data: ReportData) -> list[list[str]]:
     rows = []
     for p in data.pulses:
         snr = p.get("snr_db")
-        rows.append([p.get("sensor", p["node"]), _utc(p["t_ns"]), "" if snr is None else f"{float(snr):.1f}",
+        # Time of day only: the date is in the summary, and the table must fit a page.
+        rows.append([p.get("sensor", p["node"]), _utc(p["t_ns"])[len("YYYY-MM-DD "):], "" if snr is None else f"{float(snr):.1f}",
                      "yes" if p["used"] else "no", p["reason"], p["sha256"][:HASH_SHOWN_CHARS]])
     return rows
 
@@ -256,7 +258,7 @@ def waveform_figure(data: ReportData) -> Figure | None:
         mono = samples[:, 0]
         t_s = (clip["t0_ns"] - t0_ns) / NS_PER_S + np.arange(len(mono)) / rate_hz
         keep = (t_s >= lo_s) & (t_s <= hi_s)
-        ax.plot(t_s[keep] * MS_PER_S, mono[keep], lw=0.5, color="k")
+        ax.plot(*_min_max_envelope(t_s[keep] * MS_PER_S, mono[keep]), lw=0.5, color="k")
         for p in data.pulses:
             if p.get("sensor", p["node"]) == clip["node"]:
                 ax.axvline((p["t_ns"] - t0_ns) / NS_PER_S * MS_PER_S, color="tab:green" if p["used"] else "tab:red",
@@ -267,6 +269,18 @@ def waveform_figure(data: ReportData) -> Figure | None:
     axes[-1].set_xlabel("ms after the first discharge")
     fig.tight_layout()
     return fig
+
+
+def _min_max_envelope(t: np.ndarray, y: np.ndarray, buckets: int = WAVE_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max per bucket, interleaved: looks like the full trace at page resolution with far fewer
+    points (a 10 s clip is 120,000 samples per panel, slow to draw and heavy in a PDF)."""
+    per = len(y) // buckets
+    if per < 2:
+        return t, y
+    n = per * buckets
+    yb = y[:n].reshape(buckets, per)
+    tb = t[:n].reshape(buckets, per)[:, 0]
+    return np.repeat(tb, 2), np.column_stack([yb.min(axis=1), yb.max(axis=1)]).ravel()
 
 
 def _arrival_span_s(data: ReportData) -> tuple[float, float]:
@@ -309,11 +323,12 @@ def render_html(data: ReportData, out: pathlib.Path) -> None:
 
 
 # -- PDF ----------------------------------------------------------------------------------
-def _text_page(title: str, lines: list[str]) -> Figure:
+def _text_page(title: str, lines: list[str], wrap: bool = True) -> Figure:
     fig = Figure(figsize=PAGE_SIZE_IN, dpi=FIG_DPI)
     fig.text(0.06, 0.95, title, fontsize=13, weight="bold", va="top")
-    wrapped = [part for line in lines for part in (textwrap.wrap(line, PDF_LINE_CHARS, subsequent_indent="    ") or [""])]
-    fig.text(0.06, 0.91, "\n".join(wrapped), fontsize=8, va="top", family="monospace")
+    if wrap:
+        lines = [part for line in lines for part in (textwrap.wrap(line, PDF_LINE_CHARS, subsequent_indent="    ") or [""])]
+    fig.text(0.04 if not wrap else 0.06, 0.91, "\n".join(lines), fontsize=8 if wrap else 6.5, va="top", family="monospace")
     return fig
 
 
@@ -331,18 +346,14 @@ def summary_page(data: ReportData) -> Figure:
 
 
 def _table_pages(title: str, header: list[str], rows: list[list[str]]) -> list[Figure]:
+    """A table as monospaced text pages (matplotlib's table artist is slow to lay out at this size)."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
     pages = []
     for start in range(0, max(len(rows), 1), ROWS_PER_PDF_PAGE):
-        chunk = rows[start:start + ROWS_PER_PDF_PAGE] or [[""] * len(header)]
-        fig = Figure(figsize=PAGE_SIZE_IN, dpi=FIG_DPI)
-        fig.text(0.06, 0.96, title if start == 0 else f"{title} (continued)", fontsize=12, weight="bold", va="top")
-        ax = fig.add_axes((0.04, 0.04, 0.92, 0.88))
-        ax.axis("off")
-        table = ax.table(cellText=chunk, colLabels=header, loc="upper center", cellLoc="left")
-        table.auto_set_font_size(False)
-        table.set_fontsize(7)
-        table.auto_set_column_width(list(range(len(header))))
-        pages.append(fig)
+        chunk = [line(r) for r in rows[start:start + ROWS_PER_PDF_PAGE]]
+        pages.append(_text_page(title if start == 0 else f"{title} (continued)",
+                                [line(header), line(["-" * w for w in widths]), *chunk], wrap=False))
     return pages
 
 

@@ -4,7 +4,11 @@ One worker loop: take what the broker has delivered (a batch), verify and commit
 (:class:`fusion.ingest.PulseIngest`), acknowledge it, feed it to the incident tracker
 (:class:`fusion.incidents.IncidentTracker`), store every revision and publish it as an
 alert: JSON on ``ew/v1/{site}/incident``, CAP 1.2 XML on ``ew/v1/{site}/incident/cap`` and,
-if configured, POSTed to a webhook (in a background thread, with retries).
+if configured, POSTed to a webhook (in a background thread, with retries).  A final incident
+asks its nodes for their audio (:mod:`fusion.evidence`); verified clips are stored.
+
+With ``workers > 1`` several such processes share a site: ingest through an MQTT v5 shared
+subscription, location by spatial cells with a halo (:mod:`fusion.partition`).
 
 Example::
 
@@ -17,15 +21,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import pathlib
 import threading
 import time
 
-from fusion import alerts
+from fusion import alerts, evidence
 from fusion.incidents import IncidentTracker, Update
-from fusion.ingest import PulseIngest
+from fusion.ingest import PulseIngest, Rejection, topic_node
 from fusion.mqttlink import MqttLink, drain
+from fusion.partition import Partition
 from fusion.registry import load_registry
 from fusion.store import Store
 
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 BATCH_MAX = 2000
+DEFAULT_SHARED_GROUP = "fusion"
 TICK_S = 0.05
 
 
@@ -54,6 +61,11 @@ class FusionConfig:
     cap_sender: str = "earwitness@localhost"
     cap_status: str = "Actual"
     tls: dict | None = None
+    workers: int = 1
+    worker_index: int = 0
+    cell_m: float = 4000.0
+    halo_m: float = 2500.0
+    request_clips: bool = True
 
 
 class FusionService:
@@ -64,18 +76,26 @@ class FusionService:
         self.registry = load_registry(config.registry)
         self.store = Store(config.database, schema=config.schema)
         site = config.site
-        prefix = f"$share/{config.shared_group}/" if config.shared_group else ""
-        self.link = MqttLink(config.broker, config.client_id or f"earwitness-fusion-{site}",
-                             [f"{prefix}ew/v1/{site}/node/+/pulse", f"{prefix}ew/v1/{site}/node/+/health"],
-                             tls=config.tls)
+        group = config.shared_group or (DEFAULT_SHARED_GROUP if config.workers > 1 else None)
+        prefix = f"$share/{group}/" if group else ""
+        topics = [f"{prefix}ew/v1/{site}/node/+/{kind}" for kind in ("pulse", "health", "clip")]
+        self.partition = None
+        if config.workers > 1:
+            self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
+            topics += [self._cell_topic(c) for c in self.partition.owned_cells()]
+        client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
+        self.link = MqttLink(config.broker, client_id, topics, tls=config.tls)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
         self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s)
         self.alert_topic = f"ew/v1/{site}/incident"
         self.latencies_s: list[float] = []
         self.alerts_published = 0
+        self.clips_requested = 0
+        self.clips_stored = 0
         self._last_sent_ns: dict[str, int] = {}
         self._webhooks = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook")
         self._stop = threading.Event()
+        self._flush = threading.Event()
         self._pending: list = []
         self._thread: threading.Thread | None = None
 
@@ -116,21 +136,46 @@ class FusionService:
         # unacknowledged and the broker will not send them again on this connection.
         batch = self._pending or drain(self.link.queue, BATCH_MAX, TICK_S)
         self._pending = batch
-        pulses_batch = [(t, m) for t, m in batch if m.topic.endswith("/pulse")]
+        cell_prefix = f"ew/v1/{self.config.site}/cell/"
+        from_nodes = [(t, m) for t, m in batch if not m.topic.startswith(cell_prefix)]
+        pulses_batch = [(t, m) for t, m in from_nodes if not m.topic.endswith(("/health", "/clip"))]
         accepted = self.ingest.process(pulses_batch) if pulses_batch else []
-        for received_ns, msg in batch:
+        for received_ns, msg in from_nodes:
             if msg.topic.endswith("/health"):
                 self.ingest.health(received_ns, msg)
+            elif msg.topic.endswith("/clip"):
+                self._store_clip(received_ns, msg)
+        if self.partition is None:
+            to_locate = accepted
+        else:
+            # Forwarded before the node's message is acknowledged: QoS 1 on one connection, in order.
+            for pulse in accepted:
+                payload = json.dumps(pulse).encode()
+                for cell in self.partition.node_cells[pulse["sensor"]]:
+                    self.link.publish(self._cell_topic(cell), payload)
+            to_locate = [p for _, m in batch if m.topic.startswith(cell_prefix) for p in _cell_pulse(m)]
         for _, msg in batch:   # committed (or dead-lettered): the broker may drop them now
             self.link.ack(msg)
         self._pending = []
         updates = []
-        if accepted:
-            updates += self.tracker.add(accepted, received_ns=max(p["received_ns"] for p in accepted))
+        if to_locate:
+            updates += self.tracker.add(to_locate, received_ns=max(p["received_ns"] for p in to_locate))
         updates += self.tracker.expire(time.time_ns())
+        if self._flush.is_set():
+            self._flush.clear()
+            updates += self.tracker.flush()
         self._emit(updates)
 
+    def finalise_open_incidents(self) -> None:
+        """Have the worker finalise every open incident at its next step (end of a replay, an operator's call)."""
+        self._flush.set()
+
+    def _cell_topic(self, cell) -> str:
+        return f"ew/v1/{self.config.site}/cell/{Partition.cell_name(cell)}/pulse"
+
     def _emit(self, updates: list[Update]) -> None:
+        if self.partition is not None:   # another worker publishes what lies in its cells
+            updates = [u for u in updates if self.partition.owns(u.incident)]
         for update in updates:
             inc = update.incident
             revision = self.store.save_incident(inc, update.status, update.used, update.rejected, update.meta)
@@ -147,7 +192,40 @@ class FusionService:
                 self.latencies_s.append((time.time_ns() - update.trigger_received_ns) / NS_PER_S)
             if self.config.webhook:
                 self._webhooks.submit(alerts.post_webhook, self.config.webhook, body.encode(), alerts.JSON_CONTENT_TYPE)
+            if update.status == "final" and self.config.request_clips:
+                self._request_clips(inc, update.used)
+
+    def _request_clips(self, incident: dict, used_ids: list[int]) -> None:
+        """Ask every node that took part for its audio around its arrivals (answers on .../clip)."""
+        used = self.store.pulses(ids=used_ids) if used_ids else []
+        for node, command in evidence.clip_requests(incident["incident"], used, incident.get("sensors", [])).items():
+            self.link.publish(f"ew/v1/{self.config.site}/node/{node}/cmd", json.dumps(command).encode())
+            self.clips_requested += 1
+
+    def _store_clip(self, received_ns: int, msg) -> None:
+        node = topic_node(msg.topic, self.config.site, "clip")
+        try:
+            if node is None:
+                raise evidence.ClipRejected("topic", "not ew/v1/{site}/node/{node}/clip")
+            incident_id, meta, audio = evidence.verify_clip(node, bytes(msg.payload), self.registry)
+        except evidence.ClipRejected as exc:
+            self.ingest.dead_letter(Rejection(exc.reason, exc.detail, msg.topic, received_ns, bytes(msg.payload)))
+            return
+        self.store.add_clip(incident_id, node, meta["t0_ns"], audio, meta)
+        self.clips_stored += 1
 
     def _publish_deadletter(self, topic: str, payload: bytes) -> None:
         self.link.publish(topic, payload)
+
+
+def _cell_pulse(msg) -> list[dict]:
+    """The stored pulse a worker forwarded to a cell (a list of one), or none if it is not one."""
+    try:
+        pulse = json.loads(msg.payload)
+        if isinstance(pulse, dict) and isinstance(pulse.get("id"), int) and isinstance(pulse.get("sensor"), str):
+            return [pulse]
+    except ValueError:
+        pass
+    log.warning("ignored a malformed forwarded pulse on %s", msg.topic)
+    return []
 

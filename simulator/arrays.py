@@ -34,6 +34,7 @@ class Array:
     ids: list[str]
     xyz: np.ndarray
     origin: tuple[float, float, float] | None = None
+    covered_m2: float | None = None     # the area a grid or random layout was laid over
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,7 +48,10 @@ class Array:
         return position_fields(xyz, self.origin)
 
     def area_m2(self) -> float:
-        """Area of the array's bounding box (at least 1 m²), the denominator of per-area rates."""
+        """Area the array covers, the denominator of per-area rates: the laid-out rectangle,
+        or for a file the sensors' bounding box (at least 1 m²)."""
+        if self.covered_m2:
+            return self.covered_m2
         span = np.ptp(self.xyz[:, :2], axis=0) if len(self) else np.zeros(2)
         return float(max(span[0], 1.0) * max(span[1], 1.0))
 
@@ -67,7 +71,7 @@ class Array:
         if missing:
             raise ArrayError(f"unknown sensor {missing[0]!r}")
         rows = [index[s] for s in ids]
-        return Array([self.ids[i] for i in rows], self.xyz[rows], self.origin)
+        return Array([self.ids[i] for i in rows], self.xyz[rows], self.origin, self.covered_m2)
 
 
 def position_fields(xyz, origin=None) -> dict:
@@ -111,7 +115,7 @@ def grid(width_m: float, height_m: float, spacing_m: float | None = None, z_m: f
     ys = (np.arange(ny) + 0.5) * height_m / ny
     gx, gy = np.meshgrid(xs, ys)
     xyz = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, float(z_m))])
-    return Array([f"{prefix}{i:04d}" for i in range(len(xyz))], xyz)
+    return Array([f"{prefix}{i:04d}" for i in range(len(xyz))], xyz, covered_m2=width_m * height_m)
 
 
 def random_layout(width_m: float, height_m: float, rng: np.random.Generator, z_m: float = ROOFTOP_M,
@@ -135,7 +139,7 @@ def random_layout(width_m: float, height_m: float, rng: np.random.Generator, z_m
         pts.append(p)
     xy = np.array(pts)
     xyz = np.column_stack([xy, np.full(len(xy), float(z_m))])
-    return Array([f"{prefix}{i:04d}" for i in range(len(xyz))], xyz)
+    return Array([f"{prefix}{i:04d}" for i in range(len(xyz))], xyz, covered_m2=width_m * height_m)
 
 
 def read_csv(path, origin=None) -> Array:

@@ -26,6 +26,9 @@ LEVEL_FREQ_HZ = 1000.0      # a muzzle blast's energy peaks near here at range
 class DetectorModel:
     """How the node's detector turns arrivals into pulses (SNR in dB of peak over background Leq).
 
+    Background noise peaks some 10 dB over its Leq, so a detector that is not to fire on it
+    every few seconds needs a peak about 20 dB over the Leq.
+
     ``detect_snr_db``: 50 % detection; ``detect_width_db``: the logistic's scale.
     ``pick_sd_us`` at and above ``pick_ref_snr_db``, growing 1/amplitude below it, capped
     at ``pick_max_us``. ``rearm_s``: arrivals closer than this after a pulse merge into it.
@@ -34,8 +37,8 @@ class DetectorModel:
     impulsive false pulses per sensor-hour.
     """
 
-    detect_snr_db: float = 12.0
-    detect_width_db: float = 1.5
+    detect_snr_db: float = 20.0
+    detect_width_db: float = 2.0
     pick_sd_us: float = 20.0
     pick_ref_snr_db: float = 30.0
     pick_max_us: float = 1000.0
@@ -105,8 +108,8 @@ def pulses(scn: Scenario, model: DetectorModel | None = None, progress=None):
 
 
 def _round_number(scn: Scenario, g, k: int) -> int:
-    ems = scn.emissions(g.event)
-    return ems.index(g.emissions[k]) + 1
+    em = g.emissions[k]
+    return next(j for j, e in enumerate(scn.emissions(g.event)) if e is em) + 1
 
 
 PATH_NAMES = {-1: "false", **dict(enumerate(propagation.KIND_NAMES))}

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfilt
+from scipy.fft import next_fast_len
+from scipy.signal import fftconvolve
 
 from simulator.sources import P_REF_PA
 
@@ -31,6 +32,8 @@ T01_K = 273.16                 # triple point of water
 P_REF_KPA = 101.325            # ISO 9613-1 reference pressure
 NEPER_DB = 8.686               # 20 log10(e): the ISO formula's nepers-to-dB factor
 ABSORPTION_FLOOR_DB = 150.0    # attenuations beyond this are numerically zero; keeps the cepstrum finite
+MIC_FLAT_HZ = 12000.0          # the microphone and ADC are flat to here, then roll off smoothly
+MIC_NYQUIST_DB = 80.0          # to this much down at the Nyquist frequency
 KERNEL_LEAD = 8                # samples of a kernel before its arrival: room for the band-limited step
 MIN_PATH_M = 0.5               # spreading is referred to 1 m; closer than this is the source itself
 
@@ -125,17 +128,24 @@ class Environment:
     ``nlos_probability`` is the chance that a sensor far from the source (≫ ``nlos_scale_m``)
     hears only a diffracted first arrival; nearer sensors are blocked less often,
     p(d) = p (1 - exp(-d / scale)). Blocked paths are ``nlos_delay_ms`` late (log-uniform).
+    ``excess_db_per_km`` (up to ``excess_max_db``) is the urban excess attenuation over
+    spreading and absorption: screening by rows of buildings, the "housing" term of ISO
+    9613-2 Annex A.3 (0.1 B dB/m for a built-up fraction B). 12 dB/km matches the first-pulse
+    levels against distance in the Pittsburgh 2018 data (FP1-FP3), whose sensors hear
+    handguns out to about 1 km.
     ``echo_density_per_s`` and ``echo_decay_s`` (time to fall 60 dB) shape the diffuse tail.
     """
 
     ground_reflection: float = 0.9
     walls: list[Wall] = field(default_factory=list)
+    excess_db_per_km: float = 12.0
+    excess_max_db: float = 25.0
     nlos_probability: float = 0.3
     nlos_scale_m: float = 300.0
     nlos_delay_ms: tuple[float, float] = (1.0, 30.0)
-    echo_density_per_s: float = 60.0
+    echo_density_per_s: float = 400.0
     echo_decay_s: float = 1.5
-    echo_reflection: float = 0.5
+    echo_reflection: float = 0.1
     echo_min_delay_s: float = 0.01
 
 
@@ -223,7 +233,10 @@ def discrete_arrivals(src, rcv, atm: Atmosphere, env: Environment, draws, azimut
                               np.full(len(rcv), GROUND)))
     for wall in env.walls:
         parts.append(_wall_arrivals(src, rcv, atm, wall))
-    return Arrivals.concat(parts)
+    out = Arrivals.concat(parts)
+    excess_db = np.minimum(env.excess_db_per_km * out.path_m / 1000.0, env.excess_max_db)
+    out.gain = out.gain * 10.0 ** (-excess_db / 20.0)
+    return out
 
 
 def _wall_arrivals(src, rcv, atm: Atmosphere, wall: Wall) -> Arrivals:
@@ -284,18 +297,33 @@ def _minimum_phase(log_mag: np.ndarray) -> np.ndarray:
     return np.exp(np.fft.rfft(cep * fold, n))
 
 
+def receiver_rolloff_db(freq_hz, rate_hz: float) -> np.ndarray:
+    """Attenuation (dB) of the microphone capsule and the ADC's anti-alias filter together.
+
+    Flat to MIC_FLAT_HZ, then a quadratic fall in dB to MIC_NYQUIST_DB at Nyquist: smooth,
+    so that with the path filters it makes a short minimum-phase (causal) response and a
+    fractional delay (band-limited interpolation) leaves no visible pre-echo; a brick-wall
+    band edge would ring before each onset and bias every picked arrival early.
+    """
+    f = np.asarray(freq_hz, dtype=float)
+    nyq = rate_hz / 2.0
+    x = np.clip((f - MIC_FLAT_HZ) / max(nyq - MIC_FLAT_HZ, 1.0), 0.0, None)
+    return MIC_NYQUIST_DB * x * x
+
+
 def transfer_kernels(arr: Arrivals, atm: Atmosphere, rate_hz: float, n: int = 1024, pos=None):
     """Causal FIR kernels (K, n) for arrivals, and each kernel's start in whole samples.
 
     Each kernel is the arrival's gain × the minimum-phase filter whose magnitude is the air
-    absorption over its path (ISO 9613-1, :func:`air_absorption_db_per_m`) and, for
-    diffracted paths, Maekawa's loss (:func:`maekawa_loss_db`); its fractional delay is a
+    absorption over its path (ISO 9613-1, :func:`air_absorption_db_per_m`), for
+    diffracted paths Maekawa's loss (:func:`maekawa_loss_db`), and the receiver's roll-off
+    (:func:`receiver_rolloff_db`); its fractional delay is a
     linear phase, so onsets land between samples exactly. Kernel k starts at sample
     ``start[k]`` (= floor(delay·rate) - KERNEL_LEAD). ``pos`` overrides delay·rate with the
     arrivals' fractional sample positions (a sensor whose clock runs off by some ppm).
     """
     f = np.fft.rfftfreq(n, 1.0 / rate_hz)
-    att_db = np.outer(arr.path_m, atm.absorption_db_per_m(f))
+    att_db = np.outer(arr.path_m, atm.absorption_db_per_m(f)) + receiver_rolloff_db(f, rate_hz)
     if np.any(arr.detour_m > 0):
         att_db = att_db + np.where(arr.detour_m[:, None] > 0, maekawa_loss_db(f[None, :], arr.detour_m[:, None], atm.c_mps), 0.0)
     att_db = np.minimum(att_db, ABSORPTION_FLOOR_DB)
@@ -368,6 +396,7 @@ ZONE_LEVEL_DB = {"quiet": 45.0, "park": 48.0, "residential": 55.0, "commercial":
 NIGHT_DIP_DB = 9.0            # typical day-night difference of urban Leq
 QUIETEST_HOUR = 3.5
 TRAFFIC_CORNER_HZ = 300.0     # road-traffic spectra fall about 6 dB/octave above this
+TRAFFIC_WHITE = 0.05          # and level off this far (amplitude) below their low-frequency level
 
 
 def background_level_db(zone: str, hour: float) -> float:
@@ -384,14 +413,24 @@ def background_level_db(zone: str, hour: float) -> float:
     return day_db - NIGHT_DIP_DB / 2.0 * (1.0 + np.cos(2.0 * np.pi * (hour - QUIETEST_HOUR) / 24.0))
 
 
-def urban_noise(n: int, rate_hz: float, level_db: float, rng: np.random.Generator) -> np.ndarray:
+def urban_noise(n: int, rate_hz: float, level_db: float, rng: np.random.Generator,
+                floor_db: float | None = None) -> np.ndarray:
     """``n`` samples of road-traffic-like background noise in Pa with an Leq of ``level_db``.
 
-    Gaussian noise through a one-pole low-pass at 300 Hz plus a small white floor: the
-    -6 dB/octave slope of traffic spectra above a few hundred Hz (e.g. the ISO 717 / EN 1793-3
-    normalised traffic spectrum).
+    Gaussian noise with the power spectrum of a one-pole low-pass at 300 Hz plus a small
+    white part: the -6 dB/octave slope of traffic spectra above a few hundred Hz (e.g. the
+    EN 1793-3 normalised traffic spectrum). ``floor_db`` adds a white floor of that level
+    (the microphone's self-noise). Synthesised in the frequency domain (random-phase
+    spectrum, one inverse FFT), which draws a third of the random numbers a filtered-noise
+    generator would.
     """
-    sos = butter(1, TRAFFIC_CORNER_HZ, fs=rate_hz, output="sos")
-    x = sosfilt(sos, rng.standard_normal(n)) + 0.05 * rng.standard_normal(n)
+    m = next_fast_len(max(n, 2), real=True)
+    f = np.fft.rfftfreq(m, 1.0 / rate_hz)
+    traffic = 1.0 / (1.0 + (f / TRAFFIC_CORNER_HZ) ** 2) + TRAFFIC_WHITE ** 2
+    traffic_pa = P_REF_PA * 10.0 ** (level_db / 20.0)
+    floor_pa = P_REF_PA * 10.0 ** (floor_db / 20.0) if floor_db is not None else 0.0
+    power = traffic_pa ** 2 * traffic / traffic.mean() + floor_pa ** 2
+    z = rng.standard_normal((2, len(f)), dtype=np.float32)
+    x = np.fft.irfft((z[0] + 1j * z[1]) * np.sqrt(power), m)[:n]
     rms = float(np.sqrt(np.mean(x * x))) or 1.0
-    return x * (P_REF_PA * 10.0 ** (level_db / 20.0) / rms)
+    return x * (np.sqrt(traffic_pa ** 2 + floor_pa ** 2) / rms)

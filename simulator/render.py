@@ -32,7 +32,7 @@ from scipy.signal import fftconvolve
 
 from simulator import propagation, sources
 from simulator.propagation import Arrivals
-from simulator.scenario import (NS, STREAM_ECHOES, STREAM_GLITCH, STREAM_NLOS, Event, Scenario)
+from simulator.scenario import NS, STREAM_ECHOES, STREAM_GLITCH, STREAM_NLOS, STREAM_NOISE, Event, Scenario
 from simulator.sensors import SELF_NOISE_DB, SensorModel, apply_glitches, glitches
 
 PRE_S = 1.2              # window starts this long before the first arrival: a PPS edge before it
@@ -188,11 +188,10 @@ def render_window(scn: Scenario, p: Plan, i: int, t0_s: float, t1_s: float, grou
     model = scn.sensor_models()[i]
     n0 = int(math.ceil(model.sample_index(t0_s)))
     n = int(math.floor(model.sample_index(t1_s))) - n0
-    t_true = model.sample_times(n0, n)
-    rng = scn.rng(STREAM_ECHOES, i, int(t0_s * 1000))
+    t_first = float(model.sample_times(n0, 1)[0])
+    rng = scn.rng(STREAM_NOISE, i, int(t0_s * 1000))
     rate = model.rate_at(t0_s)
-    pa = propagation.urban_noise(n, rate, scn.noise_level_db(model), rng)
-    pa += rng.standard_normal(n) * sources.P_REF_PA * 10.0 ** (SELF_NOISE_DB / 20.0)
+    pa = propagation.urban_noise(n, rate, scn.noise_level_db(model), rng, floor_db=SELF_NOISE_DB)
     for k in group_ids:
         g, arr = p.groups[k], p.arrivals[k]
         mine = arr.select(arr.rcv == i)
@@ -212,11 +211,11 @@ def render_window(scn: Scenario, p: Plan, i: int, t0_s: float, t1_s: float, grou
         if g.event.crack is not None:
             pa += _crack(scn, g, i, model, n0, n)
     mic = model.to_full_scale(pa)
-    pps = model.pps(t_true, (scn.start_ns % NS) / NS)
+    pps = model.pps(t_first, n, (scn.start_ns % NS) / NS, seed=i)
     audio = np.column_stack([mic, pps]).astype(np.float32)
     drops, overruns = glitches(scn.rng(STREAM_GLITCH, i, int(t0_s * 1000)), model, n)
     audio = apply_glitches(audio, drops, overruns)
-    t0_ns = scn.start_ns + int(round(float(t_true[0]) * NS))
+    t0_ns = scn.start_ns + int(round(t_first * NS))
     return t0_ns, audio, {"n0": n0, "dropouts": drops, "overruns": overruns}
 
 
@@ -281,7 +280,8 @@ def render(scn: Scenario, outdir, sensor_ids=None, continuous: bool = False, t_r
     sub = scn.array.subset(ids)
     sub.write_csv(out / "sensors.csv", sub.xyz + np.array([models[index[s]].gps_offset_m for s in ids]))
     sub.write_csv(out / "sensors_true.csv")
-    write_jsonl(out / "truth.jsonl", [r for r in scn.truth() if t_range is None or t_range[0] <= (r["t_ns"] - scn.start_ns) / NS <= t_range[1] + 60])
+    kept = {g.event.index for g in p.groups}
+    write_jsonl(out / "truth.jsonl", [r for r in scn.truth() if r["event"] in kept])
     clips, arrivals, seconds = [], [], 0.0
     bar = Progress("render", len(ids)) if progress else None
     for done, sid in enumerate(ids, 1):

@@ -14,15 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import log_ndtr
+
+from simulator.pps import Adc, pps_channel
 
 NOMINAL_RATE_HZ = 48000
 MEMS_SENSITIVITY_DBFS_PER_PA = -36.0   # full scale = 130 dB SPL: a rooftop sensor clips only near a shot
 SELF_NOISE_DB = 30.0                   # equivalent input noise of a good MEMS microphone, dB SPL
 PPS_AMPLITUDE_FS = 0.5                 # the PPS step through the input divider, fraction of full scale
 PPS_WIDTH_S = 0.1                      # u-blox default PPS pulse: 100 ms high
-PPS_TAU_S = 0.01                       # AC-coupling time constant (a 16 Hz high-pass)
-PPS_RISE_S = 1e-5                      # edge rise after the ADC decimation filter (σ of an erf, ~0.5 sample)
+PPS_HIGHPASS_HZ = 20.0                 # AC-coupling corner of the line input
 OVERRUN_BLOCK = 1024                   # samples lost when the capture callback overruns
 DROPOUT_S = (0.01, 0.1)                # zeroed stretches when the audio interface glitches
 
@@ -43,7 +43,7 @@ class SensorModel:
     pps_amplitude_fs: float = PPS_AMPLITUDE_FS
     pps_polarity: int = 1
     pps_width_s: float = PPS_WIDTH_S
-    pps_tau_s: float = PPS_TAU_S
+    pps_highpass_hz: float = PPS_HIGHPASS_HZ
     gps_offset_m: np.ndarray = field(default_factory=lambda: np.zeros(3))
     noise_offset_db: float = 0.0
     dropouts_per_h: float = 0.0
@@ -84,27 +84,18 @@ class SensorModel:
         return np.clip(pressure_pa * 10.0 ** (self.sensitivity_dbfs_per_pa / 20.0), -1.0, 1.0)
 
     # --- PPS through an AC-coupled input -------------------------------------------------
-    def pps(self, t_s: np.ndarray, epoch_offset_s: float = 0.0) -> np.ndarray:
-        """The PPS channel at true times ``t_s``: spikes at each edge of a 1 Hz square pulse.
+    def pps(self, t0_s: float, n: int, epoch_offset_s: float = 0.0, seed: int = 0) -> np.ndarray:
+        """The PPS channel of ``n`` samples from the sample taken at true time ``t0_s``.
 
         The pulse rises at every UTC second (``epoch_offset_s`` is the fractional UTC second
-        of t = 0) and falls ``pps_width_s`` later; the input's coupling capacitor makes a
-        first-order high-pass (time constant ``pps_tau_s``) and the anti-alias filter a rise
-        time of ``PPS_RISE_S``. The step response of that chain is an exponentially modified
-        Gaussian, exp(σ²/2τ² - t/τ) Φ(t/σ - σ/τ) (Grushka, Anal. Chem. 44, 1972), computed
-        through log Φ for stability. The true edge is the step's midpoint.
+        of t = 0) and falls ``pps_width_s`` later, as band-limited steps through the
+        AC-coupled input: :func:`simulator.pps.pps_channel` (the timing tests' model), on
+        this sensor's clock from that sample on.
         """
-        t = np.asarray(t_s, dtype=float) + epoch_offset_s
-        out = np.zeros_like(t)
-        sig, tau = PPS_RISE_S, self.pps_tau_s
-        memory_s = 20.0 * tau
-        first = np.floor(t.min() - memory_s - self.pps_width_s)
-        for sec in np.arange(first, np.ceil(t.max()) + 1.0):
-            for edge, sign in ((sec, 1.0), (sec + self.pps_width_s, -1.0)):
-                near = (t > edge - 10 * sig) & (t < edge + memory_s)
-                x = t[near] - edge
-                out[near] += sign * np.exp(sig * sig / (2 * tau * tau) - x / tau + log_ndtr(x / sig - sig / tau))
-        return self.pps_polarity * self.pps_amplitude_fs * out
+        adc = Adc(t0_s + epoch_offset_s, ppm=self.ppm + self.drift_ppm_per_h * t0_s / 3600.0,
+                  drift_ppm_per_s=self.drift_ppm_per_h / 3600.0, rate_hz=self.rate_hz)
+        return pps_channel(adc, n, width_s=self.pps_width_s, amplitude=self.pps_amplitude_fs,
+                           polarity=self.pps_polarity, highpass_hz=self.pps_highpass_hz, seed=seed).samples
 
 
 def draw_sensor_model(rng: np.random.Generator, ppm_sd: float = 20.0, drift_ppm_per_h_sd: float = 0.5,
@@ -146,6 +137,8 @@ def glitches(rng: np.random.Generator, model: SensorModel, n: int):
 
 def apply_glitches(audio: np.ndarray, drops, overruns) -> np.ndarray:
     """Zero the dropouts and cut the overrun blocks out of ``audio`` (samples, channels)."""
+    if not drops and not overruns:
+        return audio
     out = audio.copy()
     for start, length in drops:
         out[start:start + length] = 0.0

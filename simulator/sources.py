@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy.signal import resample_poly
 
 P_REF_PA = 20e-6                 # reference pressure of dB SPL
-OVERSAMPLE = 4                   # analytic waveforms are sampled this much finer, then decimated
+OVERSAMPLE = 8                   # points per sample period averaged by area sampling
 ATMOSPHERIC_PRESSURE_PA = 101325.0
 
 Waveform = Callable[[np.ndarray], np.ndarray]
@@ -119,12 +118,14 @@ def damped_modes(t_s, amps_pa, freqs_hz, taus_s, click_pa=0.0, click_s=2e-4):
 def sample(emission: Emission, rate_hz: float, start_s: float, n: int) -> np.ndarray:
     """Sample an emission at ``rate_hz`` from ``start_s`` (relative to its onset), ``n`` samples.
 
-    The analytic waveform is evaluated ``OVERSAMPLE`` times finer and decimated with a
-    polyphase anti-alias filter (scipy ``resample_poly``), so a step that falls between
-    samples is represented by its band-limited version, not rounded to a sample.
+    Area sampling: each sample is the waveform's mean over its own sample period (a box
+    prefilter, evaluated at ``OVERSAMPLE`` points), so a step that falls between samples
+    lands as a fraction of one sample, with no ringing before it (a long linear-phase
+    anti-alias filter would put a pre-echo ahead of every onset).
     """
-    t = start_s + np.arange(n * OVERSAMPLE) / (rate_hz * OVERSAMPLE)
-    return resample_poly(emission.wave(t), 1, OVERSAMPLE)[:n]
+    offsets = (np.arange(OVERSAMPLE) + 0.5) / OVERSAMPLE - 0.5
+    t = start_s + (np.arange(n)[:, None] + offsets[None, :]) / rate_hz
+    return emission.wave(t.ravel()).reshape(n, OVERSAMPLE).mean(axis=1)
 
 
 def _level(rng, level_db, lo, hi):

@@ -5,6 +5,10 @@ edge.wire messages, one key per sensor, in arrival order.
 """
 from __future__ import annotations
 
+import base64
+import collections
+import hashlib
+import json
 import math
 import os
 import signal
@@ -16,11 +20,13 @@ import xml.etree.ElementTree as ET
 import nacl.signing
 import pytest
 
+from earwitness.cli import main
 from edge import wire
 from fusion.alerts import CAP_NS
 from fusion.service import FusionConfig, FusionService
 from fusion.store import Store
 from fusion_mqtt import Collector, publish_all
+from fusion_mqtt import client as mqtt_client
 from fusion_site import build_site
 
 SITE = "pgh"
@@ -30,8 +36,9 @@ DEADLETTER = f"ew/v1/{SITE}/deadletter"
 
 
 def _config(tmp_path, broker, site, **extra) -> FusionConfig:
-    return FusionConfig(site=SITE, broker=broker.url, registry=site.registry_path, database=str(tmp_path / "fusion.db"),
-                        client_id="fusion-test", temperature_c=site.temperature_c, **extra)
+    settings = dict(site=SITE, broker=broker.url, registry=site.registry_path, database=str(tmp_path / "fusion.db"),
+                    client_id="fusion-test", temperature_c=site.temperature_c)
+    return FusionConfig(**{**settings, **extra})
 
 
 @pytest.fixture
@@ -135,3 +142,117 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
         assert proc.wait(timeout=30) == 0, log.read_text()
     assert deadletters.json(DEADLETTER) == []   # redeliveries after the crash are not replays
     deadletters.close()
+
+
+def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosquitto, tmp_path):
+    """Shared subscription for ingest, spatial cells with a halo for location: one incident, once."""
+    xs = site.survey_xyz[0]
+    cells_to_shot = max(1, round(abs(xs) / 1500.0))
+    cell_m = (abs(xs) + 20.0) / cells_to_shot      # a cell border 20 m from the surveyed position
+    alerts = Collector(mosquitto, INCIDENT)
+    workers = [FusionService(_config(tmp_path, mosquitto, site, workers=2, worker_index=k, cell_m=cell_m,
+                                     halo_m=2500.0, client_id=f"fusion-w{k}")).start() for k in range(2)]
+    part = workers[0].partition
+    border_x = -cells_to_shot * cell_m if xs < 0 else cells_to_shot * cell_m
+    j = part.cell_of((xs, site.survey_xyz[1]))[1]
+    west, east = part.cell_of((border_x - 1.0, 0.0))[0], part.cell_of((border_x + 1.0, 0.0))[0]
+    assert part.owner((west, j)) != part.owner((east, j))
+    try:
+        publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert alerts.wait_for(lambda c: any(a["rounds"] == site.rounds for a in c.json(INCIDENT)))
+    finally:
+        for w in workers:
+            w.stop(finalise=True)
+    assert alerts.wait_for(lambda c: any(a["status"] == "final" for a in c.json(INCIDENT)))
+    alerts.close()
+    assert all(w.ingest.accepted > 0 for w in workers)
+    assert sum(w.ingest.accepted for w in workers) == len(site.messages)
+    got = alerts.json(INCIDENT)
+    final = [a for a in got if a["status"] == "final"]
+    assert len(final) == 1 and final[0]["rounds"] == site.rounds
+    # Revisions are published by one worker under one id.  Known limit: a preliminary located
+    # from few sensors on the far side of the border may come from the other worker first.
+    assert {a["incident"] for a in got if a["status"] != "preliminary"} == {final[0]["incident"]}
+    assert len({a["incident"] for a in got}) <= 2
+    for shot in final[0]["shots"]:
+        assert math.hypot(shot["x"] - xs, shot["y"] - site.survey_xyz[1]) <= SURVEY_TOLERANCE_M
+    with Store(tmp_path / "fusion.db") as store:
+        assert store.count_pulses() == len(site.messages)
+
+
+class _EvidenceNodes:
+    """Stand-in nodes answering clip commands: real audio of the test's WAVs, signed as edge.evidence does."""
+
+    def __init__(self, broker, site):
+        import io
+
+        import soundfile
+
+        from edge.evidence import clip_message
+
+        self.site, self.answered = site, []
+        self._audio = {}
+        for node, path, t0_ns in site.wavs:
+            samples, rate_hz = soundfile.read(path, dtype="int16")
+            self._audio[node] = (samples, rate_hz, t0_ns)
+        self._io, self._sf, self._clip_message = io, soundfile, clip_message
+        self.c = mqtt_client(broker, "evidence-nodes")
+        self.c.on_message = self._on_command
+        self.c.subscribe(f"ew/v1/{SITE}/node/+/cmd", qos=1)
+
+    def _on_command(self, client, userdata, msg):
+        node = msg.topic.split("/")[4]
+        cmd = json.loads(msg.payload)
+        topic = f"ew/v1/{SITE}/node/{node}/clip"
+        if node not in self._audio:
+            client.publish(topic, json.dumps({"id": cmd["id"], "node": node, "error": "no evidence audio"}), qos=1)
+            return
+        samples, rate_hz, t0_ns = self._audio[node]
+        i0 = max(0, (cmd["t0_ns"] - t0_ns) * rate_hz // 10**9)
+        i1 = min(len(samples), (cmd["t1_ns"] - t0_ns) * rate_hz // 10**9)
+        buf = self._io.BytesIO()
+        self._sf.write(buf, samples[i0:i1], rate_hz, format="FLAC", subtype="PCM_16")
+        flac = buf.getvalue()
+        clip = {"t0_ns": t0_ns + i0 * 10**9 // rate_hz, "t1_ns": t0_ns + (i1 - 1) * 10**9 // rate_hz, "rate_hz": rate_hz,
+                "frames": int(i1 - i0), "t_unc_ns": 10**6, "timing": "file", "sha256": hashlib.sha256(flac).hexdigest(),
+                "flac": flac}
+        answer = self._clip_message(clip, cmd["id"], node, self.site.keys[node])
+        client.publish(topic, json.dumps(answer), qos=1)
+        if not self.answered:   # the same clip with its audio altered: must be refused
+            forged = dict(answer, audio_b64=base64.b64encode(flac[:-1] + bytes([flac[-1] ^ 1])).decode())
+            client.publish(topic, json.dumps(forged), qos=1)
+        self.answered.append(node)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, tmp_path):
+    """A final incident asks its nodes for audio; verified clips are stored and drawn in the report."""
+    nodes = _EvidenceNodes(mosquitto, site)
+    deadletters = Collector(mosquitto, DEADLETTER)
+    service = FusionService(_config(tmp_path, mosquitto, site)).start()
+    try:
+        publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert _wait(lambda: service.ingest.accepted == len(site.messages))
+        assert _wait(lambda: any(len(t.body["shots"]) == site.rounds for g in service.tracker.groups for t in g.tracked))
+        service.finalise_open_incidents()
+        assert _wait(lambda: service.clips_requested > 0)
+        assert _wait(lambda: service.clips_stored == len(site.wavs))
+        assert _wait(lambda: len(deadletters.json(DEADLETTER)) == service.clips_requested - len(site.wavs) + 1)
+    finally:
+        service.stop(finalise=False)
+        nodes.close()
+        deadletters.close()
+    reasons = collections.Counter(d["reason"] for d in deadletters.json(DEADLETTER))
+    assert reasons == {"clip-error": service.clips_requested - len(site.wavs), "signature": 1}   # altered audio
+    with Store(tmp_path / "fusion.db") as store:
+        incident, = store.incidents()
+        clips = store.clips(incident["incident"])
+        assert sorted(c["node"] for c in clips) == sorted(n for n, _, _ in site.wavs)
+        assert all(hashlib.sha256(c["data"]).hexdigest() == c["sha256"] == c["meta"]["sha256"] for c in clips)
+    out = tmp_path / "report.html"
+    assert main(["report", incident["incident"], "--db", str(tmp_path / "fusion.db"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "class='waveforms'" in text and all(c["sha256"] in text for c in clips)

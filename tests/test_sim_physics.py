@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
-from scipy.special import ndtri
 
 from simulator import propagation, render, scenario, sensors, sources
 from simulator.propagation import Arrivals, Atmosphere
@@ -67,6 +66,18 @@ def test_kernel_level_is_spreading_plus_absorption(dist_m):
         assert energy[: int(onset) - 2].sum() < 1e-3 * energy.sum()
 
 
+def test_urban_excess_attenuation_grows_with_distance_to_its_cap():
+    atm = Atmosphere()
+    rcv = np.array([[400.0, 0.0, 0.0], [5000.0, 0.0, 0.0]])
+    plain = propagation.Environment(ground_reflection=0.0, nlos_probability=0.0, excess_db_per_km=0.0)
+    city = propagation.Environment(ground_reflection=0.0, nlos_probability=0.0, excess_db_per_km=12.0, excess_max_db=25.0)
+    draws = np.zeros((2, 2))
+    g0 = propagation.discrete_arrivals([0, 0, 0], rcv, atm, plain, draws).gain
+    g1 = propagation.discrete_arrivals([0, 0, 0], rcv, atm, city, draws).gain
+    assert 20 * np.log10(g1 / g0) == pytest.approx([-4.8, -25.0])
+    assert g0 == pytest.approx(1.0 / rcv[:, 0])
+
+
 def test_maekawa_loss():
     # N = 2 δ f / c = 1 for δ = 0.1715 m at 1 kHz: 10 log10(23) = 13.6 dB.
     assert propagation.maekawa_loss_db(1000.0, 343.0 / 2000.0, 343.0) == pytest.approx(13.62, abs=0.01)
@@ -81,7 +92,7 @@ def _line_scenario(ppm=0.0, drift=0.0, distances=(100.0, 400.0), t_s=3.0, **sens
         "sensors": {"ppm_sd": 0.0, "drift_ppm_per_h_sd": 0.0, "ppm": ppm, "drift_ppm_per_h": drift,
                     "gps_error_m": 0.0, "gps_vertical_error_m": 0.0, **sensor_extra},
         "environment": {"zone": "quiet", "ground_reflection": 0.0, "nlos_probability": 0.0,
-                        "walls_per_event": 0, "echo_density_per_s": 0.0},
+                        "walls_per_event": 0, "echo_density_per_s": 0.0, "excess_db_per_km": 0.0},
         "events": [{"t_s": t_s, "kind": "handgun", "x": 0.0, "y": 0.0, "z": 1.5, "level_db": 155.0}],
     }
     scn = scenario.from_dict(doc)
@@ -155,29 +166,21 @@ def test_sample_clock_inverse_with_drift():
 
 
 def test_pps_edges_land_at_the_right_sample(tmp_path):
-    scn = _line_scenario(ppm=-42.0, distances=(150.0,), t_s=5.0)
+    from edge.pps import AudioPps
+
+    scn = _line_scenario(ppm=-42.0, drift=3.0, distances=(150.0,), t_s=5.0)
     clip = render.render(scn, tmp_path, dtype="float", progress=False)["clips"][0]
-    x, _ = sf.read(tmp_path / clip["file"], dtype="float64")
-    pps = x[:, 1]
+    x, _ = sf.read(tmp_path / clip["file"], dtype="float32")
     model = scn.sensor_models()[0]
     n0 = model.sample_index((clip["t0_ns"] - scn.start_ns) * 1e-9)
+    found = AudioPps(RATE, polarity=1).process(x[:, 1])        # the node's own C edge finder
     t_first = (clip["t0_ns"] - scn.start_ns) * 1e-9
-    edges = np.arange(math.ceil(t_first), t_first + len(pps) / RATE - 0.2)
-    assert len(edges) >= 2
-    for e in edges:
-        want = model.sample_index(e) - n0                               # the edge's fractional index
-        k = int(want)
-        seg = pps[k - 5:k + 10]
-        assert seg.max() == pytest.approx(sensors.PPS_AMPLITUDE_FS, rel=0.05)   # AC-coupled: a spike
-        # The edge is a step smoothed by a Gaussian of σ = PPS_RISE_S: invert Φ at the sample
-        # nearest the edge to find where the step's midpoint lies between samples.
-        j = int(round(want))
-        y = pps[j] / sensors.PPS_AMPLITUDE_FS
-        got = j - ndtri(y) * sensors.PPS_RISE_S * RATE
-        assert got == pytest.approx(want, abs=0.05)
-        # The falling edge 100 ms later spikes the other way; between them it has decayed.
-        assert pps[int(want) + int(0.05 * RATE)] == pytest.approx(0.0, abs=0.01)
-        assert pps[int(want + sensors.PPS_WIDTH_S * RATE) + 2] < -0.4
+    seconds = np.arange(math.ceil(t_first), t_first + len(x) / RATE)
+    want = model.sample_index(seconds) - n0                       # on this sensor's clock
+    assert len(found) == len(want) >= 2
+    assert found == pytest.approx(want, abs=0.05)
+    # The 42 ppm rate error is visible: the edges are not a whole 48000 samples apart.
+    assert np.diff(found) == pytest.approx(RATE * (1 - 42e-6), abs=0.1)
 
 
 def test_clipping_and_sensitivity():

@@ -145,17 +145,51 @@ def test_bad_scenarios_get_one_line_errors(tmp_path, capsys, text, message):
     assert len(lines) == 1 and lines[0].startswith("earwitness sim: error:") and message in lines[0], err
 
 
-def test_cli_render_and_pulses(tmp_path):
-    out = run_cli("small", "--render", str(tmp_path / "r"), "--format", "float")
-    assert out.returncode == 0, out.stderr
-    assert "rendered" in out.stderr and "real time" in out.stderr
+def test_cli_render_and_pulses(tmp_path, capsys):
+    from earwitness.cli import main
+
+    assert main(["sim", "small", "--render", str(tmp_path / "r"), "--format", "float"]) == 0
+    err = capsys.readouterr().err
+    assert "rendered" in err and "real time" in err
     assert sf.info(tmp_path / "r" / "audio" / "S0004-000.wav").subtype == "FLOAT"
-    out = run_cli("small", "--pulses", str(tmp_path / "p" / "pulses.jsonl"))
-    assert out.returncode == 0, out.stderr
+    assert main(["sim", "small", "--pulses", str(tmp_path / "p" / "pulses.jsonl")]) == 0
     pulses = read_jsonl(tmp_path / "p" / "pulses.jsonl")
     assert pulses and all({"sensor", "t_ns", "t_unc_ns", "snr_db"} <= set(p) for p in pulses)
     assert (tmp_path / "p" / "pulses.sensors.csv").exists() and (tmp_path / "p" / "pulses.truth.jsonl").exists()
-    assert run_cli("no_such_scenario", "--render", str(tmp_path)).returncode == 2
-    assert run_cli("small", "--render", str(tmp_path / "x"), "--sensors", "S9999").returncode == 2
+    assert main(["sim", "no_such_scenario", "--render", str(tmp_path)]) == 2
+    assert main(["sim", "small", "--render", str(tmp_path / "x"), "--sensors", "S9999"]) == 2
+    assert "unknown sensor 'S9999'" in capsys.readouterr().err
+
+
+def test_console_script_lists_the_library():
     listing = run_cli("--list")
     assert listing.returncode == 0 and "city_house" in listing.stdout
+
+
+def test_overruns_and_dropouts_reach_the_files(tmp_path):
+    path = tmp_path / "glitchy.toml"
+    text = (scenario.LIBRARY / "small.toml").read_text().replace(
+        "gps_error_m = 1.0", "gps_error_m = 1.0\noverruns_per_h = 2000.0\ndropouts_per_h = 2000.0")
+    path.write_text(text)
+    clean = scenario.load("small")
+    glitchy = scenario.load(path)
+    a = render.render(clean, tmp_path / "a", progress=False)["clips"]
+    b = render.render(glitchy, tmp_path / "b", progress=False)["clips"]
+    assert sum(c["overruns"] for c in b) > 5 and sum(c["dropouts"] for c in b) > 5
+    for ca, cb in zip(a, b):
+        # Each overrun loses a 1024-sample block (two may overlap); nothing else changes the length.
+        lost = ca["samples"] - cb["samples"]
+        assert (lost == 0) == (cb["overruns"] == 0)
+        assert lost <= 1024 * cb["overruns"] and (cb["overruns"] == 0 or lost >= 1024)
+        assert sf.info(tmp_path / "b" / cb["file"]).frames == cb["samples"]
+
+
+def test_continuous_render_covers_the_whole_scenario(tmp_path):
+    scn = scenario.load("small")
+    clips = render.render(scn, tmp_path, ["S0000", "S0004"], continuous=True, progress=False)["clips"]
+    assert [c["sensor"] for c in clips] == ["S0000", "S0004"]
+    models = scn.sensor_models()
+    for c in clips:
+        model = models[scn.array.ids.index(c["sensor"])]
+        assert c["t0_ns"] - scn.start_ns < 1e5                         # from the start ...
+        assert abs(c["samples"] - model.sample_index(scn.duration_s)) <= 1.0   # ... to the end, on its own clock

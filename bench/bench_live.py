@@ -1,0 +1,159 @@
+"""Live fleet: pulse-level simulation of 1,000 sensors through a real broker and the fusion server.
+
+The fleet scenario of ``bench_sim`` (1,000 sensors at 15 per square mile, 100 incidents a
+minute) is turned into pulses (``simulator.fleet``), each signed as its node would sign it
+(``edge.wire``, one Ed25519 key per node) and published QoS 1 on the node's topic at the pace
+of the simulated clock (a pulse goes out when its first arrival plus the node's stamping wait
+has passed), to an embedded mosquitto and the fusion server in its own process (``earwitness
+fusion``). Printed: pulses lost (published but not acknowledged by the broker, whose QoS 1
+session for the fusion server holds them from then on; target 0), how many the fusion
+server stored, its ingest throughput and backlog, the alert latency (discharge to first
+alert) and the score.
+
+The issue asks for 10 simulated minutes; ``SIM_MINUTES`` (printed) scales it down to what
+fits a benchmark run, at the full rate of 100 incidents a minute.
+"""
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from bench.bench_sim import FLEET_MINUTES, FLEET_PER_MINUTE, fleet_scenario
+from edge import keys, wire
+from simulator import fleet, live, score
+from simulator.broker import EmbeddedBroker
+from simulator.scenario import NS
+
+SIM_MINUTES = 0.5            # of the issue's FLEET_MINUTES, at the full incident rate
+SPEED = 1.0                  # simulated seconds per wall second: real time
+STAMP_WAIT_S = 1.0           # a node publishes a pulse once the next PPS edge has timed it
+PUBLISHERS = 4               # MQTT connections the virtual nodes' messages share
+DRAIN_TIMEOUT_S = 60.0       # after the last publish, how long the fusion server gets to catch up
+STOP_TIMEOUT_S = 20.0        # and to finish the locate it is in and publish final revisions
+PROGRESS_S = 10.0
+POLL_S = 0.05
+TARGET_LOST = 0
+
+
+def _publishers(url: str, n: int) -> list[mqtt.Client]:
+    from fusion.mqttlink import parse_mqtt_url
+
+    host, port, _ = parse_mqtt_url(url)
+    out = []
+    for k in range(n):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-live-nodes-{k}", protocol=mqtt.MQTTv5)
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.acked = 0
+        c.on_publish = lambda cl, *_: setattr(cl, "acked", cl.acked + 1)
+        c.connect(host, port)
+        c.loop_start()
+        out.append(c)
+    return out
+
+
+def _start_fusion(tmp: pathlib.Path, url: str, registry: pathlib.Path, temperature_c: float) -> subprocess.Popen:
+    """`earwitness fusion` as its own process (so that a server that falls behind can be
+    stopped without taking the benchmark with it); returns once it has subscribed."""
+    conf = tmp / "fusion.toml"
+    conf.write_text(f'site = "{live.SITE}"\nbroker = "{url}"\nregistry = "{registry.name}"\n'
+                    f'database = "fusion.db"\nclient_id = "bench-live-fusion"\ntemperature_c = {temperature_c}\n')
+    proc = subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(conf)],
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "running" in line:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()   # keep the pipe drained
+            return proc
+    raise RuntimeError(f"earwitness fusion exited ({proc.wait()}) before it ran")
+
+
+def _stored(database: pathlib.Path) -> int:
+    from fusion.store import Store
+
+    with Store(str(database)) as store:
+        return store.count_pulses()
+
+
+def _progress(origin_s, published, database, collector) -> None:
+    print(f"  {time.monotonic() - origin_s:5.0f} s: {published:,} published, {_stored(database):,} stored by fusion, "
+          f"{collector.count()} alerts", flush=True)
+
+
+def main() -> None:
+    scn = fleet_scenario()
+    t_end_s = SIM_MINUTES * 60.0
+    scn.events = [e for e in scn.events if e.t_s < t_end_s]
+    scn.duration_s = t_end_s
+    pulses, labels = fleet.pulses(scn)
+    print(f"scale: {len(scn.array)} sensors, {FLEET_PER_MINUTE} incidents/min for {SIM_MINUTES:g} simulated "
+          f"minute(s) (issue: {FLEET_MINUTES}), {len(scn.events)} incidents, {len(pulses):,} pulses, "
+          f"paced at {SPEED:g}x real time")
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, EmbeddedBroker(f"{tmp}/broker") as broker:
+        tmp = pathlib.Path(tmp)
+        key_paths, registry = live.provision(scn, tmp)
+        signers = {sid: keys.load_signing_key(p) for sid, p in key_paths.items()}
+        database = tmp / "fusion.db"
+        t0 = time.monotonic()
+        collector = live.AlertCollector(broker.url, live.SITE, t0).start()
+        fusion = _start_fusion(tmp, broker.url, registry, scn.atmosphere.temperature_c)
+        clients = _publishers(broker.url, PUBLISHERS)
+        seqs = dict.fromkeys(signers, 0)
+        origin_s = last_report = time.monotonic()
+        for i, p in enumerate(pulses):
+            due = origin_s + ((p["t_ns"] - scn.start_ns) / NS + STAMP_WAIT_S) / SPEED
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if time.monotonic() - last_report > PROGRESS_S:
+                last_report = time.monotonic()
+                _progress(origin_s, i, database, collector)
+            sid = p["sensor"]
+            seqs[sid] += 1
+            msg = wire.PulseMessage(wire.node_id(sid), seqs[sid], p["t_ns"], p["t_unc_ns"], p["timing"],
+                                    {"snr_db": p["snr_db"]})
+            clients[i % PUBLISHERS].publish(f"ew/v1/{live.SITE}/node/{sid}/pulse", wire.encode(msg, signers[sid]), qos=1)
+        publish_s = time.monotonic() - origin_s
+        backlog = len(pulses) - _stored(database)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while (stored := _stored(database)) < len(pulses) and time.monotonic() < deadline:
+            time.sleep(POLL_S * 10)
+            if time.monotonic() - last_report > PROGRESS_S:
+                last_report = time.monotonic()
+                _progress(origin_s, len(pulses), database, collector)
+        ingest_s = time.monotonic() - origin_s
+        caught_up = stored == len(pulses)
+        acked = sum(c.acked for c in clients)
+        for c in clients:
+            c.disconnect()
+            c.loop_stop()
+        # SIGTERM publishes the final revisions; a server deep in one locate gets a while, then SIGKILL.
+        fusion.terminate()
+        try:
+            fusion.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            fusion.kill()
+            fusion.wait()
+        time.sleep(POLL_S * 10)
+        collector.stop()
+        alerts = list(collector.alerts)
+        # Discharge (located) to the first alert of each incident, on the simulated clock.
+        first = {}
+        for a, at in zip(alerts, collector.arrivals_s):
+            first.setdefault(a["incident"], ((at - origin_s) * SPEED * NS + scn.start_ns - a["t_ns"]) / NS)
+        lat = np.array(list(first.values()))
+    s = score.score(live.latest_revisions(alerts), scn.truth(), scn.array.area_m2(), scn.duration_s)
+    print(f"pulses: {len(pulses):,} published, lost {len(pulses) - acked:,} (target {TARGET_LOST}); "
+          f"{stored:,} stored by fusion, {len(pulses) - stored:,} still queued for it at the broker")
+    print(f"fusion throughput: {stored / ingest_s:,.0f} pulses/s over {ingest_s:.1f} s "
+          f"(offered {len(pulses) / publish_s:,.0f} pulses/s); backlog when publishing ended: {backlog:,} pulses")
+    pct = (lambda a: f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s" if len(a) else "-")
+    print(f"alert latency, discharge -> first alert: {pct(lat)}")
+    print(f"score: {s['detected']}/{s['incidents']} incidents detected, {s['shots_located']}/{s['shots']} shots "
+          f"located, error median {s['error_median_m'] or float('nan'):.1f} m, {s['false_alerts']} false alerts; "
+          f"{len(alerts)} alerts received"
+          + ("" if caught_up else "; fusion had not caught up: scored on the alerts it had published"))

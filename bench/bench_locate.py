@@ -1,0 +1,104 @@
+"""Locator speed on the Pittsburgh tests (FP1-FP3; TN098 supplement, ShotSpotter Inc., CC BY 4.0).
+
+Prints, per test, the median time `fusion.locate.locate` takes from every pulse the sensors
+reported (association included; target <= 20 ms) beside the time a straightforward solver
+takes given the commercial system's own grouping (nlos-tuples.json: plain least squares on
+each shot's pulses, no association), and the median distance to the survey for both.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+from scipy import optimize
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# The test helpers read the shared data; reuse them rather than a second loader.
+sys.path.insert(0, str(REPO / "tests"))
+
+TARGET_MS = 20.0
+REPEATS = 3
+
+
+def plain_least_squares(positions_m: np.ndarray, t_s: np.ndarray, c: float) -> np.ndarray:
+    """Straight-line TDOA fit, plain least squares from the sensors' centroid (the baseline)."""
+    xy = positions_m[:, :2]
+
+    def residuals(p):
+        return t_s - p[2] - np.hypot(*(xy - p[:2]).T) / c
+
+    start = np.append(xy.mean(axis=0), t_s.min() - 0.5)
+    return optimize.least_squares(residuals, start).x[:2]
+
+
+def best_time_s(fn, clock=time.perf_counter) -> float:
+    times = []
+    for _ in range(REPEATS):
+        start = clock()
+        fn()
+        times.append(clock() - start)
+    return min(times)
+
+
+def main() -> None:
+    from conftest import pittsburgh_tests
+
+    import pittsburgh_pulses as pp
+    from fusion.locate import locate
+    from fusion.multilaterate import speed_of_sound
+    from fusion.sensors import Sensors
+
+    tests = pittsburgh_tests()
+    if not tests:
+        print("bench_locate: Pittsburgh data absent (../shared/data/pittsburgh-2018); skipped")
+        return
+    logging.getLogger("fusion").setLevel(logging.ERROR)
+    ours_s, ours_cpu_s, base_s, ours_err, base_err, n_pulses = [], [], [], [], [], []
+    for test in tests:
+        positions, pulses = pp.all_pulses(test)
+        sensors = Sensors.from_local(positions)
+        temperature = pp.temperature_c(test)
+        survey, _ = pp.survey(test)
+        n_pulses.append(len(pulses))
+        ours_s.append(best_time_s(lambda: locate(pulses, sensors, temperature)))
+        ours_cpu_s.append(best_time_s(lambda: locate(pulses, sensors, temperature), time.process_time))
+        for shot in locate(pulses, sensors, temperature)[0]["shots"]:
+            ours_err.append(math.hypot(shot["x"] - survey[0], shot["y"] - survey[1]))
+        groups = [(np.array([positions[p["sensor"]] for p in shot]),
+                   np.array([p["t_ns"] for p in shot], dtype=np.int64)) for shot in pp.commercial_shots(test)]
+        c = speed_of_sound(temperature)
+        solve = [lambda g=g: plain_least_squares(g[0], (g[1] - g[1].min()) / 1e9, c) for g in groups]
+        base_s.append(best_time_s(lambda: [f() for f in solve]))
+        base_err += [math.hypot(*(f() - np.array(survey[:2]))) for f in solve]
+    print(f"Pittsburgh FP1-FP3, {len(tests)} tests, {int(np.median(n_pulses))} pulses per test (median)")
+    print(f"{'':44s}{'median ms/test':>16s}{'max ms':>10s}{'median err m':>14s}")
+    print(f"{'locate(), all pulses (associate + locate)':44s}{np.median(ours_s) * 1e3:16.1f}"
+          f"{np.max(ours_s) * 1e3:10.1f}{np.median(ours_err):14.2f}")
+    print(f"{'  the same, CPU time of this process':44s}{np.median(ours_cpu_s) * 1e3:16.1f}"
+          f"{np.max(ours_cpu_s) * 1e3:10.1f}")
+    print(f"{'plain least squares, commercial grouping':44s}{np.median(base_s) * 1e3:16.1f}"
+          f"{np.max(base_s) * 1e3:10.1f}{np.median(base_err):14.2f}")
+    print(f"target: locate() <= {TARGET_MS:.0f} ms median per test "
+          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    long_input(locate)
+
+
+def long_input(locate) -> None:
+    """A long, busy input: 10 bursts of 3 over 30 s, 12 sensors, echoes and noise (synthetic)."""
+    import synthetic_shots as syn
+
+    rng = np.random.default_rng(1)
+    sensors = syn.ring_array(rng, n=12, radius_m=700.0)
+    truth = [(float(rng.uniform(-200, 200)), float(rng.uniform(-200, 200)), 1.5, 1.0 + 3.0 * k + 0.1 * j)
+             for k in range(10) for j in range(3)]
+    scene = syn.render(sensors, truth, rng, echoes_per_sensor=2, noise_pulses=200)
+    start = time.perf_counter()
+    incidents = locate(scene.pulses, sensors, 15.0)
+    took = time.perf_counter() - start
+    print(f"long input: {len(scene.pulses)} pulses over 30 s, {len(truth)} shots fired, "
+          f"{sum(i['rounds'] for i in incidents)} found, {took:.1f} s")

@@ -1,0 +1,148 @@
+"""Score located incidents against a scenario's truth: what a city would ask of the system.
+
+Detection rate (gunfire incidents found), location error of every true shot, rounds exact,
+who fired first and in what order, and false alerts per square mile per day (incidents
+where no gun was fired: fireworks, backfires, echoes located as shots elsewhere).
+
+Matching: a true gunfire incident (truth rows sharing an ``incident``, or one event) is
+found by the located incident with a shot within ``match_time_s`` of one of its shots and
+``match_radius_m`` of its position; every true shot is then paired with the nearest-in-
+time unused located shot of that incident (its location error). The located shooters are
+mapped to the true ones by the mean position of their shots.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from simulator.arrays import SQ_MI_M2, to_local
+
+NS = 1_000_000_000
+MATCH_TIME_S = 2.0
+MATCH_RADIUS_M = 150.0
+SHOT_TIME_S = 0.1
+DAY_S = 86400.0
+ERROR_THRESHOLDS_M = (15.0, 25.0)
+
+
+def _xy(obj: dict, origin) -> np.ndarray:
+    if "x" in obj:
+        return np.array([float(obj["x"]), float(obj["y"])])
+    if origin is None:
+        raise ValueError("an incident in lat/lon needs a WGS84 array to be scored")
+    return to_local(obj["lat"], obj["lon"], obj.get("alt", origin[2]), origin)[0, :2]
+
+
+def truth_incidents(truth: list[dict], origin=None) -> list[dict]:
+    """Gunfire truth rows grouped into incidents: ``{"name", "shots": [(t_ns, xy, shooter)]}`` in time order."""
+    groups = defaultdict(list)
+    for row in truth:
+        if row.get("gunfire"):
+            groups[row.get("incident") or f"event-{row['event']}"].append(
+                (int(row["t_ns"]), _xy(row, origin), row.get("shooter") or f"event-{row['event']}"))
+    out = [{"name": k, "shots": sorted(v, key=lambda s: s[0])} for k, v in groups.items()]
+    return sorted(out, key=lambda inc: inc["shots"][0][0])
+
+
+def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: float, origin=None) -> dict:
+    """Score ``incidents`` (Incidents JSONL contract) against ``truth`` (render/fleet truth rows).
+
+    Returns a dict: ``incidents`` (true gunfire incidents), ``detected``, ``detection_rate``,
+    ``shots``, ``shots_located``, ``errors_m`` (per located true shot), ``error_median_m``,
+    ``error_p90_m``, ``within_15m``, ``within_25m``, ``rounds_exact`` (fraction of detected
+    incidents), ``first_shooter_right`` and ``order_right`` (fractions of detected
+    incidents with two or more true shooters; None without any), ``false_alerts`` and
+    ``false_alerts_per_sq_mi_day``.
+    """
+    true = truth_incidents(truth, origin)
+    located = []
+    for inc in incidents:
+        shots = [(int(s["t_ns"]), _xy(s, origin), s.get("shooter", 0)) for s in inc.get("shots") or []]
+        if not shots:
+            shots = [(int(inc["t_ns"]), _xy(inc, origin), 0)]
+        located.append({"inc": inc, "shots": sorted(shots, key=lambda s: s[0]), "used": False})
+    errors, rounds_ok, first_ok, order_ok, detected = [], [], [], [], 0
+    for t in true:
+        best, best_d = None, np.inf
+        for cand in located:
+            if cand["used"]:
+                continue
+            d = min((np.linalg.norm(ls[1] - ts[1]) for ls in cand["shots"] for ts in t["shots"]
+                     if abs(ls[0] - ts[0]) <= MATCH_TIME_S * NS), default=np.inf)
+            if d < best_d and d <= MATCH_RADIUS_M:
+                best, best_d = cand, d
+        if best is None:
+            continue
+        best["used"] = True
+        detected += 1
+        rounds_ok.append(int(best["inc"].get("rounds", len(best["shots"]))) == len(t["shots"]))
+        free = list(range(len(best["shots"])))
+        for ts in t["shots"]:
+            near = [k for k in free if abs(best["shots"][k][0] - ts[0]) <= SHOT_TIME_S * NS]
+            if not near:
+                continue
+            k = min(near, key=lambda k: abs(best["shots"][k][0] - ts[0]))
+            free.remove(k)
+            errors.append(float(np.linalg.norm(best["shots"][k][1] - ts[1])))
+        names = sorted({ts[2] for ts in t["shots"]})
+        if len(names) >= 2:
+            label = _map_shooters(best["shots"], t["shots"])
+            seq_true = [ts[2] for ts in t["shots"]]
+            seq_got = [label.get(ls[2]) for ls in best["shots"]]
+            first_ok.append(bool(seq_got) and seq_got[0] == seq_true[0])
+            order_ok.append(seq_got == seq_true)
+    false = sum(1 for c in located if not c["used"])
+    err = np.array(errors)
+    n_shots = sum(len(t["shots"]) for t in true)
+    area_sq_mi = area_m2 / SQ_MI_M2
+    return {
+        "incidents": len(true), "detected": detected,
+        "detection_rate": detected / len(true) if true else None,
+        "shots": n_shots, "shots_located": len(errors), "errors_m": errors,
+        "error_median_m": float(np.median(err)) if len(err) else None,
+        "error_p90_m": float(np.percentile(err, 90)) if len(err) else None,
+        **{f"within_{int(m)}m": float(np.mean(err <= m)) if len(err) else None for m in ERROR_THRESHOLDS_M},
+        "rounds_exact": float(np.mean(rounds_ok)) if rounds_ok else None,
+        "first_shooter_right": float(np.mean(first_ok)) if first_ok else None,
+        "order_right": float(np.mean(order_ok)) if order_ok else None,
+        "false_alerts": false,
+        "false_alerts_per_sq_mi_day": false / area_sq_mi / (duration_s / DAY_S),
+    }
+
+
+def _map_shooters(located, true) -> dict:
+    """Located shooter id -> true shooter name, matching the shooters' mean positions one to
+    one at least total distance (the assignment problem, scipy's linear_sum_assignment)."""
+    from scipy.optimize import linear_sum_assignment
+
+    def centres(shots):
+        by = defaultdict(list)
+        for _, xy, who in shots:
+            by[who].append(xy)
+        return list(by), np.array([np.mean(v, axis=0) for v in by.values()])
+
+    got_ids, got_xy = centres(located)
+    true_ids, true_xy = centres(true)
+    rows, cols = linear_sum_assignment(np.linalg.norm(got_xy[:, None] - true_xy[None], axis=2))
+    return {got_ids[r]: true_ids[c] for r, c in zip(rows, cols)}
+
+
+def format_table(s: dict) -> str:
+    """The score as a two-column text table."""
+    def fmt(v, unit=""):
+        if v is None:
+            return "-"
+        return f"{v:.3g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+    rows = [
+        ("gunfire incidents detected", f"{s['detected']}/{s['incidents']} ({fmt(s['detection_rate'])})"),
+        ("shots located", f"{s['shots_located']}/{s['shots']}"),
+        ("location error median / p90", f"{fmt(s['error_median_m'], ' m')} / {fmt(s['error_p90_m'], ' m')}"),
+        ("within 15 m / 25 m", f"{fmt(s['within_15m'])} / {fmt(s['within_25m'])}"),
+        ("rounds exact", fmt(s["rounds_exact"])),
+        ("first shooter right / order right", f"{fmt(s['first_shooter_right'])} / {fmt(s['order_right'])}"),
+        ("false alerts (per sq mi per day)", f"{s['false_alerts']} ({fmt(s['false_alerts_per_sq_mi_day'])})"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,0 +1,102 @@
+"""`earwitness locate` as a user runs it: WGS84 sensors, bad input, clear one-line errors."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pymap3d
+
+import synthetic_shots as syn
+
+ORIGIN = (40.4406, -79.9959, 250.0)  # lat, lon, alt of the local frame's origin
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "earwitness", "locate", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def scene(rng_seed=5):
+    rng = np.random.default_rng(rng_seed)
+    sensors = syn.ring_array(rng, n=8)
+    source = (40.0, -25.0, 1.5)
+    return syn.render(sensors, [(*source, 1.0), (*source, 1.3)], rng), source
+
+
+def test_wgs84_sensors_give_wgs84_shots(tmp_path):
+    sc, source = scene()
+    _, pulses = syn.write(sc, tmp_path)
+    csv_path = tmp_path / "sensors-wgs84.csv"
+    rows = ["sensor,lat,lon,alt"]
+    for sid, (x, y, z) in sc.sensors.items():
+        lat, lon, alt = pymap3d.enu2geodetic(x, y, z, *ORIGIN)
+        rows.append(f"{sid},{float(lat)!r},{float(lon)!r},{float(alt)!r}")
+    csv_path.write_text("\n".join(rows) + "\n")
+    out = run("--sensors", csv_path, "--temperature-c", 15, pulses)
+    assert out.returncode == 0, out.stderr
+    (incident,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert incident["rounds"] == 2 and "lat" in incident and "x" not in incident
+    for shot in incident["shots"]:
+        e, n, _u = pymap3d.geodetic2enu(shot["lat"], shot["lon"], shot["alt"], *ORIGIN)
+        assert math.hypot(e - source[0], n - source[1]) <= 3.0
+
+
+def test_bad_pulses_are_named_and_the_rest_is_located(tmp_path):
+    sc, source = scene()
+    sensors, pulses = syn.write(sc, tmp_path)
+    good = pulses.read_text()
+    pulses.write_text(good
+                      + '{"sensor": "NOPE", "t_ns": 1750000001000000000}\n'
+                      + '{"sensor": "S00", "t_ns": NaN}\n'
+                      + "not json\n"
+                      + good.splitlines()[0] + "\n")
+    n_good = len(good.splitlines())
+    out = run("--sensors", sensors, "--temperature-c", 15, pulses)
+    assert out.returncode == 1
+    incidents = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [i["rounds"] for i in incidents] == [2]
+    assert f"line {n_good + 1}: unknown sensor 'NOPE'" in out.stderr
+    assert f"line {n_good + 2}: not valid JSON" in out.stderr and "NaN" in out.stderr
+    assert f"line {n_good + 3}: not valid JSON" in out.stderr
+    assert f"line {n_good + 4}: repeats sensor" in out.stderr
+
+
+def test_too_few_sensors_is_a_one_line_error(tmp_path):
+    sensors = tmp_path / "s.csv"
+    sensors.write_text("sensor,x,y,z\nA,0,0,0\nB,100,0,0\nC,0,100,0\n")
+    pulses = tmp_path / "p.jsonl"
+    pulses.write_text('{"sensor": "A", "t_ns": 1}\n')
+    out = run("--sensors", sensors, pulses)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"earwitness locate: error: {sensors} lists 3 sensors; 2d location needs at least 4"]
+
+
+def test_pulses_from_too_few_sensors_is_a_one_line_error(tmp_path):
+    sc, _ = scene()
+    sensors, _ = syn.write(sc, tmp_path)
+    pulses = tmp_path / "few.jsonl"
+    pulses.write_text("".join(json.dumps(p) + "\n" for p in sc.pulses if p["sensor"] in ("S00", "S01", "S02")))
+    out = run("--sensors", sensors, pulses)
+    assert out.returncode == 2
+    assert "from 3 sensors; 2d location needs at least 4 sensors" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_sensors_file_and_missing_file_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,east,north\nA,0,0\n")
+    pulses = tmp_path / "p.jsonl"
+    pulses.write_text("")
+    out = run("--sensors", bad, pulses)
+    assert out.returncode == 2 and "header is id,east,north" in out.stderr
+    nan = tmp_path / "nan.csv"
+    nan.write_text("sensor,x,y,z\nA,0,nan,0\n")
+    out = run("--sensors", nan, pulses)
+    assert out.returncode == 2 and "line 2: y is 'nan', not a finite number" in out.stderr
+    out = run("--sensors", tmp_path / "absent.csv", pulses)
+    assert out.returncode == 2 and "absent.csv" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
