@@ -35,7 +35,9 @@ def mosquitto_binary() -> str:
 class Mosquitto:
     """One mosquitto process bound to 127.0.0.1:``port``, configured in ``workdir``."""
 
-    def __init__(self, workdir: pathlib.Path, port: int | None = None, extra_conf: str = ""):
+    def __init__(self, workdir: pathlib.Path, port: int | None = None, extra_conf: str = "", conf: str | None = None):
+        """``conf``: a whole configuration to run instead of the default plain listener
+        (it must listen on ``self.port``, known before: pass ``port``)."""
         self.host = LOOPBACK
         self.port = port or free_port()
         self.workdir = pathlib.Path(workdir)
@@ -46,17 +48,18 @@ class Mosquitto:
         # persistence file or log into the test's private (0700) temporary folder: a restart
         # would then silently lose sessions and queued messages.  Stay root there.
         run_as = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(
-            run_as +
-            f"listener {self.port} {LOOPBACK}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "autosave_interval 1\n"
-            f"log_dest file {self.log}\n"
-            "max_queued_messages 100000\n"
-            f"{extra_conf}\n"
-        )
+        if conf is None:
+            conf = (
+                f"listener {self.port} {LOOPBACK}\n"
+                "allow_anonymous true\n"
+                "persistence true\n"
+                f"persistence_location {self.workdir}/\n"
+                "autosave_interval 1\n"
+                f"log_dest file {self.log}\n"
+                "max_queued_messages 100000\n"
+                f"{extra_conf}\n"
+            )
+        self.conf.write_text(run_as + conf)
         self.proc: subprocess.Popen | None = None
 
     @property
