@@ -349,13 +349,16 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
             chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
             needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
-            # Each trial speed only has to beat the best so far, so later trials prune early.
-            (support, point, start), speed = (needed - 1, None, 0.0), c
+            # Each trial speed (and width) only has to beat the best so far, so later ones prune early.
+            if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
+                break  # so many sensors agreeing tightly are no chance set: no need to look wider
+            floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
+            (support, point, start), speed = (floor, None, 0.0), c
             for trial in trials:
                 found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, max(support, needed - 1), hints)
                 if found[0] > support:
                     (support, point, start), speed = found, trial
-            if support < needed or (shot is not None and support <= len(shot.pulses)):
+            if point is None:
                 continue
             width_seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
             t0 = float(np.median(t_s[width_seed] - np.hypot(*(point - xy[width_seed]).T) / speed))
