@@ -349,13 +349,13 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
             chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
             needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
-            # Each trial speed (and width) only has to beat the best so far, so later ones prune early.
             if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
                 break  # so many sensors agreeing tightly are no chance set: no need to look wider
+            # Each trial speed (and width) only has to beat the best so far, so later ones prune early.
             floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
             (support, point, start), speed = (floor, None, 0.0), c
             for trial in trials:
-                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, max(support, needed - 1), hints)
+                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints)
                 if found[0] > support:
                     (support, point, start), speed = found, trial
             if point is None:
