@@ -341,27 +341,37 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         trials = speeds if fit_c else (c,)
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
         strongest = max((len(s.pulses) for s in shots), default=0)
-        # Until a first shot is found, a window as wide as the tolerance is tried after the
-        # tight one: with few sensors, diffraction can leave no tight set at all.
+        # Until a first shot is found, a window as wide as the tolerance is tried beside the
+        # tight one: with few sensors, diffraction or a sensor's clock error can leave no
+        # tight set, or a tight set of echoes smaller than the shot's within the tolerance.
+        # Of the shots grown from each width's seed, the one more sensors agree on wins.
+        shot, seed = None, None
         for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
             chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
             needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
-            # Each trial speed only has to beat the best so far, so later trials prune early.
-            (support, point, start), speed = (needed - 1, None, 0.0), c
+            if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
+                break  # so many sensors agreeing tightly are no chance set: no need to look wider
+            # Each trial speed (and width) only has to beat the best so far, so later ones prune early.
+            floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
+            (support, point, start), speed = (floor, None, 0.0), c
             for trial in trials:
-                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, max(support, needed - 1), hints)
+                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints)
                 if found[0] > support:
                     (support, point, start), speed = found, trial
-            if support >= needed:
-                break
-        if support < needed:
+            if point is None:
+                continue
+            width_seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
+            t0 = float(np.median(t_s[width_seed] - np.hypot(*(point - xy[width_seed]).T) / speed))
+            grown = grow_shot(width_seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY,
+                              tol_s, (point, t0), core_tol_s=width / 2.0, fit_c=fit_c,
+                              c_bounds=c_bounds or ((min(speeds), max(speeds)) if speeds else (None, None)))
+            if seed is None:
+                seed = width_seed
+            if grown is not None and len(grown.pulses) >= needed and (shot is None or len(grown.pulses) > len(shot.pulses)):
+                shot, seed = grown, width_seed
+        if seed is None:
             break
-        seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
-        t0 = float(np.median(t_s[seed] - np.hypot(*(point - xy[seed]).T) / speed))
-        shot = grow_shot(seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY, tol_s,
-                         (point, t0), core_tol_s=width / 2.0, fit_c=fit_c,
-                         c_bounds=c_bounds or ((min(speeds), max(speeds)) if speeds else (None, None)))
-        if shot is None or len(shot.pulses) < needed:
+        if shot is None:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
         if fit_c:
