@@ -179,8 +179,8 @@ class IncidentTracker:
         if group.dirty:
             group.dirty = False
             try:
-                located = locate([{k: p[k] for k in LOCATOR_KEYS if k in p} for p in group.pulses],
-                                 self.registry.sensors, self.temperature_c, mode=self.mode)
+                located = locate(_locator_input(group.pulses), self.registry.sensors, self.temperature_c,
+                                 mode=self.mode)
             except Exception:  # noqa: BLE001 - one group the locator chokes on must not stop the others
                 log.exception("locating a group of %d pulses failed; it keeps its last result", len(group.pulses))
                 located = [t.body for t in group.tracked]
@@ -223,6 +223,22 @@ class IncidentTracker:
             "locator": "fusion.locate.locate",
             "window_s": self.window_ns / NS_PER_S,
         }
+
+
+def _locator_input(pulses: list[dict]) -> list[dict]:
+    """The group's pulses as the locator reads them, one per (sensor, t_ns).
+
+    A node may report the same arrival twice under two sequence numbers (a resend after a
+    restart); both are stored, but the locator would drop and warn about the second copy at
+    every relocation of the group, so it is left out here, once.
+    """
+    seen, out = set(), []
+    for p in pulses:
+        key = (p["sensor"], p["t_ns"])
+        if key not in seen:
+            seen.add(key)
+            out.append({k: p[k] for k in LOCATOR_KEYS if k in p})
+    return out
 
 
 def _differs(old: dict, new: dict) -> bool:
