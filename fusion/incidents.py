@@ -123,6 +123,10 @@ class IncidentTracker:
         self.groups: list[_Group] = []
         self._firsts: list[int] = []
         self._max_span_ns = 0
+        # Groups that gained pulses since the last relocation, and the earliest wall-clock time
+        # any open group can expire: a step touches only these, not every open group.
+        self._changed: list[_Group] = []
+        self._expiry_due_ns: int | None = None
 
     def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
         """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the groups they changed."""
@@ -132,12 +136,15 @@ class IncidentTracker:
 
     def expire(self, now_ns: int) -> list[Update]:
         """Finalise the groups no pulse has joined for one window; returns their final revisions."""
-        closed = [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]
-        if not closed:
+        if self._expiry_due_ns is None or now_ns <= self._expiry_due_ns:
             return []
+        closed = [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]
         self.groups = [g for g in self.groups if now_ns - g.last_received_ns <= self.window_ns]
         self._firsts = [g.first_t_ns for g in self.groups]
         self._max_span_ns = max((g.last_t_ns - g.first_t_ns for g in self.groups), default=0)
+        self._expiry_due_ns = min((g.last_received_ns for g in self.groups), default=None)
+        if self._expiry_due_ns is not None:
+            self._expiry_due_ns += self.window_ns
         updates = []
         for group in closed:
             updates += self._locate_group(group, group.last_received_ns, final=True)
@@ -149,6 +156,7 @@ class IncidentTracker:
         for group in self.groups:
             updates += self._locate_group(group, group.last_received_ns, final=True)
         self.groups, self._firsts, self._max_span_ns = [], [], 0
+        self._changed, self._expiry_due_ns = [], None
         return updates
 
     def _join(self, pulse: dict, received_ns: int) -> None:
@@ -162,13 +170,20 @@ class IncidentTracker:
         joined = [i for i in near if self._heard_with(self.groups[i], xy, t)]
         if not joined:
             at = bisect.bisect_right(self._firsts, t)
-            self.groups.insert(at, _Group([pulse], t, t, received_ns))
+            group = _Group([pulse], t, t, received_ns)
+            self.groups.insert(at, group)
             self._firsts.insert(at, t)
+            self._changed.append(group)
+            due = received_ns + self.window_ns
+            self._expiry_due_ns = due if self._expiry_due_ns is None else min(self._expiry_due_ns, due)
             return
         group = self.groups[joined[0]]
+        if not group.dirty:
+            self._changed.append(group)
         for i in reversed(joined[1:]):  # the pulse bridges groups: they are one
             other = self.groups.pop(i)
             del self._firsts[i]
+            other.dirty = False   # located as part of ``group`` from now on
             group.pulses += other.pulses
             group.tracked += other.tracked
             group.sensors |= other.sensors
@@ -204,10 +219,11 @@ class IncidentTracker:
         return False
 
     def _relocate(self, received_ns: int) -> list[Update]:
+        changed = sorted((g for g in self._changed if g.dirty), key=lambda g: g.first_t_ns)
+        self._changed = []
         updates = []
-        for group in self.groups:
-            if group.dirty:
-                updates += self._locate_group(group, received_ns, final=False)
+        for group in changed:
+            updates += self._locate_group(group, received_ns, final=False)
         return updates
 
     def _locate_group(self, group: _Group, trigger_ns: int, final: bool) -> list[Update]:
