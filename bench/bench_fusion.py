@@ -124,6 +124,35 @@ def bench_backlog(tmp: pathlib.Path) -> float:
         broker.stop()
 
 
+def bench_mqtt_ceiling(tmp: pathlib.Path) -> float:
+    """Messages/s one MQTT link (paho) receives and acknowledges from a backlog, doing nothing else."""
+    from fusion.mqttlink import MqttLink, drain
+
+    broker = Mosquitto(tmp / "mq-ceiling").start()
+    try:
+        _, items = synthetic_site(tmp, THROUGHPUT_PULSES)
+        topics = [f"ew/v1/{SITE}/node/+/pulse"]
+        link = MqttLink(broker.url, "bench-ceiling", topics)
+        link.start()
+        link.stop()
+        _publish(broker, items)
+        link = MqttLink(broker.url, "bench-ceiling", topics)
+        start, n = time.perf_counter(), 0
+        link.start()
+        while n < len(items):
+            batch = drain(link.queue, 2000, STALL_S)
+            if not batch:
+                raise RuntimeError(f"MQTT ceiling: only {n} of {len(items)} delivered")
+            for _, msg in batch:
+                link.ack(msg)
+            n += len(batch)
+        took = time.perf_counter() - start
+        link.stop()
+        return n / took
+    finally:
+        broker.stop()
+
+
 def _wait_progress(count, target: int) -> tuple[int, float]:
     """Poll ``count()`` until it reaches ``target`` or stops growing for STALL_S; returns (count, seconds)."""
     start = last_change = time.perf_counter()
@@ -244,6 +273,9 @@ def main() -> None:
             print(f"alert latency, deciding pulse at server -> alert published ({len(lat)} preliminary/revised alerts, "
                   f"{LATENCY_TESTS} Pittsburgh tests replayed at real pace, one starting every {LATENCY_STAGGER_S:.0f} s): median {np.median(lat) * 1e3:.0f} ms, "
                   f"p95 {np.percentile(lat, 95) * 1e3:.0f} ms, max {lat.max() * 1e3:.0f} ms   (target p95 <= {TARGET_P95_S * 1e3:.0f} ms)")
+        ceiling = bench_mqtt_ceiling(tmp)
+        print(f"reference: MQTT receive + acknowledge alone (paho, one client), backlog of {THROUGHPUT_PULSES}: "
+              f"{ceiling:,.0f} messages/s")
         rate = bench_backlog(tmp)
         print(f"ingest, one worker, backlog of {THROUGHPUT_PULSES} signed pulses: {rate:,.0f} pulses/s   "
               f"(target >= {TARGET_RATE:,.0f}/s)")

@@ -1,11 +1,14 @@
-"""Live incidents: group arriving pulses in time, locate as they come, revise, finalise.
+"""Live incidents: group arriving pulses in space and time, locate as they come, revise, finalise.
 
-Pulses join a *group* when they fall within the propagation window of its pulses: the time
-sound needs to cross the array (its diameter, or the farthest a shot is heard if less, over
-the slowest plausible speed of sound) plus a margin.  Every time a group gains pulses it is located again with :func:`fusion.locate.locate`;
+A pulse joins a *group* when it could be the same sound as one of the group's pulses: their
+sensors are close enough to hear one shot (at most twice the farthest a shot is heard) and
+their times differ by at most the sensors' distance over the slowest plausible speed of
+sound, plus a margin.  So incidents far apart in a city stay separate groups of bounded
+size, however often they overlap in time.  Every time a group gains pulses it is located again with :func:`fusion.locate.locate`;
 a located incident is published ``preliminary`` the first time (as soon as enough mutually
 consistent sensors report for the locator to give a shot), ``revised`` when more pulses
-change it, and ``final`` once no pulse has joined the group for one window of wall-clock
+change it, and ``final`` once no pulse has joined the group for one window (the time sound
+needs to cross the array, or the farthest a shot is heard if less, plus the margin) of wall-clock
 time, so no first arrival of its shots can still be on its way.
 
 Example::
@@ -20,6 +23,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import logging
+import math
 
 import earwitness
 from fusion.attribution import attribute
@@ -35,6 +39,7 @@ DEFAULT_MARGIN_S = 1.0
 # No gunshot is heard (let alone detected) farther than this: a site wider than it gets a
 # window for this distance, not for its diameter.
 DEFAULT_MAX_RANGE_M = 4000.0
+HEARD_BY_BOTH = 2.0   # two sensors hearing one shot are at most this many ranges apart
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
@@ -104,12 +109,25 @@ class IncidentTracker:
         self.site = site
         self.temperature_c = temperature_c
         self.mode = mode
-        self.window_ns = int((min(registry.diameter_m(), max_range_m) / C_MIN + margin_s) * NS_PER_S)
+        diameter_m = registry.diameter_m()
+        self.window_ns = int((min(diameter_m, max_range_m) / C_MIN + margin_s) * NS_PER_S)
+        self.margin_ns = int(margin_s * NS_PER_S)
+        # Two sensors that hear one shot are at most twice its range apart.
+        self.pair_range_m = HEARD_BY_BOTH * max_range_m
+        # The largest time difference of two pulses of one sound: bounds the groups to search.
+        self.reach_ns = int((min(diameter_m, self.pair_range_m) / C_MIN + margin_s) * NS_PER_S)
+        self._xy = {name: (float(e), float(n)) for name, (e, n, _) in zip(registry.sensors.ids, registry.sensors.enu_m)}
         self.min_sensors = min_sensors(mode)
-        # Open groups sorted by first_t_ns, with their first times beside them for bisection:
-        # groups never overlap within a window, so a pulse can only join its neighbours.
+        # Open groups sorted by first_t_ns, with their first times beside them for bisection.
+        # Groups may overlap in time (far apart in space): a pulse's candidates are those that
+        # start at most reach + the longest open group's span before it.
         self.groups: list[_Group] = []
         self._firsts: list[int] = []
+        self._max_span_ns = 0
+        # Groups that gained pulses since the last relocation, and the earliest wall-clock time
+        # any open group can expire: a step touches only these, not every open group.
+        self._changed: list[_Group] = []
+        self._expiry_due_ns: int | None = None
 
     def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
         """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the groups they changed."""
@@ -119,11 +137,15 @@ class IncidentTracker:
 
     def expire(self, now_ns: int) -> list[Update]:
         """Finalise the groups no pulse has joined for one window; returns their final revisions."""
-        closed = [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]
-        if not closed:
+        if self._expiry_due_ns is None or now_ns <= self._expiry_due_ns:
             return []
+        closed = [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]
         self.groups = [g for g in self.groups if now_ns - g.last_received_ns <= self.window_ns]
         self._firsts = [g.first_t_ns for g in self.groups]
+        self._max_span_ns = max((g.last_t_ns - g.first_t_ns for g in self.groups), default=0)
+        self._expiry_due_ns = min((g.last_received_ns for g in self.groups), default=None)
+        if self._expiry_due_ns is not None:
+            self._expiry_due_ns += self.window_ns
         updates = []
         for group in closed:
             updates += self._locate_group(group, group.last_received_ns, final=True)
@@ -134,44 +156,75 @@ class IncidentTracker:
         updates = []
         for group in self.groups:
             updates += self._locate_group(group, group.last_received_ns, final=True)
-        self.groups, self._firsts = [], []
+        self.groups, self._firsts, self._max_span_ns = [], [], 0
+        self._changed, self._expiry_due_ns = [], None
         return updates
 
     def _join(self, pulse: dict, received_ns: int) -> None:
         t = int(pulse["t_ns"])
-        hi = bisect.bisect_right(self._firsts, t + self.window_ns)
-        lo = hi
-        while lo > 0 and self.groups[lo - 1].last_t_ns + self.window_ns >= t:
-            lo -= 1
-        if lo == hi:
-            self.groups.insert(hi, _Group([pulse], t, t, received_ns))
-            self._firsts.insert(hi, t)
-            return
-        if "id" in pulse and any(pulse["id"] in g.ids for g in self.groups[lo:hi]):
+        xy = self._xy.get(pulse["sensor"])
+        lo = bisect.bisect_left(self._firsts, t - self.reach_ns - self._max_span_ns)
+        hi = bisect.bisect_right(self._firsts, t + self.reach_ns)
+        near = [i for i in range(lo, hi) if self.groups[i].last_t_ns + self.reach_ns >= t]
+        if "id" in pulse and any(pulse["id"] in self.groups[i].ids for i in near):
             return   # the same stored pulse again (forwarded through two cells, or redelivered)
-        group = self.groups[lo]
-        for other in self.groups[lo + 1:hi]:  # the pulse bridges groups: they are one
+        joined = [i for i in near if self._heard_with(self.groups[i], xy, t)]
+        if not joined:
+            at = bisect.bisect_right(self._firsts, t)
+            group = _Group([pulse], t, t, received_ns)
+            self.groups.insert(at, group)
+            self._firsts.insert(at, t)
+            self._changed.append(group)
+            due = received_ns + self.window_ns
+            self._expiry_due_ns = due if self._expiry_due_ns is None else min(self._expiry_due_ns, due)
+            return
+        group = self.groups[joined[0]]
+        if not group.dirty:
+            self._changed.append(group)
+        for i in reversed(joined[1:]):  # the pulse bridges groups: they are one
+            other = self.groups.pop(i)
+            del self._firsts[i]
+            other.dirty = False   # located as part of ``group`` from now on
             group.pulses += other.pulses
             group.tracked += other.tracked
             group.sensors |= other.sensors
             group.ids |= other.ids
             group.last_t_ns = max(group.last_t_ns, other.last_t_ns)
             group.last_received_ns = max(group.last_received_ns, other.last_received_ns)
-        del self.groups[lo + 1:hi], self._firsts[lo + 1:hi]
         group.pulses.append(pulse)
         group.ids.add(pulse.get("id"))
         group.sensors.add(pulse["sensor"])
-        if t < group.first_t_ns:
-            group.first_t_ns = self._firsts[lo] = t
+        if t < group.first_t_ns:   # it starts earlier now: keep the list sorted
+            i = self.groups.index(group)
+            del self.groups[i], self._firsts[i]
+            group.first_t_ns = t
+            at = bisect.bisect_right(self._firsts, t)
+            self.groups.insert(at, group)
+            self._firsts.insert(at, t)
         group.last_t_ns = max(group.last_t_ns, t)
         group.last_received_ns = max(group.last_received_ns, received_ns)
         group.dirty = True
+        self._max_span_ns = max(self._max_span_ns, group.last_t_ns - group.first_t_ns)
+
+    def _heard_with(self, group: _Group, xy: tuple[float, float] | None, t_ns: int) -> bool:
+        """Whether a pulse at sensor position ``xy`` and time ``t_ns`` can be a sound one of the group's pulses is."""
+        for other in group.pulses:
+            other_xy = self._xy.get(other["sensor"])
+            if xy is None or other_xy is None:   # position unknown: time alone decides
+                if abs(t_ns - int(other["t_ns"])) <= self.window_ns:
+                    return True
+                continue
+            dist_m = math.hypot(xy[0] - other_xy[0], xy[1] - other_xy[1])
+            if dist_m <= self.pair_range_m and abs(t_ns - int(other["t_ns"])) <= dist_m / C_MIN * NS_PER_S + self.margin_ns:
+                return True
+        return False
 
     def _relocate(self, received_ns: int) -> list[Update]:
+        changed = sorted((g for g in self._changed if g.dirty), key=lambda g: g.first_t_ns)
+        self._changed = []
         updates = []
-        for group in self.groups:
-            if group.dirty:
-                updates += self._locate_group(group, received_ns, final=False)
+        for group in changed:
+            updates += self._locate_group(group, received_ns, final=False)
         return updates
 
     def _locate_group(self, group: _Group, trigger_ns: int, final: bool) -> list[Update]:
@@ -180,8 +233,8 @@ class IncidentTracker:
         if group.dirty:
             group.dirty = False
             try:
-                located = locate([{k: p[k] for k in LOCATOR_KEYS if k in p} for p in group.pulses],
-                                 self.registry.sensors, self.temperature_c, mode=self.mode)
+                located = locate(_locator_input(group.pulses), self.registry.sensors, self.temperature_c,
+                                 mode=self.mode)
             except Exception:  # noqa: BLE001 - one group the locator chokes on must not stop the others
                 log.exception("locating a group of %d pulses failed; it keeps its last result", len(group.pulses))
                 located = [t.body for t in group.tracked]
@@ -224,6 +277,22 @@ class IncidentTracker:
             "locator": "fusion.locate.locate",
             "window_s": self.window_ns / NS_PER_S,
         }
+
+
+def _locator_input(pulses: list[dict]) -> list[dict]:
+    """The group's pulses as the locator reads them, one per (sensor, t_ns).
+
+    A node may report the same arrival twice under two sequence numbers (a resend after a
+    restart); both are stored, but the locator would drop and warn about the second copy at
+    every relocation of the group, so it is left out here, once.
+    """
+    seen, out = set(), []
+    for p in pulses:
+        key = (p["sensor"], p["t_ns"])
+        if key not in seen:
+            seen.add(key)
+            out.append({k: p[k] for k in LOCATOR_KEYS if k in p})
+    return out
 
 
 def _differs(old: dict, new: dict) -> bool:

@@ -20,12 +20,12 @@ import pathlib
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 # Incident statuses, in the order an incident goes through them.
 STATUSES = ("preliminary", "revised", "final")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# (node, seq) pairs looked up per query: well under SQLite's 32766 bound parameters.
-LOOKUP_CHUNK = 5000
 
 metadata = sa.MetaData()
 
@@ -108,9 +108,9 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _dumps(obj) -> str:
-    # Sorted keys: the stored text of a record is the same whichever process wrote it.
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+# Sorted keys: the stored text of a record is the same whichever process wrote it.  One
+# encoder for all: json.dumps with options builds a new one per call.
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
 def engine_url(url: str | pathlib.Path) -> sa.engine.URL:
@@ -162,6 +162,9 @@ class Store:
             with self.engine.begin() as conn:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         metadata.create_all(self.writer)
+        insert = (sqlite_insert if self.is_sqlite else postgresql_insert)(pulses)
+        self._insert_new = (insert.on_conflict_do_nothing(index_elements=["node", "seq"])
+                            .returning(pulses.c.id, pulses.c.node, pulses.c.seq))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -183,34 +186,37 @@ class Store:
         if not records:
             return []
         now_ns = time.time_ns()
-        keys = {(r.node, r.seq) for r in records}
+        rows = [{"node": r.node, "seq": r.seq, "t_ns": int(r.pulse["t_ns"]),
+                 "received_ns": r.received_ns or now_ns, "body": _dumps(r.pulse),
+                 "raw": bytes(r.raw), "sha256": sha256_hex(r.raw)} for r in records]
+        # De-duplication is the UNIQUE (node, seq) constraint's: one executemany per batch
+        # and no look-up round trip.  Rows come back in no particular order,
+        # so they are matched to records by key; within a batch the first of a key wins.
         with self.writer.begin() as conn:
-            existing = set()
-            key_list = sorted(keys)
-            for start in range(0, len(key_list), LOOKUP_CHUNK):
-                chunk = key_list[start:start + LOOKUP_CHUNK]
-                rows = conn.execute(sa.select(pulses.c.node, pulses.c.seq)
-                                    .where(sa.tuple_(pulses.c.node, pulses.c.seq).in_(chunk)))
-                existing.update((n, s) for n, s in rows)
-            fresh, order = [], []
-            for i, r in enumerate(records):
-                key = (r.node, r.seq)
-                if key in existing:
-                    continue
-                existing.add(key)
-                order.append(i)
-                fresh.append({
-                    "node": r.node, "seq": r.seq, "t_ns": int(r.pulse["t_ns"]),
-                    "received_ns": r.received_ns or now_ns, "body": _dumps(r.pulse),
-                    "raw": bytes(r.raw), "sha256": sha256_hex(r.raw),
-                })
-            ids: list[int | None] = [None] * len(records)
-            if fresh:
-                result = conn.execute(
-                    pulses.insert().returning(pulses.c.id, sort_by_parameter_order=True), fresh)
-                for i, (row_id,) in zip(order, result):
-                    ids[i] = row_id
+            if self.is_sqlite:
+                new = self._insert_sqlite(conn, rows)
+            else:
+                new = {(node, seq): row_id for row_id, node, seq in conn.execute(self._insert_new, rows)}
+        ids: list[int | None] = []
+        for r in records:
+            ids.append(new.pop((r.node, r.seq), None))
         return ids
+
+    @staticmethod
+    def _insert_sqlite(conn, rows: list[dict]) -> dict:
+        # SQLAlchemy's RETURNING path compiles parameters row by row (tens of us each, most of
+        # ingest's time beside the signature check); sqlite3's executemany runs the loop in C.
+        # The transaction began IMMEDIATE (write lock held), so the rows above the highest id
+        # before the insert are exactly this batch's new ones.
+        cur = conn.connection.driver_connection.cursor()
+        (before,) = cur.execute("SELECT coalesce(max(id), 0) FROM pulses").fetchone()
+        cur.executemany("INSERT INTO pulses (node, seq, t_ns, received_ns, body, raw, sha256) "
+                        "VALUES (:node, :seq, :t_ns, :received_ns, :body, :raw, :sha256) "
+                        "ON CONFLICT (node, seq) DO NOTHING", rows)
+        new = {(node, seq): row_id for row_id, node, seq in cur.execute(
+            "SELECT id, node, seq FROM pulses WHERE id > ?", (before,))}
+        cur.close()
+        return new
 
     def pulse_sha256(self, node: str, seq: int) -> str | None:
         """SHA-256 of the stored message of (node, seq), or None if not stored."""

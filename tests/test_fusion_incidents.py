@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import math
 
+import nacl.signing
+import numpy as np
+
 from fusion.incidents import IncidentTracker
-from fusion.registry import load_registry
+from fusion.registry import load_registry, registry_from_nodes
 from fusion_site import build_site
 
 NS_PER_S = 1_000_000_000
@@ -42,7 +45,56 @@ def test_pulses_far_apart_in_time_are_separate_groups(pittsburgh, tmp_path):
     tracker.add([{"id": 2, "sensor": site.pulses[0]["sensor"], "t_ns": base + far}], 0)
     tracker.add([{"id": 3, "sensor": site.pulses[0]["sensor"], "t_ns": base + far // 2}], 0)
     assert len(tracker.groups) == 3
-    # With a window of half the span, one more pulse in the middle bridges all three groups.
-    tracker.window_ns = far // 2 + 10
+    # With a margin of half the span, one more pulse in the middle bridges all three groups.
+    tracker.reach_ns = tracker.margin_ns = far // 2 + 10
     tracker.add([{"id": 4, "sensor": site.pulses[0]["sensor"], "t_ns": base + far // 2 + 1}], 0)
     assert len(tracker.groups) == 1 and sorted(p["id"] for p in tracker.groups[0].pulses) == [1, 2, 3, 4]
+
+
+CITY_SITES = 20            # neighbourhoods 15 km apart, each with its own ring of sensors
+SITE_SPACING_M = 15_000.0
+RING_SENSORS, RING_RADIUS_M = 6, 300.0
+INCIDENTS, INCIDENT_EVERY_NS = 60, 600_000_000     # 100 incidents a minute across the city
+C_M_S = 340.0
+
+
+def test_overlapping_incidents_far_apart_stay_separate_groups():
+    """A busy city: an incident every 0.6 s, each in another neighbourhood; none chain into one group."""
+    rng = np.random.default_rng(7)
+    centres = [(SITE_SPACING_M * (k % 5), SITE_SPACING_M * (k // 5)) for k in range(CITY_SITES)]
+    nodes, rings = [], []
+    for k, (cx, cy) in enumerate(centres):
+        ring = []
+        for j in range(RING_SENSORS):
+            a = 2 * math.pi * j / RING_SENSORS
+            name = f"s{k:02d}-{j}"
+            key = nacl.signing.SigningKey(bytes([k, j]) * 16).verify_key
+            nodes.append({"id": name, "public_key": bytes(key).hex(),
+                          "x": cx + RING_RADIUS_M * math.cos(a), "y": cy + RING_RADIUS_M * math.sin(a), "z": 0.0})
+            ring.append((name, nodes[-1]["x"], nodes[-1]["y"]))
+        rings.append(ring)
+    registry = registry_from_nodes(nodes)
+    tracker = IncidentTracker(registry, "city", temperature_c=15.0)
+    pulses, truth = [], {}
+    t0 = 1_700_000_000 * NS_PER_S
+    for n in range(INCIDENTS):
+        k = n % CITY_SITES
+        sx, sy = np.array(centres[k]) + rng.uniform(-150, 150, 2)
+        truth[n] = (sx, sy)
+        t_shot = t0 + n * INCIDENT_EVERY_NS
+        for name, x, y in rings[k]:
+            pulses.append({"id": len(pulses) + 1, "sensor": name, "incident": n,
+                           "t_ns": t_shot + round(math.hypot(x - sx, y - sy) / C_M_S * NS_PER_S), "t_unc_ns": 10**5})
+    pulses.sort(key=lambda p: p["t_ns"])
+    updates = []
+    for start in range(0, len(pulses), 50):
+        updates += tracker.add(pulses[start:start + 50], received_ns=0)
+    assert len(tracker.groups) == INCIDENTS
+    assert max(len(g.pulses) for g in tracker.groups) == RING_SENSORS
+    assert all(len({p["incident"] for p in g.pulses}) == 1 for g in tracker.groups)
+    finals = tracker.flush()
+    assert len(finals) == INCIDENTS == sum(u.status == "preliminary" for u in updates)
+    incident_of = {p["id"]: p["incident"] for p in pulses}
+    for final in finals:
+        n, = {incident_of[i] for i in final.used}
+        assert math.hypot(final.incident["x"] - truth[n][0], final.incident["y"] - truth[n][1]) <= 5.0
