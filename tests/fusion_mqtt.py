@@ -17,10 +17,18 @@ def client(broker, client_id: str = "") -> mqtt.Client:
     return c
 
 
-def publish_all(broker, items: list[tuple[str, bytes]], client_id: str = "stand-in-nodes") -> None:
-    """Publish (topic, payload) at QoS 1 and wait until the broker acknowledged every one."""
+def publish_all(broker, items: list[tuple[str, bytes]], client_id: str = "stand-in-nodes",
+                chunk: int = 0, pause_s: float = 0.0) -> None:
+    """Publish (topic, payload) at QoS 1 and wait until the broker acknowledged every one.
+
+    With ``chunk``, ``pause_s`` goes by after every ``chunk`` messages: a stream, not a burst.
+    """
     c = client(broker, client_id)
-    infos = [c.publish(topic, payload, qos=1) for topic, payload in items]
+    infos = []
+    for k, (topic, payload) in enumerate(items, 1):
+        infos.append(c.publish(topic, payload, qos=1))
+        if chunk and k % chunk == 0:
+            time.sleep(pause_s)
     for info in infos:
         info.wait_for_publish(WAIT_S)
         assert info.is_published()
