@@ -30,7 +30,7 @@ import time
 from fusion import alerts, evidence
 from fusion.incidents import IncidentTracker, Update
 from fusion.ingest import PulseIngest, Rejection, topic_node
-from fusion.mqttlink import MqttLink, drain
+from fusion.mqttlink import MqttLink
 from fusion.partition import Partition
 from fusion.registry import load_registry
 from fusion.store import Store
@@ -134,7 +134,7 @@ class FusionService:
         """One round: ingest what arrived, commit, acknowledge, locate, publish; finalise closed incidents."""
         # A batch that failed (database down) is retried, never dropped: its messages are
         # unacknowledged and the broker will not send them again on this connection.
-        batch = self._pending or drain(self.link.queue, BATCH_MAX, TICK_S)
+        batch = self._pending or self.link.take(BATCH_MAX, TICK_S)
         self._pending = batch
         cell_prefix = f"ew/v1/{self.config.site}/cell/"
         from_nodes = [(t, m) for t, m in batch if not m.topic.startswith(cell_prefix)]
@@ -154,8 +154,7 @@ class FusionService:
                 for cell in self.partition.node_cells[pulse["sensor"]]:
                     self.link.publish(self._cell_topic(cell), payload)
             to_locate = [p for _, m in batch if m.topic.startswith(cell_prefix) for p in _cell_pulse(m)]
-        for _, msg in batch:   # committed (or dead-lettered): the broker may drop them now
-            self.link.ack(msg)
+        self.link.ack([msg for _, msg in batch])   # committed (or dead-lettered): the broker may drop them now
         self._pending = []
         updates = []
         if to_locate:

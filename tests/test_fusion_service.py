@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -33,6 +34,7 @@ SITE = "pgh"
 SURVEY_TOLERANCE_M = 25.0
 INCIDENT = f"ew/v1/{SITE}/incident"
 DEADLETTER = f"ew/v1/{SITE}/deadletter"
+KILL_POLL_S = 0.005
 
 
 def _config(tmp_path, broker, site, **extra) -> FusionConfig:
@@ -94,18 +96,18 @@ def _fusion_process(config_path, log_path):
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))
 
 
-def _wait(predicate, timeout_s=60.0):
+def _wait(predicate, timeout_s=60.0, poll_s=0.05):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(poll_s)
     return False
 
 
 def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
     """SIGKILL the real `earwitness fusion` process while pulses stream in; after a restart every pulse is stored once."""
-    n_per_node = 150
+    n_per_node = 300
     nodes = sorted(site.keys)[:8]
     t0 = site.pulses[0]["t_ns"]
     # Pulses far apart in time: each is its own group, so the stream tests ingest, not the locator.
@@ -124,11 +126,14 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
     try:
         assert _wait(lambda: "running" in log.read_text()), log.read_text()
         half = len(items) // 2
-        publish_all(mosquitto, items[:half])
+        # Killed while the first half is still being published: the server cannot be done with it.
+        first = threading.Thread(target=publish_all, args=(mosquitto, items[:half]))
+        first.start()
         with Store(db) as store:
-            assert _wait(lambda: store.count_pulses() > 0)
+            assert _wait(lambda: store.count_pulses() > 0, poll_s=KILL_POLL_S)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+            first.join()
             before = store.count_pulses()
         publish_all(mosquitto, items[half:])   # accepted by the broker while the server is down
         proc = _fusion_process(config, log)
