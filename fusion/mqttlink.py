@@ -7,13 +7,15 @@ crash, so nothing accepted is lost to a ``kill -9``.  Publishes and acknowledgem
 on the one connection in the order they were asked for, so a dead letter or a forwarded
 pulse published before the message's PUBACK reaches the broker first.
 
-The library is slow for us: paho-mqtt receives and acknowledges about 5,500 messages/s on
-this machine (its per-packet Python work, callbacks and locks; ``make bench`` prints it),
-about the whole budget of a worker that must ingest 5,000 pulses/s.  This client does only
-what the server needs (:mod:`fusion.mqttwire`: CONNECT with a persistent session,
-SUBSCRIBE, PUBLISH both ways at QoS 0/1, PUBACK, PINGREQ), parses a whole received chunk per
-call and sends a batch's acknowledgements in one write.  One I/O thread owns the socket
-(TLS objects must not be read and written from two threads); callers queue bytes for it.
+The library is slow for us: the server must acknowledge after its commit, from its own
+thread, and paho-mqtt has no batch acknowledgement: each ack is a packet queued and a
+wake-up of paho's network thread.  So used, paho received and acknowledged 5,000-13,000
+messages/s on this machine (``make bench`` prints it beside this link's figure), the whole
+budget of a worker that must ingest 5,000 pulses/s.  This client does only what the server
+needs (:mod:`fusion.mqttwire`: CONNECT with a persistent session, SUBSCRIBE, PUBLISH both
+ways at QoS 0/1, PUBACK, PINGREQ), parses a whole received chunk per call and sends a
+batch's acknowledgements in one write (about 150,000 messages/s).  One I/O thread owns the
+socket (TLS objects must not be read and written from two threads); callers queue bytes for it.
 
 Example::
 

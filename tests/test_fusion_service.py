@@ -261,3 +261,15 @@ def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, 
     assert main(["report", incident["incident"], "--db", str(tmp_path / "fusion.db"), "--out", str(out)]) == 0
     text = out.read_text()
     assert "class='waveforms'" in text and all(c["sha256"] in text for c in clips)
+
+
+def test_forwarded_cell_messages_keep_only_well_formed_pulses():
+    from fusion.mqttwire import Publish
+    from fusion.service import _cell_pulses
+
+    def msg(payload: bytes) -> Publish:
+        return Publish(f"ew/v1/{SITE}/cell/0_0/pulse", payload, 1, False, False, 1)
+
+    good = {"id": 3, "sensor": "n1", "t_ns": 5}
+    assert _cell_pulses(msg(json.dumps([good, {"id": "x", "sensor": "n2"}, 7]).encode())) == [good]
+    assert _cell_pulses(msg(b"not json")) == [] and _cell_pulses(msg(json.dumps(good).encode())) == []
