@@ -15,7 +15,7 @@ Example::
 
     ingest = PulseIngest(site="pgh", registry=registry, store=store, publish=link.publish)
     accepted = ingest.process([(received_ns, msg), ...])   # stored pulse dicts
-    for _, msg in batch: link.ack(msg)
+    link.ack([msg for _, msg in batch])
 """
 from __future__ import annotations
 

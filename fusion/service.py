@@ -19,6 +19,7 @@ Example::
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -30,7 +31,7 @@ import time
 from fusion import alerts, evidence
 from fusion.incidents import IncidentTracker, Update
 from fusion.ingest import PulseIngest, Rejection, topic_node
-from fusion.mqttlink import MqttLink, drain
+from fusion.mqttlink import MqttLink
 from fusion.partition import Partition
 from fusion.registry import load_registry
 from fusion.store import Store
@@ -134,7 +135,7 @@ class FusionService:
         """One round: ingest what arrived, commit, acknowledge, locate, publish; finalise closed incidents."""
         # A batch that failed (database down) is retried, never dropped: its messages are
         # unacknowledged and the broker will not send them again on this connection.
-        batch = self._pending or drain(self.link.queue, BATCH_MAX, TICK_S)
+        batch = self._pending or self.link.take(BATCH_MAX, TICK_S)
         self._pending = batch
         cell_prefix = f"ew/v1/{self.config.site}/cell/"
         from_nodes = [(t, m) for t, m in batch if not m.topic.startswith(cell_prefix)]
@@ -149,13 +150,15 @@ class FusionService:
             to_locate = accepted
         else:
             # Forwarded before the node's message is acknowledged: QoS 1 on one connection, in order.
+            # One message per cell per batch (a JSON list): a node's pulse goes to up to four cells.
+            by_cell = collections.defaultdict(list)
             for pulse in accepted:
-                payload = json.dumps(pulse).encode()
                 for cell in self.partition.node_cells[pulse["sensor"]]:
-                    self.link.publish(self._cell_topic(cell), payload)
-            to_locate = [p for _, m in batch if m.topic.startswith(cell_prefix) for p in _cell_pulse(m)]
-        for _, msg in batch:   # committed (or dead-lettered): the broker may drop them now
-            self.link.ack(msg)
+                    by_cell[cell].append(pulse)
+            for cell, pulses in by_cell.items():
+                self.link.publish(self._cell_topic(cell), json.dumps(pulses).encode())
+            to_locate = [p for _, m in batch if m.topic.startswith(cell_prefix) for p in _cell_pulses(m)]
+        self.link.ack([msg for _, msg in batch])   # committed (or dead-lettered): the broker may drop them now
         self._pending = []
         updates = []
         if to_locate:
@@ -218,14 +221,16 @@ class FusionService:
         self.link.publish(topic, payload)
 
 
-def _cell_pulse(msg) -> list[dict]:
-    """The stored pulse a worker forwarded to a cell (a list of one), or none if it is not one."""
+def _cell_pulses(msg) -> list[dict]:
+    """The stored pulses a worker forwarded to a cell (a JSON list); the malformed ones are left out."""
     try:
-        pulse = json.loads(msg.payload)
-        if isinstance(pulse, dict) and isinstance(pulse.get("id"), int) and isinstance(pulse.get("sensor"), str):
-            return [pulse]
+        pulses = json.loads(msg.payload)
     except ValueError:
-        pass
-    log.warning("ignored a malformed forwarded pulse on %s", msg.topic)
-    return []
-
+        pulses = None
+    if not isinstance(pulses, list):
+        log.warning("ignored a malformed forwarded message on %s", msg.topic)
+        return []
+    good = [p for p in pulses if isinstance(p, dict) and isinstance(p.get("id"), int) and isinstance(p.get("sensor"), str)]
+    if len(good) < len(pulses):
+        log.warning("ignored %d malformed forwarded pulse(s) on %s", len(pulses) - len(good), msg.topic)
+    return good

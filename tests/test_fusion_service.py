@@ -37,6 +37,7 @@ DEADLETTER = f"ew/v1/{SITE}/deadletter"
 # The kill test's stream: 1,200 pulses over about 3 s.
 STREAM_CHUNK = 20
 STREAM_PAUSE_S = 0.05
+KILL_POLL_S = 0.005
 
 
 def _config(tmp_path, broker, site, **extra) -> FusionConfig:
@@ -98,12 +99,12 @@ def _fusion_process(config_path, log_path):
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))
 
 
-def _wait(predicate, timeout_s=60.0):
+def _wait(predicate, timeout_s=60.0, poll_s=0.05):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(poll_s)
     return False
 
 
@@ -133,7 +134,7 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
                                   kwargs={"chunk": STREAM_CHUNK, "pause_s": STREAM_PAUSE_S})
         stream.start()
         with Store(db) as store:
-            assert _wait(lambda: store.count_pulses() > 0)
+            assert _wait(lambda: store.count_pulses() > 0, poll_s=KILL_POLL_S)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
             before = store.count_pulses()
@@ -263,3 +264,15 @@ def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, 
     assert main(["report", incident["incident"], "--db", str(tmp_path / "fusion.db"), "--out", str(out)]) == 0
     text = out.read_text()
     assert "class='waveforms'" in text and all(c["sha256"] in text for c in clips)
+
+
+def test_forwarded_cell_messages_keep_only_well_formed_pulses():
+    from fusion.mqttwire import Publish
+    from fusion.service import _cell_pulses
+
+    def msg(payload: bytes) -> Publish:
+        return Publish(f"ew/v1/{SITE}/cell/0_0/pulse", payload, 1, False, False, 1)
+
+    good = {"id": 3, "sensor": "n1", "t_ns": 5}
+    assert _cell_pulses(msg(json.dumps([good, {"id": "x", "sensor": "n2"}, 7]).encode())) == [good]
+    assert _cell_pulses(msg(b"not json")) == [] and _cell_pulses(msg(json.dumps(good).encode())) == []

@@ -175,6 +175,16 @@ def test_fusion_cannot_forge_a_pulse(site):
     assert [p for _, p in fusion.wait_for(topic(NODE_A, "pulse"), b"real")] == [b"real"]
 
 
+def test_fusion_workers_forward_pulses_to_cells_and_nodes_cannot(site):
+    """Scale-out: a worker forwards pulses to the worker owning a cell; a node may not inject there."""
+    cell = f"ew/v1/{SITE}/cell/0_0/pulse"
+    owner, other, node = site["connect"](FUSION), site["connect"](FUSION), site["connect"](NODE_A)
+    assert owner.subscribe(cell)
+    node.publish(cell, b"injected by a node")
+    other.publish(cell, b"forwarded")
+    assert [p for _, p in owner.wait_for(cell, b"forwarded")] == [b"forwarded"]
+
+
 def test_clients_without_a_certificate_of_the_site_ca_are_refused(site):
     assert not site["connect"](None).connected
     rogue = make_pki(site["root"] / "rogue", clients=(NODE_A,))

@@ -1,0 +1,227 @@
+"""MQTT v5 packets, the few the fusion server's connection needs: bytes out, parsed packets in.
+
+Encoders for CONNECT, SUBSCRIBE, PUBLISH, PUBACK, PINGREQ and DISCONNECT, and a stream
+parser (:class:`PacketReader`) that turns received bytes into CONNACK, SUBACK, PUBLISH,
+PUBACK, PINGRESP and DISCONNECT packets, many per call.  Layout: MQTT Version 5.0, OASIS
+Standard (2019), chapters 2 (fixed header, variable byte integer, properties) and 3.
+
+Example::
+
+    sock.sendall(encode_connect("fusion-pgh", keepalive_s=30, clean_start=False, session_expiry_s=3600))
+    reader = PacketReader()
+    for packet in reader.feed(sock.recv(65536)):
+        if isinstance(packet, Publish): ...
+"""
+from __future__ import annotations
+
+import struct
+
+CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
+SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
+PROTOCOL_NAME = b"MQTT"
+PROTOCOL_LEVEL_V5 = 5
+CLEAN_START = 0x02
+SUBSCRIBE_FLAGS = 0x02          # fixed header flags of SUBSCRIBE are reserved as 0010
+DUP_FLAG, RETAIN_FLAG = 0x08, 0x01
+PROP_SESSION_EXPIRY = 0x11      # four-byte integer
+PROP_RECEIVE_MAXIMUM = 0x21     # two-byte integer
+# A variable byte integer has at most four bytes of seven bits (MQTT 5, 1.5.5).
+VARINT_MAX_BYTES = 4
+VARINT_MAX = 2**28 - 1
+PACKET_ID_MAX = 65535
+FAILURE_REASON = 0x80           # reason codes from here on are failures (MQTT 5, 2.4)
+
+PINGREQ_PACKET = bytes([PINGREQ << 4, 0])
+DISCONNECT_PACKET = bytes([DISCONNECT << 4, 0])   # normal disconnection, no properties
+_U16 = struct.Struct(">H")
+_PUBACK = struct.Struct(">BBH")
+
+
+class ProtocolError(Exception):
+    """The broker sent bytes that are not MQTT v5 as we expect it."""
+
+
+class Publish:
+    """A received PUBLISH: ``topic``, ``payload``, ``qos``, ``dup``, ``retain``, ``mid`` (packet id, 0 for QoS 0).
+
+    ``generation`` is set by the connection that received it (which TCP connection, for acks).
+    """
+
+    __slots__ = ("topic", "payload", "qos", "dup", "retain", "mid", "generation")
+
+    def __init__(self, topic: str, payload: bytes, qos: int, dup: bool, retain: bool, mid: int, generation: int = 0):
+        self.topic, self.payload, self.qos, self.dup, self.retain, self.mid = topic, payload, qos, dup, retain, mid
+        self.generation = generation
+
+
+class Ack:
+    """A received CONNACK, SUBACK or PUBACK: packet ``kind``, packet id ``mid``, ``reasons`` codes, CONNACK's ``props``."""
+
+    __slots__ = ("kind", "mid", "reasons", "session_present", "props")
+
+    def __init__(self, kind: int, mid: int = 0, reasons: bytes = b"", session_present: bool = False, props: dict | None = None):
+        self.kind, self.mid, self.reasons, self.session_present, self.props = kind, mid, reasons, session_present, props or {}
+
+    @property
+    def failed(self) -> bool:
+        return any(r >= FAILURE_REASON for r in self.reasons)
+
+
+def encode_varint(value: int) -> bytes:
+    if not 0 <= value <= VARINT_MAX:
+        raise ValueError(f"{value} does not fit an MQTT variable byte integer")
+    out = bytearray()
+    while True:
+        value, digit = divmod(value, 128)
+        out.append(digit | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def decode_varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(value, position after it), or None if ``data`` ends inside it."""
+    value = shift = 0
+    for i in range(pos, min(pos + VARINT_MAX_BYTES, len(data))):
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i + 1
+        shift += 7
+    if len(data) - pos >= VARINT_MAX_BYTES:
+        raise ProtocolError("variable byte integer longer than four bytes")
+    return None
+
+
+def _string(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return _U16.pack(len(raw)) + raw
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    return bytes([first_byte]) + encode_varint(len(body)) + body
+
+
+def encode_connect(client_id: str, keepalive_s: int, clean_start: bool, session_expiry_s: int,
+                   receive_maximum: int = PACKET_ID_MAX) -> bytes:
+    props = (bytes([PROP_SESSION_EXPIRY]) + struct.pack(">I", session_expiry_s)
+             + bytes([PROP_RECEIVE_MAXIMUM]) + _U16.pack(receive_maximum))
+    body = (_string(PROTOCOL_NAME) + bytes([PROTOCOL_LEVEL_V5, CLEAN_START if clean_start else 0])
+            + _U16.pack(keepalive_s) + encode_varint(len(props)) + props + _string(client_id))
+    return _packet(CONNECT << 4, body)
+
+
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
+    """SUBSCRIBE to ``(topic filter, max QoS)`` pairs (no properties, default options)."""
+    body = _U16.pack(packet_id) + b"\x00" + b"".join(_string(f) + bytes([qos]) for f, qos in filters)
+    return _packet((SUBSCRIBE << 4) | SUBSCRIBE_FLAGS, body)
+
+
+def encode_publish(topic: str, payload: bytes, qos: int, packet_id: int = 0, retain: bool = False, dup: bool = False) -> bytes:
+    flags = (qos << 1) | (RETAIN_FLAG if retain else 0) | (DUP_FLAG if dup else 0)
+    body = _string(topic) + (_U16.pack(packet_id) if qos else b"") + b"\x00" + payload
+    return _packet((PUBLISH << 4) | flags, body)
+
+
+def encode_puback(packet_id: int) -> bytes:
+    """PUBACK, success (reason code and properties omitted: MQTT 5, 3.4.2.1)."""
+    return _PUBACK.pack(PUBACK << 4, 2, packet_id)
+
+
+# Property identifiers by value type (MQTT 5, 2.2.2.2), to skip the ones we do not read.
+_PROP_BYTE = {0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A}
+_PROP_U16 = {0x13, 0x21, 0x22, 0x23}
+_PROP_U32 = {0x02, 0x11, 0x18, 0x27}
+_PROP_VARINT = {0x0B}
+_PROP_PAIR = {0x26}                   # two strings; every other identifier is one string or binary
+
+
+def _properties(data: bytes, pos: int) -> dict:
+    """Numeric properties at ``pos`` (identifier -> value); strings and binary data are skipped."""
+    length, pos = decode_varint(data, pos)
+    end, props = pos + length, {}
+    while pos < end:
+        ident = data[pos]
+        pos += 1
+        if ident in _PROP_BYTE:
+            props[ident], pos = data[pos], pos + 1
+        elif ident in _PROP_U16:
+            props[ident], pos = _U16.unpack_from(data, pos)[0], pos + 2
+        elif ident in _PROP_U32:
+            props[ident], pos = struct.unpack_from(">I", data, pos)[0], pos + 4
+        elif ident in _PROP_VARINT:
+            props[ident], pos = decode_varint(data, pos)
+        else:
+            for _ in range(2 if ident in _PROP_PAIR else 1):
+                pos += 2 + _U16.unpack_from(data, pos)[0]
+    return props
+
+
+class PacketReader:
+    """Reassembles packets from a byte stream; :meth:`feed` returns the complete ones in order."""
+
+    def __init__(self):
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self._need = 2      # bytes needed before anything can be parsed
+
+    def feed(self, chunk: bytes) -> list:
+        self._chunks.append(chunk)
+        self._have += len(chunk)
+        if self._have < self._need:   # a large packet (a clip) still arriving: no copying meanwhile
+            return []
+        data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        out, pos, end = [], 0, len(data)
+        self._need = 2
+        while pos + 1 < end:
+            first = data[pos]
+            header = decode_varint(data, pos + 1)
+            if header is None:
+                self._need = end - pos + 1
+                break
+            length, body = header
+            stop = body + length
+            if stop > end:
+                self._need = stop - pos
+                break
+            out.append(_parse(first, data, body, stop))
+            pos = stop
+        rest = data[pos:] if pos else data
+        self._chunks = [rest] if rest else []
+        self._have = len(rest)
+        return out
+
+
+def _parse(first: int, data: bytes, body: int, stop: int):
+    kind = first >> 4
+    if kind == PUBLISH:
+        return _parse_publish(first, data, body, stop)
+    if kind == PUBACK:
+        return Ack(kind, _U16.unpack_from(data, body)[0], data[body + 2:body + 3])
+    if kind == SUBACK:
+        plen, at = decode_varint(data, body + 2)
+        return Ack(kind, _U16.unpack_from(data, body)[0], data[at + plen:stop])
+    if kind == CONNACK:
+        props = _properties(data, body + 2) if stop > body + 2 else {}
+        return Ack(kind, 0, data[body + 1:body + 2], bool(data[body] & 1), props)
+    if kind in (PINGRESP, DISCONNECT):
+        return Ack(kind, 0, data[body:body + 1])
+    raise ProtocolError(f"unexpected MQTT packet type {kind}")
+
+
+def _parse_publish(first: int, data: bytes, pos: int, stop: int) -> Publish:
+    topic_len = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    topic = data[pos:pos + topic_len].decode()
+    pos += topic_len
+    qos = (first >> 1) & 3
+    mid = 0
+    if qos:
+        mid = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+    plen = data[pos]
+    if plen < 0x80:          # the usual one-byte property length
+        pos += 1 + plen
+    else:
+        plen, pos = decode_varint(data, pos)
+        pos += plen
+    return Publish(topic, data[pos:stop], qos, bool(first & DUP_FLAG), bool(first & RETAIN_FLAG), mid)
