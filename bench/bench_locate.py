@@ -102,3 +102,7 @@ def long_input(locate) -> None:
     took = time.perf_counter() - start
     print(f"long input: {len(scene.pulses)} pulses over 30 s, {len(truth)} shots fired, "
           f"{sum(i['rounds'] for i in incidents)} found, {took:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

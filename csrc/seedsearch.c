@@ -1,0 +1,268 @@
+/* Seed search of association; see seedsearch.h for what it does and why. */
+#include "seedsearch.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define SORT_CUTOFF 16   /* runs this short are finished by insertion sort */
+#define SQRT2 1.41421356237309504880  /* a cell's diagonal over its side (M_SQRT2 is not C99) */
+
+typedef struct {
+    double e;     /* implied emission time */
+    double prev;  /* implied emission time of the same sensor's previous pulse */
+} emit_t;
+
+typedef struct {
+    double x, y, h;  /* centre and side */
+    int ub;          /* bound on the support inside */
+    double start;    /* start of the window that reaches it */
+} cell_t;
+
+struct ew_seed_search_t {
+    emit_t *emit;
+    size_t emit_cap;
+    cell_t *pool;
+    size_t pool_len, pool_cap;
+    cell_t *taken;      /* the cells of one step, highest bound first */
+    size_t taken_cap;
+    size_t *pick;       /* their places in the pool while they are picked */
+    size_t pick_cap;
+};
+
+ew_seed_search_t *ew_seed_search_new(void)
+{
+    return calloc(1, sizeof(ew_seed_search_t));
+}
+
+void ew_seed_search_del(ew_seed_search_t *s)
+{
+    if (!s)
+        return;
+    free(s->emit);
+    free(s->pool);
+    free(s->taken);
+    free(s->pick);
+    free(s);
+}
+
+static int reserve(void **buf, size_t *cap, size_t need, size_t item)
+{
+    size_t size;
+    void *grown;
+    if (need <= *cap)
+        return 0;
+    size = *cap ? *cap : 64;
+    while (size < need)
+        size *= 2;
+    grown = realloc(*buf, size * item);
+    if (!grown)
+        return -1;
+    *buf = grown;
+    *cap = size;
+    return 0;
+}
+
+/* Quicksort by e (median of three), insertion sort for short runs. */
+static void sort_emit(emit_t *a, size_t n)
+{
+    while (n > SORT_CUTOFF) {
+        size_t i = 0, j = n - 1, mid = n / 2;
+        emit_t tmp;
+        double pivot;
+        if (a[mid].e < a[0].e) { tmp = a[mid]; a[mid] = a[0]; a[0] = tmp; }
+        if (a[n - 1].e < a[0].e) { tmp = a[n - 1]; a[n - 1] = a[0]; a[0] = tmp; }
+        if (a[n - 1].e < a[mid].e) { tmp = a[n - 1]; a[n - 1] = a[mid]; a[mid] = tmp; }
+        pivot = a[mid].e;
+        for (;;) {
+            while (a[i].e < pivot)
+                i++;
+            while (a[j].e > pivot)
+                j--;
+            if (i >= j)
+                break;
+            tmp = a[i]; a[i] = a[j]; a[j] = tmp;
+            i++;
+            j--;
+        }
+        /* Recurse into the smaller part, loop on the larger: stack depth O(log n). */
+        if (j + 1 < n - j - 1) {
+            sort_emit(a, j + 1);
+            a += j + 1;
+            n -= j + 1;
+        } else {
+            sort_emit(a + j + 1, n - j - 1);
+            n = j + 1;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        emit_t v = a[i];
+        size_t k = i;
+        while (k > 0 && a[k - 1].e > v.e) {
+            a[k] = a[k - 1];
+            k--;
+        }
+        a[k] = v;
+    }
+}
+
+/* Most distinct sensors whose implied emission times at (px, py) fit a window of width_s,
+ * and where that window starts (the earliest such start).  A pulse in a window adds a new
+ * sensor iff its sensor's previous pulse lies before the window's start.  Windows wider
+ * than plain_count_above_s are bounded by the plain pulse count. */
+static int distinct_count(emit_t *em, const ew_seed_params_t *p, const double *x, const double *y,
+                          const double *t, const double *gap, size_t n, double px, double py,
+                          double width_s, double *start)
+{
+    int best = -1;
+    int plain = width_s > p->plain_count_above_s;
+    size_t end = 0;
+    for (size_t i = 0; i < n; i++) {
+        double dx = px - x[i], dy = py - y[i];
+        em[i].e = t[i] - sqrt(dx * dx + dy * dy) / p->c_mps;
+        em[i].prev = em[i].e - gap[i];
+    }
+    sort_emit(em, n);
+    for (size_t j = 0; j < n; j++) {
+        double limit = em[j].e + width_s;
+        int count;
+        if (end < j + 1)
+            end = j + 1;
+        while (end < n && em[end].e <= limit)
+            end++;
+        count = (int)(end - j);
+        if (!plain) {
+            double floor_e = em[j].e - p->same_time_s;
+            for (size_t k = j + 1; k < end; k++)
+                count -= em[k].prev >= floor_e;
+        }
+        if (count > best) {
+            best = count;
+            *start = em[j].e;
+        }
+    }
+    return best;
+}
+
+static void bound_cell(ew_seed_search_t *s, const ew_seed_params_t *p, const double *x, const double *y,
+                       const double *t, const double *gap, size_t n, cell_t *cell)
+{
+    double slack = p->window_s + cell->h * SQRT2 / p->c_mps;
+    cell->ub = distinct_count(s->emit, p, x, y, t, gap, n, cell->x, cell->y, slack, &cell->start);
+}
+
+int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const double *x,
+                      const double *y, const double *t, const double *gap, size_t n,
+                      const double *hx, const double *hy, size_t n_hints, ew_seed_result_t *result)
+{
+    size_t root, batch;
+    double size;
+    static const double offsets[4][2] = {{-1, -1}, {-1, 1}, {1, -1}, {1, 1}};
+    if (!s || !p || !result || p->root_cells < 1 || p->batch_cells < 1 || !(p->c_mps > 0))
+        return -1;
+    root = (size_t)p->root_cells;
+    batch = (size_t)p->batch_cells;
+    result->support = p->floor;
+    result->x = (p->x0 + p->x1) / 2;
+    result->y = (p->y0 + p->y1) / 2;
+    result->emit_start_s = 0.0;
+    if (n == 0)
+        return 0;
+    if (reserve((void **)&s->emit, &s->emit_cap, n, sizeof(emit_t))
+        || reserve((void **)&s->pool, &s->pool_cap, root * root, sizeof(cell_t))
+        || reserve((void **)&s->taken, &s->taken_cap, batch, sizeof(cell_t))
+        || reserve((void **)&s->pick, &s->pick_cap, batch, sizeof(size_t)))
+        return -1;
+
+    /* Hints first: a good early incumbent lets the bound prune most of the area. */
+    {
+        int best_hint = -1;
+        cell_t hint, chosen = {0};
+        for (size_t k = 0; k < n_hints; k++) {
+            hint.x = hx[k];
+            hint.y = hy[k];
+            hint.h = p->leaf_size_m;
+            bound_cell(s, p, x, y, t, gap, n, &hint);
+            if (hint.ub > best_hint) {
+                best_hint = hint.ub;
+                chosen = hint;
+            }
+        }
+        if (best_hint > result->support) {
+            result->support = best_hint;
+            result->x = chosen.x;
+            result->y = chosen.y;
+            result->emit_start_s = chosen.start;
+        }
+    }
+
+    size = fmax(p->x1 - p->x0, p->y1 - p->y0) / (double)root;
+    s->pool_len = 0;
+    for (size_t iy = 0; iy < root; iy++)
+        for (size_t ix = 0; ix < root; ix++) {
+            cell_t *c = &s->pool[s->pool_len++];
+            c->x = p->x0 + size * ((double)ix + 0.5);
+            c->y = p->y0 + size * ((double)iy + 0.5);
+            c->h = size;
+            bound_cell(s, p, x, y, t, gap, n, c);
+        }
+
+    for (;;) {
+        size_t n_taken = 0, kept = 0, leaf_best = batch;
+        /* Drop what cannot beat the best; pick the highest bounds (ties: earlier first). */
+        for (size_t i = 0; i < s->pool_len; i++) {
+            cell_t c = s->pool[i];
+            size_t at;
+            if (c.ub <= result->support)
+                continue;
+            s->pool[kept] = c;
+            if (n_taken < batch || c.ub > s->pool[s->pick[n_taken - 1]].ub) {
+                at = n_taken < batch ? n_taken++ : batch - 1;
+                while (at > 0 && s->pool[s->pick[at - 1]].ub < c.ub) {
+                    s->pick[at] = s->pick[at - 1];
+                    at--;
+                }
+                s->pick[at] = kept;
+            }
+            kept++;
+        }
+        s->pool_len = kept;
+        if (n_taken == 0)
+            break;
+        /* Take them out of the pool, the rest keeping their order. */
+        for (size_t k = 0; k < n_taken; k++) {
+            s->taken[k] = s->pool[s->pick[k]];
+            s->pool[s->pick[k]].h = -1.0;  /* marks a taken cell */
+        }
+        kept = 0;
+        for (size_t i = 0; i < s->pool_len; i++)
+            if (s->pool[i].h >= 0.0)
+                s->pool[kept++] = s->pool[i];
+        s->pool_len = kept;
+        for (size_t k = 0; k < n_taken; k++)
+            if (s->taken[k].h <= p->leaf_size_m
+                && (leaf_best == batch || s->taken[k].ub > s->taken[leaf_best].ub))
+                leaf_best = k;
+        if (leaf_best < batch && s->taken[leaf_best].ub > result->support) {
+            /* A leaf's bound is its value: the window slack it carries is a few ms. */
+            result->support = s->taken[leaf_best].ub;
+            result->x = s->taken[leaf_best].x;
+            result->y = s->taken[leaf_best].y;
+            result->emit_start_s = s->taken[leaf_best].start;
+        }
+        for (size_t k = 0; k < n_taken; k++) {
+            cell_t c = s->taken[k];
+            if (c.h <= p->leaf_size_m || c.ub <= result->support)
+                continue;
+            if (reserve((void **)&s->pool, &s->pool_cap, s->pool_len + 4, sizeof(cell_t)))
+                return -1;
+            for (int q = 0; q < 4; q++) {
+                cell_t *child = &s->pool[s->pool_len++];
+                child->x = c.x + offsets[q][0] * (c.h / 4.0);
+                child->y = c.y + offsets[q][1] * (c.h / 4.0);
+                child->h = c.h / 2.0;
+                bound_cell(s, p, x, y, t, gap, n, child);
+            }
+        }
+    }
+    return 0;
+}
