@@ -3,26 +3,35 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SORT_CUTOFF 16   /* runs this short are finished by insertion sort */
 #define SQRT2 1.41421356237309504880  /* a cell's diagonal over its side (M_SQRT2 is not C99) */
 
 typedef struct {
     double e;     /* implied emission time */
-    double prev;  /* implied emission time of the same sensor's previous pulse */
+    int pulse;    /* which pulse */
+    int sensor;   /* which sensor heard it */
 } emit_t;
 
 typedef struct {
     double x, y, h;  /* centre and side */
     int ub;          /* bound on the support inside */
+    int rank;        /* exploration order: highest first */
     double start;    /* start of the window that reaches it */
 } cell_t;
 
 struct ew_seed_search_t {
-    emit_t *emit;
+    emit_t *emit;       /* the pulses in emission-time order at the cell being bounded */
     size_t emit_cap;
+    emit_t *parent;     /* ... and at the cell being split: its children start from that order */
+    size_t parent_cap;
+    double *delay;      /* per sensor, travel time from the cell's centre */
+    size_t delay_cap;
     cell_t *pool;
     size_t pool_len, pool_cap;
+    int *in_window;     /* per sensor, its pulses in the window being counted */
+    size_t in_window_cap;
     cell_t *taken;      /* the cells of one step, highest bound first */
     size_t taken_cap;
     size_t *pick;       /* their places in the pool while they are picked */
@@ -39,7 +48,10 @@ void ew_seed_search_del(ew_seed_search_t *s)
     if (!s)
         return;
     free(s->emit);
+    free(s->parent);
+    free(s->delay);
     free(s->pool);
+    free(s->in_window);
     free(s->taken);
     free(s->pick);
     free(s);
@@ -60,6 +72,19 @@ static int reserve(void **buf, size_t *cap, size_t need, size_t item)
     *buf = grown;
     *cap = size;
     return 0;
+}
+
+static void insertion_sort(emit_t *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        emit_t v = a[i];
+        size_t k = i;
+        while (k > 0 && a[k - 1].e > v.e) {
+            a[k] = a[k - 1];
+            k--;
+        }
+        a[k] = v;
+    }
 }
 
 /* Quicksort by e (median of three), insertion sort for short runs. */
@@ -94,64 +119,83 @@ static void sort_emit(emit_t *a, size_t n)
             n = j + 1;
         }
     }
-    for (size_t i = 1; i < n; i++) {
-        emit_t v = a[i];
-        size_t k = i;
-        while (k > 0 && a[k - 1].e > v.e) {
-            a[k] = a[k - 1];
-            k--;
-        }
-        a[k] = v;
-    }
+    insertion_sort(a, n);
 }
 
-/* Most distinct sensors whose implied emission times at (px, py) fit a window of width_s,
- * and where that window starts (the earliest such start).  A pulse in a window adds a new
- * sensor iff its sensor's previous pulse lies before the window's start.  Windows wider
- * than plain_count_above_s are bounded by the plain pulse count. */
-static int distinct_count(emit_t *em, const ew_seed_params_t *p, const double *x, const double *y,
-                          const double *t, const double *gap, size_t n, double px, double py,
-                          double width_s, double *start)
+/* Implied emission times of the pulses at (px, py), sorted.  With presorted, em already
+ * holds the order at a nearby point (the parent cell's centre): a child's times differ by
+ * at most its offset / c per pulse, so few pairs swap and insertion sort finishes in about
+ * linear time, where a full sort of every cell was most of the search's cost. */
+static void emission_times(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
+                           const double *sy, const double *t, size_t n, size_t n_sensors,
+                           double px, double py, int presorted)
 {
-    int best = -1;
-    int plain = width_s > p->plain_count_above_s;
-    size_t end = 0;
-    for (size_t i = 0; i < n; i++) {
-        double dx = px - x[i], dy = py - y[i];
-        em[i].e = t[i] - sqrt(dx * dx + dy * dy) / p->c_mps;
-        em[i].prev = em[i].e - gap[i];
+    emit_t *em = s->emit;
+    for (size_t k = 0; k < n_sensors; k++) {
+        double dx = px - sx[k], dy = py - sy[k];
+        s->delay[k] = sqrt(dx * dx + dy * dy) / p->c_mps;
     }
-    sort_emit(em, n);
+    for (size_t i = 0; i < n; i++)
+        em[i].e = t[em[i].pulse] - s->delay[em[i].sensor];
+    if (presorted)
+        insertion_sort(em, n);
+    else
+        sort_emit(em, n);
+}
+
+/* Most distinct sensors whose implied emission times (sorted in s->emit) fit a window of
+ * width_s, and where that window starts (the earliest such start); and the most pulses any
+ * such window holds.  Windows start at each pulse and slide, counting each sensor's pulses
+ * inside. */
+static int distinct_count(ew_seed_search_t *s, size_t n, size_t n_sensors, double width_s,
+                          double *start, int *most_pulses)
+{
+    const emit_t *em = s->emit;
+    int *inside = s->in_window;
+    int best = -1, distinct = 0;
+    size_t end = 0;
+    for (size_t k = 0; k < n_sensors; k++)
+        inside[k] = 0;
+    *most_pulses = 0;
     for (size_t j = 0; j < n; j++) {
         double limit = em[j].e + width_s;
-        int count;
-        if (end < j + 1)
-            end = j + 1;
         while (end < n && em[end].e <= limit)
-            end++;
-        count = (int)(end - j);
-        if (!plain) {
-            double floor_e = em[j].e - p->same_time_s;
-            for (size_t k = j + 1; k < end; k++)
-                count -= em[k].prev >= floor_e;
-        }
-        if (count > best) {
-            best = count;
+            distinct += inside[em[end++].sensor]++ == 0;
+        if ((int)(end - j) > *most_pulses)
+            *most_pulses = (int)(end - j);
+        if (distinct > best) {
+            best = distinct;
             *start = em[j].e;
         }
+        distinct -= --inside[em[j].sensor] == 0;
     }
     return best;
 }
 
-static void bound_cell(ew_seed_search_t *s, const ew_seed_params_t *p, const double *x, const double *y,
-                       const double *t, const double *gap, size_t n, cell_t *cell)
+/* Bound and rank of a cell whose emission times are in s->emit. */
+static void bound_cell(ew_seed_search_t *s, const ew_seed_params_t *p, size_t n, size_t n_sensors,
+                       cell_t *cell)
 {
     double slack = p->window_s + cell->h * SQRT2 / p->c_mps;
-    cell->ub = distinct_count(s->emit, p, x, y, t, gap, n, cell->x, cell->y, slack, &cell->start);
+    int most_pulses;
+    cell->ub = distinct_count(s, n, n_sensors, slack, &cell->start, &most_pulses);
+    cell->rank = slack > p->plain_count_above_s ? most_pulses : cell->ub;
 }
 
-int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const double *x,
-                      const double *y, const double *t, const double *gap, size_t n,
+/* Emission times at (px, py) in s->emit, from scratch. */
+static void emission_times_anew(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
+                                const double *sy, const double *t, const int *sensor, size_t n,
+                                size_t n_sensors, double px, double py)
+{
+    for (size_t i = 0; i < n; i++) {
+        s->emit[i].pulse = (int)i;
+        s->emit[i].sensor = sensor[i];
+    }
+    emission_times(s, p, sx, sy, t, n, n_sensors, px, py, 0);
+}
+
+int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
+                      const double *sy, size_t n_sensors, const double *t, const int *sensor, size_t n,
                       const double *hx, const double *hy, size_t n_hints, ew_seed_result_t *result)
 {
     size_t root, batch;
@@ -167,7 +211,13 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
     result->emit_start_s = 0.0;
     if (n == 0)
         return 0;
+    for (size_t i = 0; i < n; i++)
+        if (sensor[i] < 0 || (size_t)sensor[i] >= n_sensors)
+            return -1;
     if (reserve((void **)&s->emit, &s->emit_cap, n, sizeof(emit_t))
+        || reserve((void **)&s->parent, &s->parent_cap, n, sizeof(emit_t))
+        || reserve((void **)&s->delay, &s->delay_cap, n_sensors, sizeof(double))
+        || reserve((void **)&s->in_window, &s->in_window_cap, n_sensors, sizeof(int))
         || reserve((void **)&s->pool, &s->pool_cap, root * root, sizeof(cell_t))
         || reserve((void **)&s->taken, &s->taken_cap, batch, sizeof(cell_t))
         || reserve((void **)&s->pick, &s->pick_cap, batch, sizeof(size_t)))
@@ -181,7 +231,8 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             hint.x = hx[k];
             hint.y = hy[k];
             hint.h = p->leaf_size_m;
-            bound_cell(s, p, x, y, t, gap, n, &hint);
+            emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, hint.x, hint.y);
+            bound_cell(s, p, n, n_sensors, &hint);
             if (hint.ub > best_hint) {
                 best_hint = hint.ub;
                 chosen = hint;
@@ -203,7 +254,8 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             c->x = p->x0 + size * ((double)ix + 0.5);
             c->y = p->y0 + size * ((double)iy + 0.5);
             c->h = size;
-            bound_cell(s, p, x, y, t, gap, n, c);
+            emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c->x, c->y);
+            bound_cell(s, p, n, n_sensors, c);
         }
 
     for (;;) {
@@ -215,9 +267,9 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             if (c.ub <= result->support)
                 continue;
             s->pool[kept] = c;
-            if (n_taken < batch || c.ub > s->pool[s->pick[n_taken - 1]].ub) {
+            if (n_taken < batch || c.rank > s->pool[s->pick[n_taken - 1]].rank) {
                 at = n_taken < batch ? n_taken++ : batch - 1;
-                while (at > 0 && s->pool[s->pick[at - 1]].ub < c.ub) {
+                while (at > 0 && s->pool[s->pick[at - 1]].rank < c.rank) {
                     s->pick[at] = s->pick[at - 1];
                     at--;
                 }
@@ -255,12 +307,16 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
                 continue;
             if (reserve((void **)&s->pool, &s->pool_cap, s->pool_len + 4, sizeof(cell_t)))
                 return -1;
+            emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c.x, c.y);
+            memcpy(s->parent, s->emit, n * sizeof(emit_t));
             for (int q = 0; q < 4; q++) {
                 cell_t *child = &s->pool[s->pool_len++];
                 child->x = c.x + offsets[q][0] * (c.h / 4.0);
                 child->y = c.y + offsets[q][1] * (c.h / 4.0);
                 child->h = c.h / 2.0;
-                bound_cell(s, p, x, y, t, gap, n, child);
+                memcpy(s->emit, s->parent, n * sizeof(emit_t));
+                emission_times(s, p, sx, sy, t, n, n_sensors, child->x, child->y, 1);
+                bound_cell(s, p, n, n_sensors, child);
             }
         }
     }

@@ -32,10 +32,9 @@ except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError("the C extension edge._native is not built; build it with `pip install -e .` "
                       "(or `make test`) on a machine with a C compiler") from exc
 
-# Windows wider than this are bounded by the plain pulse count (cheaper, looser; csrc/seedsearch.c).
+# Cells whose search window is wider than this are explored busiest first (most pulses in a
+# window, of any sensors), the rest by their bound (see csrc/seedsearch.h for why).
 PLAIN_COUNT_ABOVE_S = 0.1
-# Implied emission times closer than this are one instant (rounding of e_i - gap_i vs e_j).
-SAME_TIME_S = 1e-7
 # Smallest quadtree cell (m): the emission-time slack it adds, 2 r / c, stays a few ms.
 LEAF_SIZE_M = 2.0
 # A leaf's window slack as a distance: its diagonal (twice the half-diagonal r).
@@ -80,15 +79,6 @@ class Shot:
     residuals_s: np.ndarray  # measured minus predicted arrival of each pulse
 
 
-def _previous_gap_s(sensor: np.ndarray, t_s: np.ndarray) -> np.ndarray:
-    """Per pulse, the time since the previous pulse of the same sensor (inf for the first)."""
-    order = np.lexsort((t_s, sensor))
-    gap = np.full(len(t_s), np.inf)
-    same = sensor[order][1:] == sensor[order][:-1]
-    gap[order[1:][same]] = np.diff(t_s[order])[same]
-    return gap
-
-
 def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
               bounds: tuple[float, float, float, float], floor: int = 0,
               hints: np.ndarray | None = None) -> tuple[int, np.ndarray, float]:
@@ -96,7 +86,9 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
 
     The search runs in C (``csrc/seedsearch.c``): it evaluates thousands of cells per shot,
     each a sort of every pulse's implied emission time, where NumPy's per-call overhead on
-    batches of a few cells was most of the locator's run time.
+    batches of a few cells was most of the locator's run time. The bound counts distinct
+    sensors in every window (the NumPy version counted pulses in wide windows, a looser
+    bound that pruned little on long inputs).
 
     Parameters
     ----------
@@ -126,17 +118,17 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     emit_start_s : float
         Start of the best emission-time window.
     """
-    x = np.ascontiguousarray(xy[:, 0], dtype=float)
-    y = np.ascontiguousarray(xy[:, 1], dtype=float)
+    _, first, ids = np.unique(sensor, return_index=True, return_inverse=True)
+    ids = np.ascontiguousarray(ids, dtype=np.intc)
+    sx = np.ascontiguousarray(xy[first, 0], dtype=float)
+    sy = np.ascontiguousarray(xy[first, 1], dtype=float)
     t = np.ascontiguousarray(t_s, dtype=float)
-    gap = _previous_gap_s(sensor, t)
     hints = np.zeros((0, 2)) if hints is None else np.asarray(hints, dtype=float).reshape(-1, 2)
     hx, hy = np.ascontiguousarray(hints[:, 0]), np.ascontiguousarray(hints[:, 1])
     x0, y0, x1, y1 = bounds
     params = ffi.new("ew_seed_params_t *", dict(
         x0=x0, y0=y0, x1=x1, y1=y1, c_mps=c, window_s=window_s, floor=int(floor), root_cells=ROOT_CELLS,
-        batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S,
-        same_time_s=SAME_TIME_S))
+        batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S))
     result = ffi.new("ew_seed_result_t *")
     search = ffi.gc(lib.ew_seed_search_new(), lib.ew_seed_search_del)
     if search == ffi.NULL:
@@ -145,8 +137,9 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     def ptr(a):
         return ffi.cast("const double *", ffi.from_buffer(a))
 
-    rc = lib.ew_seed_search_do(search, params, ptr(x), ptr(y), ptr(t), ptr(gap), len(t), ptr(hx), ptr(hy),
-                               len(hints), result)
+    rc = lib.ew_seed_search_do(search, params, ptr(sx), ptr(sy), len(sx), ptr(t),
+                               ffi.cast("const int *", ffi.from_buffer(ids)), len(t), ptr(hx), ptr(hy), len(hints),
+                               result)
     if rc != 0:
         raise MemoryError("seed search: out of memory")
     return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
