@@ -6,6 +6,7 @@
 #include <string.h>
 
 #define SORT_CUTOFF 16   /* runs this short are finished by insertion sort */
+#define MAX_SHIFTS_PER_PULSE 16  /* about twice a quicksort's work on a few hundred pulses */
 #define SQRT2 1.41421356237309504880  /* a cell's diagonal over its side (M_SQRT2 is not C99) */
 
 typedef struct {
@@ -74,8 +75,10 @@ static int reserve(void **buf, size_t *cap, size_t need, size_t item)
     return 0;
 }
 
-static void insertion_sort(emit_t *a, size_t n)
+/* Insertion sort giving up (0) after max_shifts moves, the array then still a permutation. */
+static int insertion_sort(emit_t *a, size_t n, size_t max_shifts)
 {
+    size_t shifts = 0;
     for (size_t i = 1; i < n; i++) {
         emit_t v = a[i];
         size_t k = i;
@@ -84,7 +87,11 @@ static void insertion_sort(emit_t *a, size_t n)
             k--;
         }
         a[k] = v;
+        shifts += i - k;
+        if (shifts > max_shifts)
+            return 0;
     }
+    return 1;
 }
 
 /* Quicksort by e (median of three), insertion sort for short runs. */
@@ -119,7 +126,7 @@ static void sort_emit(emit_t *a, size_t n)
             n = j + 1;
         }
     }
-    insertion_sort(a, n);
+    insertion_sort(a, n, (size_t)-1);
 }
 
 /* Implied emission times of the pulses at (px, py), sorted.  With presorted, em already
@@ -137,9 +144,10 @@ static void emission_times(ew_seed_search_t *s, const ew_seed_params_t *p, const
     }
     for (size_t i = 0; i < n; i++)
         em[i].e = t[em[i].pulse] - s->delay[em[i].sensor];
-    if (presorted)
-        insertion_sort(em, n);
-    else
+    /* A nearly sorted order finishes by insertion; one far off (a coarse cell's child
+     * among dense pulses) costs no more than MAX_SHIFTS_PER_PULSE moves per pulse before
+     * the quicksort takes over. */
+    if (!presorted || !insertion_sort(em, n, MAX_SHIFTS_PER_PULSE * n))
         sort_emit(em, n);
 }
 

@@ -268,8 +268,12 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
                 free[-1] = False  # held at its bound: the cost falls outward
             scale = np.maximum(np.diag(normal), np.finfo(float).tiny)
         step = np.zeros(n_par)
+        damped = normal + lam * np.diag(scale)
         try:
-            step[free] = -np.linalg.solve(normal[np.ix_(free, free)] + lam * np.diag(scale[free]), grad[free])
+            if free.all():
+                step = -np.linalg.solve(damped, grad)
+            else:
+                step[free] = -np.linalg.solve(damped[np.ix_(free, free)], grad[free])
         except np.linalg.LinAlgError:
             step[:] = 0.0
         trial = x + step
