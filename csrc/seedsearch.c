@@ -33,7 +33,7 @@ struct ew_seed_search_t {
     size_t pool_len, pool_cap;
     int *in_window;     /* per sensor, its pulses in the window being counted */
     size_t in_window_cap;
-    cell_t *taken;      /* the cells of one step, highest bound first */
+    cell_t *taken;      /* the cells of one step, highest rank first */
     size_t taken_cap;
     size_t *pick;       /* their places in the pool while they are picked */
     size_t pick_cap;

@@ -172,18 +172,18 @@ LM_MAX_STEPS = 200
 LM_XTOL = 1e-8
 LM_FTOL = 1e-8
 
+
 def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = False,
               loss: str = "linear", scale_s: float = 1e-3, c_bounds: tuple[float, float] = (None, None)) -> Fit:
     """Least-squares fit of one or more shots, optionally sharing an estimated speed of sound.
 
     Minimises sum rho(((t_i - t0_k - |p_k - s_i| / c) / sigma_i)^2) over every shot k's
-    position p_k and emission time t0_k (and c when ``fit_c``, projected onto its bounds)
-    by Levenberg-Marquardt (Moré 1978, Marquardt's diagonal scaling) with an analytic
-    Jacobian. With ``loss="soft_l1"`` or ``"cauchy"`` the fit is robust (an M-estimator,
-    Huber 1964) to the late, non-line-of-sight arrivals still in a pulse set: each step is
-    the reweighted Gauss-Newton step (IRLS, Holland & Welsch 1977), accepted only where it
-    lowers the robust cost. The covariance ``s^2 (J^T J)^-1`` (Gauss-Newton, e.g. Mathias
-    et al. 2008 §4) is meant for the final plain fit.
+    position p_k and emission time t0_k (and c when ``fit_c``, kept within its bounds) by
+    Levenberg-Marquardt with an analytic Jacobian (:func:`_levenberg_marquardt`). With
+    ``loss="soft_l1"`` or ``"cauchy"`` the fit is robust (an M-estimator, Huber 1964) to
+    the late, non-line-of-sight arrivals still in a pulse set. The covariance
+    ``s^2 (J^T J)^-1`` (Gauss-Newton, e.g. Mathias et al. 2008 §4) is meant for the final
+    plain fit.
 
     Written out rather than :func:`scipy.optimize.least_squares` (which minimises the same
     cost): these problems have 3-40 unknowns and converge in a handful of steps, where
@@ -237,7 +237,7 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
             src = np.column_stack([src, np.full(n, geometry.z_m)])
         diff = src - coords
         dist = np.maximum(np.sqrt(np.einsum("ij,ij->i", diff, diff)), 1e-6)
-        return (times - shots[shot_of, dims] - dist / speed) * inv_sigma, diff, dist, speed
+        return (times - shots[shot_of, dims] - dist / speed) * inv_sigma, (diff, dist, speed)
 
     def jacobian(diff, dist, speed):
         jac = np.zeros((n, n_par))
@@ -248,57 +248,8 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
         return jac
 
     f_scale = scale_s / float(np.median(sigmas))
-    cost_of, slope_of, curvature_of = LOSSES[loss]
-
-    def cost(r):
-        return float(np.sum(cost_of((r / f_scale) ** 2)))
-
-    resid, diff, dist, speed = model(x)
-    f = cost(resid)
-    lam, grow = LM_LAMBDA0, 2.0
-    moved = True
-    for _ in range(LM_MAX_STEPS):
-        if moved:
-            jac = jacobian(diff, dist, speed)
-            z = (resid / f_scale) ** 2
-            normal = (jac * curvature_of(z)[:, None]).T @ jac
-            grad = jac.T @ (slope_of(z) * resid)
-            free = np.ones(n_par, dtype=bool)
-            if fit_c and ((x[-1] <= c_lo and grad[-1] > 0) or (x[-1] >= c_hi and grad[-1] < 0)):
-                free[-1] = False  # held at its bound: the cost falls outward
-            scale = np.maximum(np.diag(normal), np.finfo(float).tiny)
-        step = np.zeros(n_par)
-        damped = normal + lam * np.diag(scale)
-        try:
-            if free.all():
-                step = -np.linalg.solve(damped, grad)
-            else:
-                step[free] = -np.linalg.solve(damped[np.ix_(free, free)], grad[free])
-        except np.linalg.LinAlgError:
-            step[:] = 0.0
-        trial = x + step
-        if fit_c:
-            trial[-1] = min(max(trial[-1], c_lo), c_hi)
-        step = trial - x
-        small_step = bool(np.all(np.abs(step) <= LM_XTOL * (np.abs(x) + LM_XTOL)))
-        t_resid, t_diff, t_dist, t_speed = model(trial)
-        t_f = cost(t_resid)
-        # Gain ratio: actual over predicted decrease (cost = 2 / f_scale^2 x the quadratic model's).
-        predicted = (0.5 * step @ normal @ step + lam * step @ (scale * step)) * 2.0 / f_scale**2
-        gain = (f - t_f) / predicted if predicted > 0 else -1.0
-        moved = gain > 0
-        if moved:
-            small_gain = f - t_f <= LM_FTOL * f
-            x, f, resid, diff, dist, speed = trial, t_f, t_resid, t_diff, t_dist, t_speed
-            lam *= max(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3)
-            grow = 2.0
-            if small_step or small_gain:
-                break
-        else:
-            lam *= grow
-            grow *= 2.0
-            if small_step or lam > LM_LAMBDA_MAX:
-                break
+    x, resid, (diff, dist, speed) = _levenberg_marquardt(
+        x, model, lambda state: jacobian(*state), LOSSES[loss], f_scale, (c_lo, c_hi) if fit_c else None)
     shots = x[: k * per].reshape(k, per)
     dof = max(n - n_par, 0)
     # A posteriori variance factor: the stated sigmas fix only the relative weights, the
@@ -312,6 +263,73 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     cov = [cov_all[j * per: j * per + dims, j * per: j * per + dims] for j in range(k)]
     res_s = [resid[offsets[j]: offsets[j + 1]] * sigmas[offsets[j]: offsets[j + 1]] for j in range(k)]
     return Fit(shots[:, :dims].copy(), shots[:, dims].copy(), float(speed), res_s, cov, factor, dof)
+
+
+
+def _levenberg_marquardt(x, model, jacobian, loss, f_scale: float, last_bounds=None):
+    """Minimise sum rho((r(x) / f_scale)^2) by Levenberg-Marquardt; returns x, r(x) and the model state.
+
+    ``model(x)`` gives the residuals and a state from which ``jacobian(state)`` gives dr/dx;
+    ``loss`` is an entry of :data:`LOSSES`. Steps solve ``(H + lam D) dx = -g`` with the
+    Gauss-Newton curvature of the loss H (Triggs et al. 2000 §4.3) and Marquardt's scaling
+    D = diag(H) (Marquardt 1963); lam follows the gain ratio (Nielsen 1999). With
+    ``last_bounds`` the last unknown is projected onto (lo, hi) and held there while the
+    cost falls outward (an active set of one bound).
+    """
+    cost_of, slope_of, curvature_of = loss
+
+    def cost(r):
+        return float(np.sum(cost_of((r / f_scale) ** 2)))
+
+    n_par = len(x)
+    resid, state = model(x)
+    f = cost(resid)
+    lam, grow = LM_LAMBDA0, 2.0
+    moved = True
+    for _ in range(LM_MAX_STEPS):
+        if moved:
+            jac = jacobian(state)
+            z = (resid / f_scale) ** 2
+            normal = (jac * curvature_of(z)[:, None]).T @ jac
+            grad = jac.T @ (slope_of(z) * resid)
+            free = np.ones(n_par, dtype=bool)
+            if last_bounds is not None and ((x[-1] <= last_bounds[0] and grad[-1] > 0) or
+                                            (x[-1] >= last_bounds[1] and grad[-1] < 0)):
+                free[-1] = False
+            scale = np.maximum(np.diag(normal), np.finfo(float).tiny)
+        step = np.zeros(n_par)
+        damped = normal + lam * np.diag(scale)
+        try:
+            if free.all():
+                step = -np.linalg.solve(damped, grad)
+            else:
+                step[free] = -np.linalg.solve(damped[np.ix_(free, free)], grad[free])
+        except np.linalg.LinAlgError:
+            step[:] = 0.0
+        trial = x + step
+        if last_bounds is not None:
+            trial[-1] = min(max(trial[-1], last_bounds[0]), last_bounds[1])
+        step = trial - x
+        small_step = bool(np.all(np.abs(step) <= LM_XTOL * (np.abs(x) + LM_XTOL)))
+        t_resid, t_state = model(trial)
+        t_f = cost(t_resid)
+        # Gain ratio: actual over predicted decrease (the cost is 2 / f_scale^2 x the quadratic model's).
+        predicted = (0.5 * step @ normal @ step + lam * step @ (scale * step)) * 2.0 / f_scale**2
+        gain = (f - t_f) / predicted if predicted > 0 else -1.0
+        moved = gain > 0
+        if moved:
+            small_gain = f - t_f <= LM_FTOL * f
+            x, f, resid, state = trial, t_f, t_resid, t_state
+            lam *= max(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3)
+            grow = 2.0
+            if small_step or small_gain:
+                break
+        else:
+            lam *= grow
+            grow *= 2.0
+            if small_step or lam > LM_LAMBDA_MAX:
+                break
+    return x, resid, state
 
 
 # Iterations of irls(): from a seed a few metres off, Gauss-Newton converges in 3-4.
