@@ -20,6 +20,7 @@ typedef struct {
     int ub;          /* bound on the support inside */
     int rank;        /* exploration order: highest first */
     double start;    /* start of the window that reaches it */
+    int family;      /* stands for its four children, not yet bound (ub, rank: bounds on theirs) */
 } cell_t;
 
 struct ew_seed_search_t {
@@ -31,6 +32,8 @@ struct ew_seed_search_t {
     size_t delay_cap;
     cell_t *pool;
     size_t pool_len, pool_cap;
+    cell_t *spare;      /* the pool being rebuilt as families are bound */
+    size_t spare_cap;
     int *in_window;     /* per sensor, its pulses in the window being counted */
     size_t in_window_cap;
     cell_t *taken;      /* the cells of one step, highest rank first */
@@ -52,6 +55,7 @@ void ew_seed_search_del(ew_seed_search_t *s)
     free(s->parent);
     free(s->delay);
     free(s->pool);
+    free(s->spare);
     free(s->in_window);
     free(s->taken);
     free(s->pick);
@@ -202,13 +206,32 @@ static void emission_times_anew(ew_seed_search_t *s, const ew_seed_params_t *p, 
     emission_times(s, p, sx, sy, t, n, n_sensors, px, py, 0);
 }
 
+/* Binds the four children of the cell c into out[0..3], each sorted from c's order. */
+static void bind_children(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
+                          const double *sy, const double *t, const int *sensor, size_t n,
+                          size_t n_sensors, const cell_t *c, cell_t *out)
+{
+    static const double offsets[4][2] = {{-1, -1}, {-1, 1}, {1, -1}, {1, 1}};
+    emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c->x, c->y);
+    memcpy(s->parent, s->emit, n * sizeof(emit_t));
+    for (int q = 0; q < 4; q++) {
+        cell_t *child = &out[q];
+        child->x = c->x + offsets[q][0] * (c->h / 4.0);
+        child->y = c->y + offsets[q][1] * (c->h / 4.0);
+        child->h = c->h / 2.0;
+        child->family = 0;
+        memcpy(s->emit, s->parent, n * sizeof(emit_t));
+        emission_times(s, p, sx, sy, t, n, n_sensors, child->x, child->y, 1);
+        bound_cell(s, p, n, n_sensors, child);
+    }
+}
+
 int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
                       const double *sy, size_t n_sensors, const double *t, const int *sensor, size_t n,
                       const double *hx, const double *hy, size_t n_hints, ew_seed_result_t *result)
 {
     size_t root, batch;
     double size;
-    static const double offsets[4][2] = {{-1, -1}, {-1, 1}, {1, -1}, {1, 1}};
     if (!s || !p || !result || p->root_cells < 1 || p->batch_cells < 1 || !(p->c_mps > 0))
         return -1;
     root = (size_t)p->root_cells;
@@ -239,6 +262,7 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             hint.x = hx[k];
             hint.y = hy[k];
             hint.h = p->leaf_size_m;
+            hint.family = 0;
             emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, hint.x, hint.y);
             bound_cell(s, p, n, n_sensors, &hint);
             if (hint.ub > best_hint) {
@@ -262,6 +286,7 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             c->x = p->x0 + size * ((double)ix + 0.5);
             c->y = p->y0 + size * ((double)iy + 0.5);
             c->h = size;
+            c->family = 0;
             emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c->x, c->y);
             bound_cell(s, p, n, n_sensors, c);
         }
@@ -288,6 +313,39 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
         s->pool_len = kept;
         if (n_taken == 0)
             break;
+        /* Families among the picked: bind their children in their place and pick again.
+         * Their bounds and ranks are at most the parent's, so the cells finally picked are
+         * the ones binding every child at once would give; most children never need it. */
+        {
+            size_t families = 0, len = 0;
+            for (size_t k = 0; k < n_taken; k++)
+                if (s->pool[s->pick[k]].family) {
+                    s->pool[s->pick[k]].family = 2;  /* marks one to bind now */
+                    families++;
+                }
+            if (families) {
+                if (reserve((void **)&s->spare, &s->spare_cap, s->pool_len + 3 * families, sizeof(cell_t)))
+                    return -1;
+                for (size_t i = 0; i < s->pool_len; i++) {
+                    if (s->pool[i].family == 2) {
+                        bind_children(s, p, sx, sy, t, sensor, n, n_sensors, &s->pool[i], &s->spare[len]);
+                        len += 4;
+                    } else {
+                        s->spare[len++] = s->pool[i];
+                    }
+                }
+                {
+                    cell_t *swap = s->pool;
+                    size_t cap = s->pool_cap;
+                    s->pool = s->spare;
+                    s->pool_cap = s->spare_cap;
+                    s->spare = swap;
+                    s->spare_cap = cap;
+                }
+                s->pool_len = len;
+                continue;
+            }
+        }
         /* Take them out of the pool, the rest keeping their order. */
         for (size_t k = 0; k < n_taken; k++) {
             s->taken[k] = s->pool[s->pick[k]];
@@ -313,19 +371,14 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             cell_t c = s->taken[k];
             if (c.h <= p->leaf_size_m || c.ub <= result->support)
                 continue;
-            if (reserve((void **)&s->pool, &s->pool_cap, s->pool_len + 4, sizeof(cell_t)))
+            if (reserve((void **)&s->pool, &s->pool_cap, s->pool_len + 1, sizeof(cell_t)))
                 return -1;
-            emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c.x, c.y);
-            memcpy(s->parent, s->emit, n * sizeof(emit_t));
-            for (int q = 0; q < 4; q++) {
-                cell_t *child = &s->pool[s->pool_len++];
-                child->x = c.x + offsets[q][0] * (c.h / 4.0);
-                child->y = c.y + offsets[q][1] * (c.h / 4.0);
-                child->h = c.h / 2.0;
-                memcpy(s->emit, s->parent, n * sizeof(emit_t));
-                emission_times(s, p, sx, sy, t, n, n_sensors, child->x, child->y, 1);
-                bound_cell(s, p, n, n_sensors, child);
-            }
+            /* The children wait unbound, as a family ranked by what bounds their ranks: the
+             * parent's pulse count, or its bound where they will rank by theirs. */
+            c.family = 1;
+            if (p->window_s + c.h / 2.0 * SQRT2 / p->c_mps <= p->plain_count_above_s)
+                c.rank = c.ub;
+            s->pool[s->pool_len++] = c;
         }
     }
     return 0;

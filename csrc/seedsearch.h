@@ -18,8 +18,12 @@
  * arrivals and the echoes behind them line up, and the small arrays of the audio path
  * depend on it (ranking by the bound alone picks worse seeds there: 49 -> 48 of 54).
  *
- * Cost: each cell sorts every pulse's implied emission time.  A cell's children start
- * from the order at its centre, which they change little (insertion sort, about linear).
+ * Cost: each cell bound sorts every pulse's implied emission time.  A split cell's
+ * children start from the order at its centre, which they change little (insertion sort,
+ * about linear), and are bound only when they could be taken: until then they wait as one
+ * pool entry ranked by an upper bound of their ranks, so most of the children of a long
+ * input's search are never bound.  The cells taken are those binding every child at once
+ * would give.
  *
  * Usage (aubio style):
  *     ew_seed_search_t *s = ew_seed_search_new();                 NULL if out of memory
