@@ -23,6 +23,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 TARGET_MS = 20.0
 REPEATS = 3
+# The long input (1,280 pulses): "sensible run time on 100+ pulses" (issue 4) taken as a few
+# seconds, so that the live server's repeated relocation of a busy stretch keeps up.
+LONG_TARGET_S = 5.0
 
 
 def plain_least_squares(positions_m: np.ndarray, t_s: np.ndarray, c: float) -> np.ndarray:
@@ -101,4 +104,8 @@ def long_input(locate) -> None:
     incidents = locate(scene.pulses, sensors, 15.0)
     took = time.perf_counter() - start
     print(f"long input: {len(scene.pulses)} pulses over 30 s, {len(truth)} shots fired, "
-          f"{sum(i['rounds'] for i in incidents)} found, {took:.1f} s")
+          f"{sum(i['rounds'] for i in incidents)} found, {took:.1f} s (target <= {LONG_TARGET_S:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,10 +26,15 @@ import numpy as np
 
 from fusion.multilaterate import Geometry, fit_shots, irls
 
-# Windows wider than this are bounded by the plain pulse count (see _distinct_counts).
+try:
+    from edge._native import ffi, lib
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError("the C extension edge._native is not built; build it with `pip install -e .` "
+                      "(or `make test`) on a machine with a C compiler") from exc
+
+# Cells whose search window is wider than this are explored busiest first (most pulses in a
+# window, of any sensors), the rest by their bound (see csrc/seedsearch.h for why).
 PLAIN_COUNT_ABOVE_S = 0.1
-# Implied emission times closer than this are one instant (rounding of e_i - gap_i vs e_j).
-SAME_TIME_S = 1e-7
 # Smallest quadtree cell (m): the emission-time slack it adds, 2 r / c, stays a few ms.
 LEAF_SIZE_M = 2.0
 # A leaf's window slack as a distance: its diagonal (twice the half-diagonal r).
@@ -74,59 +79,16 @@ class Shot:
     residuals_s: np.ndarray  # measured minus predicted arrival of each pulse
 
 
-def _previous_gap_s(sensor: np.ndarray, t_s: np.ndarray) -> np.ndarray:
-    """Per pulse, the time since the previous pulse of the same sensor (inf for the first)."""
-    order = np.lexsort((t_s, sensor))
-    gap = np.full(len(t_s), np.inf)
-    same = sensor[order][1:] == sensor[order][:-1]
-    gap[order[1:][same]] = np.diff(t_s[order])[same]
-    return gap
-
-
-def _distinct_counts(emit: np.ndarray, gap_s: np.ndarray, width_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Most distinct sensors whose implied emission times fit a window, per row of ``emit``.
-
-    Two pulses of one sensor differ in implied emission time exactly as in arrival time,
-    whatever the candidate point, so a pulse in a window adds a new sensor iff the previous
-    pulse of its sensor (``gap_s`` earlier) lies before the window's start. Windows start at
-    each pulse; their ends come from one :func:`numpy.searchsorted` over the sorted rows laid
-    end to end (each lifted by a stride so rows never mix), and the repeats are counted over
-    the few pulses a window holds rather than all pairs. Returns the count and the start of
-    the best window per row.
-    """
-    g, n = emit.shape
-    order = np.argsort(emit, axis=1)
-    e = np.take_along_axis(emit, order, axis=1)
-    prev = e - gap_s[order]
-    base = e - e[:, :1]
-    stride = float(base[:, -1].max() + width_s.max()) + 1.0
-    lifted = base + (np.arange(g) * stride)[:, None]
-    ends = np.searchsorted(lifted.ravel(), (lifted + width_s[:, None]).ravel(), side="right").reshape(g, n)
-    length = ends - (np.arange(g) * n)[:, None] - np.arange(n)[None, :]
-    counts = length.copy()
-    # Wide windows (coarse cells) hold many pulses: there the plain pulse count, a looser
-    # but valid bound, is cheaper than removing every repeat.
-    fine = np.flatnonzero(width_s <= PLAIN_COUNT_ABOVE_S)
-    if len(fine):
-        f_len, f_prev, f_e = length[fine], prev[fine], e[fine]
-        f_counts = f_len.copy()
-        for k in range(1, int(f_len.max())):
-            f_counts[:, : n - k] -= (k < f_len[:, : n - k]) & (f_prev[:, k:] >= f_e[:, : n - k] - SAME_TIME_S)
-        counts[fine] = f_counts
-    best = np.argmax(counts, axis=1)
-    rows = np.arange(g)
-    return counts[rows, best], e[rows, best]
-
-
-def _emission_times(points: np.ndarray, xy: np.ndarray, t_s: np.ndarray, c: float) -> np.ndarray:
-    diff = points[:, None, :] - xy[None, :, :]
-    return t_s[None, :] - np.sqrt(np.einsum("gnk,gnk->gn", diff, diff)) / c
-
-
 def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
               bounds: tuple[float, float, float, float], floor: int = 0,
               hints: np.ndarray | None = None) -> tuple[int, np.ndarray, float]:
     """Branch-and-bound search for the point where most sensors' pulses agree on one emission time.
+
+    The search runs in C (``csrc/seedsearch.c``): it evaluates thousands of cells per shot,
+    each a sort of every pulse's implied emission time, where NumPy's per-call overhead on
+    batches of a few cells was most of the locator's run time. The bound counts distinct
+    sensors in every window (the NumPy version counted pulses in wide windows, a looser
+    bound that pruned little on long inputs).
 
     Parameters
     ----------
@@ -156,53 +118,31 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     emit_start_s : float
         Start of the best emission-time window.
     """
+    _, first, ids = np.unique(sensor, return_index=True, return_inverse=True)
+    ids = np.ascontiguousarray(ids, dtype=np.intc)
+    sx = np.ascontiguousarray(xy[first, 0], dtype=float)
+    sy = np.ascontiguousarray(xy[first, 1], dtype=float)
+    t = np.ascontiguousarray(t_s, dtype=float)
+    hints = np.zeros((0, 2)) if hints is None else np.asarray(hints, dtype=float).reshape(-1, 2)
+    hx, hy = np.ascontiguousarray(hints[:, 0]), np.ascontiguousarray(hints[:, 1])
     x0, y0, x1, y1 = bounds
-    size = max(x1 - x0, y1 - y0) / ROOT_CELLS
-    cx, cy = np.meshgrid(x0 + size * (np.arange(ROOT_CELLS) + 0.5), y0 + size * (np.arange(ROOT_CELLS) + 0.5))
-    gap = _previous_gap_s(sensor, t_s)
-    best = (floor, np.array([(x0 + x1) / 2, (y0 + y1) / 2]), 0.0)
+    params = ffi.new("ew_seed_params_t *", dict(
+        x0=x0, y0=y0, x1=x1, y1=y1, c_mps=c, window_s=window_s, floor=int(floor), root_cells=ROOT_CELLS,
+        batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S))
+    result = ffi.new("ew_seed_result_t *")
+    search = ffi.gc(lib.ew_seed_search_new(), lib.ew_seed_search_del)
+    if search == ffi.NULL:
+        raise MemoryError("seed search: out of memory")
 
-    def bound(points, sizes):
-        slack = window_s + sizes * math.sqrt(2.0) / c
-        return _distinct_counts(_emission_times(points, xy, t_s, c), gap, slack)
+    def ptr(a):
+        return ffi.cast("const double *", ffi.from_buffer(a))
 
-    if hints is not None and len(hints):
-        hints = np.asarray(hints, dtype=float).reshape(-1, 2)
-        values, starts = bound(hints, np.full(len(hints), LEAF_SIZE_M))
-        k = int(np.argmax(values))
-        if values[k] > best[0]:
-            best = (int(values[k]), hints[k].copy(), float(starts[k]))
-    pool_xy = np.column_stack([cx.ravel(), cy.ravel()])
-    pool_h = np.full(len(pool_xy), size)
-    pool_ub, pool_start = bound(pool_xy, pool_h)
-    while len(pool_ub):
-        keep = pool_ub > best[0]
-        pool_xy, pool_h, pool_ub, pool_start = pool_xy[keep], pool_h[keep], pool_ub[keep], pool_start[keep]
-        if not len(pool_ub):
-            break
-        take = np.argsort(-pool_ub, kind="stable")[:BATCH_CELLS]
-        rest = np.ones(len(pool_ub), dtype=bool)
-        rest[take] = False
-        cells_xy, cells_h, cells_ub, cells_start = pool_xy[take], pool_h[take], pool_ub[take], pool_start[take]
-        pool_xy, pool_h, pool_ub, pool_start = pool_xy[rest], pool_h[rest], pool_ub[rest], pool_start[rest]
-        leaf = cells_h <= LEAF_SIZE_M
-        if leaf.any():
-            # A leaf's bound is its value: the window slack it carries is a few ms.
-            k = int(np.argmax(np.where(leaf, cells_ub, -1)))
-            if cells_ub[k] > best[0]:
-                best = (int(cells_ub[k]), cells_xy[k].copy(), float(cells_start[k]))
-        split = ~leaf & (cells_ub > best[0])
-        if split.any():
-            quarter = cells_h[split, None] / 4.0
-            offsets = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=float)
-            child_xy = (cells_xy[split, None, :] + offsets[None, :, :] * quarter[:, :, None]).reshape(-1, 2)
-            child_h = np.repeat(cells_h[split] / 2.0, 4)
-            child_ub, child_start = bound(child_xy, child_h)
-            pool_xy = np.concatenate([pool_xy, child_xy])
-            pool_h = np.concatenate([pool_h, child_h])
-            pool_ub = np.concatenate([pool_ub, child_ub])
-            pool_start = np.concatenate([pool_start, child_start])
-    return best
+    rc = lib.ew_seed_search_do(search, params, ptr(sx), ptr(sy), len(sx), ptr(t),
+                               ffi.cast("const int *", ffi.from_buffer(ids)), len(t), ptr(hx), ptr(hy), len(hints),
+                               result)
+    if rc != 0:
+        raise MemoryError("seed search: out of memory")
+    return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
 
 
 def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np.ndarray) -> np.ndarray:
