@@ -69,9 +69,11 @@ LEVEL_QUANTILE = 75               # percentile over sensors (diffraction and cli
 LEVEL_BOUNDARY_DB = 137.0
 LEVEL_SCALE_DB = 2.5
 LEVEL_MAX_LOG_ODDS = 3.0
-# Aerial bursts: this far above the sensors, by more than HEIGHT_SIGMAS of the fit's sigma.
-AERIAL_HEIGHT_M = 40.0
-HEIGHT_SIGMAS = 2.0
+# Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the fit's sigma.
+# With rooftop sensors in one plane a 3D fit's height is loose (it trades against the speed
+# of sound), so one sigma: the level and cadence cues still weigh in against a wrong call.
+AERIAL_HEIGHT_M = 45.0
+HEIGHT_SIGMAS = 1.0
 HEIGHT_START_M = 100.0            # the 3D fit starts above the sensors (the plane's mirror is ambiguous)
 MIN_SENSORS_3D = 5                # x, y, z, t0 and one to spare
 DEFAULT_T_UNC_S = 1e-3
@@ -123,7 +125,11 @@ def source_level_db(shot: dict, arrivals: list[dict], sensors: Sensors,
 
 
 def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c_m_s: float) -> tuple[float, float] | None:
-    """Height of the source above its sensors' median height and its sigma, from a 3D fit; None if underdetermined."""
+    """Height of the source above the highest of its sensors and its sigma, from a 3D fit; None if underdetermined.
+
+    Above the highest, not the median: in hilly cities (Pittsburgh's sensors span 40 m of
+    height) a shooter on a hillside is well above the sensors in the valley.
+    """
     known = [p for p in arrivals if p["sensor"] in sensors.index]
     if len(known) < MIN_SENSORS_3D:
         return None
@@ -131,7 +137,7 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     t_ref = min(int(p["t_ns"]) for p in known)
     t_s = np.array([(int(p["t_ns"]) - t_ref) / NS_PER_S for p in known])
     sigma = np.array([(p.get("t_unc_ns") or DEFAULT_T_UNC_S * NS_PER_S) / NS_PER_S for p in known])
-    plane_z = float(np.median(pos[:, 2]))
+    plane_z = float(np.max(pos[:, 2]))
     xy = sensors.to_enu(shot)[:2]
     start = np.array([xy[0], xy[1], plane_z + HEIGHT_START_M])
     t0 = float(np.median(t_s - np.linalg.norm(pos - start, axis=1) / c_m_s))
@@ -143,7 +149,7 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     except (ValueError, np.linalg.LinAlgError):
         return None
     z_sigma = float(np.sqrt(max(fit.cov[0][2, 2], 0.0))) if fit.cov and fit.cov[0] is not None else math.inf
-    return abs(float(fit.positions[0][2]) - plane_z), z_sigma
+    return float(fit.positions[0][2]) - plane_z, z_sigma
 
 
 def cadence(shot_times_ns: list[int]) -> dict | None:
@@ -202,7 +208,7 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     heights = [h for h in (height_above_sensors_m(s, a, sensors, c_m_s) for s, a in zip(shots, arrivals)) if h]
     if heights:
         h, h_sigma = max(heights, key=lambda hs: hs[0] - HEIGHT_SIGMAS * hs[1])
-        aerial = h - HEIGHT_SIGMAS * h_sigma >= AERIAL_HEIGHT_M
+        aerial = h >= AERIAL_HEIGHT_M and h >= HEIGHT_SIGMAS * h_sigma
         lo = AERIAL_LOG_ODDS if aerial else 0.0
         cues["height"] = {"height_m": round(h, 1), "sigma_m": round(h_sigma, 1), "log_odds": lo}
         log_odds += lo

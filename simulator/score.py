@@ -135,8 +135,9 @@ def classification(incidents: list[dict], truth: list[dict], origin=None) -> dic
     rows = [(int(r["t_ns"]), _xy(r, origin), r.get("kind", "?"), bool(r.get("gunfire"))) for r in truth]
     right, by_kind = [], defaultdict(lambda: defaultdict(int))
     for inc in incidents:
-        shot = min(inc.get("shots") or [inc], key=lambda s: int(s["t_ns"]))
-        t, xy = int(shot["t_ns"]), _xy(shot, origin)
+        # The incident's position (its main shooter's) and the median of its shot times: a
+        # stray shot of the incident does not decide what it was.
+        t, xy = int(np.median([int(s["t_ns"]) for s in inc.get("shots") or [inc]])), _xy(inc, origin)
         cost = [abs(t - rt) / NS * SOUND_M_PER_S + float(np.linalg.norm(rxy - xy)) for rt, rxy, _, _ in rows]
         k = int(np.argmin(cost)) if cost else -1
         kind, gunfire = (rows[k][2], rows[k][3]) if k >= 0 and cost[k] <= CLASS_MATCH_M else ("none", False)
