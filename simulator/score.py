@@ -3,7 +3,7 @@
 Detection rate (gunfire incidents found), location error of every true shot, rounds exact,
 who fired first and in what order, and false alerts per square mile per day (incidents
 where no gun was fired: fireworks, backfires, echoes located as shots elsewhere). Only
-incidents the server classed ``gunfire`` (or left without a class) are alerts; an incident
+incidents the server classed ``gunfire`` (or left unclassified) are alerts; an incident
 classed fireworks or other that was gunfire is a missed one. Classification accuracy is
 scored over every located incident against the nearest true event of any kind (gunfire or
 not; an incident near no event is an artefact, which is right unless classed gunfire).
@@ -27,7 +27,7 @@ MATCH_TIME_S = 2.0
 MATCH_RADIUS_M = 150.0
 SHOT_TIME_S = 0.1
 DAY_S = 86400.0
-GUNFIRE_CLASS = "gunfire"
+CONFOUNDER_CLASSES = ("fireworks", "other")   # fusion.classify's classes other than gunfire
 # A located incident is of the true event nearest in time x speed of sound + distance, within this.
 CLASS_MATCH_M = 600.0
 SOUND_M_PER_S = 343.0
@@ -122,8 +122,9 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
 
 
 def is_alert(incident: dict) -> bool:
-    """Whether a located incident is a gunfire alert (no class: the server did not classify, so yes)."""
-    return incident.get("class", GUNFIRE_CLASS) in (GUNFIRE_CLASS, None)
+    """Whether a located incident is a gunfire alert: anything not classed a confounder (an
+    unclassified incident, as ``earwitness locate`` gives, alerts)."""
+    return incident.get("class") not in CONFOUNDER_CLASSES
 
 
 def classification(incidents: list[dict], truth: list[dict], origin=None) -> dict:
