@@ -8,10 +8,13 @@ has passed), to an embedded mosquitto and the fusion server in its own process (
 fusion``). Printed: pulses lost (published but not acknowledged by the broker, whose QoS 1
 session for the fusion server holds them from then on; target 0), how many the fusion
 server stored, its ingest throughput and backlog, the alert latency (discharge to first
-alert) and the score.
+alert) and the score, each beside its target.
 
-The issue asks for 10 simulated minutes; ``SIM_MINUTES`` (printed) scales it down to what
-fits a benchmark run, at the full rate of 100 incidents a minute.
+The issue's full run: 10 simulated minutes at 100 incidents a minute, paced at ``SPEED``
+simulated seconds per wall second so that it fits a benchmark run (about 5 minutes); a fusion
+server that cannot keep up shows as a backlog, not as lost pulses.  Each pulse carries the
+level the node's detector would measure (``peak_dbfs`` from the fleet model's SPL through
+the reference microphone's sensitivity), so the server classifies as it does live.
 """
 import pathlib
 import subprocess
@@ -28,9 +31,12 @@ from edge import keys, wire
 from simulator import fleet, live, score
 from simulator.broker import EmbeddedBroker
 from simulator.scenario import NS
+from simulator.sensors import MEMS_SENSITIVITY_DBFS_PER_PA
 
-SIM_MINUTES = 0.5            # of the issue's FLEET_MINUTES, at the full incident rate
-SPEED = 1.0                  # simulated seconds per wall second: real time
+SIM_MINUTES = FLEET_MINUTES  # the issue's run, at the full incident rate
+SPEED = 4.0                  # simulated seconds per wall second: 10 minutes in 2.5
+SPL_AT_1_PA_DB = 94.0        # dB SPL of 1 Pa: the fleet's SPL to the node's dBFS
+TARGET_LATENCY_S = 10.0      # DESIGN: an alert "within seconds"; discharge to first alert
 STAMP_WAIT_S = 1.0           # a node publishes a pulse once the next PPS edge has timed it
 PUBLISHERS = 4               # MQTT connections the virtual nodes' messages share
 DRAIN_TIMEOUT_S = 60.0       # after the last publish, how long the fusion server gets to catch up
@@ -115,7 +121,8 @@ def main() -> None:
             sid = p["sensor"]
             seqs[sid] += 1
             msg = wire.PulseMessage(wire.node_id(sid), seqs[sid], p["t_ns"], p["t_unc_ns"], p["timing"],
-                                    {"snr_db": p["snr_db"]})
+                                    {"snr_db": p["snr_db"],
+                                     "peak_dbfs": p["spl_db"] - SPL_AT_1_PA_DB + MEMS_SENSITIVITY_DBFS_PER_PA})
             clients[i % PUBLISHERS].publish(f"ew/v1/{live.SITE}/node/{sid}/pulse", wire.encode(msg, signers[sid]), qos=1)
         publish_s = time.monotonic() - origin_s
         backlog = len(pulses) - _stored(database)
@@ -151,9 +158,15 @@ def main() -> None:
           f"{stored:,} stored by fusion, {len(pulses) - stored:,} still queued for it at the broker")
     print(f"fusion throughput: {stored / ingest_s:,.0f} pulses/s over {ingest_s:.1f} s "
           f"(offered {len(pulses) / publish_s:,.0f} pulses/s); backlog when publishing ended: {backlog:,} pulses")
-    pct = (lambda a: f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s" if len(a) else "-")
-    print(f"alert latency, discharge -> first alert: {pct(lat)}")
+    pct = (lambda a: f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s, max {np.max(a):.2f} s"
+           if len(a) else "-")
+    print(f"alert latency, discharge -> first alert: {pct(lat)} (target: under {TARGET_LATENCY_S:g} s)")
     print(f"score: {s['detected']}/{s['incidents']} incidents detected, {s['shots_located']}/{s['shots']} shots "
-          f"located, error median {s['error_median_m'] or float('nan'):.1f} m, {s['false_alerts']} false alerts; "
+          f"located, error median {s['error_median_m'] or float('nan'):.1f} m, rounds exact {_fmt(s['rounds_exact'])}, "
+          f"{s['false_alerts']} false (gunfire) alerts, classified right {_fmt(s['class_accuracy'])}; "
           f"{len(alerts)} alerts received"
           + ("" if caught_up else "; fusion had not caught up: scored on the alerts it had published"))
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2f}"

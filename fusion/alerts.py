@@ -34,6 +34,10 @@ M_PER_KM = 1000.0
 MIN_RADIUS_M = 1.0
 # Confidence at or above which CAP certainty is "Observed" rather than "Likely".
 OBSERVED_CONFIDENCE = 0.8
+# CAP event, severity and urgency by the incident's class (fusion.classify.CLASSES).
+CAP_BY_CLASS = {"gunfire": ("Gunfire", "Severe", "Immediate"),
+                "fireworks": ("Fireworks", "Minor", "Past"),
+                "other": ("Impulsive noise", "Minor", "Past")}
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_RETRIES = 4
 WEBHOOK_BACKOFF_S = 0.5
@@ -107,13 +111,18 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
 
     info = ET.SubElement(root, _q("info"))
     _sub(info, "category", "Security")
-    _sub(info, "event", "Gunfire")
-    _sub(info, "urgency", "Immediate")
-    _sub(info, "severity", "Severe")
+    event, severity, urgency = CAP_BY_CLASS.get(alert.get("class"), CAP_BY_CLASS["gunfire"])
+    _sub(info, "event", event)
+    _sub(info, "urgency", urgency)
+    _sub(info, "severity", severity)
     _sub(info, "certainty", "Observed" if alert.get("confidence", 0.0) >= OBSERVED_CONFIDENCE else "Likely")
     _sub(info, "senderName", f"Earwitness fusion server, site {site}")
     rounds = alert.get("rounds", len(alert.get("shots", [])))
-    _sub(info, "headline", f"Gunfire: {rounds} round(s), {alert.get('shooters', 1)} shooter(s) ({status})")
+    if alert.get("class", "gunfire") == "gunfire":
+        headline = f"{event}: {rounds} round(s), {alert.get('shooters', 1)} shooter(s) ({status})"
+    else:
+        headline = f"{event}, not gunfire ({alert.get('confidence', '')}): {rounds} impulse(s) ({status})"
+    _sub(info, "headline", headline)
     _sub(info, "description", _describe(alert))
     params = {
         "incident": alert["incident"], "revision": revision, "ewStatus": status, "t_ns": alert["t_ns"],
@@ -159,7 +168,8 @@ def _area_desc(alert: dict) -> str:
 
 def _describe(alert: dict) -> str:
     lines = [f"Incident {alert['incident']} revision {alert['revision']} ({alert['status']}), "
-             f"located by {len(alert.get('sensors', []))} sensors."]
+             f"located by {len(alert.get('sensors', []))} sensors, "
+             f"classed {alert.get('class', 'unclassified')} (confidence {alert.get('confidence', '-')})."]
     for i, shot in enumerate(alert.get("shots", []), 1):
         lines.append(f"Shot {i}: {cap_time(shot['t_ns'])} at {_where(shot)} "
                      f"+/- {float(shot.get('err_m', 0.0)):.0f} m, shooter {shot.get('shooter', 0)}.")

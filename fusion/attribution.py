@@ -25,6 +25,36 @@ def _distance_m(shot: dict, sensor_enu: np.ndarray, sensors: Sensors) -> float:
     return float(np.hypot(delta[0], delta[1]))
 
 
+def _predicted(shots: list[dict], sensors: Sensors, c_m_s: float) -> dict[tuple[int, str], int]:
+    """Straight-line arrival time of every shot k at every sensor, by (k, sensor name)."""
+    return {(k, name): int(shot["t_ns"] + _distance_m(shot, sensors.enu_m[i], sensors) / c_m_s * NS_PER_S)
+            for k, shot in enumerate(shots) for name, i in sensors.index.items()}
+
+
+def _shot_arrivals(shots: list[dict], pulses: list[dict], predicted: dict) -> list[list[dict]]:
+    """Per shot, the pulse of each of its sensors closest to the predicted arrival (each used once)."""
+    out, taken = [], set()
+    for k, shot in enumerate(shots):
+        arrivals = []
+        for name in shot.get("sensors", []):
+            cands = [p for p in pulses if p["sensor"] == name and p["id"] not in taken]
+            if not cands or (k, name) not in predicted:
+                continue
+            best = min(cands, key=lambda p: abs(p["t_ns"] - predicted[(k, name)]))
+            if abs(best["t_ns"] - predicted[(k, name)]) <= MATCH_TOLERANCE_S * NS_PER_S:
+                arrivals.append(best)
+                taken.add(best["id"])
+        out.append(arrivals)
+    return out
+
+
+def shot_arrivals(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float) -> list[list[dict]]:
+    """The pulses (each with ``id``) a located incident used, per shot, in the order of ``incident["shots"]``
+    sorted by time (the contract's discharge order)."""
+    shots = sorted(incident.get("shots", []), key=lambda s: s["t_ns"])
+    return _shot_arrivals(shots, pulses, _predicted(shots, sensors, c_m_s))
+
+
 def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float) -> tuple[list[int], dict[int, str]]:
     """Split ``pulses`` (stored, each with ``id``, ``sensor``, ``t_ns``) into used ids and rejected {id: reason}.
 
@@ -40,21 +70,9 @@ def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float
         Speed of sound used for the predicted arrivals.
     """
     shots = sorted(incident.get("shots", []), key=lambda s: s["t_ns"])
-    predicted: dict[tuple[int, str], int] = {}
-    for k, shot in enumerate(shots):
-        for name, i in sensors.index.items():
-            predicted[(k, name)] = int(shot["t_ns"] + _distance_m(shot, sensors.enu_m[i], sensors) / c_m_s * NS_PER_S)
-    used: list[int] = []
-    taken: set[int] = set()
-    for k, shot in enumerate(shots):
-        for name in shot.get("sensors", []):
-            cands = [p for p in pulses if p["sensor"] == name and p["id"] not in taken]
-            if not cands or (k, name) not in predicted:
-                continue
-            best = min(cands, key=lambda p: abs(p["t_ns"] - predicted[(k, name)]))
-            if abs(best["t_ns"] - predicted[(k, name)]) <= MATCH_TOLERANCE_S * NS_PER_S:
-                used.append(best["id"])
-                taken.add(best["id"])
+    predicted = _predicted(shots, sensors, c_m_s)
+    used = [p["id"] for arrivals in _shot_arrivals(shots, pulses, predicted) for p in arrivals]
+    taken = set(used)
     rejected: dict[int, str] = {}
     for p in pulses:
         if p["id"] in taken:

@@ -3,8 +3,12 @@
 A pulse joins a *group* when it could be the same sound as one of the group's pulses: their
 sensors are close enough to hear one shot (at most twice the farthest a shot is heard) and
 their times differ by at most the sensors' distance over the slowest plausible speed of
-sound, plus a margin.  So incidents far apart in a city stay separate groups of bounded
-size, however often they overlap in time.  Every time a group gains pulses it is located again with :func:`fusion.locate.locate`;
+sound, plus a slack for timing errors and diffraction (PAIR_SLACK_S).  So incidents far apart in a city stay separate groups of bounded
+size, however often they overlap in time.  A group is located with :func:`fusion.locate.locate`
+as soon as it could hold a shot, and again whenever it has grown by RELOCATE_GROWTH since it was
+last located (so a group of n pulses is located O(log n) times, not n times: a burst's
+group of hundreds of pulses costs the locator seconds each time), and once more when final;
+each located incident is classified (:func:`fusion.classify.classify`);
 a located incident is published ``preliminary`` the first time (as soon as enough mutually
 consistent sensors report for the locator to give a shot), ``revised`` when more pulses
 change it, and ``final`` once no pulse has joined the group for one window (the time sound
@@ -26,7 +30,8 @@ import logging
 import math
 
 import earwitness
-from fusion.attribution import attribute
+from fusion.attribution import attribute, shot_arrivals
+from fusion.classify import classify
 from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
 from fusion.pulses import LEVEL_KEYS
@@ -36,6 +41,11 @@ log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 DEFAULT_MARGIN_S = 1.0
+# Two arrivals of one sound differ by at most distance / c plus this: TN098's 40 ms association
+# limit for diffracted paths, plus the clock error of a node in holdover.
+PAIR_SLACK_S = 0.1
+# A located group is located again once it holds this many times the pulses it had then.
+RELOCATE_GROWTH = 1.5
 # No gunshot is heard (let alone detected) farther than this: a site wider than it gets a
 # window for this distance, not for its diameter.
 DEFAULT_MAX_RANGE_M = 4000.0
@@ -75,6 +85,7 @@ class _Group:
     last_t_ns: int
     last_received_ns: int
     dirty: bool = True
+    located_n: int = 0     # pulses the group had when last located
     tracked: list[_Tracked] = dataclasses.field(default_factory=list)
     sensors: set = dataclasses.field(default_factory=set)
     ids: set = dataclasses.field(default_factory=set)
@@ -112,10 +123,11 @@ class IncidentTracker:
         diameter_m = registry.diameter_m()
         self.window_ns = int((min(diameter_m, max_range_m) / C_MIN + margin_s) * NS_PER_S)
         self.margin_ns = int(margin_s * NS_PER_S)
+        self.pair_slack_ns = int(min(margin_s, PAIR_SLACK_S) * NS_PER_S)
         # Two sensors that hear one shot are at most twice its range apart.
         self.pair_range_m = HEARD_BY_BOTH * max_range_m
         # The largest time difference of two pulses of one sound: bounds the groups to search.
-        self.reach_ns = int((min(diameter_m, self.pair_range_m) / C_MIN + margin_s) * NS_PER_S)
+        self.reach_ns = int(min(diameter_m, self.pair_range_m) / C_MIN * NS_PER_S) + self.pair_slack_ns
         self._xy = {name: (float(e), float(n)) for name, (e, n, _) in zip(registry.sensors.ids, registry.sensors.enu_m)}
         self.min_sensors = min_sensors(mode)
         # Open groups sorted by first_t_ns, with their first times beside them for bisection.
@@ -215,13 +227,15 @@ class IncidentTracker:
                     return True
                 continue
             dist_m = math.hypot(xy[0] - other_xy[0], xy[1] - other_xy[1])
-            if dist_m <= self.pair_range_m and abs(t_ns - int(other["t_ns"])) <= dist_m / C_MIN * NS_PER_S + self.margin_ns:
+            if dist_m <= self.pair_range_m and abs(t_ns - int(other["t_ns"])) <= dist_m / C_MIN * NS_PER_S + self.pair_slack_ns:
                 return True
         return False
 
     def _relocate(self, received_ns: int) -> list[Update]:
         changed = sorted((g for g in self._changed if g.dirty), key=lambda g: g.first_t_ns)
-        self._changed = []
+        # A group that has not grown enough waits (still dirty) for more pulses or for its final.
+        self._changed = [g for g in changed if len(g.pulses) < RELOCATE_GROWTH * g.located_n]
+        changed = [g for g in changed if len(g.pulses) >= RELOCATE_GROWTH * g.located_n]
         updates = []
         for group in changed:
             updates += self._locate_group(group, received_ns, final=False)
@@ -232,9 +246,13 @@ class IncidentTracker:
             group.dirty = False   # too few sensors for any shot: the locator would find none
         if group.dirty:
             group.dirty = False
+            group.located_n = len(group.pulses)
             try:
                 located = locate(_locator_input(group.pulses), self.registry.sensors, self.temperature_c,
                                  mode=self.mode)
+                for inc in located:
+                    arrivals = shot_arrivals(inc, group.pulses, self.registry.sensors, inc.get("c_mps") or C_MIN)
+                    inc.update(classify(inc, arrivals, self.registry.sensors))
             except Exception:  # noqa: BLE001 - one group the locator chokes on must not stop the others
                 log.exception("locating a group of %d pulses failed; it keeps its last result", len(group.pulses))
                 located = [t.body for t in group.tracked]
@@ -296,7 +314,7 @@ def _locator_input(pulses: list[dict]) -> list[dict]:
 
 
 def _differs(old: dict, new: dict) -> bool:
-    if old.get("rounds") != new.get("rounds") or old.get("sensors") != new.get("sensors"):
+    if any(old.get(k) != new.get(k) for k in ("rounds", "sensors", "class")):
         return True
     if abs(float(old.get("err_m", 0)) - float(new.get("err_m", 0))) >= ERROR_STEP_M:
         return True

@@ -377,10 +377,12 @@ def _alert_latency_s(alerts, arrivals_s, origin, speed) -> list[float]:
 
 def format_alerts(incidents: list[dict]) -> str:
     """The incidents (last revisions) as a text table, one line each."""
-    rows = [("incident", "status", "rev", "discharge (UTC)", "position", "err m", "rounds", "shooters", "sensors")]
+    rows = [("incident", "status", "rev", "class", "conf", "discharge (UTC)", "position", "err m", "rounds", "shooters",
+             "sensors")]
     for inc in incidents:
         where = (f"{inc['x']:.1f}, {inc['y']:.1f}" if "x" in inc else f"{inc['lat']:.6f}, {inc['lon']:.6f}")
-        rows.append((inc["incident"], inc.get("status", ""), str(inc.get("revision", "")), render.utc_iso(inc["t_ns"]), where,
+        rows.append((inc["incident"], inc.get("status", ""), str(inc.get("revision", "")), str(inc.get("class", "")),
+                     str(inc.get("confidence", "")), render.utc_iso(inc["t_ns"]), where,
                      f"{float(inc.get('err_m', float('nan'))):.1f}", str(inc.get("rounds", "")),
                      str(inc.get("shooters", "")), str(len(inc.get("sensors", [])))))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]

@@ -2,7 +2,11 @@
 
 Detection rate (gunfire incidents found), location error of every true shot, rounds exact,
 who fired first and in what order, and false alerts per square mile per day (incidents
-where no gun was fired: fireworks, backfires, echoes located as shots elsewhere).
+where no gun was fired: fireworks, backfires, echoes located as shots elsewhere). Only
+incidents the server classed ``gunfire`` (or left unclassified) are alerts; an incident
+classed fireworks or other that was gunfire is a missed one. Classification accuracy is
+scored over every located incident against the nearest true event of any kind (gunfire or
+not; an incident near no event is an artefact, which is right unless classed gunfire).
 
 Matching: a true gunfire incident (truth rows sharing an ``incident``, or one event) is
 found by the located incident with a shot within ``match_time_s`` of one of its shots and
@@ -23,6 +27,10 @@ MATCH_TIME_S = 2.0
 MATCH_RADIUS_M = 150.0
 SHOT_TIME_S = 0.1
 DAY_S = 86400.0
+CONFOUNDER_CLASSES = ("fireworks", "other")   # fusion.classify's classes other than gunfire
+# A located incident is of the true event nearest in time x speed of sound + distance, within this.
+CLASS_MATCH_M = 600.0
+SOUND_M_PER_S = 343.0
 ERROR_THRESHOLDS_M = (15.0, 25.0)
 
 
@@ -56,8 +64,9 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
     ``false_alerts_per_sq_mi_day``.
     """
     true = truth_incidents(truth, origin)
+    classes = classification(incidents, truth, origin)
     located = []
-    for inc in incidents:
+    for inc in (i for i in incidents if is_alert(i)):
         shots = [(int(s["t_ns"]), _xy(s, origin), s.get("shooter", 0)) for s in inc.get("shots") or []]
         if not shots:
             shots = [(int(inc["t_ns"]), _xy(inc, origin), 0)]
@@ -108,7 +117,35 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
         "order_right": float(np.mean(order_ok)) if order_ok else None,
         "false_alerts": false,
         "false_alerts_per_sq_mi_day": false / area_sq_mi / (duration_s / DAY_S),
+        **classes,
     }
+
+
+def is_alert(incident: dict) -> bool:
+    """Whether a located incident is a gunfire alert: anything not classed a confounder (an
+    unclassified incident, as ``earwitness locate`` gives, alerts)."""
+    return incident.get("class") not in CONFOUNDER_CLASSES
+
+
+def classification(incidents: list[dict], truth: list[dict], origin=None) -> dict:
+    """Gunfire-or-not accuracy of the located incidents' classes against the nearest true event.
+
+    Returns ``classified`` (located incidents), ``class_accuracy`` (None without any),
+    ``class_by_kind`` {true kind (or "none"): {class: count}}.
+    """
+    rows = [(int(r["t_ns"]), _xy(r, origin), r.get("kind", "?"), bool(r.get("gunfire"))) for r in truth]
+    right, by_kind = [], defaultdict(lambda: defaultdict(int))
+    for inc in incidents:
+        # The incident's position (its main shooter's) and the median of its shot times: a
+        # stray shot of the incident does not decide what it was.
+        t, xy = int(np.median([int(s["t_ns"]) for s in inc.get("shots") or [inc]])), _xy(inc, origin)
+        cost = [abs(t - rt) / NS * SOUND_M_PER_S + float(np.linalg.norm(rxy - xy)) for rt, rxy, _, _ in rows]
+        k = int(np.argmin(cost)) if cost else -1
+        kind, gunfire = (rows[k][2], rows[k][3]) if k >= 0 and cost[k] <= CLASS_MATCH_M else ("none", False)
+        by_kind[kind][inc.get("class", "?")] += 1
+        right.append(is_alert(inc) == gunfire)
+    return {"classified": len(right), "class_accuracy": float(np.mean(right)) if right else None,
+            "class_by_kind": {k: dict(v) for k, v in by_kind.items()}}
 
 
 def _map_shooters(located, true) -> dict:
@@ -143,6 +180,9 @@ def format_table(s: dict) -> str:
         ("rounds exact", fmt(s["rounds_exact"])),
         ("first shooter right / order right", f"{fmt(s['first_shooter_right'])} / {fmt(s['order_right'])}"),
         ("false alerts (per sq mi per day)", f"{s['false_alerts']} ({fmt(s['false_alerts_per_sq_mi_day'])})"),
+        ("classified right (gunfire or not)", f"{fmt(s.get('class_accuracy'))} of {s.get('classified', 0)} incidents: "
+         + ", ".join(f"{kind} -> " + "/".join(f"{c} {n}" for c, n in sorted(got.items()))
+                     for kind, got in sorted(s.get("class_by_kind", {}).items()))),
     ]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

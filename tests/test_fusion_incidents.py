@@ -45,8 +45,8 @@ def test_pulses_far_apart_in_time_are_separate_groups(pittsburgh, tmp_path):
     tracker.add([{"id": 2, "sensor": site.pulses[0]["sensor"], "t_ns": base + far}], 0)
     tracker.add([{"id": 3, "sensor": site.pulses[0]["sensor"], "t_ns": base + far // 2}], 0)
     assert len(tracker.groups) == 3
-    # With a margin of half the span, one more pulse in the middle bridges all three groups.
-    tracker.reach_ns = tracker.margin_ns = far // 2 + 10
+    # With a pairing slack of half the span, one more pulse in the middle bridges all three groups.
+    tracker.reach_ns = tracker.pair_slack_ns = far // 2 + 10
     tracker.add([{"id": 4, "sensor": site.pulses[0]["sensor"], "t_ns": base + far // 2 + 1}], 0)
     assert len(tracker.groups) == 1 and sorted(p["id"] for p in tracker.groups[0].pulses) == [1, 2, 3, 4]
 

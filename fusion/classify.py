@@ -1,0 +1,236 @@
+"""Classify a located incident: gunfire, fireworks or other impulsive noise, with a confidence.
+
+Pipeline stage located shots -> classify -> store/alert. Classes (the ``class`` field):
+
+- ``gunfire``: muzzle blasts of firearms;
+- ``fireworks``: firecracker strings and aerial shells;
+- ``other``: impulsive noise that is neither (doors, dumpster lids, car backfires, nail guns,
+  hammering, bags and balloons popping).
+
+``confidence`` is the probability of the class given, it is built from a few independent cues
+combined as log-likelihood ratios for gunfire against everything else (a naive-Bayes sum,
+as in the evidence combination of Duda, Hart & Stork, "Pattern Classification", 2001,
+§2.9): each cue is a physically motivated soft threshold (a logistic of a measured quantity),
+clipped so that no single cue decides alone, and a cue that cannot be measured contributes
+nothing. Cues:
+
+1. Source level at 1 m: received peak level (``spl_db``, else ``peak_dbfs`` through the
+   microphone's sensitivity) back-propagated over the located distance by spherical
+   spreading and air absorption (ISO 9613-1 at 1 kHz). Muzzle blasts are 140-165 dB peak
+   at 1 m (Maher, "Acoustical characterization of gunshots", IEEE SAFE 2007; Beck, Nakasone
+   & Marr, J. Forensic Sci. 56, 2011); doors, tools and popping bags are 110-138 dB.
+   Diffraction and clipping only lower a received level, so the upper quartile over sensors
+   is used.
+2. Height: an aerial shell bursts tens to hundreds of metres up (NFPA 1123 display shells;
+   consumer "mortars" some 50 m); a 3D fit of the shot's arrivals that puts the source well
+   above the sensors, beyond its own uncertainty, says fireworks. Gunfire comes from the
+   ground or a building.
+3. Cadence: a firecracker string pops many times at irregular, exponential-like gaps of
+   tens of ms as its fuse burns; a firearm's rounds come at least 50 ms apart (1200
+   rounds/min, the fastest common cyclic rate) and a shooter's cadence is regular (semi-
+   automatic trigger pulls, or an automatic's cyclic rate). Many shots with a coefficient
+   of variation of the intervals far above a shooter's, or faster than any firearm, say
+   firecrackers.
+4. Spectrum: a small charge has a short positive phase (0.1-0.35 ms for firecrackers and
+   popping bags against 0.4-1.4 ms for muzzle blasts), so its energy reaches higher in
+   frequency (the Friedlander spectrum rolls off above about 1/(2 pi T+)); a large share of
+   energy above 3 kHz (the detector's ``high_ratio_db``) counts against gunfire. Weak, since
+   air absorption and the recorder's rate change it: real gunfire (Pittsburgh, 12 kHz) sits
+   near -24 dB, far below the threshold.
+
+Example::
+
+    result = classify(incident, arrivals_per_shot, registry.sensors)
+    incident.update(result)   # "class", "confidence", "class_cues"
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fusion.multilaterate import C_MAX, C_MIN, Geometry, fit_shots
+from fusion.sensors import Sensors
+
+NS_PER_S = 1_000_000_000
+GUNFIRE, FIREWORKS, OTHER = "gunfire", "fireworks", "other"
+CLASSES = (GUNFIRE, FIREWORKS, OTHER)
+
+# The reference node's microphone: full scale at 130 dB SPL (simulator.sensors' MEMS model).
+REFERENCE_SENSITIVITY_DBFS_PER_PA = -36.0
+SPL_AT_1_PA_DB = 94.0             # dB re 20 uPa of 1 Pa
+CLIPPED_DBFS = -3.0               # a peak this near full scale may be clipped: a lower bound only
+# Air absorption at 1 kHz, 20 degC, 70 % RH (ISO 9613-1:1993, Table 1): about 5 dB/km.
+ABSORPTION_DB_PER_M = 0.005
+MIN_DISTANCE_M = 1.0
+LEVEL_QUANTILE = 75               # percentile over sensors (diffraction and clipping only lower levels)
+# Log-odds of gunfire per dB of source level about the boundary between the loudest household
+# impulses (slams, bag pops: up to ~138 dB) and muzzle blasts (140 dB and up); clipped.
+LEVEL_BOUNDARY_DB = 137.0
+LEVEL_SCALE_DB = 2.5
+LEVEL_MAX_LOG_ODDS = 3.0
+# Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the fit's sigma.
+# With rooftop sensors in one plane a 3D fit's height is loose (it trades against the speed
+# of sound), so one sigma: the level and cadence cues still weigh in against a wrong call.
+AERIAL_HEIGHT_M = 45.0
+HEIGHT_SIGMAS = 1.0
+HEIGHT_START_M = 100.0            # the 3D fit starts above the sensors (the plane's mirror is ambiguous)
+MIN_SENSORS_3D = 5                # x, y, z, t0 and one to spare
+DEFAULT_T_UNC_S = 1e-3
+ROBUST_SCALE_S = 5e-4             # residual scale of the robust loss: a few samples of timing
+AERIAL_LOG_ODDS = -6.0
+# Cadence: firecrackers.
+MIN_SHOTS_CADENCE = 4
+MIN_FIREARM_INTERVAL_S = 0.05     # 1200 rounds/min
+FAST_SHARE = 0.25                 # share of intervals faster than any firearm
+IRREGULAR_CV = 0.6                # exponential gaps have CV ~1; a shooter's well under 0.5
+FAST_MEDIAN_S = 0.15              # string pops come tens of ms apart
+CADENCE_LOG_ODDS = -4.0
+# Spectrum: energy above 3 kHz relative to all (dB) beyond which the pulse is a small charge.
+HIGH_SHARE_BOUNDARY_DB = -10.0
+HIGH_SHARE_SCALE_DB = 2.0
+HIGH_SHARE_MAX_LOG_ODDS = 1.5
+# Before any cue: even odds (and a tie is called gunfire, the costlier miss).
+PRIOR_LOG_ODDS = 0.0
+DECIMALS = 3
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def received_spl_db(pulse: dict, sensitivity_dbfs_per_pa: float | None) -> float | None:
+    """The pulse's peak level in dB SPL: ``spl_db``, else ``peak_dbfs`` through the sensitivity; None if
+    unknown or possibly clipped."""
+    if pulse.get("spl_db") is not None:
+        return float(pulse["spl_db"])
+    peak = pulse.get("peak_dbfs")
+    if peak is None or sensitivity_dbfs_per_pa is None or not math.isfinite(peak) or peak >= CLIPPED_DBFS:
+        return None
+    return float(peak) - sensitivity_dbfs_per_pa + SPL_AT_1_PA_DB
+
+
+def source_level_db(shot: dict, arrivals: list[dict], sensors: Sensors,
+                    sensitivity_dbfs_per_pa: float | None) -> float | None:
+    """Peak level at 1 m of one shot: received level + 20 log10(r) + absorption * r, upper quartile over sensors."""
+    src = sensors.to_enu(shot)
+    levels = []
+    for p in arrivals:
+        spl = received_spl_db(p, sensitivity_dbfs_per_pa)
+        if spl is None or p["sensor"] not in sensors.index:
+            continue
+        r = max(float(np.linalg.norm(sensors.enu_m[sensors.index[p["sensor"]]] - src)), MIN_DISTANCE_M)
+        levels.append(spl + 20.0 * math.log10(r) + ABSORPTION_DB_PER_M * r)
+    return float(np.percentile(levels, LEVEL_QUANTILE)) if levels else None
+
+
+def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c_m_s: float) -> tuple[float, float] | None:
+    """Height of the source above the highest of its sensors and its sigma, from a 3D fit; None if underdetermined.
+
+    Above the highest, not the median: in hilly cities (Pittsburgh's sensors span 40 m of
+    height) a shooter on a hillside is well above the sensors in the valley.
+    """
+    known = [p for p in arrivals if p["sensor"] in sensors.index]
+    if len(known) < MIN_SENSORS_3D:
+        return None
+    pos = sensors.enu_m[[sensors.index[p["sensor"]] for p in known]]
+    t_ref = min(int(p["t_ns"]) for p in known)
+    t_s = np.array([(int(p["t_ns"]) - t_ref) / NS_PER_S for p in known])
+    sigma = np.array([(p.get("t_unc_ns") or DEFAULT_T_UNC_S * NS_PER_S) / NS_PER_S for p in known])
+    plane_z = float(np.max(pos[:, 2]))
+    xy = sensors.to_enu(shot)[:2]
+    start = np.array([xy[0], xy[1], plane_z + HEIGHT_START_M])
+    t0 = float(np.median(t_s - np.linalg.norm(pos - start, axis=1) / c_m_s))
+    try:
+        # Robust (soft L1), so a late diffracted arrival left in the set does not lift the source;
+        # c free (within the plausible range), since far sensors trade a height for a speed of sound.
+        fit = fit_shots([(pos, t_s, sigma)], c_m_s, Geometry("3d"), [(start, t0)], loss="soft_l1",
+                        scale_s=ROBUST_SCALE_S, fit_c=len(known) > MIN_SENSORS_3D, c_bounds=(C_MIN, C_MAX))
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    z_sigma = float(np.sqrt(max(fit.cov[0][2, 2], 0.0))) if fit.cov and fit.cov[0] is not None else math.inf
+    return float(fit.positions[0][2]) - plane_z, z_sigma
+
+
+def cadence(shot_times_ns: list[int]) -> dict | None:
+    """Intervals of the shots (sorted): count, share faster than any firearm, median, coefficient of variation."""
+    if len(shot_times_ns) < MIN_SHOTS_CADENCE:
+        return None
+    dt = np.diff(np.sort(np.asarray(shot_times_ns, dtype=np.int64))) / NS_PER_S
+    mean = float(dt.mean())
+    return {"shots": len(shot_times_ns), "fast_share": float(np.mean(dt < MIN_FIREARM_INTERVAL_S)),
+            "median_s": float(np.median(dt)), "cv": float(dt.std() / mean) if mean > 0 else 0.0}
+
+
+def _firecracker_cadence(c: dict | None) -> bool:
+    if c is None:
+        return False
+    return c["fast_share"] >= FAST_SHARE or (c["cv"] >= IRREGULAR_CV and c["median_s"] <= FAST_MEDIAN_S)
+
+
+def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
+             sensitivity_dbfs_per_pa: float | None = REFERENCE_SENSITIVITY_DBFS_PER_PA) -> dict:
+    """Class, confidence and the cues behind them for one located incident.
+
+    Parameters
+    ----------
+    incident : dict
+        Located incident (Incidents contract; ``c_mps`` if known).
+    arrivals : list of list of dict
+        Per shot (in discharge order), the pulses it used: ``sensor``, ``t_ns`` and whatever
+        of ``t_unc_ns``, ``spl_db``, ``peak_dbfs`` and ``features`` they carry
+        (:func:`fusion.attribution.shot_arrivals`).
+    sensors : fusion.sensors.Sensors
+        Sensor positions, in the incident's frame.
+    sensitivity_dbfs_per_pa : float or None
+        Microphone sensitivity turning ``peak_dbfs`` into SPL; None: use ``spl_db`` only.
+
+    Returns
+    -------
+    dict
+        ``{"class": str, "confidence": float, "class_cues": {...}}``: the class (one of
+        :data:`CLASSES`), its probability, and each cue's measurement and log-odds.
+    """
+    shots = sorted(incident.get("shots") or [], key=lambda s: s["t_ns"])
+    c_m_s = float(incident.get("c_mps") or 343.0)
+    cues: dict[str, dict] = {}
+    log_odds = PRIOR_LOG_ODDS
+
+    levels = [source_level_db(s, a, sensors, sensitivity_dbfs_per_pa) for s, a in zip(shots, arrivals)]
+    levels = [v for v in levels if v is not None]
+    if levels:
+        level = float(np.median(levels))
+        lo = float(np.clip((level - LEVEL_BOUNDARY_DB) / LEVEL_SCALE_DB, -LEVEL_MAX_LOG_ODDS, LEVEL_MAX_LOG_ODDS))
+        cues["level"] = {"source_db": round(level, 1), "log_odds": round(lo, 2)}
+        log_odds += lo
+
+    aerial = False
+    heights = [h for h in (height_above_sensors_m(s, a, sensors, c_m_s) for s, a in zip(shots, arrivals)) if h]
+    if heights:
+        h, h_sigma = max(heights, key=lambda hs: hs[0] - HEIGHT_SIGMAS * hs[1])
+        aerial = h >= AERIAL_HEIGHT_M and h >= HEIGHT_SIGMAS * h_sigma
+        lo = AERIAL_LOG_ODDS if aerial else 0.0
+        cues["height"] = {"height_m": round(h, 1), "sigma_m": round(h_sigma, 1), "log_odds": lo}
+        log_odds += lo
+
+    pattern = cadence([s["t_ns"] for s in shots])
+    string = _firecracker_cadence(pattern)
+    if pattern is not None:
+        lo = CADENCE_LOG_ODDS if string else 0.0
+        cues["cadence"] = {**{k: round(v, 3) for k, v in pattern.items()}, "log_odds": lo}
+        log_odds += lo
+
+    shares = [p["features"]["high_ratio_db"] for a in arrivals for p in a
+              if isinstance(p.get("features"), dict) and p["features"].get("high_ratio_db") is not None]
+    if shares:
+        share = float(np.median(shares))
+        lo = -HIGH_SHARE_MAX_LOG_ODDS * _logistic((share - HIGH_SHARE_BOUNDARY_DB) / HIGH_SHARE_SCALE_DB)
+        cues["spectrum"] = {"high_ratio_db": round(share, 1), "log_odds": round(lo, 2)}
+        log_odds += lo
+
+    p_gunfire = _logistic(log_odds)
+    if p_gunfire >= 0.5:
+        label, confidence = GUNFIRE, p_gunfire
+    else:
+        label, confidence = (FIREWORKS if aerial or string else OTHER), 1.0 - p_gunfire
+    return {"class": label, "confidence": round(confidence, DECIMALS), "class_cues": cues}
