@@ -180,7 +180,7 @@ def format_table(s: dict) -> str:
         ("rounds exact", fmt(s["rounds_exact"])),
         ("first shooter right / order right", f"{fmt(s['first_shooter_right'])} / {fmt(s['order_right'])}"),
         ("false alerts (per sq mi per day)", f"{s['false_alerts']} ({fmt(s['false_alerts_per_sq_mi_day'])})"),
-        ("classified right (gunfire or not)", f"{fmt(s.get('class_accuracy'))} of {s.get('classified', 0)} incidents: "
+        ("classified right (gunfire or not)", f"{fmt(s.get('class_accuracy'))} over {s.get('classified', 0)} incidents: "
          + ", ".join(f"{kind} -> " + "/".join(f"{c} {n}" for c, n in sorted(got.items()))
                      for kind, got in sorted(s.get("class_by_kind", {}).items()))),
     ]
