@@ -1,14 +1,23 @@
-"""``earwitness locate``: unassociated pulses JSONL in, incidents JSONL out."""
+"""``earwitness locate``: unassociated pulses JSONL in, incidents JSONL out, classified.
+
+As in the fusion server, each located incident is classified
+(:func:`fusion.classify.classify`) from the pulses its shots used
+(:func:`fusion.attribution.shot_arrivals`).
+"""
 from __future__ import annotations
 
 import json
 import math
 import sys
 
+import numpy as np
+
 from earwitness.cli import UserError
-from fusion.locate import locate_pulses, min_sensors
-from fusion.multilaterate import MODES
-from fusion.pulses import read_pulses
+from fusion.attribution import shot_arrivals
+from fusion.classify import classify
+from fusion.locate import locate_pulses, min_sensors, shock_waves
+from fusion.multilaterate import C_MIN, MODES
+from fusion.pulses import Pulses, read_pulses
 from fusion.sensors import SensorsError, read_sensors
 
 # Exit status when some input pulses were left out but the rest was located.
@@ -48,10 +57,33 @@ def run(args) -> int:
         incidents = locate_pulses(pulses, sensors, args.temperature_c, mode=args.mode, ground_z_m=args.ground_z)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    cracks = int(shock_waves(pulses, sensors).sum())
+    if cracks:
+        print(f"earwitness locate: note: {cracks} pulses taken for supersonic bullet cracks, kept out of location",
+              file=sys.stderr)
+    records = _records(pulses, sensors)
     for incident in incidents:
+        incident.update(classify(incident, shot_arrivals(incident, records, sensors, incident.get("c_mps") or C_MIN),
+                                 sensors))
         sys.stdout.write(json.dumps(incident) + "\n")
     sys.stdout.flush()
     if not incidents:
         print(f"earwitness locate: warning: no shot located among {len(pulses)} pulses from {reporting} sensors",
               file=sys.stderr)
     return EXIT_SOME_PULSES_LEFT_OUT if pulses.problems else 0
+
+
+def _records(pulses: Pulses, sensors) -> list[dict]:
+    """The accepted pulses as the dicts (with ``id``) the attribution and classifier read."""
+    out = []
+    for i in range(len(pulses)):
+        p = {"id": i, "sensor": sensors.ids[pulses.sensor[i]], "t_ns": int(pulses.t_ns[i])}
+        for key, value in (("t_unc_ns", pulses.t_unc_ns[i]), ("snr_db", pulses.snr_db[i]),
+                           ("peak_dbfs", pulses.peak_dbfs[i])):
+            if np.isfinite(value):
+                p[key] = float(value)
+        features = {k: float(v[i]) for k, v in pulses.features.items() if np.isfinite(v[i])}
+        if features:
+            p["features"] = features
+        out.append(p)
+    return out

@@ -2,7 +2,7 @@
 
 The public entry point is :func:`locate`; ``earwitness locate`` and the fusion server call
 it. Steps: split the pulses at quiet gaps; associate first arrivals into shots
-(:mod:`fusion.associate`); fit every shot of an incident in the chosen geometry, with the
+(:mod:`fusion.associate`), bullet shock waves kept out (:mod:`fusion.shockwave`); fit every shot of an incident in the chosen geometry, with the
 speed of sound from the temperature or estimated jointly for the incident
 (:mod:`fusion.multilaterate`); group shots into incidents and shooters and order them by
 discharge time (:mod:`fusion.shooters`).
@@ -22,6 +22,7 @@ from fusion.multilaterate import (
 )
 from fusion.pulses import Pulses, parse_pulses
 from fusion.sensors import Sensors, read_sensors
+from fusion.shockwave import screen, shock_like
 from fusion.shooters import cluster_shooters, split_incidents
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,25 @@ def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) 
     return ~np.isfinite(snr_db) | (snr_db >= best(snr_db) - ECHO_SNR_DROP_DB) | by_peak
 
 
+def _span_m(sensors: Sensors) -> float:
+    return float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
+
+
+def shock_waves(pulses: Pulses, sensors: Sensors) -> np.ndarray:
+    """Mask of the pulses taken for supersonic bullet cracks (:func:`fusion.shockwave.screen`).
+
+    A crack comes from the bullet's path, not the muzzle, so it is kept out of the
+    association of muzzle blasts; at a sensor it leads the blast by at most the array's
+    propagation span (the bullet outruns its sound over at most that path).
+    """
+    f = pulses.features
+    if not f or len(pulses) == 0:
+        return np.zeros(len(pulses), dtype=bool)
+    shock = shock_like(f["low_ratio_db"], f["high_ratio_db"])
+    return screen(pulses.sensor, (pulses.t_ns - pulses.t_ns.min()) / NS_PER_S, shock, f["duration_ms"],
+                  _span_m(sensors) / C_MIN)
+
+
 def _incident_id(t_ns: int) -> str:
     when = dt.datetime.fromtimestamp(t_ns // NS_PER_S, tz=dt.timezone.utc)
     return f"{when.strftime(ID_FORMAT)}.{(t_ns % NS_PER_S) // 1_000_000:03d}Z"
@@ -187,8 +207,8 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     unc_s = np.where(np.isfinite(pulses.t_unc_ns), pulses.t_unc_ns / NS_PER_S, DEFAULT_T_UNC_S)
     sigma_s = np.maximum(unc_s, 1e-6)
     pos = sensors.enu_m[pulses.sensor]
-    span_m = float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
-    quiet_s = span_m / C_MIN + TOLERANCE_S
+    quiet_s = _span_m(sensors) / C_MIN + TOLERANCE_S
+    blast = ~shock_waves(pulses, sensors)
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
     if c_known is None:
         trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
@@ -202,6 +222,9 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
+        # Cracks first: louder than the blast at sensors near the trajectory, they would
+        # otherwise also make the blast that follows look like their echo.
+        seg = seg[blast[seg]]
         seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg])]
         if len(np.unique(pulses.sensor[seg])) < need:
             continue

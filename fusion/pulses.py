@@ -2,7 +2,8 @@
 
 A pulse is ``{"sensor": str, "t_ns": int, ...}`` with optional ``t_unc_ns`` (timing
 uncertainty, one standard deviation) and other fields the locator carries along unread.
-A pulse that cannot be used (malformed, NaN, unknown sensor) is left out with a one-line
+The detector's shape features (``features``: rise, duration, band ratios) are read where
+given, for shock-wave screening; a missing or non-numeric feature is NaN. A pulse that cannot be used (malformed, NaN, unknown sensor) is left out with a one-line
 problem naming it; an exact repeat of an accepted pulse (same sensor, same ``t_ns``, as
 at-least-once delivery produces) is dropped with a note. Every other pulse is kept.
 """
@@ -18,6 +19,8 @@ from fusion.sensors import Sensors
 
 # Optional level fields of a pulse, read into Pulses.snr_db and Pulses.peak_dbfs.
 LEVEL_KEYS = ("snr_db", "peak_dbfs")
+# Shape features of a pulse's ``features`` object (edge.wire.FEATURES), read into Pulses.features.
+SHAPE_KEYS = ("rise_ms", "duration_ms", "decay_ms", "crest_db", "low_ratio_db", "high_ratio_db")
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Pulses:
         Stated signal-to-noise ratio in dB, NaN where not given.
     peak_dbfs : numpy.ndarray of float
         Stated peak level in dB full scale, NaN where not given.
+    features : dict of str to numpy.ndarray of float
+        Per SHAPE_KEYS name, the pulse's detector feature, NaN where not given.
     problems : list of str
         One line per pulse left out (malformed, NaN, unknown sensor).
     duplicates : list of str
@@ -47,6 +52,7 @@ class Pulses:
     t_unc_ns: np.ndarray
     snr_db: np.ndarray
     peak_dbfs: np.ndarray
+    features: dict[str, np.ndarray] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
 
@@ -100,6 +106,7 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
     times: list[int] = []
     uncs: list[float] = []
     levels: list[list[float]] = []
+    shapes: list[list[float]] = []
     problems: list[str] = []
     duplicates: list[str] = []
     seen: set[tuple[int, int]] = set()
@@ -128,9 +135,20 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
         unc = record.get("t_unc_ns")
         uncs.append(float(unc) if unc is not None else math.nan)
         levels.append([float(record[k]) if record.get(k) is not None else math.nan for k in LEVEL_KEYS])
+        shapes.append(_shape(record.get("features")))
     snr_db, peak_dbfs = np.array(levels, dtype=float).reshape(-1, len(LEVEL_KEYS)).T
+    shape = np.array(shapes, dtype=float).reshape(-1, len(SHAPE_KEYS)).T
     return Pulses(np.array(sensor_idx, dtype=int), np.array(times, dtype=np.int64),
-                  np.array(uncs, dtype=float), snr_db, peak_dbfs, problems, duplicates)
+                  np.array(uncs, dtype=float), snr_db, peak_dbfs, dict(zip(SHAPE_KEYS, shape)),
+                  problems, duplicates)
+
+
+def _shape(features) -> list[float]:
+    """The SHAPE_KEYS values of a pulse's optional ``features`` object, NaN where absent or not a number."""
+    if not isinstance(features, dict):
+        return [math.nan] * len(SHAPE_KEYS)
+    values = [features.get(k) for k in SHAPE_KEYS]
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in values]
 
 
 def _reject_constant(name: str):

@@ -3,7 +3,8 @@
 Detection rate (gunfire incidents found), location error of every true shot, rounds exact,
 who fired first and in what order, and false alerts per square mile per day (incidents
 where no gun was fired: fireworks, backfires, echoes located as shots elsewhere). Only
-incidents the server classed ``gunfire`` (or left unclassified) are alerts; an incident
+incidents classed ``gunfire`` (by the server or ``earwitness locate``; or left unclassified,
+as the bare locator leaves them) are alerts; an incident
 classed fireworks or other that was gunfire is a missed one. Classification accuracy is
 scored over every located incident against the nearest true event of any kind (gunfire or
 not; an incident near no event is an artefact, which is right unless classed gunfire).
@@ -123,7 +124,7 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
 
 def is_alert(incident: dict) -> bool:
     """Whether a located incident is a gunfire alert: anything not classed a confounder (an
-    unclassified incident, as ``earwitness locate`` gives, alerts)."""
+    unclassified ``impulsive`` incident, as :func:`fusion.locate.locate` alone gives, alerts)."""
     return incident.get("class") not in CONFOUNDER_CLASSES
 
 

@@ -69,3 +69,14 @@ def test_detect_then_locate_on_pittsburgh_audio(pittsburgh, tmp_path, capsys):
               f"{WITHIN_M:.0f} m: {with_t:.2f} with --temperature-c, {without_t:.2f} with c estimated (target 0.90)")
     assert with_t >= MIN_LOCATED
     assert without_t >= MIN_LOCATED_C_ESTIMATED
+
+
+def test_locate_classes_pittsburgh_gunfire(pittsburgh, tmp_path):
+    """`earwitness locate` classifies its incidents as the fusion server does: real gunfire,
+    detected from one test's recordings, comes out gunfire, from measured cues."""
+    sensors, pulses = detect_test(pittsburgh[0], tmp_path)
+    status, text = run(["locate", "--sensors", str(sensors), str(pulses)])
+    incidents = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert status == 0 and incidents
+    assert {inc["class"] for inc in incidents} == {"gunfire"}
+    assert all(inc["class_cues"] and 0.5 < inc["confidence"] <= 1.0 for inc in incidents)
