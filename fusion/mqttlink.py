@@ -57,6 +57,8 @@ RECV_BYTES = 1 << 18
 SUBSCRIBE_PACKET_ID = 1
 # A broker that has sent nothing (not even PINGRESP) for this many keepalives is gone.
 SILENT_KEEPALIVES = 1.5
+# After DISCONNECT, how long to wait for the broker to close its side at the latest.
+CLOSE_DRAIN_MIN_S = 1.0
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
@@ -273,6 +275,7 @@ class MqttLink:
                 self._flush(sock)
                 if (not self._out and not self._inflight) or time.monotonic() > self._close_deadline:
                     sock.sendall(mqttwire.DISCONNECT_PACKET)
+                    _drain_until_closed(sock, self._close_deadline)
                     return True
             buffered = self._ssl is not None and sock.pending()
             ready = [sock] if buffered else select.select(watch, [], [], KEEPALIVE_S / 2)[0]
@@ -349,3 +352,19 @@ class MqttLink:
                 raise ConnectionError(f"the broker disconnected us (reason {packet.reasons.hex() or '00'})")
         if batch:
             self._inbox.put(batch)
+
+
+def _drain_until_closed(sock, deadline: float) -> None:
+    """Read (and drop) until the broker closes the connection, after our DISCONNECT.
+
+    Closing a socket with unread received bytes (a redelivery still arriving) makes the
+    kernel send RST, and the broker may then drop our last acknowledgements unread: the
+    messages would come again.  The broker closes once it has read DISCONNECT, so after
+    everything we sent before it.  What arrives meanwhile is unacknowledged and comes again.
+    """
+    sock.settimeout(max(deadline - time.monotonic(), CLOSE_DRAIN_MIN_S))
+    try:
+        while sock.recv(RECV_BYTES):
+            pass
+    except OSError:
+        pass
