@@ -167,7 +167,14 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
                         scale_s=ROBUST_SCALE_S, fit_c=len(known) > MIN_SENSORS_3D, c_bounds=(C_MIN, C_MAX))
     except (ValueError, np.linalg.LinAlgError):
         return None
-    z_sigma = float(np.sqrt(max(fit.cov[0][2, 2], 0.0))) if fit.cov and fit.cov[0] is not None else math.inf
+    z_var = fit.cov[0][2, 2] if fit.cov and fit.cov[0] is not None else math.inf
+    # The covariance is scaled by the a-posteriori variance factor; a fit better than the stated
+    # timing errors must not claim more than they allow (the a-priori sigma is a floor:
+    # Mikhail & Ackermann, "Observations and Least Squares", 1976, §4.7), and an exact fit
+    # (factor 0) says nothing about its height.
+    factor = fit.variance_factor
+    z_var = z_var / factor if 0.0 < factor < 1.0 else (math.inf if factor <= 0.0 else z_var)
+    z_sigma = float(np.sqrt(max(z_var, 0.0)))
     return float(fit.positions[0][2]) - plane_z, z_sigma
 
 
