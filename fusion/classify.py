@@ -37,6 +37,19 @@ nothing. Cues:
    energy above 3 kHz (the detector's ``high_ratio_db``) counts against gunfire. Weak, since
    air absorption and the recorder's rate change it: real gunfire (Pittsburgh, 12 kHz) sits
    near -24 dB, far below the threshold.
+5. Launch and burst: a fireworks mortar is a dull launch thump on the ground (its lift
+   charge) and, after the shell's time of flight, the burst aloft near the same horizontal
+   position: display shells rise about 30 m per inch of calibre in 2-5 s and drift only
+   tens of metres in the wind (NFPA 1123, Annex; Kosanke & Kosanke, "Pyrotechnic
+   Reference Series" No. 2, "Aerial shell ballistics"). An incident whose first shot
+   follows an earlier incident (``recent``) 1.5-6 s before, within 150 m horizontally,
+   is that pair, whichever of the two was heard; a firearm's rounds within an incident
+   are not split 1.5 s apart and 150 m away from each other.
+
+The level cue speaks for gunfire against household impulses only: aerial bursts (150-165
+dB) and firecrackers (135-150 dB) overlap muzzle blasts, so a loud impulse with no other
+cue stays a moderate call (its log-odds are capped near 1.4, p ~ 0.8), which is what
+keeps the confidences calibrated on a fireworks night.
 
 Example::
 
@@ -68,7 +81,9 @@ LEVEL_QUANTILE = 75               # percentile over sensors (diffraction and cli
 # impulses (slams, bag pops: up to ~138 dB) and muzzle blasts (140 dB and up); clipped.
 LEVEL_BOUNDARY_DB = 137.0
 LEVEL_SCALE_DB = 2.5
-LEVEL_MAX_LOG_ODDS = 3.0
+LEVEL_MAX_LOG_ODDS = 3.0          # below the boundary: household impulses are far quieter
+# Above the boundary only this much: fireworks bursts and firecrackers are as loud as guns.
+LEVEL_MAX_GUNFIRE_LOG_ODDS = 1.4
 # Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the fit's sigma.
 # With rooftop sensors in one plane a 3D fit's height is loose (it trades against the speed
 # of sound), so one sigma: the level and cadence cues still weigh in against a wrong call.
@@ -90,6 +105,10 @@ CADENCE_LOG_ODDS = -4.0
 HIGH_SHARE_BOUNDARY_DB = -10.0
 HIGH_SHARE_SCALE_DB = 2.0
 HIGH_SHARE_MAX_LOG_ODDS = 1.5
+# Launch and burst of one mortar (cue 5): the shell's time of flight and horizontal drift.
+MORTAR_FLIGHT_S = (1.5, 6.0)
+MORTAR_DRIFT_M = 150.0
+PAIR_LOG_ODDS = -4.0
 # Before any cue: even odds (and a tie is called gunfire, the costlier miss).
 PRIOR_LOG_ODDS = 0.0
 DECIMALS = 3
@@ -148,7 +167,14 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
                         scale_s=ROBUST_SCALE_S, fit_c=len(known) > MIN_SENSORS_3D, c_bounds=(C_MIN, C_MAX))
     except (ValueError, np.linalg.LinAlgError):
         return None
-    z_sigma = float(np.sqrt(max(fit.cov[0][2, 2], 0.0))) if fit.cov and fit.cov[0] is not None else math.inf
+    z_var = fit.cov[0][2, 2] if fit.cov and fit.cov[0] is not None else math.inf
+    # The covariance is scaled by the a-posteriori variance factor; a fit better than the stated
+    # timing errors must not claim more than they allow (the a-priori sigma is a floor:
+    # Mikhail & Ackermann, "Observations and Least Squares", 1976, §4.7), and an exact fit
+    # (factor 0) says nothing about its height.
+    factor = fit.variance_factor
+    z_var = z_var / factor if 0.0 < factor < 1.0 else (math.inf if factor <= 0.0 else z_var)
+    z_sigma = float(np.sqrt(max(z_var, 0.0)))
     return float(fit.positions[0][2]) - plane_z, z_sigma
 
 
@@ -168,8 +194,34 @@ def _firecracker_cadence(c: dict | None) -> bool:
     return c["fast_share"] >= FAST_SHARE or (c["cv"] >= IRREGULAR_CV and c["median_s"] <= FAST_MEDIAN_S)
 
 
+def mortar_partner(shots: list[dict], recent: list[dict], sensors: Sensors) -> dict | None:
+    """The earlier incident that with this one makes a mortar's launch and burst (cue 5), or None.
+
+    ``recent``: incidents located (and classified) before this one. The pair: this
+    incident's first shot 1.5-6 s after the other's single shot (the shell's time of
+    flight), within 150 m of it horizontally (drift and location error), the other quieter
+    at 1 m than any muzzle blast (a lift charge, 125-135 dB): so a shooter's two bursts a
+    few seconds apart, both loud, are never taken for a launch and its burst.
+    """
+    if not shots or not recent:
+        return None
+    first = shots[0]
+    xy = sensors.to_enu(first)[:2]
+    for other in reversed(recent):
+        level = (other.get("class_cues") or {}).get("level", {}).get("source_db")
+        if level is None or level >= LEVEL_BOUNDARY_DB or len(other.get("shots") or []) != 1:
+            continue
+        for s in other["shots"]:
+            dt_s = (int(first["t_ns"]) - int(s["t_ns"])) / NS_PER_S
+            if MORTAR_FLIGHT_S[0] <= dt_s <= MORTAR_FLIGHT_S[1] and \
+                    float(np.linalg.norm(sensors.to_enu(s)[:2] - xy)) <= MORTAR_DRIFT_M:
+                return {"lag_s": round(dt_s, 2), "t_ns": int(s["t_ns"])}
+    return None
+
+
 def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
-             sensitivity_dbfs_per_pa: float | None = REFERENCE_SENSITIVITY_DBFS_PER_PA) -> dict:
+             sensitivity_dbfs_per_pa: float | None = REFERENCE_SENSITIVITY_DBFS_PER_PA,
+             recent: list[dict] | None = None) -> dict:
     """Class, confidence and the cues behind them for one located incident.
 
     Parameters
@@ -184,6 +236,9 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
         Sensor positions, in the incident's frame.
     sensitivity_dbfs_per_pa : float or None
         Microphone sensitivity turning ``peak_dbfs`` into SPL; None: use ``spl_db`` only.
+    recent : list of dict or None
+        Incidents located shortly before this one (the last ten seconds suffice), for the
+        launch-and-burst cue; None: that cue is not used.
 
     Returns
     -------
@@ -200,7 +255,7 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     levels = [v for v in levels if v is not None]
     if levels:
         level = float(np.median(levels))
-        lo = float(np.clip((level - LEVEL_BOUNDARY_DB) / LEVEL_SCALE_DB, -LEVEL_MAX_LOG_ODDS, LEVEL_MAX_LOG_ODDS))
+        lo = float(np.clip((level - LEVEL_BOUNDARY_DB) / LEVEL_SCALE_DB, -LEVEL_MAX_LOG_ODDS, LEVEL_MAX_GUNFIRE_LOG_ODDS))
         cues["level"] = {"source_db": round(level, 1), "log_odds": round(lo, 2)}
         log_odds += lo
 
@@ -220,6 +275,11 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
         cues["cadence"] = {**{k: round(v, 3) for k, v in pattern.items()}, "log_odds": lo}
         log_odds += lo
 
+    partner = mortar_partner(shots, recent or [], sensors)
+    if partner is not None:
+        cues["mortar"] = {**partner, "log_odds": PAIR_LOG_ODDS}
+        log_odds += PAIR_LOG_ODDS
+
     shares = [p["features"]["high_ratio_db"] for a in arrivals for p in a
               if isinstance(p.get("features"), dict) and p["features"].get("high_ratio_db") is not None]
     if shares:
@@ -232,5 +292,5 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     if p_gunfire >= 0.5:
         label, confidence = GUNFIRE, p_gunfire
     else:
-        label, confidence = (FIREWORKS if aerial or string else OTHER), 1.0 - p_gunfire
+        label, confidence = (FIREWORKS if aerial or string or partner else OTHER), 1.0 - p_gunfire
     return {"class": label, "confidence": round(confidence, DECIMALS), "class_cues": cues}

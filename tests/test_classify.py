@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fusion.attribution import shot_arrivals
-from fusion.classify import CLASSES, FIREWORKS, GUNFIRE, cadence, classify, source_level_db
+from fusion.classify import CLASSES, FIREWORKS, GUNFIRE, cadence, classify, mortar_partner, source_level_db
 from fusion.locate import locate
 from fusion.sensors import Sensors
 from pittsburgh_pulses import all_pulses, temperature_c
@@ -14,7 +14,10 @@ from simulator import fleet, scenario, score
 NS = 1_000_000_000
 FIRING_POSITIONS = ("FP1", "FP2", "FP3")
 MIN_REAL_GUNFIRE_RATE = 0.95
-MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS = 3
+# Measured on the first 200 s (seed 14): 1 false gunfire alert, 8 of 9 incidents right (0.89);
+# the bounds leave one incident of margin.
+MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS = 2
+MIN_FIREWORKS_NIGHT_ACCURACY = 0.75
 FIREWORKS_NIGHT_S = 200.0
 
 
@@ -22,7 +25,8 @@ def _classified(pulses, sensors, temperature):
     pulses = [dict(p, id=p.get("id", i)) for i, p in enumerate(pulses)]
     out = []
     for inc in locate(pulses, sensors, temperature):
-        inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors))
+        # The incidents before it, as a live caller would keep them, for the launch-and-burst cue.
+        inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors, recent=out))
         out.append(inc)
     return out
 
@@ -91,4 +95,35 @@ def test_fireworks_night_raises_few_gunfire_alerts():
     incidents = _classified(pulses, sensors, scn.atmosphere.temperature_c)
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s)
     assert s["false_alerts"] <= MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS, s["class_by_kind"]
-    assert s["class_accuracy"] >= 0.5, s["class_by_kind"]
+    assert s["class_accuracy"] >= MIN_FIREWORKS_NIGHT_ACCURACY, s["class_by_kind"]
+
+
+def _single(sensors, level_db, t_s, xy=(5.0, -3.0), c=343.0):
+    shot = {"t_ns": int(t_s * NS), "x": xy[0], "y": xy[1], "z": 1.5}
+    arrivals = [{"sensor": s, "t_ns": int((t_s + np.linalg.norm(xyz[:2] - xy) / c) * NS), "t_unc_ns": 20_000,
+                 "spl_db": level_db - 20 * np.log10(np.linalg.norm(xyz - (*xy, 1.5)))}
+                for s, xyz in zip(sensors.ids, sensors.enu_m)]
+    return {"shots": [shot], "c_mps": c}, [arrivals]
+
+
+def test_mortar_launch_then_burst_is_fireworks():
+    """A quiet thump, then 3 s later a loud impulse 40 m away: a mortar, not a gunshot; a loud
+    impulse alone is gunfire but not a confident call (bursts are as loud as guns)."""
+    sensors = Sensors.from_local({f"s{k}": (300.0 * np.cos(k), 300.0 * np.sin(k), 10.0) for k in range(6)})
+    launch, launch_arr = _single(sensors, 130.0, 0.0, xy=(45.0, -3.0))
+    launch.update(classify(launch, launch_arr, sensors))
+    burst, burst_arr = _single(sensors, 155.0, 3.0)
+    alone = classify(burst, burst_arr, sensors)
+    assert alone["class"] == GUNFIRE and 0.5 < alone["confidence"] < 0.9
+    paired = classify(burst, burst_arr, sensors, recent=[launch])
+    assert paired["class"] == FIREWORKS and paired["class_cues"]["mortar"]["lag_s"] == pytest.approx(3.0)
+    # Two loud shots 3 s apart (a shooter pausing) are not a launch and its burst.
+    first, first_arr = _single(sensors, 155.0, 0.0)
+    first.update(classify(first, first_arr, sensors))
+    assert mortar_partner(burst["shots"], [first], sensors) is None
+    # Nor is a quiet thump too far away or too long before.
+    far, far_arr = _single(sensors, 130.0, 0.0, xy=(200.0, -3.0))
+    far.update(classify(far, far_arr, sensors))
+    late, late_arr = _single(sensors, 155.0, 9.0)
+    assert mortar_partner(burst["shots"], [far], sensors) is None
+    assert mortar_partner(late["shots"], [launch], sensors) is None
