@@ -118,11 +118,15 @@ class IncidentTracker:
         Added to the propagation window (network delay, clock error, diffraction).
     max_range_m : float
         Farthest a shot is heard; the window is for min(array diameter, this).
+    max_group_pulses : int
+        A group this full takes no more pulses (bounds the work of one location).
     """
 
     def __init__(self, registry: Registry, site: str, temperature_c: float | None = None, mode: str = "2d",
-                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M):
+                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M,
+                 max_group_pulses: int = MAX_GROUP_PULSES):
         self.registry = registry
+        self.max_group_pulses = max_group_pulses
         self.site = site
         self.temperature_c = temperature_c
         self.mode = mode
@@ -186,9 +190,9 @@ class IncidentTracker:
         near = [i for i in range(lo, hi) if self.groups[i].last_t_ns + self.reach_ns >= t]
         if "id" in pulse and any(pulse["id"] in self.groups[i].ids for i in near):
             return   # the same stored pulse again (forwarded through two cells, or redelivered)
-        joined = [i for i in near if len(self.groups[i].pulses) < MAX_GROUP_PULSES
+        joined = [i for i in near if len(self.groups[i].pulses) < self.max_group_pulses
                   and self._heard_with(self.groups[i], xy, t)]
-        room = MAX_GROUP_PULSES - 1
+        room = self.max_group_pulses - 1
         for k, i in enumerate(joined):   # bridge groups only as far as the result stays bounded
             room -= len(self.groups[i].pulses)
             if room < 0:
