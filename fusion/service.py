@@ -33,7 +33,7 @@ import threading
 import time
 
 from fusion import alerts, evidence
-from fusion.incidents import IncidentTracker, Update
+from fusion.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
 from fusion.ingest import PulseIngest, Rejection, topic_node
 from fusion.mqttlink import MqttLink
 from fusion.partition import Partition
@@ -62,6 +62,7 @@ class FusionConfig:
     temperature_c: float | None = None
     mode: str = "2d"
     margin_s: float = 1.0
+    max_range_m: float = DEFAULT_MAX_RANGE_M
     webhook: str | None = None
     cap_sender: str = "earwitness@localhost"
     cap_status: str = "Actual"
@@ -91,7 +92,8 @@ class FusionService:
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
         self.link = MqttLink(config.broker, client_id, topics, tls=config.tls)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
-        self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s)
+        self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s,
+                                       config.max_range_m)
         self.alert_topic = f"ew/v1/{site}/incident"
         self.latencies_s: list[float] = []
         self.alerts_published = 0
