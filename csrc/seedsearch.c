@@ -240,6 +240,8 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
     result->x = (p->x0 + p->x1) / 2;
     result->y = (p->y0 + p->y1) / 2;
     result->emit_start_s = 0.0;
+    result->steps = 0;
+    result->exhausted = 0;
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++)
@@ -313,6 +315,10 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
         s->pool_len = kept;
         if (n_taken == 0)
             break;
+        if (p->max_steps > 0 && result->steps >= p->max_steps) {
+            result->exhausted = 1;
+            break;
+        }
         /* Families among the picked: bind their children in their place and pick again.
          * Their bounds and ranks are at most the parent's, so the cells finally picked are
          * the ones binding every child at once would give; most children never need it. */
@@ -346,6 +352,7 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
                 continue;
             }
         }
+        result->steps++;
         /* Take them out of the pool, the rest keeping their order. */
         for (size_t k = 0; k < n_taken; k++) {
             s->taken[k] = s->pool[s->pick[k]];

@@ -29,6 +29,8 @@
  *     ew_seed_search_t *s = ew_seed_search_new();                 NULL if out of memory
  *     rc = ew_seed_search_do(s, &params, sx, sy, n_sensors, t, sensor, n, hx, hy, n_hints, &result);
  *     ew_seed_search_del(s);
+ * With max_steps > 0 the search stops after that many steps (exhausted = 1): the best leaf
+ * found so far is the result, and no proof is given that none beats it.
  * Buffers grow inside ew_seed_search_do to the largest input and pool seen, and are reused.
  */
 #ifndef EW_SEEDSEARCH_H
@@ -46,12 +48,15 @@ typedef struct {
     int batch_cells;              /* cells taken per step */
     double leaf_size_m;           /* cells this small or smaller are leaves */
     double plain_count_above_s;   /* cells whose window is wider than this rank by pulse count */
+    int max_steps;                /* work budget: stop after this many steps (0: none) */
 } ew_seed_params_t;
 
 typedef struct {
     int support;                  /* distinct sensors at the best leaf (the floor if none beats it) */
     double x, y;                  /* its point */
     double emit_start_s;          /* start of its emission-time window */
+    int steps;                    /* steps taken */
+    int exhausted;                /* 1 when the budget ran out before the search was done */
 } ew_seed_result_t;
 
 typedef struct ew_seed_search_t ew_seed_search_t;

@@ -19,12 +19,15 @@ differently at each sensor are separated by their emission times.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from fusion.multilaterate import Geometry, fit_shots, irls
+
+log = logging.getLogger(__name__)
 
 try:
     from edge._native import ffi, lib
@@ -47,6 +50,11 @@ MARGIN_FRACTION = 0.25
 MIN_MARGIN_M = 200.0
 # Cells split per step of the branch and bound (vectorised together).
 BATCH_CELLS = 16
+# Work budget of one seed search, in steps: proving that no further shot hides among
+# thousands of pulses over a city can take minutes, and a live server must move on.  The
+# Pittsburgh, audio-path and fleet inputs take at most a few hundred steps; past it the best
+# leaf found so far is the seed, unproven, and the stop is logged.
+MAX_SEED_STEPS = 2_000
 # Robust fit scale and rounds of re-selection while growing a shot.
 ROBUST_SCALE_S = 5e-3
 GROW_ROUNDS = 4
@@ -81,7 +89,7 @@ class Shot:
 
 def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
               bounds: tuple[float, float, float, float], floor: int = 0,
-              hints: np.ndarray | None = None) -> tuple[int, np.ndarray, float]:
+              hints: np.ndarray | None = None, max_steps: int = MAX_SEED_STEPS) -> tuple[int, np.ndarray, float]:
     """Branch-and-bound search for the point where most sensors' pulses agree on one emission time.
 
     The search runs in C (``csrc/seedsearch.c``): it evaluates thousands of cells per shot,
@@ -109,6 +117,8 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     hints : ndarray, shape (k, 2), optional
         Points tried first (e.g. where earlier shots were): a good early incumbent lets the
         bound prune most of the area; the result is the same.
+    max_steps : int
+        Work budget (steps of BATCH_CELLS cells; 0: none); an exhausted search is logged.
 
     Returns
     -------
@@ -128,7 +138,8 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     x0, y0, x1, y1 = bounds
     params = ffi.new("ew_seed_params_t *", dict(
         x0=x0, y0=y0, x1=x1, y1=y1, c_mps=c, window_s=window_s, floor=int(floor), root_cells=ROOT_CELLS,
-        batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S))
+        batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S,
+        max_steps=max_steps))
     result = ffi.new("ew_seed_result_t *")
     search = ffi.gc(lib.ew_seed_search_new(), lib.ew_seed_search_del)
     if search == ffi.NULL:
@@ -142,6 +153,9 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
                                result)
     if rc != 0:
         raise MemoryError("seed search: out of memory")
+    if result.exhausted:
+        log.info("seed search of %d pulses from %d sensors stopped at its budget of %d steps (best support %d, "
+                 "floor %d): no proof that no stronger set exists", len(t), len(sx), max_steps, result.support, floor)
     return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
 
 

@@ -14,6 +14,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # temperature_c = 4.0                 # else the locator estimates the speed of sound
     # mode = "2d"                         # 2d, 2.5d or 3d
     # margin_s = 1.0                      # added to the propagation window
+    # max_range_m = 4000.0                # farthest a shot is heard: bounds groups and location windows
     # webhook = "https://dispatch.example/alerts"
     # cap_sender = "earwitness@city.example"
     # cap_status = "Actual"               # or Exercise, Test, ...
@@ -49,7 +50,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "margin_s": ((int, float), False), "webhook": ((str,), False), "cap_sender": ((str,), False),
     "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
-    "request_clips": ((bool,), False),
+    "request_clips": ((bool,), False), "max_range_m": ((int, float), False),
 }
 
 
@@ -95,6 +96,8 @@ def load_config(path: str | pathlib.Path):
             raise UserError(f"{path}: {key} must be finite")
     if data.get("margin_s", 1.0) < 0:
         raise UserError(f"{path}: margin_s must be >= 0")
+    if not 0 < data.get("max_range_m", 1.0) < math.inf:
+        raise UserError(f"{path}: max_range_m must be a positive distance in metres")
     workers = data.get("workers", 1)
     if workers < 1 or not 0 <= data.get("worker_index", 0) < workers:
         raise UserError(f"{path}: need workers >= 1 and 0 <= worker_index < workers")

@@ -53,7 +53,16 @@ HEARD_BY_BOTH = 2.0   # two sensors hearing one shot are at most this many range
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
-M_PER_DEGREE = 111_320.0   # of latitude; an upper bound for longitude
+# Work per location stays bounded: a group this full takes no more pulses (a pulse it would
+# take starts or joins another group).  At a hundred incidents a minute across a city,
+# neighbouring incidents chain into groups of thousands of pulses, and the association cost
+# grows much faster than the pulse count (a 2,500-pulse, 40-sensor group took 35 s); one
+# incident's group (a 40-round burst heard by a dozen sensors, with echoes) stays below it.
+MAX_GROUP_PULSES = 600
+M_PER_DEGREE = 111_320.0
+# Pulses within this fraction of the range of an anchor (and as soon after it as sound
+# crosses that) are not anchors again: a shot they would anchor lies within range of it.
+ANCHOR_COVER_FRACTION = 0.75   # of latitude; an upper bound for longitude
 # The keys of a pulse the locator reads.
 LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS)
 
@@ -89,6 +98,9 @@ class _Group:
     tracked: list[_Tracked] = dataclasses.field(default_factory=list)
     sensors: set = dataclasses.field(default_factory=set)
     ids: set = dataclasses.field(default_factory=set)
+    # Anchor windows located before, by their pulse ids: a window no pulse has joined since
+    # (most of a long group's, all at its final) is not located again.
+    windows: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.sensors = {p["sensor"] for p in self.pulses}
@@ -112,11 +124,15 @@ class IncidentTracker:
         Added to the propagation window (network delay, clock error, diffraction).
     max_range_m : float
         Farthest a shot is heard; the window is for min(array diameter, this).
+    max_group_pulses : int
+        A group this full takes no more pulses (bounds the work of one location).
     """
 
     def __init__(self, registry: Registry, site: str, temperature_c: float | None = None, mode: str = "2d",
-                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M):
+                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M,
+                 max_group_pulses: int = MAX_GROUP_PULSES):
         self.registry = registry
+        self.max_group_pulses = max_group_pulses
         self.site = site
         self.temperature_c = temperature_c
         self.mode = mode
@@ -125,6 +141,7 @@ class IncidentTracker:
         self.margin_ns = int(margin_s * NS_PER_S)
         self.pair_slack_ns = int(min(margin_s, PAIR_SLACK_S) * NS_PER_S)
         # Two sensors that hear one shot are at most twice its range apart.
+        self.max_range_m = max_range_m
         self.pair_range_m = HEARD_BY_BOTH * max_range_m
         # The largest time difference of two pulses of one sound: bounds the groups to search.
         self.reach_ns = int(min(diameter_m, self.pair_range_m) / C_MIN * NS_PER_S) + self.pair_slack_ns
@@ -180,7 +197,14 @@ class IncidentTracker:
         near = [i for i in range(lo, hi) if self.groups[i].last_t_ns + self.reach_ns >= t]
         if "id" in pulse and any(pulse["id"] in self.groups[i].ids for i in near):
             return   # the same stored pulse again (forwarded through two cells, or redelivered)
-        joined = [i for i in near if self._heard_with(self.groups[i], xy, t)]
+        joined = [i for i in near if len(self.groups[i].pulses) < self.max_group_pulses
+                  and self._heard_with(self.groups[i], xy, t)]
+        room = self.max_group_pulses - 1
+        for k, i in enumerate(joined):   # bridge groups only as far as the result stays bounded
+            room -= len(self.groups[i].pulses)
+            if room < 0:
+                joined = joined[:max(k, 1)]
+                break
         if not joined:
             at = bisect.bisect_right(self._firsts, t)
             group = _Group([pulse], t, t, received_ns)
@@ -199,6 +223,7 @@ class IncidentTracker:
             other.dirty = False   # located as part of ``group`` from now on
             group.pulses += other.pulses
             group.tracked += other.tracked
+            group.windows.update(other.windows)
             group.sensors |= other.sensors
             group.ids |= other.ids
             group.last_t_ns = max(group.last_t_ns, other.last_t_ns)
@@ -248,8 +273,7 @@ class IncidentTracker:
             group.dirty = False
             group.located_n = len(group.pulses)
             try:
-                located = locate(_locator_input(group.pulses), self.registry.sensors, self.temperature_c,
-                                 mode=self.mode)
+                located = self._locate_windows(group)
                 for inc in located:
                     arrivals = shot_arrivals(inc, group.pulses, self.registry.sensors, inc.get("c_mps") or C_MIN)
                     inc.update(classify(inc, arrivals, self.registry.sensors))
@@ -271,6 +295,80 @@ class IncidentTracker:
             updates.append(Update(incident=body, status=status, used=used, rejected=rejected,
                                   meta=self._meta(body, group), trigger_received_ns=trigger_ns))
         return updates
+
+    def _locate_windows(self, group: _Group) -> list[dict]:
+        """Locate a group one anchor window at a time, so the work grows with the group, not faster.
+
+        The earliest unclaimed pulse is the anchor: if it is a shot's first arrival, the shot
+        lies within range of its sensor, and every first arrival of it comes from a sensor at
+        most twice the range away, no earlier than the anchor (less the slack) and no later
+        than their distance over c.  That window is located; incidents whose first shot lies
+        within range of the anchor (their whole sound is in the window) are kept and their
+        pulses claimed; the others are found again from a later anchor.  Pulses near the
+        anchor in space and time are not anchors again: a shot whose first arrival they are
+        lies within range of this anchor too.  A group within one window is located whole.
+        """
+        pulses = sorted(group.pulses, key=lambda p: int(p["t_ns"]))
+        if not self._spans_windows(pulses):
+            return locate(_locator_input(pulses), self.registry.sensors, self.temperature_c, mode=self.mode)
+        times = [int(p["t_ns"]) for p in pulses]
+        reach_ns = int(self.pair_range_m / C_MIN * NS_PER_S) + self.pair_slack_ns
+        cover_m = self.max_range_m * ANCHOR_COVER_FRACTION
+        claimed: set[int] = set()
+        skip: set[int] = set()
+        located = []
+        for k, anchor in enumerate(pulses):
+            if k in claimed or k in skip:
+                continue
+            a_xy, t_a = self._xy.get(anchor["sensor"]), times[k]
+            lo = bisect.bisect_left(times, t_a - self.pair_slack_ns)
+            hi = bisect.bisect_right(times, t_a + reach_ns)
+            window = []
+            for j in range(lo, hi):
+                if j in claimed:
+                    continue
+                dist_m = self._dist_m(a_xy, pulses[j]["sensor"])
+                if dist_m <= self.pair_range_m and abs(times[j] - t_a) <= dist_m / C_MIN * NS_PER_S + self.pair_slack_ns:
+                    window.append(j)
+                    if dist_m <= cover_m and times[j] - t_a <= cover_m / C_MIN * NS_PER_S:
+                        skip.add(j)
+            if len({pulses[j]["sensor"] for j in window}) < self.min_sensors:
+                continue
+            win = [pulses[j] for j in window]
+            key = (anchor.get("id"), frozenset(p.get("id") for p in win))
+            if key not in group.windows:
+                kept = []
+                for inc in locate(_locator_input(win), self.registry.sensors, self.temperature_c, mode=self.mode):
+                    if self._source_dist_m(inc, a_xy) <= self.max_range_m:   # else not wholly in this window
+                        used, _ = attribute(inc, win, self.registry.sensors, inc.get("c_mps") or C_MIN)
+                        kept.append((inc, set(used)))
+                group.windows[key] = kept
+            for inc, used in group.windows[key]:
+                claimed.update(j for j, p in zip(window, win) if p.get("id") in used)
+                located.append(inc)
+        return located
+
+    def _spans_windows(self, pulses: list[dict]) -> bool:
+        """Whether the group reaches beyond one anchor window (of its earliest pulse)."""
+        a_xy, t_a = self._xy.get(pulses[0]["sensor"]), int(pulses[0]["t_ns"])
+        if a_xy is None:
+            return False
+        reach_ns = int(self.pair_range_m / C_MIN * NS_PER_S) + self.pair_slack_ns
+        return any(int(p["t_ns"]) - t_a > reach_ns or self._dist_m(a_xy, p["sensor"]) > self.pair_range_m
+                   for p in pulses)
+
+    def _dist_m(self, a_xy, sensor: str) -> float:
+        xy = self._xy.get(sensor)
+        if a_xy is None or xy is None:
+            return 0.0   # position unknown: time alone decides
+        return math.hypot(xy[0] - a_xy[0], xy[1] - a_xy[1])
+
+    def _source_dist_m(self, incident: dict, a_xy) -> float:
+        """Distance from ``a_xy`` to the centre of the sensors of the incident's first shot (near its source)."""
+        pts = [self._xy[n] for n in incident["shots"][0].get("sensors", []) if n in self._xy] if incident.get("shots") else []
+        if a_xy is None or not pts:
+            return 0.0
+        return math.hypot(sum(p[0] for p in pts) / len(pts) - a_xy[0], sum(p[1] for p in pts) / len(pts) - a_xy[1])
 
     def _match(self, group: _Group, located: list[dict]) -> None:
         """Pair each located incident with the tracked one it revises (closest in time), or track it anew."""

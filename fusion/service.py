@@ -1,8 +1,11 @@
 """The fusion service: MQTT in, verified and stored pulses, live incidents, alerts out.
 
-One worker loop: take what the broker has delivered (a batch), verify and commit it
-(:class:`fusion.ingest.PulseIngest`), acknowledge it, feed it to the incident tracker
-(:class:`fusion.incidents.IncidentTracker`), store every revision and publish it as an
+Two threads.  The worker loop takes what the broker has delivered (a batch), verifies and
+commits it (:class:`fusion.ingest.PulseIngest`), acknowledges it and hands the stored pulses
+to the locator thread, which feeds them to the incident tracker
+(:class:`fusion.incidents.IncidentTracker`); location can take seconds on a busy group, and
+ingest and acks must not wait for it (the C seed search releases the GIL).  The revisions it
+makes go back to the worker loop, which stores every revision and publishes it as an
 alert: JSON on ``ew/v1/{site}/incident``, CAP 1.2 XML on ``ew/v1/{site}/incident/cap`` and,
 if configured, POSTed to a webhook (in a background thread, with retries).  A final incident
 asks its nodes for their audio (:mod:`fusion.evidence`); verified clips are stored.
@@ -25,11 +28,12 @@ import dataclasses
 import json
 import logging
 import pathlib
+import queue
 import threading
 import time
 
 from fusion import alerts, evidence
-from fusion.incidents import IncidentTracker, Update
+from fusion.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
 from fusion.ingest import PulseIngest, Rejection, topic_node
 from fusion.mqttlink import MqttLink
 from fusion.partition import Partition
@@ -58,6 +62,7 @@ class FusionConfig:
     temperature_c: float | None = None
     mode: str = "2d"
     margin_s: float = 1.0
+    max_range_m: float = DEFAULT_MAX_RANGE_M
     webhook: str | None = None
     cap_sender: str = "earwitness@localhost"
     cap_status: str = "Actual"
@@ -87,7 +92,8 @@ class FusionService:
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
         self.link = MqttLink(config.broker, client_id, topics, tls=config.tls)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
-        self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s)
+        self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s,
+                                       config.max_range_m)
         self.alert_topic = f"ew/v1/{site}/incident"
         self.latencies_s: list[float] = []
         self.alerts_published = 0
@@ -99,9 +105,16 @@ class FusionService:
         self._flush = threading.Event()
         self._pending: list = []
         self._thread: threading.Thread | None = None
+        # Stored pulses waiting for the locator thread, and the revisions it made for the worker loop.
+        self._to_locate: queue.Queue = queue.Queue()
+        self._updates: queue.Queue = queue.Queue()
+        self._stop_locator = threading.Event()
+        self._locator: threading.Thread | None = None
 
     def start(self) -> "FusionService":
         self.link.start()
+        self._locator = threading.Thread(target=self._run_locator, name="fusion-locator", daemon=True)
+        self._locator.start()
         self._thread = threading.Thread(target=self._run, name="fusion-worker", daemon=True)
         self._thread.start()
         return self
@@ -111,8 +124,13 @@ class FusionService:
         self._stop.set()
         if self._thread:
             self._thread.join()
+        self._stop_locator.set()   # it locates what the worker handed it, then stops
+        if self._locator:
+            self._locator.join()
+        updates = self._take_updates()
         if finalise:
-            self._emit(self.tracker.flush())
+            updates += self.tracker.flush()
+        self._emit(updates)
         self.link.stop()
         self.ingest.close()
         self._webhooks.shutdown(wait=True)
@@ -131,8 +149,46 @@ class FusionService:
                 log.exception("fusion worker step failed; retrying")
                 time.sleep(TICK_S)
 
+    def _run_locator(self) -> None:
+        while True:
+            try:
+                first = self._to_locate.get(timeout=TICK_S)
+            except queue.Empty:
+                first = None
+                if self._stop_locator.is_set():
+                    return
+            try:
+                self._updates.put(self.locate_step(first))
+            except Exception:  # noqa: BLE001 - a locator bug must not stop location for good
+                log.exception("fusion locator step failed; going on")
+
+    def locate_step(self, first: list[dict] | None = None) -> list[Update]:
+        """Feed every handed-over pulse to the tracker; returns the revisions (the locator thread's round)."""
+        pulses = list(first or [])
+        while True:
+            try:
+                pulses += self._to_locate.get_nowait()
+            except queue.Empty:
+                break
+        updates = []
+        if pulses:
+            updates += self.tracker.add(pulses, received_ns=max(p["received_ns"] for p in pulses))
+        updates += self.tracker.expire(time.time_ns())
+        if self._flush.is_set():
+            self._flush.clear()
+            updates += self.tracker.flush()
+        return updates
+
+    def _take_updates(self) -> list[Update]:
+        updates = []
+        while True:
+            try:
+                updates += self._updates.get_nowait()
+            except queue.Empty:
+                return updates
+
     def step(self) -> None:
-        """One round: ingest what arrived, commit, acknowledge, locate, publish; finalise closed incidents."""
+        """One round: ingest what arrived, commit, acknowledge, hand over to the locator; publish its revisions."""
         # A batch that failed (database down) is retried, never dropped: its messages are
         # unacknowledged and the broker will not send them again on this connection.
         batch = self._pending or self.link.take(BATCH_MAX, TICK_S)
@@ -160,17 +216,12 @@ class FusionService:
             to_locate = [p for _, m in batch if m.topic.startswith(cell_prefix) for p in _cell_pulses(m)]
         self.link.ack([msg for _, msg in batch])   # committed (or dead-lettered): the broker may drop them now
         self._pending = []
-        updates = []
         if to_locate:
-            updates += self.tracker.add(to_locate, received_ns=max(p["received_ns"] for p in to_locate))
-        updates += self.tracker.expire(time.time_ns())
-        if self._flush.is_set():
-            self._flush.clear()
-            updates += self.tracker.flush()
-        self._emit(updates)
+            self._to_locate.put(to_locate)
+        self._emit(self._take_updates())
 
     def finalise_open_incidents(self) -> None:
-        """Have the worker finalise every open incident at its next step (end of a replay, an operator's call)."""
+        """Have the locator finalise every open incident at its next round (end of a replay, an operator's call)."""
         self._flush.set()
 
     def _cell_topic(self, cell) -> str:

@@ -26,6 +26,7 @@ def registry(tmp_path):
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "absent.toml"\n', "absent.toml"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "cannot reach the broker"),
     ('site = [\n', "not valid TOML"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmax_range_m = 0\n', "max_range_m must be"),
 ])
 def test_bad_config_is_one_line(tmp_path, registry, capsys, text, message):
     config = tmp_path / "fusion.toml"

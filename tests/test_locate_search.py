@@ -112,3 +112,15 @@ def test_levenberg_marquardt_fit_matches_scipy_least_squares(loss, fit_c):
     assert np.allclose(fit.t0_s, ref[: 6].reshape(2, 3)[:, 2], atol=1e-8)
     if fit_c:
         assert fit.c == pytest.approx(ref[-1], abs=1e-3)
+
+
+def test_seed_search_stops_at_its_work_budget_and_says_so(caplog):
+    """One step is too few to reach a leaf: the search stops, keeps the floor, and logs why;
+    the default budget finds the best leaf."""
+    xy, sensor, t_s, _ = scene_arrays(1, shots=2, echoes=2, noise=6)
+    c = speed_of_sound(15.0)
+    bounds = (-100.0, -100.0, 100.0, 100.0)
+    with caplog.at_level("INFO", logger="fusion.associate"):
+        support, _, _ = best_seed(xy, sensor, t_s, c, 0.004, bounds, floor=2, max_steps=1)
+    assert support == 2 and "stopped at its budget of 1 steps" in caplog.text
+    assert best_seed(xy, sensor, t_s, c, 0.004, bounds, floor=2)[0] == exhaustive_support(xy, sensor, t_s, c, 0.004, bounds)
