@@ -108,6 +108,8 @@ class FusionService:
         # Stored pulses waiting for the locator thread, and the revisions it made for the worker loop.
         self._to_locate: queue.Queue = queue.Queue()
         self._updates: queue.Queue = queue.Queue()
+        # Pulses handed to the locator and taken in by the tracker (each written by one thread only).
+        self._handed = self._located = 0
         self._stop_locator = threading.Event()
         self._locator: threading.Thread | None = None
 
@@ -173,6 +175,7 @@ class FusionService:
         updates = []
         if pulses:
             updates += self.tracker.add(pulses, received_ns=max(p["received_ns"] for p in pulses))
+            self._located += len(pulses)
         updates += self.tracker.expire(time.time_ns())
         if self._flush.is_set():
             self._flush.clear()
@@ -217,8 +220,14 @@ class FusionService:
         self.link.ack([msg for _, msg in batch])   # committed (or dead-lettered): the broker may drop them now
         self._pending = []
         if to_locate:
+            self._handed += len(to_locate)
             self._to_locate.put(to_locate)
         self._emit(self._take_updates())
+
+    @property
+    def locator_idle(self) -> bool:
+        """Every pulse handed over is in the tracker and every revision it made is published."""
+        return self._located == self._handed and self._updates.empty()
 
     def finalise_open_incidents(self) -> None:
         """Have the locator finalise every open incident at its next round (end of a replay, an operator's call)."""

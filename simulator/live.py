@@ -213,7 +213,7 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
                    for vn in nodes if vn.thread.is_alive())
 
     deadline = time.monotonic() + INGEST_TIMEOUT_S
-    while time.monotonic() < deadline and not (settled() and not service.tracker.groups):
+    while time.monotonic() < deadline and not (settled() and service.locator_idle and not service.tracker.groups):
         time.sleep(POLL_S)
         if bar:
             fed = sum(vn.node.source.fed.is_set() for vn in nodes)
@@ -225,7 +225,7 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
         now_state = (len(service.tracker.groups), service.clips_requested, service.clips_stored)
         if now_state != state:
             state, since = now_state, time.monotonic()
-        done = state[0] == 0 and state[2] >= state[1]
+        done = state[0] == 0 and service.locator_idle and state[2] >= state[1]
         if time.monotonic() - since > (SETTLE_S if done else CLIP_QUIET_S):
             return
         time.sleep(POLL_S)
