@@ -25,10 +25,14 @@ def _distance_m(shot: dict, sensor_enu: np.ndarray, sensors: Sensors) -> float:
     return float(np.hypot(delta[0], delta[1]))
 
 
-def _predicted(shots: list[dict], sensors: Sensors, c_m_s: float) -> dict[tuple[int, str], int]:
-    """Straight-line arrival time of every shot k at every sensor, by (k, sensor name)."""
-    return {(k, name): int(shot["t_ns"] + _distance_m(shot, sensors.enu_m[i], sensors) / c_m_s * NS_PER_S)
-            for k, shot in enumerate(shots) for name, i in sensors.index.items()}
+def _predicted(shots: list[dict], pulses: list[dict], sensors: Sensors, c_m_s: float) -> dict[tuple[int, str], int]:
+    """Straight-line arrival time of every shot k at every sensor of ``pulses``, by (k, sensor name).
+
+    Only the pulses' sensors: a city registry has a thousand, an incident's window a few dozen.
+    """
+    names = {p["sensor"] for p in pulses if p["sensor"] in sensors.index}
+    return {(k, name): int(shot["t_ns"] + _distance_m(shot, sensors.enu_m[sensors.index[name]], sensors) / c_m_s * NS_PER_S)
+            for k, shot in enumerate(shots) for name in names}
 
 
 def _shot_arrivals(shots: list[dict], pulses: list[dict], predicted: dict) -> list[list[dict]]:
@@ -52,7 +56,7 @@ def shot_arrivals(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: f
     """The pulses (each with ``id``) a located incident used, per shot, in the order of ``incident["shots"]``
     sorted by time (the contract's discharge order)."""
     shots = sorted(incident.get("shots", []), key=lambda s: s["t_ns"])
-    return _shot_arrivals(shots, pulses, _predicted(shots, sensors, c_m_s))
+    return _shot_arrivals(shots, pulses, _predicted(shots, pulses, sensors, c_m_s))
 
 
 def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float) -> tuple[list[int], dict[int, str]]:
@@ -70,7 +74,7 @@ def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float
         Speed of sound used for the predicted arrivals.
     """
     shots = sorted(incident.get("shots", []), key=lambda s: s["t_ns"])
-    predicted = _predicted(shots, sensors, c_m_s)
+    predicted = _predicted(shots, pulses, sensors, c_m_s)
     used = [p["id"] for arrivals in _shot_arrivals(shots, pulses, predicted) for p in arrivals]
     taken = set(used)
     rejected: dict[int, str] = {}

@@ -1,19 +1,27 @@
-"""Live incidents: group arriving pulses in space and time, locate as they come, revise, finalise.
+"""Live incidents: locate arriving pulses one anchor window at a time, revise, finalise.
 
-A pulse joins a *group* when it could be the same sound as one of the group's pulses: their
-sensors are close enough to hear one shot (at most twice the farthest a shot is heard) and
-their times differ by at most the sensors' distance over the slowest plausible speed of
-sound, plus a slack for timing errors and diffraction (PAIR_SLACK_S).  So incidents far apart in a city stay separate groups of bounded
-size, however often they overlap in time.  A group is located with :func:`fusion.locate.locate`
-as soon as it could hold a shot, and again whenever it has grown by RELOCATE_GROWTH since it was
-last located (so a group of n pulses is located O(log n) times, not n times: a burst's
-group of hundreds of pulses costs the locator seconds each time), and once more when final;
-each located incident is classified (:func:`fusion.classify.classify`);
-a located incident is published ``preliminary`` the first time (as soon as enough mutually
-consistent sensors report for the locator to give a shot), ``revised`` when more pulses
-change it, and ``final`` once no pulse has joined the group for one window (the time sound
-needs to cross the array, or the farthest a shot is heard if less, plus the margin) of wall-clock
-time, so no first arrival of its shots can still be on its way.
+Pulses are swept in time order. The earliest pulse no located shot has used, and no earlier
+window covers, is an *anchor*: if it is a shot's first arrival, the shot lies near its
+sensor (within the *anchor range*: the distance at which a sensor has LOCAL_SENSORS
+neighbours, or the farthest a shot is heard if less), and the shot's first arrivals at the
+sensors within twice that range of the anchor come no earlier than the anchor (less a
+slack) and no later than their distance over the slowest speed of sound.  Those pulses are
+the anchor's *window*; it is located with :func:`fusion.locate.locate`, and the incidents
+whose first shot lies within the anchor range are kept: their pulses are claimed (no other
+window sees them) and their later arrivals farther out (up to the farthest a shot is heard)
+and echoes are not anchors again.  So the work per shot is one locate of a few dozen
+neighbouring sensors, however large the city and however often its incidents overlap in
+time.  A window reaches BURST_GAP_S past its last located shot, and grows as long as it
+finds another: a burst is one incident.
+
+A window is located as soon as it holds enough sensors for a shot, and again whenever it
+has grown by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times), and once
+more when it closes; each kept incident is classified (:func:`fusion.classify.classify`).
+A located incident is published ``preliminary`` the first time, ``revised`` when more pulses
+change it, and ``final`` once no pulse has come into its window's reach for one window
+(``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time,
+and every earlier window has closed (an earlier window's shots decide which pulses this one
+may use).
 
 Example::
 
@@ -29,8 +37,11 @@ import dataclasses
 import logging
 import math
 
+import numpy as np
+import scipy.spatial
+
 import earwitness
-from fusion.attribution import attribute, shot_arrivals
+from fusion.attribution import MATCH_TOLERANCE_S, attribute, shot_arrivals
 from fusion.classify import classify
 from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
@@ -44,25 +55,38 @@ DEFAULT_MARGIN_S = 1.0
 # Two arrivals of one sound differ by at most distance / c plus this: TN098's 40 ms association
 # limit for diffracted paths, plus the clock error of a node in holdover.
 PAIR_SLACK_S = 0.1
-# A located group is located again once it holds this many times the pulses it had then.
+# A located window is located again once it holds this many times the pulses it had then.
 RELOCATE_GROWTH = 1.5
-# No gunshot is heard (let alone detected) farther than this: a site wider than it gets a
-# window for this distance, not for its diameter.
+# No gunshot is heard (let alone detected) farther than this.
 DEFAULT_MAX_RANGE_M = 4000.0
-HEARD_BY_BOTH = 2.0   # two sensors hearing one shot are at most this many ranges apart
+HEARD_BY_BOTH = 2.0   # two sensors hearing one shot near the anchor are at most this many anchor ranges apart
+# A shot's first arrival is at one of its nearest sensors, so a window needs only the anchor's
+# neighbourhood: this many neighbours within the anchor range (a window of about four times as
+# many sensors) locate a shot as well as the whole city does (TN098: six or more sensors give
+# 96 % within 15 m), and the association's work grows much faster than the sensor count.
+LOCAL_SENSORS = 6
+# A window reaches this far past its last located shot (rounds of one burst are closer than
+# this); up to MAX_WINDOW_S past its anchor, which bounds the work of one location.
+BURST_GAP_S = 2.0
+MAX_WINDOW_S = 60.0
+# A shot's arrivals farther out than its window and its echoes, up to this long after the
+# predicted arrival, are not anchors (the fleet model's echoes lag 0.25 s on average).
+ECHO_SKIP_S = 1.0
+# A window located before is located again at once when this many sensors near its anchor
+# report a pulse none of its shots explains (one alone is too often another incident's or noise).
+NEW_SHOT_SENSORS = 2
+# An incident most of whose pulses an earlier window's incidents used is one of those again.
+DUPLICATE_SHARE = 0.5
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
-# Work per location stays bounded: a group this full takes no more pulses (a pulse it would
-# take starts or joins another group).  At a hundred incidents a minute across a city,
-# neighbouring incidents chain into groups of thousands of pulses, and the association cost
-# grows much faster than the pulse count (a 2,500-pulse, 40-sensor group took 35 s); one
-# incident's group (a 40-round burst heard by a dozen sensors, with echoes) stays below it.
-MAX_GROUP_PULSES = 600
 M_PER_DEGREE = 111_320.0
-# Pulses within this fraction of the range of an anchor (and as soon after it as sound
-# crosses that) are not anchors again: a shot they would anchor lies within range of it.
-ANCHOR_COVER_FRACTION = 0.75   # of latitude; an upper bound for longitude
+# Pulses within this fraction of the anchor range of an anchor (and as soon after its window
+# as sound crosses that) are not anchors again: a shot they would anchor is near it too.
+ANCHOR_COVER_FRACTION = 0.75
+# Closed windows' pulses are kept this long (a late pulse may still fall into a window before
+# it) before they are forgotten.
+RETAIN_S = 120.0
 # The keys of a pulse the locator reads.
 LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS)
 
@@ -79,32 +103,51 @@ class Update:
     trigger_received_ns: int   # when the latest pulse that led to this revision reached the server
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
+class _Pulse:
+    pulse: dict
+    id: object
+    sensor: str
+    t_ns: int
+    received_ns: int
+
+
+@dataclasses.dataclass(eq=False)
 class _Tracked:
     incident_id: str
     body: dict
+    pulses: list[dict]         # the window it was located in (for attribution and the report)
+    received_ns: int           # the latest pulse of that window reached the server then
     published: bool = False
     changed: bool = True
 
 
-@dataclasses.dataclass
-class _Group:
-    pulses: list[dict]
-    first_t_ns: int
-    last_t_ns: int
-    last_received_ns: int
-    dirty: bool = True
-    located_n: int = 0     # pulses the group had when last located
-    tracked: list[_Tracked] = dataclasses.field(default_factory=list)
-    sensors: set = dataclasses.field(default_factory=set)
-    ids: set = dataclasses.field(default_factory=set)
-    # Anchor windows located before, by their pulse ids: a window no pulse has joined since
-    # (most of a long group's, all at its final) is not located again.
-    windows: dict = dataclasses.field(default_factory=dict)
+@dataclasses.dataclass(eq=False)
+class _Window:
+    key: frozenset             # ids of the pulses it held when last located
+    located_n: int
+    kept: list                 # [(incident, ids of the pulses it used)]
+    t_end_ns: int              # its last located shot's arrival at the anchor's sensor
+    far: set                   # pulses of shots it located far from its anchor (not anchors)
+    arrivals: list             # per kept incident, (time it explains pulses until, predicted arrivals)
 
-    def __post_init__(self):
-        self.sensors = {p["sensor"] for p in self.pulses}
-        self.ids = {p.get("id") for p in self.pulses}
+
+@dataclasses.dataclass(eq=False)
+class _Swept:
+    """One anchor of a sweep: its window now and what was located in it."""
+
+    anchor: _Pulse
+    pulses: list[_Pulse]
+    kept: list
+    skipped: set
+    received_ns: int           # the latest pulse within the window's reach reached the server then
+    t_end_ns: int              # the window reaches BURST_GAP_S past this
+    claimed: set               # the sweep's claimed pulses (the window leaves them out)
+    closing: bool = False
+
+    @property
+    def key(self) -> frozenset:
+        return frozenset(r.id for r in self.pulses)
 
 
 class IncidentTracker:
@@ -121,269 +164,423 @@ class IncidentTracker:
     mode : str
         Locator geometry, ``"2d"``, ``"2.5d"`` or ``"3d"``.
     margin_s : float
-        Added to the propagation window (network delay, clock error, diffraction).
+        Added to the window's propagation time (network delay, clock error, diffraction).
     max_range_m : float
-        Farthest a shot is heard; the window is for min(array diameter, this).
-    max_group_pulses : int
-        A group this full takes no more pulses (bounds the work of one location).
+        Farthest a shot is heard: bounds the anchor range and the arrivals a shot explains.
     """
 
     def __init__(self, registry: Registry, site: str, temperature_c: float | None = None, mode: str = "2d",
-                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M,
-                 max_group_pulses: int = MAX_GROUP_PULSES):
+                 margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M):
         self.registry = registry
-        self.max_group_pulses = max_group_pulses
         self.site = site
         self.temperature_c = temperature_c
         self.mode = mode
-        diameter_m = registry.diameter_m()
-        self.window_ns = int((min(diameter_m, max_range_m) / C_MIN + margin_s) * NS_PER_S)
-        self.margin_ns = int(margin_s * NS_PER_S)
-        self.pair_slack_ns = int(min(margin_s, PAIR_SLACK_S) * NS_PER_S)
-        # Two sensors that hear one shot are at most twice its range apart.
-        self.max_range_m = max_range_m
-        self.pair_range_m = HEARD_BY_BOTH * max_range_m
-        # The largest time difference of two pulses of one sound: bounds the groups to search.
-        self.reach_ns = int(min(diameter_m, self.pair_range_m) / C_MIN * NS_PER_S) + self.pair_slack_ns
-        self._xy = {name: (float(e), float(n)) for name, (e, n, _) in zip(registry.sensors.ids, registry.sensors.enu_m)}
         self.min_sensors = min_sensors(mode)
-        # Open groups sorted by first_t_ns, with their first times beside them for bisection.
-        # Groups may overlap in time (far apart in space): a pulse's candidates are those that
-        # start at most reach + the longest open group's span before it.
-        self.groups: list[_Group] = []
-        self._firsts: list[int] = []
-        self._max_span_ns = 0
-        # Groups that gained pulses since the last relocation, and the earliest wall-clock time
-        # any open group can expire: a step touches only these, not every open group.
-        self._changed: list[_Group] = []
-        self._expiry_due_ns: int | None = None
+        self.max_range_m = max_range_m
+        self._xy = {name: (float(e), float(n)) for name, (e, n, _) in zip(registry.sensors.ids, registry.sensors.enu_m)}
+        names = list(self._xy)
+        xy = np.array([self._xy[n] for n in names]).reshape(-1, 2)
+        self._tree = scipy.spatial.cKDTree(xy) if len(names) else None
+        self._names = names
+        self.anchor_range_m = min(max_range_m, _neighbourhood_m(self._tree, LOCAL_SENSORS))
+        self.window_range_m = HEARD_BY_BOTH * self.anchor_range_m
+        self.cover_m = ANCHOR_COVER_FRACTION * self.anchor_range_m
+        diameter_m = registry.diameter_m()
+        self.pair_slack_ns = int(min(margin_s, PAIR_SLACK_S) * NS_PER_S)
+        # A window's pulses come at most this long after its anchor (less the burst it holds).
+        self.span_ns = int(min(diameter_m, self.window_range_m) / C_MIN * NS_PER_S) + self.pair_slack_ns
+        self.window_ns = self.span_ns + int(margin_s * NS_PER_S)
+        self.margin_ns = int(margin_s * NS_PER_S)
+        # Per sensor: its neighbours within the window range, with their distances.
+        self._near: dict[str, dict[str, float]] = {}
+        for name in names:
+            idx = self._tree.query_ball_point(self._xy[name], self.window_range_m)
+            self._near[name] = {names[j]: math.dist(self._xy[name], self._xy[names[j]]) for j in idx}
+        # Pulses in time order, and per sensor, from the oldest retained on.
+        self._pulses: list[_Pulse] = []
+        self._times: list[int] = []
+        self._by_sensor: dict[str, tuple[list[int], list[_Pulse]]] = {}
+        self._ids: set = set()
+        # Anchors before this time are closed; what their windows claimed and skipped stays so.
+        self._open_t_ns: int | None = None
+        self._done_claimed: set = set()
+        self._done_skipped: set = set()
+        self._windows: dict[object, _Window] = {}
+        self._tracked: dict[object, list[_Tracked]] = {}   # by anchor id
+        self._orphans: list[_Tracked] = []                 # published, but no window locates them any more
+        self._incident_ids: dict[str, int] = {}            # ids given, with their incident time
+        self._due_ns: int | None = None                    # the earliest an open window may close
+        self._open_anchors = 0
+
+    @property
+    def open_windows(self) -> int:
+        """Anchor windows and published incidents not yet final."""
+        return self._open_anchors + len(self._orphans)
 
     def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
-        """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the groups they changed."""
+        """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the windows they changed."""
+        added = False
         for p in pulses:
-            self._join(p, received_ns)
-        return self._relocate(received_ns)
+            added |= self._insert(p, received_ns)
+        return self._sweep(received_ns) if added else []
 
     def expire(self, now_ns: int) -> list[Update]:
-        """Finalise the groups no pulse has joined for one window; returns their final revisions."""
-        if self._expiry_due_ns is None or now_ns <= self._expiry_due_ns:
+        """Finalise the windows no pulse has come into for one window; returns their final revisions."""
+        if self._due_ns is None or now_ns <= self._due_ns:
             return []
-        closed = [g for g in self.groups if now_ns - g.last_received_ns > self.window_ns]
-        self.groups = [g for g in self.groups if now_ns - g.last_received_ns <= self.window_ns]
-        self._firsts = [g.first_t_ns for g in self.groups]
-        self._max_span_ns = max((g.last_t_ns - g.first_t_ns for g in self.groups), default=0)
-        self._expiry_due_ns = min((g.last_received_ns for g in self.groups), default=None)
-        if self._expiry_due_ns is not None:
-            self._expiry_due_ns += self.window_ns
-        updates = []
-        for group in closed:
-            updates += self._locate_group(group, group.last_received_ns, final=True)
-        return updates
+        return self._sweep(now_ns)
 
     def flush(self) -> list[Update]:
-        """Finalise every open group now (at shutdown or the end of a replay)."""
-        updates = []
-        for group in self.groups:
-            updates += self._locate_group(group, group.last_received_ns, final=True)
-        self.groups, self._firsts, self._max_span_ns = [], [], 0
-        self._changed, self._expiry_due_ns = [], None
-        return updates
+        """Finalise every open window now (at shutdown or the end of a replay)."""
+        if self._due_ns is None:
+            return []
+        return self._sweep(None)
 
-    def _join(self, pulse: dict, received_ns: int) -> None:
+    def _insert(self, pulse: dict, received_ns: int) -> bool:
+        pid = pulse.get("id", object())
+        if pid in self._ids:
+            return False   # the same stored pulse again (forwarded through two cells, or redelivered)
         t = int(pulse["t_ns"])
-        xy = self._xy.get(pulse["sensor"])
-        lo = bisect.bisect_left(self._firsts, t - self.reach_ns - self._max_span_ns)
-        hi = bisect.bisect_right(self._firsts, t + self.reach_ns)
-        near = [i for i in range(lo, hi) if self.groups[i].last_t_ns + self.reach_ns >= t]
-        if "id" in pulse and any(pulse["id"] in self.groups[i].ids for i in near):
-            return   # the same stored pulse again (forwarded through two cells, or redelivered)
-        joined = [i for i in near if len(self.groups[i].pulses) < self.max_group_pulses
-                  and self._heard_with(self.groups[i], xy, t)]
-        room = self.max_group_pulses - 1
-        for k, i in enumerate(joined):   # bridge groups only as far as the result stays bounded
-            room -= len(self.groups[i].pulses)
-            if room < 0:
-                joined = joined[:max(k, 1)]
-                break
-        if not joined:
-            at = bisect.bisect_right(self._firsts, t)
-            group = _Group([pulse], t, t, received_ns)
-            self.groups.insert(at, group)
-            self._firsts.insert(at, t)
-            self._changed.append(group)
-            due = received_ns + self.window_ns
-            self._expiry_due_ns = due if self._expiry_due_ns is None else min(self._expiry_due_ns, due)
-            return
-        group = self.groups[joined[0]]
-        if not group.dirty:
-            self._changed.append(group)
-        for i in reversed(joined[1:]):  # the pulse bridges groups: they are one
-            other = self.groups.pop(i)
-            del self._firsts[i]
-            other.dirty = False   # located as part of ``group`` from now on
-            group.pulses += other.pulses
-            group.tracked += other.tracked
-            group.windows.update(other.windows)
-            group.sensors |= other.sensors
-            group.ids |= other.ids
-            group.last_t_ns = max(group.last_t_ns, other.last_t_ns)
-            group.last_received_ns = max(group.last_received_ns, other.last_received_ns)
-        group.pulses.append(pulse)
-        group.ids.add(pulse.get("id"))
-        group.sensors.add(pulse["sensor"])
-        if t < group.first_t_ns:   # it starts earlier now: keep the list sorted
-            i = self.groups.index(group)
-            del self.groups[i], self._firsts[i]
-            group.first_t_ns = t
-            at = bisect.bisect_right(self._firsts, t)
-            self.groups.insert(at, group)
-            self._firsts.insert(at, t)
-        group.last_t_ns = max(group.last_t_ns, t)
-        group.last_received_ns = max(group.last_received_ns, received_ns)
-        group.dirty = True
-        self._max_span_ns = max(self._max_span_ns, group.last_t_ns - group.first_t_ns)
+        rec = _Pulse(pulse, pid, pulse["sensor"], t, received_ns)
+        self._ids.add(pid)
+        at = bisect.bisect_right(self._times, t)
+        self._times.insert(at, t)
+        self._pulses.insert(at, rec)
+        times, recs = self._by_sensor.setdefault(rec.sensor, ([], []))
+        at = bisect.bisect_right(times, t)
+        times.insert(at, t)
+        recs.insert(at, rec)
+        # A late pulse (a node's outbox after an outage) reopens the windows it may belong to.
+        reopen_ns = t - self.span_ns - self.pair_slack_ns
+        if self._open_t_ns is None or reopen_ns < self._open_t_ns:
+            self._open_t_ns = reopen_ns
+        return True
 
-    def _heard_with(self, group: _Group, xy: tuple[float, float] | None, t_ns: int) -> bool:
-        """Whether a pulse at sensor position ``xy`` and time ``t_ns`` can be a sound one of the group's pulses is."""
-        for other in group.pulses:
-            other_xy = self._xy.get(other["sensor"])
-            if xy is None or other_xy is None:   # position unknown: time alone decides
-                if abs(t_ns - int(other["t_ns"])) <= self.window_ns:
-                    return True
+    def _sweep(self, now_ns: int | None) -> list[Update]:
+        """Anchor windows from the oldest open one on; locate those that changed; publish."""
+        claimed, skipped = set(self._done_claimed), set(self._done_skipped)
+        # The predicted arrivals of the shots kept so far in this sweep that may still explain a pulse.
+        active: list[tuple[int, dict]] = []
+
+        def taken(p) -> bool:
+            """Whether a pulse is used by a kept incident, or is one's arrival at another sensor."""
+            return p["id"] in claimed or _explains(active, p["sensor"], int(p["t_ns"])) == _ARRIVAL
+
+        def refresh(earlier: _Swept) -> None:
+            """Locate again an earlier window that grew since (its own shots of before do not count as taken)."""
+            nonlocal active
+            for _, used in earlier.kept:
+                claimed.difference_update(used)
+            mine = self._windows[earlier.anchor.id].arrivals
+            active = [a for a in active if all(a is not m for m in mine)]
+            earlier.kept = self._located(earlier.anchor, earlier, earlier.closing, taken, force=True)
+            self._claim(earlier, claimed, skipped, active)
+
+        def stale(earlier: _Swept) -> bool:
+            window = self._windows.get(earlier.anchor.id)
+            return window is not None and window.key != earlier.key
+
+        swept: list[_Swept] = []
+        windows_of: dict[object, list[_Swept]] = {}   # pulse id -> the windows of this sweep holding it
+        start = bisect.bisect_left(self._times, self._open_t_ns) if self._open_t_ns is not None else len(self._times)
+        for rec in self._pulses[start:]:
+            if rec.id in claimed or rec.id in skipped or rec.sensor not in self._xy:
                 continue
-            dist_m = math.hypot(xy[0] - other_xy[0], xy[1] - other_xy[1])
-            if dist_m <= self.pair_range_m and abs(t_ns - int(other["t_ns"])) <= dist_m / C_MIN * NS_PER_S + self.pair_slack_ns:
-                return True
-        return False
+            active = [a for a in active if a[0] >= rec.t_ns - self.pair_slack_ns]
 
-    def _relocate(self, received_ns: int) -> list[Update]:
-        changed = sorted((g for g in self._changed if g.dirty), key=lambda g: g.first_t_ns)
-        # A group that has not grown enough waits (still dirty) for more pulses or for its final.
-        self._changed = [g for g in changed if len(g.pulses) < RELOCATE_GROWTH * g.located_n]
-        changed = [g for g in changed if len(g.pulses) >= RELOCATE_GROWTH * g.located_n]
-        updates = []
-        for group in changed:
-            updates += self._locate_group(group, received_ns, final=False)
-        return updates
-
-    def _locate_group(self, group: _Group, trigger_ns: int, final: bool) -> list[Update]:
-        if group.dirty and len(group.sensors) < self.min_sensors:
-            group.dirty = False   # too few sensors for any shot: the locator would find none
-        if group.dirty:
-            group.dirty = False
-            group.located_n = len(group.pulses)
-            try:
-                located = self._locate_windows(group)
-                for inc in located:
-                    arrivals = shot_arrivals(inc, group.pulses, self.registry.sensors, inc.get("c_mps") or C_MIN)
-                    inc.update(classify(inc, arrivals, self.registry.sensors))
-            except Exception:  # noqa: BLE001 - one group the locator chokes on must not stop the others
-                log.exception("locating a group of %d pulses failed; it keeps its last result", len(group.pulses))
-                located = [t.body for t in group.tracked]
-            self._match(group, located)
-        updates = []
-        for tracked in group.tracked:
-            status = "final" if final else ("revised" if tracked.published else "preliminary")
-            if not final and tracked.published and not tracked.changed:
+            # An earlier window holding this pulse, located before it grew, is located first when
+            # its anchor's neighbours hear a new shot, or when this pulse would anchor a shot of
+            # its own: the earlier window's shots may explain it (a burst's next round is no incident of its own).
+            for earlier in windows_of.get(rec.id, ()):
+                if stale(earlier) and self._new_shot(earlier.anchor, earlier, self._windows[earlier.anchor.id]):
+                    refresh(earlier)
+            if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns):
                 continue
-            if final and not tracked.published and not tracked.changed:
-                continue
-            tracked.published, tracked.changed = True, False
-            body = dict(tracked.body, incident=tracked.incident_id)
-            c_m_s = body.get("c_mps") or C_MIN
-            used, rejected = attribute(body, group.pulses, self.registry.sensors, c_m_s)
-            updates.append(Update(incident=body, status=status, used=used, rejected=rejected,
-                                  meta=self._meta(body, group), trigger_received_ns=trigger_ns))
-        return updates
-
-    def _locate_windows(self, group: _Group) -> list[dict]:
-        """Locate a group one anchor window at a time, so the work grows with the group, not faster.
-
-        The earliest unclaimed pulse is the anchor: if it is a shot's first arrival, the shot
-        lies within range of its sensor, and every first arrival of it comes from a sensor at
-        most twice the range away, no earlier than the anchor (less the slack) and no later
-        than their distance over c.  That window is located; incidents whose first shot lies
-        within range of the anchor (their whole sound is in the window) are kept and their
-        pulses claimed; the others are found again from a later anchor.  Pulses near the
-        anchor in space and time are not anchors again: a shot whose first arrival they are
-        lies within range of this anchor too.  A group within one window is located whole.
-        """
-        pulses = sorted(group.pulses, key=lambda p: int(p["t_ns"]))
-        if not self._spans_windows(pulses):
-            return locate(_locator_input(pulses), self.registry.sensors, self.temperature_c, mode=self.mode)
-        times = [int(p["t_ns"]) for p in pulses]
-        reach_ns = int(self.pair_range_m / C_MIN * NS_PER_S) + self.pair_slack_ns
-        cover_m = self.max_range_m * ANCHOR_COVER_FRACTION
-        claimed: set[int] = set()
-        skip: set[int] = set()
-        located = []
-        for k, anchor in enumerate(pulses):
-            if k in claimed or k in skip:
-                continue
-            a_xy, t_a = self._xy.get(anchor["sensor"]), times[k]
-            lo = bisect.bisect_left(times, t_a - self.pair_slack_ns)
-            hi = bisect.bisect_right(times, t_a + reach_ns)
-            window = []
-            for j in range(lo, hi):
-                if j in claimed:
+            window = self._windows.get(rec.id)
+            s = self._window(rec, claimed, window.t_end_ns if window else rec.t_ns)
+            s.closing = now_ns is None or now_ns - s.received_ns > self.window_ns
+            s.kept = self._located(rec, s, s.closing, taken)
+            if s.kept and any(stale(e) for e in windows_of.get(rec.id, ())):
+                for earlier in windows_of[rec.id]:
+                    if stale(earlier):
+                        refresh(earlier)
+                if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns):
+                    self._windows.pop(rec.id, None)
                     continue
-                dist_m = self._dist_m(a_xy, pulses[j]["sensor"])
-                if dist_m <= self.pair_range_m and abs(times[j] - t_a) <= dist_m / C_MIN * NS_PER_S + self.pair_slack_ns:
-                    window.append(j)
-                    if dist_m <= cover_m and times[j] - t_a <= cover_m / C_MIN * NS_PER_S:
-                        skip.add(j)
-            if len({pulses[j]["sensor"] for j in window}) < self.min_sensors:
+                s.kept = self._located(rec, s, s.closing, taken, force=True)
+            self._claim(s, claimed, skipped, active)
+            for r in s.pulses:
+                windows_of.setdefault(r.id, []).append(s)
+            swept.append(s)
+        return self._publish(swept, now_ns)
+
+    def _claim(self, s: _Swept, claimed: set, skipped: set, active: list) -> None:
+        """Mark the pulses a window's incidents used (claimed), its covered pulses and those of shots
+        it located far away (skipped: no anchors), and its incidents' arrivals as active."""
+        window = self._windows.get(s.anchor.id)
+        if window is not None:
+            s.skipped |= window.far
+            active += window.arrivals
+        for _, used in s.kept:
+            claimed |= used
+        skipped |= s.skipped
+
+    def _window(self, anchor: _Pulse, claimed: set, t_end_ns: int) -> _Swept:
+        """The anchor's window, reaching BURST_GAP_S past ``t_end_ns`` (its last shot at the anchor)."""
+        t_a = anchor.t_ns
+        t_end = min(t_end_ns, t_a + int(MAX_WINDOW_S * NS_PER_S)) + int(BURST_GAP_S * NS_PER_S)
+        cover_ns = t_end - t_a + int(self.cover_m / C_MIN * NS_PER_S) + self.pair_slack_ns
+        pulses, skipped, received_ns = [], set(), anchor.received_ns
+        for name, dist_m in self._near[anchor.sensor].items():
+            if name not in self._by_sensor:
                 continue
-            win = [pulses[j] for j in window]
-            key = (anchor.get("id"), frozenset(p.get("id") for p in win))
-            if key not in group.windows:
-                kept = []
-                for inc in locate(_locator_input(win), self.registry.sensors, self.temperature_c, mode=self.mode):
-                    if self._source_dist_m(inc, a_xy) <= self.max_range_m:   # else not wholly in this window
-                        used, _ = attribute(inc, win, self.registry.sensors, inc.get("c_mps") or C_MIN)
-                        kept.append((inc, set(used)))
-                group.windows[key] = kept
-            for inc, used in group.windows[key]:
-                claimed.update(j for j, p in zip(window, win) if p.get("id") in used)
-                located.append(inc)
-        return located
+            times, recs = self._by_sensor[name]
+            lo = bisect.bisect_left(times, t_a - self.pair_slack_ns)
+            hi = bisect.bisect_right(times, t_end + int(dist_m / C_MIN * NS_PER_S) + self.pair_slack_ns)
+            for rec in recs[lo:hi]:
+                received_ns = max(received_ns, rec.received_ns)
+                pulses.append(rec)
+                if dist_m <= self.cover_m and rec.t_ns - t_a <= cover_ns:
+                    skipped.add(rec.id)
+        pulses.sort(key=lambda r: r.t_ns)
+        return _Swept(anchor, pulses, [], skipped, received_ns, t_end_ns, claimed)
 
-    def _spans_windows(self, pulses: list[dict]) -> bool:
-        """Whether the group reaches beyond one anchor window (of its earliest pulse)."""
-        a_xy, t_a = self._xy.get(pulses[0]["sensor"]), int(pulses[0]["t_ns"])
-        if a_xy is None:
-            return False
-        reach_ns = int(self.pair_range_m / C_MIN * NS_PER_S) + self.pair_slack_ns
-        return any(int(p["t_ns"]) - t_a > reach_ns or self._dist_m(a_xy, p["sensor"]) > self.pair_range_m
-                   for p in pulses)
+    def _located(self, anchor: _Pulse, s: _Swept, closing: bool, taken, force: bool = False) -> list:
+        """The incidents of the anchor's window (from the last location unless it grew enough or
+        closes); a window whose last shot came late is widened and located again."""
+        window = self._windows.get(anchor.id)
+        if len({r.sensor for r in s.pulses}) < self.min_sensors:
+            if closing:
+                self._windows.pop(anchor.id, None)
+                return []
+            return window.kept if window else []
+        key = s.key
+        if window is not None and (window.key == key or (len(s.pulses) < RELOCATE_GROWTH * window.located_n and not force
+                                                         and not closing and not self._new_shot(anchor, s, window))):
+            return window.kept
+        while True:
+            kept, far = self._locate(anchor, [r.pulse for r in s.pulses], taken)
+            t_end_ns = max([anchor.t_ns] + [self._arrival_ns(shot, inc, anchor.sensor)
+                                             for inc, _ in kept for shot in inc["shots"]])
+            self._windows[anchor.id] = _Window(key, len(s.pulses), kept, t_end_ns, far,
+                                               [self._arrivals(inc) for inc, _ in kept])
+            if t_end_ns <= s.t_end_ns or t_end_ns - anchor.t_ns > MAX_WINDOW_S * NS_PER_S:
+                return kept
+            wider = self._window(anchor, s.claimed, t_end_ns)   # a burst goes on
+            s.pulses, s.skipped, s.received_ns, s.t_end_ns = wider.pulses, wider.skipped, wider.received_ns, t_end_ns
+            key = s.key
 
-    def _dist_m(self, a_xy, sensor: str) -> float:
-        xy = self._xy.get(sensor)
-        if a_xy is None or xy is None:
-            return 0.0   # position unknown: time alone decides
-        return math.hypot(xy[0] - a_xy[0], xy[1] - a_xy[1])
+    def _new_shot(self, anchor: _Pulse, s: _Swept, window: _Window) -> bool:
+        """Whether a pulse new to the window, near the anchor, is no arrival or echo of its located
+        shots: the next round of a burst, to be located now rather than as an incident of its own."""
+        near, heard = self._near[anchor.sensor], set()
+        for r in s.pulses:
+            if r.id in window.key or near[r.sensor] > self.cover_m or r.sensor in heard:
+                continue
+            lags_ns = [r.t_ns - self._arrival_ns(shot, inc, r.sensor) for inc, _ in window.kept for shot in inc["shots"]]
+            if not any(-MATCH_TOLERANCE_S * NS_PER_S <= lag <= ECHO_SKIP_S * NS_PER_S for lag in lags_ns):
+                heard.add(r.sensor)
+        return len(heard) >= NEW_SHOT_SENSORS
 
-    def _source_dist_m(self, incident: dict, a_xy) -> float:
-        """Distance from ``a_xy`` to the centre of the sensors of the incident's first shot (near its source)."""
-        pts = [self._xy[n] for n in incident["shots"][0].get("sensors", []) if n in self._xy] if incident.get("shots") else []
-        if a_xy is None or not pts:
-            return 0.0
-        return math.hypot(sum(p[0] for p in pts) / len(pts) - a_xy[0], sum(p[1] for p in pts) / len(pts) - a_xy[1])
+    def _arrival_ns(self, shot: dict, incident: dict, sensor: str) -> int:
+        """A shot's straight-line arrival time at a sensor."""
+        c_m_s = incident.get("c_mps") or C_MIN
+        return shot["t_ns"] + int(math.dist(self.registry.sensors.to_enu(shot)[:2], self._xy[sensor]) / c_m_s * NS_PER_S)
 
-    def _match(self, group: _Group, located: list[dict]) -> None:
-        """Pair each located incident with the tracked one it revises (closest in time), or track it anew."""
-        free = list(group.tracked)
-        for inc in located:
-            best = min(free, key=lambda t: abs(t.body["t_ns"] - inc["t_ns"]), default=None)
-            if best is not None and abs(best.body["t_ns"] - inc["t_ns"]) <= self.window_ns:
-                free.remove(best)
-                best.changed = best.changed or _differs(best.body, inc)
-                best.body = inc
+    def _locate(self, anchor: _Pulse, pulses: list[dict], taken) -> tuple[list, set]:
+        """Locate a window; keep the incidents whose first shot is near the anchor and that an
+        earlier window has not located already (most of their pulses claimed), classified.
+
+        The window holds the claimed pulses too: the locator tells echoes from shots best when it
+        sees the shots they echo (left out, their echoes would look like shots of their own)."""
+        sensors = self.registry.sensors
+        kept, far = [], set()
+        try:
+            for inc in locate(_locator_input(pulses), sensors, self.temperature_c, mode=self.mode):
+                first = min(inc["shots"], key=lambda s: s["t_ns"]) if inc.get("shots") else inc
+                c_m_s = inc.get("c_mps") or C_MIN
+                used, _ = attribute(inc, pulses, sensors, c_m_s)
+                xy = sensors.to_enu(first)[:2]
+                if math.dist(xy, self._xy[anchor.sensor]) > self.anchor_range_m:
+                    # Another anchor is nearer its source: it is found from there.  Its arrivals
+                    # beyond the anchor range of it are no first arrival of a shot near them.
+                    far.update(p["id"] for p in pulses
+                               if p["id"] in used and math.dist(xy, self._xy[p["sensor"]]) > self.anchor_range_m)
+                    continue
+                if sum(taken(p) for p in pulses if p["id"] in used) > DUPLICATE_SHARE * len(used):
+                    continue   # an earlier window's incident, seen again
+                inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, c_m_s), sensors))
+                kept.append((inc, set(used)))
+        except Exception:  # noqa: BLE001 - one window the locator chokes on must not stop the others
+            log.exception("locating a window of %d pulses failed; it is left unlocated", len(pulses))
+        return kept, far
+
+    def _arrivals(self, incident: dict) -> tuple[int, dict]:
+        """A located incident's predicted arrivals out to the farthest a shot is heard:
+        (latest time they explain, {sensor: [(earliest, latest arrival, latest echo) ns per shot]}).
+
+        A pulse within MATCH_TOLERANCE_S of one is that shot's arrival (no other window may take
+        it); one up to ECHO_SKIP_S later may be its echo (not an anchor of a shot of its own)."""
+        sensors, c_m_s = self.registry.sensors, incident.get("c_mps") or C_MIN
+        tolerance_ns, echo_ns = int(MATCH_TOLERANCE_S * NS_PER_S), int(ECHO_SKIP_S * NS_PER_S)
+        table: dict[str, list] = {}
+        until_ns = 0
+        for shot in incident.get("shots", []):
+            xy = sensors.to_enu(shot)[:2]
+            near = self._tree.query_ball_point(xy, self.max_range_m)
+            if not near:
+                continue
+            dist_m = np.hypot(*(self._tree.data[near] - xy).T)
+            t_pred = shot["t_ns"] + (dist_m / c_m_s * NS_PER_S).astype(np.int64)
+            for j, t in zip(near, t_pred.tolist()):
+                table.setdefault(self._names[j], []).append((t - tolerance_ns, t + tolerance_ns, t + echo_ns))
+            until_ns = max(until_ns, int(t_pred.max()) + echo_ns)
+        return until_ns, table
+
+    def _explained(self, incident: dict) -> tuple[set, set]:
+        """Ids of the pulses that are a located incident's arrivals out to the farthest a shot is
+        heard (within MATCH_TOLERANCE_S of the predicted time: no other window may take them),
+        and of those that may be their echoes (up to ECHO_SKIP_S late: not anchors of a shot of their own)."""
+        sensors, c_m_s = self.registry.sensors, incident.get("c_mps") or C_MIN
+        tolerance_ns = int(MATCH_TOLERANCE_S * NS_PER_S)
+        arrivals, echoes = set(), set()
+        for shot in incident.get("shots", []):
+            xy = sensors.to_enu(shot)[:2]
+            for j in self._tree.query_ball_point(xy, self.max_range_m):
+                name = self._names[j]
+                if name not in self._by_sensor:
+                    continue
+                times, recs = self._by_sensor[name]
+                t_pred = shot["t_ns"] + int(math.dist(xy, self._xy[name]) / c_m_s * NS_PER_S)
+                lo = bisect.bisect_left(times, t_pred - tolerance_ns)
+                mid = bisect.bisect_right(times, t_pred + tolerance_ns)
+                hi = bisect.bisect_right(times, t_pred + int(ECHO_SKIP_S * NS_PER_S))
+                arrivals.update(r.id for r in recs[lo:mid])
+                echoes.update(r.id for r in recs[mid:hi])
+        return arrivals, echoes
+
+    def _publish(self, swept: list[_Swept], now_ns: int | None) -> list[Update]:
+        """Pair located incidents with the tracked ones they revise; publish; close the oldest windows."""
+        previous, self._tracked = self._tracked, {}
+        loose: list[_Tracked] = []
+        unmatched = []
+        for s in swept:
+            free = previous.pop(s.anchor.id, [])
+            mine = []
+            for inc, _ in s.kept:
+                best = min(free, key=lambda t: abs(t.body["t_ns"] - inc["t_ns"]), default=None)
+                if best is not None and abs(best.body["t_ns"] - inc["t_ns"]) <= self.window_ns:
+                    free.remove(best)
+                    self._revise(best, inc, s)
+                    mine.append(best)
+                else:
+                    unmatched.append((s, inc, mine))
+            loose += free
+            if mine:
+                self._tracked[s.anchor.id] = mine
+        for rest in previous.values():
+            loose += rest
+        loose += self._orphans
+        self._orphans = []
+        for s, inc, mine in unmatched:   # an incident whose anchor changed keeps its id
+            best = min((t for t in loose if self._same_incident(t.body, inc)),
+                       key=lambda t: abs(t.body["t_ns"] - inc["t_ns"]), default=None)
+            if best is not None:
+                loose.remove(best)
+                self._revise(best, inc, s)
             else:
-                group.tracked.append(_Tracked(f"{self.site}-{inc['incident']}", inc))
+                best = _Tracked(self._new_id(inc), inc, [r.pulse for r in s.pulses], s.received_ns)
+            mine.append(best)
+            self._tracked[s.anchor.id] = mine
+        self._orphans = [t for t in loose if t.published]
+        updates = []
+        closed = 0
+        for k, s in enumerate(swept):
+            final = s.closing and closed == k   # and every earlier window closed too
+            closed += final
+            for tracked in self._tracked.get(s.anchor.id, []):
+                updates += self._revision(tracked, final)
+        for s in swept[:closed]:   # closed in time order: their claims and skips are settled
+            self._tracked.pop(s.anchor.id, None)
+            self._windows.pop(s.anchor.id, None)
+            self._done_skipped |= s.skipped
+            for inc, used in s.kept:
+                arrivals, echoes = self._explained(inc)
+                self._done_claimed |= used | arrivals
+                self._done_skipped |= echoes
+        orphans, self._orphans = self._orphans, []
+        for tracked in orphans:
+            if now_ns is None or now_ns - tracked.received_ns > self.window_ns:
+                updates += self._revision(tracked, True)
+            else:
+                self._orphans.append(tracked)
+        self._open_t_ns = swept[closed].anchor.t_ns if closed < len(swept) else (self._times[-1] + 1 if self._times else None)
+        self._open_anchors = len(swept) - closed
+        self._due_ns = min((s.received_ns + self.window_ns for s in swept[closed:]), default=None)
+        if self._orphans:
+            due = min(t.received_ns for t in self._orphans) + self.window_ns
+            self._due_ns = due if self._due_ns is None else min(self._due_ns, due)
+        self._forget()
+        return sorted(updates, key=lambda u: u.incident["t_ns"])
 
-    def _meta(self, incident: dict, group: _Group) -> dict:
-        names = {p["sensor"] for p in group.pulses} | set(incident.get("sensors", []))
+    def _revise(self, tracked: _Tracked, incident: dict, s: _Swept) -> None:
+        tracked.changed = tracked.changed or _differs(tracked.body, incident)
+        tracked.body = incident
+        tracked.pulses = [r.pulse for r in s.pulses]
+        tracked.received_ns = s.received_ns
+
+    def _same_incident(self, old: dict, new: dict) -> bool:
+        """Whether a located incident is one tracked before under another anchor: close in time and place."""
+        if abs(old["t_ns"] - new["t_ns"]) > self.window_ns:
+            return False
+        sensors = self.registry.sensors
+        return math.dist(sensors.to_enu(old)[:2], sensors.to_enu(new)[:2]) <= self.anchor_range_m
+
+    def _revision(self, tracked: _Tracked, final: bool) -> list[Update]:
+        status = "final" if final else ("revised" if tracked.published else "preliminary")
+        if not final and tracked.published and not tracked.changed:
+            return []
+        if final and not tracked.published and not tracked.changed:
+            return []
+        tracked.published, tracked.changed = True, False
+        body = dict(tracked.body, incident=tracked.incident_id)
+        used, rejected = attribute(body, tracked.pulses, self.registry.sensors, body.get("c_mps") or C_MIN)
+        return [Update(incident=body, status=status, used=used, rejected=rejected,
+                       meta=self._meta(body, tracked.pulses), trigger_received_ns=tracked.received_ns)]
+
+    def _new_id(self, incident: dict) -> str:
+        """The site's id of a new incident (the locator's, from its time to the millisecond; made
+        unique when two incidents of a busy city fall in the same millisecond)."""
+        base = incident_id = f"{self.site}-{incident['incident']}"
+        n = 1
+        while incident_id in self._incident_ids:
+            n += 1
+            incident_id = f"{base}-{n}"
+        self._incident_ids[incident_id] = incident["t_ns"]
+        return incident_id
+
+    def _forget(self) -> None:
+        """Drop what lies RETAIN_S before the oldest open window."""
+        if self._open_t_ns is None:
+            return
+        horizon_ns = self._open_t_ns - int(RETAIN_S * NS_PER_S)
+        cut = bisect.bisect_left(self._times, horizon_ns)
+        if cut == 0:
+            return
+        gone = self._pulses[:cut]
+        del self._pulses[:cut], self._times[:cut]
+        for rec in gone:
+            self._ids.discard(rec.id)
+            self._done_claimed.discard(rec.id)
+            self._done_skipped.discard(rec.id)
+        for name in {rec.sensor for rec in gone}:
+            times, recs = self._by_sensor[name]
+            k = bisect.bisect_left(times, horizon_ns)
+            del times[:k], recs[:k]
+        self._incident_ids = {k: t for k, t in self._incident_ids.items() if t >= horizon_ns}
+
+    def _meta(self, incident: dict, pulses: list[dict]) -> dict:
+        names = {p["sensor"] for p in pulses} | set(incident.get("sensors", []))
         return {
             "sensors": {n: self.registry.positions[n] for n in sorted(names) if n in self.registry.positions},
             "temperature_c": self.temperature_c,
@@ -395,12 +592,35 @@ class IncidentTracker:
         }
 
 
+_ARRIVAL, _ECHO = 1, 2
+
+
+def _explains(active: list, sensor: str, t_ns: int) -> int:
+    """_ARRIVAL if a pulse is an active incident's predicted arrival, _ECHO if it may be one's echo, else 0."""
+    found = 0
+    for _, table in active:
+        for lo, mid, hi in table.get(sensor, ()):
+            if lo <= t_ns <= mid:
+                return _ARRIVAL
+            if mid < t_ns <= hi:
+                found = _ECHO
+    return found
+
+
+def _neighbourhood_m(tree, k: int) -> float:
+    """Median distance from a sensor to its k-th nearest neighbour (inf with k or fewer others)."""
+    if tree is None or tree.n <= k:
+        return math.inf
+    dist_m, _ = tree.query(tree.data, k=k + 1)
+    return float(np.median(dist_m[:, k]))
+
+
 def _locator_input(pulses: list[dict]) -> list[dict]:
-    """The group's pulses as the locator reads them, one per (sensor, t_ns).
+    """A window's pulses as the locator reads them, one per (sensor, t_ns).
 
     A node may report the same arrival twice under two sequence numbers (a resend after a
     restart); both are stored, but the locator would drop and warn about the second copy at
-    every relocation of the group, so it is left out here, once.
+    every relocation of the window, so it is left out here, once.
     """
     seen, out = set(), []
     for p in pulses:

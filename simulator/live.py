@@ -213,16 +213,16 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
                    for vn in nodes if vn.thread.is_alive())
 
     deadline = time.monotonic() + INGEST_TIMEOUT_S
-    while time.monotonic() < deadline and not (settled() and service.locator_idle and not service.tracker.groups):
+    while time.monotonic() < deadline and not (settled() and service.locator_idle and not service.tracker.open_windows):
         time.sleep(POLL_S)
         if bar:
             fed = sum(vn.node.source.fed.is_set() for vn in nodes)
             bar.update(fed, f"nodes fed, {service.ingest.accepted} pulses in, {collector.count()} alerts, "
-                            f"{len(service.tracker.groups)} incident group(s) open")
+                            f"{service.tracker.open_windows} incident window(s) open")
     # A final revision is published before its clips are requested: all quiet for a moment first.
     state, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        now_state = (len(service.tracker.groups), service.clips_requested, service.clips_stored)
+        now_state = (service.tracker.open_windows, service.clips_requested, service.clips_stored)
         if now_state != state:
             state, since = now_state, time.monotonic()
         done = state[0] == 0 and service.locator_idle and state[2] >= state[1]

@@ -29,26 +29,23 @@ def test_revisions_then_final_when_the_window_closes(pittsburgh, tmp_path):
     assert tracker.expire(received_ns + tracker.window_ns) == []     # the window is still open
     final, = tracker.expire(received_ns + tracker.window_ns + 1)
     assert final.status == "final" and final.incident["incident"] == updates[0].incident["incident"]
-    assert final.incident["rounds"] == site.rounds and tracker.groups == []
+    assert final.incident["rounds"] == site.rounds and tracker.open_windows == 0
     x, y, _ = site.survey_xyz
     assert math.hypot(final.incident["x"] - x, final.incident["y"] - y) <= 25.0
     assert len(final.used) >= 4 * site.rounds and set(final.used).isdisjoint(final.rejected)
     assert final.meta["temperature_c"] == site.temperature_c and final.meta["sensors"]
 
 
-def test_pulses_far_apart_in_time_are_separate_groups(pittsburgh, tmp_path):
+def test_lone_pulses_open_windows_that_close_without_an_incident(pittsburgh, tmp_path):
     site = build_site(pittsburgh[0], tmp_path)
     tracker = IncidentTracker(load_registry(site.registry_path), "pgh", temperature_c=site.temperature_c)
-    base = site.pulses[0]["t_ns"]
-    far = 10 * tracker.window_ns
-    tracker.add([{"id": 1, "sensor": site.pulses[0]["sensor"], "t_ns": base}], 0)
-    tracker.add([{"id": 2, "sensor": site.pulses[0]["sensor"], "t_ns": base + far}], 0)
-    tracker.add([{"id": 3, "sensor": site.pulses[0]["sensor"], "t_ns": base + far // 2}], 0)
-    assert len(tracker.groups) == 3
-    # With a pairing slack of half the span, one more pulse in the middle bridges all three groups.
-    tracker.reach_ns = tracker.pair_slack_ns = far // 2 + 10
-    tracker.add([{"id": 4, "sensor": site.pulses[0]["sensor"], "t_ns": base + far // 2 + 1}], 0)
-    assert len(tracker.groups) == 1 and sorted(p["id"] for p in tracker.groups[0].pulses) == [1, 2, 3, 4]
+    base, far = site.pulses[0]["t_ns"], 10 * tracker.window_ns
+    sensor = site.pulses[0]["sensor"]
+    for k in range(3):
+        assert tracker.add([{"id": k, "sensor": sensor, "t_ns": base + k * far}], 0) == []
+    assert tracker.open_windows == 3      # each its own anchor: no sound crosses the array that slowly
+    assert tracker.expire(tracker.window_ns) == [] and tracker.open_windows == 3
+    assert tracker.expire(tracker.window_ns + 1) == [] and tracker.open_windows == 0
 
 
 CITY_SITES = 20            # neighbourhoods 15 km apart, each with its own ring of sensors
@@ -58,8 +55,8 @@ INCIDENTS, INCIDENT_EVERY_NS = 60, 600_000_000     # 100 incidents a minute acro
 C_M_S = 340.0
 
 
-def test_overlapping_incidents_far_apart_stay_separate_groups():
-    """A busy city: an incident every 0.6 s, each in another neighbourhood; none chain into one group."""
+def test_overlapping_incidents_far_apart_stay_separate():
+    """A busy city: an incident every 0.6 s, each in another neighbourhood; each located on its own."""
     rng = np.random.default_rng(7)
     centres = [(SITE_SPACING_M * (k % 5), SITE_SPACING_M * (k // 5)) for k in range(CITY_SITES)]
     nodes, rings = [], []
@@ -89,9 +86,7 @@ def test_overlapping_incidents_far_apart_stay_separate_groups():
     updates = []
     for start in range(0, len(pulses), 50):
         updates += tracker.add(pulses[start:start + 50], received_ns=0)
-    assert len(tracker.groups) == INCIDENTS
-    assert max(len(g.pulses) for g in tracker.groups) == RING_SENSORS
-    assert all(len({p["incident"] for p in g.pulses}) == 1 for g in tracker.groups)
+    assert tracker.open_windows == INCIDENTS
     finals = tracker.flush()
     assert len(finals) == INCIDENTS == sum(u.status == "preliminary" for u in updates)
     incident_of = {p["id"]: p["incident"] for p in pulses}
@@ -100,12 +95,12 @@ def test_overlapping_incidents_far_apart_stay_separate_groups():
         assert math.hypot(final.incident["x"] - truth[n][0], final.incident["y"] - truth[n][1]) <= 5.0
 
 
-CHAIN_INCIDENTS, CHAIN_GROUP_PULSES = 40, 60
+CHAIN_INCIDENTS = 40
 
 
-def test_incidents_chained_in_one_neighbourhood_stay_in_bounded_groups():
-    """An incident every 0.6 s at one ring of sensors: they chain in space and time, yet no
-    group outgrows the cap, every pulse is in exactly one group, and the incidents are located."""
+def test_shots_chained_in_one_neighbourhood_are_all_located():
+    """A shot every 0.6 s at one ring of sensors, each somewhere else within 150 m: rounds of
+    one incident to the tracker (one window, widened shot by shot), every one located."""
     rng = np.random.default_rng(11)
     nodes, ring = [], []
     for j in range(RING_SENSORS):
@@ -114,8 +109,7 @@ def test_incidents_chained_in_one_neighbourhood_stay_in_bounded_groups():
         nodes.append({"id": f"r{j}", "public_key": bytes(key).hex(),
                       "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 0.0})
         ring.append((f"r{j}", nodes[-1]["x"], nodes[-1]["y"]))
-    tracker = IncidentTracker(registry_from_nodes(nodes), "chain", temperature_c=15.0,
-                              max_group_pulses=CHAIN_GROUP_PULSES)
+    tracker = IncidentTracker(registry_from_nodes(nodes), "chain", temperature_c=15.0)
     pulses, truth = [], {}
     t0 = 1_700_000_000 * NS_PER_S
     for n in range(CHAIN_INCIDENTS):
@@ -127,15 +121,12 @@ def test_incidents_chained_in_one_neighbourhood_stay_in_bounded_groups():
     pulses.sort(key=lambda p: p["t_ns"])
     for start in range(0, len(pulses), 50):
         tracker.add(pulses[start:start + 50], received_ns=0)
-    assert len(tracker.groups) >= len(pulses) / CHAIN_GROUP_PULSES
-    assert max(len(g.pulses) for g in tracker.groups) <= CHAIN_GROUP_PULSES
-    assert sorted(p["id"] for g in tracker.groups for p in g.pulses) == [p["id"] for p in sorted(pulses, key=lambda p: p["id"])]
-    groups = len(tracker.groups)
-    located = set()
-    for final in tracker.flush():   # shots 0.6 s apart at one place are rounds of one incident
+    located, used = set(), []
+    for final in tracker.flush():
+        used += final.used
         for shot in final.incident["shots"]:
             n = round((shot["t_ns"] - t0) / INCIDENT_EVERY_NS)
             if n in truth and math.hypot(shot["x"] - truth[n][0], shot["y"] - truth[n][1]) <= 5.0:
                 located.add(n)
-    # An incident cut by a group boundary may be lost; the others are not.
-    assert len(located) >= CHAIN_INCIDENTS - groups
+    assert located == set(truth)
+    assert len(used) == len(set(used))    # no pulse in two incidents
