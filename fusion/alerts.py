@@ -2,7 +2,8 @@
 
 An alert is an incident (the Incidents contract of DESIGN.md) plus ``revision`` (1, 2, ...)
 and ``status`` (``preliminary``: first location; ``revised``: more sensors reported;
-``final``: the propagation window closed).  Dispatch systems that speak the Common Alerting
+``final``: the propagation window closed; ``withdrawn``: its shots are another incident's,
+named in ``merged_into``).  Dispatch systems that speak the Common Alerting
 Protocol get the same content as CAP 1.2 (http://docs.oasis-open.org/emergency/cap/v1.2/):
 one ``alert`` with one ``info`` and one ``area``; where the incident is in WGS84 the area is a
 ``circle`` "lat,lon radius_km", else the local coordinates are given as ``parameter``s.
@@ -81,7 +82,7 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
         Per the Incidents contract, in WGS84 (``lat``/``lon``) or local (``x``/``y``) metres.
     revision, status :
         As in :func:`make_alert`.  Revision 1 is msgType ``Alert``; later ones are ``Update``
-        and reference the previous revision's identifier.
+        (``Cancel`` when withdrawn) and reference the previous revision's identifier.
     sender : str
         CAP sender, globally unique (e.g. an e-mail-like address of the fusion server).
     site : str
@@ -101,7 +102,7 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
     _sub(root, "sender", sender)
     _sub(root, "sent", cap_time(sent_ns))
     _sub(root, "status", cap_status)
-    _sub(root, "msgType", "Alert" if revision == 1 else "Update")
+    _sub(root, "msgType", "Alert" if revision == 1 else ("Cancel" if status == "withdrawn" else "Update"))
     _sub(root, "scope", "Restricted")
     _sub(root, "restriction", "public safety dispatch")
     if revision > 1:

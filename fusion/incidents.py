@@ -18,7 +18,9 @@ A window is located as soon as it holds enough sensors for a shot, and again whe
 has grown by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times), and once
 more when it closes; each kept incident is classified (:func:`fusion.classify.classify`).
 A located incident is published ``preliminary`` the first time, ``revised`` when more pulses
-change it, and ``final`` once no pulse has come into its window's reach for one window
+change it, ``withdrawn`` (with ``merged_into``) if its shots turn out to be another's (a burst's round
+located from its own anchor before the burst's window took it in), and ``final`` once no
+pulse has come into its window's reach for one window
 (``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time,
 and every earlier window has closed (an earlier window's shots decide which pulses this one
 may use).
@@ -41,7 +43,7 @@ import numpy as np
 import scipy.spatial
 
 import earwitness
-from fusion.attribution import MATCH_TOLERANCE_S, attribute, shot_arrivals
+from fusion.attribution import ECHO_WINDOW_S, MATCH_TOLERANCE_S, attribute, shot_arrivals
 from fusion.classify import classify
 from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
@@ -216,6 +218,10 @@ class IncidentTracker:
     def open_windows(self) -> int:
         """Anchor windows and published incidents not yet final."""
         return self._open_anchors + len(self._orphans)
+
+    def open_incidents(self) -> list[dict]:
+        """The latest body of every located incident not yet final."""
+        return [t.body for ts in list(self._tracked.values()) for t in ts] + [t.body for t in list(self._orphans)]
 
     def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
         """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the windows they changed."""
@@ -492,8 +498,15 @@ class IncidentTracker:
                 best = _Tracked(self._new_id(inc), inc, [r.pulse for r in s.pulses], s.received_ns)
             mine.append(best)
             self._tracked[s.anchor.id] = mine
-        self._orphans = [t for t in loose if t.published]
         updates = []
+        current = [t for ts in self._tracked.values() for t in ts]
+        self._orphans = []
+        for tracked in (t for t in loose if t.published):
+            into = next((c for c in current if self._absorbs(c.body, tracked.body)), None)
+            if into is not None:   # its shots are another incident's now: withdrawn in its favour
+                updates.append(self._withdrawal(tracked, into))
+            else:
+                self._orphans.append(tracked)
         closed = 0
         for k, s in enumerate(swept):
             final = s.closing and closed == k   # and every earlier window closed too
@@ -529,6 +542,21 @@ class IncidentTracker:
         tracked.pulses = [r.pulse for r in s.pulses]
         tracked.received_ns = s.received_ns
 
+    def _absorbs(self, incident: dict, other: dict) -> bool:
+        """Whether every shot of ``other`` is one of ``incident``'s (as close in time as two
+        arrivals of one sound can be, and within the anchor range)."""
+        sensors = self.registry.sensors
+        mine = [(s["t_ns"], sensors.to_enu(s)[:2]) for s in incident.get("shots", [])]
+        return bool(other.get("shots")) and all(
+            any(abs(t_ns - shot["t_ns"]) <= self.pair_slack_ns and math.dist(xy, sensors.to_enu(shot)[:2]) <= self.anchor_range_m
+                for t_ns, xy in mine)
+            for shot in other["shots"])
+
+    def _withdrawal(self, tracked: _Tracked, into: _Tracked) -> Update:
+        body = dict(tracked.body, incident=tracked.incident_id, merged_into=into.incident_id)
+        return Update(incident=body, status="withdrawn", used=[], rejected={},
+                      meta=self._meta(body, tracked.pulses), trigger_received_ns=tracked.received_ns)
+
     def _same_incident(self, old: dict, new: dict) -> bool:
         """Whether a located incident is one tracked before under another anchor: close in time and place."""
         if abs(old["t_ns"] - new["t_ns"]) > self.window_ns:
@@ -544,9 +572,29 @@ class IncidentTracker:
             return []
         tracked.published, tracked.changed = True, False
         body = dict(tracked.body, incident=tracked.incident_id)
-        used, rejected = attribute(body, tracked.pulses, self.registry.sensors, body.get("c_mps") or C_MIN)
+        evidence = tracked.pulses + self._heard_beyond(body, tracked.pulses)
+        used, rejected = attribute(body, evidence, self.registry.sensors, body.get("c_mps") or C_MIN)
         return [Update(incident=body, status=status, used=used, rejected=rejected,
-                       meta=self._meta(body, tracked.pulses), trigger_received_ns=tracked.received_ns)]
+                       meta=self._meta(body, evidence), trigger_received_ns=tracked.received_ns)]
+
+    def _heard_beyond(self, incident: dict, window: list[dict]) -> list[dict]:
+        """The pulses outside the incident's window that are its shots' arrivals or echoes (up to
+        the attribution's echo window) at sensors out to the farthest a shot is heard: the
+        report lists them with the rest of its evidence."""
+        _, table = self._arrivals(incident)
+        echo_ns = int((ECHO_WINDOW_S - ECHO_SKIP_S) * NS_PER_S)
+        have = {p["id"] for p in window}
+        out = []
+        for name, spans in table.items():
+            if name not in self._by_sensor:
+                continue
+            times, recs = self._by_sensor[name]
+            for lo, _, hi in spans:
+                for rec in recs[bisect.bisect_left(times, lo):bisect.bisect_right(times, hi + echo_ns)]:
+                    if rec.id not in have:
+                        have.add(rec.id)
+                        out.append(rec.pulse)
+        return out
 
     def _new_id(self, incident: dict) -> str:
         """The site's id of a new incident (the locator's, from its time to the millisecond; made

@@ -251,7 +251,7 @@ class FusionService:
             self.link.publish(f"{self.alert_topic}/cap", cap.encode())
             self._last_sent_ns[inc["incident"]] = sent_ns
             self.alerts_published += 1
-            if update.status != "final":
+            if update.status not in ("final", "withdrawn"):
                 self.latencies_s.append((time.time_ns() - update.trigger_received_ns) / NS_PER_S)
             if self.config.webhook:
                 self._webhooks.submit(alerts.post_webhook, self.config.webhook, body.encode(), alerts.JSON_CONTENT_TYPE)

@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-# Incident statuses, in the order an incident goes through them.
-STATUSES = ("preliminary", "revised", "final")
+# Incident statuses, in the order an incident goes through them; ``withdrawn`` ends one whose
+# shots turned out to be another incident's (its last revision names it in ``merged_into``).
+STATUSES = ("preliminary", "revised", "final", "withdrawn")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 metadata = sa.MetaData()

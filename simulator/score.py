@@ -28,6 +28,7 @@ MATCH_TIME_S = 2.0
 MATCH_RADIUS_M = 150.0
 SHOT_TIME_S = 0.1
 DAY_S = 86400.0
+WITHDRAWN = "withdrawn"   # an alert status: its shots were merged into another incident
 CONFOUNDER_CLASSES = ("fireworks", "other")   # fusion.classify's classes other than gunfire
 # A located incident is of the true event nearest in time x speed of sound + distance, within this.
 CLASS_MATCH_M = 600.0
@@ -64,6 +65,7 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
     incidents with two or more true shooters; None without any), ``false_alerts`` and
     ``false_alerts_per_sq_mi_day``.
     """
+    incidents = [i for i in incidents if i.get("status") != WITHDRAWN]   # merged into another: not an incident
     true = truth_incidents(truth, origin)
     classes = classification(incidents, truth, origin)
     located = []

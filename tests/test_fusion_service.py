@@ -244,7 +244,7 @@ def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, 
     try:
         publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
         assert _wait(lambda: service.ingest.accepted == len(site.messages))
-        assert _wait(lambda: any(len(t.body["shots"]) == site.rounds for g in service.tracker.groups for t in g.tracked))
+        assert _wait(lambda: any(len(i["shots"]) == site.rounds for i in service.tracker.open_incidents()))
         service.finalise_open_incidents()
         assert _wait(lambda: service.clips_requested > 0)
         assert _wait(lambda: service.clips_stored == len(site.wavs))
