@@ -64,7 +64,7 @@ M_PER_DEGREE = 111_320.0
 # crosses that) are not anchors again: a shot they would anchor lies within range of it.
 ANCHOR_COVER_FRACTION = 0.75   # of latitude; an upper bound for longitude
 # The keys of a pulse the locator reads.
-LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS)
+LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS, "features")
 
 
 @dataclasses.dataclass
