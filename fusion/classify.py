@@ -61,6 +61,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from fusion.multilaterate import C_MAX, C_MIN, Geometry, fit_shots
 from fusion.sensors import Sensors
@@ -91,6 +92,16 @@ AERIAL_HEIGHT_M = 45.0
 HEIGHT_SIGMAS = 1.0
 HEIGHT_START_M = 100.0            # the 3D fit starts above the sensors (the plane's mirror is ambiguous)
 MIN_SENSORS_3D = 5                # x, y, z, t0 and one to spare
+# Wind. Over a city's ranges a light wind shifts arrivals by tens of ms (3 m/s over 1 km: about
+# 25 ms), downwind early, upwind late; a still-air 3D fit reads part of that as height
+# (city_demo's rifle on the ground: 44 m from exact arrivals in 3 m/s of wind, -22 m without).
+# So an aerial reading is checked by a fit that estimates the wind too, in the effective-sound-
+# speed model c + w.u along each path (Salomons, "Computational Atmospheric Acoustics", 2001,
+# §2.3), when enough sensors hear the shot for two more unknowns; each component within the
+# strongest wind considered.
+MIN_SENSORS_WIND = 8                # x, y, z, t0, c, two wind components and one to spare
+MAX_WIND_MPS = 20.0
+WIND_FIT_FTOL = 1e-6              # relative change of cost where the fit stops: the height settles within cm
 DEFAULT_T_UNC_S = 1e-3
 ROBUST_SCALE_S = 5e-4             # residual scale of the robust loss: a few samples of timing
 AERIAL_LOG_ODDS = -6.0
@@ -165,17 +176,76 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
         # c free (within the plausible range), since far sensors trade a height for a speed of sound.
         fit = fit_shots([(pos, t_s, sigma)], c_m_s, Geometry("3d"), [(start, t0)], loss="soft_l1",
                         scale_s=ROBUST_SCALE_S, fit_c=len(known) > MIN_SENSORS_3D, c_bounds=(C_MIN, C_MAX))
+        height = _height(float(fit.positions[0][2]) - plane_z,
+                         fit.cov[0][2, 2] if fit.cov and fit.cov[0] is not None else math.inf, fit.variance_factor)
+        # An aerial reading is checked with the wind estimated too (from the still-air solution):
+        # only there can the wind's shift of the arrivals make the call, and gunfire rarely gets there.
+        if len(known) >= MIN_SENSORS_WIND and _aerial(*height):
+            z, z_var, factor = _fit_with_wind(pos, t_s, sigma, fit.positions[0], float(fit.t0_s[0]), fit.c)
+            height = _height(z - plane_z, z_var, factor)
     except (ValueError, np.linalg.LinAlgError):
         return None
-    z_var = fit.cov[0][2, 2] if fit.cov and fit.cov[0] is not None else math.inf
-    # The covariance is scaled by the a-posteriori variance factor; a fit better than the stated
-    # timing errors must not claim more than they allow (the a-priori sigma is a floor:
-    # Mikhail & Ackermann, "Observations and Least Squares", 1976, §4.7), and an exact fit
-    # (factor 0) says nothing about its height.
-    factor = fit.variance_factor
+    return height
+
+
+def _height(h_m: float, z_var: float, factor: float) -> tuple[float, float]:
+    """Height and its sigma from a fit's z variance (scaled by its variance factor) and that factor.
+
+    The covariance is scaled by the a-posteriori variance factor; a fit better than the stated
+    timing errors must not claim more than they allow (the a-priori sigma is a floor:
+    Mikhail & Ackermann, "Observations and Least Squares", 1976, §4.7), and an exact fit
+    (factor 0) says nothing about its height.
+    """
     z_var = z_var / factor if 0.0 < factor < 1.0 else (math.inf if factor <= 0.0 else z_var)
-    z_sigma = float(np.sqrt(max(z_var, 0.0)))
-    return float(fit.positions[0][2]) - plane_z, z_sigma
+    return h_m, float(np.sqrt(max(z_var, 0.0)))
+
+
+def _aerial(h_m: float, h_sigma_m: float) -> bool:
+    return h_m >= AERIAL_HEIGHT_M and h_m >= HEIGHT_SIGMAS * h_sigma_m
+
+
+def _fit_with_wind(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, start: np.ndarray, t0: float,
+                   c_m_s: float) -> tuple[float, float, float]:
+    """Source height, its variance (scaled by the variance factor) and that factor, from a 3D fit with wind.
+
+    Unknowns x, y, z, t0, c and the horizontal wind (w_e, w_n); arrival t0 + r / (c + w.d_h / r)
+    for a sensor at offset d (r = |d|, d_h its horizontal part): the effective sound speed along
+    the straight path (Salomons 2001, §2.3). Robust soft-L1 least squares
+    (:func:`scipy.optimize.least_squares`, trust-region reflective within the bounds on c and
+    the wind); covariance s^2 (J^T J)^-1 at the solution, as :func:`fusion.multilaterate.fit_shots`.
+    """
+    def paths(p):
+        d = pos - p[:3]
+        r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
+        return d, r, p[4] + d[:, :2] @ p[5:7] / r
+
+    def residuals(p):
+        _, r, speed = paths(p)
+        return (t_s - p[3] - r / speed) / sigma
+
+    def jacobian(p):
+        # Travel time g = r / v, v = c + w.d_h / r; d/dp of r is -d / r, of v is -(w / r) + (w.d_h) d / r^3.
+        d, r, speed = paths(p)
+        w3 = np.array([p[5], p[6], 0.0])
+        dr = -d / r[:, None]
+        dv = -w3[None, :] / r[:, None] + ((d[:, :2] @ p[5:7]) / r ** 3)[:, None] * d
+        dg_pos = (dr * speed[:, None] - r[:, None] * dv) / (speed ** 2)[:, None]
+        jac = np.empty((len(r), 7))
+        jac[:, :3] = dg_pos
+        jac[:, 3] = 1.0
+        jac[:, 4] = -r / speed ** 2
+        jac[:, 5:7] = -d[:, :2] / (speed ** 2)[:, None]
+        return -jac / sigma[:, None]
+
+    c0 = min(max(c_m_s, C_MIN), C_MAX)
+    lo = [-np.inf] * 4 + [C_MIN, -MAX_WIND_MPS, -MAX_WIND_MPS]
+    hi = [np.inf] * 4 + [C_MAX, MAX_WIND_MPS, MAX_WIND_MPS]
+    sol = least_squares(residuals, np.array([*start, t0, c0, 0.0, 0.0]), jac=jacobian, bounds=(lo, hi),
+                        loss="soft_l1", f_scale=ROBUST_SCALE_S / float(np.median(sigma)), x_scale="jac", ftol=WIND_FIT_FTOL)
+    dof = len(t_s) - len(sol.x)
+    factor = float(sol.fun @ sol.fun) / dof
+    z_var = float(np.linalg.inv(sol.jac.T @ sol.jac)[2, 2]) * factor
+    return float(sol.x[2]), z_var, factor
 
 
 def cadence(shot_times_ns: list[int]) -> dict | None:
@@ -263,7 +333,7 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     heights = [h for h in (height_above_sensors_m(s, a, sensors, c_m_s) for s, a in zip(shots, arrivals)) if h]
     if heights:
         h, h_sigma = max(heights, key=lambda hs: hs[0] - HEIGHT_SIGMAS * hs[1])
-        aerial = h >= AERIAL_HEIGHT_M and h >= HEIGHT_SIGMAS * h_sigma
+        aerial = _aerial(h, h_sigma)
         lo = AERIAL_LOG_ODDS if aerial else 0.0
         cues["height"] = {"height_m": round(h, 1), "sigma_m": round(h_sigma, 1), "log_odds": lo}
         log_odds += lo

@@ -90,7 +90,7 @@ ANCHOR_COVER_FRACTION = 0.75
 # it) before they are forgotten.
 RETAIN_S = 120.0
 # The keys of a pulse the locator reads.
-LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS)
+LOCATOR_KEYS = ("sensor", "t_ns", "t_unc_ns", *LEVEL_KEYS, "features")
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ from fusion.multilaterate import (
 )
 from fusion.pulses import Pulses, parse_pulses
 from fusion.sensors import Sensors, read_sensors
-from fusion.shockwave import screen, shock_like
+from fusion.shockwave import louder_than_blast, screen, shock_like
 from fusion.shooters import cluster_shooters, split_incidents
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,13 @@ CLIPPED_DBFS = -3.0
 # least 50 ms apart (1200 rounds/min); the slack covers the fits' emission-time errors.
 IMAGE_TIME_S = 0.03
 IMAGE_RANGE_M = 100.0
+# Echoes off several walls round a shooter (a courtyard) fit no single image source: their
+# compromise lands near the shooter, later by up to the walls' round trip. A lone shot of a
+# second "shooter" whose distance from another's shot plus the sound's travel in the time
+# between them is within this path, and fewer sensors hear, is such an echo (city_demo's
+# rifle: 14-25 m away, 33-110 ms later, 36-52 m of path; its exchange's second shooter, 45 m
+# away and 0.35 s later, 165 m).
+ECHO_PATH_M = IMAGE_RANGE_M + IMAGE_TIME_S * C_MAX
 CLASS_UNCLASSIFIED = "impulsive"
 ERR_DECIMALS = 2
 ID_FORMAT = "%Y%m%dT%H%M%S"
@@ -238,8 +245,10 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         shots = _without_images(shots)
         t0 = np.array([s.t0_s for s in shots])
         for members in split_incidents(t0):
-            incidents.append(_incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
-                                       c_known, mode, ground_z_m, t_ref_ns))
+            incident = _incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
+                                 c_known, mode, ground_z_m, t_ref_ns)
+            if incident is not None:
+                incidents.append(incident)
     return incidents
 
 
@@ -297,8 +306,25 @@ def _inliers(residuals_s: list, need: int) -> list[np.ndarray]:
     return keep
 
 
-def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z_m, t_ref_ns) -> dict:
-    """Final fit of an incident's shots (shared c when estimated) and its contract dict."""
+def _echoes(out_shots: list[dict], enus: np.ndarray, labels: np.ndarray, c_m_s: float) -> np.ndarray:
+    """Mask of the located shots (in discharge order) that are another shot's echo (see ECHO_PATH_M)."""
+    counts = np.bincount(labels)
+    echo = np.zeros(len(out_shots), dtype=bool)
+    for i, shot in enumerate(out_shots):
+        if counts[labels[i]] != 1:
+            continue
+        for j in range(i):
+            lag_s = (shot["t_ns"] - out_shots[j]["t_ns"]) / NS_PER_S
+            path_m = float(np.hypot(*(enus[i, :2] - enus[j, :2]))) + c_m_s * lag_s
+            if labels[j] != labels[i] and not echo[j] and path_m <= ECHO_PATH_M and \
+                    len(out_shots[j]["sensors"]) > len(shot["sensors"]):
+                echo[i] = True
+                break
+    return echo
+
+
+def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z_m, t_ref_ns) -> dict | None:
+    """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left)."""
     used = np.concatenate([s.pulses for s in shots])
     z_m = ground_z_m if ground_z_m is not None else float(pos[used, 2].min())
     geometry = Geometry(mode, z_m)
@@ -316,11 +342,21 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
     # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
     # association tolerance) are left out of the plain fit the covariance comes from.
     robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
-    keep = _inliers(robust.residuals_s, min_sensors(mode))
-    for shot, k in zip(shots, keep):
-        shot.pulses = shot.pulses[k]
+    need = min_sensors(mode)
+    keep = _inliers(robust.residuals_s, need)
+    starts = []
+    for shot, k, p, t0 in zip(shots, keep, robust.positions, robust.t0_s):
+        # Cracks neither the shape nor the lead gave away (downrange, no blast heard): too loud for the muzzle.
+        dist_m = np.hypot(*(pos[shot.pulses, :2] - p[:2]).T)
+        shot.pulses = shot.pulses[k & ~louder_than_blast(pulses.peak_dbfs[shot.pulses], dist_m)]
+        starts.append((p, t0))
+    # A shot left with too few sensors was the cracks' own (they agree on a point of the bullet's path).
+    kept = [i for i, s in enumerate(shots) if len(np.unique(pulses.sensor[s.pulses])) >= need]
+    if not kept:
+        return None
+    shots, starts = [shots[i] for i in kept], [starts[i] for i in kept]
     groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
-    starts = [(p, t0) for p, t0 in zip(robust.positions, robust.t0_s)]
+    fit_c = fit_c and sum(len(s.pulses) for s in shots) - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
     fit = fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
     dof = fit.dof if fit.dof > 0 else None
     out_shots = []
@@ -341,6 +377,11 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
     labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
+    echo = _echoes(out_shots, enus, labels, fit.c)
+    if echo.any():
+        out_shots = [s for s, e in zip(out_shots, echo) if not e]
+        enus = enus[~echo]
+        labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
         del shot["_enu"]

@@ -19,6 +19,11 @@ MIN_REAL_GUNFIRE_RATE = 0.95
 MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS = 2
 MIN_FIREWORKS_NIGHT_ACCURACY = 0.75
 FIREWORKS_NIGHT_S = 200.0
+# Wind and the height cue: the seed city's wind, the sensors that hear a rifle, their survey error.
+WIND_MPS = 3.0
+HEARD_WITHIN_M = 1600.0
+GPS_ERROR_M = 2.0
+BURST_M = 150.0
 
 
 def _classified(pulses, sensors, temperature):
@@ -127,3 +132,35 @@ def test_mortar_launch_then_burst_is_fireworks():
     late, late_arr = _single(sensors, 155.0, 9.0)
     assert mortar_partner(burst["shots"], [far], sensors) is None
     assert mortar_partner(late["shots"], [launch], sensors) is None
+
+
+def test_wind_does_not_lift_a_shot_on_the_ground():
+    """The demo's rifle position in the seed city with 3 m/s of wind (exact arrivals, sensors
+    placed with 2 m of GPS error): on the ground it is not aerial; a burst 150 m up still is."""
+    import dataclasses
+
+    from fusion.classify import AERIAL_HEIGHT_M, height_above_sensors_m
+
+    scn = scenario.load("city_demo")
+    (rifle,) = [e for e in scn.events if e.kind == "rifle"]
+    assert scn.atmosphere.wind_mps == WIND_MPS
+    xyz = np.asarray(scn.array.xyz, dtype=float)
+    near = np.linalg.norm(xyz[:, :2] - rifle.pos[:2], axis=1) < HEARD_WITHIN_M
+    ids = [sid for sid, n in zip(scn.array.ids, near) if n]
+    rng = np.random.default_rng(5)
+    surveyed = xyz[near] + rng.normal(0.0, GPS_ERROR_M, (len(ids), 3)) * (1.0, 1.0, 0.0)
+    sensors = Sensors.from_local({sid: tuple(p) for sid, p in zip(ids, surveyed)})
+    heights = {}
+    for up_m in (0.0, BURST_M):
+        src = rifle.pos + (0.0, 0.0, up_m)
+        for wind in (0.0, WIND_MPS):
+            travel_s, _ = dataclasses.replace(scn.atmosphere, wind_mps=wind).travel_time_s(src, xyz[near])
+            arrivals = [{"sensor": sid, "t_ns": int(round(t * NS)), "t_unc_ns": 7_000} for sid, t in zip(ids, travel_s)]
+            shot = {"t_ns": 0, "x": float(src[0]), "y": float(src[1]), "z": float(src[2])}
+            heights[up_m, wind] = height_above_sensors_m(shot, arrivals, sensors, scn.atmosphere.c_mps)
+    for wind in (0.0, WIND_MPS):
+        h, sigma = heights[0.0, wind]
+        assert not (h >= AERIAL_HEIGHT_M and h >= sigma), (wind, h, sigma)
+        h, sigma = heights[BURST_M, wind]
+        assert h >= AERIAL_HEIGHT_M and h >= sigma, (wind, h, sigma)
+

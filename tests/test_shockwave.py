@@ -9,7 +9,7 @@ from earwitness.cli import main
 from fusion.locate import shock_waves
 from fusion.pulses import read_pulses
 from fusion.sensors import read_sensors
-from fusion.shockwave import screen, shock_like
+from fusion.shockwave import ABSORPTION_DB_PER_M, louder_than_blast, screen, shock_like
 from simulator import render, scenario, score
 
 RIFLE = """
@@ -110,3 +110,14 @@ def test_pistol_is_unaffected(tmp_path, capsys):
     assert "supersonic" not in err
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s)
     assert s["shots_located"] == 3 and s["rounds_exact"] == 1.0
+
+
+def test_a_crack_too_loud_for_the_located_muzzle_is_flagged():
+    # Blasts of one level at 1 m (give or take directivity) at 300-1500 m; a crack at 2 km
+    # implying 30 dB more; an unknown level.
+    dist_m = np.array([300.0, 600.0, 900.0, 1500.0, 2000.0, 800.0])
+    at_1m_db = np.array([0.0, 6.0, -8.0, 3.0, 30.0, np.nan])
+    peak = at_1m_db - 20.0 * np.log10(dist_m) - ABSORPTION_DB_PER_M * dist_m
+    assert louder_than_blast(peak, dist_m).tolist() == [False, False, False, False, True, False]
+    # Too few known levels to tell what the blast's is: nothing flagged.
+    assert not louder_than_blast(peak[[0, 4]], dist_m[[0, 4]]).any()
