@@ -48,6 +48,7 @@ from fusion.classify import classify
 from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
 from fusion.pulses import LEVEL_KEYS
+from fusion.shockwave import LEVEL_EXCESS_DB, MIN_LEVELS, level_at_1m_db
 from fusion.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ ECHO_SKIP_S = 1.0
 NEW_SHOT_SENSORS = 2
 # An incident most of whose pulses an earlier window's incidents used is one of those again.
 DUPLICATE_SHARE = 0.5
+# No bullet is faster (Mach 3.5): its crack reaches a sensor no sooner than distance / this.
+V_MAX_BULLET_M_S = 1200.0
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
@@ -146,10 +149,11 @@ class _Swept:
     t_end_ns: int              # the window reaches BURST_GAP_S past this
     claimed: set               # the sweep's claimed pulses (the window leaves them out)
     closing: bool = False
+    key: frozenset = frozenset()   # ids of its pulses
+    new_shot: bool | None = None   # whether its neighbourhood heard a shot it has not located (once known)
 
-    @property
-    def key(self) -> frozenset:
-        return frozenset(r.id for r in self.pulses)
+    def __post_init__(self):
+        self.key = frozenset(r.id for r in self.pulses)
 
 
 class IncidentTracker:
@@ -270,7 +274,7 @@ class IncidentTracker:
 
         def taken(p) -> bool:
             """Whether a pulse is used by a kept incident, or is one's arrival at another sensor."""
-            return p["id"] in claimed or _explains(active, p["sensor"], int(p["t_ns"])) == _ARRIVAL
+            return p["id"] in claimed or _explains(active, p["sensor"], int(p["t_ns"]), p.get("peak_dbfs")) == _ARRIVAL
 
         def refresh(earlier: _Swept) -> None:
             """Locate again an earlier window that grew since (its own shots of before do not count as taken)."""
@@ -298,9 +302,11 @@ class IncidentTracker:
             # its anchor's neighbours hear a new shot, or when this pulse would anchor a shot of
             # its own: the earlier window's shots may explain it (a burst's next round is no incident of its own).
             for earlier in windows_of.get(rec.id, ()):
-                if stale(earlier) and self._new_shot(earlier.anchor, earlier, self._windows[earlier.anchor.id]):
+                if stale(earlier) and earlier.new_shot is None:
+                    earlier.new_shot = self._new_shot(earlier.anchor, earlier, self._windows[earlier.anchor.id])
+                if stale(earlier) and earlier.new_shot:
                     refresh(earlier)
-            if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns):
+            if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns, rec.pulse.get("peak_dbfs")):
                 continue
             window = self._windows.get(rec.id)
             s = self._window(rec, claimed, window.t_end_ns if window else rec.t_ns)
@@ -310,7 +316,7 @@ class IncidentTracker:
                 for earlier in windows_of[rec.id]:
                     if stale(earlier):
                         refresh(earlier)
-                if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns):
+                if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns, rec.pulse.get("peak_dbfs")):
                     self._windows.pop(rec.id, None)
                     continue
                 s.kept = self._located(rec, s, s.closing, taken, force=True)
@@ -369,11 +375,11 @@ class IncidentTracker:
             t_end_ns = max([anchor.t_ns] + [self._arrival_ns(shot, inc, anchor.sensor)
                                              for inc, _ in kept for shot in inc["shots"]])
             self._windows[anchor.id] = _Window(key, len(s.pulses), kept, t_end_ns, far,
-                                               [self._arrivals(inc) for inc, _ in kept])
+                                               [self._arrivals(inc, [r.pulse for r in s.pulses], used) for inc, used in kept])
             if t_end_ns <= s.t_end_ns or t_end_ns - anchor.t_ns > MAX_WINDOW_S * NS_PER_S:
                 return kept
             wider = self._window(anchor, s.claimed, t_end_ns)   # a burst goes on
-            s.pulses, s.skipped, s.received_ns, s.t_end_ns = wider.pulses, wider.skipped, wider.received_ns, t_end_ns
+            s.pulses, s.skipped, s.received_ns, s.t_end_ns, s.key = wider.pulses, wider.skipped, wider.received_ns, t_end_ns, wider.key
             key = s.key
 
     def _new_shot(self, anchor: _Pulse, s: _Swept, window: _Window) -> bool:
@@ -421,14 +427,21 @@ class IncidentTracker:
             log.exception("locating a window of %d pulses failed; it is left unlocated", len(pulses))
         return kept, far
 
-    def _arrivals(self, incident: dict) -> tuple[int, dict]:
+    def _arrivals(self, incident: dict, pulses: list[dict] = (), used: set = frozenset()) -> tuple[int, dict, float | None]:
         """A located incident's predicted arrivals out to the farthest a shot is heard:
-        (latest time they explain, {sensor: [(earliest, latest arrival, latest echo) ns per shot]}).
+        (latest time they explain, {sensor: [(earliest crack, earliest arrival, latest arrival,
+        latest echo ns, distance m) per shot]}, loudest level at 1 m its blasts can imply).
 
         A pulse within MATCH_TOLERANCE_S of one is that shot's arrival (no other window may take
-        it); one up to ECHO_SKIP_S later may be its echo (not an anchor of a shot of its own)."""
+        it); one up to ECHO_SKIP_S later may be its echo (not an anchor of a shot of its own); one
+        before the blast, too loud for it at that distance, is its bullet's crack
+        (:func:`fusion.shockwave.louder_than_blast`: downrange sensors may hear it alone)."""
         sensors, c_m_s = self.registry.sensors, incident.get("c_mps") or C_MIN
         tolerance_ns, echo_ns = int(MATCH_TOLERANCE_S * NS_PER_S), int(ECHO_SKIP_S * NS_PER_S)
+        xy0 = sensors.to_enu(incident)[:2] if "shots" in incident else None
+        levels = [float(level_at_1m_db(p["peak_dbfs"], math.dist(xy0, self._xy[p["sensor"]])))
+                  for p in pulses if p["id"] in used and p.get("peak_dbfs") is not None and p["sensor"] in self._xy]
+        level_max = float(np.median(levels)) + LEVEL_EXCESS_DB if len(levels) >= MIN_LEVELS else None
         table: dict[str, list] = {}
         until_ns = 0
         for shot in incident.get("shots", []):
@@ -438,31 +451,25 @@ class IncidentTracker:
                 continue
             dist_m = np.hypot(*(self._tree.data[near] - xy).T)
             t_pred = shot["t_ns"] + (dist_m / c_m_s * NS_PER_S).astype(np.int64)
-            for j, t in zip(near, t_pred.tolist()):
-                table.setdefault(self._names[j], []).append((t - tolerance_ns, t + tolerance_ns, t + echo_ns))
+            t_crack = shot["t_ns"] + (dist_m / V_MAX_BULLET_M_S * NS_PER_S).astype(np.int64)
+            for j, t, tc, d in zip(near, t_pred.tolist(), t_crack.tolist(), dist_m.tolist()):
+                table.setdefault(self._names[j], []).append((tc, t - tolerance_ns, t + tolerance_ns, t + echo_ns, d))
             until_ns = max(until_ns, int(t_pred.max()) + echo_ns)
-        return until_ns, table
+        return until_ns, table, level_max
 
-    def _explained(self, incident: dict) -> tuple[set, set]:
-        """Ids of the pulses that are a located incident's arrivals out to the farthest a shot is
-        heard (within MATCH_TOLERANCE_S of the predicted time: no other window may take them),
-        and of those that may be their echoes (up to ECHO_SKIP_S late: not anchors of a shot of their own)."""
-        sensors, c_m_s = self.registry.sensors, incident.get("c_mps") or C_MIN
-        tolerance_ns = int(MATCH_TOLERANCE_S * NS_PER_S)
+    def _explained(self, incident: dict, pulses: list[dict], used: set) -> tuple[set, set]:
+        """Ids of the pulses of the buffer that are a located incident's arrivals (or cracks), and
+        of those that may be its echoes (see :meth:`_arrivals`)."""
+        until_ns, table, level_max = self._arrivals(incident, pulses, used)
         arrivals, echoes = set(), set()
-        for shot in incident.get("shots", []):
-            xy = sensors.to_enu(shot)[:2]
-            for j in self._tree.query_ball_point(xy, self.max_range_m):
-                name = self._names[j]
-                if name not in self._by_sensor:
-                    continue
-                times, recs = self._by_sensor[name]
-                t_pred = shot["t_ns"] + int(math.dist(xy, self._xy[name]) / c_m_s * NS_PER_S)
-                lo = bisect.bisect_left(times, t_pred - tolerance_ns)
-                mid = bisect.bisect_right(times, t_pred + tolerance_ns)
-                hi = bisect.bisect_right(times, t_pred + int(ECHO_SKIP_S * NS_PER_S))
-                arrivals.update(r.id for r in recs[lo:mid])
-                echoes.update(r.id for r in recs[mid:hi])
+        for name, spans in table.items():
+            if name not in self._by_sensor:
+                continue
+            times, recs = self._by_sensor[name]
+            for span in spans:
+                for rec in recs[bisect.bisect_left(times, span[0]):bisect.bisect_right(times, span[3])]:
+                    found = _explains([(until_ns, {name: [span]}, level_max)], name, rec.t_ns, rec.pulse.get("peak_dbfs"))
+                    (arrivals if found == _ARRIVAL else echoes if found == _ECHO else set()).add(rec.id)
         return arrivals, echoes
 
     def _publish(self, swept: list[_Swept], now_ns: int | None) -> list[Update]:
@@ -518,7 +525,7 @@ class IncidentTracker:
             self._windows.pop(s.anchor.id, None)
             self._done_skipped |= s.skipped
             for inc, used in s.kept:
-                arrivals, echoes = self._explained(inc)
+                arrivals, echoes = self._explained(inc, [r.pulse for r in s.pulses], used)
                 self._done_claimed |= used | arrivals
                 self._done_skipped |= echoes
         orphans, self._orphans = self._orphans, []
@@ -581,7 +588,7 @@ class IncidentTracker:
         """The pulses outside the incident's window that are its shots' arrivals or echoes (up to
         the attribution's echo window) at sensors out to the farthest a shot is heard: the
         report lists them with the rest of its evidence."""
-        _, table = self._arrivals(incident)
+        _, table, _ = self._arrivals(incident)
         echo_ns = int((ECHO_WINDOW_S - ECHO_SKIP_S) * NS_PER_S)
         have = {p["id"] for p in window}
         out = []
@@ -589,7 +596,7 @@ class IncidentTracker:
             if name not in self._by_sensor:
                 continue
             times, recs = self._by_sensor[name]
-            for lo, _, hi in spans:
+            for _, lo, _, hi, _ in spans:
                 for rec in recs[bisect.bisect_left(times, lo):bisect.bisect_right(times, hi + echo_ns)]:
                     if rec.id not in have:
                         have.add(rec.id)
@@ -643,15 +650,19 @@ class IncidentTracker:
 _ARRIVAL, _ECHO = 1, 2
 
 
-def _explains(active: list, sensor: str, t_ns: int) -> int:
-    """_ARRIVAL if a pulse is an active incident's predicted arrival, _ECHO if it may be one's echo, else 0."""
+def _explains(active: list, sensor: str, t_ns: int, peak_dbfs: float | None) -> int:
+    """_ARRIVAL if a pulse is an active incident's predicted arrival or its bullet's crack, _ECHO if
+    it may be one's echo, else 0 (``active``: :meth:`IncidentTracker._arrivals` of each)."""
     found = 0
-    for _, table in active:
-        for lo, mid, hi in table.get(sensor, ()):
+    for _, table, level_max in active:
+        for crack, lo, mid, hi, dist_m in table.get(sensor, ()):
             if lo <= t_ns <= mid:
                 return _ARRIVAL
             if mid < t_ns <= hi:
                 found = _ECHO
+            elif (crack <= t_ns < lo and level_max is not None and peak_dbfs is not None
+                  and level_at_1m_db(peak_dbfs, dist_m) > level_max):
+                return _ARRIVAL
     return found
 
 

@@ -101,6 +101,13 @@ def screen(sensor: np.ndarray, t_s: np.ndarray, shock: np.ndarray, duration_ms: 
     return flagged
 
 
+def level_at_1m_db(peak_db, dist_m):
+    """The level at 1 m that a peak heard at ``dist_m`` implies: spherical spreading (20 log10 r)
+    and air absorption (ISO 9613-1) added back, as :func:`fusion.classify.source_level_db`."""
+    r = np.maximum(np.asarray(dist_m, dtype=float), MIN_DISTANCE_M)
+    return np.asarray(peak_db, dtype=float) + 20.0 * np.log10(r) + ABSORPTION_DB_PER_M * r
+
+
 def louder_than_blast(peak_dbfs: np.ndarray, dist_m: np.ndarray) -> np.ndarray:
     """Mask of a located shot's arrivals too loud for its muzzle blast: cracks (see the module doc).
 
@@ -117,8 +124,7 @@ def louder_than_blast(peak_dbfs: np.ndarray, dist_m: np.ndarray) -> np.ndarray:
         Distance of each arrival's sensor from the located shot.
     """
     peak = np.asarray(peak_dbfs, dtype=float)
-    r = np.maximum(np.asarray(dist_m, dtype=float), MIN_DISTANCE_M)
-    implied = peak + 20.0 * np.log10(r) + ABSORPTION_DB_PER_M * r
+    implied = level_at_1m_db(peak, dist_m)
     known = np.isfinite(implied)
     if known.sum() < MIN_LEVELS:
         return np.zeros(len(peak), dtype=bool)

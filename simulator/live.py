@@ -130,12 +130,13 @@ class AlertCollector:
 
 
 def latest_revisions(alerts: list[dict]) -> list[dict]:
-    """The last revision of every incident among ``alerts``, in discharge order."""
+    """The last revision of every incident among ``alerts``, in discharge order; those withdrawn
+    (merged into another incident) are left out."""
     last: dict[str, dict] = {}
     for a in alerts:
         if a["incident"] not in last or a["revision"] >= last[a["incident"]]["revision"]:
             last[a["incident"]] = a
-    return sorted(last.values(), key=lambda a: a["t_ns"])
+    return sorted((a for a in last.values() if a["status"] != score.WITHDRAWN), key=lambda a: a["t_ns"])
 
 
 def sensor_segments(scn: Scenario, plan: render.Plan, i: int) -> tuple[int, list[tuple[int, np.ndarray]]]:

@@ -124,8 +124,8 @@ def test_live_exchange_shooter_a_first_embedded_broker(capsys, tmp_path):
     assert s["false_alerts"] == 0
     assert finals[0]["shooters"] == 2
     # A round first located from its own anchor, then taken in by the exchange's window, is withdrawn in its favour.
-    assert all(a["merged_into"] in {f["incident"] for f in finals if f["status"] == "final"}
-               for a in finals if a["status"] == "withdrawn")
+    assert all(f["status"] == "final" for f in finals)
+    assert all(a["merged_into"] in {f["incident"] for f in finals} for a in alerts if a["status"] == "withdrawn")
     # The embedded broker is gone with the run.
     assert not any(t.name.startswith("node-") for t in threading.enumerate())
 
