@@ -39,7 +39,7 @@ def classified(pulses, sensors, temperature_c, history=True):
     out = []
     for inc in locate(pulses, sensors, temperature_c):
         inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors,
-                            **({"recent": out} if history else {})))
+                            pulses=pulses, **({"recent": out} if history else {})))
         out.append(inc)
     return out
 

@@ -62,7 +62,7 @@ import math
 
 import numpy as np
 
-from fusion.multilaterate import C_MAX, C_MIN, Geometry, fit_shots
+from fusion.multilaterate import C_MAX, C_MIN
 from fusion.sensors import Sensors
 
 NS_PER_S = 1_000_000_000
@@ -84,13 +84,21 @@ LEVEL_SCALE_DB = 2.5
 LEVEL_MAX_LOG_ODDS = 3.0          # below the boundary: household impulses are far quieter
 # Above the boundary only this much: fireworks bursts and firecrackers are as loud as guns.
 LEVEL_MAX_GUNFIRE_LOG_ODDS = 1.4
-# Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the fit's sigma.
-# With rooftop sensors in one plane a 3D fit's height is loose (it trades against the speed
-# of sound), so one sigma: the level and cadence cues still weigh in against a wrong call.
+# Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the profile's sigma
+# (a likelihood ratio against a source in the sensors' plane of HEIGHT_SIGMAS^2).
 AERIAL_HEIGHT_M = 45.0
-HEIGHT_SIGMAS = 1.0
-HEIGHT_START_M = 100.0            # the 3D fit starts above the sensors (the plane's mirror is ambiguous)
-MIN_SENSORS_3D = 5                # x, y, z, t0 and one to spare
+HEIGHT_SIGMAS = 3.0
+# Profile of the height: display shells burst up to ~300 m (NFPA 1123); 20 m steps resolve the
+# 45 m boundary.
+HEIGHT_GRID_M = np.arange(0.0, 320.0, 20.0)
+WIND_FIT_UNKNOWNS = 6             # x, y, t0, c, wind east and north (the height is profiled)
+MIN_SENSORS_3D = WIND_FIT_UNKNOWNS + 1   # one to spare
+MAX_WIND_M_S = 15.0               # a gale: no fireworks night is windier
+WIND_FIT_ITERATIONS = 20          # warm-started from the last height: a few steps suffice
+WIND_FIT_TOL_M = 1e-3
+GATHER_TOLERANCE_S = 0.15         # an aerial burst's arrivals lag a ground model's by up to h^2 / 2dc
+MAX_HEIGHT_SHOTS = 3              # the shots with most arrivals: a height fix costs ~0.3 s a shot
+MIN_DELTA_CHI2 = 1e-6             # a flat profile: the sigma is huge but finite (it goes out as JSON)
 DEFAULT_T_UNC_S = 1e-3
 ROBUST_SCALE_S = 5e-4             # residual scale of the robust loss: a few samples of timing
 AERIAL_LOG_ODDS = -6.0
@@ -101,6 +109,16 @@ FAST_SHARE = 0.25                 # share of intervals faster than any firearm
 IRREGULAR_CV = 0.6                # exponential gaps have CV ~1; a shooter's well under 0.5
 FAST_MEDIAN_S = 0.15              # string pops come tens of ms apart
 CADENCE_LOG_ODDS = -4.0
+# Crackle at the loudest sensor: its pulses this close to its loudest one (pops vary by a few
+# dB), this long either side of its located arrivals (a string burns for a few seconds and the
+# located pops may be any of them).
+CRACKLE_DB = 10.0
+CRACKLE_SPAN_S = 2.0
+SHOOTER_CV = 0.3                  # located shots this regular are a shooter's: the crackle is its echoes
+POPS_PER_SHOT = 4                 # a located shot's direct arrival and up to three loud echoes
+# The incident's window of pulses: the farthest a shot is heard (fusion.incidents' range) and a slack.
+MAX_HEARD_M = 4000.0
+WINDOW_SLACK_S = 0.1
 # Spectrum: energy above 3 kHz relative to all (dB) beyond which the pulse is a small charge.
 HIGH_SHARE_BOUNDARY_DB = -10.0
 HIGH_SHARE_SCALE_DB = 2.0
@@ -143,11 +161,85 @@ def source_level_db(shot: dict, arrivals: list[dict], sensors: Sensors,
     return float(np.percentile(levels, LEVEL_QUANTILE)) if levels else None
 
 
+def gather_arrivals(shot: dict, arrivals: list[dict], pulses: list[dict] | None, sensors: Sensors,
+                    c_m_s: float) -> list[dict]:
+    """The shot's arrivals plus, from ``pulses`` (the incident's window), the pulse nearest to the
+    shot's ground-level arrival at each other sensor, within GATHER_TOLERANCE_S.
+
+    The locator keeps only the sensors its 2D model explains; an aerial burst, whose ranges
+    exceed the horizontal ones by about h^2 / 2d, loses many of them, and with them its height
+    fix. The robust fit of :func:`height_above_sensors_m` rejects a wrong pick among them.
+    """
+    if not pulses:
+        return arrivals
+    have = {p["sensor"] for p in arrivals}
+    xy = sensors.to_enu(shot)[:2]
+    t_shot = int(shot["t_ns"])
+    tol_ns = GATHER_TOLERANCE_S * NS_PER_S
+    best: dict[str, tuple[float, dict]] = {}
+    for p in pulses:
+        name = p["sensor"]
+        if name in have or name not in sensors.index:
+            continue
+        d_m = float(np.linalg.norm(sensors.enu_m[sensors.index[name]][:2] - xy))
+        miss = abs(int(p["t_ns"]) - t_shot - d_m / c_m_s * NS_PER_S)
+        if miss <= tol_ns and miss < best.get(name, (math.inf, None))[0]:
+            best[name] = (miss, p)
+    return list(arrivals) + [p for _, p in best.values()]
+
+
+def _wind_fit(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, z_m: float, start: np.ndarray):
+    """Robust fit of x, y, t0, c and the wind (east, north) for a source held at height ``z_m``.
+
+    Arrival times t_i = t0 + R_i / (c + w . u_i), with R_i the slant range and u_i the unit
+    vector from the source to sensor i (the effective-sound-speed approximation: Salomons,
+    "Computational Atmospheric Acoustics", 2001, section 2.3), by iteratively reweighted
+    Gauss-Newton with soft-L1 weights (Huber 1964; Holland & Welsch 1977), c and the wind
+    clipped to their plausible ranges. Returns (parameters, robust cost, sum of squared
+    normalised residuals), the cost as ``fusion.multilaterate.LOSSES["soft_l1"]``'s.
+    """
+    v = start.astype(float).copy()
+    scale = ROBUST_SCALE_S / sigma
+    for _ in range(WIND_FIT_ITERATIONS):
+        d = pos - np.array([v[0], v[1], z_m])
+        r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
+        along = (d[:, :2] @ v[4:6]) / r
+        c_eff = v[3] + along
+        res = (t_s - v[2] - r / c_eff) / sigma
+        # Derivatives of the travel time r / c_eff by x, y (the source moves against d), c, wind.
+        dr = -d[:, :2] / r[:, None]
+        dalong = -v[4:6][None, :] / r[:, None] - along[:, None] * dr / r[:, None]
+        dtt_xy = dr / c_eff[:, None] - r[:, None] * dalong / c_eff[:, None] ** 2
+        jac = -np.column_stack([dtt_xy, np.ones(len(r)), -r / c_eff ** 2, -d[:, :2] / c_eff[:, None] ** 2]) / sigma[:, None]
+        w = 1.0 / np.sqrt(np.sqrt(1.0 + (res / scale) ** 2))   # square root of the soft-L1 weight
+        step, *_ = np.linalg.lstsq(jac * w[:, None], -res * w, rcond=None)
+        v += step
+        v[3] = min(max(v[3], C_MIN), C_MAX)
+        v[4:6] = np.clip(v[4:6], -MAX_WIND_M_S, MAX_WIND_M_S)
+        if np.all(np.abs(step[:2]) < WIND_FIT_TOL_M):
+            break
+    d = pos - np.array([v[0], v[1], z_m])
+    r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
+    res = (t_s - v[2] - r / (v[3] + (d[:, :2] @ v[4:6]) / r)) / sigma
+    z = (res / scale) ** 2
+    return v, float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0) * scale ** 2)), float(res @ res)
+
+
 def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c_m_s: float) -> tuple[float, float] | None:
     """Height of the source above the highest of its sensors and its sigma, from a 3D fit; None if underdetermined.
 
     Above the highest, not the median: in hilly cities (Pittsburgh's sensors span 40 m of
     height) a shooter on a hillside is well above the sensors in the valley.
+
+    A profile likelihood over height (Pawitan, "In All Likelihood", 2001, section 2.9): at each
+    height of HEIGHT_GRID_M the rest (x, y, t0, c and the wind, :func:`_wind_fit`) is fitted,
+    and the height is the grid's best. With sensors in one plane a free-height fit is drawn to
+    the plane, where the height's gradient vanishes (a saddle); the profile is not, and the
+    wind, which a plain fit must absorb by tilting the source, is modelled. The sigma is the
+    Gaussian-equivalent one of the likelihood ratio against the plane: h / sqrt(delta chi^2 /
+    s^2), with s^2 the best fit's reduced chi-square, floored at 1 (a fit better than the stated
+    timing errors claims no more than they allow: Mikhail & Ackermann, "Observations and Least
+    Squares", 1976, section 4.7).
     """
     known = [p for p in arrivals if p["sensor"] in sensors.index]
     if len(known) < MIN_SENSORS_3D:
@@ -158,24 +250,21 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     sigma = np.array([(p.get("t_unc_ns") or DEFAULT_T_UNC_S * NS_PER_S) / NS_PER_S for p in known])
     plane_z = float(np.max(pos[:, 2]))
     xy = sensors.to_enu(shot)[:2]
-    start = np.array([xy[0], xy[1], plane_z + HEIGHT_START_M])
-    t0 = float(np.median(t_s - np.linalg.norm(pos - start, axis=1) / c_m_s))
+    t0 = float(np.median(t_s - np.linalg.norm(pos[:, :2] - xy, axis=1) / c_m_s))
+    v = np.array([xy[0], xy[1], t0, c_m_s, 0.0, 0.0])
+    costs, chi2 = [], []
     try:
-        # Robust (soft L1), so a late diffracted arrival left in the set does not lift the source;
-        # c free (within the plausible range), since far sensors trade a height for a speed of sound.
-        fit = fit_shots([(pos, t_s, sigma)], c_m_s, Geometry("3d"), [(start, t0)], loss="soft_l1",
-                        scale_s=ROBUST_SCALE_S, fit_c=len(known) > MIN_SENSORS_3D, c_bounds=(C_MIN, C_MAX))
+        for h in HEIGHT_GRID_M:   # warm-started upwards: each height's fit starts from the last
+            v, cost, sq = _wind_fit(pos, t_s, sigma, plane_z + h, v)
+            costs.append(cost)
+            chi2.append(sq)
     except (ValueError, np.linalg.LinAlgError):
         return None
-    z_var = fit.cov[0][2, 2] if fit.cov and fit.cov[0] is not None else math.inf
-    # The covariance is scaled by the a-posteriori variance factor; a fit better than the stated
-    # timing errors must not claim more than they allow (the a-priori sigma is a floor:
-    # Mikhail & Ackermann, "Observations and Least Squares", 1976, §4.7), and an exact fit
-    # (factor 0) says nothing about its height.
-    factor = fit.variance_factor
-    z_var = z_var / factor if 0.0 < factor < 1.0 else (math.inf if factor <= 0.0 else z_var)
-    z_sigma = float(np.sqrt(max(z_var, 0.0)))
-    return float(fit.positions[0][2]) - plane_z, z_sigma
+    best = int(np.argmin(costs))
+    s2 = max(chi2[best] / (len(known) - WIND_FIT_UNKNOWNS), 1.0)
+    delta = (costs[0] - costs[best]) / s2
+    h = float(HEIGHT_GRID_M[best])
+    return h, h / math.sqrt(max(delta, MIN_DELTA_CHI2))
 
 
 def cadence(shot_times_ns: list[int]) -> dict | None:
@@ -192,6 +281,43 @@ def _firecracker_cadence(c: dict | None) -> bool:
     if c is None:
         return False
     return c["fast_share"] >= FAST_SHARE or (c["cv"] >= IRREGULAR_CV and c["median_s"] <= FAST_MEDIAN_S)
+
+
+def _level_db(pulse: dict) -> float | None:
+    level = pulse.get("spl_db", pulse.get("peak_dbfs"))
+    return float(level) if level is not None and math.isfinite(level) else None
+
+
+def _window(pulses: list[dict], shots: list[dict], c_m_s: float) -> list[dict]:
+    """The pulses that can be arrivals of the shots: from the first shot to the last one's farthest hearing."""
+    lo = int(shots[0]["t_ns"]) - int(WINDOW_SLACK_S * NS_PER_S)
+    hi = int(shots[-1]["t_ns"]) + int((MAX_HEARD_M / c_m_s + WINDOW_SLACK_S) * NS_PER_S)
+    return [p for p in pulses if lo <= int(p["t_ns"]) <= hi]
+
+
+def crackle(shots: list[dict], arrivals: list[list[dict]], near: list[dict] | None) -> dict | None:
+    """Cadence (:func:`cadence`) of the pops heard by the incident's loudest sensor; None if unmeasured.
+
+    A firecracker string's pops come tens of ms apart, too fast and too many for the locator
+    to place each one, so its located shots are a few, any cadence; the sensor nearest to it
+    hears nearly every pop. Its pulses within CRACKLE_DB of the loudest (a string's pops vary
+    by a few dB; echoes come weaker: Kuttruff, "Room Acoustics", the ~3-20 dB loss of a
+    facade reflection), from CRACKLE_SPAN_S before its first arrival there to as long after its
+    last, are the string's crackle.
+    """
+    heard = [(lv, p) for a in arrivals for p in a if (lv := _level_db(p)) is not None]
+    if not near or not heard:
+        return None
+    loudest = max(heard, key=lambda lp: lp[0])[1]
+    own = sorted(int(p["t_ns"]) for a in arrivals for p in a if p["sensor"] == loudest["sensor"])
+    lo = own[0] - int(CRACKLE_SPAN_S * NS_PER_S)
+    hi = own[-1] + int(CRACKLE_SPAN_S * NS_PER_S)
+    train = [(int(p["t_ns"]), _level_db(p)) for p in near
+             if p["sensor"] == loudest["sensor"] and lo <= int(p["t_ns"]) <= hi and _level_db(p) is not None]
+    if not train:
+        return None
+    top = max(lv for _, lv in train)
+    return cadence([t for t, lv in train if lv >= top - CRACKLE_DB])
 
 
 def mortar_partner(shots: list[dict], recent: list[dict], sensors: Sensors) -> dict | None:
@@ -221,7 +347,7 @@ def mortar_partner(shots: list[dict], recent: list[dict], sensors: Sensors) -> d
 
 def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
              sensitivity_dbfs_per_pa: float | None = REFERENCE_SENSITIVITY_DBFS_PER_PA,
-             recent: list[dict] | None = None) -> dict:
+             recent: list[dict] | None = None, pulses: list[dict] | None = None) -> dict:
     """Class, confidence and the cues behind them for one located incident.
 
     Parameters
@@ -239,6 +365,10 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     recent : list of dict or None
         Incidents located shortly before this one (the last ten seconds suffice), for the
         launch-and-burst cue; None: that cue is not used.
+    pulses : list of dict or None
+        The pulses of the incident's window (any sensors; the located ones among them), each
+        with ``sensor``, ``t_ns`` and its level: more arrivals for the height fix
+        (:func:`gather_arrivals`) and the crackle cue; None: only ``arrivals`` are used.
 
     Returns
     -------
@@ -260,7 +390,12 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
         log_odds += lo
 
     aerial = False
-    heights = [h for h in (height_above_sensors_m(s, a, sensors, c_m_s) for s, a in zip(shots, arrivals)) if h]
+    near = _window(pulses, shots, c_m_s) if pulses else None
+    fixable = sorted(zip(shots, arrivals), key=lambda sa: -len(sa[1]))[:MAX_HEIGHT_SHOTS]
+    # Each shot's height from its located arrivals and from those plus the gathered ones (a wrong
+    # pick among these can blur a fix the located ones give).
+    heights = [h for h in (height_above_sensors_m(s, aa, sensors, c_m_s) for s, a in fixable
+                           for aa in ((a, gather_arrivals(s, a, near, sensors, c_m_s)) if near else (a,))) if h]
     if heights:
         h, h_sigma = max(heights, key=lambda hs: hs[0] - HEIGHT_SIGMAS * hs[1])
         aerial = h >= AERIAL_HEIGHT_M and h >= HEIGHT_SIGMAS * h_sigma
@@ -269,10 +404,19 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
         log_odds += lo
 
     pattern = cadence([s["t_ns"] for s in shots])
-    string = _firecracker_cadence(pattern)
-    if pattern is not None:
+    pops = crackle(shots, arrivals, near)
+    # Pops faster than any firearm say a string; an irregular crackle does too, unless the
+    # located shots keep a shooter's regular cadence (then the extra pulses are their echoes).
+    # Far more pops than the located shots' arrivals and echoes, at an irregular cadence, do too.
+    shooter = pattern is not None and pattern["cv"] < SHOOTER_CV
+    unlocated = pops is not None and pops["shots"] >= POPS_PER_SHOT * len(shots) and pops["cv"] >= SHOOTER_CV
+    string = _firecracker_cadence(pattern) or (pops is not None and (
+        pops["fast_share"] >= FAST_SHARE or unlocated or (_firecracker_cadence(pops) and not shooter)))
+    if pattern is not None or pops is not None:
+        # One cue, measured two ways (the located shots; the pops at the loudest sensor).
         lo = CADENCE_LOG_ODDS if string else 0.0
-        cues["cadence"] = {**{k: round(v, 3) for k, v in pattern.items()}, "log_odds": lo}
+        cues["cadence"] = {**{k: round(v, 3) for k, v in (pattern or {}).items()},
+                           **({"crackle": {k: round(v, 3) for k, v in pops.items()}} if pops else {}), "log_odds": lo}
         log_odds += lo
 
     partner = mortar_partner(shots, recent or [], sensors)

@@ -26,7 +26,7 @@ def _classified(pulses, sensors, temperature):
     out = []
     for inc in locate(pulses, sensors, temperature):
         # The incidents before it, as a live caller would keep them, for the launch-and-burst cue.
-        inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors, recent=out))
+        inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors, recent=out, pulses=pulses))
         out.append(inc)
     return out
 
