@@ -91,6 +91,7 @@ HEIGHT_SIGMAS = 3.0
 # Profile of the height: display shells burst up to ~300 m (NFPA 1123); 20 m steps resolve the
 # 45 m boundary.
 HEIGHT_GRID_M = np.arange(0.0, 320.0, 20.0)
+HEIGHT_REFINE_M = 10.0
 WIND_FIT_UNKNOWNS = 6             # x, y, t0, c, wind east and north (the height is profiled)
 MIN_SENSORS_3D = WIND_FIT_UNKNOWNS + 1   # one to spare
 MAX_WIND_M_S = 15.0               # a gale: no fireworks night is windier
@@ -109,13 +110,16 @@ FAST_SHARE = 0.25                 # share of intervals faster than any firearm
 IRREGULAR_CV = 0.6                # exponential gaps have CV ~1; a shooter's well under 0.5
 FAST_MEDIAN_S = 0.15              # string pops come tens of ms apart
 CADENCE_LOG_ODDS = -4.0
-# Crackle at the loudest sensor: its pulses this close to its loudest one (pops vary by a few
-# dB), this long either side of its located arrivals (a string burns for a few seconds and the
-# located pops may be any of them).
-CRACKLE_DB = 10.0
+# Crackle: pulses this long either side of the located arrivals (a string burns for a few
+# seconds and the located pops may be any of them), heard by the two loudest sensors at the
+# incident's TDOA within the larger of COINCIDENCE_S (a few picking errors and the wind's
+# change over seconds) and COINCIDENCE_SIGMAS of the pulse's stated timing uncertainty.
 CRACKLE_SPAN_S = 2.0
-SHOOTER_CV = 0.3                  # located shots this regular are a shooter's: the crackle is its echoes
-POPS_PER_SHOT = 4                 # a located shot's direct arrival and up to three loud echoes
+COINCIDENCE_S = 2e-3
+COINCIDENCE_SIGMAS = 3.0
+MIN_CRACKLE_POPS = 8              # a string's pops are many; a lone double report is not a crackle
+POPS_PER_SHOT = 2                 # pops per located shot beyond which the locator missed most
+SHOOTER_CV = 0.3                  # a shooter's cadence is more regular than this
 # The incident's window of pulses: the farthest a shot is heard (fusion.incidents' range) and a slack.
 MAX_HEARD_M = 4000.0
 WINDOW_SLACK_S = 0.1
@@ -252,18 +256,23 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     xy = sensors.to_enu(shot)[:2]
     t0 = float(np.median(t_s - np.linalg.norm(pos[:, :2] - xy, axis=1) / c_m_s))
     v = np.array([xy[0], xy[1], t0, c_m_s, 0.0, 0.0])
-    costs, chi2 = [], []
+    heights, costs, chi2, fits = [], [], [], []
     try:
         for h in HEIGHT_GRID_M:   # warm-started upwards: each height's fit starts from the last
             v, cost, sq = _wind_fit(pos, t_s, sigma, plane_z + h, v)
-            costs.append(cost)
-            chi2.append(sq)
+            heights.append(float(h)), costs.append(cost), chi2.append(sq), fits.append(v)
+        # Then halfway to the grid's neighbours of its best, each from that best's fit.
+        best = int(np.argmin(costs))
+        for h in (heights[best] - HEIGHT_REFINE_M, heights[best] + HEIGHT_REFINE_M):
+            if h > 0.0:
+                _, cost, sq = _wind_fit(pos, t_s, sigma, plane_z + h, fits[best])
+                heights.append(h), costs.append(cost), chi2.append(sq)
     except (ValueError, np.linalg.LinAlgError):
         return None
     best = int(np.argmin(costs))
     s2 = max(chi2[best] / (len(known) - WIND_FIT_UNKNOWNS), 1.0)
     delta = (costs[0] - costs[best]) / s2
-    h = float(HEIGHT_GRID_M[best])
+    h = heights[best]
     return h, h / math.sqrt(max(delta, MIN_DELTA_CHI2))
 
 
@@ -296,28 +305,45 @@ def _window(pulses: list[dict], shots: list[dict], c_m_s: float) -> list[dict]:
 
 
 def crackle(shots: list[dict], arrivals: list[list[dict]], near: list[dict] | None) -> dict | None:
-    """Cadence (:func:`cadence`) of the pops heard by the incident's loudest sensor; None if unmeasured.
+    """Cadence (:func:`cadence`) of the pops the incident's two loudest sensors both hear from its place; None if unmeasured.
 
     A firecracker string's pops come tens of ms apart, too fast and too many for the locator
-    to place each one, so its located shots are a few, any cadence; the sensor nearest to it
-    hears nearly every pop. Its pulses within CRACKLE_DB of the loudest (a string's pops vary
-    by a few dB; echoes come weaker: Kuttruff, "Room Acoustics", the ~3-20 dB loss of a
-    facade reflection), from CRACKLE_SPAN_S before its first arrival there to as long after its
-    last, are the string's crackle.
+    to place each one, so its located shots are a few, any cadence; the sensors nearest to it
+    hear nearly every pop. A pop from the incident's place reaches the second loudest sensor
+    the located shots' time difference of arrival (TDOA) after the loudest (within
+    COINCIDENCE_S); an echo takes its own path to each sensor and so does not (the
+    coincidence test of TDOA association, e.g. Knapp & Carter, IEEE Trans. ASSP 24, 1976, for
+    the delay; Bar-Shalom & Fortmann, "Tracking and Data Association", 1988, for the gate).
+    The loudest sensor's pulses from CRACKLE_SPAN_S before its first located arrival to as
+    long after its last that pass it are the crackle.
     """
-    heard = [(lv, p) for a in arrivals for p in a if (lv := _level_db(p)) is not None]
-    if not near or not heard:
+    heard: dict[str, float] = {}
+    for a in arrivals:
+        for p in a:
+            lv = _level_db(p)
+            if lv is not None:
+                heard[p["sensor"]] = max(lv, heard.get(p["sensor"], -math.inf))
+    if not near or len(heard) < 2:
         return None
-    loudest = max(heard, key=lambda lp: lp[0])[1]
-    own = sorted(int(p["t_ns"]) for a in arrivals for p in a if p["sensor"] == loudest["sensor"])
-    lo = own[0] - int(CRACKLE_SPAN_S * NS_PER_S)
-    hi = own[-1] + int(CRACKLE_SPAN_S * NS_PER_S)
-    train = [(int(p["t_ns"]), _level_db(p)) for p in near
-             if p["sensor"] == loudest["sensor"] and lo <= int(p["t_ns"]) <= hi and _level_db(p) is not None]
-    if not train:
+    first, second = sorted(heard, key=heard.get, reverse=True)[:2]
+    pairs = [(int(pa["t_ns"]), int(pb["t_ns"])) for a in arrivals
+             for pa in a if pa["sensor"] == first for pb in a if pb["sensor"] == second]
+    if not pairs:
         return None
-    top = max(lv for _, lv in train)
-    return cadence([t for t, lv in train if lv >= top - CRACKLE_DB])
+    tdoa_ns = float(np.median([tb - ta for ta, tb in pairs]))
+    lo = min(ta for ta, _ in pairs) - int(CRACKLE_SPAN_S * NS_PER_S)
+    hi = max(ta for ta, _ in pairs) + int(CRACKLE_SPAN_S * NS_PER_S)
+    at_second = np.sort([int(p["t_ns"]) for p in near if p["sensor"] == second])
+    pops = []
+    for p in near:
+        t = int(p["t_ns"])
+        if p["sensor"] != first or not lo <= t <= hi:
+            continue
+        gate_ns = max(COINCIDENCE_S * NS_PER_S, COINCIDENCE_SIGMAS * (p.get("t_unc_ns") or 0))
+        k = int(np.searchsorted(at_second, t + tdoa_ns))
+        if any(abs(at_second[j] - t - tdoa_ns) <= gate_ns for j in (k - 1, k) if 0 <= j < len(at_second)):
+            pops.append(t)
+    return cadence(pops)
 
 
 def mortar_partner(shots: list[dict], recent: list[dict], sensors: Sensors) -> dict | None:
@@ -405,13 +431,11 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
 
     pattern = cadence([s["t_ns"] for s in shots])
     pops = crackle(shots, arrivals, near)
-    # Pops faster than any firearm say a string; an irregular crackle does too, unless the
-    # located shots keep a shooter's regular cadence (then the extra pulses are their echoes).
-    # Far more pops than the located shots' arrivals and echoes, at an irregular cadence, do too.
-    shooter = pattern is not None and pattern["cv"] < SHOOTER_CV
-    unlocated = pops is not None and pops["shots"] >= POPS_PER_SHOT * len(shots) and pops["cv"] >= SHOOTER_CV
-    string = _firecracker_cadence(pattern) or (pops is not None and (
-        pops["fast_share"] >= FAST_SHARE or unlocated or (_firecracker_cadence(pops) and not shooter)))
+    # Many pops from the incident's place: a string if their cadence is (fast or irregular), or
+    # if they far outnumber the located shots at an irregular cadence (a firearm's unlocated
+    # rounds, an automatic's, come at its regular cyclic rate).
+    string = _firecracker_cadence(pattern) or (pops is not None and pops["shots"] >= MIN_CRACKLE_POPS and (
+        _firecracker_cadence(pops) or (pops["shots"] >= POPS_PER_SHOT * len(shots) and pops["cv"] >= SHOOTER_CV)))
     if pattern is not None or pops is not None:
         # One cue, measured two ways (the located shots; the pops at the loudest sensor).
         lo = CADENCE_LOG_ODDS if string else 0.0
