@@ -22,15 +22,21 @@ nothing. Cues:
    Diffraction and clipping only lower a received level, so the upper quartile over sensors
    is used.
 2. Height: an aerial shell bursts tens to hundreds of metres up (NFPA 1123 display shells;
-   consumer "mortars" some 50 m); a 3D fit of the shot's arrivals that puts the source well
+   consumer "mortars" some 50 m); a fit of the shot's arrivals that puts the source well
    above the sensors, beyond its own uncertainty, says fireworks. Gunfire comes from the
-   ground or a building.
+   ground or a building. The height is profiled (a fit at each height of a grid, the wind
+   fitted too: :func:`height_above_sensors_m`), since a free 3D fit over sensors in one plane
+   sinks to the plane; and the arrivals the 2D locator left out (an aerial source's ranges
+   are not its 2D model's) are gathered back from the incident's pulses when given.
 3. Cadence: a firecracker string pops many times at irregular, exponential-like gaps of
    tens of ms as its fuse burns; a firearm's rounds come at least 50 ms apart (1200
    rounds/min, the fastest common cyclic rate) and a shooter's cadence is regular (semi-
    automatic trigger pulls, or an automatic's cyclic rate). Many shots with a coefficient
    of variation of the intervals far above a shooter's, or faster than any firearm, say
    firecrackers.
+   A string's pops come too fast for the locator to place more than a few, so the cadence
+   is also measured on the crackle: the pops the two loudest sensors both hear at the
+   incident's time difference of arrival (:func:`crackle`; echoes fail that coincidence).
 4. Spectrum: a small charge has a short positive phase (0.1-0.35 ms for firecrackers and
    popping bags against 0.4-1.4 ms for muzzle blasts), so its energy reaches higher in
    frequency (the Friedlander spectrum rolls off above about 1/(2 pi T+)); a large share of
@@ -98,7 +104,7 @@ MAX_WIND_M_S = 15.0               # a gale: no fireworks night is windier
 WIND_FIT_ITERATIONS = 20          # warm-started from the last height: a few steps suffice
 WIND_FIT_TOL_M = 1e-3
 GATHER_TOLERANCE_S = 0.15         # an aerial burst's arrivals lag a ground model's by up to h^2 / 2dc
-MAX_HEIGHT_SHOTS = 3              # the shots with most arrivals: a height fix costs ~0.3 s a shot
+MAX_HEIGHT_SHOTS = 3              # the shots with most arrivals: a long string's work stays bounded
 MIN_DELTA_CHI2 = 1e-6             # a flat profile: the sigma is huge but finite (it goes out as JSON)
 DEFAULT_T_UNC_S = 1e-3
 ROBUST_SCALE_S = 5e-4             # residual scale of the robust loss: a few samples of timing
@@ -120,7 +126,8 @@ COINCIDENCE_SIGMAS = 3.0
 MIN_CRACKLE_POPS = 8              # a string's pops are many; a lone double report is not a crackle
 POPS_PER_SHOT = 2                 # pops per located shot beyond which the locator missed most
 SHOOTER_CV = 0.3                  # a shooter's cadence is more regular than this
-# The incident's window of pulses: the farthest a shot is heard (fusion.incidents' range) and a slack.
+# The incident's window of pulses: the farthest a shot is heard (fusion.incidents' default range,
+# which imports this module) and a slack.
 MAX_HEARD_M = 4000.0
 WINDOW_SLACK_S = 0.1
 # Spectrum: energy above 3 kHz relative to all (dB) beyond which the pulse is a small charge.
@@ -199,8 +206,8 @@ def _wind_fit(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, z_m: float, s
     vector from the source to sensor i (the effective-sound-speed approximation: Salomons,
     "Computational Atmospheric Acoustics", 2001, section 2.3), by iteratively reweighted
     Gauss-Newton with soft-L1 weights (Huber 1964; Holland & Welsch 1977), c and the wind
-    clipped to their plausible ranges. Returns (parameters, robust cost, sum of squared
-    normalised residuals), the cost as ``fusion.multilaterate.LOSSES["soft_l1"]``'s.
+    clipped to their plausible ranges. Returns the parameters and the robust cost (as
+    ``fusion.multilaterate.LOSSES["soft_l1"]``'s, in squared normalised residuals).
     """
     v = start.astype(float).copy()
     scale = ROBUST_SCALE_S / sigma
@@ -226,7 +233,7 @@ def _wind_fit(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, z_m: float, s
     r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
     res = (t_s - v[2] - r / (v[3] + (d[:, :2] @ v[4:6]) / r)) / sigma
     z = (res / scale) ** 2
-    return v, float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0) * scale ** 2)), float(res @ res)
+    return v, float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0) * scale ** 2))
 
 
 def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c_m_s: float) -> tuple[float, float] | None:
@@ -240,10 +247,10 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     and the height is the grid's best. With sensors in one plane a free-height fit is drawn to
     the plane, where the height's gradient vanishes (a saddle); the profile is not, and the
     wind, which a plain fit must absorb by tilting the source, is modelled. The sigma is the
-    Gaussian-equivalent one of the likelihood ratio against the plane: h / sqrt(delta chi^2 /
-    s^2), with s^2 the best fit's reduced chi-square, floored at 1 (a fit better than the stated
-    timing errors claims no more than they allow: Mikhail & Ackermann, "Observations and Least
-    Squares", 1976, section 4.7).
+    Gaussian-equivalent one of the likelihood ratio against the plane: h / sqrt(delta cost /
+    s^2), with s^2 the best fit's robust cost per degree of freedom, floored at 1 (a fit better
+    than the stated timing errors claims no more than they allow: Mikhail & Ackermann,
+    "Observations and Least Squares", 1976, section 4.7).
     """
     known = [p for p in arrivals if p["sensor"] in sensors.index]
     if len(known) < MIN_SENSORS_3D:
@@ -256,21 +263,25 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     xy = sensors.to_enu(shot)[:2]
     t0 = float(np.median(t_s - np.linalg.norm(pos[:, :2] - xy, axis=1) / c_m_s))
     v = np.array([xy[0], xy[1], t0, c_m_s, 0.0, 0.0])
-    heights, costs, chi2, fits = [], [], [], []
+    heights, costs, fits = [], [], []
     try:
         for h in HEIGHT_GRID_M:   # warm-started upwards: each height's fit starts from the last
-            v, cost, sq = _wind_fit(pos, t_s, sigma, plane_z + h, v)
-            heights.append(float(h)), costs.append(cost), chi2.append(sq), fits.append(v)
+            v, cost = _wind_fit(pos, t_s, sigma, plane_z + h, v)
+            heights.append(float(h))
+            costs.append(cost)
+            fits.append(v)
         # Then halfway to the grid's neighbours of its best, each from that best's fit.
         best = int(np.argmin(costs))
         for h in (heights[best] - HEIGHT_REFINE_M, heights[best] + HEIGHT_REFINE_M):
             if h > 0.0:
-                _, cost, sq = _wind_fit(pos, t_s, sigma, plane_z + h, fits[best])
-                heights.append(h), costs.append(cost), chi2.append(sq)
+                heights.append(h)
+                costs.append(_wind_fit(pos, t_s, sigma, plane_z + h, fits[best])[1])
     except (ValueError, np.linalg.LinAlgError):
         return None
     best = int(np.argmin(costs))
-    s2 = max(chi2[best] / (len(known) - WIND_FIT_UNKNOWNS), 1.0)
+    # The scale from the robust cost (its sum of squares would let a few wrong picks drown the
+    # height the inliers fix), floored at the stated timing errors.
+    s2 = max(costs[best] / (len(known) - WIND_FIT_UNKNOWNS), 1.0)
     delta = (costs[0] - costs[best]) / s2
     h = heights[best]
     return h, h / math.sqrt(max(delta, MIN_DELTA_CHI2))
@@ -437,7 +448,7 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     string = _firecracker_cadence(pattern) or (pops is not None and pops["shots"] >= MIN_CRACKLE_POPS and (
         _firecracker_cadence(pops) or (pops["shots"] >= POPS_PER_SHOT * len(shots) and pops["cv"] >= SHOOTER_CV)))
     if pattern is not None or pops is not None:
-        # One cue, measured two ways (the located shots; the pops at the loudest sensor).
+        # One cue, measured two ways (the located shots; the pops both loudest sensors hear).
         lo = CADENCE_LOG_ODDS if string else 0.0
         cues["cadence"] = {**{k: round(v, 3) for k, v in (pattern or {}).items()},
                            **({"crackle": {k: round(v, 3) for k, v in pops.items()}} if pops else {}), "log_odds": lo}
