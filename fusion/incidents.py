@@ -276,7 +276,8 @@ class IncidentTracker:
                 located = self._locate_windows(group)
                 for inc in located:
                     arrivals = shot_arrivals(inc, group.pulses, self.registry.sensors, inc.get("c_mps") or C_MIN)
-                    inc.update(classify(inc, arrivals, self.registry.sensors))
+                    # The group's pulses: the classifier's height fix and crackle read the arrivals left out.
+                    inc.update(classify(inc, arrivals, self.registry.sensors, pulses=group.pulses))
             except Exception:  # noqa: BLE001 - one group the locator chokes on must not stop the others
                 log.exception("locating a group of %d pulses failed; it keeps its last result", len(group.pulses))
                 located = [t.body for t in group.tracked]
