@@ -26,8 +26,9 @@ from simulator import fleet, scenario, score, sources  # noqa: E402
 
 # city_house (40 rounds) is left out: locating it takes minutes.
 SCENARIOS = ("fireworks_night", "city_exchange", "city_park")
-# Targets: a fireworks night should raise almost no gunfire alerts; real gunfire stays gunfire.
-TARGET_FALSE_ALERTS = 3
+# Targets: a fireworks night should raise no gunfire alert but its one scoring artefact (the
+# second celebratory burst, one true incident with the first); real gunfire stays gunfire.
+TARGET_FALSE_ALERTS = 1
 TARGET_ACCURACY = 0.9
 TARGET_REAL_RATE = 0.95
 CONFIDENCE_BINS = (0.5, 0.7, 0.9, 1.0001)
@@ -39,7 +40,7 @@ def classified(pulses, sensors, temperature_c, history=True):
     out = []
     for inc in locate(pulses, sensors, temperature_c):
         inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors,
-                            **({"recent": out} if history else {})))
+                            pulses=pulses, **({"recent": out} if history else {})))
         out.append(inc)
     return out
 

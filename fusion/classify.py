@@ -22,15 +22,21 @@ nothing. Cues:
    Diffraction and clipping only lower a received level, so the upper quartile over sensors
    is used.
 2. Height: an aerial shell bursts tens to hundreds of metres up (NFPA 1123 display shells;
-   consumer "mortars" some 50 m); a 3D fit of the shot's arrivals that puts the source well
+   consumer "mortars" some 50 m); a fit of the shot's arrivals that puts the source well
    above the sensors, beyond its own uncertainty, says fireworks. Gunfire comes from the
-   ground or a building.
+   ground or a building. The height is profiled (a fit at each height of a grid, the wind
+   fitted too: :func:`height_above_sensors_m`), since a free 3D fit over sensors in one plane
+   sinks to the plane; and the arrivals the 2D locator left out (an aerial source's ranges
+   are not its 2D model's) are gathered back from the incident's pulses when given.
 3. Cadence: a firecracker string pops many times at irregular, exponential-like gaps of
    tens of ms as its fuse burns; a firearm's rounds come at least 50 ms apart (1200
    rounds/min, the fastest common cyclic rate) and a shooter's cadence is regular (semi-
    automatic trigger pulls, or an automatic's cyclic rate). Many shots with a coefficient
    of variation of the intervals far above a shooter's, or faster than any firearm, say
    firecrackers.
+   A string's pops come too fast for the locator to place more than a few, so the cadence
+   is also measured on the crackle: the pops the two loudest sensors both hear at the
+   incident's time difference of arrival (:func:`crackle`; echoes fail that coincidence).
 4. Spectrum: a small charge has a short positive phase (0.1-0.35 ms for firecrackers and
    popping bags against 0.4-1.4 ms for muzzle blasts), so its energy reaches higher in
    frequency (the Friedlander spectrum rolls off above about 1/(2 pi T+)); a large share of
@@ -61,9 +67,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import least_squares
 
-from fusion.multilaterate import C_MAX, C_MIN, Geometry, fit_shots
+from fusion.multilaterate import C_MAX, C_MIN
 from fusion.sensors import Sensors
 
 NS_PER_S = 1_000_000_000
@@ -85,23 +90,22 @@ LEVEL_SCALE_DB = 2.5
 LEVEL_MAX_LOG_ODDS = 3.0          # below the boundary: household impulses are far quieter
 # Above the boundary only this much: fireworks bursts and firecrackers are as loud as guns.
 LEVEL_MAX_GUNFIRE_LOG_ODDS = 1.4
-# Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the fit's sigma.
-# With rooftop sensors in one plane a 3D fit's height is loose (it trades against the speed
-# of sound), so one sigma: the level and cadence cues still weigh in against a wrong call.
+# Aerial bursts: this far above the sensors, and at least HEIGHT_SIGMAS of the profile's sigma
+# (a likelihood ratio against a source in the sensors' plane of HEIGHT_SIGMAS^2).
 AERIAL_HEIGHT_M = 45.0
-HEIGHT_SIGMAS = 1.0
-HEIGHT_START_M = 100.0            # the 3D fit starts above the sensors (the plane's mirror is ambiguous)
-MIN_SENSORS_3D = 5                # x, y, z, t0 and one to spare
-# Wind. Over a city's ranges a light wind shifts arrivals by tens of ms (3 m/s over 1 km: about
-# 25 ms), downwind early, upwind late; a still-air 3D fit reads part of that as height
-# (city_demo's rifle on the ground: 44 m from exact arrivals in 3 m/s of wind, -22 m without).
-# So an aerial reading is checked by a fit that estimates the wind too, in the effective-sound-
-# speed model c + w.u along each path (Salomons, "Computational Atmospheric Acoustics", 2001,
-# §2.3), when enough sensors hear the shot for two more unknowns; each component within the
-# strongest wind considered.
-MIN_SENSORS_WIND = 8                # x, y, z, t0, c, two wind components and one to spare
-MAX_WIND_MPS = 20.0
-WIND_FIT_FTOL = 1e-6              # relative change of cost where the fit stops: the height settles within cm
+HEIGHT_SIGMAS = 3.0
+# Profile of the height: display shells burst up to ~300 m (NFPA 1123); 20 m steps resolve the
+# 45 m boundary.
+HEIGHT_GRID_M = np.arange(0.0, 320.0, 20.0)
+HEIGHT_REFINE_M = 10.0
+WIND_FIT_UNKNOWNS = 6             # x, y, t0, c, wind east and north (the height is profiled)
+MIN_SENSORS_3D = WIND_FIT_UNKNOWNS + 1   # one to spare
+MAX_WIND_M_S = 15.0               # a gale: no fireworks night is windier
+WIND_FIT_ITERATIONS = 20          # warm-started from the last height: a few steps suffice
+WIND_FIT_TOL_M = 1e-3
+GATHER_TOLERANCE_S = 0.15         # an aerial burst's arrivals lag a ground model's by up to h^2 / 2dc
+MAX_HEIGHT_SHOTS = 3              # the shots with most arrivals: a long string's work stays bounded
+MIN_DELTA_CHI2 = 1e-6             # a flat profile: the sigma is huge but finite (it goes out as JSON)
 DEFAULT_T_UNC_S = 1e-3
 ROBUST_SCALE_S = 5e-4             # residual scale of the robust loss: a few samples of timing
 AERIAL_LOG_ODDS = -6.0
@@ -112,6 +116,20 @@ FAST_SHARE = 0.25                 # share of intervals faster than any firearm
 IRREGULAR_CV = 0.6                # exponential gaps have CV ~1; a shooter's well under 0.5
 FAST_MEDIAN_S = 0.15              # string pops come tens of ms apart
 CADENCE_LOG_ODDS = -4.0
+# Crackle: pulses this long either side of the located arrivals (a string burns for a few
+# seconds and the located pops may be any of them), heard by the two loudest sensors at the
+# incident's TDOA within the larger of COINCIDENCE_S (a few picking errors and the wind's
+# change over seconds) and COINCIDENCE_SIGMAS of the pulse's stated timing uncertainty.
+CRACKLE_SPAN_S = 2.0
+COINCIDENCE_S = 2e-3
+COINCIDENCE_SIGMAS = 3.0
+MIN_CRACKLE_POPS = 8              # a string's pops are many; a lone double report is not a crackle
+POPS_PER_SHOT = 2                 # pops per located shot beyond which the locator missed most
+SHOOTER_CV = 0.3                  # a shooter's cadence is more regular than this
+# The incident's window of pulses: the farthest a shot is heard (fusion.incidents' default range,
+# which imports this module) and a slack.
+MAX_HEARD_M = 4000.0
+WINDOW_SLACK_S = 0.1
 # Spectrum: energy above 3 kHz relative to all (dB) beyond which the pulse is a small charge.
 HIGH_SHARE_BOUNDARY_DB = -10.0
 HIGH_SHARE_SCALE_DB = 2.0
@@ -154,11 +172,85 @@ def source_level_db(shot: dict, arrivals: list[dict], sensors: Sensors,
     return float(np.percentile(levels, LEVEL_QUANTILE)) if levels else None
 
 
+def gather_arrivals(shot: dict, arrivals: list[dict], pulses: list[dict] | None, sensors: Sensors,
+                    c_m_s: float) -> list[dict]:
+    """The shot's arrivals plus, from ``pulses`` (the incident's window), the pulse nearest to the
+    shot's ground-level arrival at each other sensor, within GATHER_TOLERANCE_S.
+
+    The locator keeps only the sensors its 2D model explains; an aerial burst, whose ranges
+    exceed the horizontal ones by about h^2 / 2d, loses many of them, and with them its height
+    fix. The robust fit of :func:`height_above_sensors_m` rejects a wrong pick among them.
+    """
+    if not pulses:
+        return arrivals
+    have = {p["sensor"] for p in arrivals}
+    xy = sensors.to_enu(shot)[:2]
+    t_shot = int(shot["t_ns"])
+    tol_ns = GATHER_TOLERANCE_S * NS_PER_S
+    best: dict[str, tuple[float, dict]] = {}
+    for p in pulses:
+        name = p["sensor"]
+        if name in have or name not in sensors.index:
+            continue
+        d_m = float(np.linalg.norm(sensors.enu_m[sensors.index[name]][:2] - xy))
+        miss = abs(int(p["t_ns"]) - t_shot - d_m / c_m_s * NS_PER_S)
+        if miss <= tol_ns and miss < best.get(name, (math.inf, None))[0]:
+            best[name] = (miss, p)
+    return list(arrivals) + [p for _, p in best.values()]
+
+
+def _wind_fit(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, z_m: float, start: np.ndarray):
+    """Robust fit of x, y, t0, c and the wind (east, north) for a source held at height ``z_m``.
+
+    Arrival times t_i = t0 + R_i / (c + w . u_i), with R_i the slant range and u_i the unit
+    vector from the source to sensor i (the effective-sound-speed approximation: Salomons,
+    "Computational Atmospheric Acoustics", 2001, section 2.3), by iteratively reweighted
+    Gauss-Newton with soft-L1 weights (Huber 1964; Holland & Welsch 1977), c and the wind
+    clipped to their plausible ranges. Returns the parameters and the robust cost (as
+    ``fusion.multilaterate.LOSSES["soft_l1"]``'s, in squared normalised residuals).
+    """
+    v = start.astype(float).copy()
+    scale = ROBUST_SCALE_S / sigma
+    for _ in range(WIND_FIT_ITERATIONS):
+        d = pos - np.array([v[0], v[1], z_m])
+        r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
+        along = (d[:, :2] @ v[4:6]) / r
+        c_eff = v[3] + along
+        res = (t_s - v[2] - r / c_eff) / sigma
+        # Derivatives of the travel time r / c_eff by x, y (the source moves against d), c, wind.
+        dr = -d[:, :2] / r[:, None]
+        dalong = -v[4:6][None, :] / r[:, None] - along[:, None] * dr / r[:, None]
+        dtt_xy = dr / c_eff[:, None] - r[:, None] * dalong / c_eff[:, None] ** 2
+        jac = -np.column_stack([dtt_xy, np.ones(len(r)), -r / c_eff ** 2, -d[:, :2] / c_eff[:, None] ** 2]) / sigma[:, None]
+        w = 1.0 / np.sqrt(np.sqrt(1.0 + (res / scale) ** 2))   # square root of the soft-L1 weight
+        step, *_ = np.linalg.lstsq(jac * w[:, None], -res * w, rcond=None)
+        v += step
+        v[3] = min(max(v[3], C_MIN), C_MAX)
+        v[4:6] = np.clip(v[4:6], -MAX_WIND_M_S, MAX_WIND_M_S)
+        if np.all(np.abs(step[:2]) < WIND_FIT_TOL_M):
+            break
+    d = pos - np.array([v[0], v[1], z_m])
+    r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
+    res = (t_s - v[2] - r / (v[3] + (d[:, :2] @ v[4:6]) / r)) / sigma
+    z = (res / scale) ** 2
+    return v, float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0) * scale ** 2))
+
+
 def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c_m_s: float) -> tuple[float, float] | None:
     """Height of the source above the highest of its sensors and its sigma, from a 3D fit; None if underdetermined.
 
     Above the highest, not the median: in hilly cities (Pittsburgh's sensors span 40 m of
     height) a shooter on a hillside is well above the sensors in the valley.
+
+    A profile likelihood over height (Pawitan, "In All Likelihood", 2001, section 2.9): at each
+    height of HEIGHT_GRID_M the rest (x, y, t0, c and the wind, :func:`_wind_fit`) is fitted,
+    and the height is the grid's best. With sensors in one plane a free-height fit is drawn to
+    the plane, where the height's gradient vanishes (a saddle); the profile is not, and the
+    wind, which a plain fit must absorb by tilting the source, is modelled. The sigma is the
+    Gaussian-equivalent one of the likelihood ratio against the plane: h / sqrt(delta cost /
+    s^2), with s^2 the best fit's robust cost per degree of freedom, floored at 1 (a fit better
+    than the stated timing errors claims no more than they allow: Mikhail & Ackermann,
+    "Observations and Least Squares", 1976, section 4.7).
     """
     known = [p for p in arrivals if p["sensor"] in sensors.index]
     if len(known) < MIN_SENSORS_3D:
@@ -169,83 +261,30 @@ def height_above_sensors_m(shot: dict, arrivals: list[dict], sensors: Sensors, c
     sigma = np.array([(p.get("t_unc_ns") or DEFAULT_T_UNC_S * NS_PER_S) / NS_PER_S for p in known])
     plane_z = float(np.max(pos[:, 2]))
     xy = sensors.to_enu(shot)[:2]
-    start = np.array([xy[0], xy[1], plane_z + HEIGHT_START_M])
-    t0 = float(np.median(t_s - np.linalg.norm(pos - start, axis=1) / c_m_s))
+    t0 = float(np.median(t_s - np.linalg.norm(pos[:, :2] - xy, axis=1) / c_m_s))
+    v = np.array([xy[0], xy[1], t0, c_m_s, 0.0, 0.0])
+    heights, costs, fits = [], [], []
     try:
-        # Robust (soft L1), so a late diffracted arrival left in the set does not lift the source;
-        # c free (within the plausible range), since far sensors trade a height for a speed of sound.
-        fit = fit_shots([(pos, t_s, sigma)], c_m_s, Geometry("3d"), [(start, t0)], loss="soft_l1",
-                        scale_s=ROBUST_SCALE_S, fit_c=len(known) > MIN_SENSORS_3D, c_bounds=(C_MIN, C_MAX))
-        height = _height(float(fit.positions[0][2]) - plane_z,
-                         fit.cov[0][2, 2] if fit.cov and fit.cov[0] is not None else math.inf, fit.variance_factor)
-        # An aerial reading is checked with the wind estimated too (from the still-air solution):
-        # only there can the wind's shift of the arrivals make the call, and gunfire rarely gets there.
-        if len(known) >= MIN_SENSORS_WIND and _aerial(*height):
-            z, z_var, factor = _fit_with_wind(pos, t_s, sigma, fit.positions[0], float(fit.t0_s[0]), fit.c)
-            height = _height(z - plane_z, z_var, factor)
+        for h in HEIGHT_GRID_M:   # warm-started upwards: each height's fit starts from the last
+            v, cost = _wind_fit(pos, t_s, sigma, plane_z + h, v)
+            heights.append(float(h))
+            costs.append(cost)
+            fits.append(v)
+        # Then halfway to the grid's neighbours of its best, each from that best's fit.
+        best = int(np.argmin(costs))
+        for h in (heights[best] - HEIGHT_REFINE_M, heights[best] + HEIGHT_REFINE_M):
+            if h > 0.0:
+                heights.append(h)
+                costs.append(_wind_fit(pos, t_s, sigma, plane_z + h, fits[best])[1])
     except (ValueError, np.linalg.LinAlgError):
         return None
-    return height
-
-
-def _height(h_m: float, z_var: float, factor: float) -> tuple[float, float]:
-    """Height and its sigma from a fit's z variance (scaled by its variance factor) and that factor.
-
-    The covariance is scaled by the a-posteriori variance factor; a fit better than the stated
-    timing errors must not claim more than they allow (the a-priori sigma is a floor:
-    Mikhail & Ackermann, "Observations and Least Squares", 1976, §4.7), and an exact fit
-    (factor 0) says nothing about its height.
-    """
-    z_var = z_var / factor if 0.0 < factor < 1.0 else (math.inf if factor <= 0.0 else z_var)
-    return h_m, float(np.sqrt(max(z_var, 0.0)))
-
-
-def _aerial(h_m: float, h_sigma_m: float) -> bool:
-    return h_m >= AERIAL_HEIGHT_M and h_m >= HEIGHT_SIGMAS * h_sigma_m
-
-
-def _fit_with_wind(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, start: np.ndarray, t0: float,
-                   c_m_s: float) -> tuple[float, float, float]:
-    """Source height, its variance (scaled by the variance factor) and that factor, from a 3D fit with wind.
-
-    Unknowns x, y, z, t0, c and the horizontal wind (w_e, w_n); arrival t0 + r / (c + w.d_h / r)
-    for a sensor at offset d (r = |d|, d_h its horizontal part): the effective sound speed along
-    the straight path (Salomons 2001, §2.3). Robust soft-L1 least squares
-    (:func:`scipy.optimize.least_squares`, trust-region reflective within the bounds on c and
-    the wind); covariance s^2 (J^T J)^-1 at the solution, as :func:`fusion.multilaterate.fit_shots`.
-    """
-    def paths(p):
-        d = pos - p[:3]
-        r = np.maximum(np.linalg.norm(d, axis=1), MIN_DISTANCE_M)
-        return d, r, p[4] + d[:, :2] @ p[5:7] / r
-
-    def residuals(p):
-        _, r, speed = paths(p)
-        return (t_s - p[3] - r / speed) / sigma
-
-    def jacobian(p):
-        # Travel time g = r / v, v = c + w.d_h / r; d/dp of r is -d / r, of v is -(w / r) + (w.d_h) d / r^3.
-        d, r, speed = paths(p)
-        w3 = np.array([p[5], p[6], 0.0])
-        dr = -d / r[:, None]
-        dv = -w3[None, :] / r[:, None] + ((d[:, :2] @ p[5:7]) / r ** 3)[:, None] * d
-        dg_pos = (dr * speed[:, None] - r[:, None] * dv) / (speed ** 2)[:, None]
-        jac = np.empty((len(r), 7))
-        jac[:, :3] = dg_pos
-        jac[:, 3] = 1.0
-        jac[:, 4] = -r / speed ** 2
-        jac[:, 5:7] = -d[:, :2] / (speed ** 2)[:, None]
-        return -jac / sigma[:, None]
-
-    c0 = min(max(c_m_s, C_MIN), C_MAX)
-    lo = [-np.inf] * 4 + [C_MIN, -MAX_WIND_MPS, -MAX_WIND_MPS]
-    hi = [np.inf] * 4 + [C_MAX, MAX_WIND_MPS, MAX_WIND_MPS]
-    sol = least_squares(residuals, np.array([*start, t0, c0, 0.0, 0.0]), jac=jacobian, bounds=(lo, hi),
-                        loss="soft_l1", f_scale=ROBUST_SCALE_S / float(np.median(sigma)), x_scale="jac", ftol=WIND_FIT_FTOL)
-    dof = len(t_s) - len(sol.x)
-    factor = float(sol.fun @ sol.fun) / dof
-    z_var = float(np.linalg.inv(sol.jac.T @ sol.jac)[2, 2]) * factor
-    return float(sol.x[2]), z_var, factor
+    best = int(np.argmin(costs))
+    # The scale from the robust cost (its sum of squares would let a few wrong picks drown the
+    # height the inliers fix), floored at the stated timing errors.
+    s2 = max(costs[best] / (len(known) - WIND_FIT_UNKNOWNS), 1.0)
+    delta = (costs[0] - costs[best]) / s2
+    h = heights[best]
+    return h, h / math.sqrt(max(delta, MIN_DELTA_CHI2))
 
 
 def cadence(shot_times_ns: list[int]) -> dict | None:
@@ -262,6 +301,60 @@ def _firecracker_cadence(c: dict | None) -> bool:
     if c is None:
         return False
     return c["fast_share"] >= FAST_SHARE or (c["cv"] >= IRREGULAR_CV and c["median_s"] <= FAST_MEDIAN_S)
+
+
+def _level_db(pulse: dict) -> float | None:
+    level = pulse.get("spl_db", pulse.get("peak_dbfs"))
+    return float(level) if level is not None and math.isfinite(level) else None
+
+
+def _window(pulses: list[dict], shots: list[dict], c_m_s: float) -> list[dict]:
+    """The pulses that can be arrivals of the shots: from the first shot to the last one's farthest hearing."""
+    lo = int(shots[0]["t_ns"]) - int(WINDOW_SLACK_S * NS_PER_S)
+    hi = int(shots[-1]["t_ns"]) + int((MAX_HEARD_M / c_m_s + WINDOW_SLACK_S) * NS_PER_S)
+    return [p for p in pulses if lo <= int(p["t_ns"]) <= hi]
+
+
+def crackle(shots: list[dict], arrivals: list[list[dict]], near: list[dict] | None) -> dict | None:
+    """Cadence (:func:`cadence`) of the pops the incident's two loudest sensors both hear from its place; None if unmeasured.
+
+    A firecracker string's pops come tens of ms apart, too fast and too many for the locator
+    to place each one, so its located shots are a few, any cadence; the sensors nearest to it
+    hear nearly every pop. A pop from the incident's place reaches the second loudest sensor
+    the located shots' time difference of arrival (TDOA) after the loudest (within
+    COINCIDENCE_S); an echo takes its own path to each sensor and so does not (the
+    coincidence test of TDOA association, e.g. Knapp & Carter, IEEE Trans. ASSP 24, 1976, for
+    the delay; Bar-Shalom & Fortmann, "Tracking and Data Association", 1988, for the gate).
+    The loudest sensor's pulses from CRACKLE_SPAN_S before its first located arrival to as
+    long after its last that pass it are the crackle.
+    """
+    heard: dict[str, float] = {}
+    for a in arrivals:
+        for p in a:
+            lv = _level_db(p)
+            if lv is not None:
+                heard[p["sensor"]] = max(lv, heard.get(p["sensor"], -math.inf))
+    if not near or len(heard) < 2:
+        return None
+    first, second = sorted(heard, key=heard.get, reverse=True)[:2]
+    pairs = [(int(pa["t_ns"]), int(pb["t_ns"])) for a in arrivals
+             for pa in a if pa["sensor"] == first for pb in a if pb["sensor"] == second]
+    if not pairs:
+        return None
+    tdoa_ns = float(np.median([tb - ta for ta, tb in pairs]))
+    lo = min(ta for ta, _ in pairs) - int(CRACKLE_SPAN_S * NS_PER_S)
+    hi = max(ta for ta, _ in pairs) + int(CRACKLE_SPAN_S * NS_PER_S)
+    at_second = np.sort([int(p["t_ns"]) for p in near if p["sensor"] == second])
+    pops = []
+    for p in near:
+        t = int(p["t_ns"])
+        if p["sensor"] != first or not lo <= t <= hi:
+            continue
+        gate_ns = max(COINCIDENCE_S * NS_PER_S, COINCIDENCE_SIGMAS * (p.get("t_unc_ns") or 0))
+        k = int(np.searchsorted(at_second, t + tdoa_ns))
+        if any(abs(at_second[j] - t - tdoa_ns) <= gate_ns for j in (k - 1, k) if 0 <= j < len(at_second)):
+            pops.append(t)
+    return cadence(pops)
 
 
 def mortar_partner(shots: list[dict], recent: list[dict], sensors: Sensors) -> dict | None:
@@ -291,7 +384,7 @@ def mortar_partner(shots: list[dict], recent: list[dict], sensors: Sensors) -> d
 
 def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
              sensitivity_dbfs_per_pa: float | None = REFERENCE_SENSITIVITY_DBFS_PER_PA,
-             recent: list[dict] | None = None) -> dict:
+             recent: list[dict] | None = None, pulses: list[dict] | None = None) -> dict:
     """Class, confidence and the cues behind them for one located incident.
 
     Parameters
@@ -309,6 +402,10 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     recent : list of dict or None
         Incidents located shortly before this one (the last ten seconds suffice), for the
         launch-and-burst cue; None: that cue is not used.
+    pulses : list of dict or None
+        The pulses of the incident's window (any sensors; the located ones among them), each
+        with ``sensor``, ``t_ns`` and its level: more arrivals for the height fix
+        (:func:`gather_arrivals`) and the crackle cue; None: only ``arrivals`` are used.
 
     Returns
     -------
@@ -330,19 +427,31 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
         log_odds += lo
 
     aerial = False
-    heights = [h for h in (height_above_sensors_m(s, a, sensors, c_m_s) for s, a in zip(shots, arrivals)) if h]
+    near = _window(pulses, shots, c_m_s) if pulses else None
+    fixable = sorted(zip(shots, arrivals), key=lambda sa: -len(sa[1]))[:MAX_HEIGHT_SHOTS]
+    # Each shot's height from its located arrivals and from those plus the gathered ones (a wrong
+    # pick among these can blur a fix the located ones give).
+    heights = [h for h in (height_above_sensors_m(s, aa, sensors, c_m_s) for s, a in fixable
+                           for aa in ((a, gather_arrivals(s, a, near, sensors, c_m_s)) if near else (a,))) if h]
     if heights:
         h, h_sigma = max(heights, key=lambda hs: hs[0] - HEIGHT_SIGMAS * hs[1])
-        aerial = _aerial(h, h_sigma)
+        aerial = h >= AERIAL_HEIGHT_M and h >= HEIGHT_SIGMAS * h_sigma
         lo = AERIAL_LOG_ODDS if aerial else 0.0
         cues["height"] = {"height_m": round(h, 1), "sigma_m": round(h_sigma, 1), "log_odds": lo}
         log_odds += lo
 
     pattern = cadence([s["t_ns"] for s in shots])
-    string = _firecracker_cadence(pattern)
-    if pattern is not None:
+    pops = crackle(shots, arrivals, near)
+    # Many pops from the incident's place: a string if their cadence is (fast or irregular), or
+    # if they far outnumber the located shots at an irregular cadence (a firearm's unlocated
+    # rounds, an automatic's, come at its regular cyclic rate).
+    string = _firecracker_cadence(pattern) or (pops is not None and pops["shots"] >= MIN_CRACKLE_POPS and (
+        _firecracker_cadence(pops) or (pops["shots"] >= POPS_PER_SHOT * len(shots) and pops["cv"] >= SHOOTER_CV)))
+    if pattern is not None or pops is not None:
+        # One cue, measured two ways (the located shots; the pops both loudest sensors hear).
         lo = CADENCE_LOG_ODDS if string else 0.0
-        cues["cadence"] = {**{k: round(v, 3) for k, v in pattern.items()}, "log_odds": lo}
+        cues["cadence"] = {**{k: round(v, 3) for k, v in (pattern or {}).items()},
+                           **({"crackle": {k: round(v, 3) for k, v in pops.items()}} if pops else {}), "log_odds": lo}
         log_odds += lo
 
     partner = mortar_partner(shots, recent or [], sensors)

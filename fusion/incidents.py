@@ -421,7 +421,8 @@ class IncidentTracker:
                     continue
                 if sum(taken(p) for p in pulses if p["id"] in used) > DUPLICATE_SHARE * len(used):
                     continue   # an earlier window's incident, seen again
-                inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, c_m_s), sensors))
+                # The window's pulses: the classifier's height fix and crackle read the arrivals left out.
+                inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, c_m_s), sensors, pulses=pulses))
                 kept.append((inc, set(used)))
         except Exception:  # noqa: BLE001 - one window the locator chokes on must not stop the others
             log.exception("locating a window of %d pulses failed; it is left unlocated", len(pulses))

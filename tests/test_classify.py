@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fusion.attribution import shot_arrivals
-from fusion.classify import CLASSES, FIREWORKS, GUNFIRE, cadence, classify, mortar_partner, source_level_db
+from fusion.classify import (CLASSES, FIREWORKS, GUNFIRE, cadence, classify, crackle, height_above_sensors_m,
+                             mortar_partner, source_level_db)
 from fusion.locate import locate
 from fusion.sensors import Sensors
 from pittsburgh_pulses import all_pulses, temperature_c
@@ -14,11 +15,12 @@ from simulator import fleet, scenario, score
 NS = 1_000_000_000
 FIRING_POSITIONS = ("FP1", "FP2", "FP3")
 MIN_REAL_GUNFIRE_RATE = 0.95
-# Measured on the first 200 s (seed 14): 1 false gunfire alert, 8 of 9 incidents right (0.89);
-# the bounds leave one incident of margin.
-MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS = 2
-MIN_FIREWORKS_NIGHT_ACCURACY = 0.75
-FIREWORKS_NIGHT_S = 200.0
+# Measured on the whole night (600 s, seed 14): 28 of 28 incidents right; the one "false" alert
+# is the second of the two celebratory handgun bursts, which the truth counts as one incident
+# (so a located second burst, rightly gunfire, is unmatched). No confounder may alert; one
+# wrong call of 28 is the margin on the accuracy.
+MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS = 1
+MIN_FIREWORKS_NIGHT_ACCURACY = 0.95
 # Wind and the height cue: the seed city's wind, the sensors that hear a rifle, their survey error.
 WIND_MPS = 3.0
 HEARD_WITHIN_M = 1600.0
@@ -31,7 +33,7 @@ def _classified(pulses, sensors, temperature):
     out = []
     for inc in locate(pulses, sensors, temperature):
         # The incidents before it, as a live caller would keep them, for the launch-and-burst cue.
-        inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors, recent=out))
+        inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, inc["c_mps"]), sensors, recent=out, pulses=pulses))
         out.append(inc)
     return out
 
@@ -90,17 +92,19 @@ def test_quiet_confounders_are_not_gunfire():
     assert string["class"] == FIREWORKS
 
 
-def test_fireworks_night_raises_few_gunfire_alerts():
-    """The first minutes of the library's fireworks night (fleet pulses: levels, no waveforms)."""
+def test_fireworks_night_raises_no_gunfire_alert():
+    """The library's whole fireworks night (fleet pulses: levels, no waveforms): the mortars' bursts
+    are placed aloft, the firecracker strings crackle, the celebratory gunfire stays gunfire."""
     scn = scenario.load("fireworks_night")
-    scn.events = [e for e in scn.events if e.t_s < FIREWORKS_NIGHT_S]
-    scn.duration_s = FIREWORKS_NIGHT_S
     pulses, _ = fleet.pulses(scn)
     sensors = Sensors.from_local({sid: tuple(xyz) for sid, xyz in zip(scn.array.ids, scn.array.xyz)})
     incidents = _classified(pulses, sensors, scn.atmosphere.temperature_c)
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s)
-    assert s["false_alerts"] <= MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS, s["class_by_kind"]
-    assert s["class_accuracy"] >= MIN_FIREWORKS_NIGHT_ACCURACY, s["class_by_kind"]
+    by_kind = s["class_by_kind"]
+    assert s["false_alerts"] <= MAX_FIREWORKS_NIGHT_GUNFIRE_ALERTS, by_kind
+    assert s["class_accuracy"] >= MIN_FIREWORKS_NIGHT_ACCURACY, by_kind
+    assert set(by_kind["handgun"]) == {GUNFIRE} and s["detected"] == s["incidents"], by_kind
+    assert by_kind["fireworks"].get(GUNFIRE, 0) + by_kind["firecrackers"].get(GUNFIRE, 0) == 0, by_kind
 
 
 def _single(sensors, level_db, t_s, xy=(5.0, -3.0), c=343.0):
@@ -164,3 +168,70 @@ def test_wind_does_not_lift_a_shot_on_the_ground():
         h, sigma = heights[BURST_M, wind]
         assert h >= AERIAL_HEIGHT_M and h >= sigma, (wind, h, sigma)
 
+
+def _wind_arrivals(sensors, src, wind, c=343.0, t0_s=0.0, seed=3, pick_s=20e-6):
+    """Arrivals at the sensors of a source at ``src`` (x, y, z) in a wind (east, north): the
+    effective sound speed c + w . u along each path (as simulator.propagation)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, xyz in zip(sensors.ids, sensors.enu_m):
+        d = xyz - np.asarray(src)
+        r = np.linalg.norm(d)
+        t = t0_s + r / (c + d[:2] @ np.asarray(wind) / r) + rng.normal(0.0, pick_s)
+        out.append({"sensor": name, "t_ns": int(t * NS), "t_unc_ns": int(pick_s * NS)})
+    return out
+
+
+def test_height_profile_finds_a_burst_aloft_in_the_wind():
+    """A burst 120 m above a 4 x 4 rooftop grid (400 m apart) in a 3 m/s wind is aloft, by many
+    sigmas; a shot on the ground in the same wind is not (the plane's saddle does not trap it)."""
+    sensors = Sensors.from_local({f"s{i}{j}": (400.0 * i, 400.0 * j, 10.0) for i in range(4) for j in range(4)})
+    wind = (2.6, 1.5)
+    for z_m, aerial in ((130.0, True), (1.5, False)):
+        src = (700.0, 500.0, z_m)
+        # The shot as a 2D locator would give it: the right place, on the sensors' plane.
+        shot = {"t_ns": 0, "x": src[0], "y": src[1], "z": 10.0}
+        h, sigma = height_above_sensors_m(shot, _wind_arrivals(sensors, src, wind), sensors, 343.0)
+        if aerial:
+            assert h == pytest.approx(z_m - 10.0, abs=15.0) and h > 3.0 * sigma
+        else:
+            assert h <= 10.0
+    # Six sensors cannot fit a height, a wind and a speed of sound with one to spare.
+    few = Sensors.from_local({f"s{k}": (400.0 * np.cos(k), 400.0 * np.sin(k), 10.0) for k in range(6)})
+    assert height_above_sensors_m({"t_ns": 0, "x": 0.0, "y": 0.0}, _wind_arrivals(few, (0.0, 0.0, 100.0), wind),
+                                  few, 343.0) is None
+
+
+def test_crackle_counts_the_pops_both_loudest_sensors_hear_not_echoes():
+    """A string's pops reach both nearest sensors at the same TDOA; an echo heard by one does not count."""
+    sensors = Sensors.from_local({"a": (100.0, 0.0, 10.0), "b": (-250.0, 0.0, 10.0), "c": (0.0, 600.0, 10.0)})
+    c = 343.0
+    d = {n: float(np.linalg.norm(xyz[:2])) for n, xyz in zip(sensors.ids, sensors.enu_m)}
+    rng = np.random.default_rng(5)
+    pops_s = np.cumsum(rng.exponential(0.06, 30) + 0.01)
+    near = []
+    for t in pops_s:
+        for n, level in (("a", 100.0), ("b", 90.0), ("c", 80.0)):
+            near.append({"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": level})
+    # Echoes at the loudest sensor only, 30-300 ms after its pops.
+    echoes = [{"sensor": "a", "t_ns": int((t + d["a"] / c + rng.uniform(0.03, 0.3)) * NS), "t_unc_ns": 20_000,
+               "spl_db": 95.0} for t in pops_s[::3]]
+    located = pops_s[[4, 17]]   # the locator placed two of the pops
+    shots = [{"t_ns": int(t * NS), "x": 0.0, "y": 0.0} for t in located]
+    arrivals = [[p for p in near if abs(p["t_ns"] - int((t + d[p["sensor"]] / c) * NS)) < 1000] for t in located]
+    pops = crackle(shots, arrivals, near + echoes)
+    # Every pop from 2 s before the first located one to 2 s after the last (the crackle's span), no echo.
+    assert pops["shots"] == int(np.sum((pops_s >= located[0] - 2.0) & (pops_s <= located[1] + 2.0)))
+    incident = classify({"shots": shots, "c_mps": c}, arrivals, sensors, pulses=near + echoes)
+    assert incident["class"] == FIREWORKS and incident["class_cues"]["cadence"]["log_odds"] < 0
+    # A shooter's five rounds 0.5 s apart, with echoes at the loudest sensor: five pops, regular.
+    rounds = np.arange(5) * 0.5
+    gun = [{"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": lv}
+           for t in rounds for n, lv in (("a", 110.0), ("b", 100.0), ("c", 90.0))]
+    gun += [{"sensor": "a", "t_ns": int((t + d["a"] / c + lag) * NS), "t_unc_ns": 20_000, "spl_db": 105.0}
+            for t in rounds for lag in (0.04, 0.09)]
+    shots = [{"t_ns": int(t * NS), "x": 0.0, "y": 0.0} for t in rounds]
+    arrivals = [[p for p in gun if p["t_ns"] == int((t + d[p["sensor"]] / c) * NS)] for t in rounds]
+    pops = crackle(shots, arrivals, gun)
+    assert pops["shots"] == 5 and pops["cv"] < 0.05
+    assert classify({"shots": shots, "c_mps": c}, arrivals, sensors, pulses=gun)["class"] == GUNFIRE

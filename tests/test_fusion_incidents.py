@@ -130,3 +130,31 @@ def test_shots_chained_in_one_neighbourhood_are_all_located():
                 located.add(n)
     assert located == set(truth)
     assert len(used) == len(set(used))    # no pulse in two incidents
+
+
+def test_the_classifier_hears_the_window_pulses():
+    """A firecracker string over a ring of sensors: the tracker hands the classifier the window's
+    pulses, whose crackle (the pops both loudest sensors hear, located or not) says fireworks."""
+    rng = np.random.default_rng(11)
+    nodes = []
+    for j in range(RING_SENSORS):
+        a = 2 * math.pi * j / RING_SENSORS
+        key = nacl.signing.SigningKey(bytes([99, j]) * 16).verify_key
+        nodes.append({"id": f"r{j}", "public_key": bytes(key).hex(),
+                      "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 10.0})
+    tracker = IncidentTracker(registry_from_nodes(nodes), "fw", temperature_c=15.0)
+    src_xy, level_db = (120.0, -40.0), 145.0
+    pops_s = np.cumsum(rng.exponential(0.06, 30) + 0.01)
+    t0 = 1_700_000_000 * NS_PER_S
+    pulses = []
+    for t in pops_s:
+        for node in nodes:
+            r_m = math.hypot(node["x"] - src_xy[0], node["y"] - src_xy[1])
+            pulses.append({"id": len(pulses) + 1, "sensor": node["id"], "t_unc_ns": 20_000,
+                           "t_ns": t0 + round((t + r_m / C_M_S) * NS_PER_S),
+                           "spl_db": round(level_db - 20 * math.log10(r_m) + rng.normal(0.0, 2.0), 1)})
+    pulses.sort(key=lambda p: p["t_ns"])
+    tracker.add(pulses, received_ns=0)
+    finals = tracker.flush()
+    assert finals and all(f.incident["class"] == "fireworks" for f in finals)
+    assert any("crackle" in f.incident["class_cues"]["cadence"] for f in finals)
