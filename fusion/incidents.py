@@ -67,7 +67,7 @@ HEARD_BY_BOTH = 2.0   # two sensors hearing one shot near the anchor are at most
 # neighbourhood: this many neighbours within the anchor range (a window of about four times as
 # many sensors) locate a shot as well as the whole city does (TN098: six or more sensors give
 # 96 % within 15 m), and the association's work grows much faster than the sensor count.
-LOCAL_SENSORS = 6
+LOCAL_SENSORS = 8
 # A window reaches this far past its last located shot (rounds of one burst are closer than
 # this); up to MAX_WINDOW_S past its anchor, which bounds the work of one location.
 BURST_GAP_S = 2.0
