@@ -259,7 +259,7 @@ def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, tr
         for shot in find_shots(pos[idx], sensor[idx], t_s[idx], sigma_s[idx],
                                c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=tol_s,
                                min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
-                               c_bounds=c_bounds):
+                               c_bounds=c_bounds, prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2)):
             if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
                 used[part[shot.pulses]] = True
                 shot.pulses = idx[shot.pulses]
