@@ -55,14 +55,12 @@ BATCH_CELLS = 16
 # Pittsburgh, audio-path and fleet inputs take at most a few hundred steps; past it the best
 # leaf found so far is the seed, unproven, and the stop is logged.
 MAX_SEED_STEPS = 2_000
-# ... and in work, pulses bound summed over the cells bound, which tracks time better: twice
-# the most any test input needs (2.0 million, a Pittsburgh burst of 293 pulses; 0.1-0.3 s).
-MAX_SEED_WORK = 4_000_000
-# Dense inputs (a stretch of this many pulses or more: a long burst heard across a city) get a
-# tighter one, since their proofs cost tens of seconds per shot (the whole area must be refined
+# Dense inputs (a search of this many pulses or more: a long burst heard across a city; and the
+# later chunks of its stretch) get a budget in work instead (pulses bound, summed over the cells
+# bound; about 0.1 s), since their proofs cost tens of seconds per shot (the whole area must be refined
 # to ~10 m before the bound falls below a shot's support) and there are dozens of shots: the
 # seed city's 40 rounds (1,367 pulses) took 10 minutes exactly.  No Pittsburgh, audio-path,
-# synthetic or other library input reaches it (the largest stretch searched has 465 pulses).
+# synthetic or other test input reaches it (the largest search has 465 pulses, 12 million of work).
 # An exhausted search that found nothing is seeded from a short busy span (see BUSY_SPAN_S);
 # when that grows no shot, no further shot is taken to exist.
 DENSE_PULSES = 600
@@ -184,8 +182,8 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
 
 
 def _seed_search(xy, sensor, t_s, c, window_s, bounds, floor, hints,
-                 max_work: float = MAX_SEED_WORK) -> tuple[int, np.ndarray, float, bool]:
-    """:func:`best_seed` on a work budget; also whether it ran out."""
+                 max_work: float = 0.0) -> tuple[int, np.ndarray, float, bool]:
+    """:func:`best_seed` with a work budget (0: the step budget alone); also whether it ran out."""
     stats = {}
     found = best_seed(xy, sensor, t_s, c, window_s, bounds, floor, hints, max_work=max_work, stats=stats)
     return (*found, stats["exhausted"])
@@ -307,7 +305,7 @@ def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndar
 def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
                c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
                speeds: tuple[float, ...] = (), c_bounds: tuple[float, float] | None = None,
-               prior: np.ndarray | None = None) -> list[Shot]:
+               prior: np.ndarray | None = None, dense: bool = False) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
 
     Parameters
@@ -335,6 +333,9 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         Where shots were found among neighbouring pulses (an earlier chunk of a long stretch):
         tried first by the budgeted searches of a dense input (DENSE_PULSES), so that a burst's
         next chunk starts from its shooter instead of a busy span.
+    dense : bool
+        Treat the input as dense (see DENSE_PULSES) whatever its size: a later chunk of a
+        stretch whose earlier chunk was.
 
     Returns
     -------
@@ -347,13 +348,14 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
     # A small array cannot reach significance: then the best set short of one sensor is kept.
     n_reporting = len(np.unique(sensor))
-    work = DENSE_SEED_WORK if len(t_s) >= DENSE_PULSES else MAX_SEED_WORK
+    dense = dense or len(t_s) >= DENSE_PULSES
+    work = DENSE_SEED_WORK if dense else 0.0
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
-        if prior is not None and work == DENSE_SEED_WORK:
+        if prior is not None and dense:
             hints = np.vstack([hints, np.asarray(prior, dtype=float).reshape(-1, 2)])
         strongest = max((len(s.pulses) for s in shots), default=0)
         # Until a first shot is found, a window as wide as the tolerance is tried beside the
@@ -376,7 +378,7 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
                 exhausted = exhausted or ran_out
                 if found[0] > support:
                     (support, point, start), speed = found, trial
-            if point is None and exhausted:
+            if point is None and exhausted and dense:
                 fell_back = True
                 (support, point, start), speed = _busy_span_seed(xy, sensor, t_s, idx, trials, width, bounds,
                                                                  max(min_sensors, needed // 2) - 1)
