@@ -60,7 +60,8 @@ MAX_SEED_STEPS = 2_000
 # bound; about 0.1 s), since their proofs cost tens of seconds per shot (the whole area must be refined
 # to ~10 m before the bound falls below a shot's support) and there are dozens of shots: the
 # seed city's 40 rounds (1,367 pulses) took 10 minutes exactly.  No Pittsburgh, audio-path,
-# synthetic or other test input reaches it (the largest search has 465 pulses, 12 million of work).
+# synthetic or other test input reaches it (the largest search has 465 pulses, 12 million of work;
+# the library's city_park 574 pulses).
 # An exhausted search that found nothing is seeded from a short busy span (see BUSY_SPAN_S);
 # when that grows no shot, no further shot is taken to exist.
 DENSE_PULSES = 600
@@ -68,6 +69,9 @@ DENSE_SEED_WORK = 1_000_000
 # The seed of an exhausted dense search: the best point among the pulses of the busiest span
 # this long (a shot's nearest sensors hear it within it), few enough to be searched in full.
 BUSY_SPAN_S = 2.0
+# Sets searched for there: above this share of the support a shot needs (the span holds the
+# arrivals at its nearer sensors only), and a higher floor prunes the search sooner.
+BUSY_SPAN_SHARE = 0.5
 # Robust fit scale and rounds of re-selection while growing a shot.
 ROBUST_SCALE_S = 5e-3
 GROW_ROUNDS = 4
@@ -178,7 +182,6 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
                  "(best support %d, floor %d): no proof that no stronger set exists", len(t), len(sx), max_steps,
                  max_work, result.support, floor)
     return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
-
 
 
 def _seed_search(xy, sensor, t_s, c, window_s, bounds, floor, hints,
@@ -381,7 +384,7 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
             if point is None and exhausted and dense:
                 fell_back = True
                 (support, point, start), speed = _busy_span_seed(xy, sensor, t_s, idx, trials, width, bounds,
-                                                                 max(min_sensors, needed // 2) - 1)
+                                                                 max(min_sensors, int(BUSY_SPAN_SHARE * needed)) - 1)
             if point is None:
                 continue
             width_seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
