@@ -63,7 +63,9 @@ MAX_SEED_STEPS = 2_000
 # synthetic or other test input reaches it (the largest search has 465 pulses, 12 million of work;
 # the library's city_park 574 pulses).
 # An exhausted search that found nothing is seeded from a short busy span (see BUSY_SPAN_S);
-# when that grows no shot, no further shot is taken to exist.
+# when that grows no shot, no further shot is taken to exist.  The support chance reaches is
+# taken from the rates of the pulses not yet explained: a burst's own first arrivals, dozens
+# per sensor, otherwise raise it above the support of its quieter shots (32 of 40 located).
 DENSE_PULSES = 600
 DENSE_SEED_WORK = 1_000_000
 # The seed of an exhausted dense search: the best point among the pulses of the busiest span
@@ -367,7 +369,8 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         # Of the shots grown from each width's seed, the one more sensors agree on wins.
         shot, seed, fell_back = None, None, False
         for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
-            chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
+            pool = idx if dense else slice(None)  # dense: the rates of the pulses not yet explained
+            chance = chance_support(sensor[pool], t_s[pool], width + LEAF_SLACK_M / c, c, bounds)
             needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
             if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
                 break  # so many sensors agreeing tightly are no chance set: no need to look wider

@@ -2,8 +2,8 @@
 2,000 pulses from 64 sensors, echoes and non-line-of-sight arrivals, located with its score.
 
 Its seed searches are past DENSE_PULSES, so they run on a work budget and are seeded from an
-earlier chunk's shots or a busy span when that runs out (fusion.associate); the exact search of
-every seed (about ten minutes here) found 35 rounds, 32 of the 40 shots matched, median error 6.1 m.
+earlier chunk's shots or a busy span when that runs out, and chance support is judged by the
+pulses not yet explained (fusion.associate).
 """
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from fusion.locate import locate
 from fusion.sensors import Sensors
 from simulator import fleet, scenario, score
 
-# The exact search's figures on this input (32 shots located, 35 rounds), less a shot or two.
-MIN_SHOTS_LOCATED = 31
+# Measured: 38 of the 40 shots located (median 6.1 m), 40 rounds of which 2 are echo sets off the
+# house front (the exact search of every seed, ten minutes here: 32 located, 35 rounds); less two.
+MIN_SHOTS_LOCATED = 36
 MAX_MEDIAN_ERROR_M = 10.0
-MIN_ROUNDS = 33
+MAX_ROUNDS_OFF = 2
 
 
 def city_house():
@@ -32,7 +33,7 @@ def test_forty_round_burst_in_the_seed_city_is_located_and_counted():
     incidents = locate(pulses, sensors, scn.atmosphere.temperature_c)
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s)
     assert len(incidents) == 1 and s["detected"] == 1 and s["false_alerts"] == 0
-    assert MIN_ROUNDS <= incidents[0]["rounds"] <= 40
+    assert abs(incidents[0]["rounds"] - 40) <= MAX_ROUNDS_OFF
     assert s["shots_located"] >= MIN_SHOTS_LOCATED
     assert s["error_median_m"] <= MAX_MEDIAN_ERROR_M and s["within_25m"] == 1.0
 
