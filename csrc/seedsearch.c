@@ -7,6 +7,7 @@
 
 #define SORT_CUTOFF 16   /* runs this short are finished by insertion sort */
 #define MAX_SHIFTS_PER_PULSE 16  /* about twice a quicksort's work on a few hundred pulses */
+#define NEW_LIST_SHRINK 2  /* a family gets its own pulse list when that halves it (memory) */
 #define SQRT2 1.41421356237309504880  /* a cell's diagonal over its side (M_SQRT2 is not C99) */
 
 typedef struct {
@@ -21,6 +22,8 @@ typedef struct {
     int rank;        /* exploration order: highest first */
     double start;    /* start of the window that reaches it */
     int family;      /* stands for its four children, not yet bound (ub, rank: bounds on theirs) */
+    size_t list;     /* where its pulses start in the search's lists: those that can still matter inside */
+    size_t len;      /* ... and how many */
 } cell_t;
 
 struct ew_seed_search_t {
@@ -40,6 +43,9 @@ struct ew_seed_search_t {
     size_t taken_cap;
     size_t *pick;       /* their places in the pool while they are picked */
     size_t pick_cap;
+    emit_t *lists;      /* the cells' pulse lists, each in the order near the centre it was cut at */
+    size_t lists_len, lists_cap;
+    double work;        /* pulses bound so far in this search */
 };
 
 ew_seed_search_t *ew_seed_search_new(void)
@@ -59,6 +65,7 @@ void ew_seed_search_del(ew_seed_search_t *s)
     free(s->in_window);
     free(s->taken);
     free(s->pick);
+    free(s->lists);
     free(s);
 }
 
@@ -164,11 +171,12 @@ static int distinct_count(ew_seed_search_t *s, size_t n, size_t n_sensors, doubl
 {
     const emit_t *em = s->emit;
     int *inside = s->in_window;
-    int best = -1, distinct = 0;
+    int best = 0, distinct = 0;
     size_t end = 0;
     for (size_t k = 0; k < n_sensors; k++)
         inside[k] = 0;
     *most_pulses = 0;
+    *start = n ? em[0].e : 0.0;
     for (size_t j = 0; j < n; j++) {
         double limit = em[j].e + width_s;
         while (end < n && em[end].e <= limit)
@@ -188,6 +196,7 @@ static int distinct_count(ew_seed_search_t *s, size_t n, size_t n_sensors, doubl
 static void bound_cell(ew_seed_search_t *s, const ew_seed_params_t *p, size_t n, size_t n_sensors,
                        cell_t *cell)
 {
+    s->work += (double)n;
     double slack = p->window_s + cell->h * SQRT2 / p->c_mps;
     int most_pulses;
     cell->ub = distinct_count(s, n, n_sensors, slack, &cell->start, &most_pulses);
@@ -206,13 +215,61 @@ static void emission_times_anew(ew_seed_search_t *s, const ew_seed_params_t *p, 
     emission_times(s, p, sx, sy, t, n, n_sensors, px, py, 0);
 }
 
-/* Binds the four children of the cell c into out[0..3], each sorted from c's order. */
-static void bind_children(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
-                          const double *sy, const double *t, const int *sensor, size_t n,
-                          size_t n_sensors, const cell_t *c, cell_t *out)
+/* Keeps, in order, the pulses of s->emit that some window of width_s holding more than
+ * `above` distinct sensors contains; returns how many.  Every window of a point inside a cell
+ * lies within such a window at its centre (width: the cell's slack), so a set of more than
+ * `above` sensors anywhere inside is made only of kept pulses, and every window holding more
+ * than `above` sensors keeps its count: bounds above the best found stay exact. */
+static size_t keep_covered(ew_seed_search_t *s, size_t n, size_t n_sensors, double width_s, int above)
+{
+    emit_t *em = s->emit;
+    int *inside = s->in_window;
+    int distinct = 0;
+    size_t end = 0, covered_to = 0, kept = 0;
+    for (size_t k = 0; k < n_sensors; k++)
+        inside[k] = 0;
+    for (size_t j = 0; j < n; j++) {
+        double limit = em[j].e + width_s;
+        while (end < n && em[end].e <= limit)
+            distinct += inside[em[end++].sensor]++ == 0;
+        if (distinct > above && end > covered_to)
+            covered_to = end;
+        distinct -= --inside[em[j].sensor] == 0;
+        if (j < covered_to)
+            em[kept++] = em[j];  /* kept <= j: only entries already passed are overwritten */
+    }
+    return kept;
+}
+
+/* Binds the four children of the cell c into out[0..3], each sorted from c's order.  Where
+ * the children rank by their bounds, they get only the pulses that can still beat the best
+ * found (keep_covered): their bounds, ranks and windows above it are the same, so the search
+ * takes the same cells, and deep cells sort a few dozen pulses instead of every one. */
+static int bind_children(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
+                         const double *sy, const double *t, size_t n_sensors, int best,
+                         const cell_t *c, cell_t *out)
 {
     static const double offsets[4][2] = {{-1, -1}, {-1, 1}, {1, -1}, {1, 1}};
-    emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c->x, c->y);
+    size_t n = c->len, list = c->list;
+    memcpy(s->emit, s->lists + c->list, n * sizeof(emit_t));
+    /* The root list is in pulse order; the others in the order near their cutting cell's centre. */
+    emission_times(s, p, sx, sy, t, n, n_sensors, c->x, c->y, list != 0);
+    if (p->window_s + c->h / 2.0 * SQRT2 / p->c_mps <= p->plain_count_above_s) {
+        size_t kept;
+        memcpy(s->parent, s->emit, n * sizeof(emit_t));
+        kept = keep_covered(s, n, n_sensors, p->window_s + c->h * SQRT2 / p->c_mps, best);
+        if (kept <= n / NEW_LIST_SHRINK) {
+            if (reserve((void **)&s->lists, &s->lists_cap, s->lists_len + kept, sizeof(emit_t)))
+                return -1;
+            list = s->lists_len;
+            memcpy(s->lists + list, s->emit, kept * sizeof(emit_t));
+            s->lists_len += kept;
+            n = kept;
+        } else {
+            /* Too little gone to be worth a list of its own: the parent's, a superset, serves. */
+            memcpy(s->emit, s->parent, n * sizeof(emit_t));
+        }
+    }
     memcpy(s->parent, s->emit, n * sizeof(emit_t));
     for (int q = 0; q < 4; q++) {
         cell_t *child = &out[q];
@@ -220,10 +277,13 @@ static void bind_children(ew_seed_search_t *s, const ew_seed_params_t *p, const 
         child->y = c->y + offsets[q][1] * (c->h / 4.0);
         child->h = c->h / 2.0;
         child->family = 0;
+        child->list = list;
+        child->len = n;
         memcpy(s->emit, s->parent, n * sizeof(emit_t));
         emission_times(s, p, sx, sy, t, n, n_sensors, child->x, child->y, 1);
         bound_cell(s, p, n, n_sensors, child);
     }
+    return 0;
 }
 
 int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const double *sx,
@@ -241,6 +301,8 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
     result->y = (p->y0 + p->y1) / 2;
     result->emit_start_s = 0.0;
     result->steps = 0;
+    result->work = 0.0;
+    s->work = 0.0;
     result->exhausted = 0;
     if (n == 0)
         return 0;
@@ -253,8 +315,15 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
         || reserve((void **)&s->in_window, &s->in_window_cap, n_sensors, sizeof(int))
         || reserve((void **)&s->pool, &s->pool_cap, root * root, sizeof(cell_t))
         || reserve((void **)&s->taken, &s->taken_cap, batch, sizeof(cell_t))
-        || reserve((void **)&s->pick, &s->pick_cap, batch, sizeof(size_t)))
+        || reserve((void **)&s->pick, &s->pick_cap, batch, sizeof(size_t))
+        || reserve((void **)&s->lists, &s->lists_cap, n, sizeof(emit_t)))
         return -1;
+    /* The root cells' list: every pulse. */
+    for (size_t i = 0; i < n; i++) {
+        s->lists[i].pulse = (int)i;
+        s->lists[i].sensor = sensor[i];
+    }
+    s->lists_len = n;
 
     /* Hints first: a good early incumbent lets the bound prune most of the area. */
     {
@@ -289,6 +358,8 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             c->y = p->y0 + size * ((double)iy + 0.5);
             c->h = size;
             c->family = 0;
+            c->list = 0;
+            c->len = n;
             emission_times_anew(s, p, sx, sy, t, sensor, n, n_sensors, c->x, c->y);
             bound_cell(s, p, n, n_sensors, c);
         }
@@ -315,7 +386,7 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
         s->pool_len = kept;
         if (n_taken == 0)
             break;
-        if (p->max_steps > 0 && result->steps >= p->max_steps) {
+        if ((p->max_steps > 0 && result->steps >= p->max_steps) || (p->max_work > 0 && s->work >= p->max_work)) {
             result->exhausted = 1;
             break;
         }
@@ -334,7 +405,8 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
                     return -1;
                 for (size_t i = 0; i < s->pool_len; i++) {
                     if (s->pool[i].family == 2) {
-                        bind_children(s, p, sx, sy, t, sensor, n, n_sensors, &s->pool[i], &s->spare[len]);
+                        if (bind_children(s, p, sx, sy, t, n_sensors, result->support, &s->pool[i], &s->spare[len]))
+                            return -1;
                         len += 4;
                     } else {
                         s->spare[len++] = s->pool[i];
@@ -388,5 +460,6 @@ int ew_seed_search_do(ew_seed_search_t *s, const ew_seed_params_t *p, const doub
             s->pool[s->pool_len++] = c;
         }
     }
+    result->work = s->work;
     return 0;
 }

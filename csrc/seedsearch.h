@@ -23,14 +23,19 @@
  * about linear), and are bound only when they could be taken: until then they wait as one
  * pool entry ranked by an upper bound of their ranks, so most of the children of a long
  * input's search are never bound.  The cells taken are those binding every child at once
- * would give.
+ * would give.  Where children rank by their bounds, a family keeps only the pulses lying in
+ * some window of its parent that holds more sensors than the best found (no set that could
+ * beat it inside is made of others): bounds above the best stay exact, so the same cells are
+ * taken and the same leaf found, while deep cells of a dense input sort tens of pulses, not
+ * thousands.  A family gets its own list only when that at least halves it (memory).
  *
  * Usage (aubio style):
  *     ew_seed_search_t *s = ew_seed_search_new();                 NULL if out of memory
  *     rc = ew_seed_search_do(s, &params, sx, sy, n_sensors, t, sensor, n, hx, hy, n_hints, &result);
  *     ew_seed_search_del(s);
- * With max_steps > 0 the search stops after that many steps (exhausted = 1): the best leaf
- * found so far is the result, and no proof is given that none beats it.
+ * With max_steps > 0 the search stops after that many steps, with max_work > 0 once that many
+ * pulses have been bound (summed over the cells bound; exhausted = 1 either way): the best
+ * leaf found so far is the result, and no proof is given that none beats it.
  * Buffers grow inside ew_seed_search_do to the largest input and pool seen, and are reused.
  */
 #ifndef EW_SEEDSEARCH_H
@@ -49,6 +54,7 @@ typedef struct {
     double leaf_size_m;           /* cells this small or smaller are leaves */
     double plain_count_above_s;   /* cells whose window is wider than this rank by pulse count */
     int max_steps;                /* work budget: stop after this many steps (0: none) */
+    double max_work;              /* ... or once this many pulses have been bound, summed over cells (0: none) */
 } ew_seed_params_t;
 
 typedef struct {
@@ -57,6 +63,7 @@ typedef struct {
     double emit_start_s;          /* start of its emission-time window */
     int steps;                    /* steps taken */
     int exhausted;                /* 1 when the budget ran out before the search was done */
+    double work;                  /* pulses bound, summed over the cells bound */
 } ew_seed_result_t;
 
 typedef struct ew_seed_search_t ew_seed_search_t;

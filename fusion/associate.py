@@ -55,6 +55,25 @@ BATCH_CELLS = 16
 # Pittsburgh, audio-path and fleet inputs take at most a few hundred steps; past it the best
 # leaf found so far is the seed, unproven, and the stop is logged.
 MAX_SEED_STEPS = 2_000
+# Dense inputs (a search of this many pulses or more: a long burst heard across a city; and the
+# later chunks of its stretch) get a budget in work instead (pulses bound, summed over the cells
+# bound; about 0.1 s), since their proofs cost tens of seconds per shot (the whole area must be refined
+# to ~10 m before the bound falls below a shot's support) and there are dozens of shots: the
+# seed city's 40 rounds (1,367 pulses) took 10 minutes exactly.  No Pittsburgh, audio-path,
+# synthetic or other test input reaches it (the largest search has 465 pulses, 12 million of work;
+# the library's city_park 574 pulses).
+# An exhausted search that found nothing is seeded from a short busy span (see BUSY_SPAN_S);
+# when that grows no shot, no further shot is taken to exist.  The support chance reaches is
+# taken from the rates of the pulses not yet explained: a burst's own first arrivals, dozens
+# per sensor, otherwise raise it above the support of its quieter shots (32 of 40 located).
+DENSE_PULSES = 600
+DENSE_SEED_WORK = 1_000_000
+# The seed of an exhausted dense search: the best point among the pulses of the busiest span
+# this long (a shot's nearest sensors hear it within it), few enough to be searched in full.
+BUSY_SPAN_S = 2.0
+# Sets searched for there: above this share of the support a shot needs (the span holds the
+# arrivals at its nearer sensors only), and a higher floor prunes the search sooner.
+BUSY_SPAN_SHARE = 0.5
 # Robust fit scale and rounds of re-selection while growing a shot.
 ROBUST_SCALE_S = 5e-3
 GROW_ROUNDS = 4
@@ -89,7 +108,8 @@ class Shot:
 
 def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
               bounds: tuple[float, float, float, float], floor: int = 0,
-              hints: np.ndarray | None = None, max_steps: int = MAX_SEED_STEPS) -> tuple[int, np.ndarray, float]:
+              hints: np.ndarray | None = None, max_steps: int = MAX_SEED_STEPS,
+              max_work: float = 0.0, stats: dict | None = None) -> tuple[int, np.ndarray, float]:
     """Branch-and-bound search for the point where most sensors' pulses agree on one emission time.
 
     The search runs in C (``csrc/seedsearch.c``): it evaluates thousands of cells per shot,
@@ -119,6 +139,10 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
         bound prune most of the area; the result is the same.
     max_steps : int
         Work budget (steps of BATCH_CELLS cells; 0: none); an exhausted search is logged.
+    max_work : float
+        Work budget in pulses bound, summed over the cells bound (0: none).
+    stats : dict, optional
+        Filled with ``steps``, ``work`` and ``exhausted`` (whether a budget ran out).
 
     Returns
     -------
@@ -139,7 +163,7 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     params = ffi.new("ew_seed_params_t *", dict(
         x0=x0, y0=y0, x1=x1, y1=y1, c_mps=c, window_s=window_s, floor=int(floor), root_cells=ROOT_CELLS,
         batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S,
-        max_steps=max_steps))
+        max_steps=max_steps, max_work=max_work))
     result = ffi.new("ew_seed_result_t *")
     search = ffi.gc(lib.ew_seed_search_new(), lib.ew_seed_search_del)
     if search == ffi.NULL:
@@ -153,10 +177,42 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
                                result)
     if rc != 0:
         raise MemoryError("seed search: out of memory")
+    if stats is not None:
+        stats.update(steps=int(result.steps), work=float(result.work), exhausted=bool(result.exhausted))
     if result.exhausted:
-        log.info("seed search of %d pulses from %d sensors stopped at its budget of %d steps (best support %d, "
-                 "floor %d): no proof that no stronger set exists", len(t), len(sx), max_steps, result.support, floor)
+        log.info("seed search of %d pulses from %d sensors stopped at its budget of %d steps or %.0f pulses bound "
+                 "(best support %d, floor %d): no proof that no stronger set exists", len(t), len(sx), max_steps,
+                 max_work, result.support, floor)
     return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
+
+
+def _seed_search(xy, sensor, t_s, c, window_s, bounds, floor, hints,
+                 max_work: float = 0.0) -> tuple[int, np.ndarray, float, bool]:
+    """:func:`best_seed` with a work budget (0: the step budget alone); also whether it ran out."""
+    stats = {}
+    found = best_seed(xy, sensor, t_s, c, window_s, bounds, floor, hints, max_work=max_work, stats=stats)
+    return (*found, stats["exhausted"])
+
+
+def _busy_span_seed(xy, sensor, t_s, idx, trials, width_s, bounds, floor):
+    """Seed from the busiest BUSY_SPAN_S of the pulses ``idx`` (most sensors), searched in full.
+
+    For a dense search that ran out of budget before finding any set above ``floor``: the
+    arrivals of one shot at the sensors nearest it come within a short span, whose few pulses
+    are searched at once (on the step budget alone: a few hundred pulses); the best point there
+    seeds the shot, grown over all the pulses.
+    Returns ((support, point, start), speed), point None when no set there beats ``floor``.
+    """
+    order = idx[np.argsort(t_s[idx], kind="stable")]
+    ends = np.searchsorted(t_s[order], t_s[order] + BUSY_SPAN_S, side="right")
+    busiest = max(range(len(order)), key=lambda k: len(np.unique(sensor[order[k:ends[k]]])))
+    span = order[busiest:ends[busiest]]
+    (support, point, start), speed = (floor, None, 0.0), None
+    for trial in trials:
+        found = best_seed(xy[span], sensor[span], t_s[span], trial, width_s, bounds, support)
+        if found[0] > support:
+            (support, point, start), speed = found, trial
+    return (support, point, start), speed
 
 
 def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np.ndarray) -> np.ndarray:
@@ -253,7 +309,8 @@ def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndar
 
 def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
                c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
-               speeds: tuple[float, ...] = (), c_bounds: tuple[float, float] | None = None) -> list[Shot]:
+               speeds: tuple[float, ...] = (), c_bounds: tuple[float, float] | None = None,
+               prior: np.ndarray | None = None, dense: bool = False) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
 
     Parameters
@@ -277,6 +334,13 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
         When given, c is uncertain: the first shot is searched at each of these speeds (the
         one where most sensors agree wins), grown with c estimated within ``c_bounds``
         (default: the smallest and largest of them), and that estimate used for the rest.
+    prior : ndarray, shape (k, 2), optional
+        Where shots were found among neighbouring pulses (an earlier chunk of a long stretch):
+        tried first by the budgeted searches of a dense input (DENSE_PULSES), so that a burst's
+        next chunk starts from its shooter instead of a busy span.
+    dense : bool
+        Treat the input as dense (see DENSE_PULSES) whatever its size: a later chunk of a
+        stretch whose earlier chunk was.
 
     Returns
     -------
@@ -289,29 +353,41 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
     window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
     # A small array cannot reach significance: then the best set short of one sensor is kept.
     n_reporting = len(np.unique(sensor))
+    dense = dense or len(t_s) >= DENSE_PULSES
+    work = DENSE_SEED_WORK if dense else 0.0
     while len(np.unique(sensor[available])) >= min_sensors:
         idx = np.flatnonzero(available)
         fit_c = bool(speeds) and not shots
         trials = speeds if fit_c else (c,)
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
+        if prior is not None and dense:
+            hints = np.vstack([hints, np.asarray(prior, dtype=float).reshape(-1, 2)])
         strongest = max((len(s.pulses) for s in shots), default=0)
         # Until a first shot is found, a window as wide as the tolerance is tried beside the
         # tight one: with few sensors, diffraction or a sensor's clock error can leave no
         # tight set, or a tight set of echoes smaller than the shot's within the tolerance.
         # Of the shots grown from each width's seed, the one more sensors agree on wins.
-        shot, seed = None, None
+        shot, seed, fell_back = None, None, False
         for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
-            chance = chance_support(sensor, t_s, width + LEAF_SLACK_M / c, c, bounds)
+            pool = idx if dense else slice(None)  # dense: the rates of the pulses not yet explained
+            chance = chance_support(sensor[pool], t_s[pool], width + LEAF_SLACK_M / c, c, bounds)
             needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
             if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
                 break  # so many sensors agreeing tightly are no chance set: no need to look wider
             # Each trial speed (and width) only has to beat the best so far, so later ones prune early.
             floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
             (support, point, start), speed = (floor, None, 0.0), c
+            exhausted = False
             for trial in trials:
-                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints)
+                *found, ran_out = _seed_search(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints,
+                                               work)
+                exhausted = exhausted or ran_out
                 if found[0] > support:
                     (support, point, start), speed = found, trial
+            if point is None and exhausted and dense:
+                fell_back = True
+                (support, point, start), speed = _busy_span_seed(xy, sensor, t_s, idx, trials, width, bounds,
+                                                                 max(min_sensors, int(BUSY_SPAN_SHARE * needed)) - 1)
             if point is None:
                 continue
             width_seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
@@ -323,8 +399,8 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
                 seed = width_seed
             if grown is not None and len(grown.pulses) >= needed and (shot is None or len(grown.pulses) > len(shot.pulses)):
                 shot, seed = grown, width_seed
-        if seed is None:
-            break
+        if seed is None or (shot is None and fell_back):
+            break  # (an unproven seed that grows no shot: no further shot is taken to exist)
         if shot is None:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue

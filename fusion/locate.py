@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fusion.associate import MAD_TO_SIGMA, find_shots
+from fusion.associate import DENSE_PULSES, MAD_TO_SIGMA, find_shots
 from fusion.multilaterate import (
     C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
 )
@@ -259,6 +259,7 @@ def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, tr
     # Long stretches are associated a chunk at a time (each with a propagation span of
     # overlap), so the search costs grow with the length of the input, not its square.
     seg_t = t_s[seg]
+    dense = False  # once a chunk is dense, the rest of the stretch is searched as dense too
     for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
         core_end = core_start + CHUNK_S
         part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
@@ -268,11 +269,13 @@ def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, tr
         for shot in find_shots(pos[idx], sensor[idx], t_s[idx], sigma_s[idx],
                                c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=tol_s,
                                min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
-                               c_bounds=c_bounds):
+                               c_bounds=c_bounds, prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2),
+                               dense=dense):
             if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
                 used[part[shot.pulses]] = True
                 shot.pulses = idx[shot.pulses]
                 shots.append(shot)
+        dense = dense or len(idx) >= DENSE_PULSES
     return shots
 
 
