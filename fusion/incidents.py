@@ -16,7 +16,7 @@ finds another: a burst is one incident.
 
 A window is located as soon as it holds enough sensors for a shot, and again whenever it
 has grown by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times), and once
-more when it closes; each kept incident is classified (:func:`fusion.classify.classify`).
+more when it closes; each incident is classified (:func:`fusion.classify.classify`) when a revision of it is published.
 A located incident is published ``preliminary`` the first time, ``revised`` when more pulses
 change it, ``withdrawn`` (with ``merged_into``) if its shots turn out to be another's (a burst's round
 located from its own anchor before the burst's window took it in), and ``final`` once no
@@ -125,6 +125,7 @@ class _Tracked:
     received_ns: int           # the latest pulse of that window reached the server then
     published: bool = False
     changed: bool = True
+    classified: bool = False   # its body carries the classifier's call (made when it is published)
 
 
 @dataclasses.dataclass(eq=False)
@@ -135,6 +136,7 @@ class _Window:
     t_end_ns: int              # its last located shot's arrival at the anchor's sensor
     far: set                   # pulses of shots it located far from its anchor (not anchors)
     arrivals: list             # per kept incident, (time it explains pulses until, predicted arrivals)
+    continued: bool            # it located more rounds of an earlier window's incident (and left them to it)
 
 
 @dataclasses.dataclass(eq=False)
@@ -312,7 +314,8 @@ class IncidentTracker:
             s = self._window(rec, claimed, window.t_end_ns if window else rec.t_ns)
             s.closing = now_ns is None or now_ns - s.received_ns > self.window_ns
             s.kept = self._located(rec, s, s.closing, taken)
-            if s.kept and any(stale(e) for e in windows_of.get(rec.id, ())):
+            window = self._windows.get(rec.id)
+            if (s.kept or (window and window.continued)) and any(stale(e) for e in windows_of.get(rec.id, ())):
                 for earlier in windows_of[rec.id]:
                     if stale(earlier):
                         refresh(earlier)
@@ -371,11 +374,12 @@ class IncidentTracker:
                                                          and not closing and not self._new_shot(anchor, s, window))):
             return window.kept
         while True:
-            kept, far = self._locate(anchor, [r.pulse for r in s.pulses], taken)
+            kept, far, continued = self._locate(anchor, [r.pulse for r in s.pulses], taken)
             t_end_ns = max([anchor.t_ns] + [self._arrival_ns(shot, inc, anchor.sensor)
                                              for inc, _ in kept for shot in inc["shots"]])
             self._windows[anchor.id] = _Window(key, len(s.pulses), kept, t_end_ns, far,
-                                               [self._arrivals(inc, [r.pulse for r in s.pulses], used) for inc, used in kept])
+                                               [self._arrivals(inc, [r.pulse for r in s.pulses], used) for inc, used in kept],
+                                               continued)
             if t_end_ns <= s.t_end_ns or t_end_ns - anchor.t_ns > MAX_WINDOW_S * NS_PER_S:
                 return kept
             wider = self._window(anchor, s.claimed, t_end_ns)   # a burst goes on
@@ -399,14 +403,14 @@ class IncidentTracker:
         c_m_s = incident.get("c_mps") or C_MIN
         return shot["t_ns"] + int(math.dist(self.registry.sensors.to_enu(shot)[:2], self._xy[sensor]) / c_m_s * NS_PER_S)
 
-    def _locate(self, anchor: _Pulse, pulses: list[dict], taken) -> tuple[list, set]:
+    def _locate(self, anchor: _Pulse, pulses: list[dict], taken) -> tuple[list, set, bool]:
         """Locate a window; keep the incidents whose first shot is near the anchor and that an
-        earlier window has not located already (most of their pulses claimed), classified.
+        earlier window has not located already (most of their pulses claimed).
 
         The window holds the claimed pulses too: the locator tells echoes from shots best when it
         sees the shots they echo (left out, their echoes would look like shots of their own)."""
         sensors = self.registry.sensors
-        kept, far = [], set()
+        kept, far, continued = [], set(), False
         try:
             for inc in locate(_locator_input(pulses), sensors, self.temperature_c, mode=self.mode):
                 first = min(inc["shots"], key=lambda s: s["t_ns"]) if inc.get("shots") else inc
@@ -421,12 +425,14 @@ class IncidentTracker:
                     continue
                 if sum(taken(p) for p in pulses if p["id"] in used) > DUPLICATE_SHARE * len(used):
                     continue   # an earlier window's incident, seen again
-                # The window's pulses: the classifier's height fix and crackle read the arrivals left out.
-                inc.update(classify(inc, shot_arrivals(inc, pulses, sensors, c_m_s), sensors, pulses=pulses))
+                first_arrivals = (shot_arrivals(inc, pulses, sensors, c_m_s) or [[]])[0]
+                if first_arrivals and sum(taken(p) for p in first_arrivals) > DUPLICATE_SHARE * len(first_arrivals):
+                    continued = True   # its first shot is an earlier window's: that window goes on
+                    continue
                 kept.append((inc, set(used)))
         except Exception:  # noqa: BLE001 - one window the locator chokes on must not stop the others
             log.exception("locating a window of %d pulses failed; it is left unlocated", len(pulses))
-        return kept, far
+        return kept, far, continued
 
     def _arrivals(self, incident: dict, pulses: list[dict] = (), used: set = frozenset()) -> tuple[int, dict, float | None]:
         """A located incident's predicted arrivals out to the farthest a shot is heard:
@@ -546,7 +552,8 @@ class IncidentTracker:
 
     def _revise(self, tracked: _Tracked, incident: dict, s: _Swept) -> None:
         tracked.changed = tracked.changed or _differs(tracked.body, incident)
-        tracked.body = incident
+        if incident is not tracked.body:
+            tracked.body, tracked.classified = incident, False
         tracked.pulses = [r.pulse for r in s.pulses]
         tracked.received_ns = s.received_ns
 
@@ -579,6 +586,13 @@ class IncidentTracker:
         if final and not tracked.published and not tracked.changed:
             return []
         tracked.published, tracked.changed = True, False
+        if not tracked.classified:
+            # Classified only when published (the height profile costs more than the location);
+            # the window's pulses: its height fix and crackle read the arrivals left out.
+            sensors, c_m_s = self.registry.sensors, tracked.body.get("c_mps") or C_MIN
+            arrivals = shot_arrivals(tracked.body, tracked.pulses, sensors, c_m_s)
+            tracked.body.update(classify(tracked.body, arrivals, sensors, pulses=tracked.pulses))
+            tracked.classified = True
         body = dict(tracked.body, incident=tracked.incident_id)
         evidence = tracked.pulses + self._heard_beyond(body, tracked.pulses)
         used, rejected = attribute(body, evidence, self.registry.sensors, body.get("c_mps") or C_MIN)
@@ -692,7 +706,7 @@ def _locator_input(pulses: list[dict]) -> list[dict]:
 
 
 def _differs(old: dict, new: dict) -> bool:
-    if any(old.get(k) != new.get(k) for k in ("rounds", "sensors", "class")):
+    if any(old.get(k) != new.get(k) for k in ("rounds", "sensors")):   # the class is made when published
         return True
     if abs(float(old.get("err_m", 0)) - float(new.get("err_m", 0))) >= ERROR_STEP_M:
         return True
