@@ -16,7 +16,7 @@ finds another: a burst is one incident.
 
 A window is located as soon as it holds enough sensors for a shot, and again whenever it
 has grown by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times), and once
-more when it closes; each incident is classified (:func:`fusion.classify.classify`) when a revision of it is published.
+more when it closes; each incident is classified (:func:`fusion.classify.classify`) when first published and when final.
 A located incident is published ``preliminary`` the first time, ``revised`` when more pulses
 change it, ``withdrawn`` (with ``merged_into``) if its shots turn out to be another's (a burst's round
 located from its own anchor before the burst's window took it in), and ``final`` once no
@@ -85,6 +85,8 @@ V_MAX_BULLET_M_S = 1200.0
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
+# nor moves or error changes smaller than this share of the error radius.
+REVISION_ERR_SHARE = 0.5
 M_PER_DEGREE = 111_320.0
 # Pulses within this fraction of the anchor range of an anchor (and as soon after its window
 # as sound crosses that) are not anchors again: a shot they would anchor is near it too.
@@ -125,7 +127,9 @@ class _Tracked:
     received_ns: int           # the latest pulse of that window reached the server then
     published: bool = False
     changed: bool = True
-    classified: bool = False   # its body carries the classifier's call (made when it is published)
+    classified: bool = False   # its body carries the classifier's call
+    call: dict = dataclasses.field(default_factory=dict)   # the classifier's last call
+    carried: bool = False      # the body carries a call made on an earlier body
 
 
 @dataclasses.dataclass(eq=False)
@@ -586,12 +590,18 @@ class IncidentTracker:
         if final and not tracked.published and not tracked.changed:
             return []
         tracked.published, tracked.changed = True, False
-        if not tracked.classified:
-            # Classified only when published (the height profile costs more than the location);
-            # the window's pulses: its height fix and crackle read the arrivals left out.
-            sensors, c_m_s = self.registry.sensors, tracked.body.get("c_mps") or C_MIN
-            arrivals = shot_arrivals(tracked.body, tracked.pulses, sensors, c_m_s)
-            tracked.body.update(classify(tracked.body, arrivals, sensors, pulses=tracked.pulses))
+        if not tracked.classified or (final and tracked.carried):
+            if status == "revised" and tracked.call:
+                # Between the first call and the final the call is carried over: the height
+                # profile costs more than the location.
+                tracked.body.update(tracked.call)
+                tracked.carried = True
+            else:   # the window's pulses: the height fix and crackle read the arrivals left out
+                sensors, c_m_s = self.registry.sensors, tracked.body.get("c_mps") or C_MIN
+                arrivals = shot_arrivals(tracked.body, tracked.pulses, sensors, c_m_s)
+                tracked.call = classify(tracked.body, arrivals, sensors, pulses=tracked.pulses)
+                tracked.body.update(tracked.call)
+                tracked.carried = False
             tracked.classified = True
         body = dict(tracked.body, incident=tracked.incident_id)
         evidence = tracked.pulses + self._heard_beyond(body, tracked.pulses)
@@ -706,11 +716,14 @@ def _locator_input(pulses: list[dict]) -> list[dict]:
 
 
 def _differs(old: dict, new: dict) -> bool:
-    if any(old.get(k) != new.get(k) for k in ("rounds", "sensors")):   # the class is made when published
+    """Whether a new location is worth a revision: more or fewer rounds or shooters, or a move or
+    an error change that matters beside the error itself (more sensors alone are not news)."""
+    if any(old.get(k) != new.get(k) for k in ("rounds", "shooters")):   # the class is made when published
         return True
-    if abs(float(old.get("err_m", 0)) - float(new.get("err_m", 0))) >= ERROR_STEP_M:
+    err_m = float(old.get("err_m", 0))
+    if abs(err_m - float(new.get("err_m", 0))) >= max(ERROR_STEP_M, REVISION_ERR_SHARE * err_m):
         return True
     keys = ("x", "y") if "x" in new else ("lat", "lon")
-    if keys[0] == "lat":
-        return any(abs(float(old[k]) - float(new[k])) >= POSITION_STEP_M / M_PER_DEGREE for k in keys)
-    return any(abs(float(old[k]) - float(new[k])) >= POSITION_STEP_M for k in keys)
+    scale = M_PER_DEGREE if keys[0] == "lat" else 1.0
+    move_m = math.hypot(*(scale * (float(old[k]) - float(new[k])) for k in keys))   # lon degrees shorter: an upper bound
+    return move_m >= max(POSITION_STEP_M, REVISION_ERR_SHARE * err_m)
