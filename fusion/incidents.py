@@ -517,7 +517,20 @@ class IncidentTracker:
             mine.append(best)
             self._tracked[s.anchor.id] = mine
         updates = []
+        # Two windows may keep one incident (one anchored on a bullet's crack, say): the one with
+        # fewer rounds, all of them the other's, goes.
         current = [t for ts in self._tracked.values() for t in ts]
+        for tracked in sorted(current, key=lambda t: (t.body.get("rounds", 0), -t.body["t_ns"])):
+            into = next((c for c in current if c is not tracked and self._absorbs(c.body, tracked.body)), None)
+            if into is not None:
+                current.remove(tracked)
+                for anchor_id, ts in list(self._tracked.items()):
+                    if tracked in ts:
+                        ts.remove(tracked)
+                        if not ts:
+                            del self._tracked[anchor_id]
+                if tracked.published:
+                    updates.append(self._withdrawal(tracked, into))
         self._orphans = []
         for tracked in (t for t in loose if t.published):
             into = next((c for c in current if self._absorbs(c.body, tracked.body)), None)
