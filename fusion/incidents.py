@@ -1,29 +1,30 @@
 """Live incidents: locate arriving pulses one anchor window at a time, revise, finalise.
 
-Pulses are swept in time order. The earliest pulse no located shot has used, and no earlier
-window covers, is an *anchor*: if it is a shot's first arrival, the shot lies near its
-sensor (within the *anchor range*: the distance at which a sensor has LOCAL_SENSORS
-neighbours, or the farthest a shot is heard if less), and the shot's first arrivals at the
-sensors within twice that range of the anchor come no earlier than the anchor (less a
-slack) and no later than their distance over the slowest speed of sound.  Those pulses are
-the anchor's *window*; it is located with :func:`fusion.locate.locate`, and the incidents
-whose first shot lies within the anchor range are kept: their pulses are claimed (no other
-window sees them) and their later arrivals farther out (up to the farthest a shot is heard)
-and echoes are not anchors again.  So the work per shot is one locate of a few dozen
-neighbouring sensors, however large the city and however often its incidents overlap in
-time.  A window reaches BURST_GAP_S past its last located shot, and grows as long as it
-finds another: a burst is one incident.
+Pulses are swept in time order.  The earliest pulse that no located shot explains (as its
+arrival, echo or bullet crack) and no earlier window covers is an *anchor*: if it is a
+shot's first arrival, the shot lies near its sensor (within the *anchor range*: the distance
+at which a sensor has LOCAL_SENSORS neighbours, or the farthest a shot is heard if less),
+and the shot's first arrivals at the sensors within twice that range of the anchor come no
+earlier than the anchor (less a slack) and no later than their distance over the slowest
+speed of sound.  Those pulses are the anchor's *window*; it is located with
+:func:`fusion.locate.locate`, and an incident is kept if its first shot lies within the
+anchor range and an earlier window has not kept it already (most of its pulses taken).  So
+the work per shot is one location of a few dozen neighbouring sensors, however large the city
+and however often its incidents overlap in time (chained groups of a whole city's pulses, as
+located before, cost minutes a window at a hundred incidents a minute).  A window reaches
+BURST_GAP_S past its last located shot, and grows as long as it finds another: a burst is
+one incident.
 
-A window is located as soon as it holds enough sensors for a shot, and again whenever it
-has grown by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times), and once
-more when it closes; each incident is classified (:func:`fusion.classify.classify`) when first published and when final.
-A located incident is published ``preliminary`` the first time, ``revised`` when more pulses
-change it, ``withdrawn`` (with ``merged_into``) if its shots turn out to be another's (a burst's round
-located from its own anchor before the burst's window took it in), and ``final`` once no
-pulse has come into its window's reach for one window
-(``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time,
-and every earlier window has closed (an earlier window's shots decide which pulses this one
-may use).
+A window is located as soon as it holds enough sensors for a shot, again whenever it has grown
+by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times) or its anchor's
+neighbours hear a shot it has not located, and once more when it closes.  A located incident
+is published ``preliminary`` the first time, ``revised`` when more pulses change it by more
+than its error says, ``withdrawn`` (with ``merged_into``) if its shots turn out to be
+another's (a burst's round located from its own anchor before the burst's window took it
+in), and ``final`` once no pulse has come into its window's reach for one window
+(``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time
+and every earlier window has closed (an earlier window's shots decide what this one may
+keep).  It is classified (:func:`fusion.classify.classify`) when first published and when final.
 
 Example::
 
@@ -202,7 +203,6 @@ class IncidentTracker:
         # A window's pulses come at most this long after its anchor (less the burst it holds).
         self.span_ns = int(min(diameter_m, self.window_range_m) / C_MIN * NS_PER_S) + self.pair_slack_ns
         self.window_ns = self.span_ns + int(margin_s * NS_PER_S)
-        self.margin_ns = int(margin_s * NS_PER_S)
         # Per sensor: its neighbours within the window range, with their distances.
         self._near: dict[str, dict[str, float]] = {}
         for name in names:
@@ -416,7 +416,8 @@ class IncidentTracker:
         sensors = self.registry.sensors
         kept, far, continued = [], set(), False
         try:
-            for inc in locate(_locator_input(pulses), sensors, self.temperature_c, mode=self.mode):
+            for inc in locate(_locator_input(pulses), sensors, self.temperature_c, mode=self.mode,
+                              incident_radius_m=self.anchor_range_m):
                 first = min(inc["shots"], key=lambda s: s["t_ns"]) if inc.get("shots") else inc
                 c_m_s = inc.get("c_mps") or C_MIN
                 used, _ = attribute(inc, pulses, sensors, c_m_s)

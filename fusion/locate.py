@@ -23,7 +23,7 @@ from fusion.multilaterate import (
 from fusion.pulses import Pulses, parse_pulses
 from fusion.sensors import Sensors, read_sensors
 from fusion.shockwave import louder_than_blast, screen, shock_like
-from fusion.shooters import cluster_shooters, split_incidents
+from fusion.shooters import cluster_shooters, split_by_place, split_incidents
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _incident_id(t_ns: int) -> str:
 
 
 def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",
-           ground_z_m: float | None = None) -> list[dict]:
+           ground_z_m: float | None = None, incident_radius_m: float | None = None) -> list[dict]:
     """Associate, locate, count and order shots among unassociated pulses.
 
     Parameters
@@ -167,6 +167,9 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
     ground_z_m : float, optional
         Source height (local z / ENU up, metres) held in ``"2.5d"``; default: the lowest
         participating sensor's.
+    incident_radius_m : float, optional
+        Shots close in time are one incident only where they lie within this of each other
+        (single linkage); default: time alone decides (one scene, as in a test range).
 
     Returns
     -------
@@ -197,11 +200,13 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         pulses = parse_pulses(pulses, sensors)
         for message in pulses.problems + pulses.duplicates:
             log.warning(message)
-    return locate_pulses(pulses, sensors, temperature_c, mode=mode, ground_z_m=ground_z_m)
+    return locate_pulses(pulses, sensors, temperature_c, mode=mode, ground_z_m=ground_z_m,
+                         incident_radius_m=incident_radius_m)
 
 
 def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
-                  mode: str = "2d", ground_z_m: float | None = None) -> list[dict]:
+                  mode: str = "2d", ground_z_m: float | None = None,
+                  incident_radius_m: float | None = None) -> list[dict]:
     """:func:`locate` on already validated :class:`fusion.pulses.Pulses`."""
     need = min_sensors(mode)
     if temperature_c is not None and not (math.isfinite(temperature_c) and
@@ -244,7 +249,11 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
                 break
         shots = _without_images(shots)
         t0 = np.array([s.t0_s for s in shots])
-        for members in split_incidents(t0):
+        groups = split_incidents(t0)
+        if incident_radius_m is not None:   # a busy city: shots close in time, far apart, are separate incidents
+            xy = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
+            groups = [members[part] for members in groups for part in split_by_place(xy[members], incident_radius_m)]
+        for members in sorted(groups, key=lambda m: t0[m].min()):
             incident = _incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
                                  c_known, mode, ground_z_m, t_ref_ns)
             if incident is not None:

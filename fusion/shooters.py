@@ -28,6 +28,17 @@ def split_incidents(t0_s: np.ndarray, gap_s: float = INCIDENT_GAP_S) -> list[np.
     return np.split(order, breaks)
 
 
+def split_by_place(xy_m: np.ndarray, radius_m: float) -> list[np.ndarray]:
+    """Indices of the shots per place: single-linkage clusters (:func:`scipy.cluster.hierarchy.linkage`)
+    of shots within ``radius_m`` of another of the cluster, in order of their first index."""
+    xy_m = np.asarray(xy_m, dtype=float).reshape(-1, 2)
+    if len(xy_m) < 2:
+        return [np.arange(len(xy_m))]
+    labels = hierarchy.fcluster(hierarchy.linkage(xy_m, method="single"), radius_m, criterion="distance")
+    _, first = np.unique(labels, return_index=True)
+    return [np.flatnonzero(labels == labels[i]) for i in sorted(first)]
+
+
 def cluster_shooters(xy_m: np.ndarray, err_m: np.ndarray) -> np.ndarray:
     """Shooter label per shot (0 = the shooter who fired first; shots given in discharge order).
 
