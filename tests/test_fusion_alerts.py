@@ -109,6 +109,15 @@ def test_cap_wgs84_update_has_circle_and_references():
     assert root.find("cap:info/cap:certainty", NS).text == "Likely"
 
 
+def test_cap_withdrawn_incident_is_a_cancel_of_its_last_revision():
+    merged = dict(LOCAL, merged_into="pgh-def")
+    assert json.loads(alert_json(merged, 2, "withdrawn"))["merged_into"] == "pgh-def"
+    root = check_cap(alert_cap(merged, 2, "withdrawn", sender="ew@test.example", site="pgh",
+                               sent_ns=LOCAL["t_ns"] + 3 * 10**9, previous_sent_ns=LOCAL["t_ns"] + 10**9))
+    assert root.find("cap:msgType", NS).text == "Cancel"
+    assert root.find("cap:references", NS).text == "ew@test.example,pgh-abc-r1,2018-12-19T00:49:28-00:00"
+
+
 class _Hook(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         srv = self.server

@@ -59,6 +59,9 @@ def test_every_incident_revision_is_kept(store):
     assert [i["incident"] for i in store.incidents()] == ["i1"]
     with pytest.raises(ValueError):
         store.save_incident(inc, "maybe")
+    # Withdrawn in favour of another incident: its last revision says which, and uses no pulse.
+    assert store.save_incident(dict(inc2, merged_into="i2"), "withdrawn") == 4
+    assert store.incident("i1")["status"] == "withdrawn" and store.incident("i1")["merged_into"] == "i2"
 
 
 def test_health_and_clips(store):
