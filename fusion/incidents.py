@@ -154,7 +154,6 @@ class _Swept:
     skipped: set
     received_ns: int           # the latest pulse within the window's reach reached the server then
     t_end_ns: int              # the window reaches BURST_GAP_S past this
-    claimed: set               # the sweep's claimed pulses (the window leaves them out)
     closing: bool = False
     key: frozenset = frozenset()   # ids of its pulses
     new_shot: bool | None = None   # whether its neighbourhood heard a shot it has not located (once known)
@@ -308,14 +307,16 @@ class IncidentTracker:
             # its anchor's neighbours hear a new shot, or when this pulse would anchor a shot of
             # its own: the earlier window's shots may explain it (a burst's next round is no incident of its own).
             for earlier in windows_of.get(rec.id, ()):
-                if stale(earlier) and earlier.new_shot is None:
+                if not stale(earlier):
+                    continue
+                if earlier.new_shot is None:
                     earlier.new_shot = self._new_shot(earlier.anchor, earlier, self._windows[earlier.anchor.id])
-                if stale(earlier) and earlier.new_shot:
+                if earlier.new_shot:
                     refresh(earlier)
             if rec.id in claimed or rec.id in skipped or _explains(active, rec.sensor, rec.t_ns, rec.pulse.get("peak_dbfs")):
                 continue
             window = self._windows.get(rec.id)
-            s = self._window(rec, claimed, window.t_end_ns if window else rec.t_ns)
+            s = self._window(rec, window.t_end_ns if window else rec.t_ns)
             s.closing = now_ns is None or now_ns - s.received_ns > self.window_ns
             s.kept = self._located(rec, s, s.closing, taken)
             window = self._windows.get(rec.id)
@@ -344,7 +345,7 @@ class IncidentTracker:
             claimed |= used
         skipped |= s.skipped
 
-    def _window(self, anchor: _Pulse, claimed: set, t_end_ns: int) -> _Swept:
+    def _window(self, anchor: _Pulse, t_end_ns: int) -> _Swept:
         """The anchor's window, reaching BURST_GAP_S past ``t_end_ns`` (its last shot at the anchor)."""
         t_a = anchor.t_ns
         t_end = min(t_end_ns, t_a + int(MAX_WINDOW_S * NS_PER_S)) + int(BURST_GAP_S * NS_PER_S)
@@ -362,7 +363,7 @@ class IncidentTracker:
                 if dist_m <= self.cover_m and rec.t_ns - t_a <= cover_ns:
                     skipped.add(rec.id)
         pulses.sort(key=lambda r: r.t_ns)
-        return _Swept(anchor, pulses, [], skipped, received_ns, t_end_ns, claimed)
+        return _Swept(anchor, pulses, [], skipped, received_ns, t_end_ns)
 
     def _located(self, anchor: _Pulse, s: _Swept, closing: bool, taken, force: bool = False) -> list:
         """The incidents of the anchor's window (from the last location unless it grew enough or
@@ -378,15 +379,16 @@ class IncidentTracker:
                                                          and not closing and not self._new_shot(anchor, s, window))):
             return window.kept
         while True:
-            kept, far, continued = self._locate(anchor, [r.pulse for r in s.pulses], taken)
+            pulses = [r.pulse for r in s.pulses]
+            kept, far, continued = self._locate(anchor, pulses, taken)
             t_end_ns = max([anchor.t_ns] + [self._arrival_ns(shot, inc, anchor.sensor)
                                              for inc, _ in kept for shot in inc["shots"]])
             self._windows[anchor.id] = _Window(key, len(s.pulses), kept, t_end_ns, far,
-                                               [self._arrivals(inc, [r.pulse for r in s.pulses], used) for inc, used in kept],
+                                               [self._arrivals(inc, pulses, used) for inc, used in kept],
                                                continued)
             if t_end_ns <= s.t_end_ns or t_end_ns - anchor.t_ns > MAX_WINDOW_S * NS_PER_S:
                 return kept
-            wider = self._window(anchor, s.claimed, t_end_ns)   # a burst goes on
+            wider = self._window(anchor, t_end_ns)   # a burst goes on
             s.pulses, s.skipped, s.received_ns, s.t_end_ns, s.key = wider.pulses, wider.skipped, wider.received_ns, t_end_ns, wider.key
             key = s.key
 
@@ -397,8 +399,7 @@ class IncidentTracker:
         for r in s.pulses:
             if r.id in window.key or near[r.sensor] > self.cover_m or r.sensor in heard:
                 continue
-            lags_ns = [r.t_ns - self._arrival_ns(shot, inc, r.sensor) for inc, _ in window.kept for shot in inc["shots"]]
-            if not any(-MATCH_TOLERANCE_S * NS_PER_S <= lag <= ECHO_SKIP_S * NS_PER_S for lag in lags_ns):
+            if not _explains(window.arrivals, r.sensor, r.t_ns, r.pulse.get("peak_dbfs")):
                 heard.add(r.sensor)
         return len(heard) >= NEW_SHOT_SENSORS
 
@@ -469,19 +470,28 @@ class IncidentTracker:
             until_ns = max(until_ns, int(t_pred.max()) + echo_ns)
         return until_ns, table, level_max
 
-    def _explained(self, incident: dict, pulses: list[dict], used: set) -> tuple[set, set]:
-        """Ids of the pulses of the buffer that are a located incident's arrivals (or cracks), and
-        of those that may be its echoes (see :meth:`_arrivals`)."""
-        until_ns, table, level_max = self._arrivals(incident, pulses, used)
-        arrivals, echoes = set(), set()
+    def _in_spans(self, table: dict, after_ns: int = 0):
+        """(span, pulse record) for every retained pulse from a span's earliest crack to its
+        latest echo (plus ``after_ns``), per :meth:`_arrivals`' table."""
         for name, spans in table.items():
             if name not in self._by_sensor:
                 continue
             times, recs = self._by_sensor[name]
             for span in spans:
-                for rec in recs[bisect.bisect_left(times, span[0]):bisect.bisect_right(times, span[3])]:
-                    found = _explains([(until_ns, {name: [span]}, level_max)], name, rec.t_ns, rec.pulse.get("peak_dbfs"))
-                    (arrivals if found == _ARRIVAL else echoes if found == _ECHO else set()).add(rec.id)
+                for rec in recs[bisect.bisect_left(times, span[0]):bisect.bisect_right(times, span[3] + after_ns)]:
+                    yield span, rec
+
+    def _explained(self, incident: dict, pulses: list[dict], used: set) -> tuple[set, set]:
+        """Ids of the pulses of the buffer that are a located incident's arrivals (or cracks), and
+        of those that may be its echoes (see :meth:`_arrivals`)."""
+        _, table, level_max = self._arrivals(incident, pulses, used)
+        arrivals, echoes = set(), set()
+        for span, rec in self._in_spans(table):
+            found = _span_explains(span, level_max, rec.t_ns, rec.pulse.get("peak_dbfs"))
+            if found == _ARRIVAL:
+                arrivals.add(rec.id)
+            elif found == _ECHO:
+                echoes.add(rec.id)
         return arrivals, echoes
 
     def _publish(self, swept: list[_Swept], now_ns: int | None) -> list[Update]:
@@ -532,7 +542,6 @@ class IncidentTracker:
                             del self._tracked[anchor_id]
                 if tracked.published:
                     updates.append(self._withdrawal(tracked, into))
-        self._orphans = []
         for tracked in (t for t in loose if t.published):
             into = next((c for c in current if self._absorbs(c.body, tracked.body)), None)
             if into is not None:   # its shots are another incident's now: withdrawn in its favour
@@ -628,18 +637,12 @@ class IncidentTracker:
         the attribution's echo window) at sensors out to the farthest a shot is heard: the
         report lists them with the rest of its evidence."""
         _, table, _ = self._arrivals(incident)
-        echo_ns = int((ECHO_WINDOW_S - ECHO_SKIP_S) * NS_PER_S)
         have = {p["id"] for p in window}
         out = []
-        for name, spans in table.items():
-            if name not in self._by_sensor:
-                continue
-            times, recs = self._by_sensor[name]
-            for _, lo, _, hi, _ in spans:
-                for rec in recs[bisect.bisect_left(times, lo):bisect.bisect_right(times, hi + echo_ns)]:
-                    if rec.id not in have:
-                        have.add(rec.id)
-                        out.append(rec.pulse)
+        for span, rec in self._in_spans(table, int((ECHO_WINDOW_S - ECHO_SKIP_S) * NS_PER_S)):
+            if rec.t_ns >= span[1] and rec.id not in have:
+                have.add(rec.id)
+                out.append(rec.pulse)
         return out
 
     def _new_id(self, incident: dict) -> str:
@@ -694,15 +697,26 @@ def _explains(active: list, sensor: str, t_ns: int, peak_dbfs: float | None) -> 
     it may be one's echo, else 0 (``active``: :meth:`IncidentTracker._arrivals` of each)."""
     found = 0
     for _, table, level_max in active:
-        for crack, lo, mid, hi, dist_m in table.get(sensor, ()):
-            if lo <= t_ns <= mid:
+        for span in table.get(sensor, ()):
+            state = _span_explains(span, level_max, t_ns, peak_dbfs)
+            if state == _ARRIVAL:
                 return _ARRIVAL
-            if mid < t_ns <= hi:
-                found = _ECHO
-            elif (crack <= t_ns < lo and level_max is not None and peak_dbfs is not None
-                  and level_at_1m_db(peak_dbfs, dist_m) > level_max):
-                return _ARRIVAL
+            found = found or state
     return found
+
+
+def _span_explains(span: tuple, level_max: float | None, t_ns: int, peak_dbfs: float | None) -> int:
+    """What a pulse at ``t_ns`` is to one shot's predicted arrival at its sensor (a span of
+    :meth:`IncidentTracker._arrivals`): _ARRIVAL (or its crack), _ECHO, or 0."""
+    crack, lo, mid, hi, dist_m = span
+    if lo <= t_ns <= mid:
+        return _ARRIVAL
+    if mid < t_ns <= hi:
+        return _ECHO
+    if (crack <= t_ns < lo and level_max is not None and peak_dbfs is not None
+            and level_at_1m_db(peak_dbfs, dist_m) > level_max):
+        return _ARRIVAL
+    return 0
 
 
 def _neighbourhood_m(tree, k: int) -> float:
