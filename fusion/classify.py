@@ -123,6 +123,8 @@ CADENCE_LOG_ODDS = -4.0
 CRACKLE_SPAN_S = 2.0
 COINCIDENCE_S = 2e-3
 COINCIDENCE_SIGMAS = 3.0
+CRACKLE_PARTNERS = 3              # the loud sensors that may confirm a pop of the loudest one:
+FARTHER_CONFIRMATIONS = 2         # the second loudest alone, or this many of the others (an echo seldom fits two)
 MIN_CRACKLE_POPS = 8              # a string's pops are many; a lone double report is not a crackle
 POPS_PER_SHOT = 2                 # pops per located shot beyond which the locator missed most
 SHOOTER_CV = 0.3                  # a shooter's cadence is more regular than this
@@ -309,24 +311,26 @@ def _level_db(pulse: dict) -> float | None:
 
 
 def _window(pulses: list[dict], shots: list[dict], c_m_s: float) -> list[dict]:
-    """The pulses that can be arrivals of the shots: from the first shot to the last one's farthest hearing."""
-    lo = int(shots[0]["t_ns"]) - int(WINDOW_SLACK_S * NS_PER_S)
+    """The pulses that can be arrivals of the shots, or pops of a string around them: from
+    CRACKLE_SPAN_S before the first shot to the last one's farthest hearing."""
+    lo = int(shots[0]["t_ns"]) - int((CRACKLE_SPAN_S + WINDOW_SLACK_S) * NS_PER_S)
     hi = int(shots[-1]["t_ns"]) + int((MAX_HEARD_M / c_m_s + WINDOW_SLACK_S) * NS_PER_S)
     return [p for p in pulses if lo <= int(p["t_ns"]) <= hi]
 
 
 def crackle(shots: list[dict], arrivals: list[list[dict]], near: list[dict] | None) -> dict | None:
-    """Cadence (:func:`cadence`) of the pops the incident's two loudest sensors both hear from its place; None if unmeasured.
+    """Cadence (:func:`cadence`) of the pops the incident's loudest sensors hear from its place; None if unmeasured.
 
     A firecracker string's pops come tens of ms apart, too fast and too many for the locator
     to place each one, so its located shots are a few, any cadence; the sensors nearest to it
-    hear nearly every pop. A pop from the incident's place reaches the second loudest sensor
-    the located shots' time difference of arrival (TDOA) after the loudest (within
+    hear nearly every pop. A pop from the incident's place reaches each of the next loudest
+    sensors the located shots' time difference of arrival (TDOA) after the loudest (within
     COINCIDENCE_S); an echo takes its own path to each sensor and so does not (the
     coincidence test of TDOA association, e.g. Knapp & Carter, IEEE Trans. ASSP 24, 1976, for
     the delay; Bar-Shalom & Fortmann, "Tracking and Data Association", 1988, for the gate).
     The loudest sensor's pulses from CRACKLE_SPAN_S before its first located arrival to as
-    long after its last that pass it are the crackle.
+    long after its last that the second loudest confirms, or two of the next (one sensor's
+    detector misses or merges pops; an echo seldom fits two TDOAs), are the crackle.
     """
     heard: dict[str, float] = {}
     for a in arrivals:
@@ -336,23 +340,29 @@ def crackle(shots: list[dict], arrivals: list[list[dict]], near: list[dict] | No
                 heard[p["sensor"]] = max(lv, heard.get(p["sensor"], -math.inf))
     if not near or len(heard) < 2:
         return None
-    first, second = sorted(heard, key=heard.get, reverse=True)[:2]
-    pairs = [(int(pa["t_ns"]), int(pb["t_ns"])) for a in arrivals
-             for pa in a if pa["sensor"] == first for pb in a if pb["sensor"] == second]
-    if not pairs:
+    first, *partners = sorted(heard, key=heard.get, reverse=True)[:1 + CRACKLE_PARTNERS]
+    at_first = [int(p["t_ns"]) for a in arrivals for p in a if p["sensor"] == first]
+    # Per partner: its TDOA to the loudest (from the located shots) and its pulses' times; a
+    # partner that no located shot reached along with the loudest confirms nothing.
+    gates = []
+    for other in partners:
+        tdoa = [int(pb["t_ns"]) - int(pa["t_ns"]) for a in arrivals
+                for pa in a if pa["sensor"] == first for pb in a if pb["sensor"] == other]
+        times = np.sort([int(p["t_ns"]) for p in near if p["sensor"] == other]) if tdoa else np.zeros(0, np.int64)
+        gates.append((float(np.median(tdoa)) if tdoa else 0.0, times))
+    if not any(times.size for _, times in gates):
         return None
-    tdoa_ns = float(np.median([tb - ta for ta, tb in pairs]))
-    lo = min(ta for ta, _ in pairs) - int(CRACKLE_SPAN_S * NS_PER_S)
-    hi = max(ta for ta, _ in pairs) + int(CRACKLE_SPAN_S * NS_PER_S)
-    at_second = np.sort([int(p["t_ns"]) for p in near if p["sensor"] == second])
+    lo = min(at_first) - int(CRACKLE_SPAN_S * NS_PER_S)
+    hi = max(at_first) + int(CRACKLE_SPAN_S * NS_PER_S)
     pops = []
     for p in near:
         t = int(p["t_ns"])
         if p["sensor"] != first or not lo <= t <= hi:
             continue
         gate_ns = max(COINCIDENCE_S * NS_PER_S, COINCIDENCE_SIGMAS * (p.get("t_unc_ns") or 0))
-        k = int(np.searchsorted(at_second, t + tdoa_ns))
-        if any(abs(at_second[j] - t - tdoa_ns) <= gate_ns for j in (k - 1, k) if 0 <= j < len(at_second)):
+        hits = [any(abs(times[j] - t - tdoa_ns) <= gate_ns for j in (k - 1, k) if 0 <= j < len(times))
+                for tdoa_ns, times in gates for k in (int(np.searchsorted(times, t + tdoa_ns)),)]
+        if hits[0] or sum(hits[1:]) >= FARTHER_CONFIRMATIONS:
             pops.append(t)
     return cadence(pops)
 

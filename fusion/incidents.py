@@ -45,7 +45,7 @@ import scipy.spatial
 
 import earwitness
 from fusion.attribution import ECHO_WINDOW_S, MATCH_TOLERANCE_S, attribute, shot_arrivals
-from fusion.classify import classify
+from fusion.classify import CRACKLE_SPAN_S, MORTAR_FLIGHT_S, classify
 from fusion.locate import locate, min_sensors
 from fusion.multilaterate import C_MIN
 from fusion.pulses import LEVEL_KEYS
@@ -220,6 +220,7 @@ class IncidentTracker:
         self._tracked: dict[object, list[_Tracked]] = {}   # by anchor id
         self._orphans: list[_Tracked] = []                 # published, but no window locates them any more
         self._incident_ids: dict[str, int] = {}            # ids given, with their incident time
+        self._recent: dict[str, dict] = {}                 # classified incidents by id (a mortar's launch for its burst)
         self._due_ns: int | None = None                    # the earliest an open window may close
         self._open_anchors = 0
 
@@ -595,6 +596,7 @@ class IncidentTracker:
             for shot in other["shots"])
 
     def _withdrawal(self, tracked: _Tracked, into: _Tracked) -> Update:
+        self._recent.pop(tracked.incident_id, None)
         body = dict(tracked.body, incident=tracked.incident_id, merged_into=into.incident_id)
         return Update(incident=body, status="withdrawn", used=[], rejected={},
                       meta=self._meta(body, tracked.pulses), trigger_received_ns=tracked.received_ns)
@@ -619,10 +621,12 @@ class IncidentTracker:
                 # profile costs more than the location.
                 tracked.body.update(tracked.call)
                 tracked.carried = True
-            else:   # the window's pulses: the height fix and crackle read the arrivals left out
+            else:
                 sensors, c_m_s = self.registry.sensors, tracked.body.get("c_mps") or C_MIN
                 arrivals = shot_arrivals(tracked.body, tracked.pulses, sensors, c_m_s)
-                tracked.call = classify(tracked.body, arrivals, sensors, pulses=tracked.pulses)
+                tracked.call = classify(tracked.body, arrivals, sensors, pulses=self._around(tracked, arrivals),
+                                        recent=self._before(tracked))
+                self._recent[tracked.incident_id] = tracked.body
                 tracked.body.update(tracked.call)
                 tracked.carried = False
             tracked.classified = True
@@ -631,6 +635,31 @@ class IncidentTracker:
         used, rejected = attribute(body, evidence, self.registry.sensors, body.get("c_mps") or C_MIN)
         return [Update(incident=body, status=status, used=used, rejected=rejected,
                        meta=self._meta(body, evidence), trigger_received_ns=tracked.received_ns)]
+
+    def _around(self, tracked: _Tracked, arrivals: list[list[dict]]) -> list[dict]:
+        """What the classifier reads besides the located arrivals: the window's pulses, the
+        incident's arrivals beyond it (more sensors for the height fix of an aerial burst, which
+        all the city hears) and every pulse its sensors heard from CRACKLE_SPAN_S before its
+        first arrival to as long after its last (the pops of a firecracker string its shots
+        did not take in, before its anchor or after its window)."""
+        out = tracked.pulses + self._heard_beyond(tracked.body, tracked.pulses)
+        have = {p["id"] for p in out}
+        span_ns = int(CRACKLE_SPAN_S * NS_PER_S)
+        for name in {p["sensor"] for a in arrivals for p in a}:
+            times, recs = self._by_sensor.get(name, ([], []))
+            mine = [int(p["t_ns"]) for a in arrivals for p in a if p["sensor"] == name]
+            for rec in recs[bisect.bisect_left(times, min(mine) - span_ns):bisect.bisect_right(times, max(mine) + span_ns)]:
+                if rec.id not in have:
+                    have.add(rec.id)
+                    out.append(rec.pulse)
+        return out
+
+    def _before(self, tracked: _Tracked) -> list[dict]:
+        """The incidents classified before this one that may be its mortar's launch (in time order)."""
+        t_ns = tracked.body["t_ns"]
+        lo_ns = t_ns - int(MORTAR_FLIGHT_S[1] * NS_PER_S)
+        return sorted((b for iid, b in self._recent.items() if iid != tracked.incident_id and lo_ns <= b["t_ns"] < t_ns),
+                      key=lambda b: b["t_ns"])
 
     def _heard_beyond(self, incident: dict, window: list[dict]) -> list[dict]:
         """The pulses outside the incident's window that are its shots' arrivals or echoes (up to
@@ -675,6 +704,7 @@ class IncidentTracker:
             k = bisect.bisect_left(times, horizon_ns)
             del times[:k], recs[:k]
         self._incident_ids = {k: t for k, t in self._incident_ids.items() if t >= horizon_ns}
+        self._recent = {k: b for k, b in self._recent.items() if b["t_ns"] >= horizon_ns}
 
     def _meta(self, incident: dict, pulses: list[dict]) -> dict:
         names = {p["sensor"] for p in pulses} | set(incident.get("sensors", []))

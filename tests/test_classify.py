@@ -235,3 +235,29 @@ def test_crackle_counts_the_pops_both_loudest_sensors_hear_not_echoes():
     pops = crackle(shots, arrivals, gun)
     assert pops["shots"] == 5 and pops["cv"] < 0.05
     assert classify({"shots": shots, "c_mps": c}, arrivals, sensors, pulses=gun)["class"] == GUNFIRE
+
+
+def test_crackle_takes_pops_the_second_sensor_missed_if_two_others_confirm_them():
+    """The second loudest sensor's detector merged most pops of a string: the two next loudest
+    confirm them at their TDOAs; an echo at the loudest that fits one of them alone does not count."""
+    names = {"a": (100.0, 0.0, 10.0), "b": (-250.0, 0.0, 10.0), "c": (0.0, 600.0, 10.0), "d": (0.0, -700.0, 10.0)}
+    c = 343.0
+    d = {n: float(np.hypot(*xyz[:2])) for n, xyz in names.items()}
+    levels = {"a": 100.0, "b": 90.0, "c": 80.0, "d": 78.0}
+    rng = np.random.default_rng(8)
+    pops_s = np.cumsum(rng.exponential(0.06, 30) + 0.01)
+    heard = [{"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": levels[n]}
+             for k, t in enumerate(pops_s) for n in names if n != "b" or k % 5 == 0]
+    located = pops_s[[0, 25]]
+    shots = [{"t_ns": int(t * NS), "x": 0.0, "y": 0.0} for t in located]
+    arrivals = [[p for p in heard if abs(p["t_ns"] - int((t + d[p["sensor"]] / c) * NS)) < 1000] for t in located]
+    # Echoes: at the loudest, each with a pulse at c that fits its TDOA (and none at d).
+    echoes = []
+    for t in pops_s[2::4] + 0.021:
+        echoes += [{"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": 70.0} for n in "ac"]
+    pops = crackle(shots, arrivals, heard + echoes)
+    in_span = (pops_s >= located[0] - 2.0) & (pops_s <= located[1] + 2.0)
+    assert pops["shots"] == int(np.sum(in_span))
+    # The second loudest alone (as before) finds only the pops it heard.
+    alone = crackle(shots, [[p for p in a if p["sensor"] in "ab"] for a in arrivals], heard)
+    assert alone["shots"] == int(np.sum(in_span[::5]))

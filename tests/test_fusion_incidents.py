@@ -193,8 +193,18 @@ def test_city_scale_stream_locates_each_incident_once(tmp_path):
     _, registry_path = live.provision(scn, tmp_path)
     tracker = IncidentTracker(load_registry(registry_path), "city", temperature_c=scn.atmosphere.temperature_c,
                               max_range_m=CITY_RANGE_M)
+    s = score.score(_stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
+    assert s["detection_rate"] == 1.0
+    assert s["shots_located"] >= MIN_CITY_SHOT_SHARE * s["shots"]
+    assert s["false_alerts"] <= MAX_CITY_FALSE_ALERTS
+    assert tracker.open_windows == 0
+
+
+def _stream(tracker: IncidentTracker, pulses: list[dict], start_ns: int) -> list[dict]:
+    """Feed pulses (in time order) as the server receives them, a round every STEP_S of the
+    simulated clock; the last revision of every incident."""
     latest, k = {}, 0
-    now_ns, step_ns = scn.start_ns, int(STEP_S * NS_PER_S)
+    now_ns, step_ns = start_ns, int(STEP_S * NS_PER_S)
     while k < len(pulses):
         now_ns += step_ns
         batch = []
@@ -205,8 +215,30 @@ def test_city_scale_stream_locates_each_incident_once(tmp_path):
             latest[update.incident["incident"]] = dict(update.incident, status=update.status)
     for update in tracker.flush():
         latest[update.incident["incident"]] = dict(update.incident, status=update.status)
-    s = score.score(list(latest.values()), scn.truth(), scn.array.area_m2(), scn.duration_s)
-    assert s["detection_rate"] == 1.0
-    assert s["shots_located"] >= MIN_CITY_SHOT_SHARE * s["shots"]
-    assert s["false_alerts"] <= MAX_CITY_FALSE_ALERTS
-    assert tracker.open_windows == 0
+    return list(latest.values())
+
+
+# The library's fireworks night through the live tracker (fleet pulses). Measured: 10 gunfire
+# alerts (one is the second celebratory handgun burst, which the truth counts as one incident),
+# class accuracy 0.85; before the classifier read the pulses around a window and the incidents
+# before it: 18 and 0.71. The bounds leave two alerts and a few calls of margin.
+MAX_FIREWORKS_STREAM_ALERTS = 12
+MIN_FIREWORKS_STREAM_ACCURACY = 0.8
+
+
+def test_fireworks_night_stream_classes_bursts_and_strings_not_gunfire(tmp_path):
+    """Each window of the live tracker holds only its neighbourhood's sensors: the classifier
+    still reads the burst's arrivals across the city (its height), the string's pops before and
+    after the located ones (its crackle) and the launch located before (the mortar pair)."""
+    from simulator import fleet, live, scenario, score
+
+    scn = scenario.load("fireworks_night")
+    pulses, _ = fleet.pulses(scn)
+    pulses = [dict(p, id=i) for i, p in enumerate(pulses)]
+    _, registry_path = live.provision(scn, tmp_path)
+    tracker = IncidentTracker(load_registry(registry_path), "night", temperature_c=scn.atmosphere.temperature_c)
+    s = score.score(_stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
+    by_kind = s["class_by_kind"]
+    assert s["false_alerts"] <= MAX_FIREWORKS_STREAM_ALERTS, by_kind
+    assert s["class_accuracy"] >= MIN_FIREWORKS_STREAM_ACCURACY, by_kind
+    assert set(by_kind["handgun"]) == {"gunfire"}, by_kind
