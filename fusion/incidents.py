@@ -83,6 +83,11 @@ NEW_SHOT_SENSORS = 2
 DUPLICATE_SHARE = 0.5
 # No bullet is faster (Mach 3.5): its crack reaches a sensor no sooner than distance / this.
 V_MAX_BULLET_M_S = 1200.0
+# An incident goes out once this many sensors beyond the fewest that fix a shot place it: at
+# the fewest, its fit has no spare sensor to refute it, and a busy city's echoes and stray
+# pulses line up on four sensors often enough to place a ghost (in the fleet benchmark's city:
+# ten in two minutes, none of them a real shot); it is published as soon as one more hears it.
+SPARE_SENSORS = 1
 # Changes smaller than these are not worth a new revision.
 POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
@@ -188,6 +193,7 @@ class IncidentTracker:
         self.temperature_c = temperature_c
         self.mode = mode
         self.min_sensors = min_sensors(mode)
+        self.alert_sensors = self.min_sensors + SPARE_SENSORS
         self.max_range_m = max_range_m
         self._xy = {name: (float(e), float(n)) for name, (e, n, _) in zip(registry.sensors.ids, registry.sensors.enu_m)}
         names = list(self._xy)
@@ -377,7 +383,8 @@ class IncidentTracker:
             return window.kept if window else []
         key = s.key
         if window is not None and (window.key == key or (len(s.pulses) < RELOCATE_GROWTH * window.located_n and not force
-                                                         and not closing and not self._new_shot(anchor, s, window))):
+                                                         and not closing and self._confirmed(window)
+                                                         and not self._new_shot(anchor, s, window))):
             return window.kept
         while True:
             pulses = [r.pulse for r in s.pulses]
@@ -392,6 +399,11 @@ class IncidentTracker:
             wider = self._window(anchor, t_end_ns)   # a burst goes on
             s.pulses, s.skipped, s.received_ns, s.t_end_ns, s.key = wider.pulses, wider.skipped, wider.received_ns, t_end_ns, wider.key
             key = s.key
+
+    def _confirmed(self, window: _Window) -> bool:
+        """Whether every incident the window kept may go out (a held-back one is located again
+        at each new pulse: the next sensor to hear it confirms it)."""
+        return all(len(inc.get("sensors") or ()) >= self.alert_sensors for inc, _ in window.kept)
 
     def _new_shot(self, anchor: _Pulse, s: _Swept, window: _Window) -> bool:
         """Whether a pulse new to the window, near the anchor, is no arrival or echo of its located
@@ -609,6 +621,8 @@ class IncidentTracker:
         return math.dist(sensors.to_enu(old)[:2], sensors.to_enu(new)[:2]) <= self.anchor_range_m
 
     def _revision(self, tracked: _Tracked, final: bool) -> list[Update]:
+        if not tracked.published and len(tracked.body.get("sensors") or ()) < self.alert_sensors:
+            return []   # unconfirmed: kept (a later pulse may confirm it), not published
         status = "final" if final else ("revised" if tracked.published else "preliminary")
         if not final and tracked.published and not tracked.changed:
             return []

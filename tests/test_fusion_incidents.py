@@ -132,6 +132,32 @@ def test_shots_chained_in_one_neighbourhood_are_all_located():
     assert len(used) == len(set(used))    # no pulse in two incidents
 
 
+def test_a_shot_goes_out_once_a_spare_sensor_confirms_it():
+    """Four sensors fix a shot but none is spare to refute it (a busy city's echoes and stray
+    pulses place ghosts that way): it is held back, and published when a fifth hears it."""
+    nodes, ring = [], []
+    for j in range(RING_SENSORS):
+        a = 2 * math.pi * j / RING_SENSORS
+        key = nacl.signing.SigningKey(bytes([77, j]) * 16).verify_key
+        nodes.append({"id": f"q{j}", "public_key": bytes(key).hex(),
+                      "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 0.0})
+        ring.append((f"q{j}", nodes[-1]["x"], nodes[-1]["y"]))
+    tracker = IncidentTracker(registry_from_nodes(nodes), "spare", temperature_c=15.0)
+    assert tracker.alert_sensors == tracker.min_sensors + 1 == 5
+    t0, src = 1_700_000_000 * NS_PER_S, (40.0, -70.0)
+    pulses = sorted(({"id": j, "sensor": name, "t_unc_ns": 10**5,
+                      "t_ns": t0 + round(math.hypot(x - src[0], y - src[1]) / C_M_S * NS_PER_S)}
+                     for j, (name, x, y) in enumerate(ring)), key=lambda p: p["t_ns"])
+    assert tracker.add(pulses[:4], received_ns=0) == []
+    assert tracker.open_windows == 1 and tracker.open_incidents()   # located, held back
+    first, = tracker.add(pulses[4:5], received_ns=0)
+    assert first.status == "preliminary" and len(first.incident["sensors"]) == 5
+    assert math.hypot(first.incident["x"] - src[0], first.incident["y"] - src[1]) <= 5.0
+    # Heard by four alone, it never goes out, and its window closes.
+    lone = IncidentTracker(registry_from_nodes(nodes), "spare", temperature_c=15.0)
+    assert lone.add(pulses[:4], received_ns=0) == [] and lone.flush() == [] and lone.open_windows == 0
+
+
 def test_the_classifier_hears_the_window_pulses():
     """A firecracker string over a ring of sensors: the tracker hands the classifier the window's
     pulses, whose crackle (the pops both loudest sensors hear, located or not) says fireworks."""
