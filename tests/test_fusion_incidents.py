@@ -95,6 +95,18 @@ def test_overlapping_incidents_far_apart_stay_separate():
         assert math.hypot(final.incident["x"] - truth[n][0], final.incident["y"] - truth[n][1]) <= 5.0
 
 
+def _ring(prefix: str, key_seed: int) -> tuple[list[dict], list[tuple[str, float, float]]]:
+    """RING_SENSORS nodes on a circle of RING_RADIUS_M about the origin: registry entries and (name, x, y)."""
+    nodes, ring = [], []
+    for j in range(RING_SENSORS):
+        a = 2 * math.pi * j / RING_SENSORS
+        key = nacl.signing.SigningKey(bytes([key_seed, j]) * 16).verify_key
+        nodes.append({"id": f"{prefix}{j}", "public_key": bytes(key).hex(),
+                      "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 0.0})
+        ring.append((nodes[-1]["id"], nodes[-1]["x"], nodes[-1]["y"]))
+    return nodes, ring
+
+
 CHAIN_INCIDENTS = 40
 
 
@@ -102,13 +114,7 @@ def test_shots_chained_in_one_neighbourhood_are_all_located():
     """A shot every 0.6 s at one ring of sensors, each somewhere else within 150 m: rounds of
     one incident to the tracker (one window, widened shot by shot), every one located."""
     rng = np.random.default_rng(11)
-    nodes, ring = [], []
-    for j in range(RING_SENSORS):
-        a = 2 * math.pi * j / RING_SENSORS
-        key = nacl.signing.SigningKey(bytes([99, j]) * 16).verify_key
-        nodes.append({"id": f"r{j}", "public_key": bytes(key).hex(),
-                      "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 0.0})
-        ring.append((f"r{j}", nodes[-1]["x"], nodes[-1]["y"]))
+    nodes, ring = _ring("r", 99)
     tracker = IncidentTracker(registry_from_nodes(nodes), "chain", temperature_c=15.0)
     pulses, truth = [], {}
     t0 = 1_700_000_000 * NS_PER_S
@@ -135,13 +141,7 @@ def test_shots_chained_in_one_neighbourhood_are_all_located():
 def test_a_shot_goes_out_once_a_spare_sensor_confirms_it():
     """Four sensors fix a shot but none is spare to refute it (a busy city's echoes and stray
     pulses place ghosts that way): it is held back, and published when a fifth hears it."""
-    nodes, ring = [], []
-    for j in range(RING_SENSORS):
-        a = 2 * math.pi * j / RING_SENSORS
-        key = nacl.signing.SigningKey(bytes([77, j]) * 16).verify_key
-        nodes.append({"id": f"q{j}", "public_key": bytes(key).hex(),
-                      "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 0.0})
-        ring.append((f"q{j}", nodes[-1]["x"], nodes[-1]["y"]))
+    nodes, ring = _ring("q", 77)
     tracker = IncidentTracker(registry_from_nodes(nodes), "spare", temperature_c=15.0)
     assert tracker.alert_sensors == tracker.min_sensors + 1 == 5
     t0, src = 1_700_000_000 * NS_PER_S, (40.0, -70.0)
