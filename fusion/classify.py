@@ -35,8 +35,8 @@ nothing. Cues:
    of variation of the intervals far above a shooter's, or faster than any firearm, say
    firecrackers.
    A string's pops come too fast for the locator to place more than a few, so the cadence
-   is also measured on the crackle: the pops the two loudest sensors both hear at the
-   incident's time difference of arrival (:func:`crackle`; echoes fail that coincidence).
+   is also measured on the crackle: the pops the loudest sensor and the next loudest hear at
+   the incident's time differences of arrival (:func:`crackle`; echoes fail that coincidence).
 4. Spectrum: a small charge has a short positive phase (0.1-0.35 ms for firecrackers and
    popping bags against 0.4-1.4 ms for muzzle blasts), so its energy reaches higher in
    frequency (the Friedlander spectrum rolls off above about 1/(2 pi T+)); a large share of
@@ -125,8 +125,8 @@ IRREGULAR_CV = 0.6                # exponential gaps have CV ~1; a shooter's wel
 FAST_MEDIAN_S = 0.15              # string pops come tens of ms apart
 CADENCE_LOG_ODDS = -4.0
 # Crackle: pulses this long either side of the located arrivals (a string burns for a few
-# seconds and the located pops may be any of them), heard by the two loudest sensors at the
-# incident's TDOA within the larger of COINCIDENCE_S (a few picking errors and the wind's
+# seconds and the located pops may be any of them), heard by the loudest sensors at the
+# incident's TDOAs within the larger of COINCIDENCE_S (a few picking errors and the wind's
 # change over seconds) and COINCIDENCE_SIGMAS of the pulse's stated timing uncertainty.
 CRACKLE_SPAN_S = 2.0
 COINCIDENCE_S = 2e-3
@@ -467,7 +467,7 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     string = _firecracker_cadence(pattern) or (pops is not None and pops["shots"] >= MIN_CRACKLE_POPS and (
         _firecracker_cadence(pops) or (pops["shots"] >= POPS_PER_SHOT * len(shots) and pops["cv"] >= SHOOTER_CV)))
     if pattern is not None or pops is not None:
-        # One cue, measured two ways (the located shots; the pops both loudest sensors hear).
+        # One cue, measured two ways (the located shots; the pops the loudest sensors hear).
         lo = CADENCE_LOG_ODDS if string else 0.0
         cues["cadence"] = {**{k: round(v, 3) for k, v in (pattern or {}).items()},
                            **({"crackle": {k: round(v, 3) for k, v in pops.items()}} if pops else {}), "log_odds": lo}

@@ -18,13 +18,16 @@ one incident.
 A window is located as soon as it holds enough sensors for a shot, again whenever it has grown
 by RELOCATE_GROWTH since (a window of n pulses is located O(log n) times) or its anchor's
 neighbours hear a shot it has not located, and once more when it closes.  A located incident
-is published ``preliminary`` the first time, ``revised`` when more pulses change it by more
+is held back until a sensor beyond the fewest that fix a shot confirms it (located again at
+each new pulse until then), then published ``preliminary`` the first time, ``revised`` when more pulses change it by more
 than its error says, ``withdrawn`` (with ``merged_into``) if its shots turn out to be
 another's (a burst's round located from its own anchor before the burst's window took it
 in), and ``final`` once no pulse has come into its window's reach for one window
 (``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time
 and every earlier window has closed (an earlier window's shots decide what this one may
-keep).  It is classified (:func:`fusion.classify.classify`) when first published and when final.
+keep).  It is classified (:func:`fusion.classify.classify`) when first published and when final,
+from its arrivals, the pulses around them (its window, its arrivals beyond, its sensors'
+pulses just before and after) and the incidents classified shortly before it.
 
 Example::
 
