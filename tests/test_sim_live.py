@@ -172,12 +172,13 @@ def test_live_errors_are_one_line(capsys, monkeypatch):
 
 
 # The fireworks night through real nodes, broker and fusion server, paced at ten times real time
-# (nodes send as they hear, in time order, as a city's do; about two minutes here). Measured:
-# 5 gunfire alerts (one the second celebratory handgun burst, which the truth counts as one
-# incident), 0.89 classified right; unpaced (each node's whole night at once, in sensor order)
-# 8-13 and 0.84-0.89; at the start of the session that measured it, unpaced: 27 and 0.73.
+# (nodes send as they hear, in time order, as a city's do; about two minutes here). Measured
+# over four runs: 5-7 gunfire alerts (one the second celebratory handgun burst, which the truth
+# counts as one incident), 0.87-0.89 classified right; unpaced (each node's whole night at once,
+# in sensor order) 8-13 and 0.84-0.89; at the start of the session that measured it, unpaced:
+# 27 and 0.73. Runs differ by a few alerts (the server's batches follow the wall clock).
 LIVE_FIREWORKS_SPEED = 10.0
-MAX_LIVE_FIREWORKS_ALERTS = 9
+MAX_LIVE_FIREWORKS_ALERTS = 10
 MIN_LIVE_FIREWORKS_ACCURACY = 0.8
 
 
