@@ -70,6 +70,7 @@ import numpy as np
 
 from fusion.multilaterate import C_MAX, C_MIN
 from fusion.sensors import Sensors
+from fusion.shockwave import MIN_DISTANCE_M, level_at_1m_db
 
 NS_PER_S = 1_000_000_000
 GUNFIRE, FIREWORKS, OTHER = "gunfire", "fireworks", "other"
@@ -79,9 +80,6 @@ CLASSES = (GUNFIRE, FIREWORKS, OTHER)
 REFERENCE_SENSITIVITY_DBFS_PER_PA = -36.0
 SPL_AT_1_PA_DB = 94.0             # dB re 20 uPa of 1 Pa
 CLIPPED_DBFS = -3.0               # a peak this near full scale may be clipped: a lower bound only
-# Air absorption at 1 kHz, 20 degC, 70 % RH (ISO 9613-1:1993, Table 1): about 5 dB/km.
-ABSORPTION_DB_PER_M = 0.005
-MIN_DISTANCE_M = 1.0
 LEVEL_QUANTILE = 75               # percentile over sensors (diffraction and clipping only lower levels)
 # Log-odds of gunfire per dB of source level about the boundary between the loudest household
 # impulses (slams, bag pops: up to ~138 dB) and muzzle blasts (140 dB and up); clipped.
@@ -178,8 +176,7 @@ def source_level_db(shot: dict, arrivals: list[dict], sensors: Sensors,
         spl = received_spl_db(p, sensitivity_dbfs_per_pa)
         if spl is None or p["sensor"] not in sensors.index:
             continue
-        r = max(float(np.linalg.norm(sensors.enu_m[sensors.index[p["sensor"]]] - src)), MIN_DISTANCE_M)
-        levels.append(spl + 20.0 * math.log10(r) + ABSORPTION_DB_PER_M * r)
+        levels.append(float(level_at_1m_db(spl, np.linalg.norm(sensors.enu_m[sensors.index[p["sensor"]]] - src))))
     return float(np.percentile(levels, LEVEL_QUANTILE)) if levels else None
 
 

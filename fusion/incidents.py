@@ -632,6 +632,7 @@ class IncidentTracker:
         if final and not tracked.published and not tracked.changed:
             return []
         tracked.published, tracked.changed = True, False
+        beyond = self._heard_beyond(tracked.body, tracked.pulses)   # the evidence and the classifier read them
         if not tracked.classified or (final and tracked.carried):
             if status == "revised" and tracked.call:
                 # Between the first call and the final the call is carried over: the height
@@ -641,25 +642,25 @@ class IncidentTracker:
             else:
                 sensors, c_m_s = self.registry.sensors, tracked.body.get("c_mps") or C_MIN
                 arrivals = shot_arrivals(tracked.body, tracked.pulses, sensors, c_m_s)
-                tracked.call = classify(tracked.body, arrivals, sensors, pulses=self._around(tracked, arrivals),
+                tracked.call = classify(tracked.body, arrivals, sensors, pulses=self._around(tracked, arrivals, beyond),
                                         recent=self._before(tracked))
                 self._recent[tracked.incident_id] = tracked.body
                 tracked.body.update(tracked.call)
                 tracked.carried = False
             tracked.classified = True
         body = dict(tracked.body, incident=tracked.incident_id)
-        evidence = tracked.pulses + self._heard_beyond(body, tracked.pulses)
+        evidence = tracked.pulses + beyond
         used, rejected = attribute(body, evidence, self.registry.sensors, body.get("c_mps") or C_MIN)
         return [Update(incident=body, status=status, used=used, rejected=rejected,
                        meta=self._meta(body, evidence), trigger_received_ns=tracked.received_ns)]
 
-    def _around(self, tracked: _Tracked, arrivals: list[list[dict]]) -> list[dict]:
+    def _around(self, tracked: _Tracked, arrivals: list[list[dict]], beyond: list[dict]) -> list[dict]:
         """What the classifier reads besides the located arrivals: the window's pulses, the
         incident's arrivals beyond it (more sensors for the height fix of an aerial burst, which
         all the city hears) and every pulse its sensors heard from CRACKLE_SPAN_S before its
         first arrival to as long after its last (the pops of a firecracker string its shots
-        did not take in, before its anchor or after its window)."""
-        out = tracked.pulses + self._heard_beyond(tracked.body, tracked.pulses)
+        did not take in, before its anchor or after its window); ``beyond``: :meth:`_heard_beyond`'s."""
+        out = tracked.pulses + beyond
         have = {p["id"] for p in out}
         span_ns = int(CRACKLE_SPAN_S * NS_PER_S)
         for name in {p["sensor"] for a in arrivals for p in a}:
