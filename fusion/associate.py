@@ -186,14 +186,6 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
 
 
-def _seed_search(xy, sensor, t_s, c, window_s, bounds, floor, hints,
-                 max_work: float = 0.0) -> tuple[int, np.ndarray, float, bool]:
-    """:func:`best_seed` with a work budget (0: the step budget alone); also whether it ran out."""
-    stats = {}
-    found = best_seed(xy, sensor, t_s, c, window_s, bounds, floor, hints, max_work=max_work, stats=stats)
-    return (*found, stats["exhausted"])
-
-
 def _busy_span_seed(xy, sensor, t_s, idx, trials, width_s, bounds, floor):
     """Seed from the busiest BUSY_SPAN_S of the pulses ``idx`` (most sensors), searched in full.
 
@@ -379,9 +371,10 @@ def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma
             (support, point, start), speed = (floor, None, 0.0), c
             exhausted = False
             for trial in trials:
-                *found, ran_out = _seed_search(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints,
-                                               work)
-                exhausted = exhausted or ran_out
+                stats = {}
+                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints,
+                                  max_work=work, stats=stats)
+                exhausted = exhausted or stats["exhausted"]
                 if found[0] > support:
                     (support, point, start), speed = found, trial
             if point is None and exhausted and dense:
