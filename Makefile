@@ -15,7 +15,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Editable install: cffi builds edge/_native*.so in place, so tests see the sources.
+# Editable install: cffi builds earwitness/_native*.so in place, so tests see the sources.
 $(STAMP): $(SOURCES) | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -35,5 +35,5 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info edge/_native*.so edge/_native.c edge/_native.o .pytest_cache
+	rm -rf $(VENV) build *.egg-info earwitness/_native*.so earwitness/_native.c earwitness/_native.o .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

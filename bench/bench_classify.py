@@ -1,7 +1,7 @@
 """Incident classifier on the scenario library's fireworks night and on real Pittsburgh gunfire.
 
-Runs the full fireworks night (fleet pulses, 600 s) through ``fusion.locate`` and
-``fusion.classify`` and prints the classes got per true kind, false gunfire alerts and
+Runs the full fireworks night (fleet pulses, 600 s) through ``fusion.locator.locate`` and
+``fusion.locator.classify`` and prints the classes got per true kind, false gunfire alerts and
 accuracy (gunfire or not, as ``simulator.score``; and the three classes), beside the
 targets; then the calibration of the confidences (how often a call at a given confidence is
 right, over the library scenarios run here); then the real FP1-FP3 gunfire's rate.
@@ -18,10 +18,10 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from fusion.attribution import shot_arrivals  # noqa: E402
-from fusion.classify import FIREWORKS, GUNFIRE, OTHER, classify  # noqa: E402
-from fusion.locate import locate  # noqa: E402
-from fusion.sensors import Sensors  # noqa: E402
+from fusion.locator.attribution import shot_arrivals  # noqa: E402
+from fusion.locator.classify import FIREWORKS, GUNFIRE, OTHER, classify  # noqa: E402
+from fusion.locator.locate import locate  # noqa: E402
+from fusion.locator.sensors import Sensors  # noqa: E402
 from simulator import fleet, scenario, score, sources  # noqa: E402
 
 SCENARIOS = ("fireworks_night", "city_exchange", "city_park", "city_house")

@@ -1,7 +1,7 @@
 """Fusion server: alert latency and ingest throughput, against a real mosquitto on loopback.
 
 - Alert latency: pulses of several real Pittsburgh tests (FP1-FP3; ShotSpotter Inc., TN098
-  supplement, CC BY 4.0) published by stand-in nodes (signed edge.wire messages) at their
+  supplement, CC BY 4.0) published by stand-in nodes (signed earwitness.wire messages) at their
   real pace, the tests interleaved as simultaneous incidents; for every preliminary or
   revised alert, the time from the arrival at the server of the pulse that decided it to
   the alert's publication.  Target p95 <= 1 s.
@@ -34,10 +34,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from broker import Mosquitto  # noqa: E402
 
 from edge import wire  # noqa: E402
-from fusion.mqttlink import MqttLink  # noqa: E402
-from fusion.registry import write_registry  # noqa: E402
-from fusion.service import FusionConfig, FusionService  # noqa: E402
-from fusion.store import Store  # noqa: E402
+from fusion.transport.mqttlink import MqttLink  # noqa: E402
+from fusion.server.registry import write_registry  # noqa: E402
+from fusion.server.service import FusionConfig
+from fusion.transport import mqtt_service  # noqa: E402
+from fusion.server.store import Store  # noqa: E402
 
 SITE = "bench"
 LATENCY_TESTS = 4
@@ -104,9 +105,9 @@ def bench_backlog(tmp: pathlib.Path) -> float:
         registry, items = synthetic_site(tmp, THROUGHPUT_PULSES)
         config = FusionConfig(site=SITE, broker=broker.url, registry=registry, database=str(tmp / "backlog.db"),
                               client_id="bench-backlog", temperature_c=10.0)
-        FusionService(config).start().stop(finalise=False)      # the session exists: the broker queues for it
+        mqtt_service(config).start().stop(finalise=False)      # the session exists: the broker queues for it
         _publish(broker, items)
-        service = FusionService(config)
+        service = mqtt_service(config)
         start = time.perf_counter()
         service.start()
         ok = _wait(lambda: service.ingest.accepted >= len(items))
@@ -296,7 +297,7 @@ def bench_latency(tmp: pathlib.Path) -> list[float] | None:
         temperature = build_site(tests[0], tmp / "t0", seed=0).temperature_c
         config = FusionConfig(site=SITE, broker=broker.url, registry=registry, database=str(tmp / "latency.db"),
                               client_id="bench-latency", temperature_c=temperature)
-        service = FusionService(config).start()
+        service = mqtt_service(config).start()
         pub = MqttLink(broker.url, "bench-latency-nodes", [])
         pub.start()
         start = time.perf_counter()

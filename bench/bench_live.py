@@ -2,7 +2,7 @@
 
 The fleet scenario of ``bench_sim`` (1,000 sensors at 15 per square mile, 100 incidents a
 minute) is turned into pulses (``simulator.fleet``), each signed as its node would sign it
-(``edge.wire``, one Ed25519 key per node) and published QoS 1 on the node's topic at the pace
+(``earwitness.wire``, one Ed25519 key per node) and published QoS 1 on the node's topic at the pace
 of the simulated clock (a pulse goes out when its first arrival plus the node's stamping wait
 has passed), to an embedded mosquitto and the fusion server in its own process (``earwitness
 fusion``). Printed: pulses lost (published but not acknowledged by the broker, whose QoS 1
@@ -28,11 +28,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from bench.bench_sim import FLEET_MINUTES, FLEET_PER_MINUTE, fleet_scenario
-from edge import keys, wire
+from edge import keys
+from earwitness import wire
 from simulator import fleet, live, score
 from simulator.broker import EmbeddedBroker
-from simulator.scenario import NS
 from simulator.sensors import MEMS_SENSITIVITY_DBFS_PER_PA
+from earwitness.units import NS_PER_S
 
 SIM_MINUTES = FLEET_MINUTES  # the run, at the full incident rate
 SPEED = 1.0                  # simulated seconds per wall second: real time, as a city runs it
@@ -51,7 +52,7 @@ FLEET_RANGE_M = 2500.0
 
 
 def _publishers(url: str, n: int) -> list[mqtt.Client]:
-    from fusion.mqttlink import parse_mqtt_url
+    from fusion.transport.mqttlink import parse_mqtt_url
 
     host, port, _ = parse_mqtt_url(url)
     out = []
@@ -84,7 +85,7 @@ def _start_fusion(tmp: pathlib.Path, url: str, registry: pathlib.Path, temperatu
 
 
 def _stored(database: pathlib.Path) -> int:
-    from fusion.store import Store
+    from fusion.server.store import Store
 
     with Store(str(database)) as store:
         return store.count_pulses()
@@ -116,7 +117,7 @@ def main() -> None:
         seqs = dict.fromkeys(signers, 0)
         origin_s = last_report = time.monotonic()
         for i, p in enumerate(pulses):
-            due = origin_s + ((p["t_ns"] - scn.start_ns) / NS + STAMP_WAIT_S) / SPEED
+            due = origin_s + ((p["t_ns"] - scn.start_ns) / NS_PER_S + STAMP_WAIT_S) / SPEED
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -156,7 +157,7 @@ def main() -> None:
         # Discharge (located) to the first alert of each incident, on the simulated clock.
         first = {}
         for a, at in zip(alerts, collector.arrivals_s):
-            first.setdefault(a["incident"], ((at - origin_s) * SPEED * NS + scn.start_ns - a["t_ns"]) / NS)
+            first.setdefault(a["incident"], ((at - origin_s) * SPEED * NS_PER_S + scn.start_ns - a["t_ns"]) / NS_PER_S)
         lat = np.array(list(first.values()))
     s = score.score(live.latest_revisions(alerts), scn.truth(), scn.array.area_m2(), scn.duration_s)
     print(f"pulses: {len(pulses):,} published, lost {len(pulses) - acked:,} (target {TARGET_LOST}); "

@@ -1,6 +1,6 @@
 """Locator speed on the Pittsburgh tests (FP1-FP3; TN098 supplement, ShotSpotter Inc., CC BY 4.0).
 
-Prints, per test, the median time `fusion.locate.locate` takes from every pulse the sensors
+Prints, per test, the median time `fusion.locator.locate.locate` takes from every pulse the sensors
 reported (association included; target <= 20 ms) beside the time a straightforward solver
 takes given the commercial system's own grouping (nlos-tuples.json: plain least squares on
 each shot's pulses, no association), and the median distance to the survey for both.
@@ -58,9 +58,9 @@ def main() -> None:
     from conftest import pittsburgh_tests
 
     import pittsburgh_pulses as pp
-    from fusion.locate import locate
-    from fusion.multilaterate import speed_of_sound
-    from fusion.sensors import Sensors
+    from fusion.locator.locate import locate
+    from fusion.locator.multilaterate import speed_of_sound
+    from fusion.locator.sensors import Sensors
 
     tests = pittsburgh_tests()
     if not tests:
@@ -116,7 +116,7 @@ def long_input(locate) -> None:
 
 def city_house(locate) -> None:
     """The library's 40 rounds in front of a house: 64 sensors over 4 square miles, echoes, NLOS."""
-    from fusion.sensors import Sensors
+    from fusion.locator.sensors import Sensors
     from simulator import fleet, scenario, score
 
     scn = scenario.load("city_house")

@@ -13,7 +13,9 @@ import time
 
 import numpy as np
 
-from edge import keys, wire
+from edge import keys
+
+from earwitness import wire
 from edge.config import AudioSection
 from simulator.pps import Adc
 

@@ -6,9 +6,9 @@ import numpy as np
 from edge.clock import ClockModel
 from edge.pps import AudioPps
 from simulator.pps import FS_HZ, Adc, pps_channel
+from earwitness.units import NS_PER_S
 
 T0_S = 1_790_000_000.371
-NS = 1_000_000_000
 REQ_SPREAD_US, REQ_MEDIAN_US = 10.0, 100.0      # issue 3's targets
 COMMERCIAL_US = 100.0                           # commercial sensors' timing (issue 3)
 
@@ -28,14 +28,14 @@ def main() -> None:
           f"at 48 kHz (reference: 1x); edge error RMS {np.sqrt(np.mean(err ** 2)) / FS_HZ * 1e6:.2f} us")
 
     model = ClockModel(FS_HZ)
-    model.add_utc_hint(0, int((T0_S + 0.3) * NS))
+    model.add_utc_hint(0, int((T0_S + 0.3) * NS_PER_S))
     for e in edges:
         model.add_edge(e)
     truth = np.sort(rng.uniform(T0_S + 2, T0_S + 298, 5000))
     t = time.perf_counter()
     stamps = [model.to_utc(s) for s in adc.sample_at(truth)]
     cpu = time.perf_counter() - t
-    e_ns = np.array([s[0] for s in stamps]) - truth * NS
+    e_ns = np.array([s[0] for s in stamps]) - truth * NS_PER_S
     u_ns = np.array([s[1] for s in stamps])
     spread = np.percentile(np.abs(e_ns - np.median(e_ns)), 99) / 1e3
     print(f"clock, 300 s at +50 ppm with drift, 60 s PPS gap: spread p99 {spread:.2f} us "

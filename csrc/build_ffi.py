@@ -19,7 +19,7 @@ sources = sorted(CSRC.glob("*.c"))
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join(block for h in headers for block in CDEF_BLOCK.findall(h.read_text())))
 ffibuilder.set_source(
-    "edge._native",
+    "earwitness._native",
     "\n".join(f'#include "{h.name}"' for h in headers),
     sources=[str(s.relative_to(CSRC.parent)) for s in sources],
     include_dirs=[str(CSRC.relative_to(CSRC.parent))],

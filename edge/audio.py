@@ -22,8 +22,8 @@ import numpy as np
 
 from edge.config import AudioSection
 from edge.wavio import INT16_SUBTYPE, WavError, wav_info
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 # Host-time marks kept in the ring for the clock model (one per written block).
 BLOCK_MARKS_KEPT = 4096
 HOLD_POLL_S = 0.2

@@ -13,8 +13,8 @@ import threading
 import time
 
 from earwitness.cli import UserError
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 PPS_LOCK_MAX_AGE_S = 1.5
 PPS_FETCH_TIMEOUT_S = 1.5
 SILENCE_WARN_S = 5.0

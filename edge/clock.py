@@ -40,14 +40,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.pps import TIMING_AUDIO, TIMING_KERNEL, TIMING_SYSTEM
+from earwitness.units import MAD_TO_SIGMA, NS_PER_S
 
-NS_PER_S = 1_000_000_000
 COVERAGE = 3.0                      # t_unc_ns = COVERAGE x standard uncertainty
 MAX_RATE_ERROR_PPM = 300.0          # any audio ADC crystal is within this of nominal
 STEP_MIN_NS = 20_000                # an edge this far off the prediction may be a step
 STEP_SIGMAS = 6.0                   # ... or this many standard uncertainties, if larger
 STEP_CONFIRM_EDGES = 3              # consistent off-prediction edges that make a step
-MAD_TO_SIGMA = 1.4826
 OUTLIER_SIGMAS = 4.0
 SUSPECTS_KEPT = 8
 RECENT_LABELS_KEPT = 32

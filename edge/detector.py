@@ -19,10 +19,10 @@ import dataclasses
 import numpy as np
 
 try:
-    from edge._native import ffi, lib
+    from earwitness._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
-        "the C extension edge._native is not built; build it with `pip install -e .` "
+        "the C extension earwitness._native is not built; build it with `pip install -e .` "
         "(or `make test`) on a machine with a C compiler"
     ) from exc
 

@@ -11,7 +11,6 @@ first and last samples it holds and their SHA-256.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import io
@@ -25,13 +24,14 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-NS_PER_S = 1_000_000_000
+from earwitness.clip import MAX_CLIP_S
+from earwitness.units import NS_PER_S
+
 INT16_FULL_SCALE = 32768.0
 # Anti-alias filter as scipy.signal.decimate's default: Chebyshev type I, order 8,
 # 0.05 dB ripple, corner at 0.8 of the new Nyquist frequency.
 AA_ORDER, AA_RIPPLE_DB, AA_CORNER = 8, 0.05, 0.8
 FLAC_SUBTYPE = "PCM_16"
-MAX_CLIP_S = 300.0
 CHUNK_GLOB = "ev-*.flac"
 
 # stamp(sample index at the input rate) -> (t_ns, t_unc_ns, timing label)
@@ -217,20 +217,3 @@ class EvidenceBuffer:
         flac = buf.getvalue()
         return {"t0_ns": t_first, "t1_ns": t_last, "rate_hz": self.rate_hz, "frames": int(len(audio)),
                 "t_unc_ns": int(unc), "timing": timing, "sha256": hashlib.sha256(flac).hexdigest(), "flac": flac}
-
-
-def clip_message(clip: dict, request_id, node: str, signing_key) -> dict:
-    """The JSON answer to a clip command: the clip with its audio in base64, signed.
-
-    ``signature`` is the node's Ed25519 signature (hex) of the canonical JSON (sorted keys,
-    no spaces) of every other field, so the SHA-256 of the audio is signed with its times.
-    """
-    msg = {k: v for k, v in clip.items() if k != "flac"}
-    msg.update({"id": request_id, "node": node, "format": "flac", "audio_b64": base64.b64encode(clip["flac"]).decode()})
-    msg["signature"] = signing_key.sign(canonical_json(msg)).signature.hex()
-    return msg
-
-
-def canonical_json(obj: dict) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the bytes a clip signature covers."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()

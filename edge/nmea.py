@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pynmea2
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 BAUD_RATES = (4800, 9600, 19200, 38400, 57600, 115200)
 TALKERS = frozenset({"GP", "GN", "GL", "GA", "GB", "BD"})
 FIX_TYPES = ("RMC", "GGA", "GSA", "ZDA")

@@ -28,15 +28,17 @@ import time
 
 import numpy as np
 
-from edge import keys, wire
+from edge import keys
+
+from earwitness import wire
 from edge.audio import Chunk, Ring, open_source
 from edge.config import Config
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
 INT16_FULL_SCALE = 32768.0
 READ_BLOCKS = 8  # the worker takes up to this many source blocks at once
 # ... and wakes once this much audio waits: fewer wake-ups per second cost less CPU, and
@@ -461,7 +463,8 @@ class Node:
 
     def handle_command(self, command: dict) -> None:
         """``{"cmd": "clip", "id", "t0_ns", "t1_ns"}`` or ``{"cmd": "health"}``."""
-        from edge.evidence import ClipError, clip_message
+        from earwitness.clip import clip_message
+        from edge.evidence import ClipError
 
         topics = self.publisher.topics
         kind = command.get("cmd")

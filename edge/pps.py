@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from earwitness.units import NS_PER_S
 
 TIMING_AUDIO = "pps-audio"
 TIMING_KERNEL = "pps-kernel"
@@ -31,7 +32,6 @@ SYSTEM = TIMING_SYSTEM
 DEFAULT_THRESHOLD_SNR = 12.0
 # PPS pulses are 1 us-200 ms wide; the pairing rule needs them under half a second.
 DEFAULT_MAX_PULSE_WIDTH_S = 0.45
-NS_PER_S = 1_000_000_000
 
 
 class AudioPps:
@@ -66,7 +66,7 @@ class AudioPps:
         if not 0 < max_pulse_width_s < 0.5:
             raise ValueError("max_pulse_width_s must be between 0 and 0.5 s")
         # ImportError here: the C extension is not built (`make test` or `pip install -e .`)
-        from edge._native import ffi, lib
+        from earwitness._native import ffi, lib
 
         self._ffi, self._lib = ffi, lib
         obj = self._lib.ew_pps_new(float(sample_rate_hz), int(polarity), float(threshold_snr),

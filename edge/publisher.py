@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge.config import MqttSection
 from edge.outbox import Outbox
+from earwitness import topics
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,11 @@ class Topics:
     """The MQTT topics of node ``node`` at ``site``."""
 
     def __init__(self, site: str, node: str):
-        base = f"ew/v1/{site}/node/{node}"
-        self.pulse = f"{base}/pulse"
-        self.status = f"{base}/status"
-        self.health = f"{base}/health"
-        self.cmd = f"{base}/cmd"
-        self.clip = f"{base}/clip"
+        self.pulse = topics.pulse(site, node)
+        self.status = topics.status(site, node)
+        self.health = topics.health(site, node)
+        self.cmd = topics.command(site, node)
+        self.clip = topics.clip(site, node)
 
 
 class Publisher:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymap3d
+from earwitness.units import MAD_TO_SIGMA, NS_PER_S
 
 BUCKET_S = 60
 CORRELATION_S = 900
@@ -35,8 +36,6 @@ ESTABLISHED_BUCKETS = 10
 MAX_BUCKETS = 7 * 24 * 60    # a week of minutes
 SAVE_EVERY_BUCKETS = 5
 FILE_VERSION = 1
-MAD_TO_SIGMA = 1.4826
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True)

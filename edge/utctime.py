@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 10**9
 # datetime keeps microseconds only: the fraction is split off and kept to the nanosecond.
 _FRACTION = re.compile(r"^(?P<head>\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?)(?:[.,](?P<frac>\d+))?(?P<tz>Z|[+-]\d\d:?\d\d)?$", re.I)
 

@@ -8,7 +8,7 @@ The configuration (TOML; relative paths are relative to the file)::
     database = "fusion.db"                # SQLite file, or postgresql://user@host/db
     # schema = "pgh"                      # PostgreSQL schema
     # client_id = "fusion-pgh-1"          # stable: the broker keeps this session's messages
-    # workers = 2; worker_index = 0       # several workers share the site (fusion.partition)
+    # workers = 2; worker_index = 0       # several workers share the site (fusion.server.partition)
     # shared_group = "fusion"             # their MQTT v5 shared subscription (default "fusion")
     # cell_m = 4000.0; halo_m = 2500.0    # spatial cells each owned by one worker, and their halo
     # temperature_c = 4.0                 # else the locator estimates the speed of sound
@@ -61,8 +61,8 @@ def add_arguments(parser):
 
 def load_config(path: str | pathlib.Path):
     """Read and validate the TOML configuration; UserError (one line) on any problem."""
-    from fusion.mqttlink import parse_mqtt_url
-    from fusion.service import FusionConfig
+    from fusion.transport.mqttlink import parse_mqtt_url
+    from fusion.server.service import FusionConfig
 
     path = pathlib.Path(path)
     try:
@@ -121,13 +121,13 @@ def load_config(path: str | pathlib.Path):
 def run(args) -> int:
     import sqlalchemy as sa
 
-    from fusion.registry import RegistryError
-    from fusion.service import FusionService
+    from fusion.server.registry import RegistryError
+    from fusion.transport import mqtt_service
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config)
     try:
-        service = FusionService(config)
+        service = mqtt_service(config)
     except RegistryError as exc:
         raise UserError(str(exc)) from None
     except (ValueError, sa.exc.SQLAlchemyError) as exc:

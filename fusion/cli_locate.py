@@ -1,8 +1,8 @@
 """``earwitness locate``: unassociated pulses JSONL in, incidents JSONL out, classified.
 
 As in the fusion server, each located incident is classified
-(:func:`fusion.classify.classify`) from the pulses its shots used
-(:func:`fusion.attribution.shot_arrivals`).
+(:func:`fusion.locator.classify.classify`) from the pulses its shots used
+(:func:`fusion.locator.attribution.shot_arrivals`).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import sys
 import numpy as np
 
 from earwitness.cli import UserError
-from fusion.attribution import shot_arrivals
-from fusion.classify import classify
-from fusion.locate import locate_pulses, min_sensors, shock_waves
-from fusion.multilaterate import C_MIN, MODES
-from fusion.pulses import Pulses, read_pulses
-from fusion.sensors import SensorsError, read_sensors
+from fusion.locator.attribution import shot_arrivals
+from fusion.locator.classify import classify
+from fusion.locator.locate import locate_pulses, min_sensors, shock_waves
+from fusion.locator.multilaterate import C_MIN, MODES
+from fusion.locator.pulses import Pulses, read_pulses
+from fusion.locator.sensors import SensorsError, read_sensors
 
 # Exit status when some input pulses were left out but the rest was located.
 EXIT_SOME_PULSES_LEFT_OUT = 1

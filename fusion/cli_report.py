@@ -20,7 +20,7 @@ def run(args) -> int:
     import sqlalchemy as sa
 
     from fusion.report import write_report
-    from fusion.store import Store
+    from fusion.server.store import Store
 
     out = pathlib.Path(args.out)
     if out.suffix.lower() not in (".html", ".htm", ".pdf"):

@@ -6,7 +6,7 @@ and the shots with their error ellipses, the shots in discharge order, each sens
 rejected and why, the temperature and speed of sound, the software version, and SHA-256
 digests of every stored message, clip and incident revision.
 
-Everything comes from the store (:mod:`fusion.store`); the map and sensor positions from the
+Everything comes from the store (:mod:`fusion.server.store`); the map and sensor positions from the
 revision's ``meta["sensors"]`` (``{id: {"x","y","z"}}`` or ``{id: {"lat","lon","alt"}}``).
 Plots are drawn with matplotlib; the PDF is written by matplotlib's PdfPages.
 
@@ -35,10 +35,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 import earwitness
+from earwitness.units import NS_PER_S
 
 # Embed TrueType fonts in PDFs so the text stays searchable and extractable.
 matplotlib.rcParams["pdf.fonttype"] = 42
-NS_PER_S = 1_000_000_000
 MS_PER_S = 1000.0
 PAGE_SIZE_IN = (8.27, 11.69)          # A4 portrait
 FIG_DPI = 110
@@ -162,7 +162,7 @@ def summary_lines(data: ReportData) -> list[str]:
         f"Weather: temperature {'not known' if temp is None else f'{float(temp):.1f} C'}"
         f"{'' if not meta.get('weather') else ', ' + str(meta['weather'])}; "
         f"speed of sound {'estimated by the locator' if c is None else f'{float(c):.1f} m/s'}",
-        f"Software: earwitness {meta.get('software', earwitness.__version__)}, locator {meta.get('locator', 'fusion.locate')}, "
+        f"Software: earwitness {meta.get('software', earwitness.__version__)}, locator {meta.get('locator', 'fusion.locator.locate')}, "
         f"report by earwitness {earwitness.__version__} on Python {platform.python_version()}",
     ]
 

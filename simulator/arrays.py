@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pymap3d
 
-SQ_MI_M2 = 1609.344 ** 2
+from earwitness.units import SQ_MI_M2
+
+
 SQ_KM_M2 = 1e6
 ROOFTOP_M = 10.0                  # sensors go on roofs and poles
 LOCAL_HEADER = ("sensor", "x", "y", "z")

@@ -6,7 +6,7 @@ a simulation that wants a broker that outlives it passes ``--broker mqtt://host:
 Example::
 
     with EmbeddedBroker(tmpdir) as broker:
-        service = FusionService(FusionConfig(site="sim", broker=broker.url, ...))
+        service = mqtt_service(FusionConfig(site="sim", broker=broker.url, ...))
 """
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def _live(scn, args, t_range) -> int:
     if speed is not None and not speed > 0:
         raise UserError(f"--speed must be positive, not {speed}")
     if args.broker:
-        from fusion.mqttlink import parse_mqtt_url
+        from fusion.transport.mqttlink import parse_mqtt_url
 
         try:
             parse_mqtt_url(args.broker)

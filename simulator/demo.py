@@ -79,7 +79,7 @@ def _most_shooters(scn, incidents: list[dict]) -> dict | None:
 
 def main() -> int:
     from fusion.report import write_report
-    from fusion.store import Store
+    from fusion.server.store import Store
     from simulator import live, plot, scenario
     from simulator.arrays import SQ_MI_M2
     from simulator.broker import BrokerError

@@ -16,7 +16,8 @@ import numpy as np
 
 from simulator import propagation
 from simulator.render import group_arrivals, groups
-from simulator.scenario import NS, STREAM_FLEET, Scenario
+from simulator.scenario import STREAM_FLEET, Scenario
+from earwitness.units import NS_PER_S
 
 
 LEVEL_FREQ_HZ = 1000.0      # a muzzle blast's energy peaks near here at range
@@ -135,7 +136,7 @@ def _detect(scn: Scenario, m: DetectorModel, a: dict, rng: np.random.Generator):
                          m.pick_max_us)
     err_s = (rng.standard_normal(len(pick_us)) * pick_us + rng.standard_normal(len(pick_us)) * m.clock_sd_us) * 1e-6
     unc_ns = np.round(np.sqrt(pick_us ** 2 + m.clock_sd_us ** 2) * 1000.0).astype(np.int64)
-    t_ns = scn.start_ns + np.round((a["t_s"] + err_s) * NS).astype(np.int64)
+    t_ns = scn.start_ns + np.round((a["t_s"] + err_s) * NS_PER_S).astype(np.int64)
     order = np.argsort(t_ns, kind="stable")
     ids = scn.array.ids
     out, labels = [], []
@@ -145,5 +146,5 @@ def _detect(scn: Scenario, m: DetectorModel, a: dict, rng: np.random.Generator):
                     "timing": "pps-audio"})
         labels.append({"event": int(a["event"][i]), "round": int(a["round"][i]),
                        "path": PATH_NAMES[int(a["path"][i])],
-                       "t_true_ns": scn.start_ns + int(round(float(a["t_s"][i]) * NS))})
+                       "t_true_ns": scn.start_ns + int(round(float(a["t_s"][i]) * NS_PER_S))})
     return out, labels

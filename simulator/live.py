@@ -5,7 +5,7 @@ hear, with the PPS in channel 1) and fed to a virtual node: the real :class:`edg
 (C detector, PPS edge finder and clock model, durable outbox, signed MQTT publisher) reading
 an :class:`edge.audio.ArraySource` instead of a sound card, one per sensor, as threads of this
 process.  Each node gets a fresh Ed25519 key; the fusion server's registry lists the keys and
-the positions the sensors' GPS report.  The fusion server (:class:`fusion.service.FusionService`)
+the positions the sensors' GPS report.  The fusion server (:class:`fusion.server.service.FusionService`)
 runs in this process too, against the broker: an embedded mosquitto (:mod:`simulator.broker`)
 unless a URL is given.  The alerts are collected from ``ew/v1/{site}/incident`` as a dispatch
 system would, and the final revision of each incident is scored against the scenario's truth
@@ -39,12 +39,15 @@ from edge.audio import ArraySource
 from edge.config import (AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection,
                          TimingSection)
 from edge.node import Node
-from fusion.registry import write_registry
-from fusion.service import FusionConfig, FusionService
+from fusion.server.registry import write_registry
+from fusion.server.service import FusionConfig
+from fusion.transport import mqtt_service
 from simulator import render, score
 from simulator.broker import EmbeddedBroker
 from simulator.render import Progress
-from simulator.scenario import NS, Scenario
+from simulator.scenario import Scenario
+from earwitness import topics
+from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +88,10 @@ class AlertCollector:
     """Subscribes to the site's alert topic (JSON) and keeps every alert with its arrival time."""
 
     def __init__(self, url: str, site: str, t0_s: float):
-        from fusion.mqttlink import parse_mqtt_url
+        from fusion.transport.mqttlink import parse_mqtt_url
 
         self.host, self.port, _ = parse_mqtt_url(url)
-        self.topic = f"ew/v1/{site}/incident"
+        self.topic = topics.incident(site)
         self.t0_s = t0_s
         self.alerts: list[dict] = []
         self.arrivals_s: list[float] = []   # time.monotonic() of each
@@ -279,7 +282,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         database = workdir / "fusion.db"
         if database.exists():
             database.unlink()
-        service = FusionService(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
+        service = mqtt_service(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
                                              client_id=f"earwitness-sim-fusion-{int(time.time_ns())}",
                                              temperature_c=scn.atmosphere.temperature_c if temperature else None))
         service.start()
@@ -359,7 +362,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
 
 def _accepted(database: pathlib.Path) -> int:
     """Pulses the fusion server stored (unique by node and sequence)."""
-    from fusion.store import Store
+    from fusion.server.store import Store
 
     with Store(str(database)) as store:
         return store.count_pulses()
@@ -371,8 +374,8 @@ def _alert_latency_s(alerts, arrivals_s, origin, speed) -> list[float]:
     for a, at in zip(alerts, arrivals_s):
         if a["incident"] in first:
             continue
-        scenario_ns = origin[1] + (at - origin[0]) * speed * NS
-        first[a["incident"]] = (scenario_ns - a["t_ns"]) / NS
+        scenario_ns = origin[1] + (at - origin[0]) * speed * NS_PER_S
+        first[a["incident"]] = (scenario_ns - a["t_ns"]) / NS_PER_S
     return list(first.values())
 
 

@@ -24,9 +24,10 @@ import numpy as np
 from scipy.fft import next_fast_len
 from scipy.signal import fftconvolve
 
+from earwitness.units import KELVIN_OFFSET, speed_of_sound
 from simulator.sources import P_REF_PA
 
-KELVIN = 273.15
+
 T0_K = 293.15                  # ISO 9613-1 reference temperature
 T01_K = 273.16                 # triple point of water
 P_REF_KPA = 101.325            # ISO 9613-1 reference pressure
@@ -38,11 +39,6 @@ KERNEL_LEAD = 8                # samples of a kernel before its arrival: room fo
 MIN_PATH_M = 0.5               # spreading is referred to 1 m; closer than this is the source itself
 
 
-def speed_of_sound(temp_c):
-    """Speed of sound in dry air, c = 20.03 sqrt(T + 273.15) m/s (T in °C; TN098's formula)."""
-    return 20.03 * np.sqrt(np.asarray(temp_c, dtype=float) + KELVIN)
-
-
 def air_absorption_db_per_m(freq_hz, temp_c=20.0, humidity_pct=70.0, pressure_kpa=P_REF_KPA):
     """Atmospheric absorption coefficient α in dB/m, ISO 9613-1:1993 equations (3)-(5), (B.1)-(B.3).
 
@@ -52,7 +48,7 @@ def air_absorption_db_per_m(freq_hz, temp_c=20.0, humidity_pct=70.0, pressure_kp
     + 0.1068 e^(-3352/T)/(frN + f²/frN))]. E.g. 1 kHz, 20 °C, 70 % RH: 4.99 dB/km.
     """
     f = np.asarray(freq_hz, dtype=float)
-    t_k = float(temp_c) + KELVIN
+    t_k = float(temp_c) + KELVIN_OFFSET
     pa = float(pressure_kpa) / P_REF_KPA
     c_sat = -6.8346 * (T01_K / t_k) ** 1.261 + 4.6151
     h = float(humidity_pct) * 10.0 ** c_sat / pa

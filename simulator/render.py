@@ -32,8 +32,9 @@ from scipy.signal import fftconvolve
 
 from simulator import propagation, sources
 from simulator.propagation import Arrivals
-from simulator.scenario import NS, STREAM_ECHOES, STREAM_GLITCH, STREAM_NLOS, STREAM_NOISE, Event, Scenario
+from simulator.scenario import STREAM_ECHOES, STREAM_GLITCH, STREAM_NLOS, STREAM_NOISE, Event, Scenario
 from simulator.sensors import SELF_NOISE_DB, SensorModel, apply_glitches, glitches
+from earwitness.units import NS_PER_S
 
 PRE_S = 1.2              # window starts this long before the first arrival: a PPS edge before it
 POST_S = 1.0             # and ends this long after the echo tail
@@ -211,17 +212,17 @@ def render_window(scn: Scenario, p: Plan, i: int, t0_s: float, t1_s: float, grou
         if g.event.crack is not None:
             pa += _crack(scn, g, i, model, n0, n)
     mic = model.to_full_scale(pa)
-    pps = model.pps(t_first, n, (scn.start_ns % NS) / NS, seed=i)
+    pps = model.pps(t_first, n, (scn.start_ns % NS_PER_S) / NS_PER_S, seed=i)
     audio = np.column_stack([mic, pps]).astype(np.float32)
     drops, overruns = glitches(scn.rng(STREAM_GLITCH, i, int(t0_s * 1000)), model, n)
     audio = apply_glitches(audio, drops, overruns)
-    t0_ns = scn.start_ns + int(round(t_first * NS))
+    t0_ns = scn.start_ns + int(round(t_first * NS_PER_S))
     return t0_ns, audio, {"n0": n0, "dropouts": drops, "overruns": overruns}
 
 
 def utc_iso(t_ns: int) -> str:
     """UTC ISO 8601 with microseconds and a Z, as ``earwitness detect --start-utc`` takes it."""
-    t = dt.datetime.fromtimestamp(t_ns // NS, dt.timezone.utc).replace(microsecond=(t_ns % NS) // 1000)
+    t = dt.datetime.fromtimestamp(t_ns // NS_PER_S, dt.timezone.utc).replace(microsecond=(t_ns % NS_PER_S) // 1000)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -318,7 +319,7 @@ def _arrival_rows(scn: Scenario, p: Plan, i: int, gids) -> list[dict]:
         g_t0 = g.emissions[0].t_s
         for em in g.emissions:
             t = g.t_s + (em.t_s - g_t0) + float(first.delay_s[0])
-            rows.append({"sensor": sid, "t_ns": scn.start_ns + int(round(t * NS)), "event": g.event.index,
+            rows.append({"sensor": sid, "t_ns": scn.start_ns + int(round(t * NS_PER_S)), "event": g.event.index,
                          "path": propagation.KIND_NAMES[int(first.kind[0])],
                          "spl_db": round(float(peak + em.peak_db - max(e.peak_db for e in g.emissions)), 1)})
     return rows

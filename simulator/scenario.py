@@ -18,10 +18,10 @@ import numpy as np
 
 from simulator import arrays, sensors, sources
 from simulator.propagation import ZONE_LEVEL_DB, Atmosphere, Environment, Wall
+from earwitness.units import NS_PER_S
 
 LIBRARY = pathlib.Path(__file__).resolve().parent / "scenarios"
 SHOOTER_HEIGHT_M = 1.5
-NS = 1_000_000_000
 
 # Random streams, one per purpose, so adding one kind of draw never shifts another.
 STREAM_EMISSIONS, STREAM_SENSORS, STREAM_WALLS, STREAM_NLOS, STREAM_ECHOES, STREAM_RANDOM_EVENTS, STREAM_GLITCH = range(7)
@@ -97,7 +97,7 @@ class Scenario:
 
     @property
     def local_hour(self) -> float:
-        t = self.start_ns / NS + self.utc_offset_h * 3600.0
+        t = self.start_ns / NS_PER_S + self.utc_offset_h * 3600.0
         return (t % 86400.0) / 3600.0
 
     def emissions(self, ev: Event) -> list[sources.Emission]:
@@ -144,7 +144,7 @@ class Scenario:
             for k, em in enumerate(self.emissions(ev)):
                 pos = ev.pos + np.array([0.0, 0.0, em.dz_m])
                 rows.append({
-                    "t_ns": self.start_ns + int(round((ev.t_s + em.t_s) * NS)),
+                    "t_ns": self.start_ns + int(round((ev.t_s + em.t_s) * NS_PER_S)),
                     **self.array.position(pos),
                     "kind": ev.kind, "class": "gunshot" if ev.gunfire else ev.kind, "gunfire": ev.gunfire,
                     "event": ev.index, "incident": ev.incident, "shooter": ev.shooter, "round": k + 1,
@@ -177,7 +177,7 @@ def _parse_time(where: str, text) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     whole = t.replace(microsecond=0)
-    return int(whole.timestamp()) * NS + t.microsecond * 1000
+    return int(whole.timestamp()) * NS_PER_S + t.microsecond * 1000
 
 
 def load(path) -> Scenario:

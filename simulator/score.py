@@ -22,14 +22,14 @@ from collections import defaultdict
 import numpy as np
 
 from simulator.arrays import SQ_MI_M2, to_local
+from earwitness.units import NS_PER_S
 
-NS = 1_000_000_000
 MATCH_TIME_S = 2.0
 MATCH_RADIUS_M = 150.0
 SHOT_TIME_S = 0.1
 DAY_S = 86400.0
 WITHDRAWN = "withdrawn"   # an alert status: its shots were merged into another incident
-CONFOUNDER_CLASSES = ("fireworks", "other")   # fusion.classify's classes other than gunfire
+CONFOUNDER_CLASSES = ("fireworks", "other")   # fusion.locator.classify's classes other than gunfire
 # A located incident is of the true event nearest in time x speed of sound + distance, within this.
 CLASS_MATCH_M = 600.0
 SOUND_M_PER_S = 343.0
@@ -81,7 +81,7 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
             if cand["used"]:
                 continue
             d = min((np.linalg.norm(ls[1] - ts[1]) for ls in cand["shots"] for ts in t["shots"]
-                     if abs(ls[0] - ts[0]) <= MATCH_TIME_S * NS), default=np.inf)
+                     if abs(ls[0] - ts[0]) <= MATCH_TIME_S * NS_PER_S), default=np.inf)
             if d < best_d and d <= MATCH_RADIUS_M:
                 best, best_d = cand, d
         if best is None:
@@ -91,7 +91,7 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
         rounds_ok.append(int(best["inc"].get("rounds", len(best["shots"]))) == len(t["shots"]))
         free = list(range(len(best["shots"])))
         for ts in t["shots"]:
-            near = [k for k in free if abs(best["shots"][k][0] - ts[0]) <= SHOT_TIME_S * NS]
+            near = [k for k in free if abs(best["shots"][k][0] - ts[0]) <= SHOT_TIME_S * NS_PER_S]
             if not near:
                 continue
             k = min(near, key=lambda k: abs(best["shots"][k][0] - ts[0]))
@@ -126,7 +126,7 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
 
 def is_alert(incident: dict) -> bool:
     """Whether a located incident is a gunfire alert: anything not classed a confounder (an
-    unclassified ``impulsive`` incident, as :func:`fusion.locate.locate` alone gives, alerts)."""
+    unclassified ``impulsive`` incident, as :func:`fusion.locator.locate.locate` alone gives, alerts)."""
     return incident.get("class") not in CONFOUNDER_CLASSES
 
 
@@ -142,7 +142,7 @@ def classification(incidents: list[dict], truth: list[dict], origin=None) -> dic
         # The incident's position (its main shooter's) and the median of its shot times: a
         # stray shot of the incident does not decide what it was.
         t, xy = int(np.median([int(s["t_ns"]) for s in inc.get("shots") or [inc]])), _xy(inc, origin)
-        cost = [abs(t - rt) / NS * SOUND_M_PER_S + float(np.linalg.norm(rxy - xy)) for rt, rxy, _, _ in rows]
+        cost = [abs(t - rt) / NS_PER_S * SOUND_M_PER_S + float(np.linalg.norm(rxy - xy)) for rt, rxy, _, _ in rows]
         k = int(np.argmin(cost)) if cost else -1
         kind, gunfire = (rows[k][2], rows[k][3]) if k >= 0 and cost[k] <= CLASS_MATCH_M else ("none", False)
         by_kind[kind][inc.get("class", "?")] += 1

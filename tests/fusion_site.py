@@ -1,7 +1,7 @@
 """A Pittsburgh 2018 test (ShotSpotter Inc., TN098 supplement, CC BY 4.0) as a fusion site.
 
 Stand-in nodes: one Ed25519 key per sensor, a registry file for the server, and every pulse
-of the test's allpulses.json as a signed wire message (edge.wire) from its sensor, in
+of the test's allpulses.json as a signed wire message (earwitness.wire) from its sensor, in
 arrival order.  Nothing of the data is copied into the repository.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pathlib
 
 import nacl.signing
 
-from edge import wire
-from fusion.registry import write_registry
+from earwitness import wire
+from fusion.server.registry import write_registry
 from pittsburgh_pulses import all_pulses, survey, temperature_c, utc_ns
 
 # allpulses.json gives arrival times to the millisecond.

@@ -9,8 +9,8 @@ import csv
 import datetime as dt
 import json
 import pathlib
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 NS_PER_US = 1_000
 
 

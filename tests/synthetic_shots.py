@@ -12,8 +12,8 @@ import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 EPOCH_NS = 1_750_000_000 * NS_PER_S  # an arbitrary start, well after 2001
 
 

@@ -1,18 +1,18 @@
-"""fusion.classify: real Pittsburgh gunfire comes out as gunfire; the simulator's confounders mostly not."""
+"""fusion.locator.classify: real Pittsburgh gunfire comes out as gunfire; the simulator's confounders mostly not."""
 import pathlib
 
 import numpy as np
 import pytest
 
-from fusion.attribution import shot_arrivals
-from fusion.classify import (CLASSES, FIREWORKS, GUNFIRE, cadence, classify, crackle, height_above_sensors_m,
+from fusion.locator.attribution import shot_arrivals
+from fusion.locator.classify import (CLASSES, FIREWORKS, GUNFIRE, cadence, classify, crackle, height_above_sensors_m,
                              mortar_partner, source_level_db)
-from fusion.locate import locate
-from fusion.sensors import Sensors
+from fusion.locator.locate import locate
+from fusion.locator.sensors import Sensors
 from pittsburgh_pulses import all_pulses, temperature_c
 from simulator import fleet, scenario, score
+from earwitness.units import NS_PER_S
 
-NS = 1_000_000_000
 FIRING_POSITIONS = ("FP1", "FP2", "FP3")
 MIN_REAL_GUNFIRE_RATE = 0.95
 # Measured on the whole night (600 s, seed 14): 28 of 28 incidents right; the one "false" alert
@@ -63,9 +63,9 @@ def test_cues_on_their_own():
     # A firecracker string: many pops, irregular, often faster than any firearm.
     rng = np.random.default_rng(1)
     pops = np.cumsum(rng.exponential(0.06, 20) + 0.01)
-    string = cadence([int(t * NS) for t in pops])
+    string = cadence([int(t * NS_PER_S) for t in pops])
     assert string["fast_share"] > 0.2 or string["cv"] > 0.6
-    regular = cadence([int(t * NS) for t in np.arange(6) * 0.25])
+    regular = cadence([int(t * NS_PER_S) for t in np.arange(6) * 0.25])
     assert regular["fast_share"] == 0.0 and regular["cv"] < 0.1
     # Unknown everything: a tie, called gunfire.
     bare = classify({"shots": [shot]}, [[{"sensor": "s0", "t_ns": 0}]], sensors)
@@ -81,8 +81,8 @@ def test_quiet_confounders_are_not_gunfire():
     for level, times in ((120.0, [0.0]), (140.0, np.cumsum(np.random.default_rng(2).exponential(0.06, 12) + 0.01))):
         shots, arrivals = [], []
         for t in times:
-            shots.append({"t_ns": int(t * NS), "x": 5.0, "y": -3.0, "z": 1.5, "sensors": list(sensors.ids)})
-            arrivals.append([{"sensor": s, "t_ns": int((t + np.linalg.norm(xyz[:2] - (5.0, -3.0)) / c) * NS),
+            shots.append({"t_ns": int(t * NS_PER_S), "x": 5.0, "y": -3.0, "z": 1.5, "sensors": list(sensors.ids)})
+            arrivals.append([{"sensor": s, "t_ns": int((t + np.linalg.norm(xyz[:2] - (5.0, -3.0)) / c) * NS_PER_S),
                               "t_unc_ns": 20_000,
                               "spl_db": level - 20 * np.log10(np.linalg.norm(xyz - (5.0, -3.0, 1.5)))}
                              for s, xyz in zip(sensors.ids, sensors.enu_m)])
@@ -108,8 +108,8 @@ def test_fireworks_night_raises_no_gunfire_alert():
 
 
 def _single(sensors, level_db, t_s, xy=(5.0, -3.0), c=343.0):
-    shot = {"t_ns": int(t_s * NS), "x": xy[0], "y": xy[1], "z": 1.5}
-    arrivals = [{"sensor": s, "t_ns": int((t_s + np.linalg.norm(xyz[:2] - xy) / c) * NS), "t_unc_ns": 20_000,
+    shot = {"t_ns": int(t_s * NS_PER_S), "x": xy[0], "y": xy[1], "z": 1.5}
+    arrivals = [{"sensor": s, "t_ns": int((t_s + np.linalg.norm(xyz[:2] - xy) / c) * NS_PER_S), "t_unc_ns": 20_000,
                  "spl_db": level_db - 20 * np.log10(np.linalg.norm(xyz - (*xy, 1.5)))}
                 for s, xyz in zip(sensors.ids, sensors.enu_m)]
     return {"shots": [shot], "c_mps": c}, [arrivals]
@@ -143,7 +143,7 @@ def test_wind_does_not_lift_a_shot_on_the_ground():
     placed with 2 m of GPS error): on the ground it is not aerial; a burst 150 m up still is."""
     import dataclasses
 
-    from fusion.classify import AERIAL_HEIGHT_M, height_above_sensors_m
+    from fusion.locator.classify import AERIAL_HEIGHT_M, height_above_sensors_m
 
     scn = scenario.load("city_demo")
     (rifle,) = [e for e in scn.events if e.kind == "rifle"]
@@ -159,7 +159,7 @@ def test_wind_does_not_lift_a_shot_on_the_ground():
         src = rifle.pos + (0.0, 0.0, up_m)
         for wind in (0.0, WIND_MPS):
             travel_s, _ = dataclasses.replace(scn.atmosphere, wind_mps=wind).travel_time_s(src, xyz[near])
-            arrivals = [{"sensor": sid, "t_ns": int(round(t * NS)), "t_unc_ns": 7_000} for sid, t in zip(ids, travel_s)]
+            arrivals = [{"sensor": sid, "t_ns": int(round(t * NS_PER_S)), "t_unc_ns": 7_000} for sid, t in zip(ids, travel_s)]
             shot = {"t_ns": 0, "x": float(src[0]), "y": float(src[1]), "z": float(src[2])}
             heights[up_m, wind] = height_above_sensors_m(shot, arrivals, sensors, scn.atmosphere.c_mps)
     for wind in (0.0, WIND_MPS):
@@ -178,7 +178,7 @@ def _wind_arrivals(sensors, src, wind, c=343.0, t0_s=0.0, seed=3, pick_s=20e-6):
         d = xyz - np.asarray(src)
         r = np.linalg.norm(d)
         t = t0_s + r / (c + d[:2] @ np.asarray(wind) / r) + rng.normal(0.0, pick_s)
-        out.append({"sensor": name, "t_ns": int(t * NS), "t_unc_ns": int(pick_s * NS)})
+        out.append({"sensor": name, "t_ns": int(t * NS_PER_S), "t_unc_ns": int(pick_s * NS_PER_S)})
     return out
 
 
@@ -212,13 +212,13 @@ def test_crackle_counts_the_pops_both_loudest_sensors_hear_not_echoes():
     near = []
     for t in pops_s:
         for n, level in (("a", 100.0), ("b", 90.0), ("c", 80.0)):
-            near.append({"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": level})
+            near.append({"sensor": n, "t_ns": int((t + d[n] / c) * NS_PER_S), "t_unc_ns": 20_000, "spl_db": level})
     # Echoes at the loudest sensor only, 30-300 ms after its pops.
-    echoes = [{"sensor": "a", "t_ns": int((t + d["a"] / c + rng.uniform(0.03, 0.3)) * NS), "t_unc_ns": 20_000,
+    echoes = [{"sensor": "a", "t_ns": int((t + d["a"] / c + rng.uniform(0.03, 0.3)) * NS_PER_S), "t_unc_ns": 20_000,
                "spl_db": 95.0} for t in pops_s[::3]]
     located = pops_s[[4, 17]]   # the locator placed two of the pops
-    shots = [{"t_ns": int(t * NS), "x": 0.0, "y": 0.0} for t in located]
-    arrivals = [[p for p in near if abs(p["t_ns"] - int((t + d[p["sensor"]] / c) * NS)) < 1000] for t in located]
+    shots = [{"t_ns": int(t * NS_PER_S), "x": 0.0, "y": 0.0} for t in located]
+    arrivals = [[p for p in near if abs(p["t_ns"] - int((t + d[p["sensor"]] / c) * NS_PER_S)) < 1000] for t in located]
     pops = crackle(shots, arrivals, near + echoes)
     # Every pop from 2 s before the first located one to 2 s after the last (the crackle's span), no echo.
     assert pops["shots"] == int(np.sum((pops_s >= located[0] - 2.0) & (pops_s <= located[1] + 2.0)))
@@ -226,12 +226,12 @@ def test_crackle_counts_the_pops_both_loudest_sensors_hear_not_echoes():
     assert incident["class"] == FIREWORKS and incident["class_cues"]["cadence"]["log_odds"] < 0
     # A shooter's five rounds 0.5 s apart, with echoes at the loudest sensor: five pops, regular.
     rounds = np.arange(5) * 0.5
-    gun = [{"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": lv}
+    gun = [{"sensor": n, "t_ns": int((t + d[n] / c) * NS_PER_S), "t_unc_ns": 20_000, "spl_db": lv}
            for t in rounds for n, lv in (("a", 110.0), ("b", 100.0), ("c", 90.0))]
-    gun += [{"sensor": "a", "t_ns": int((t + d["a"] / c + lag) * NS), "t_unc_ns": 20_000, "spl_db": 105.0}
+    gun += [{"sensor": "a", "t_ns": int((t + d["a"] / c + lag) * NS_PER_S), "t_unc_ns": 20_000, "spl_db": 105.0}
             for t in rounds for lag in (0.04, 0.09)]
-    shots = [{"t_ns": int(t * NS), "x": 0.0, "y": 0.0} for t in rounds]
-    arrivals = [[p for p in gun if p["t_ns"] == int((t + d[p["sensor"]] / c) * NS)] for t in rounds]
+    shots = [{"t_ns": int(t * NS_PER_S), "x": 0.0, "y": 0.0} for t in rounds]
+    arrivals = [[p for p in gun if p["t_ns"] == int((t + d[p["sensor"]] / c) * NS_PER_S)] for t in rounds]
     pops = crackle(shots, arrivals, gun)
     assert pops["shots"] == 5 and pops["cv"] < 0.05
     assert classify({"shots": shots, "c_mps": c}, arrivals, sensors, pulses=gun)["class"] == GUNFIRE
@@ -246,15 +246,15 @@ def test_crackle_takes_pops_the_second_sensor_missed_if_two_others_confirm_them(
     levels = {"a": 100.0, "b": 90.0, "c": 80.0, "d": 78.0}
     rng = np.random.default_rng(8)
     pops_s = np.cumsum(rng.exponential(0.06, 30) + 0.01)
-    heard = [{"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": levels[n]}
+    heard = [{"sensor": n, "t_ns": int((t + d[n] / c) * NS_PER_S), "t_unc_ns": 20_000, "spl_db": levels[n]}
              for k, t in enumerate(pops_s) for n in names if n != "b" or k % 5 == 0]
     located = pops_s[[0, 25]]
-    shots = [{"t_ns": int(t * NS), "x": 0.0, "y": 0.0} for t in located]
-    arrivals = [[p for p in heard if abs(p["t_ns"] - int((t + d[p["sensor"]] / c) * NS)) < 1000] for t in located]
+    shots = [{"t_ns": int(t * NS_PER_S), "x": 0.0, "y": 0.0} for t in located]
+    arrivals = [[p for p in heard if abs(p["t_ns"] - int((t + d[p["sensor"]] / c) * NS_PER_S)) < 1000] for t in located]
     # Echoes: at the loudest, each with a pulse at c that fits its TDOA (and none at d).
     echoes = []
     for t in pops_s[2::4] + 0.021:
-        echoes += [{"sensor": n, "t_ns": int((t + d[n] / c) * NS), "t_unc_ns": 20_000, "spl_db": 70.0} for n in "ac"]
+        echoes += [{"sensor": n, "t_ns": int((t + d[n] / c) * NS_PER_S), "t_unc_ns": 20_000, "spl_db": 70.0} for n in "ac"]
     pops = crackle(shots, arrivals, heard + echoes)
     in_span = (pops_s >= located[0] - 2.0) & (pops_s <= located[1] + 2.0)
     assert pops["shots"] == int(np.sum(in_span))

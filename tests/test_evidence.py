@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge.evidence import ClipError, EvidenceBuffer, canonical_json, clip_message
+from earwitness.clip import canonical_json, clip_message
+from edge.evidence import ClipError, EvidenceBuffer
 
 RATE = 48_000
 START_NS = 1_700_000_000 * 10**9

@@ -1,4 +1,4 @@
-"""fusion.alerts: alert JSON, CAP 1.2 XML checked against the standard's structure, webhook retries."""
+"""fusion.server.alerts: alert JSON, CAP 1.2 XML checked against the standard's structure, webhook retries."""
 from __future__ import annotations
 
 import http.server
@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fusion.alerts import CAP_NS, alert_cap, alert_json, post_webhook
+from fusion.server.alerts import CAP_NS, alert_cap, alert_json, post_webhook
 
 NS = {"cap": CAP_NS}
 # CAP 1.2 schema (OASIS, 2010): element order of each sequence; '?' optional, '*' repeatable.

@@ -5,7 +5,7 @@ import pytest
 
 from broker import free_port
 from earwitness.cli import main
-from fusion.registry import RegistryError, load_registry, write_registry
+from fusion.server.registry import RegistryError, load_registry, write_registry
 
 KEY = "ab" * 32
 

@@ -1,4 +1,4 @@
-"""fusion.incidents on a real Pittsburgh test: revisions as pulses arrive, final when the window closes."""
+"""fusion.tracking.incidents on a real Pittsburgh test: revisions as pulses arrive, final when the window closes."""
 from __future__ import annotations
 
 import math
@@ -6,11 +6,11 @@ import math
 import nacl.signing
 import numpy as np
 
-from fusion.incidents import IncidentTracker
-from fusion.registry import load_registry, registry_from_nodes
+from fusion.tracking.incidents import IncidentTracker
+from fusion.server.registry import load_registry, registry_from_nodes
 from fusion_site import build_site
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 
 
 def test_revisions_then_final_when_the_window_closes(pittsburgh, tmp_path):

@@ -1,4 +1,4 @@
-"""earwitness report: a forensic report of a real Pittsburgh test, located by fusion.locate, opened and read back."""
+"""earwitness report: a forensic report of a real Pittsburgh test, located by fusion.locator.locate, opened and read back."""
 from __future__ import annotations
 
 import html.parser
@@ -8,7 +8,7 @@ import pypdf
 import pytest
 
 from earwitness.cli import main
-from fusion.store import Store
+from fusion.server.store import Store
 from fusion_replay import store_and_locate
 from fusion_site import build_site
 

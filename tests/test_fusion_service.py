@@ -1,7 +1,7 @@
 """The fusion service end to end against a real mosquitto: stand-in nodes -> fusion -> alerts.
 
 The stand-in nodes publish every pulse of a real Pittsburgh test (allpulses.json) as signed
-edge.wire messages, one key per sensor, in arrival order.
+earwitness.wire messages, one key per sensor, in arrival order.
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import nacl.signing
 import pytest
 
 from earwitness.cli import main
-from edge import wire
-from fusion.alerts import CAP_NS
-from fusion.service import FusionConfig, FusionService
-from fusion.store import Store
+from earwitness import wire
+from fusion.server.alerts import CAP_NS
+from fusion.server.service import FusionConfig
+from fusion.transport import mqtt_service
+from fusion.server.store import Store
 from fusion_mqtt import Collector, publish_all
 from fusion_mqtt import client as mqtt_client
 from fusion_site import build_site
@@ -53,7 +54,7 @@ def site(pittsburgh, tmp_path):
 
 def test_nodes_to_alert_within_25_m_and_dead_letters(site, mosquitto, tmp_path):
     alerts = Collector(mosquitto, INCIDENT, f"{INCIDENT}/cap", DEADLETTER)
-    service = FusionService(_config(tmp_path, mosquitto, site)).start()
+    service = mqtt_service(_config(tmp_path, mosquitto, site)).start()
     try:
         publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
         name = site.messages[0][0]
@@ -158,7 +159,7 @@ def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosqui
     cells_to_shot = max(1, round(abs(xs) / 1500.0))
     cell_m = (abs(xs) + 20.0) / cells_to_shot      # a cell border 20 m from the surveyed position
     alerts = Collector(mosquitto, INCIDENT)
-    workers = [FusionService(_config(tmp_path, mosquitto, site, workers=2, worker_index=k, cell_m=cell_m,
+    workers = [mqtt_service(_config(tmp_path, mosquitto, site, workers=2, worker_index=k, cell_m=cell_m,
                                      halo_m=2500.0, client_id=f"fusion-w{k}")).start() for k in range(2)]
     part = workers[0].partition
     border_x = -cells_to_shot * cell_m if xs < 0 else cells_to_shot * cell_m
@@ -196,7 +197,7 @@ class _EvidenceNodes:
 
         import soundfile
 
-        from edge.evidence import clip_message
+        from earwitness.clip import clip_message
 
         self.site, self.answered = site, []
         self._audio = {}
@@ -240,7 +241,7 @@ def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, 
     """A final incident asks its nodes for audio; verified clips are stored and drawn in the report."""
     nodes = _EvidenceNodes(mosquitto, site)
     deadletters = Collector(mosquitto, DEADLETTER)
-    service = FusionService(_config(tmp_path, mosquitto, site)).start()
+    service = mqtt_service(_config(tmp_path, mosquitto, site)).start()
     try:
         publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
         assert _wait(lambda: service.ingest.accepted == len(site.messages))
@@ -267,8 +268,8 @@ def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, 
 
 
 def test_forwarded_cell_messages_keep_only_well_formed_pulses():
-    from fusion.mqttwire import Publish
-    from fusion.service import _cell_pulses
+    from fusion.transport.mqttwire import Publish
+    from fusion.server.service import _cell_pulses
 
     def msg(payload: bytes) -> Publish:
         return Publish(f"ew/v1/{SITE}/cell/0_0/pulse", payload, 1, False, False, 1)

@@ -1,4 +1,4 @@
-"""fusion.store against a real SQLite file and the real PostgreSQL server."""
+"""fusion.server.store against a real SQLite file and the real PostgreSQL server."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from fusion.store import PulseRecord, Store
+from fusion.server.store import PulseRecord, Store
 from fusion_db import database
 
 
@@ -80,7 +80,7 @@ def test_committed_pulses_survive_kill_9(tmp_path):
     db = tmp_path / "kill.db"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from fusion.store import PulseRecord, Store
+        from fusion.server.store import PulseRecord, Store
         s = Store({str(db)!r})
         for batch in range(20):
             s.add_pulses([PulseRecord("n", batch * 50 + i, {{"sensor": "n", "t_ns": i}}, b"x") for i in range(50)])

@@ -3,15 +3,15 @@
 
 Its seed searches are past DENSE_PULSES, so they run on a work budget and are seeded from an
 earlier chunk's shots or a busy span when that runs out, and chance support is judged by the
-pulses not yet explained (fusion.associate).
+pulses not yet explained (fusion.locator.associate).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from fusion.associate import DENSE_PULSES, DENSE_SEED_WORK, best_seed, search_bounds
-from fusion.locate import locate
-from fusion.sensors import Sensors
+from fusion.locator.associate import DENSE_PULSES, DENSE_SEED_WORK, best_seed, search_bounds
+from fusion.locator.locate import locate
+from fusion.locator.sensors import Sensors
 from simulator import fleet, scenario, score
 
 # Measured: 38 of the 40 shots located (median 6.1 m), 40 rounds of which 2 are echo sets off the

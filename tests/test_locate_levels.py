@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from fusion.locate import locate
+from fusion.locator.locate import locate
 from synthetic_shots import EPOCH_NS, NS_PER_S, ring_array, speed_of_sound
 
 TEMPERATURE_C = 15.0

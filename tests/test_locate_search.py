@@ -10,12 +10,12 @@ import pytest
 from scipy import optimize
 
 import synthetic_shots as syn
-from fusion.associate import LEAF_SIZE_M, ROOT_CELLS, best_seed
-from fusion.multilaterate import Geometry, fit_shots, speed_of_sound
-from fusion.pulses import parse_pulses
-from fusion.sensors import Sensors
+from fusion.locator.associate import LEAF_SIZE_M, ROOT_CELLS, best_seed
+from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
+from fusion.locator.pulses import parse_pulses
+from fusion.locator.sensors import Sensors
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 
 
 def scene_arrays(seed: int, shots: int, echoes: int, noise: int):
@@ -120,7 +120,7 @@ def test_seed_search_stops_at_its_work_budget_and_says_so(caplog):
     xy, sensor, t_s, _ = scene_arrays(1, shots=2, echoes=2, noise=6)
     c = speed_of_sound(15.0)
     bounds = (-100.0, -100.0, 100.0, 100.0)
-    with caplog.at_level("INFO", logger="fusion.associate"):
+    with caplog.at_level("INFO", logger="fusion.locator.associate"):
         support, _, _ = best_seed(xy, sensor, t_s, c, 0.004, bounds, floor=2, max_steps=1)
     assert support == 2 and "stopped at its budget of 1 steps" in caplog.text
     assert best_seed(xy, sensor, t_s, c, 0.004, bounds, floor=2)[0] == exhaustive_support(xy, sensor, t_s, c, 0.004, bounds)

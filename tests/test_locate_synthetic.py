@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import synthetic_shots as syn
-from fusion.locate import locate
-from fusion.multilaterate import Geometry, mlg, speed_of_sound
+from fusion.locator.locate import locate
+from fusion.locator.multilaterate import Geometry, mlg, speed_of_sound
 
 RPM_950_S = 60.0 / 950.0
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from broker import Mosquitto
-from fusion import mqttwire
-from fusion.mqttlink import MqttLink
+from fusion.transport import mqttwire
+from fusion.transport.mqttlink import MqttLink
 from fusion_mqtt import Collector, publish_all
 
 WAIT_S = 20.0

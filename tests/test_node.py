@@ -17,7 +17,8 @@ import pytest
 import soundfile as sf
 
 import node_audio
-from edge import keys, wire
+from edge import keys
+from earwitness import wire
 from edge.utctime import parse_utc_ns
 from mqtt_sink import Sink
 

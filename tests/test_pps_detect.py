@@ -9,9 +9,9 @@ import soundfile as sf
 
 from edge.utctime import format_utc_ns
 from simulator.pps import FS_HZ, Adc, pps_channel
+from earwitness.units import NS_PER_S
 
 T0_S = 1_790_000_123.25
-NS = 1_000_000_000
 BLAST_TAU_S = 0.0015
 SHOT_AMPLITUDE = 0.4
 
@@ -43,7 +43,7 @@ def test_detect_with_pps_channel_times_shots_to_microseconds(tmp_path):
     wav = tmp_path / "node.wav"
     sf.write(wav, np.stack([shots_channel(adc, n, shots, rng), pps.samples], axis=1), FS_HZ,
              subtype="PCM_24")
-    start = format_utc_ns(int((T0_S + 0.3) * NS))
+    start = format_utc_ns(int((T0_S + 0.3) * NS_PER_S))
 
     out = detect("--sensor", "n1", "--start-utc", start, "--pps-channel", "1", str(wav))
     assert out.returncode == 0, out.stderr
@@ -56,10 +56,10 @@ def test_detect_with_pps_channel_times_shots_to_microseconds(tmp_path):
     # from the detector's own onset bias.
     exact = format_utc_ns(int(round(T0_S * 1e6)) * 1000)
     plain = [json.loads(line) for line in detect("--start-utc", exact, str(wav)).stdout.splitlines()]
-    sample = np.array([(p["t_ns"] - int(round(T0_S * 1e6)) * 1000) * FS_HZ / NS for p in plain])
-    truth_ns = (adc.time_at(sample) - T0_S) * NS
+    sample = np.array([(p["t_ns"] - int(round(T0_S * 1e6)) * 1000) * FS_HZ / NS_PER_S for p in plain])
+    truth_ns = (adc.time_at(sample) - T0_S) * NS_PER_S
     clock_err = np.array([p["t_ns"] - int(round(T0_S * 1e6)) * 1000 for p in pulses]) - truth_ns
-    onset_err = np.array([p["t_ns"] for p in pulses]) - shots * NS
+    onset_err = np.array([p["t_ns"] for p in pulses]) - shots * NS_PER_S
     print(f"\ndetect --pps-channel: clock error {np.round(clock_err / 1e3, 2)} us; "
           f"with the detector's onset {np.round(onset_err / 1e3, 1)} us")
     assert np.abs(clock_err).max() < 5_000
@@ -67,7 +67,7 @@ def test_detect_with_pps_channel_times_shots_to_microseconds(tmp_path):
     assert np.abs(onset_err).max() < 1_000_000
     # timed by a --start-utc 0.3 s off and the nominal rate, the last shot is far off
     late = [json.loads(line) for line in detect("--start-utc", start, str(wav)).stdout.splitlines()]
-    assert abs(late[-1]["t_ns"] - shots[-1] * NS) > 250_000_000
+    assert abs(late[-1]["t_ns"] - shots[-1] * NS_PER_S) > 250_000_000
 
 def test_pps_channel_errors_are_one_line(tmp_path):
     wav = tmp_path / "mono.wav"

@@ -6,7 +6,7 @@ import time
 import nacl.signing
 import pytest
 
-from edge import wire
+from earwitness import wire
 from edge.config import MqttSection
 from edge.outbox import Outbox
 from edge.publisher import Publisher

@@ -6,10 +6,10 @@ import json
 import numpy as np
 
 from earwitness.cli import main
-from fusion.locate import shock_waves
-from fusion.pulses import read_pulses
-from fusion.sensors import read_sensors
-from fusion.shockwave import ABSORPTION_DB_PER_M, louder_than_blast, screen, shock_like
+from fusion.locator.locate import shock_waves
+from fusion.locator.pulses import read_pulses
+from fusion.locator.sensors import read_sensors
+from fusion.locator.shockwave import ABSORPTION_DB_PER_M, louder_than_blast, screen, shock_like
 from simulator import render, scenario, score
 
 RIFLE = """

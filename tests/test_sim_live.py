@@ -82,7 +82,7 @@ def test_live_small_through_a_real_broker(mosquitto, tmp_path):
 
 def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
     from fusion.report import gather
-    from fusion.store import Store
+    from fusion.server.store import Store
 
     scn = scenario.load("small")
     result = live.run(scn, broker=mosquitto.url, out=tmp_path, progress=False, evidence=True)
@@ -134,8 +134,8 @@ def test_live_rifle_with_bullet_cracks_counts_its_rounds_and_is_gunfire(mosquitt
     """The demo's rifle alone (seed city, 900 m/s bullets to the north-east, walls round the
     shooter, 3 m/s of wind): sensors near the bullet's path hear its crack before the blast,
     downrange ones the crack alone; none of it may count as a round or lift the shooter aloft."""
-    from fusion.shockwave import shock_like
-    from fusion.store import Store
+    from fusion.locator.shockwave import shock_like
+    from fusion.server.store import Store
 
     scn = scenario.load("city_demo")
     (rifle,) = [e for e in scn.events if e.kind == "rifle"]

@@ -1,12 +1,14 @@
-"""edge.wire: round trip, size, and refusal of every malformed, forged, altered or replayed message."""
+"""earwitness.wire: round trip, size, and refusal of every malformed, forged, altered or replayed message."""
 import math
 
 import nacl.signing
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge import keys, wire
-from edge.wire import MESSAGE_LEN, PulseMessage, WireError
+from edge import keys
+
+from earwitness import wire
+from earwitness.wire import MESSAGE_LEN, PulseMessage, WireError
 
 NODE = "roof-17"
 

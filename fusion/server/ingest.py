@@ -1,7 +1,7 @@
 """Ingest: verify pulse messages, de-duplicate, store, and send every rejection to the dead letter.
 
 A pulse message arrives on ``ew/v1/{site}/node/{node}/pulse``.  It is accepted when the topic
-is well formed, the payload decodes (:func:`edge.wire.decode`: length, version, fields, a
+is well formed, the payload decodes (:func:`earwitness.wire.decode`: length, version, fields, a
 node in the registry, the topic's node, the Ed25519 signature) and its (node, sequence) is
 new.  Accepted pulses are committed to the store in one transaction per batch *before* the
 caller acknowledges them to the broker.  Anything else is published to
@@ -26,15 +26,15 @@ import json
 import logging
 from typing import Callable
 
-from edge import wire
-from fusion.registry import Registry
-from fusion.store import PulseRecord, Store, sha256_hex
+from earwitness import wire
+from fusion.server.registry import Registry
+from fusion.server.store import PulseRecord, Store, sha256_hex
+from earwitness import topics
 
 log = logging.getLogger(__name__)
 
 # Dead-letter records carry at most this much of a rejected payload (hex), for diagnosis.
 DEADLETTER_PAYLOAD_BYTES = 256
-TOPIC_PARTS = 6     # ew / v1 / site / node / NODE / kind
 REASON_TOPIC = "topic"
 REASON_REPLAY = "replay"
 REASON_HEALTH = "health"
@@ -49,14 +49,6 @@ class Rejection:
     topic: str
     received_ns: int
     payload: bytes
-
-
-def topic_node(topic: str, site: str, kind: str) -> str | None:
-    """The node name in ``ew/v1/{site}/node/{node}/{kind}``, or None if the topic is not of that form."""
-    parts = topic.split("/")
-    if len(parts) != TOPIC_PARTS or parts[:4] != ["ew", "v1", site, "node"] or parts[5] != kind or not parts[4]:
-        return None
-    return parts[4]
 
 
 def pulse_dict(name: str, msg: wire.PulseMessage) -> dict:
@@ -78,9 +70,9 @@ class PulseIngest:
     ----------
     site : str
         The site name in the topics.
-    registry : fusion.registry.Registry
+    registry : fusion.server.registry.Registry
         Known nodes and their keys.
-    store : fusion.store.Store
+    store : fusion.server.store.Store
         Where accepted pulses are committed.
     publish : callable(topic, payload)
         Sends a dead-letter record (the MQTT link's publish, QoS 1).
@@ -91,7 +83,7 @@ class PulseIngest:
         self.registry = registry
         self.store = store
         self.publish = publish
-        self.deadletter_topic = f"ew/v1/{site}/deadletter"
+        self.deadletter_topic = topics.deadletter(site)
         self.accepted = 0
         self.redelivered = 0
         self.rejected: collections.Counter = collections.Counter()
@@ -137,7 +129,7 @@ class PulseIngest:
         out = []
         for received_ns, msg in batch:
             payload = bytes(msg.payload)
-            name = topic_node(msg.topic, self.site, "pulse")
+            name = topics.node_of(msg.topic, self.site, "pulse")
             if name is None:
                 out.append(Rejection(REASON_TOPIC, "not ew/v1/{site}/node/{node}/pulse", msg.topic, received_ns, payload))
                 continue
@@ -161,7 +153,7 @@ class PulseIngest:
     def health(self, received_ns: int, msg) -> None:
         """Store a node's health report (JSON object on ``.../node/{node}/health``); dead-letter it if malformed."""
         payload = bytes(msg.payload)
-        name = topic_node(msg.topic, self.site, "health")
+        name = topics.node_of(msg.topic, self.site, "health")
         try:
             body = json.loads(payload)
             if name is None or name not in self.registry.positions or not isinstance(body, dict):

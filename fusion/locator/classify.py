@@ -68,11 +68,11 @@ import math
 
 import numpy as np
 
-from fusion.multilaterate import C_MAX, C_MIN
-from fusion.sensors import Sensors
-from fusion.shockwave import MIN_DISTANCE_M, level_at_1m_db
+from fusion.locator.multilaterate import C_MAX, C_MIN
+from fusion.locator.sensors import Sensors
+from fusion.locator.shockwave import MIN_DISTANCE_M, level_at_1m_db
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 GUNFIRE, FIREWORKS, OTHER = "gunfire", "fireworks", "other"
 CLASSES = (GUNFIRE, FIREWORKS, OTHER)
 
@@ -135,7 +135,7 @@ FARTHER_CONFIRMATIONS = 2         # the second loudest alone, or this many of th
 MIN_CRACKLE_POPS = 8              # a string's pops are many; a lone double report is not a crackle
 POPS_PER_SHOT = 2                 # pops per located shot beyond which the locator missed most
 SHOOTER_CV = 0.3                  # a shooter's cadence is more regular than this
-# The incident's window of pulses: the farthest a shot is heard (fusion.incidents' default range,
+# The incident's window of pulses: the farthest a shot is heard (fusion.tracking.incidents' default range,
 # which imports this module) and a slack.
 MAX_HEARD_M = 4000.0
 WINDOW_SLACK_S = 0.1
@@ -215,7 +215,7 @@ def _wind_fit(pos: np.ndarray, t_s: np.ndarray, sigma: np.ndarray, z_m: float, s
     "Computational Atmospheric Acoustics", 2001, section 2.3), by iteratively reweighted
     Gauss-Newton with soft-L1 weights (Huber 1964; Holland & Welsch 1977), c and the wind
     clipped to their plausible ranges. Returns the parameters and the robust cost (as
-    ``fusion.multilaterate.LOSSES["soft_l1"]``'s, in squared normalised residuals).
+    ``fusion.locator.multilaterate.LOSSES["soft_l1"]``'s, in squared normalised residuals).
     """
     v = start.astype(float).copy()
     scale = np.maximum(ROBUST_SCALE_S / sigma, ROBUST_SCALE_SIGMAS)
@@ -411,8 +411,8 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
     arrivals : list of list of dict
         Per shot (in discharge order), the pulses it used: ``sensor``, ``t_ns`` and whatever
         of ``t_unc_ns``, ``spl_db``, ``peak_dbfs`` and ``features`` they carry
-        (:func:`fusion.attribution.shot_arrivals`).
-    sensors : fusion.sensors.Sensors
+        (:func:`fusion.locator.attribution.shot_arrivals`).
+    sensors : fusion.locator.sensors.Sensors
         Sensor positions, in the incident's frame.
     sensitivity_dbfs_per_pa : float or None
         Microphone sensitivity turning ``peak_dbfs`` into SPL; None: use ``spl_db`` only.

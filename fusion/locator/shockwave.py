@@ -103,7 +103,7 @@ def screen(sensor: np.ndarray, t_s: np.ndarray, shock: np.ndarray, duration_ms: 
 
 def level_at_1m_db(peak_db, dist_m):
     """The level at 1 m that a peak heard at ``dist_m`` implies: spherical spreading (20 log10 r)
-    and air absorption (ISO 9613-1) added back, as :func:`fusion.classify.source_level_db`."""
+    and air absorption (ISO 9613-1) added back, as :func:`fusion.locator.classify.source_level_db`."""
     r = np.maximum(np.asarray(dist_m, dtype=float), MIN_DISTANCE_M)
     return np.asarray(peak_db, dtype=float) + 20.0 * np.log10(r) + ABSORPTION_DB_PER_M * r
 
@@ -112,7 +112,7 @@ def louder_than_blast(peak_dbfs: np.ndarray, dist_m: np.ndarray) -> np.ndarray:
     """Mask of a located shot's arrivals too loud for its muzzle blast: cracks (see the module doc).
 
     The level at 1 m each arrival implies (peak + spherical spreading 20 log10 r + air
-    absorption, as :func:`fusion.classify.source_level_db`) is compared with the median over
+    absorption, as :func:`fusion.locator.classify.source_level_db`) is compared with the median over
     the shot's arrivals; more than LEVEL_EXCESS_DB above it is flagged. Unknown levels (NaN)
     are never flagged; with fewer than MIN_LEVELS known, nothing is.
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion.sensors import Sensors
+from fusion.locator.sensors import Sensors
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 # Beyond this the closest pulse is not the arrival the locator used.
 MATCH_TOLERANCE_S = 0.05
 # A pulse this long after a shot's predicted arrival at its sensor is counted as that shot's echo.
@@ -68,7 +68,7 @@ def attribute(incident: dict, pulses: list[dict], sensors: Sensors, c_m_s: float
         Located incident per the Incidents contract.
     pulses : list of dict
         The pulses of the incident's time window.
-    sensors : fusion.sensors.Sensors
+    sensors : fusion.locator.sensors.Sensors
         Sensor positions (the frame the incident is in).
     c_m_s : float
         Speed of sound used for the predicted arrivals.

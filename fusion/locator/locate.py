@@ -2,10 +2,10 @@
 
 The public entry point is :func:`locate`; ``earwitness locate`` and the fusion server call
 it. Steps: split the pulses at quiet gaps; associate first arrivals into shots
-(:mod:`fusion.associate`), bullet shock waves kept out (:mod:`fusion.shockwave`); fit every shot of an incident in the chosen geometry, with the
+(:mod:`fusion.locator.associate`), bullet shock waves kept out (:mod:`fusion.locator.shockwave`); fit every shot of an incident in the chosen geometry, with the
 speed of sound from the temperature or estimated jointly for the incident
-(:mod:`fusion.multilaterate`); group shots into incidents and shooters and order them by
-discharge time (:mod:`fusion.shooters`).
+(:mod:`fusion.locator.multilaterate`); group shots into incidents and shooters and order them by
+discharge time (:mod:`fusion.locator.shooters`).
 """
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ import os
 
 import numpy as np
 
-from fusion.associate import DENSE_PULSES, MAD_TO_SIGMA, find_shots
-from fusion.multilaterate import (
+from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, find_shots
+from fusion.locator.multilaterate import (
     C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
 )
-from fusion.pulses import Pulses, parse_pulses
-from fusion.sensors import Sensors, read_sensors
-from fusion.shockwave import louder_than_blast, screen, shock_like
-from fusion.shooters import cluster_shooters, split_by_place, split_incidents
+from fusion.locator.pulses import Pulses, parse_pulses
+from fusion.locator.sensors import Sensors, read_sensors
+from fusion.locator.shockwave import louder_than_blast, screen, shock_like
+from fusion.locator.shooters import cluster_shooters, split_by_place, split_incidents
+from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
 # Timing sigma assumed for a pulse that states none (ms-resolution reports, as in TN098).
 DEFAULT_T_UNC_S = 1e-3
 # Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
@@ -127,7 +127,7 @@ def _span_m(sensors: Sensors) -> float:
 
 
 def shock_waves(pulses: Pulses, sensors: Sensors) -> np.ndarray:
-    """Mask of the pulses taken for supersonic bullet cracks (:func:`fusion.shockwave.screen`).
+    """Mask of the pulses taken for supersonic bullet cracks (:func:`fusion.locator.shockwave.screen`).
 
     A crack comes from the bullet's path, not the muzzle, so it is kept out of the
     association of muzzle blasts; at a sensor it leads the blast by at most the array's
@@ -207,7 +207,7 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
 def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
                   mode: str = "2d", ground_z_m: float | None = None,
                   incident_radius_m: float | None = None) -> list[dict]:
-    """:func:`locate` on already validated :class:`fusion.pulses.Pulses`."""
+    """:func:`locate` on already validated :class:`fusion.locator.pulses.Pulses`."""
     need = min_sensors(mode)
     if temperature_c is not None and not (math.isfinite(temperature_c) and
                                           C_MIN <= speed_of_sound(temperature_c) <= C_MAX):
@@ -262,7 +262,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
 
 
 def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, trial_speeds, c_bounds) -> list:
-    """Shots among the pulses ``seg`` of one stretch (see :func:`fusion.associate.find_shots`)."""
+    """Shots among the pulses ``seg`` of one stretch (see :func:`fusion.locator.associate.find_shots`)."""
     shots = []
     used = np.zeros(len(seg), dtype=bool)
     # Long stretches are associated a chunk at a time (each with a propagation span of

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusion.sensors import Sensors
+from fusion.locator.sensors import Sensors
 
 # Optional level fields of a pulse, read into Pulses.snr_db and Pulses.peak_dbfs.
 LEVEL_KEYS = ("snr_db", "peak_dbfs")
-# Shape features of a pulse's ``features`` object (edge.wire.FEATURES), read into Pulses.features.
+# Shape features of a pulse's ``features`` object (earwitness.wire.FEATURES), read into Pulses.features.
 SHAPE_KEYS = ("rise_ms", "duration_ms", "decay_ms", "crest_db", "low_ratio_db", "high_ratio_db")
 
 
@@ -30,7 +30,7 @@ class Pulses:
     Attributes
     ----------
     sensor : numpy.ndarray of int
-        Index of each pulse's sensor in :attr:`fusion.sensors.Sensors.ids`.
+        Index of each pulse's sensor in :attr:`fusion.locator.sensors.Sensors.ids`.
     t_ns : numpy.ndarray of int64
         Arrival times, ns since the Unix epoch (UTC).
     t_unc_ns : numpy.ndarray of float

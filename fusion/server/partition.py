@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from fusion.registry import Registry
+from fusion.server.registry import Registry
 
 P_I, P_J = 73856093, 19349663   # odd, so that with two workers neighbours alternate
 
@@ -30,7 +30,7 @@ class Partition:
 
     Parameters
     ----------
-    registry : fusion.registry.Registry
+    registry : fusion.server.registry.Registry
         The site's nodes (positions).
     cell_m : float
         Side of a square cell.

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 
-from fusion.store import STATUSES
+from fusion.server.store import STATUSES
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_CONTENT_TYPE = "application/cap+xml"
@@ -35,7 +35,7 @@ M_PER_KM = 1000.0
 MIN_RADIUS_M = 1.0
 # Confidence at or above which CAP certainty is "Observed" rather than "Likely".
 OBSERVED_CONFIDENCE = 0.8
-# CAP event, severity and urgency by the incident's class (fusion.classify.CLASSES).
+# CAP event, severity and urgency by the incident's class (fusion.locator.classify.CLASSES).
 CAP_BY_CLASS = {"gunfire": ("Gunfire", "Severe", "Immediate"),
                 "fireworks": ("Fireworks", "Minor", "Past"),
                 "other": ("Impulsive noise", "Minor", "Past")}

@@ -1,21 +1,24 @@
-"""The fusion service: MQTT in, verified and stored pulses, live incidents, alerts out.
+"""The fusion service: pulses in, verified and stored pulses, live incidents, alerts out.
+
+The messages come and go through a :class:`fusion.server.link.Link` the caller's transport
+opens (MQTT: :func:`fusion.transport.mqtt_service`).
 
 Two threads.  The worker loop takes what the broker has delivered (a batch), verifies and
-commits it (:class:`fusion.ingest.PulseIngest`), acknowledges it and hands the stored pulses
+commits it (:class:`fusion.server.ingest.PulseIngest`), acknowledges it and hands the stored pulses
 to the locator thread, which feeds them to the incident tracker
-(:class:`fusion.incidents.IncidentTracker`); location can take seconds on a busy group, and
+(:class:`fusion.tracking.incidents.IncidentTracker`); location can take seconds on a busy group, and
 ingest and acks must not wait for it (the C seed search releases the GIL).  The revisions it
 makes go back to the worker loop, which stores every revision and publishes it as an
 alert: JSON on ``ew/v1/{site}/incident``, CAP 1.2 XML on ``ew/v1/{site}/incident/cap`` and,
 if configured, POSTed to a webhook (in a background thread, with retries).  A final incident
-asks its nodes for their audio (:mod:`fusion.evidence`); verified clips are stored.
+asks its nodes for their audio (:mod:`fusion.server.evidence`); verified clips are stored.
 
 With ``workers > 1`` several such processes share a site: ingest through an MQTT v5 shared
-subscription, location by spatial cells with a halo (:mod:`fusion.partition`).
+subscription, location by spatial cells with a halo (:mod:`fusion.server.partition`).
 
 Example::
 
-    service = FusionService(load_config("fusion.toml"))
+    service = fusion.transport.mqtt_service(load_config("fusion.toml"))
     service.start()
     ...
     service.stop()
@@ -32,17 +35,18 @@ import queue
 import threading
 import time
 
-from fusion import alerts, evidence
-from fusion.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
-from fusion.ingest import PulseIngest, Rejection, topic_node
-from fusion.mqttlink import MqttLink
-from fusion.partition import Partition
-from fusion.registry import load_registry
-from fusion.store import Store
+from fusion.server import alerts, evidence
+from fusion.tracking.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
+from fusion.server.ingest import PulseIngest, Rejection
+from fusion.server.link import LinkFactory
+from fusion.server.partition import Partition
+from fusion.server.registry import load_registry
+from fusion.server.store import Store
+from earwitness import topics
+from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
 BATCH_MAX = 2000
 DEFAULT_SHARED_GROUP = "fusion"
 TICK_S = 0.05
@@ -77,24 +81,24 @@ class FusionConfig:
 class FusionService:
     """A running fusion worker; :meth:`start` it, :meth:`stop` it, read its counters."""
 
-    def __init__(self, config: FusionConfig):
+    def __init__(self, config: FusionConfig, connect: LinkFactory):
         self.config = config
         self.registry = load_registry(config.registry)
         self.store = Store(config.database, schema=config.schema)
         site = config.site
         group = config.shared_group or (DEFAULT_SHARED_GROUP if config.workers > 1 else None)
-        prefix = f"$share/{group}/" if group else ""
-        topics = [f"{prefix}ew/v1/{site}/node/+/{kind}" for kind in ("pulse", "health", "clip")]
+        subscribed = [kind(site, topics.WILDCARD) for kind in (topics.pulse, topics.health, topics.clip)]
+        subscribed = [topics.shared(group, t) for t in subscribed] if group else subscribed
         self.partition = None
         if config.workers > 1:
             self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
-            topics += [self._cell_topic(c) for c in self.partition.owned_cells()]
+            subscribed += [self._cell_topic(c) for c in self.partition.owned_cells()]
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
-        self.link = MqttLink(config.broker, client_id, topics, tls=config.tls)
+        self.link = connect(client_id, subscribed)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
         self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s,
                                        config.max_range_m)
-        self.alert_topic = f"ew/v1/{site}/incident"
+        self.alert_topic = topics.incident(site)
         self.latencies_s: list[float] = []
         self.alerts_published = 0
         self.clips_requested = 0
@@ -196,7 +200,7 @@ class FusionService:
         # unacknowledged and the broker will not send them again on this connection.
         batch = self._pending or self.link.take(BATCH_MAX, TICK_S)
         self._pending = batch
-        cell_prefix = f"ew/v1/{self.config.site}/cell/"
+        cell_prefix = topics.cell_root(self.config.site)
         from_nodes = [(t, m) for t, m in batch if not m.topic.startswith(cell_prefix)]
         pulses_batch = [(t, m) for t, m in from_nodes if not m.topic.endswith(("/health", "/clip"))]
         accepted = self.ingest.process(pulses_batch) if pulses_batch else []
@@ -234,7 +238,7 @@ class FusionService:
         self._flush.set()
 
     def _cell_topic(self, cell) -> str:
-        return f"ew/v1/{self.config.site}/cell/{Partition.cell_name(cell)}/pulse"
+        return topics.cell_pulses(self.config.site, Partition.cell_name(cell))
 
     def _emit(self, updates: list[Update]) -> None:
         if self.partition is not None:   # another worker publishes what lies in its cells
@@ -248,7 +252,7 @@ class FusionService:
                                    sent_ns=sent_ns, previous_sent_ns=self._last_sent_ns.get(inc["incident"]),
                                    cap_status=self.config.cap_status)
             self.link.publish(self.alert_topic, body.encode())
-            self.link.publish(f"{self.alert_topic}/cap", cap.encode())
+            self.link.publish(topics.incident_cap(self.config.site), cap.encode())
             self._last_sent_ns[inc["incident"]] = sent_ns
             self.alerts_published += 1
             if update.status not in ("final", "withdrawn"):
@@ -262,11 +266,11 @@ class FusionService:
         """Ask every node that took part for its audio around its arrivals (answers on .../clip)."""
         used = self.store.pulses(ids=used_ids) if used_ids else []
         for node, command in evidence.clip_requests(incident["incident"], used, incident.get("sensors", [])).items():
-            self.link.publish(f"ew/v1/{self.config.site}/node/{node}/cmd", json.dumps(command).encode())
+            self.link.publish(topics.command(self.config.site, node), json.dumps(command).encode())
             self.clips_requested += 1
 
     def _store_clip(self, received_ns: int, msg) -> None:
-        node = topic_node(msg.topic, self.config.site, "clip")
+        node = topics.node_of(msg.topic, self.config.site, "clip")
         try:
             if node is None:
                 raise evidence.ClipRejected("topic", "not ew/v1/{site}/node/{node}/clip")

@@ -25,14 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusion.multilaterate import Geometry, fit_shots, irls
+from earwitness.units import MAD_TO_SIGMA
+from fusion.locator.multilaterate import Geometry, fit_shots, irls
 
 log = logging.getLogger(__name__)
 
 try:
-    from edge._native import ffi, lib
+    from earwitness._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - only without a build
-    raise ImportError("the C extension edge._native is not built; build it with `pip install -e .` "
+    raise ImportError("the C extension earwitness._native is not built; build it with `pip install -e .` "
                       "(or `make test`) on a machine with a C compiler") from exc
 
 # Cells whose search window is wider than this are explored busiest first (most pulses in a
@@ -88,7 +89,6 @@ SEARCH_TOLERANCE_S = 5e-3
 FALSE_ALARMS = 0.01
 # Consistency tolerance after the first shot, in robust sigmas of its residuals.
 TOLERANCE_SIGMAS = 5.0
-MAD_TO_SIGMA = 1.4826
 # Fewest pulses in the first shot for its scatter to set the tolerance (MAD of fewer is noise).
 MIN_PULSES_FOR_SCATTER = 8
 # Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).

@@ -13,7 +13,7 @@
 Example::
 
     reg = load_registry("nodes.toml")
-    msg = edge.wire.decode(payload, reg.keyring, topic_node="roof-12")
+    msg = earwitness.wire.decode(payload, reg.keyring, topic_node="roof-12")
     reg.name(msg.node_id), reg.positions["roof-12"]
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ import pathlib
 import numpy as np
 import scipy.spatial
 
-from edge.wire import Keyring
-from fusion.sensors import Sensors
+from earwitness.wire import Keyring
+from fusion.locator.sensors import Sensors
 
 try:
     import tomllib
@@ -45,7 +45,7 @@ class RegistryError(ValueError):
 
 @dataclasses.dataclass
 class Registry:
-    """Known nodes: ``keyring`` (for :func:`edge.wire.decode`), ``positions`` and ``sensors``."""
+    """Known nodes: ``keyring`` (for :func:`earwitness.wire.decode`), ``positions`` and ``sensors``."""
 
     keyring: Keyring
     positions: dict[str, dict]

@@ -12,7 +12,7 @@ thread, and paho-mqtt has no batch acknowledgement: each ack is a packet queued 
 wake-up of paho's network thread.  So used, paho received and acknowledged 5,000-13,000
 messages/s on this machine (``make bench`` prints it beside this link's figure), the whole
 budget of a worker that must ingest 5,000 pulses/s.  This client does only what the server
-needs (:mod:`fusion.mqttwire`: CONNECT with a persistent session, SUBSCRIBE, PUBLISH both
+needs (:mod:`fusion.transport.mqttwire`: CONNECT with a persistent session, SUBSCRIBE, PUBLISH both
 ways at QoS 0/1, PUBACK, PINGREQ), parses a whole received chunk per call and sends a
 batch's acknowledgements in one write (about 150,000 messages/s).  One I/O thread owns the
 socket (TLS objects must not be read and written from two threads); callers queue bytes for it.
@@ -38,8 +38,8 @@ import time
 import urllib.parse
 from typing import Iterable
 
-from fusion import mqttwire
-from fusion.mqttwire import Publish
+from fusion.transport import mqttwire
+from fusion.transport.mqttwire import Publish
 
 log = logging.getLogger(__name__)
 

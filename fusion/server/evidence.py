@@ -6,7 +6,7 @@ When an incident is final the server publishes, for every participating node, a 
     {"cmd": "clip", "id": "<incident>|<node>", "t0_ns": ..., "t1_ns": ...}
 
 covering the node's arrivals with a margin.  The node answers on ``.../clip`` with the clip
-(:func:`edge.evidence.clip_message`): FLAC audio in base64, the UTC of its first and last
+(:func:`earwitness.clip.clip_message`): FLAC audio in base64, the UTC of its first and last
 samples, its SHA-256, all signed with the node's Ed25519 key.  :func:`verify_clip` checks
 the topic, the signature against the registry and the audio's digest before anything is
 stored; the store keeps the FLAC bytes with their SHA-256.
@@ -20,11 +20,11 @@ import json
 
 import nacl.exceptions
 
-from edge.evidence import MAX_CLIP_S, canonical_json
-from edge.wire import node_id
-from fusion.registry import Registry
+from earwitness.clip import MAX_CLIP_S, canonical_json
+from earwitness.wire import node_id
+from fusion.server.registry import Registry
+from earwitness.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 CLIP_BEFORE_S = 0.5    # before a node's first arrival: the noise floor, for the analyst
 CLIP_AFTER_S = 1.5     # after its last arrival: the echo tail
 ID_SEPARATOR = "|"

@@ -7,7 +7,7 @@ at which a sensor has LOCAL_SENSORS neighbours, or the farthest a shot is heard 
 and the shot's first arrivals at the sensors within twice that range of the anchor come no
 earlier than the anchor (less a slack) and no later than their distance over the slowest
 speed of sound.  Those pulses are the anchor's *window*; it is located with
-:func:`fusion.locate.locate`, and an incident is kept if its first shot lies within the
+:func:`fusion.locator.locate.locate`, and an incident is kept if its first shot lies within the
 anchor range and an earlier window has not kept it already (most of its pulses taken).  So
 the work per shot is one location of a few dozen neighbouring sensors, however large the city
 and however often its incidents overlap in time (chained groups of a whole city's pulses, as
@@ -25,7 +25,7 @@ another's (a burst's round located from its own anchor before the burst's window
 in), and ``final`` once no pulse has come into its window's reach for one window
 (``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time
 and every earlier window has closed (an earlier window's shots decide what this one may
-keep).  It is classified (:func:`fusion.classify.classify`) when first published and when final,
+keep).  It is classified (:func:`fusion.locator.classify.classify`) when first published and when final,
 from its arrivals, the pulses around them (its window, its arrivals beyond, its sensors'
 pulses just before and after) and the incidents classified shortly before it.
 
@@ -47,17 +47,17 @@ import numpy as np
 import scipy.spatial
 
 import earwitness
-from fusion.attribution import ECHO_WINDOW_S, MATCH_TOLERANCE_S, attribute, shot_arrivals
-from fusion.classify import CRACKLE_SPAN_S, MORTAR_FLIGHT_S, classify
-from fusion.locate import locate, min_sensors
-from fusion.multilaterate import C_MIN
-from fusion.pulses import LEVEL_KEYS
-from fusion.shockwave import LEVEL_EXCESS_DB, MIN_LEVELS, level_at_1m_db
-from fusion.registry import Registry
+from fusion.locator.attribution import ECHO_WINDOW_S, MATCH_TOLERANCE_S, attribute, shot_arrivals
+from fusion.locator.classify import CRACKLE_SPAN_S, MORTAR_FLIGHT_S, classify
+from fusion.locator.locate import locate, min_sensors
+from fusion.locator.multilaterate import C_MIN
+from fusion.locator.pulses import LEVEL_KEYS
+from fusion.locator.shockwave import LEVEL_EXCESS_DB, MIN_LEVELS, level_at_1m_db
+from fusion.server.registry import Registry
+from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
 DEFAULT_MARGIN_S = 1.0
 # Two arrivals of one sound differ by at most distance / c plus this: TN098's 40 ms association
 # limit for diffracted paths, plus the clock error of a node in holdover.
@@ -175,7 +175,7 @@ class IncidentTracker:
 
     Parameters
     ----------
-    registry : fusion.registry.Registry
+    registry : fusion.server.registry.Registry
         Node positions (the frame of the output).
     site : str
         Prefix of incident ids, so ids stay unique across sites sharing a database.
@@ -464,7 +464,7 @@ class IncidentTracker:
         A pulse within MATCH_TOLERANCE_S of one is that shot's arrival (no other window may take
         it); one up to ECHO_SKIP_S later may be its echo (not an anchor of a shot of its own); one
         before the blast, too loud for it at that distance, is its bullet's crack
-        (:func:`fusion.shockwave.louder_than_blast`: downrange sensors may hear it alone)."""
+        (:func:`fusion.locator.shockwave.louder_than_blast`: downrange sensors may hear it alone)."""
         sensors, c_m_s = self.registry.sensors, incident.get("c_mps") or C_MIN
         tolerance_ns, echo_ns = int(MATCH_TOLERANCE_S * NS_PER_S), int(ECHO_SKIP_S * NS_PER_S)
         xy0 = sensors.to_enu(incident)[:2] if "shots" in incident else None
@@ -732,7 +732,7 @@ class IncidentTracker:
             "speed_of_sound_m_s": incident.get("c_mps"),
             "mode": self.mode,
             "software": earwitness.__version__,
-            "locator": "fusion.locate.locate",
+            "locator": "fusion.locator.locate.locate",
             "window_s": self.window_ns / NS_PER_S,
         }
 

@@ -19,20 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from earwitness.units import speed_of_sound
+
 MODES = ("2d", "2.5d", "3d")
-KELVIN_OFFSET = 273.15
-SOUND_COEFF = 20.03  # m/s per sqrt(K), dry air (TN098 eq. 8)
 # Plausible outdoor air temperatures bound the speed of sound when it is estimated.
 T_MIN_C, T_MAX_C = -40.0, 50.0
 DEFAULT_TEMPERATURE_C = 15.0
 CONFIDENCE = 0.95
 # Gauss-Legendre nodes for the circular-error integral in radius95_m.
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
-
-
-def speed_of_sound(temperature_c: float) -> float:
-    """Speed of sound in dry air, m/s: c = 20.03 sqrt(T + 273.15) (TN098 eq. 8)."""
-    return SOUND_COEFF * math.sqrt(temperature_c + KELVIN_OFFSET)
 
 
 C_MIN, C_MAX = speed_of_sound(T_MIN_C), speed_of_sound(T_MAX_C)
