@@ -32,13 +32,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from broker import Mosquitto  # noqa: E402
-
-from edge import wire  # noqa: E402
-from fusion.transport.mqttlink import MqttLink  # noqa: E402
+from earwitness import wire  # noqa: E402
 from fusion.server.registry import write_registry  # noqa: E402
-from fusion.server.service import FusionConfig
-from fusion.transport import mqtt_service  # noqa: E402
+from fusion.server.service import FusionConfig  # noqa: E402
 from fusion.server.store import Store  # noqa: E402
+from fusion.transport import mqtt_service  # noqa: E402
+from fusion.transport.mqttlink import MqttLink  # noqa: E402
 
 SITE = "bench"
 LATENCY_TESTS = 4

@@ -28,12 +28,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from bench.bench_sim import FLEET_MINUTES, FLEET_PER_MINUTE, fleet_scenario
-from edge import keys
 from earwitness import wire
+from earwitness.units import NS_PER_S
+from edge import keys
 from simulator import fleet, live, score
 from simulator.broker import EmbeddedBroker
 from simulator.sensors import MEMS_SENSITIVITY_DBFS_PER_PA
-from earwitness.units import NS_PER_S
 
 SIM_MINUTES = FLEET_MINUTES  # the run, at the full incident rate
 SPEED = 1.0                  # simulated seconds per wall second: real time, as a city runs it

@@ -55,9 +55,8 @@ def best_time_s(fn, clock=time.perf_counter) -> float:
 
 
 def main() -> None:
-    from conftest import pittsburgh_tests
-
     import pittsburgh_pulses as pp
+    from conftest import pittsburgh_tests
     from fusion.locator.locate import locate
     from fusion.locator.multilaterate import speed_of_sound
     from fusion.locator.sensors import Sensors

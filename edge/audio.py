@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+from earwitness.units import NS_PER_S
 from edge.config import AudioSection
 from edge.wavio import INT16_SUBTYPE, WavError, wav_info
-from earwitness.units import NS_PER_S
 
 # Host-time marks kept in the ring for the clock model (one per written block).
 BLOCK_MARKS_KEPT = 4096

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.pps import TIMING_AUDIO, TIMING_KERNEL, TIMING_SYSTEM
 from earwitness.units import MAD_TO_SIGMA, NS_PER_S
+from edge.pps import TIMING_AUDIO, TIMING_KERNEL, TIMING_SYSTEM
 
 COVERAGE = 3.0                      # t_unc_ns = COVERAGE x standard uncertainty
 MAX_RATE_ERROR_PPM = 300.0          # any audio ADC crystal is within this of nominal

@@ -28,14 +28,13 @@ import time
 
 import numpy as np
 
-from edge import keys
-
 from earwitness import wire
+from earwitness.units import NS_PER_S
+from edge import keys
 from edge.audio import Chunk, Ring, open_source
 from edge.config import Config
 from edge.outbox import Outbox
 from edge.publisher import Publisher
-from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 

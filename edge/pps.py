@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
 from earwitness.units import NS_PER_S
 
 TIMING_AUDIO = "pps-audio"

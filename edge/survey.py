@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymap3d
+
 from earwitness.units import MAD_TO_SIGMA, NS_PER_S
 
 BUCKET_S = 60

@@ -61,8 +61,8 @@ def add_arguments(parser):
 
 def load_config(path: str | pathlib.Path):
     """Read and validate the TOML configuration; UserError (one line) on any problem."""
-    from fusion.transport.mqttlink import parse_mqtt_url
     from fusion.server.service import FusionConfig
+    from fusion.transport.mqttlink import parse_mqtt_url
 
     path = pathlib.Path(path)
     try:

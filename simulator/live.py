@@ -34,10 +34,11 @@ import time
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from earwitness import topics
+from earwitness.units import NS_PER_S
 from edge import keys
 from edge.audio import ArraySource
-from edge.config import (AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection,
-                         TimingSection)
+from edge.config import AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection, TimingSection
 from edge.node import Node
 from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
@@ -46,8 +47,6 @@ from simulator import render, score
 from simulator.broker import EmbeddedBroker
 from simulator.render import Progress
 from simulator.scenario import Scenario
-from earwitness import topics
-from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from scipy.signal import fftconvolve
 from earwitness.units import KELVIN_OFFSET, speed_of_sound
 from simulator.sources import P_REF_PA
 
-
 T0_K = 293.15                  # ISO 9613-1 reference temperature
 T01_K = 273.16                 # triple point of water
 P_REF_KPA = 101.325            # ISO 9613-1 reference pressure

@@ -30,11 +30,11 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import fftconvolve
 
+from earwitness.units import NS_PER_S
 from simulator import propagation, sources
 from simulator.propagation import Arrivals
 from simulator.scenario import STREAM_ECHOES, STREAM_GLITCH, STREAM_NLOS, STREAM_NOISE, Event, Scenario
 from simulator.sensors import SELF_NOISE_DB, SensorModel, apply_glitches, glitches
-from earwitness.units import NS_PER_S
 
 PRE_S = 1.2              # window starts this long before the first arrival: a PPS edge before it
 POST_S = 1.0             # and ends this long after the echo tail

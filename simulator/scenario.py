@@ -11,14 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import pathlib
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
+import tomllib
 
+from earwitness.units import NS_PER_S
 from simulator import arrays, sensors, sources
 from simulator.propagation import ZONE_LEVEL_DB, Atmosphere, Environment, Wall
-from earwitness.units import NS_PER_S
 
 LIBRARY = pathlib.Path(__file__).resolve().parent / "scenarios"
 SHOOTER_HEIGHT_M = 1.5
