@@ -164,8 +164,10 @@ def main() -> None:
           f"{stored:,} stored by fusion, {len(pulses) - stored:,} still queued for it at the broker")
     print(f"fusion throughput: {stored / ingest_s:,.0f} pulses/s over {ingest_s:.1f} s "
           f"(offered {len(pulses) / publish_s:,.0f} pulses/s); backlog when publishing ended: {backlog:,} pulses")
-    pct = (lambda a: f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s, max {np.max(a):.2f} s"
-           if len(a) else "-")
+
+    def pct(a):
+        return f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s, max {np.max(a):.2f} s" if len(a) else "-"
+
     print(f"alert latency, discharge -> first alert: {pct(lat)} (target: under {TARGET_LATENCY_S:g} s)")
     print(f"score: {s['detected']}/{s['incidents']} incidents detected, {s['shots_located']}/{s['shots']} shots "
           f"located, error median {s['error_median_m'] or float('nan'):.1f} m, rounds exact {_fmt(s['rounds_exact'])}, "

@@ -227,7 +227,7 @@ def _check(cfg: Config, where: str) -> None:
     if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
         fail(f"mqtt.url must look like mqtt://host:1883 or mqtts://host:8883, not {m.url!r}")
     try:
-        parts.port
+        _ = parts.port  # parsed on access
     except ValueError:
         fail(f"mqtt.url has a bad port: {m.url!r}")
     if (m.cert is None) != (m.cert_key is None):

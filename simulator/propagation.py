@@ -167,7 +167,8 @@ class Arrivals:
 
     @staticmethod
     def concat(parts) -> "Arrivals":
-        return Arrivals(*(np.concatenate(cols) for cols in zip(*((p.rcv, p.delay_s, p.gain, p.path_m, p.detour_m, p.kind) for p in parts))))
+        columns = zip(*((p.rcv, p.delay_s, p.gain, p.path_m, p.detour_m, p.kind) for p in parts))
+        return Arrivals(*(np.concatenate(cols) for cols in columns))
 
 
 def level_change_db(arr: Arrivals, atm: Atmosphere, freq_hz: float = 1000.0) -> np.ndarray:

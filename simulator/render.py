@@ -301,7 +301,8 @@ def render(scn: Scenario, outdir, sensor_ids=None, continuous: bool = False, t_r
     if bar:
         bar.update(len(ids), f"sensors, {seconds:.0f} sensor-s of audio", final=True)
     with open(out / "clips.csv", "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=list(clips[0]) if clips else ["sensor", "file", "t0_ns", "start_utc", "samples", "rate_hz"])
+        fields = list(clips[0]) if clips else ["sensor", "file", "t0_ns", "start_utc", "samples", "rate_hz"]
+        wr = csv.DictWriter(fh, fieldnames=fields)
         wr.writeheader()
         wr.writerows(clips)
     write_jsonl(out / "arrivals.jsonl", sorted(arrivals, key=lambda r: r["t_ns"]))
