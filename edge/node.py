@@ -21,6 +21,7 @@ import collections
 import errno
 import logging
 import os
+import pathlib
 import queue
 import shutil
 import threading
@@ -138,6 +139,15 @@ def _level_dbfs(rms: float) -> float:
     return 20 * np.log10(rms) if rms > 0 else MIN_LEVEL_DBFS
 
 
+def _load_key(path: pathlib.Path):
+    try:
+        return keys.load_signing_key(path)
+    except FileNotFoundError:
+        raise NodeError(f"no node key at {path}; make one with `earwitness node --keygen {path}`") from None
+    except ValueError as exc:
+        raise NodeError(str(exc)) from None
+
+
 class Node:
     """One sensor node, as configured; ``run()`` until the stream ends or ``stop()``.
 
@@ -155,12 +165,7 @@ class Node:
         from edge.detector import Detector
 
         self.cfg = cfg
-        try:
-            self.key = keys.load_signing_key(cfg.node.key)
-        except FileNotFoundError:
-            raise NodeError(f"no node key at {cfg.node.key}; make one with `earwitness node --keygen {cfg.node.key}`") from None
-        except ValueError as exc:
-            raise NodeError(str(exc)) from None
+        self.key = _load_key(cfg.node.key)
         self.node_id = wire.node_id(cfg.node.name)
         self.source = source if source is not None else open_source(cfg.audio)
         if stdin is not None and hasattr(self.source, "stream"):
@@ -179,33 +184,13 @@ class Node:
         self._commands: queue.Queue = queue.Queue(COMMAND_QUEUE)
         self.commands_dropped = 0
         self.publisher = Publisher(cfg.mqtt, cfg.node.site, cfg.node.name, self.outbox, on_command=self._queue_command)
-        self.evidence = None
-        if cfg.evidence.enabled:
-            from edge.evidence import EvidenceBuffer
-
-            e = cfg.evidence
-            self.evidence = EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
-                                           hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
+        self.evidence = self._make_evidence(data, rate)
         # GPS and kernel PPS are read on their own threads and handed to the worker, which
         # alone feeds the clock model.
         self._time_events: queue.SimpleQueue = queue.SimpleQueue()
-        self.gps = self.kernel_pps = None
         self.fix = None
         self.gps_error: str | None = None
-        if cfg.timing.gps_port:
-            from edge.nmea import GpsError, GpsReader
-
-            try:
-                self.gps = GpsReader(cfg.timing.gps_port, cfg.timing.gps_baud)
-            except (GpsError, ValueError) as exc:
-                raise NodeError(str(exc)) from None
-        if cfg.timing.pps == "kernel":
-            from edge.pps import KernelPps, PpsError
-
-            try:
-                self.kernel_pps = KernelPps(cfg.timing.pps_device)
-            except (PpsError, OSError) as exc:
-                raise NodeError(f"timing.pps_device {cfg.timing.pps_device}: {exc}") from None
+        self.gps, self.kernel_pps = self._open_time_sources()
         self._last_mark: tuple[int, int] | None = None  # (delivered sample, host ns) of the newest block
         self._stop = threading.Event()
         self._worker_done = threading.Event()
@@ -240,6 +225,35 @@ class Node:
         # Host capture times mean something only for a live stream, not a replayed file.
         host = self.source.host_times
         return clock, pps, (a.source != "wav") if host is None else host
+
+    def _make_evidence(self, data: pathlib.Path, rate: float):
+        if not self.cfg.evidence.enabled:
+            return None
+        from edge.evidence import EvidenceBuffer
+
+        e = self.cfg.evidence
+        return EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
+                              hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
+
+    def _open_time_sources(self):
+        """The GPS reader and the kernel PPS the configuration names (None where it names none)."""
+        t = self.cfg.timing
+        gps = kernel_pps = None
+        if t.gps_port:
+            from edge.nmea import GpsError, GpsReader
+
+            try:
+                gps = GpsReader(t.gps_port, t.gps_baud)
+            except (GpsError, ValueError) as exc:
+                raise NodeError(str(exc)) from None
+        if t.pps == "kernel":
+            from edge.pps import KernelPps, PpsError
+
+            try:
+                kernel_pps = KernelPps(t.pps_device)
+            except (PpsError, OSError) as exc:
+                raise NodeError(f"timing.pps_device {t.pps_device}: {exc}") from None
+        return gps, kernel_pps
 
     def _stamp_for_evidence(self, sample: float) -> tuple[int, int, str]:
         return self.clock.stamp(sample) or self._capture_time(sample)
