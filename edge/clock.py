@@ -173,9 +173,9 @@ class ClockModel:
         self._hints: deque = deque(maxlen=RECENT_LABELS_KEPT)
         self._fits: dict = {}
         self._latest = 0.0
-        self._pending_start = None
+        self._pending_start: float | None = None
         self._serial = 0
-        self.counts = Counter()
+        self.counts: Counter[str] = Counter()
         self.last_timing = TIMING_SYSTEM
 
     # --- input --------------------------------------------------------------------------
@@ -536,7 +536,7 @@ class ClockModel:
             fit = self._fit(seg, len(seg.xs) - 1)
             # Votes are recounted from the recent labels that fall in the segment; a segment
             # none of them reaches keeps the votes it had.
-            votes = Counter()
+            votes: Counter[int] = Counter()
             for x, utc_s in self._nmea:
                 if self._segment_for(x) is seg:
                     kq = fit.kc + (x - fit.a) / fit.b - self.nmea_delay_s

@@ -201,9 +201,9 @@ def _check(cfg: Config, where: str) -> None:
     e, a = cfg.evidence, cfg.audio
     if e.enabled and (e.rate_hz < 1000 or e.rate_hz > a.rate_hz or e.hours <= 0 or e.budget_mb <= 0 or e.chunk_s <= 0):
         fail(f"evidence: rate_hz must be 1000 to audio.rate_hz ({a.rate_hz}); hours, budget_mb, chunk_s positive")
-    for key, value in cfg.detector.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(f"detector.{key} must be a number, not {value!r}")
+    for key, setting in cfg.detector.items():
+        if isinstance(setting, bool) or not isinstance(setting, (int, float)):
+            fail(f"detector.{key} must be a number, not {setting!r}")
 
 
 def _check_audio(a: AudioSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:

@@ -26,6 +26,7 @@ import queue
 import shutil
 import threading
 import time
+from typing import cast
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class NominalClock:
     def __init__(self, rate_hz: float, start_ns: int, timing: str, unc_ns: int):
         self.rate_hz, self.start_ns, self.timing, self.unc_ns = float(rate_hz), int(start_ns), timing, int(unc_ns)
         self.gaps = 0
-        self._shift = []  # (delivered sample, samples lost before it, cumulative)
+        self._shift: list[tuple[float, int]] = []  # (delivered sample, samples lost before it, cumulative)
 
     def stamp(self, sample: float) -> tuple[int, int, str]:
         lost = sum(n for at, n in self._shift if at <= sample)
@@ -226,7 +227,7 @@ class Node:
         host = self.source.host_times
         return clock, pps, (a.source != "wav") if host is None else host
 
-    def _make_evidence(self, data: pathlib.Path, rate: float):
+    def _make_evidence(self, data: pathlib.Path, rate: int):
         if not self.cfg.evidence.enabled:
             return None
         from edge.evidence import EvidenceBuffer
@@ -250,7 +251,7 @@ class Node:
             from edge.pps import KernelPps, PpsError
 
             try:
-                kernel_pps = KernelPps(t.pps_device)
+                kernel_pps = KernelPps(cast(str, t.pps_device))  # config.load checked: kernel PPS has a device
             except (PpsError, OSError) as exc:
                 raise NodeError(f"timing.pps_device {t.pps_device}: {exc}") from None
         return gps, kernel_pps
@@ -520,8 +521,9 @@ class Node:
                     self._stop.wait(0.1)
         finally:
             left = self._shutdown(threads)
-        if getattr(self.source, "error", None) is not None:
-            raise self.source.error
+        error = getattr(self.source, "error", None)
+        if error is not None:
+            raise error
         if self.error is not None:
             raise self.error
         return left
@@ -531,7 +533,7 @@ class Node:
         self._stop.set()
         self.ring.close()
 
-    def _shutdown(self, threads) -> None:
+    def _shutdown(self, threads) -> int:
         self._stop.set()
         self.source.stop()
         self.ring.close()
