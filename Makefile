@@ -37,3 +37,20 @@ bench: $(BENCH_STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info earwitness/_native*.so earwitness/_native.c earwitness/_native.o .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# make lint: ruff (style, imports, bugbear, complexity), the import contracts of README's
+# Layout (lint-imports) and mypy; each runs, the target fails if any failed.
+LINT_STAMP := $(VENV)/.installed-lint
+
+.PHONY: lint
+
+$(LINT_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $@
+
+lint: $(LINT_STAMP)
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/lint-imports --no-cache || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status

@@ -78,7 +78,7 @@ def main() -> None:
         rate = f"{np.mean(right):.2f}" if right else "-"
         print(f"  [{lo:.1f}, {min(hi, 1.0):.1f}]: {len(right):4d} calls, right {rate} (target >= {lo:.1f})")
     by_class = defaultdict(list)
-    for got, conf, want in all_calls:
+    for got, _conf, want in all_calls:
         by_class[got].append(got == want)
     print("  precision by class: " + ", ".join(f"{c} {np.mean(v):.2f} of {len(v)}" for c, v in sorted(by_class.items())))
     real_gunfire()

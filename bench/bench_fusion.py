@@ -32,13 +32,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from broker import Mosquitto  # noqa: E402
-
-from edge import wire  # noqa: E402
-from fusion.transport.mqttlink import MqttLink  # noqa: E402
+from earwitness import wire  # noqa: E402
 from fusion.server.registry import write_registry  # noqa: E402
-from fusion.server.service import FusionConfig
-from fusion.transport import mqtt_service  # noqa: E402
+from fusion.server.service import FusionConfig  # noqa: E402
 from fusion.server.store import Store  # noqa: E402
+from fusion.transport import mqtt_service  # noqa: E402
+from fusion.transport.mqttlink import MqttLink  # noqa: E402
 
 SITE = "bench"
 LATENCY_TESTS = 4
@@ -291,8 +290,10 @@ def bench_latency(tmp: pathlib.Path) -> list[float] | None:
                 nodes[name] = (key, pos)
                 msg = wire.PulseMessage(wire.node_id(name), p["seq"], p["t_ns"] + k * TEST_SPACING_NS,
                                         10**6, "file", {"snr_db": p["snr_db"]})
-                schedule.append(((p["t_ns"] - t_first) / 1e9 + k * LATENCY_STAGGER_S, f"ew/v1/{SITE}/node/{name}/pulse", wire.encode(msg, key)))
-        registry = write_registry(tmp / "latency-nodes.toml", {n: (bytes(k.verify_key).hex(), pos) for n, (k, pos) in nodes.items()})
+                schedule.append(((p["t_ns"] - t_first) / 1e9 + k * LATENCY_STAGGER_S, f"ew/v1/{SITE}/node/{name}/pulse",
+                                 wire.encode(msg, key)))
+        registry = write_registry(tmp / "latency-nodes.toml",
+                                  {n: (bytes(k.verify_key).hex(), pos) for n, (k, pos) in nodes.items()})
         schedule.sort(key=lambda s: s[0])
         temperature = build_site(tests[0], tmp / "t0", seed=0).temperature_c
         config = FusionConfig(site=SITE, broker=broker.url, registry=registry, database=str(tmp / "latency.db"),
@@ -337,13 +338,17 @@ def main() -> None:
         else:
             lat = np.array(latencies)
             print(f"alert latency, deciding pulse at server -> alert published ({len(lat)} preliminary/revised alerts, "
-                  f"{LATENCY_TESTS} Pittsburgh tests replayed at real pace, one starting every {LATENCY_STAGGER_S:.0f} s): median {np.median(lat) * 1e3:.0f} ms, "
-                  f"p95 {np.percentile(lat, 95) * 1e3:.0f} ms, max {lat.max() * 1e3:.0f} ms   (target p95 <= {TARGET_P95_S * 1e3:.0f} ms)")
+                  f"{LATENCY_TESTS} Pittsburgh tests replayed at real pace, one starting every {LATENCY_STAGGER_S:.0f} s): "
+                  f"median {np.median(lat) * 1e3:.0f} ms, "
+                  f"p95 {np.percentile(lat, 95) * 1e3:.0f} ms, max {lat.max() * 1e3:.0f} ms   "
+                  f"(target p95 <= {TARGET_P95_S * 1e3:.0f} ms)")
         published = bench_publish(tmp)
-        print(f"reference: bench publisher (one fusion MqttLink connection, QoS 1) alone: {published:,.0f} messages/s acknowledged")
+        print(f"reference: bench publisher (one fusion MqttLink connection, QoS 1) alone: "
+              f"{published:,.0f} messages/s acknowledged")
         own, paho = bench_mqtt_ceiling(tmp)
         print(f"reference: MQTT receive + acknowledge alone, one connection, backlog of {THROUGHPUT_PULSES}: "
-              f"fusion MqttLink {own:,.0f} messages/s; paho-mqtt {paho:,.0f} messages/s (the link before: acks one by one after commit)")
+              f"fusion MqttLink {own:,.0f} messages/s; paho-mqtt {paho:,.0f} messages/s "
+              "(the link before: acks one by one after commit)")
         rate = bench_backlog(tmp)
         print(f"ingest, one worker, backlog of {THROUGHPUT_PULSES} signed pulses: {rate:,.0f} pulses/s   "
               f"(target >= {TARGET_RATE:,.0f}/s)")
@@ -354,7 +359,8 @@ def main() -> None:
             busy, machine_busy = sum(run.cpu_s.values()) / run.wall_s, run.machine_cpu_s / run.wall_s
             print(f"ingest, live, {run.workers} worker process(es){' (shared subscription + cells)' if run.workers > 1 else ''}: "
                   f"{run.rate:,.0f} pulses/s stored (publisher reached {run.published:,.0f}/s{missing}); "
-                  f"CPU per pulse: {per_pulse}; cores busy: {busy:.1f} by these, {machine_busy:.1f} of {os.cpu_count()} by the whole machine")
+                  f"CPU per pulse: {per_pulse}; cores busy: {busy:.1f} by these, "
+                  f"{machine_busy:.1f} of {os.cpu_count()} by the whole machine")
         one, two = runs
         print(f"SUMMARY pulses/s ingested (verified, de-duplicated, committed, acknowledged): one worker {one.rate:,.0f}  |  "
               f"two workers {two.rate:,.0f}  |  MQTT receive+ack ceiling {own:,.0f}  |  target >= {TARGET_RATE:,.0f}")

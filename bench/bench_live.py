@@ -28,12 +28,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from bench.bench_sim import FLEET_MINUTES, FLEET_PER_MINUTE, fleet_scenario
-from edge import keys
 from earwitness import wire
+from earwitness.units import NS_PER_S
+from edge import keys
 from simulator import fleet, live, score
 from simulator.broker import EmbeddedBroker
 from simulator.sensors import MEMS_SENSITIVITY_DBFS_PER_PA
-from earwitness.units import NS_PER_S
 
 SIM_MINUTES = FLEET_MINUTES  # the issue's run, at the full incident rate
 SPEED = 1.0                  # simulated seconds per wall second: real time, as a city runs it
@@ -96,6 +96,34 @@ def _progress(origin_s, published, database, collector) -> None:
           f"{collector.count()} alerts", flush=True)
 
 
+def _disconnect(clients) -> None:
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+def _stop(fusion: subprocess.Popen) -> None:
+    """SIGTERM publishes the final revisions; a server deep in one locate gets a while, then SIGKILL."""
+    fusion.terminate()
+    try:
+        fusion.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        fusion.kill()
+        fusion.wait()
+
+
+def _alert_latency_s(alerts, arrivals_s, origin_s, start_ns) -> np.ndarray:
+    """Discharge (located) to the first alert of each incident, on the simulated clock."""
+    first = {}
+    for a, at in zip(alerts, arrivals_s):
+        first.setdefault(a["incident"], ((at - origin_s) * SPEED * NS_PER_S + start_ns - a["t_ns"]) / NS_PER_S)
+    return np.array(list(first.values()))
+
+
+def _pct(a) -> str:
+    return f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s, max {np.max(a):.2f} s" if len(a) else "-"
+
+
 def main() -> None:
     scn = fleet_scenario()
     t_end_s = SIM_MINUTES * 60.0
@@ -141,32 +169,18 @@ def main() -> None:
         ingest_s = time.monotonic() - origin_s
         caught_up = stored == len(pulses)
         acked = sum(c.acked for c in clients)
-        for c in clients:
-            c.disconnect()
-            c.loop_stop()
-        # SIGTERM publishes the final revisions; a server deep in one locate gets a while, then SIGKILL.
-        fusion.terminate()
-        try:
-            fusion.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            fusion.kill()
-            fusion.wait()
+        _disconnect(clients)
+        _stop(fusion)
         time.sleep(POLL_S * 10)
         collector.stop()
         alerts = list(collector.alerts)
-        # Discharge (located) to the first alert of each incident, on the simulated clock.
-        first = {}
-        for a, at in zip(alerts, collector.arrivals_s):
-            first.setdefault(a["incident"], ((at - origin_s) * SPEED * NS_PER_S + scn.start_ns - a["t_ns"]) / NS_PER_S)
-        lat = np.array(list(first.values()))
+        lat = _alert_latency_s(alerts, collector.arrivals_s, origin_s, scn.start_ns)
     s = score.score(live.latest_revisions(alerts), scn.truth(), scn.array.area_m2(), scn.duration_s)
     print(f"pulses: {len(pulses):,} published, lost {len(pulses) - acked:,} (target {TARGET_LOST}); "
           f"{stored:,} stored by fusion, {len(pulses) - stored:,} still queued for it at the broker")
     print(f"fusion throughput: {stored / ingest_s:,.0f} pulses/s over {ingest_s:.1f} s "
           f"(offered {len(pulses) / publish_s:,.0f} pulses/s); backlog when publishing ended: {backlog:,} pulses")
-    pct = (lambda a: f"median {np.median(a):.2f} s, p95 {np.percentile(a, 95):.2f} s, max {np.max(a):.2f} s"
-           if len(a) else "-")
-    print(f"alert latency, discharge -> first alert: {pct(lat)} (target: under {TARGET_LATENCY_S:g} s)")
+    print(f"alert latency, discharge -> first alert: {_pct(lat)} (target: under {TARGET_LATENCY_S:g} s)")
     print(f"score: {s['detected']}/{s['incidents']} incidents detected, {s['shots_located']}/{s['shots']} shots "
           f"located, error median {s['error_median_m'] or float('nan'):.1f} m, rounds exact {_fmt(s['rounds_exact'])}, "
           f"{s['false_alerts']} false (gunfire) alerts, classified right {_fmt(s['class_accuracy'])}; "

@@ -7,6 +7,7 @@ each shot's pulses, no association), and the median distance to the survey for b
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -55,9 +56,8 @@ def best_time_s(fn, clock=time.perf_counter) -> float:
 
 
 def main() -> None:
-    from conftest import pittsburgh_tests
-
     import pittsburgh_pulses as pp
+    from conftest import pittsburgh_tests
     from fusion.locator.locate import locate
     from fusion.locator.multilaterate import speed_of_sound
     from fusion.locator.sensors import Sensors
@@ -74,15 +74,16 @@ def main() -> None:
         temperature = pp.temperature_c(test)
         survey, _ = pp.survey(test)
         n_pulses.append(len(pulses))
-        ours_s.append(best_time_s(lambda: locate(pulses, sensors, temperature)))
-        ours_cpu_s.append(best_time_s(lambda: locate(pulses, sensors, temperature), time.process_time))
+        run_locate = functools.partial(locate, pulses, sensors, temperature)
+        ours_s.append(best_time_s(run_locate))
+        ours_cpu_s.append(best_time_s(run_locate, time.process_time))
         for shot in locate(pulses, sensors, temperature)[0]["shots"]:
             ours_err.append(math.hypot(shot["x"] - survey[0], shot["y"] - survey[1]))
         groups = [(np.array([positions[p["sensor"]] for p in shot]),
                    np.array([p["t_ns"] for p in shot], dtype=np.int64)) for shot in pp.commercial_shots(test)]
         c = speed_of_sound(temperature)
-        solve = [lambda g=g: plain_least_squares(g[0], (g[1] - g[1].min()) / 1e9, c) for g in groups]
-        base_s.append(best_time_s(lambda: [f() for f in solve]))
+        solve = [lambda g=g, c=c: plain_least_squares(g[0], (g[1] - g[1].min()) / 1e9, c) for g in groups]
+        base_s.append(best_time_s(lambda solve=solve: [f() for f in solve]))
         base_err += [math.hypot(*(f() - np.array(survey[:2]))) for f in solve]
     print(f"Pittsburgh FP1-FP3, {len(tests)} tests, {int(np.median(n_pulses))} pulses per test (median)")
     print(f"{'':44s}{'median ms/test':>16s}{'max ms':>10s}{'median err m':>14s}")

@@ -13,9 +13,8 @@ import time
 
 import numpy as np
 
-from edge import keys
-
 from earwitness import wire
+from edge import keys
 from edge.config import AudioSection
 from simulator.pps import Adc
 

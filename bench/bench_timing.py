@@ -3,10 +3,10 @@ import time
 
 import numpy as np
 
+from earwitness.units import NS_PER_S
 from edge.clock import ClockModel
 from edge.pps import AudioPps
 from simulator.pps import FS_HZ, Adc, pps_channel
-from earwitness.units import NS_PER_S
 
 T0_S = 1_790_000_000.371
 REQ_SPREAD_US, REQ_MEDIAN_US = 10.0, 100.0      # issue 3's targets

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
+
+import nacl.signing
 
 MAX_CLIP_S = 300.0  # a node refuses longer clips; the server never asks for more
 
 
-def clip_message(clip: dict, request_id, node: str, signing_key) -> dict:
+def clip_message(clip: dict[str, Any], request_id: Any, node: str,
+                 signing_key: nacl.signing.SigningKey) -> dict[str, Any]:
     """The JSON answer to a clip command: ``clip`` (with ``flac`` bytes) in base64, signed."""
     msg = {k: v for k, v in clip.items() if k != "flac"}
     msg.update({"id": request_id, "node": node, "format": "flac", "audio_b64": base64.b64encode(clip["flac"]).decode()})
@@ -22,6 +26,6 @@ def clip_message(clip: dict, request_id, node: str, signing_key) -> dict:
     return msg
 
 
-def canonical_json(obj: dict) -> bytes:
+def canonical_json(obj: dict[str, Any]) -> bytes:
     """Sorted keys, no spaces, UTF-8: the bytes a clip signature covers."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()

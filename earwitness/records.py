@@ -6,11 +6,12 @@ it has.  Positions use the frame the input used: local ``x``/``y``/``z`` metres 
 ``lat``/``lon``/``alt``; the keys of the other frame are absent.
 """
 
+import sys
 from typing import TypedDict
 
-try:
+if sys.version_info >= (3, 11):
     from typing import NotRequired
-except ImportError:  # Python 3.10
+else:
     from typing_extensions import NotRequired
 
 GUNFIRE, FIREWORKS, OTHER, UNKNOWN = "gunfire", "fireworks", "other", "unknown"
@@ -28,7 +29,7 @@ class Pulse(TypedDict):
     snr_db: NotRequired[float]
     peak_dbfs: NotRequired[float]
     spl_db: NotRequired[float]
-    features: NotRequired[dict]
+    features: NotRequired[dict[str, float]]
     timing: NotRequired[str]         # one of TIMINGS
 
 

@@ -4,7 +4,10 @@ Times are integer nanoseconds since the Unix epoch, UTC (``t_ns``); distances me
 """
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -17,7 +20,15 @@ SOUND_COEFF = 20.03  # m/s per sqrt(K), dry air (Calhoun et al., TN098 eq. 8)
 MAD_TO_SIGMA = 1.4826
 
 
-def speed_of_sound(temperature_c):
+@overload
+def speed_of_sound(temperature_c: float) -> float: ...
+@overload
+def speed_of_sound(temperature_c: np.ndarray) -> np.ndarray: ...
+@overload
+def speed_of_sound(temperature_c: ArrayLike) -> float | np.ndarray: ...
+
+
+def speed_of_sound(temperature_c: ArrayLike) -> float | np.ndarray:
     """Speed of sound in dry air, m/s: c = 20.03 sqrt(T + 273.15) (TN098 eq. 8).
 
     A float in, a float out; an array in, an array out.

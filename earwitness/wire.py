@@ -104,7 +104,7 @@ def node_id(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:NODE_ID_LEN], "big")
 
 
-def _quantise(name: str, code: str, scale: float, value) -> int:
+def _quantise(name: str, code: str, scale: float, value: float | None) -> int:
     if value is None or not math.isfinite(float(value)):
         return _ABSENT[code]
     lo, hi = _RANGE[code]
@@ -150,7 +150,8 @@ def peek_node_id(data: bytes) -> int:
     """The node id a message claims, unverified (to route or to report a rejection)."""
     if len(data) < _HEADER.size:
         raise WireError("length", f"{len(data)} bytes, too short to hold a header")
-    return _HEADER.unpack_from(data)[2]
+    nid: int = _HEADER.unpack_from(data)[2]
+    return nid
 
 
 def _parse(body: bytes) -> PulseMessage:
@@ -229,7 +230,7 @@ class Keyring:
         self._keys[nid], self._names[nid] = key, name
         return nid
 
-    def get(self, nid: int, default=None):
+    def get(self, nid: int, default: nacl.signing.VerifyKey | None = None) -> nacl.signing.VerifyKey | None:
         return self._keys.get(nid, default)
 
     def name(self, nid: int) -> str | None:

@@ -12,17 +12,18 @@ and, when known, how many were lost, so the clock model can keep sample -> UTC r
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import sys
 import threading
 import time
 from collections import deque
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
+from earwitness.units import NS_PER_S
 from edge.config import AudioSection
 from edge.wavio import INT16_SUBTYPE, WavError, wav_info
-from earwitness.units import NS_PER_S
 
 # Host-time marks kept in the ring for the clock model (one per written block).
 BLOCK_MARKS_KEPT = 4096
@@ -141,7 +142,8 @@ class Ring:
             avail = self._written - self._read
             if avail == 0:
                 return None if self._closed else Chunk(self._read, self._buf[:0].copy())
-            gap, lost = False, 0
+            gap = False
+            lost: int | None = 0
             while self._gaps and self._gaps[0][0] <= self._read:
                 n_lost = self._gaps.popleft()[1]
                 gap, lost = True, None if lost is None or n_lost is None else lost + n_lost
@@ -216,7 +218,7 @@ class WavSource(_ThreadSource):
     def __init__(self, cfg: AudioSection):
         super().__init__()
         try:
-            self.info = wav_info(cfg.path)
+            self.info = wav_info(cast(pathlib.Path, cfg.path))  # config.load checked: a wav source has a path
         except WavError as exc:
             raise AudioError(str(exc)) from None
         self.rate_hz, self.channels = self.info.rate_hz, self.info.channels
@@ -362,7 +364,7 @@ class DeviceSource(Source):
         self.block, self.device = cfg.block, cfg.device
         self.device_overflows = 0
         self._next_adc_s: float | None = None
-        self._stream = None
+        self._stream: Any = None
         try:
             sd.check_input_settings(device=self.device, channels=self.channels, dtype=self.dtype,
                                     samplerate=self.rate_hz)

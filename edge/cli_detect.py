@@ -49,7 +49,7 @@ def pulse_record(pulse, sensor: str, start_ns: int, rate_hz: float) -> dict:
 def run(args) -> int:
     from edge.detector import Detector
     from edge.utctime import parse_utc_ns
-    from edge.wavio import WavError, iter_channel, wav_info
+    from edge.wavio import iter_channel
 
     try:
         start_ns = parse_utc_ns(args.start_utc) if args.start_utc is not None else 0
@@ -57,17 +57,7 @@ def run(args) -> int:
         raise UserError(f"--start-utc: {exc}") from None
     if args.channel < 0:
         raise UserError(f"--channel must be 0 or more, not {args.channel}")
-    try:
-        info = wav_info(args.file, args.channel)
-        clock = None
-        if args.pps_channel is not None:
-            if args.start_utc is None:
-                raise UserError("--pps-channel needs --start-utc (right to +-0.4 s) to name the seconds")
-            if args.pps_channel == args.channel:
-                raise UserError("--pps-channel must differ from --channel")
-            clock = pps_clock(wav_info(args.file, args.pps_channel), args.pps_channel, start_ns)
-    except WavError as exc:
-        raise UserError(str(exc)) from None
+    info, clock = _open(args, start_ns)
     try:
         detector = Detector(info.rate_hz)
     except ValueError as exc:
@@ -88,6 +78,24 @@ def run(args) -> int:
         out.write(record(pulse))
     out.flush()
     return 0
+
+
+def _open(args, start_ns: int):
+    """The file's channel to read, and the clock of its PPS channel (None without one)."""
+    from edge.wavio import WavError, wav_info
+
+    try:
+        info = wav_info(args.file, args.channel)
+        clock = None
+        if args.pps_channel is not None:
+            if args.start_utc is None:
+                raise UserError("--pps-channel needs --start-utc (right to +-0.4 s) to name the seconds")
+            if args.pps_channel == args.channel:
+                raise UserError("--pps-channel must differ from --channel")
+            clock = pps_clock(wav_info(args.file, args.pps_channel), args.pps_channel, start_ns)
+    except WavError as exc:
+        raise UserError(str(exc)) from None
+    return info, clock
 
 
 def pps_clock(info, channel: int, start_ns: int):

@@ -106,33 +106,43 @@ def _emit(fix, status, as_json: bool, out) -> None:
     out.flush()
 
 
+def _replay(args, out) -> int:
+    from edge.nmea import replay
+
+    if args.pps:
+        raise UserError("--pps goes with --port, not --replay")
+    shown = 0
+    for fix in replay(args.replay):
+        _emit(fix, None, args.json, out)
+        shown += 1
+        if args.count and shown >= args.count:
+            break
+    return 0
+
+
+def _watch_pps(device: str) -> _PpsWatch:
+    from edge.pps import KernelPps, PpsError
+
+    try:
+        watch = _PpsWatch(KernelPps(device))
+    except PpsError as exc:
+        raise UserError(exc.strerror) from None
+    watch.start()
+    return watch
+
+
 def run(args) -> int:
-    from edge.nmea import BAUD_RATES, GpsError, GpsReader, replay
+    from edge.nmea import BAUD_RATES, GpsError, GpsReader
 
     if args.count is not None and args.count < 1:
         raise UserError("--count must be 1 or more")
     out = sys.stdout
     shown = 0
     if args.replay:
-        if args.pps:
-            raise UserError("--pps goes with --port, not --replay")
-        for fix in replay(args.replay):
-            _emit(fix, None, args.json, out)
-            shown += 1
-            if args.count and shown >= args.count:
-                break
-        return 0
+        return _replay(args, out)
     if args.baud not in BAUD_RATES:
         raise UserError(f"--baud must be one of {', '.join(map(str, BAUD_RATES))}")
-    watch = None
-    if args.pps:
-        from edge.pps import KernelPps, PpsError
-
-        try:
-            watch = _PpsWatch(KernelPps(args.pps))
-        except PpsError as exc:
-            raise UserError(exc.strerror) from None
-        watch.start()
+    watch = _watch_pps(args.pps) if args.pps else None
     try:
         gps = GpsReader(args.port, args.baud)
     except GpsError as exc:

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.pps import TIMING_AUDIO, TIMING_KERNEL, TIMING_SYSTEM
 from earwitness.units import MAD_TO_SIGMA, NS_PER_S
+from edge.hostmap import HostMap
+from edge.pps import TIMING_AUDIO, TIMING_KERNEL, TIMING_SYSTEM
 
 COVERAGE = 3.0                      # t_unc_ns = COVERAGE x standard uncertainty
 MAX_RATE_ERROR_PPM = 300.0          # any audio ADC crystal is within this of nominal
@@ -52,7 +53,6 @@ SUSPECTS_KEPT = 8
 RECENT_LABELS_KEPT = 32
 HINT_MAX_UNC_NS = 450_000_000       # a coarse time must be this good to label a second
 LOCK_MAX_EDGE_AGE_S = 2.5           # "locked": an edge this recent and the seconds labelled
-MIN_HOST_POINTS = 8
 MAX_SEGMENTS = 64                   # older stretches of clock are forgotten
 
 
@@ -104,56 +104,6 @@ class _Segment:
         return votes.most_common(1)[0][0] if votes else None
 
 
-class _HostMap:
-    """Least-squares line host_ns = c + d * sample over recent audio callbacks.
-
-    Callback times jitter by milliseconds; the straight-line fit over many callbacks
-    averages that out (ordinary least squares, the jitter assumed zero-mean about the
-    stated latency)."""
-
-    def __init__(self, max_points: int):
-        self.points: deque = deque(maxlen=max_points)
-        self._fit = None
-
-    def add(self, sample: float, host_ns: int) -> None:
-        self.points.append((float(sample), int(host_ns)))
-        self._fit = None
-
-    def clear(self) -> None:
-        self.points.clear()
-        self._fit = None
-
-    def ready(self) -> bool:
-        return len(self.points) >= MIN_HOST_POINTS
-
-    def fit(self):
-        if self._fit is None:
-            s = np.array([p[0] for p in self.points])
-            h0 = self.points[0][1]
-            h = np.array([p[1] - h0 for p in self.points], dtype=float)
-            sm = s.mean()
-            sxx = float(((s - sm) ** 2).sum())
-            d = float(((s - sm) * (h - h.mean())).sum() / sxx)
-            c = float(h.mean())
-            res = h - (c + d * (s - sm))
-            sigma = float(np.sqrt((res ** 2).sum() / max(len(s) - 2, 1)))
-            self._fit = (h0, sm, c, d, sxx, len(s), sigma)
-        return self._fit
-
-    def host_ns(self, sample: float) -> tuple[int, float]:
-        """Host time of a sample and its standard uncertainty (ns)."""
-        h0, sm, c, d, sxx, n, sigma = self.fit()
-        dx = sample - sm
-        return h0 + int(round(c + d * dx)), sigma * math.sqrt(1.0 / n + dx * dx / sxx)
-
-    def sample_at(self, host_ns: int) -> tuple[float, float]:
-        """Sample index at a host time and its standard uncertainty (samples)."""
-        h0, sm, c, d, sxx, n, sigma = self.fit()
-        sample = sm + (host_ns - h0 - c) / d
-        _, unc_ns = self.host_ns(sample)
-        return sample, unc_ns / d
-
-
 class ClockModel:
     """Maps audio sample indices to UTC nanoseconds from PPS edges, NMEA and host time.
 
@@ -195,7 +145,8 @@ class ClockModel:
     >>> t_ns, t_unc_ns = clock.to_utc(pulse.sample)
     """
 
-    def __init__(self, nominal_rate_hz: float, *, window_edges: int = 64,
+    # The settings are keyword-only, each with its default and documented above.
+    def __init__(self, nominal_rate_hz: float, *, window_edges: int = 64,  # noqa: PLR0913
                  nmea_delay_s: float = 0.2, rate_wander_ppm_per_s: float = 0.002,
                  pps_audio_unc_ns: float = 2_000.0, kernel_latency_ns: float = 0.0,
                  kernel_latency_unc_ns: float = 200_000.0,
@@ -216,15 +167,15 @@ class ClockModel:
         self.history_edges = int(history_edges)
         self._segments: list[_Segment] = []
         self._gaps: list[tuple[float, int]] = []   # (delivered sample, cumulative shift)
-        self._host = _HostMap(host_window)
+        self._host = HostMap(host_window)
         self._suspects: list[tuple[float, float, float]] = []
         self._nmea: deque = deque(maxlen=RECENT_LABELS_KEPT)
         self._hints: deque = deque(maxlen=RECENT_LABELS_KEPT)
         self._fits: dict = {}
         self._latest = 0.0
-        self._pending_start = None
+        self._pending_start: float | None = None
         self._serial = 0
-        self.counts = Counter()
+        self.counts: Counter[str] = Counter()
         self.last_timing = TIMING_SYSTEM
 
     # --- input --------------------------------------------------------------------------
@@ -585,7 +536,7 @@ class ClockModel:
             fit = self._fit(seg, len(seg.xs) - 1)
             # Votes are recounted from the recent labels that fall in the segment; a segment
             # none of them reaches keeps the votes it had.
-            votes = Counter()
+            votes: Counter[int] = Counter()
             for x, utc_s in self._nmea:
                 if self._segment_for(x) is seg:
                     kq = fit.kc + (x - fit.a) / fit.b - self.nmea_delay_s

@@ -187,13 +187,26 @@ def _section(cls, table, name: str, base: pathlib.Path, where: str):
 
 
 def _check(cfg: Config, where: str) -> None:
-    def fail(msg):
+    def fail(msg: str) -> typing.NoReturn:
         raise ConfigError(f"{where}: {msg}")
 
-    a, t, m = cfg.audio, cfg.timing, cfg.mqtt
     for field, value in (("node.name", cfg.node.name), ("node.site", cfg.node.site)):
         if not value or any(c in value for c in "/+#\0 "):
             fail(f"{field} must be non-empty without '/', '+', '#' or spaces (it is part of MQTT topics): {value!r}")
+    _check_audio(cfg.audio, fail)
+    _check_timing(cfg.timing, cfg.audio, fail)
+    _check_mqtt(cfg.mqtt, fail)
+    if cfg.outbox.budget_mb <= 0:
+        fail("outbox.budget_mb must be positive")
+    e, a = cfg.evidence, cfg.audio
+    if e.enabled and (e.rate_hz < 1000 or e.rate_hz > a.rate_hz or e.hours <= 0 or e.budget_mb <= 0 or e.chunk_s <= 0):
+        fail(f"evidence: rate_hz must be 1000 to audio.rate_hz ({a.rate_hz}); hours, budget_mb, chunk_s positive")
+    for key, setting in cfg.detector.items():
+        if isinstance(setting, bool) or not isinstance(setting, (int, float)):
+            fail(f"detector.{key} must be a number, not {setting!r}")
+
+
+def _check_audio(a: AudioSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:
     if a.source not in SOURCES:
         fail(f"audio.source must be one of {', '.join(SOURCES)}, not {a.source!r}")
     if a.source == "wav" and a.path is None:
@@ -217,17 +230,23 @@ def _check(cfg: Config, where: str) -> None:
             parse_utc_ns(a.start_utc)
         except ValueError as exc:
             fail(f"audio.start_utc: {exc}")
+
+
+def _check_timing(t: TimingSection, a: AudioSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:
     if t.pps not in PPS_MODES:
         fail(f"timing.pps must be one of {', '.join(PPS_MODES)}, not {t.pps!r}")
     if t.pps == "audio" and a.pps_channel is None:
         fail("timing.pps = 'audio' needs audio.pps_channel")
     if t.pps == "kernel" and not t.pps_device:
         fail("timing.pps = 'kernel' needs timing.pps_device (e.g. /dev/pps0)")
+
+
+def _check_mqtt(m: MqttSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:
     parts = urllib.parse.urlsplit(m.url)
     if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
         fail(f"mqtt.url must look like mqtt://host:1883 or mqtts://host:8883, not {m.url!r}")
     try:
-        parts.port
+        _ = parts.port  # parsed on access
     except ValueError:
         fail(f"mqtt.url has a bad port: {m.url!r}")
     if (m.cert is None) != (m.cert_key is None):
@@ -242,14 +261,6 @@ def _check(cfg: Config, where: str) -> None:
         fail("mqtt.reconnect_min_s must be > 0 and <= mqtt.reconnect_max_s")
     if m.health_interval_s <= 0 or m.keepalive_s <= 0 or m.inflight < 1:
         fail("mqtt.health_interval_s, mqtt.keepalive_s and mqtt.inflight must be positive")
-    if cfg.outbox.budget_mb <= 0:
-        fail("outbox.budget_mb must be positive")
-    e = cfg.evidence
-    if e.enabled and (e.rate_hz < 1000 or e.rate_hz > a.rate_hz or e.hours <= 0 or e.budget_mb <= 0 or e.chunk_s <= 0):
-        fail(f"evidence: rate_hz must be 1000 to audio.rate_hz ({a.rate_hz}); hours, budget_mb, chunk_s positive")
-    for key, value in cfg.detector.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(f"detector.{key} must be a number, not {value!r}")
 
 
 def load(path: str | pathlib.Path) -> Config:

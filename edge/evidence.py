@@ -49,6 +49,20 @@ class _Chunk:
     frames: int = 0
 
 
+# Linear sample <-> time within a chunk: the clock's rate over 30 s is constant to far better
+# than one evidence sample.
+def _chunk_index(meta: dict, t_ns: int) -> float:
+    """The fractional index in a chunk of the sample at ``t_ns``."""
+    n, span_ns = meta["frames"], max(1, meta["t1_ns"] - meta["t0_ns"])
+    return (t_ns - meta["t0_ns"]) * (n - 1) / span_ns if n > 1 else 0.0
+
+
+def _chunk_time(meta: dict, i: int) -> int:
+    """The time of sample ``i`` of a chunk."""
+    n, span_ns = meta["frames"], max(1, meta["t1_ns"] - meta["t0_ns"])
+    return meta["t0_ns"] + round(i * span_ns / max(1, n - 1))
+
+
 class EvidenceBuffer:
     """Keeps the microphone audio of the last ``hours`` in ``folder``, within ``budget_bytes``.
 
@@ -193,20 +207,15 @@ class EvidenceBuffer:
                 if meta["t1_ns"] < t0_ns or meta["t0_ns"] > t1_ns:
                     continue
                 n = meta["frames"]
-                span_ns = max(1, meta["t1_ns"] - meta["t0_ns"])
-                # Linear sample <-> time within a chunk: the clock's rate over 30 s is constant
-                # to far better than one evidence sample.
-                pos = lambda t: (t - meta["t0_ns"]) * (n - 1) / span_ns if n > 1 else 0.0
-                i0 = max(0, int(np.ceil(pos(t0_ns))))
-                i1 = min(n - 1, int(np.floor(pos(t1_ns))))
+                i0 = max(0, int(np.ceil(_chunk_index(meta, t0_ns))))
+                i1 = min(n - 1, int(np.floor(_chunk_index(meta, t1_ns))))
                 if i1 < i0:
                     continue
-                t_of = lambda i: meta["t0_ns"] + round(i * span_ns / max(1, n - 1))
                 if prev is not None and (prev != meta["first_sample"] - self.factor or i0 != 0):
                     break  # a gap: the clip stops at it
                 pieces.append(load()[i0:i1 + 1])
-                t_first = t_of(i0) if t_first is None else t_first
-                t_last = t_of(i1)
+                t_first = _chunk_time(meta, i0) if t_first is None else t_first
+                t_last = _chunk_time(meta, i1)
                 prev = meta["first_sample"] + i1 * self.factor if i1 == n - 1 else -1
                 unc, timing = max(unc, meta["t_unc_ns"]), meta["timing"]
         if not pieces:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pynmea2
+
 from earwitness.units import NS_PER_S
 
 BAUD_RATES = (4800, 9600, 19200, 38400, 57600, 115200)

@@ -21,21 +21,22 @@ import collections
 import errno
 import logging
 import os
+import pathlib
 import queue
 import shutil
 import threading
 import time
+from typing import cast
 
 import numpy as np
 
-from edge import keys
-
 from earwitness import wire
+from earwitness.units import NS_PER_S
+from edge import keys
 from edge.audio import Chunk, Ring, open_source
 from edge.config import Config
 from edge.outbox import Outbox
 from edge.publisher import Publisher
-from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class NominalClock:
     def __init__(self, rate_hz: float, start_ns: int, timing: str, unc_ns: int):
         self.rate_hz, self.start_ns, self.timing, self.unc_ns = float(rate_hz), int(start_ns), timing, int(unc_ns)
         self.gaps = 0
-        self._shift = []  # (delivered sample, samples lost before it, cumulative)
+        self._shift: list[tuple[float, int]] = []  # (delivered sample, samples lost before it, cumulative)
 
     def stamp(self, sample: float) -> tuple[int, int, str]:
         lost = sum(n for at, n in self._shift if at <= sample)
@@ -139,6 +140,15 @@ def _level_dbfs(rms: float) -> float:
     return 20 * np.log10(rms) if rms > 0 else MIN_LEVEL_DBFS
 
 
+def _load_key(path: pathlib.Path):
+    try:
+        return keys.load_signing_key(path)
+    except FileNotFoundError:
+        raise NodeError(f"no node key at {path}; make one with `earwitness node --keygen {path}`") from None
+    except ValueError as exc:
+        raise NodeError(str(exc)) from None
+
+
 class Node:
     """One sensor node, as configured; ``run()`` until the stream ends or ``stop()``.
 
@@ -156,12 +166,7 @@ class Node:
         from edge.detector import Detector
 
         self.cfg = cfg
-        try:
-            self.key = keys.load_signing_key(cfg.node.key)
-        except FileNotFoundError:
-            raise NodeError(f"no node key at {cfg.node.key}; make one with `earwitness node --keygen {cfg.node.key}`") from None
-        except ValueError as exc:
-            raise NodeError(str(exc)) from None
+        self.key = _load_key(cfg.node.key)
         self.node_id = wire.node_id(cfg.node.name)
         self.source = source if source is not None else open_source(cfg.audio)
         if stdin is not None and hasattr(self.source, "stream"):
@@ -180,33 +185,13 @@ class Node:
         self._commands: queue.Queue = queue.Queue(COMMAND_QUEUE)
         self.commands_dropped = 0
         self.publisher = Publisher(cfg.mqtt, cfg.node.site, cfg.node.name, self.outbox, on_command=self._queue_command)
-        self.evidence = None
-        if cfg.evidence.enabled:
-            from edge.evidence import EvidenceBuffer
-
-            e = cfg.evidence
-            self.evidence = EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
-                                           hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
+        self.evidence = self._make_evidence(data, rate)
         # GPS and kernel PPS are read on their own threads and handed to the worker, which
         # alone feeds the clock model.
         self._time_events: queue.SimpleQueue = queue.SimpleQueue()
-        self.gps = self.kernel_pps = None
         self.fix = None
         self.gps_error: str | None = None
-        if cfg.timing.gps_port:
-            from edge.nmea import GpsError, GpsReader
-
-            try:
-                self.gps = GpsReader(cfg.timing.gps_port, cfg.timing.gps_baud)
-            except (GpsError, ValueError) as exc:
-                raise NodeError(str(exc)) from None
-        if cfg.timing.pps == "kernel":
-            from edge.pps import KernelPps, PpsError
-
-            try:
-                self.kernel_pps = KernelPps(cfg.timing.pps_device)
-            except (PpsError, OSError) as exc:
-                raise NodeError(f"timing.pps_device {cfg.timing.pps_device}: {exc}") from None
+        self.gps, self.kernel_pps = self._open_time_sources()
         self._last_mark: tuple[int, int] | None = None  # (delivered sample, host ns) of the newest block
         self._stop = threading.Event()
         self._worker_done = threading.Event()
@@ -241,6 +226,35 @@ class Node:
         # Host capture times mean something only for a live stream, not a replayed file.
         host = self.source.host_times
         return clock, pps, (a.source != "wav") if host is None else host
+
+    def _make_evidence(self, data: pathlib.Path, rate: int):
+        if not self.cfg.evidence.enabled:
+            return None
+        from edge.evidence import EvidenceBuffer
+
+        e = self.cfg.evidence
+        return EvidenceBuffer(data / "evidence", rate, self._stamp_for_evidence, rate_hz=e.rate_hz,
+                              hours=e.hours, budget_bytes=e.budget_mb * 1024 * 1024, chunk_s=e.chunk_s)
+
+    def _open_time_sources(self):
+        """The GPS reader and the kernel PPS the configuration names (None where it names none)."""
+        t = self.cfg.timing
+        gps = kernel_pps = None
+        if t.gps_port:
+            from edge.nmea import GpsError, GpsReader
+
+            try:
+                gps = GpsReader(t.gps_port, t.gps_baud)
+            except (GpsError, ValueError) as exc:
+                raise NodeError(str(exc)) from None
+        if t.pps == "kernel":
+            from edge.pps import KernelPps, PpsError
+
+            try:
+                kernel_pps = KernelPps(cast(str, t.pps_device))  # config.load checked: kernel PPS has a device
+            except (PpsError, OSError) as exc:
+                raise NodeError(f"timing.pps_device {t.pps_device}: {exc}") from None
+        return gps, kernel_pps
 
     def _stamp_for_evidence(self, sample: float) -> tuple[int, int, str]:
         return self.clock.stamp(sample) or self._capture_time(sample)
@@ -507,8 +521,9 @@ class Node:
                     self._stop.wait(0.1)
         finally:
             left = self._shutdown(threads)
-        if getattr(self.source, "error", None) is not None:
-            raise self.source.error
+        error = getattr(self.source, "error", None)
+        if error is not None:
+            raise error
         if self.error is not None:
             raise self.error
         return left
@@ -518,7 +533,7 @@ class Node:
         self._stop.set()
         self.ring.close()
 
-    def _shutdown(self, threads) -> None:
+    def _shutdown(self, threads) -> int:
         self._stop.set()
         self.source.stop()
         self.ring.close()

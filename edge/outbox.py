@@ -15,7 +15,7 @@ import os
 import pathlib
 import sqlite3
 import threading
-from typing import Callable
+from typing import Callable, cast
 
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 # Fraction of the stored pulses evicted at once when over budget, so that eviction
@@ -72,7 +72,7 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._db.execute("INSERT INTO pulse (payload) VALUES (NULL)").lastrowid
+                seq = cast(int, self._db.execute("INSERT INTO pulse (payload) VALUES (NULL)").lastrowid)
                 self._db.execute("UPDATE pulse SET payload = ? WHERE seq = ?", (bytes(encode(seq)), seq))
                 evicted = self._evict_over_budget()
                 self._db.execute("COMMIT")

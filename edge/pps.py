@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
 from earwitness.units import NS_PER_S
 
 TIMING_AUDIO = "pps-audio"
@@ -149,7 +150,7 @@ class PpsError(OSError):
     """The PPS device is missing, not a PPS device, or gave no pulse in time."""
 
 
-def decode_fdata(buf: bytes) -> PpsEvent:
+def decode_fdata(buf: bytes | bytearray) -> PpsEvent:
     """Decodes a ``struct pps_fdata`` as filled by ``PPS_FETCH`` into a ``PpsEvent``."""
     if len(buf) < ctypes.sizeof(_PpsFdata):
         raise ValueError(f"pps_fdata is {ctypes.sizeof(_PpsFdata)} bytes, got {len(buf)}")

@@ -25,12 +25,12 @@ import time
 from typing import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from earwitness import topics
 from edge.config import MqttSection
 from edge.outbox import Outbox
-from earwitness import topics
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,11 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pymap3d
+
 from earwitness.units import MAD_TO_SIGMA, NS_PER_S
 
 BUCKET_S = 60
@@ -77,9 +79,9 @@ class Survey:
         self._open_t: int | None = None
         self._open: list[tuple[float, float, float]] = []
         self._unsaved = 0
-        self._cache = None
+        self._cache: SurveyPosition | None = None
         if self.path and os.path.exists(self.path):
-            self._load()
+            self._load(self.path)
 
     def add(self, fix) -> bool:
         """Takes one fix; returns True if it was used."""
@@ -144,9 +146,9 @@ class Survey:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _load(self) -> None:
+    def _load(self, path: str) -> None:
         try:
-            with open(self.path) as f:
+            with open(path) as f:
                 state = json.load(f)
             if state.get("version") != FILE_VERSION:
                 raise ValueError(f"unknown version {state.get('version')!r}")
@@ -154,15 +156,15 @@ class Survey:
             if any(len(b) != 5 or not all(map(math.isfinite, b)) for b in buckets):
                 raise ValueError("bad bucket")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            aside = self.path + ".corrupt"
-            os.replace(self.path, aside)
-            self.warning = f"survey file {self.path} unreadable ({exc}); moved to {aside}, starting afresh"
+            aside = path + ".corrupt"
+            os.replace(path, aside)
+            self.warning = f"survey file {path} unreadable ({exc}); moved to {aside}, starting afresh"
             return
         self.buckets = buckets[-MAX_BUCKETS:]
 
     def _close_bucket(self) -> None:
         med = np.median(np.array(self._open), axis=0)
-        self.buckets.append([float(self._open_t), *map(float, med), float(len(self._open))])
+        self.buckets.append([float(cast(int, self._open_t)), *map(float, med), float(len(self._open))])
         del self.buckets[:-MAX_BUCKETS]
         self._open = []
         self._open_t = None

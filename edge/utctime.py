@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+
 from earwitness.units import NS_PER_S
 
 # datetime keeps microseconds only: the fraction is split off and kept to the nanosecond.

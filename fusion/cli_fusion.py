@@ -61,10 +61,23 @@ def add_arguments(parser):
 
 def load_config(path: str | pathlib.Path):
     """Read and validate the TOML configuration; UserError (one line) on any problem."""
-    from fusion.transport.mqttlink import parse_mqtt_url
     from fusion.server.service import FusionConfig
 
     path = pathlib.Path(path)
+    data = _read(path)
+    _check(path, data)
+    tls = _tls_paths(path, data.get("tls"))
+    database = data.get("database", "fusion.db")
+    if "://" not in database:
+        database = str(path.parent / database)
+    fields = {f.name for f in dataclasses.fields(FusionConfig)}
+    values = {k: v for k, v in data.items() if k in fields}
+    values.update(registry=path.parent / data["registry"], database=database, tls=tls)
+    return FusionConfig(**values)
+
+
+def _read(path: pathlib.Path) -> dict:
+    """The settings, each known and of its type, the required ones there."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -80,6 +93,13 @@ def load_config(path: str | pathlib.Path):
         value = data[key]
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise UserError(f"{path}: {key} must be a {' or '.join(t.__name__ for t in types)}")
+    return data
+
+
+def _check(path: pathlib.Path, data: dict) -> None:
+    """The settings' values within their ranges."""
+    from fusion.transport.mqttlink import parse_mqtt_url
+
     site = data["site"]
     if not site or any(c in site for c in "/+#"):
         raise UserError(f"{path}: site must be a non-empty name without / + #")
@@ -103,19 +123,16 @@ def load_config(path: str | pathlib.Path):
         raise UserError(f"{path}: need workers >= 1 and 0 <= worker_index < workers")
     if data.get("cell_m", 1.0) <= 0 or data.get("halo_m", 0.0) < 0:
         raise UserError(f"{path}: need cell_m > 0 and halo_m >= 0")
-    tls = data.get("tls")
-    if tls is not None:
-        bad = set(tls) - set(TLS_KEYS)
-        if bad or not all(isinstance(v, str) for v in tls.values()):
-            raise UserError(f"{path}: [tls] takes string paths {', '.join(TLS_KEYS)} only")
-        tls = {k: str(path.parent / v) for k, v in tls.items()}
-    database = data.get("database", "fusion.db")
-    if "://" not in database:
-        database = str(path.parent / database)
-    fields = {f.name for f in dataclasses.fields(FusionConfig)}
-    values = {k: v for k, v in data.items() if k in fields}
-    values.update(registry=path.parent / data["registry"], database=database, tls=tls)
-    return FusionConfig(**values)
+
+
+def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:
+    """[tls]'s files, relative to the configuration's folder."""
+    if tls is None:
+        return None
+    bad = set(tls) - set(TLS_KEYS)
+    if bad or not all(isinstance(v, str) for v in tls.values()):
+        raise UserError(f"{path}: [tls] takes string paths {', '.join(TLS_KEYS)} only")
+    return {k: str(path.parent / v) for k, v in tls.items()}
 
 
 def run(args) -> int:

@@ -162,7 +162,8 @@ def summary_lines(data: ReportData) -> list[str]:
         f"Weather: temperature {'not known' if temp is None else f'{float(temp):.1f} C'}"
         f"{'' if not meta.get('weather') else ', ' + str(meta['weather'])}; "
         f"speed of sound {'estimated by the locator' if c is None else f'{float(c):.1f} m/s'}",
-        f"Software: earwitness {meta.get('software', earwitness.__version__)}, locator {meta.get('locator', 'fusion.locator.locate')}, "
+        f"Software: earwitness {meta.get('software', earwitness.__version__)}, "
+        f"locator {meta.get('locator', 'fusion.locator.locate')}, "
         f"report by earwitness {earwitness.__version__} on Python {platform.python_version()}",
     ]
 
@@ -348,7 +349,10 @@ def summary_page(data: ReportData) -> Figure:
 def _table_pages(title: str, header: list[str], rows: list[list[str]]) -> list[Figure]:
     """A table as monospaced text pages (matplotlib's table artist is slow to lay out at this size)."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+
     pages = []
     for start in range(0, max(len(rows), 1), ROWS_PER_PDF_PAGE):
         chunk = [line(r) for r in rows[start:start + ROWS_PER_PDF_PAGE]]

@@ -18,7 +18,6 @@ import pymap3d
 
 from earwitness.units import SQ_MI_M2
 
-
 SQ_KM_M2 = 1e6
 ROOFTOP_M = 10.0                  # sensors go on roofs and poles
 LOCAL_HEADER = ("sensor", "x", "y", "z")

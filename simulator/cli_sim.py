@@ -14,7 +14,8 @@ def add_arguments(parser) -> None:
                         help=f"scenario TOML file, or a library name ({', '.join(library_names())})")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--render", metavar="OUTDIR",
-                      help="write per-sensor WAV clips (48 kHz, channel 0 mic, channel 1 PPS), clips.csv, sensors.csv, truth.jsonl")
+                      help="write per-sensor WAV clips (48 kHz, channel 0 mic, channel 1 PPS), clips.csv, sensors.csv, "
+                           "truth.jsonl")
     what.add_argument("--pulses", metavar="OUT.jsonl",
                       help="fleet mode: write the pulses every sensor would report (no audio); "
                            "also OUT.sensors.csv, OUT.truth.jsonl and OUT.labels.jsonl")
@@ -32,7 +33,8 @@ def add_arguments(parser) -> None:
     live = parser.add_argument_group("live run")
     live.add_argument("--broker", metavar="URL", help="use this broker (mqtt://host:port) instead of an embedded mosquitto")
     pace = live.add_mutually_exclusive_group()
-    pace.add_argument("--realtime", action="store_true", help="feed the audio at its recorded pace (default: as fast as possible)")
+    pace.add_argument("--realtime", action="store_true",
+                      help="feed the audio at its recorded pace (default: as fast as possible)")
     pace.add_argument("--speed", type=float, metavar="X", help="feed the audio at X times real time")
     live.add_argument("--out", metavar="DIR", help="keep the run's files here (fusion.db, alerts.jsonl, nodes)")
 

@@ -100,7 +100,8 @@ def main() -> int:
     print(live.format_score(result.score))
     (out / "score.json").write_text(json.dumps({k: v for k, v in result.score.items() if not isinstance(v, list)},
                                                indent=1, sort_keys=True) + "\n")
-    png = plot.write_map(scn, result.incidents, out / "map.png", title=f"{scn.name}: true and located shots ({len(scn.array)} sensors)")
+    png = plot.write_map(scn, result.incidents, out / "map.png",
+                         title=f"{scn.name}: true and located shots ({len(scn.array)} sensors)")
     written = [png, out / "alerts.jsonl", out / "score.json", result.database]
     for old in out.glob("report-*.html"):   # an earlier run's
         old.unlink()

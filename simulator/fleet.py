@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from earwitness.units import NS_PER_S
 from simulator import propagation
 from simulator.render import group_arrivals, groups
 from simulator.scenario import STREAM_FLEET, Scenario
-from earwitness.units import NS_PER_S
-
 
 LEVEL_FREQ_HZ = 1000.0      # a muzzle blast's energy peaks near here at range
 

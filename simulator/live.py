@@ -34,10 +34,11 @@ import time
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from earwitness import topics
+from earwitness.units import NS_PER_S
 from edge import keys
 from edge.audio import ArraySource
-from edge.config import (AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection,
-                         TimingSection)
+from edge.config import AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection, TimingSection
 from edge.node import Node
 from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
@@ -46,8 +47,6 @@ from simulator import render, score
 from simulator.broker import EmbeddedBroker
 from simulator.render import Progress
 from simulator.scenario import Scenario
-from earwitness import topics
-from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +126,12 @@ class AlertCollector:
         with self._lock:
             return len(self.alerts)
 
+    def wait_for(self, n: int, timeout_s: float) -> None:
+        """Wait until ``n`` alerts have come, or ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.count() < n and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -203,10 +208,20 @@ class _VirtualNode:
             self.error = exc
 
 
-def _start_node(sid, segments, start_ns, rate_hz, workdir, url, key_paths, speed, origin, hold) -> _VirtualNode:
-    source = ArraySource(segments, rate_hz, start_ns, BLOCK_FRAMES, speed, origin, hold)
-    cfg = node_config(sid, workdir / "nodes" / sid, url, key_paths[sid], evidence=hold is not None)
-    return _VirtualNode(Node(cfg, source=source))
+@dataclasses.dataclass
+class _Fleet:
+    """The virtual nodes of a run and what they share: their folder, the broker, their keys."""
+
+    workdir: pathlib.Path
+    url: str
+    key_paths: dict[str, pathlib.Path]
+    hold: threading.Event | None          # evidence: the nodes stay up until it is set
+    nodes: list[_VirtualNode] = dataclasses.field(default_factory=list)
+
+    def start(self, sid, segments, start_ns, rate_hz, speed=None, origin=None) -> None:
+        source = ArraySource(segments, rate_hz, start_ns, BLOCK_FRAMES, speed, origin, self.hold)
+        cfg = node_config(sid, self.workdir / "nodes" / sid, self.url, self.key_paths[sid], evidence=self.hold is not None)
+        self.nodes.append(_VirtualNode(Node(cfg, source=source)))
 
 
 def _finals_and_clips(nodes, service, bar, collector) -> None:
@@ -267,76 +282,38 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     """
     t0 = time.monotonic()
     hold = threading.Event() if evidence else None
-    workdir = pathlib.Path(out) if out is not None else pathlib.Path(tempfile.mkdtemp(prefix="earwitness-live-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    # A previous run's nodes would send their leftover pulses, signed with keys now replaced.
-    shutil.rmtree(workdir / "nodes", ignore_errors=True)
+    workdir = _workdir(out)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     embedded = EmbeddedBroker(workdir / "broker").start() if broker is None else None
     url = broker or embedded.url
     collector = service = None
-    nodes: list[_VirtualNode] = []
+    fleet = _Fleet(workdir, url, {}, hold)
     try:
-        key_paths, registry = provision(scn, workdir)
+        fleet.key_paths, registry = provision(scn, workdir)
         collector = AlertCollector(url, SITE, t0).start()
         database = workdir / "fusion.db"
-        if database.exists():
-            database.unlink()
+        database.unlink(missing_ok=True)
         service = mqtt_service(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
                                              client_id=f"earwitness-sim-fusion-{int(time.time_ns())}",
                                              temperature_c=scn.atmosphere.temperature_c if temperature else None))
         service.start()
         say(f"live: {scn.name}: {len(scn.array)} sensors, {len(scn.events)} events, broker {url}")
-        plan = render.plan(scn)
         bar = Progress("live: render + nodes", len(scn.array)) if progress else None
-        models = scn.sensor_models()
-        seconds, origin, waiting = 0.0, None, []
-        for i, sid in enumerate(scn.array.ids):
-            start_ns, segments = sensor_segments(scn, plan, i)
-            if segments:
-                seconds += sum(len(f) for _, f in segments) / models[i].rate_hz
-                # Paced, every node starts at once, in step; else each as soon as its audio is ready.
-                waiting.append((sid, segments, start_ns, models[i].rate_hz))
-                if not speed:
-                    nodes.append(_start_node(*waiting.pop(), workdir, url, key_paths, None, None, hold))
-            if bar:
-                bar.update(i + 1, f"sensors, {seconds:.0f} sensor-s of audio, {service.ingest.accepted} pulses in, "
-                                  f"{collector.count()} alerts")
-        if speed:
-            origin = (time.monotonic(), scn.start_ns)
-            nodes += [_start_node(*w, workdir, url, key_paths, speed, origin, hold) for w in waiting]
-        if bar:
-            bar.update(len(scn.array), f"sensors rendered ({seconds:.0f} sensor-s of audio)", final=True)
+        seconds, origin = _render_and_start(scn, fleet, speed, service, collector, bar)
         if hold is not None:
-            _finals_and_clips(nodes, service, bar, collector)
+            _finals_and_clips(fleet.nodes, service, bar, collector)
             hold.set()
-        for vn in nodes:
-            while vn.thread.is_alive():
-                vn.thread.join(POLL_S * 10)
-                if bar:
-                    done = sum(not v.thread.is_alive() for v in nodes)
-                    bar.update(done, f"nodes done, {service.ingest.accepted} pulses in, {collector.count()} alerts")
-        errors = [f"{vn.node.cfg.node.name}: {vn.error}" for vn in nodes if vn.error is not None]
-        if errors:
-            raise RuntimeError(f"{len(errors)} virtual node(s) failed, first {errors[0]}")
-        published = sum(vn.node.publisher.published for vn in nodes)
-        deadline = time.monotonic() + INGEST_TIMEOUT_S
-        while (service.ingest.accepted + sum(service.ingest.rejected.values()) < published
-               and time.monotonic() < deadline):
-            time.sleep(POLL_S)
-        service.stop(finalise=True)
-        fusion_latency = list(service.latencies_s)
-        expected_alerts = service.alerts_published
+        _join(fleet.nodes, service, collector, bar)
+        published = sum(vn.node.publisher.published for vn in fleet.nodes)
+        fusion_latency, expected_alerts = _drain(service, published)
         service = None
-        deadline = time.monotonic() + ALERTS_TIMEOUT_S
-        while collector.count() < expected_alerts and time.monotonic() < deadline:
-            time.sleep(POLL_S)
+        collector.wait_for(expected_alerts, ALERTS_TIMEOUT_S)
     finally:
         if hold is not None:
             hold.set()
         if service is not None:
             service.stop(finalise=False)
-        for vn in nodes:
+        for vn in fleet.nodes:
             vn.node.stop()
         if collector is not None:
             collector.stop()
@@ -347,6 +324,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         fh.writelines(json.dumps(a, sort_keys=True) + "\n" for a in alerts)
     incidents = latest_revisions(alerts)
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s, scn.array.origin)
+    nodes = fleet.nodes
     detected = sum(vn.node.pulses_total for vn in nodes)
     accepted = _accepted(database)
     s.update(pulses_detected=detected, pulses_published=published, pulses_accepted=accepted,
@@ -358,6 +336,65 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     s["alert_latency_s"] = _alert_latency_s(alerts, collector.arrivals_s, origin, speed) if speed else []
     s["alert_latency_median_s"], s["alert_latency_p95_s"] = _percentiles(s["alert_latency_s"])
     return LiveResult(alerts, incidents, s, database, workdir)
+
+
+def _workdir(out) -> pathlib.Path:
+    workdir = pathlib.Path(out) if out is not None else pathlib.Path(tempfile.mkdtemp(prefix="earwitness-live-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    # A previous run's nodes would send their leftover pulses, signed with keys now replaced.
+    shutil.rmtree(workdir / "nodes", ignore_errors=True)
+    return workdir
+
+
+def _render_and_start(scn: Scenario, fleet: _Fleet, speed, service, collector, bar) -> tuple[float, tuple | None]:
+    """Render each sensor's audio and start its node: (sensor-seconds of audio, the paced run's
+    (monotonic, scenario ns) origin or None)."""
+    plan = render.plan(scn)
+    models = scn.sensor_models()
+    seconds, origin, waiting = 0.0, None, []
+    for i, sid in enumerate(scn.array.ids):
+        start_ns, segments = sensor_segments(scn, plan, i)
+        if segments:
+            seconds += sum(len(f) for _, f in segments) / models[i].rate_hz
+            # Paced, every node starts at once, in step; else each as soon as its audio is ready.
+            waiting.append((sid, segments, start_ns, models[i].rate_hz))
+            if not speed:
+                fleet.start(*waiting.pop())
+        if bar:
+            bar.update(i + 1, f"sensors, {seconds:.0f} sensor-s of audio, {service.ingest.accepted} pulses in, "
+                              f"{collector.count()} alerts")
+    if speed:
+        origin = (time.monotonic(), scn.start_ns)
+        for w in waiting:
+            fleet.start(*w, speed, origin)
+    if bar:
+        bar.update(len(scn.array), f"sensors rendered ({seconds:.0f} sensor-s of audio)", final=True)
+    return seconds, origin
+
+
+def _join(nodes: list[_VirtualNode], service, collector, bar) -> None:
+    """Wait for every node to finish; raise if any failed."""
+    for vn in nodes:
+        while vn.thread.is_alive():
+            vn.thread.join(POLL_S * 10)
+            if bar:
+                done = sum(not v.thread.is_alive() for v in nodes)
+                bar.update(done, f"nodes done, {service.ingest.accepted} pulses in, {collector.count()} alerts")
+    errors = [f"{vn.node.cfg.node.name}: {vn.error}" for vn in nodes if vn.error is not None]
+    if errors:
+        raise RuntimeError(f"{len(errors)} virtual node(s) failed, first {errors[0]}")
+
+
+def _drain(service, published: int) -> tuple[list[float], int]:
+    """Let the server take every published pulse and stop it, finalising its incidents:
+    (the server's latencies, the alerts it published)."""
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    while (service.ingest.accepted + sum(service.ingest.rejected.values()) < published
+           and time.monotonic() < deadline):
+        time.sleep(POLL_S)
+    service.stop(finalise=True)
+    fusion_latency = list(service.latencies_s)
+    return fusion_latency, service.alerts_published
 
 
 def _accepted(database: pathlib.Path) -> int:

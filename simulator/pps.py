@@ -65,7 +65,8 @@ class PpsSignal:
     adc: Adc = field(repr=False)
 
 
-def pps_channel(adc: Adc, n_samples: int, *, width_s=0.1, amplitude=0.5, polarity=1,
+# The signal's settings are keyword-only, each with its default.
+def pps_channel(adc: Adc, n_samples: int, *, width_s=0.1, amplitude=0.5, polarity=1,  # noqa: PLR0913
                 highpass_hz=20.0, noise_rms=0.003, missing=(), seed=0) -> PpsSignal:
     """Renders the PPS channel; ``missing`` is a list of (from_s, to_s) UTC spans with no pulse.
 

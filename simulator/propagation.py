@@ -27,7 +27,6 @@ from scipy.signal import fftconvolve
 from earwitness.units import KELVIN_OFFSET, speed_of_sound
 from simulator.sources import P_REF_PA
 
-
 T0_K = 293.15                  # ISO 9613-1 reference temperature
 T01_K = 273.16                 # triple point of water
 P_REF_KPA = 101.325            # ISO 9613-1 reference pressure
@@ -168,7 +167,8 @@ class Arrivals:
 
     @staticmethod
     def concat(parts) -> "Arrivals":
-        return Arrivals(*(np.concatenate(cols) for cols in zip(*((p.rcv, p.delay_s, p.gain, p.path_m, p.detour_m, p.kind) for p in parts))))
+        columns = zip(*((p.rcv, p.delay_s, p.gain, p.path_m, p.detour_m, p.kind) for p in parts))
+        return Arrivals(*(np.concatenate(cols) for cols in columns))
 
 
 def level_change_db(arr: Arrivals, atm: Atmosphere, freq_hz: float = 1000.0) -> np.ndarray:

@@ -30,11 +30,11 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import fftconvolve
 
+from earwitness.units import NS_PER_S
 from simulator import propagation, sources
 from simulator.propagation import Arrivals
 from simulator.scenario import STREAM_ECHOES, STREAM_GLITCH, STREAM_NLOS, STREAM_NOISE, Event, Scenario
 from simulator.sensors import SELF_NOISE_DB, SensorModel, apply_glitches, glitches
-from earwitness.units import NS_PER_S
 
 PRE_S = 1.2              # window starts this long before the first arrival: a PPS edge before it
 POST_S = 1.0             # and ends this long after the echo tail
@@ -301,7 +301,8 @@ def render(scn: Scenario, outdir, sensor_ids=None, continuous: bool = False, t_r
     if bar:
         bar.update(len(ids), f"sensors, {seconds:.0f} sensor-s of audio", final=True)
     with open(out / "clips.csv", "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=list(clips[0]) if clips else ["sensor", "file", "t0_ns", "start_utc", "samples", "rate_hz"])
+        fields = list(clips[0]) if clips else ["sensor", "file", "t0_ns", "start_utc", "samples", "rate_hz"]
+        wr = csv.DictWriter(fh, fieldnames=fields)
         wr.writeheader()
         wr.writerows(clips)
     write_jsonl(out / "arrivals.jsonl", sorted(arrivals, key=lambda r: r["t_ns"]))

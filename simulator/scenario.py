@@ -11,14 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import pathlib
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
+import tomllib
 
+from earwitness.units import NS_PER_S
 from simulator import arrays, sensors, sources
 from simulator.propagation import ZONE_LEVEL_DB, Atmosphere, Environment, Wall
-from earwitness.units import NS_PER_S
 
 LIBRARY = pathlib.Path(__file__).resolve().parent / "scenarios"
 SHOOTER_HEIGHT_M = 1.5
@@ -315,41 +315,49 @@ def _event(w: str, e: dict, array: arrays.Array) -> Event:
     if unknown:
         raise ScenarioError(f"{w}: unknown key {sorted(unknown)[0]!r} for a {kind}")
     t_s = _num(w, e, "t_s", required=True, lo=0.0)
-    if "lat" in e or "lon" in e:
-        if array.origin is None:
-            raise ScenarioError(f"{w}: lat/lon needs a WGS84 array (an origin or a lat/lon sensors file)")
-        pos = arrays.to_local(_num(w, e, "lat", required=True, lo=-90, hi=90), _num(w, e, "lon", required=True, lo=-180, hi=180),
-                              _num(w, e, "alt", array.origin[2] + SHOOTER_HEIGHT_M), array.origin)[0]
-    else:
-        pos = np.array([_num(w, e, "x", required=True), _num(w, e, "y", required=True), _num(w, e, "z", SHOOTER_HEIGHT_M)])
+    pos = _event_position(w, e, array)
     params: dict = {}
     if "level_db" in e:
         params["level_db"] = _num(w, e, "level_db", lo=60.0, hi=200.0)
     if "count" in e:
         params["count"] = int(_num(w, e, "count", lo=1, hi=10000))
-    crack = None
-    if kind in sources.GUNFIRE:
-        if "times_s" in e:
-            ts = e["times_s"]
-            if not isinstance(ts, list) or not ts or not all(isinstance(v, (int, float)) and v >= 0 for v in ts):
-                raise ScenarioError(f"{w}: times_s must be a list of non-negative offsets")
-            params["times_s"] = sorted(float(v) for v in ts)
-        else:
-            params["rounds"] = int(_num(w, e, "rounds", 1, 1, 1000))
-            if "rate_rpm" in e:
-                params["interval_s"] = 60.0 / _num(w, e, "rate_rpm", lo=1.0, hi=3000.0)
-            else:
-                params["interval_s"] = _num(w, e, "interval_s", 0.3, 0.02, 60.0)
-        if "bullet_mps" in e:
-            cal = e.get("caliber", "5.56")
-            if cal not in CALIBERS:
-                raise ScenarioError(f"{w}: unknown caliber {cal!r} (expected one of {', '.join(CALIBERS)})")
-            if "azimuth_deg" not in e:
-                raise ScenarioError(f"{w}: a bullet needs azimuth_deg (the direction of fire)")
-            crack = Crack(_num(w, e, "bullet_mps", lo=100.0, hi=1500.0), _num(w, e, "azimuth_deg"),
-                          _num(w, e, "elevation_deg", 0.0, -90.0, 90.0), _num(w, e, "range_m", 1000.0, 1.0, 5000.0),
-                          *CALIBERS[cal])
+    crack = _gunfire(w, e, params) if kind in sources.GUNFIRE else None
     return Event(-1, t_s, kind, pos, params, e.get("shooter"), e.get("incident"), _num(w, e, "azimuth_deg"), crack)
+
+
+def _event_position(w: str, e: dict, array: arrays.Array) -> np.ndarray:
+    if "lat" in e or "lon" in e:
+        if array.origin is None:
+            raise ScenarioError(f"{w}: lat/lon needs a WGS84 array (an origin or a lat/lon sensors file)")
+        return arrays.to_local(_num(w, e, "lat", required=True, lo=-90, hi=90), _num(w, e, "lon", required=True, lo=-180, hi=180),
+                               _num(w, e, "alt", array.origin[2] + SHOOTER_HEIGHT_M), array.origin)[0]
+    return np.array([_num(w, e, "x", required=True), _num(w, e, "y", required=True), _num(w, e, "z", SHOOTER_HEIGHT_M)])
+
+
+def _gunfire(w: str, e: dict, params: dict) -> Crack | None:
+    """A gunfire event's rounds and their times into ``params``; its bullet's crack, if it has one."""
+    crack = None
+    if "times_s" in e:
+        ts = e["times_s"]
+        if not isinstance(ts, list) or not ts or not all(isinstance(v, (int, float)) and v >= 0 for v in ts):
+            raise ScenarioError(f"{w}: times_s must be a list of non-negative offsets")
+        params["times_s"] = sorted(float(v) for v in ts)
+    else:
+        params["rounds"] = int(_num(w, e, "rounds", 1, 1, 1000))
+        if "rate_rpm" in e:
+            params["interval_s"] = 60.0 / _num(w, e, "rate_rpm", lo=1.0, hi=3000.0)
+        else:
+            params["interval_s"] = _num(w, e, "interval_s", 0.3, 0.02, 60.0)
+    if "bullet_mps" in e:
+        cal = e.get("caliber", "5.56")
+        if cal not in CALIBERS:
+            raise ScenarioError(f"{w}: unknown caliber {cal!r} (expected one of {', '.join(CALIBERS)})")
+        if "azimuth_deg" not in e:
+            raise ScenarioError(f"{w}: a bullet needs azimuth_deg (the direction of fire)")
+        crack = Crack(_num(w, e, "bullet_mps", lo=100.0, hi=1500.0), _num(w, e, "azimuth_deg"),
+                      _num(w, e, "elevation_deg", 0.0, -90.0, 90.0), _num(w, e, "range_m", 1000.0, 1.0, 5000.0),
+                      *CALIBERS[cal])
+    return crack
 
 
 def _random_events(w: str, r: dict, scn: Scenario, stream: int) -> list[Event]:

@@ -21,8 +21,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from simulator.arrays import SQ_MI_M2, to_local
 from earwitness.units import NS_PER_S
+from simulator.arrays import SQ_MI_M2, to_local
 
 MATCH_TIME_S = 2.0
 MATCH_RADIUS_M = 150.0

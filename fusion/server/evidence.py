@@ -21,9 +21,9 @@ import json
 import nacl.exceptions
 
 from earwitness.clip import MAX_CLIP_S, canonical_json
+from earwitness.units import NS_PER_S
 from earwitness.wire import node_id
 from fusion.server.registry import Registry
-from earwitness.units import NS_PER_S
 
 CLIP_BEFORE_S = 0.5    # before a node's first arrival: the noise floor, for the analyst
 CLIP_AFTER_S = 1.5     # after its last arrival: the echo tail

@@ -26,10 +26,9 @@ import json
 import logging
 from typing import Callable
 
-from earwitness import wire
+from earwitness import topics, wire
 from fusion.server.registry import Registry
 from fusion.server.store import PulseRecord, Store, sha256_hex
-from earwitness import topics
 
 log = logging.getLogger(__name__)
 
