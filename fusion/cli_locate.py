@@ -16,9 +16,10 @@ from earwitness.cli import UserError
 from fusion.locator.attribution import shot_arrivals
 from fusion.locator.classify import classify
 from fusion.locator.locate import locate_pulses, min_sensors, shock_waves
-from fusion.locator.multilaterate import C_MIN, MODES
+from fusion.locator.multilaterate import MODES
 from fusion.locator.pulses import Pulses, read_pulses
 from fusion.locator.sensors import SensorsError, read_sensors
+from fusion.tracking.reach import incident_c_m_s
 
 # Exit status when some input pulses were left out but the rest was located.
 EXIT_SOME_PULSES_LEFT_OUT = 1
@@ -63,7 +64,7 @@ def run(args) -> int:
               file=sys.stderr)
     records = _records(pulses, sensors)
     for incident in incidents:
-        incident.update(classify(incident, shot_arrivals(incident, records, sensors, incident.get("c_mps") or C_MIN),
+        incident.update(classify(incident, shot_arrivals(incident, records, sensors, incident_c_m_s(incident)),
                                  sensors))
         sys.stdout.write(json.dumps(incident) + "\n")
     sys.stdout.flush()

@@ -11,7 +11,8 @@ def store_and_locate(site, store: Store, site_name: str = "pgh") -> list:
     registry = load_registry(site.registry_path)
     ids = store.add_pulses([PulseRecord(node, p["seq"], {k: v for k, v in p.items() if k != "seq"}, raw)
                             for (node, raw), p in zip(site.messages, site.pulses)])
-    tracker = IncidentTracker(registry, site_name, temperature_c=site.temperature_c)
+    tracker = IncidentTracker(registry.sensors, site_name, temperature_c=site.temperature_c,
+                              positions=registry.positions)
     stored = store.pulses(ids=ids)
     finals = []
     for update in tracker.add(stored, received_ns=0) + tracker.flush():

@@ -15,7 +15,7 @@ from earwitness.units import NS_PER_S
 
 def test_revisions_then_final_when_the_window_closes(pittsburgh, tmp_path):
     site = build_site(pittsburgh[0], tmp_path)
-    tracker = IncidentTracker(load_registry(site.registry_path), "pgh", temperature_c=site.temperature_c)
+    tracker = IncidentTracker(load_registry(site.registry_path).sensors, "pgh", temperature_c=site.temperature_c)
     pulses = [dict(p, id=i) for i, p in enumerate(site.pulses, 1)]
     received_ns, updates = 0, []
     for k in range(0, len(pulses), 10):            # ten pulses per batch, one batch per second
@@ -38,7 +38,7 @@ def test_revisions_then_final_when_the_window_closes(pittsburgh, tmp_path):
 
 def test_lone_pulses_open_windows_that_close_without_an_incident(pittsburgh, tmp_path):
     site = build_site(pittsburgh[0], tmp_path)
-    tracker = IncidentTracker(load_registry(site.registry_path), "pgh", temperature_c=site.temperature_c)
+    tracker = IncidentTracker(load_registry(site.registry_path).sensors, "pgh", temperature_c=site.temperature_c)
     base, far = site.pulses[0]["t_ns"], 10 * tracker.window_ns
     sensor = site.pulses[0]["sensor"]
     for k in range(3):
@@ -71,7 +71,7 @@ def test_overlapping_incidents_far_apart_stay_separate():
             ring.append((name, nodes[-1]["x"], nodes[-1]["y"]))
         rings.append(ring)
     registry = registry_from_nodes(nodes)
-    tracker = IncidentTracker(registry, "city", temperature_c=15.0)
+    tracker = IncidentTracker(registry.sensors, "city", temperature_c=15.0)
     pulses, truth = [], {}
     t0 = 1_700_000_000 * NS_PER_S
     for n in range(INCIDENTS):
@@ -115,7 +115,7 @@ def test_shots_chained_in_one_neighbourhood_are_all_located():
     one incident to the tracker (one window, widened shot by shot), every one located."""
     rng = np.random.default_rng(11)
     nodes, ring = _ring("r", 99)
-    tracker = IncidentTracker(registry_from_nodes(nodes), "chain", temperature_c=15.0)
+    tracker = IncidentTracker(registry_from_nodes(nodes).sensors, "chain", temperature_c=15.0)
     pulses, truth = [], {}
     t0 = 1_700_000_000 * NS_PER_S
     for n in range(CHAIN_INCIDENTS):
@@ -142,7 +142,7 @@ def test_a_shot_goes_out_once_a_spare_sensor_confirms_it():
     """Four sensors fix a shot but none is spare to refute it (a busy city's echoes and stray
     pulses place ghosts that way): it is held back, and published when a fifth hears it."""
     nodes, ring = _ring("q", 77)
-    tracker = IncidentTracker(registry_from_nodes(nodes), "spare", temperature_c=15.0)
+    tracker = IncidentTracker(registry_from_nodes(nodes).sensors, "spare", temperature_c=15.0)
     assert tracker.alert_sensors == tracker.min_sensors + 1 == 5
     t0, src = 1_700_000_000 * NS_PER_S, (40.0, -70.0)
     pulses = sorted(({"id": j, "sensor": name, "t_unc_ns": 10**5,
@@ -154,7 +154,7 @@ def test_a_shot_goes_out_once_a_spare_sensor_confirms_it():
     assert first.status == "preliminary" and len(first.incident["sensors"]) == 5
     assert math.hypot(first.incident["x"] - src[0], first.incident["y"] - src[1]) <= 5.0
     # Heard by four alone, it never goes out, and its window closes.
-    lone = IncidentTracker(registry_from_nodes(nodes), "spare", temperature_c=15.0)
+    lone = IncidentTracker(registry_from_nodes(nodes).sensors, "spare", temperature_c=15.0)
     assert lone.add(pulses[:4], received_ns=0) == [] and lone.flush() == [] and lone.open_windows == 0
 
 
@@ -168,7 +168,7 @@ def test_the_classifier_hears_the_window_pulses():
         key = nacl.signing.SigningKey(bytes([99, j]) * 16).verify_key
         nodes.append({"id": f"r{j}", "public_key": bytes(key).hex(),
                       "x": RING_RADIUS_M * math.cos(a), "y": RING_RADIUS_M * math.sin(a), "z": 10.0})
-    tracker = IncidentTracker(registry_from_nodes(nodes), "fw", temperature_c=15.0)
+    tracker = IncidentTracker(registry_from_nodes(nodes).sensors, "fw", temperature_c=15.0)
     src_xy, level_db = (120.0, -40.0), 145.0
     pops_s = np.cumsum(rng.exponential(0.06, 30) + 0.01)
     t0 = 1_700_000_000 * NS_PER_S
@@ -217,7 +217,7 @@ def test_city_scale_stream_locates_each_incident_once(tmp_path):
     pulses, _ = fleet.pulses(scn)
     pulses = [dict(p, id=i) for i, p in enumerate(pulses)]
     _, registry_path = live.provision(scn, tmp_path)
-    tracker = IncidentTracker(load_registry(registry_path), "city", temperature_c=scn.atmosphere.temperature_c,
+    tracker = IncidentTracker(load_registry(registry_path).sensors, "city", temperature_c=scn.atmosphere.temperature_c,
                               max_range_m=CITY_RANGE_M)
     s = score.score(_stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
     assert s["detection_rate"] == 1.0
@@ -262,7 +262,7 @@ def test_fireworks_night_stream_classes_bursts_and_strings_not_gunfire(tmp_path)
     pulses, _ = fleet.pulses(scn)
     pulses = [dict(p, id=i) for i, p in enumerate(pulses)]
     _, registry_path = live.provision(scn, tmp_path)
-    tracker = IncidentTracker(load_registry(registry_path), "night", temperature_c=scn.atmosphere.temperature_c)
+    tracker = IncidentTracker(load_registry(registry_path).sensors, "night", temperature_c=scn.atmosphere.temperature_c)
     s = score.score(_stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
     by_kind = s["class_by_kind"]
     assert s["false_alerts"] <= MAX_FIREWORKS_STREAM_ALERTS, by_kind

@@ -22,11 +22,9 @@ import dataclasses
 import math
 import pathlib
 
-import numpy as np
-import scipy.spatial
-
 from earwitness.wire import Keyring
 from fusion.locator.sensors import Sensors
+from fusion.tracking.reach import diameter_m
 
 try:
     import tomllib
@@ -36,7 +34,6 @@ except ModuleNotFoundError:  # Python 3.10
 LOCAL_KEYS = ("x", "y", "z")
 WGS84_KEYS = ("lat", "lon", "alt")
 NODE_KEYS = {"id", "public_key", *LOCAL_KEYS, *WGS84_KEYS}
-HULL_MIN_POINTS = 3
 
 
 class RegistryError(ValueError):
@@ -57,16 +54,7 @@ class Registry:
 
     def diameter_m(self) -> float:
         """Largest horizontal distance between two nodes (sets the propagation window)."""
-        enu = np.unique(self.sensors.enu_m[:, :2], axis=0)
-        if len(enu) < 2:
-            return 0.0
-        if len(enu) > HULL_MIN_POINTS:
-            try:
-                # The farthest pair lies on the convex hull: O(n log n) instead of all n^2 pairs.
-                enu = enu[scipy.spatial.ConvexHull(enu).vertices]
-            except scipy.spatial.QhullError:  # all on one line
-                pass
-        return float(scipy.spatial.distance.pdist(enu).max())
+        return diameter_m(self.sensors)
 
 
 def registry_from_nodes(nodes: list[dict], where: str = "registry") -> Registry:

@@ -96,8 +96,8 @@ class FusionService:
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
         self.link = connect(client_id, subscribed)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
-        self.tracker = IncidentTracker(self.registry, site, config.temperature_c, config.mode, config.margin_s,
-                                       config.max_range_m)
+        self.tracker = IncidentTracker(self.registry.sensors, site, config.temperature_c, config.mode, config.margin_s,
+                                       config.max_range_m, positions=self.registry.positions)
         self.alert_topic = topics.incident(site)
         self.latencies_s: list[float] = []
         self.alerts_published = 0
