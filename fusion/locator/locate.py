@@ -13,13 +13,15 @@ import datetime as dt
 import logging
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
-from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, find_shots
+from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SearchConfig, find_shots
 from fusion.locator.multilaterate import (
     C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
 )
+from fusion.locator.picks import Picks
 from fusion.locator.pulses import Pulses, parse_pulses
 from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Timing sigma assumed for a pulse that states none (ms-resolution reports, as in TN098).
 DEFAULT_T_UNC_S = 1e-3
+# Smallest timing sigma used (a stated zero would weigh one arrival infinitely).
+MIN_SIGMA_S = 1e-6
 # Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
 # 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
 TOLERANCE_S = 0.02
@@ -217,8 +221,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     t_ref_ns = int(pulses.t_ns.min())
     t_s = (pulses.t_ns - t_ref_ns) / NS_PER_S
     unc_s = np.where(np.isfinite(pulses.t_unc_ns), pulses.t_unc_ns / NS_PER_S, DEFAULT_T_UNC_S)
-    sigma_s = np.maximum(unc_s, 1e-6)
-    pos = sensors.enu_m[pulses.sensor]
+    picks = Picks(pulses.sensor, t_s, np.maximum(unc_s, MIN_SIGMA_S), sensors.enu_m[pulses.sensor])
     quiet_s = _span_m(sensors) / C_MIN + TOLERANCE_S
     blast = ~shock_waves(pulses, sensors)
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
@@ -231,6 +234,8 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         trial_speeds = (c_known,)
     c_bounds = None if c_known is None else (speed_of_sound(temperature_c - TEMPERATURE_SLACK_C),
                                              speed_of_sound(temperature_c + TEMPERATURE_SLACK_C))
+    config = SearchConfig(c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
+                          min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds, c_bounds=c_bounds)
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -243,8 +248,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
         for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
-            shots = _associate(seg, pos, pulses.sensor, t_s, sigma_s, quiet_s, need, tol_s,
-                               c_known, trial_speeds, c_bounds)
+            shots = _associate(picks, seg, replace(config, tol_s=tol_s), quiet_s)
             if shots:
                 break
         shots = _without_images(shots)
@@ -254,32 +258,32 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             xy = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
             groups = [members[part] for members in groups for part in split_by_place(xy[members], incident_radius_m)]
         for members in sorted(groups, key=lambda m: t0[m].min()):
-            incident = _incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
-                                 c_known, mode, ground_z_m, t_ref_ns)
+            incident = _incident([shots[i] for i in members], picks, pulses, sensors, c_known, mode, ground_z_m,
+                                 t_ref_ns)
             if incident is not None:
                 incidents.append(incident)
     return incidents
 
 
-def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, trial_speeds, c_bounds) -> list:
-    """Shots among the pulses ``seg`` of one stretch (see :func:`fusion.locator.associate.find_shots`)."""
+def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list:
+    """Shots among the rows ``seg`` of one stretch (see :func:`fusion.locator.associate.find_shots`).
+
+    The shots' pulses are rows of ``picks``.
+    """
     shots = []
     used = np.zeros(len(seg), dtype=bool)
     # Long stretches are associated a chunk at a time (each with a propagation span of
     # overlap), so the search costs grow with the length of the input, not its square.
-    seg_t = t_s[seg]
+    seg_t = picks.t_s[seg]
     dense = False  # once a chunk is dense, the rest of the stretch is searched as dense too
     for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
         core_end = core_start + CHUNK_S
         part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
-        if len(np.unique(sensor[seg[part]])) < need:
-            continue
         idx = seg[part]
-        for shot in find_shots(pos[idx], sensor[idx], t_s[idx], sigma_s[idx],
-                               c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=tol_s,
-                               min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
-                               c_bounds=c_bounds, prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2),
-                               dense=dense):
+        if picks.n_sensors(idx) < config.min_sensors:
+            continue
+        for shot in find_shots(picks.take(idx), replace(config, dense=dense),
+                               prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2)):
             if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
                 used[part[shot.pulses]] = True
                 shot.pulses = idx[shot.pulses]
@@ -335,8 +339,15 @@ def _echoes(out_shots: list[dict], enus: np.ndarray, labels: np.ndarray, c_m_s: 
     return echo
 
 
-def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z_m, t_ref_ns) -> dict | None:
-    """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left)."""
+def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mode, ground_z_m,
+              t_ref_ns: int) -> dict | None:
+    """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left).
+
+    Robust (soft-L1 M-estimator, Huber 1964) then plain Levenberg-Marquardt least squares
+    (:func:`fusion.locator.multilaterate.fit_shots`), outliers between them by the MAD rule
+    (:func:`_inliers`); the 95 % radius from the covariance (:func:`radius95_m`).
+    """
+    pos, t_s, sigma_s = picks.pos_m, picks.t_s, picks.sigma_s
     used = np.concatenate([s.pulses for s in shots])
     z_m = ground_z_m if ground_z_m is not None else float(pos[used, 2].min())
     geometry = Geometry(mode, z_m)
