@@ -97,7 +97,7 @@ def _as_sensors(sensors) -> Sensors:
 
 
 def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
-    """Indices of pulses per stretch of activity: a gap longer than ``quiet_s`` splits."""
+    """Indices of pulses per stretch of activity: a gap longer than ``quiet_s`` splits (single linkage in time)."""
     order = np.argsort(t_s, kind="stable")
     breaks = np.flatnonzero(np.diff(t_s[order]) > quiet_s) + 1
     return np.split(order, breaks)
@@ -127,6 +127,7 @@ def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) 
 
 
 def _span_m(sensors: Sensors) -> float:
+    """Largest horizontal extent of the array along x or y, metres (its bounding box's longer side)."""
     return float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
 
 
@@ -293,7 +294,12 @@ def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: flo
 
 
 def _without_images(shots: list) -> list:
-    """The shots less those that are another's image in a wall (see IMAGE_TIME_S)."""
+    """The shots less those that are another's image in a wall (see IMAGE_TIME_S).
+
+    A specular echo arrives as from a mirror source behind the wall (the image-source method,
+    Allen & Berkley, JASA 65, 1979); of two shots that close in time and place the one more
+    sensors agree on is kept (greedy, largest first).
+    """
     shots = sorted(shots, key=lambda s: -len(s.pulses))
     kept = []
     for shot in shots:
