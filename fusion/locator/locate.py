@@ -349,60 +349,17 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
               t_ref_ns: int) -> dict | None:
     """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left).
 
-    Robust (soft-L1 M-estimator, Huber 1964) then plain Levenberg-Marquardt least squares
-    (:func:`fusion.locator.multilaterate.fit_shots`), outliers between them by the MAD rule
-    (:func:`_inliers`); the 95 % radius from the covariance (:func:`radius95_m`).
+    The fit is :func:`_final_fit`; shots are then grouped into shooters (single linkage,
+    :func:`fusion.locator.shooters.cluster_shooters`) and echo shots dropped (:func:`_echoes`).
     """
-    pos, t_s, sigma_s = picks.pos_m, picks.t_s, picks.sigma_s
     used = np.concatenate([s.pulses for s in shots])
-    z_m = ground_z_m if ground_z_m is not None else float(pos[used, 2].min())
+    z_m = ground_z_m if ground_z_m is not None else float(picks.pos_m[used, 2].min())
     geometry = Geometry(mode, z_m)
-    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
-    starts = []
-    for s in shots:
-        start = s.position[:2]
-        if geometry.dims == 3:
-            start = np.append(start, np.median(pos[s.pulses, 2]))
-        starts.append((start, s.t0_s))
-    # Estimate c only with residual degrees of freedom to spare; else keep the association's.
-    n_used = sum(len(s.pulses) for s in shots)
-    fit_c = c_known is None and n_used - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
-    c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
-    # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
-    # association tolerance) are left out of the plain fit the covariance comes from.
-    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
-    need = min_sensors(mode)
-    keep = _inliers(robust.residuals_s, need)
-    starts = []
-    for shot, k, p, t0 in zip(shots, keep, robust.positions, robust.t0_s):
-        # Cracks neither the shape nor the lead gave away (downrange, no blast heard): too loud for the muzzle.
-        dist_m = np.hypot(*(pos[shot.pulses, :2] - p[:2]).T)
-        shot.pulses = shot.pulses[k & ~louder_than_blast(pulses.peak_dbfs[shot.pulses], dist_m)]
-        starts.append((p, t0))
-    # A shot left with too few sensors was the cracks' own (they agree on a point of the bullet's path).
-    kept = [i for i, s in enumerate(shots) if len(np.unique(pulses.sensor[s.pulses])) >= need]
-    if not kept:
+    final = _final_fit(shots, picks, pulses.peak_dbfs, c_known, geometry)
+    if final is None:
         return None
-    shots, starts = [shots[i] for i in kept], [starts[i] for i in kept]
-    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
-    fit_c = fit_c and sum(len(s.pulses) for s in shots) - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
-    fit = fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
-    dof = fit.dof if fit.dof > 0 else None
-    out_shots = []
-    for k, s in enumerate(shots):
-        solved = fit.positions[k]
-        if mode == "2d":
-            z = float(np.median(pos[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)
-        elif mode == "2.5d":
-            z = z_m
-        else:
-            z = float(solved[2])
-        enu = np.array([solved[0], solved[1], z])
-        t_ns = t_ref_ns + int(round(fit.t0_s[k] * NS_PER_S))
-        out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
-                          "err_m": round(radius95_m(fit.cov[k], dof), ERR_DECIMALS),
-                          "sensors": sorted(sensors.ids[i] for i in pulses.sensor[s.pulses]),
-                          "_enu": enu})
+    shots, fit = final
+    out_shots = _shot_records(shots, fit, picks, sensors, geometry, t_ref_ns)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
     labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
@@ -418,7 +375,8 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     first = labels == int(np.argmax(np.bincount(labels)))
     errs = [s["err_m"] for s, f in zip(out_shots, first) if f]
     participating = sorted({sid for s in out_shots for sid in s["sensors"]})
-    reporting = len(np.unique(pulses.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
+    t_s = picks.t_s
+    reporting = len(np.unique(picks.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
     t_ns = out_shots[0]["t_ns"]
     return {
         "incident": _incident_id(t_ns),
@@ -434,3 +392,69 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
         "shots": out_shots,
         "sensors": participating,
     }
+
+
+def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Geometry):
+    """The incident's shots fitted together in ``geometry``: (shots kept, their Fit), or None if none is left.
+
+    A robust fit first (soft-L1 M-estimator, Huber 1964; Levenberg-Marquardt,
+    :func:`fusion.locator.multilaterate.fit_shots`), c shared and estimated when unknown and
+    there are degrees of freedom to spare; arrivals it marks as outliers (the MAD rule,
+    :func:`_inliers`) or as too loud for the muzzle (:func:`louder_than_blast`) are dropped,
+    then a plain least-squares fit gives the covariance. The shots' pulses are narrowed in place.
+    """
+    pos, t_s, sigma_s = picks.pos_m, picks.t_s, picks.sigma_s
+    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
+    starts = []
+    for s in shots:
+        start = s.position[:2]
+        if geometry.dims == 3:
+            start = np.append(start, np.median(pos[s.pulses, 2]))
+        starts.append((start, s.t0_s))
+    # Estimate c only with residual degrees of freedom to spare; else keep the association's.
+    n_used = sum(len(s.pulses) for s in shots)
+    fit_c = c_known is None and n_used - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
+    c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
+    # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
+    # association tolerance) are left out of the plain fit the covariance comes from.
+    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
+    need = min_sensors(geometry.mode)
+    keep = _inliers(robust.residuals_s, need)
+    starts = []
+    for shot, k, p, t0 in zip(shots, keep, robust.positions, robust.t0_s):
+        # Cracks neither the shape nor the lead gave away (downrange, no blast heard): too loud for the muzzle.
+        dist_m = np.hypot(*(pos[shot.pulses, :2] - p[:2]).T)
+        shot.pulses = shot.pulses[k & ~louder_than_blast(peak_dbfs[shot.pulses], dist_m)]
+        starts.append((p, t0))
+    # A shot left with too few sensors was the cracks' own (they agree on a point of the bullet's path).
+    kept = [i for i, s in enumerate(shots) if picks.n_sensors(s.pulses) >= need]
+    if not kept:
+        return None
+    shots, starts = [shots[i] for i in kept], [starts[i] for i in kept]
+    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
+    fit_c = fit_c and sum(len(s.pulses) for s in shots) - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
+    return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
+
+
+def _shot_records(shots, fit, picks: Picks, sensors: Sensors, geometry: Geometry, t_ref_ns: int) -> list[dict]:
+    """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``sensors``) and ``_enu``, in ``shots``' order.
+
+    ``err_m`` is the 95 % radius of the fit's covariance (:func:`radius95_m`, F-corrected for its degrees of freedom).
+    """
+    dof = fit.dof if fit.dof > 0 else None
+    out_shots = []
+    for k, s in enumerate(shots):
+        solved = fit.positions[k]
+        if geometry.mode == "2d":
+            z = float(np.median(picks.pos_m[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)
+        elif geometry.mode == "2.5d":
+            z = geometry.z_m
+        else:
+            z = float(solved[2])
+        enu = np.array([solved[0], solved[1], z])
+        t_ns = t_ref_ns + int(round(fit.t0_s[k] * NS_PER_S))
+        out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
+                          "err_m": round(radius95_m(fit.cov[k], dof), ERR_DECIMALS),
+                          "sensors": sorted(sensors.ids[i] for i in picks.sensor[s.pulses]),
+                          "_enu": enu})
+    return out_shots
