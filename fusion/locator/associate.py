@@ -161,9 +161,10 @@ class SearchConfig:
         Area searched; default: the picks' sensors' (:func:`search_bounds`).
     geometry : Geometry
         Of the fits that select pulses (SELECTION_GEOMETRY).
-    max_steps, dense_work : float
-        Budgets of every seed search in steps (MAX_SEED_STEPS) and, on a dense input, in work
-        (DENSE_SEED_WORK).
+    max_steps : int
+        Budget of every seed search in steps (MAX_SEED_STEPS).
+    dense_work : float
+        Budget of a dense input's seed searches in work (DENSE_SEED_WORK).
     """
 
     c: float
@@ -189,7 +190,10 @@ class SearchConfig:
         return self.c_bounds or ((min(self.speeds), max(self.speeds)) if self.speeds else (None, None))
 
     def seed_search(self, c: float, window_s: float) -> SeedSearch:
-        """One seed search of this configuration at speed ``c`` (its budget in work only if dense)."""
+        """One seed search of this configuration at speed ``c`` (its budget in work only if dense).
+
+        ``bounds`` must be set (:func:`find_shots` sets it from the picks where it is not).
+        """
         return SeedSearch(c, window_s, self.bounds, self.max_steps, self.dense_work if self.dense else 0.0)
 
 
