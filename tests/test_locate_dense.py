@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion.locator.associate import DENSE_PULSES, DENSE_SEED_WORK, best_seed, search_bounds
-from fusion.locator.locate import locate
+from fusion.locator.associate import DENSE_PULSES, DENSE_SEED_WORK, SeedSearch, best_seed, search_bounds
+from fusion.locator.locate import DEFAULT_T_UNC_S, locate
+from fusion.locator.picks import Picks
 from fusion.locator.sensors import Sensors
 from simulator import fleet, scenario, score
 
@@ -48,5 +49,6 @@ def test_a_dense_seed_search_stops_at_its_work_budget():
     xy = sensors.enu_m[sensor, :2]
     t_s = (t_ns[keep] - t_ns[keep].min()) / 1e9
     stats = {}
-    best_seed(xy, sensor, t_s, 344.0, 0.01, search_bounds(xy), 0, max_steps=0, max_work=DENSE_SEED_WORK, stats=stats)
+    picks = Picks(sensor, t_s, np.full(len(t_s), DEFAULT_T_UNC_S), xy)
+    best_seed(picks, SeedSearch(344.0, 0.01, search_bounds(xy), max_steps=0, max_work=DENSE_SEED_WORK), 0, stats=stats)
     assert stats["exhausted"] and DENSE_SEED_WORK <= stats["work"] < 2 * DENSE_SEED_WORK

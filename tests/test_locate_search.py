@@ -10,12 +10,19 @@ import pytest
 from scipy import optimize
 
 import synthetic_shots as syn
-from fusion.locator.associate import LEAF_SIZE_M, ROOT_CELLS, best_seed
+from fusion.locator.associate import LEAF_SIZE_M, ROOT_CELLS, SeedSearch, best_seed
 from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
+from fusion.locator.picks import Picks
 from fusion.locator.pulses import parse_pulses
 from fusion.locator.sensors import Sensors
 from earwitness.units import NS_PER_S
 
+# The seed search reads no timing sigma; the table needs one per pulse.
+SIGMA_S = 1e-3
+
+
+def picks(xy, sensor, t_s) -> Picks:
+    return Picks(sensor, t_s, np.full(len(t_s), SIGMA_S), xy)
 
 
 def scene_arrays(seed: int, shots: int, echoes: int, noise: int):
@@ -55,7 +62,7 @@ def test_seed_search_finds_the_best_leaf_of_an_exhaustive_search(seed):
     c = speed_of_sound(15.0)
     bounds = (-100.0, -100.0, 100.0, 100.0)
     window_s = 0.004
-    support, point, start = best_seed(xy, sensor, t_s, c, window_s, bounds)
+    support, point, start = best_seed(picks(xy, sensor, t_s), SeedSearch(c, window_s, bounds))
     assert support == exhaustive_support(xy, sensor, t_s, c, window_s, bounds)
     assert support >= 7  # the shots' own first arrivals agree at 7-8 sensors
     # The point returned is one of the shots, and its window holds that many sensors.
@@ -68,7 +75,8 @@ def test_seed_search_finds_the_best_leaf_of_an_exhaustive_search(seed):
 def test_seed_search_prunes_what_cannot_beat_the_floor():
     xy, sensor, t_s, _ = scene_arrays(4, shots=1, echoes=1, noise=4)
     c = speed_of_sound(15.0)
-    support, _, _ = best_seed(xy, sensor, t_s, c, 0.004, (-100.0, -100.0, 100.0, 100.0), floor=len(np.unique(sensor)))
+    support, _, _ = best_seed(picks(xy, sensor, t_s), SeedSearch(c, 0.004, (-100.0, -100.0, 100.0, 100.0)),
+                              floor=len(np.unique(sensor)))
     assert support == len(np.unique(sensor))  # nothing beats every sensor: the floor comes back
 
 
@@ -121,6 +129,6 @@ def test_seed_search_stops_at_its_work_budget_and_says_so(caplog):
     c = speed_of_sound(15.0)
     bounds = (-100.0, -100.0, 100.0, 100.0)
     with caplog.at_level("INFO", logger="fusion.locator.associate"):
-        support, _, _ = best_seed(xy, sensor, t_s, c, 0.004, bounds, floor=2, max_steps=1)
+        support, _, _ = best_seed(picks(xy, sensor, t_s), SeedSearch(c, 0.004, bounds, max_steps=1), floor=2)
     assert support == 2 and "stopped at its budget of 1 steps" in caplog.text
-    assert best_seed(xy, sensor, t_s, c, 0.004, bounds, floor=2)[0] == exhaustive_support(xy, sensor, t_s, c, 0.004, bounds)
+    assert best_seed(picks(xy, sensor, t_s), SeedSearch(c, 0.004, bounds), floor=2)[0] == exhaustive_support(xy, sensor, t_s, c, 0.004, bounds)

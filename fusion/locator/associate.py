@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from earwitness.units import MAD_TO_SIGMA
 from fusion.locator.multilaterate import Geometry, fit_shots, irls
+from fusion.locator.picks import Picks
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ MIN_PULSES_FOR_SCATTER = 8
 SELECTION_GEOMETRY = Geometry("2d")
 
 
+
 @dataclass
 class Shot:
     """One associated shot: its pulses and the fit that selected them."""
@@ -106,13 +108,101 @@ class Shot:
     residuals_s: np.ndarray  # measured minus predicted arrival of each pulse
 
 
-def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, window_s: float,
-              bounds: tuple[float, float, float, float], floor: int = 0,
-              hints: np.ndarray | None = None, max_steps: int = MAX_SEED_STEPS,
-              max_work: float = 0.0, stats: dict | None = None) -> tuple[int, np.ndarray, float]:
+@dataclass(frozen=True)
+class SeedSearch:
+    """Settings of one seed search (:func:`best_seed`; the C search's ``ew_seed_params_t``).
+
+    Attributes
+    ----------
+    c : float
+        Speed of sound, m/s.
+    window_s : float
+        Width of the emission-time window that counts as consistent.
+    bounds : (x_min, y_min, x_max, y_max)
+        Area searched.
+    max_steps : int
+        Work budget (steps of BATCH_CELLS cells; 0: none); an exhausted search is logged.
+    max_work : float
+        Work budget in pulses bound, summed over the cells bound (0: none).
+    """
+
+    c: float
+    window_s: float
+    bounds: tuple[float, float, float, float]
+    max_steps: int = MAX_SEED_STEPS
+    max_work: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How :func:`find_shots` associates: speed of sound, tolerances, support, area and budgets.
+
+    Attributes
+    ----------
+    c : float
+        Speed of sound, m/s.
+    tol_s, min_tol_s : float
+        Largest |measured - predicted| arrival time of a pulse kept in a shot: ``tol_s`` for
+        the first shot, then :data:`TOLERANCE_SIGMAS` times the first shot's robust timing
+        scatter, within ``min_tol_s``..``tol_s``.
+    min_sensors : int
+        Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
+        shot's (so a much weaker shot among the same pulses is not reported).
+    speeds : tuple of float
+        When given, c is uncertain: the first shot is searched at each of these speeds (the
+        one where most sensors agree wins), grown with c estimated within ``c_bounds``
+        (default: the smallest and largest of them), and that estimate used for the rest.
+    c_bounds : (float, float), optional
+        Range of the speed of sound the first shot's fit may estimate.
+    dense : bool
+        Treat the input as dense (see DENSE_PULSES) whatever its size: a later chunk of a
+        stretch whose earlier chunk was.
+    bounds : (x_min, y_min, x_max, y_max), optional
+        Area searched; default: the picks' sensors' (:func:`search_bounds`).
+    geometry : Geometry
+        Of the fits that select pulses (SELECTION_GEOMETRY).
+    max_steps : int
+        Budget of every seed search in steps (MAX_SEED_STEPS).
+    dense_work : float
+        Budget of a dense input's seed searches in work (DENSE_SEED_WORK).
+    """
+
+    c: float
+    tol_s: float
+    min_tol_s: float
+    min_sensors: int
+    speeds: tuple[float, ...] = ()
+    c_bounds: tuple[float, float] | None = None
+    dense: bool = False
+    bounds: tuple[float, float, float, float] | None = None
+    geometry: Geometry = field(default_factory=lambda: SELECTION_GEOMETRY)
+    max_steps: int = MAX_SEED_STEPS
+    dense_work: float = DENSE_SEED_WORK
+
+    @property
+    def window_s(self) -> float:
+        """Width of the seed search's emission-time window (see SEARCH_TOLERANCE_S)."""
+        return 2.0 * min(self.tol_s, SEARCH_TOLERANCE_S)
+
+    @property
+    def fit_c_bounds(self) -> tuple[float | None, float | None]:
+        """Range the speed of sound is estimated within: ``c_bounds``, else that of ``speeds``."""
+        return self.c_bounds or ((min(self.speeds), max(self.speeds)) if self.speeds else (None, None))
+
+    def seed_search(self, c: float, window_s: float) -> SeedSearch:
+        """One seed search of this configuration at speed ``c`` (its budget in work only if dense).
+
+        ``bounds`` must be set (:func:`find_shots` sets it from the picks where it is not).
+        """
+        return SeedSearch(c, window_s, self.bounds, self.max_steps, self.dense_work if self.dense else 0.0)
+
+
+def best_seed(picks: Picks, search: SeedSearch, floor: int = 0, hints: np.ndarray | None = None,
+              stats: dict | None = None) -> tuple[int, np.ndarray, float]:
     """Branch-and-bound search for the point where most sensors' pulses agree on one emission time.
 
-    The search runs in C (``csrc/seedsearch.c``): it evaluates thousands of cells per shot,
+    Best-first branch and bound over a quadtree (Land & Doig 1960; the bound is in the module
+    doc). The search runs in C (``csrc/seedsearch.c``): it evaluates thousands of cells per shot,
     each a sort of every pulse's implied emission time, where NumPy's per-call overhead on
     batches of a few cells was most of the locator's run time. The bound counts distinct
     sensors in every window (the NumPy version counted pulses in wide windows, a looser
@@ -120,27 +210,15 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
 
     Parameters
     ----------
-    xy : ndarray, shape (n, 2)
-        Position of each pulse's sensor.
-    sensor : ndarray of int, shape (n,)
-        Sensor index of each pulse.
-    t_s : ndarray, shape (n,)
-        Arrival times, seconds.
-    c : float
-        Speed of sound, m/s.
-    window_s : float
-        Width of the emission-time window that counts as consistent.
-    bounds : (x_min, y_min, x_max, y_max)
-        Area searched.
+    picks : Picks
+        The pulses searched (their sigmas are not used).
+    search : SeedSearch
+        Speed of sound, emission-time window, area and budgets.
     floor : int
         Support not worth finding: cells that cannot beat it are pruned at once.
     hints : ndarray, shape (k, 2), optional
         Points tried first (e.g. where earlier shots were): a good early incumbent lets the
         bound prune most of the area; the result is the same.
-    max_steps : int
-        Work budget (steps of BATCH_CELLS cells; 0: none); an exhausted search is logged.
-    max_work : float
-        Work budget in pulses bound, summed over the cells bound (0: none).
     stats : dict, optional
         Filled with ``steps``, ``work`` and ``exhausted`` (whether a budget ran out).
 
@@ -152,27 +230,28 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
     emit_start_s : float
         Start of the best emission-time window.
     """
-    _, first, ids = np.unique(sensor, return_index=True, return_inverse=True)
+    _, first, ids = np.unique(picks.sensor, return_index=True, return_inverse=True)
     ids = np.ascontiguousarray(ids, dtype=np.intc)
+    xy = picks.xy
     sx = np.ascontiguousarray(xy[first, 0], dtype=float)
     sy = np.ascontiguousarray(xy[first, 1], dtype=float)
-    t = np.ascontiguousarray(t_s, dtype=float)
+    t = np.ascontiguousarray(picks.t_s, dtype=float)
     hints = np.zeros((0, 2)) if hints is None else np.asarray(hints, dtype=float).reshape(-1, 2)
     hx, hy = np.ascontiguousarray(hints[:, 0]), np.ascontiguousarray(hints[:, 1])
-    x0, y0, x1, y1 = bounds
+    x0, y0, x1, y1 = search.bounds
     params = ffi.new("ew_seed_params_t *", dict(
-        x0=x0, y0=y0, x1=x1, y1=y1, c_mps=c, window_s=window_s, floor=int(floor), root_cells=ROOT_CELLS,
-        batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M, plain_count_above_s=PLAIN_COUNT_ABOVE_S,
-        max_steps=max_steps, max_work=max_work))
+        x0=x0, y0=y0, x1=x1, y1=y1, c_mps=search.c, window_s=search.window_s, floor=int(floor),
+        root_cells=ROOT_CELLS, batch_cells=BATCH_CELLS, leaf_size_m=LEAF_SIZE_M,
+        plain_count_above_s=PLAIN_COUNT_ABOVE_S, max_steps=search.max_steps, max_work=search.max_work))
     result = ffi.new("ew_seed_result_t *")
-    search = ffi.gc(lib.ew_seed_search_new(), lib.ew_seed_search_del)
-    if search == ffi.NULL:
+    handle = ffi.gc(lib.ew_seed_search_new(), lib.ew_seed_search_del)
+    if handle == ffi.NULL:
         raise MemoryError("seed search: out of memory")
 
     def ptr(a):
         return ffi.cast("const double *", ffi.from_buffer(a))
 
-    rc = lib.ew_seed_search_do(search, params, ptr(sx), ptr(sy), len(sx), ptr(t),
+    rc = lib.ew_seed_search_do(handle, params, ptr(sx), ptr(sy), len(sx), ptr(t),
                                ffi.cast("const int *", ffi.from_buffer(ids)), len(t), ptr(hx), ptr(hy), len(hints),
                                result)
     if rc != 0:
@@ -181,13 +260,30 @@ def best_seed(xy: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, c: float, win
         stats.update(steps=int(result.steps), work=float(result.work), exhausted=bool(result.exhausted))
     if result.exhausted:
         log.info("seed search of %d pulses from %d sensors stopped at its budget of %d steps or %.0f pulses bound "
-                 "(best support %d, floor %d): no proof that no stronger set exists", len(t), len(sx), max_steps,
-                 max_work, result.support, floor)
+                 "(best support %d, floor %d): no proof that no stronger set exists", len(t), len(sx),
+                 search.max_steps, search.max_work, result.support, floor)
     return int(result.support), np.array([result.x, result.y]), float(result.emit_start_s)
 
 
-def _busy_span_seed(xy, sensor, t_s, idx, trials, width_s, bounds, floor):
-    """Seed from the busiest BUSY_SPAN_S of the pulses ``idx`` (most sensors), searched in full.
+def _best_over_speeds(picks: Picks, config: SearchConfig, trials, window_s: float, floor: int, hints=None):
+    """:func:`best_seed` at each trial speed, each only having to beat the best so far (so later ones prune early).
+
+    Returns ((support, point, start), speed, exhausted): point None when no trial beats
+    ``floor``; exhausted when any search ran out of budget.
+    """
+    (support, point, start), speed = (floor, None, 0.0), config.c
+    exhausted = False
+    for trial in trials:
+        stats = {}
+        found = best_seed(picks, config.seed_search(trial, window_s), support, hints, stats)
+        exhausted = exhausted or stats["exhausted"]
+        if found[0] > support:
+            (support, point, start), speed = found, trial
+    return (support, point, start), speed, exhausted
+
+
+def _busy_span_seed(picks: Picks, config: SearchConfig, trials, window_s: float, floor: int):
+    """Seed from the busiest BUSY_SPAN_S of ``picks`` (most sensors), searched in full.
 
     For a dense search that ran out of budget before finding any set above ``floor``: the
     arrivals of one shot at the sensors nearest it come within a short span, whose few pulses
@@ -195,13 +291,14 @@ def _busy_span_seed(xy, sensor, t_s, idx, trials, width_s, bounds, floor):
     seeds the shot, grown over all the pulses.
     Returns ((support, point, start), speed), point None when no set there beats ``floor``.
     """
-    order = idx[np.argsort(t_s[idx], kind="stable")]
-    ends = np.searchsorted(t_s[order], t_s[order] + BUSY_SPAN_S, side="right")
-    busiest = max(range(len(order)), key=lambda k: len(np.unique(sensor[order[k:ends[k]]])))
-    span = order[busiest:ends[busiest]]
+    order = np.argsort(picks.t_s, kind="stable")
+    t_sorted = picks.t_s[order]
+    ends = np.searchsorted(t_sorted, t_sorted + BUSY_SPAN_S, side="right")
+    busiest = max(range(len(order)), key=lambda k: len(np.unique(picks.sensor[order[k:ends[k]]])))
+    span = picks.take(order[busiest:ends[busiest]])
     (support, point, start), speed = (floor, None, 0.0), None
     for trial in trials:
-        found = best_seed(xy[span], sensor[span], t_s[span], trial, width_s, bounds, support)
+        found = best_seed(span, SeedSearch(trial, window_s, config.bounds, config.max_steps), support)
         if found[0] > support:
             (support, point, start), speed = found, trial
     return (support, point, start), speed
@@ -214,43 +311,48 @@ def _nearest_per_sensor(candidates: np.ndarray, sensor: np.ndarray, residual: np
     return np.sort(order[first])
 
 
-def grow_shot(seed: np.ndarray, sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray,
-              sigma_s: np.ndarray, available: np.ndarray, c: float, geometry: Geometry,
-              tol_s: float, start, *, core_tol_s: float | None = None, fit_c: bool = False,
-              c_bounds: tuple[float, float] = (None, None)) -> Shot | None:
+def grow_shot(picks: Picks, seed: np.ndarray, available: np.ndarray, start, config: SearchConfig, *,
+              core_tol_s: float | None = None, fit_c: bool = False) -> Shot | None:
     """Refine a seed set into a shot: fit, re-select one pulse per sensor within a tolerance, repeat.
 
     Each round fits position and emission time (robust IRLS, so a late arrival in the set
     pulls little), predicts every available pulse's arrival, keeps per sensor the pulse
     closest to its prediction if within the tolerance, and stops when the set no longer
     changes: first with ``core_tol_s`` (a tight core, which arrivals of neighbouring shots
-    of a burst cannot join), then with ``tol_s`` (admitting diffracted arrivals). With
-    ``fit_c`` the grown set's speed of sound is then estimated (within ``c_bounds``) and the
+    of a burst cannot join), then with ``config.tol_s`` (admitting diffracted arrivals), at
+    ``config.c`` in ``config.geometry``. With ``fit_c`` the grown set's speed of sound is then
+    estimated (within ``config.fit_c_bounds``, Levenberg-Marquardt with a soft-L1 loss) and the
     set grown once more at that speed.
+
+    ``seed`` and the returned shot's pulses are row indices of ``picks``; ``available`` masks
+    the rows a shot may take; ``start`` is (position, t0_s).
     """
-    shot = _grow(seed, sensors_m, sensor, t_s, sigma_s, available, c, geometry,
-                 (min(core_tol_s or tol_s, tol_s), tol_s), start)
+    tol_s = config.tol_s
+    shot = _grow(picks, seed, available, start, config.c, config.geometry, (min(core_tol_s or tol_s, tol_s), tol_s))
     if shot is None or not fit_c:
         return shot
     chosen = shot.pulses
-    fit = fit_shots([(sensors_m[chosen], t_s[chosen], sigma_s[chosen])], c, geometry, [(shot.position, shot.t0_s)],
-                    fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S, c_bounds=c_bounds)
-    return _grow(chosen, sensors_m, sensor, t_s, sigma_s, available, fit.c, geometry, (tol_s,),
-                 (fit.positions[0], float(fit.t0_s[0])))
+    fit = fit_shots([(picks.pos_m[chosen], picks.t_s[chosen], picks.sigma_s[chosen])], config.c, config.geometry,
+                    [(shot.position, shot.t0_s)], fit_c=True, loss="soft_l1", scale_s=ROBUST_SCALE_S,
+                    c_bounds=config.fit_c_bounds)
+    return _grow(picks, chosen, available, (fit.positions[0], float(fit.t0_s[0])), fit.c, config.geometry, (tol_s,))
 
 
-def _grow(chosen, sensors_m, sensor, t_s, sigma_s, available, c, geometry, tolerances, start) -> Shot | None:
+def _grow(picks: Picks, chosen, available, start, c: float, geometry: Geometry, tolerances) -> Shot | None:
+    """Rounds of robust IRLS fit (Holland & Welsch 1977) and nearest-arrival re-selection at each tolerance."""
     pos, t0 = start
+    sensors_m, t_s = picks.pos_m, picks.t_s
     for tol in dict.fromkeys(tolerances):
         for _ in range(GROW_ROUNDS):
-            pos, t0 = irls(sensors_m[chosen], t_s[chosen], sigma_s[chosen], c, geometry, (pos, t0), ROBUST_SCALE_S)
+            pos, t0 = irls(sensors_m[chosen], t_s[chosen], picks.sigma_s[chosen], c, geometry, (pos, t0),
+                           ROBUST_SCALE_S)
             src = geometry.source_coords(pos)
             diff = geometry.sensor_coords(sensors_m) - src
             residual = t_s - t0 - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
             candidates = np.flatnonzero(available & (np.abs(residual) <= tol))
             if len(candidates) == 0:
                 return None
-            new = _nearest_per_sensor(candidates, sensor, residual)
+            new = _nearest_per_sensor(candidates, picks.sensor, residual)
             if np.array_equal(new, chosen):
                 break
             chosen = new
@@ -290,120 +392,120 @@ def search_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
     return float(lo[0] - margin), float(lo[1] - margin), float(hi[0] + margin), float(hi[1] + margin)
 
 
-def _seed_set(xy, sensor, t_s, c, point, start_s, width_s, available) -> np.ndarray:
+def _seed_set(picks: Picks, c: float, point, start_s: float, width_s: float, available) -> np.ndarray:
     """Pulses whose implied emission time at ``point`` falls in the window: one per sensor."""
-    diff = point - xy
-    emit = t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+    diff = point - picks.xy
+    emit = picks.t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
     centre = start_s + width_s / 2.0
     candidates = np.flatnonzero(available & (emit >= start_s) & (emit <= start_s + width_s))
-    return _nearest_per_sensor(candidates, sensor, emit - centre)
+    return _nearest_per_sensor(candidates, picks.sensor, emit - centre)
 
 
-def find_shots(sensors_m: np.ndarray, sensor: np.ndarray, t_s: np.ndarray, sigma_s: np.ndarray,
-               c: float, *, tol_s: float, min_tol_s: float, min_sensors: int,
-               speeds: tuple[float, ...] = (), c_bounds: tuple[float, float] | None = None,
-               prior: np.ndarray | None = None, dense: bool = False) -> list[Shot]:
+def _grow_from(picks: Picks, available, config: SearchConfig, found, speed: float, window_s: float, fit_c: bool):
+    """The shot grown from a seed (:func:`best_seed`'s ``found`` at ``speed``), and the seed set it grew from."""
+    _, point, start = found
+    seed = _seed_set(picks, speed, point, start, window_s + 2 * LEAF_SIZE_M / speed, available)
+    t0 = float(np.median(picks.t_s[seed] - np.hypot(*(point - picks.xy[seed]).T) / speed))
+    grown = grow_shot(picks, seed, available, (point, t0), replace(config, c=speed), core_tol_s=window_s / 2.0,
+                      fit_c=fit_c)
+    return grown, seed
+
+
+def _strongest_shot(picks: Picks, available, config: SearchConfig, hints, least: int, most: int, first: bool):
+    """The next shot among the ``available`` picks: seed searches, then growth (:func:`grow_shot`).
+
+    ``least``..``most`` bound the support chance allows (:func:`chance_support`) from below
+    and above. Returns (shot, seed, fell_back): shot None when no seed grew into one with the
+    support needed; seed the pulses it grew from (None: no seed at all); fell_back when a
+    dense search's seed came from a busy span.
+    """
+    idx = np.flatnonzero(available)
+    candidates = picks.take(idx)
+    fit_c = bool(config.speeds) and first
+    trials = config.speeds if fit_c else (config.c,)
+    # Until a first shot is found, a window as wide as the tolerance is tried beside the
+    # tight one: with few sensors, diffraction or a sensor's clock error can leave no
+    # tight set, or a tight set of echoes smaller than the shot's within the tolerance.
+    # Of the shots grown from each width's seed, the one more sensors agree on wins.
+    widths = dict.fromkeys((config.window_s, 2.0 * config.tol_s)) if first else (config.window_s,)
+    shot, seed, fell_back = None, None, False
+    for width in widths:
+        pool = idx if config.dense else slice(None)  # dense: the rates of the pulses not yet explained
+        chance = chance_support(picks.sensor[pool], picks.t_s[pool], width + LEAF_SLACK_M / config.c, config.c,
+                                config.bounds)
+        needed = max(least, min(chance, most))
+        if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
+            break  # so many sensors agreeing tightly are no chance set: no need to look wider
+        floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
+        found, speed, exhausted = _best_over_speeds(candidates, config, trials, width, floor, hints)
+        if found[1] is None and exhausted and config.dense:
+            fell_back = True
+            found, speed = _busy_span_seed(candidates, config, trials, width,
+                                           max(config.min_sensors, int(BUSY_SPAN_SHARE * needed)) - 1)
+        if found[1] is None:
+            continue
+        grown, width_seed = _grow_from(picks, available, config, found, speed, width, fit_c)
+        if seed is None:
+            seed = width_seed
+        if grown is not None and len(grown.pulses) >= needed and (shot is None or len(grown.pulses) > len(shot.pulses)):
+            shot, seed = grown, width_seed
+    return shot, seed, fell_back
+
+
+def _after_first_shot(config: SearchConfig, shot: Shot) -> SearchConfig:
+    """The configuration for the shots after the first: its speed of sound, when estimated, and
+    a tolerance of TOLERANCE_SIGMAS robust sigmas (MAD, Rousseeuw & Croux 1993) of its residuals."""
+    if config.speeds:
+        config = replace(config, c=shot.c)
+    if len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
+        # The first (strongest) shot measures the timing scatter; later sets are held to it.
+        scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
+        config = replace(config, tol_s=min(config.tol_s, max(TOLERANCE_SIGMAS * scatter, config.min_tol_s)))
+    return config
+
+
+def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = None) -> list[Shot]:
     """Associate pulses into shots, largest consistent set first, each pulse used at most once.
+
+    Greedy: the strongest set (a branch-and-bound seed, Land & Doig 1960, grown by robust
+    refits) is taken and its pulses removed, then the next (the mutual-consistency test of
+    TN098 §II.A/C).
 
     Parameters
     ----------
-    sensors_m : ndarray, shape (n, 3)
-        Position of each pulse's sensor (local metres).
-    sensor : ndarray of int, shape (n,)
-        Sensor index of each pulse.
-    t_s, sigma_s : ndarray, shape (n,)
-        Arrival times and their sigmas, seconds.
-    c : float
-        Speed of sound, m/s.
-    tol_s, min_tol_s : float
-        Largest |measured - predicted| arrival time of a pulse kept in a shot: ``tol_s`` for
-        the first shot, then :data:`TOLERANCE_SIGMAS` times the first shot's robust timing
-        scatter, within ``min_tol_s``..``tol_s``.
-    min_sensors : int
-        Fewest sensors a shot needs; also at least :data:`RELATIVE_SUPPORT` of the strongest
-        shot's (so a much weaker shot among the same pulses is not reported).
-    speeds : tuple of float
-        When given, c is uncertain: the first shot is searched at each of these speeds (the
-        one where most sensors agree wins), grown with c estimated within ``c_bounds``
-        (default: the smallest and largest of them), and that estimate used for the rest.
+    picks : Picks
+        The pulses: sensor index, arrival time and sigma, and sensor position (local metres).
+    config : SearchConfig
+        Speed of sound, tolerances, support, area and budgets.
     prior : ndarray, shape (k, 2), optional
         Where shots were found among neighbouring pulses (an earlier chunk of a long stretch):
         tried first by the budgeted searches of a dense input (DENSE_PULSES), so that a burst's
         next chunk starts from its shooter instead of a busy span.
-    dense : bool
-        Treat the input as dense (see DENSE_PULSES) whatever its size: a later chunk of a
-        stretch whose earlier chunk was.
 
     Returns
     -------
-    list of Shot, in the order found (largest first).
+    list of Shot, in the order found (largest first); their pulses are row indices of ``picks``.
     """
-    xy = sensors_m[:, :2]
-    bounds = search_bounds(xy)
-    available = np.ones(len(t_s), dtype=bool)
+    config = replace(config, dense=config.dense or len(picks) >= DENSE_PULSES,
+                     bounds=config.bounds or search_bounds(picks.xy))
+    available = np.ones(len(picks), dtype=bool)
     shots: list[Shot] = []
-    window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
     # A small array cannot reach significance: then the best set short of one sensor is kept.
-    n_reporting = len(np.unique(sensor))
-    dense = dense or len(t_s) >= DENSE_PULSES
-    work = DENSE_SEED_WORK if dense else 0.0
-    while len(np.unique(sensor[available])) >= min_sensors:
-        idx = np.flatnonzero(available)
-        fit_c = bool(speeds) and not shots
-        trials = speeds if fit_c else (c,)
+    most = picks.n_sensors() - 1
+    while picks.n_sensors(available) >= config.min_sensors:
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
-        if prior is not None and dense:
+        if prior is not None and config.dense:
             hints = np.vstack([hints, np.asarray(prior, dtype=float).reshape(-1, 2)])
         strongest = max((len(s.pulses) for s in shots), default=0)
-        # Until a first shot is found, a window as wide as the tolerance is tried beside the
-        # tight one: with few sensors, diffraction or a sensor's clock error can leave no
-        # tight set, or a tight set of echoes smaller than the shot's within the tolerance.
-        # Of the shots grown from each width's seed, the one more sensors agree on wins.
-        shot, seed, fell_back = None, None, False
-        for width in (window_s,) if shots else dict.fromkeys((window_s, 2.0 * tol_s)):
-            pool = idx if dense else slice(None)  # dense: the rates of the pulses not yet explained
-            chance = chance_support(sensor[pool], t_s[pool], width + LEAF_SLACK_M / c, c, bounds)
-            needed = max(min_sensors, min(chance, n_reporting - 1), math.ceil(RELATIVE_SUPPORT * strongest))
-            if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
-                break  # so many sensors agreeing tightly are no chance set: no need to look wider
-            # Each trial speed (and width) only has to beat the best so far, so later ones prune early.
-            floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
-            (support, point, start), speed = (floor, None, 0.0), c
-            exhausted = False
-            for trial in trials:
-                stats = {}
-                found = best_seed(xy[idx], sensor[idx], t_s[idx], trial, width, bounds, support, hints,
-                                  max_work=work, stats=stats)
-                exhausted = exhausted or stats["exhausted"]
-                if found[0] > support:
-                    (support, point, start), speed = found, trial
-            if point is None and exhausted and dense:
-                fell_back = True
-                (support, point, start), speed = _busy_span_seed(xy, sensor, t_s, idx, trials, width, bounds,
-                                                                 max(min_sensors, int(BUSY_SPAN_SHARE * needed)) - 1)
-            if point is None:
-                continue
-            width_seed = _seed_set(xy, sensor, t_s, speed, point, start, width + 2 * LEAF_SIZE_M / speed, available)
-            t0 = float(np.median(t_s[width_seed] - np.hypot(*(point - xy[width_seed]).T) / speed))
-            grown = grow_shot(width_seed, sensors_m, sensor, t_s, sigma_s, available, speed, SELECTION_GEOMETRY,
-                              tol_s, (point, t0), core_tol_s=width / 2.0, fit_c=fit_c,
-                              c_bounds=c_bounds or ((min(speeds), max(speeds)) if speeds else (None, None)))
-            if seed is None:
-                seed = width_seed
-            if grown is not None and len(grown.pulses) >= needed and (shot is None or len(grown.pulses) > len(shot.pulses)):
-                shot, seed = grown, width_seed
+        least = max(config.min_sensors, math.ceil(RELATIVE_SUPPORT * strongest))
+        shot, seed, fell_back = _strongest_shot(picks, available, config, hints, least, most, not shots)
         if seed is None or (shot is None and fell_back):
             break  # (an unproven seed that grows no shot: no further shot is taken to exist)
         if shot is None:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
-        if fit_c:
-            c = shot.c
-        if not shots and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
-            # The first (strongest) shot measures the timing scatter; later sets are held to it.
-            scatter = MAD_TO_SIGMA * float(np.median(np.abs(shot.residuals_s - np.median(shot.residuals_s))))
-            tol_s = min(tol_s, max(TOLERANCE_SIGMAS * scatter, min_tol_s))
-            window_s = 2.0 * min(tol_s, SEARCH_TOLERANCE_S)
+        if not shots:
+            config = _after_first_shot(config, shot)
         shots.append(shot)
         available[shot.pulses] = False
     return shots

@@ -169,7 +169,11 @@ def received_spl_db(pulse: dict, sensitivity_dbfs_per_pa: float | None) -> float
 
 def source_level_db(shot: dict, arrivals: list[dict], sensors: Sensors,
                     sensitivity_dbfs_per_pa: float | None) -> float | None:
-    """Peak level at 1 m of one shot: received level + 20 log10(r) + absorption * r, upper quartile over sensors."""
+    """Peak level at 1 m of one shot: received level + 20 log10(r) + absorption * r, upper quartile over sensors.
+
+    Spherical spreading and ISO 9613-1 air absorption added back (:func:`fusion.locator.shockwave.level_at_1m_db`);
+    the upper quartile (LEVEL_QUANTILE) because diffraction and clipping only lower a sensor's level.
+    """
     src = sensors.to_enu(shot)
     levels = []
     for p in arrivals:

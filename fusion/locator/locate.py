@@ -13,13 +13,15 @@ import datetime as dt
 import logging
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
-from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, find_shots
+from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SearchConfig, find_shots
 from fusion.locator.multilaterate import (
     C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
 )
+from fusion.locator.picks import Picks
 from fusion.locator.pulses import Pulses, parse_pulses
 from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Timing sigma assumed for a pulse that states none (ms-resolution reports, as in TN098).
 DEFAULT_T_UNC_S = 1e-3
+# Smallest timing sigma used (a stated zero would weigh one arrival infinitely).
+MIN_SIGMA_S = 1e-6
 # Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
 # 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
 TOLERANCE_S = 0.02
@@ -93,7 +97,7 @@ def _as_sensors(sensors) -> Sensors:
 
 
 def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
-    """Indices of pulses per stretch of activity: a gap longer than ``quiet_s`` splits."""
+    """Indices of pulses per stretch of activity: a gap longer than ``quiet_s`` splits (single linkage in time)."""
     order = np.argsort(t_s, kind="stable")
     breaks = np.flatnonzero(np.diff(t_s[order]) > quiet_s) + 1
     return np.split(order, breaks)
@@ -123,6 +127,7 @@ def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) 
 
 
 def _span_m(sensors: Sensors) -> float:
+    """Largest horizontal extent of the array along x or y, metres (its bounding box's longer side)."""
     return float(np.max(np.ptp(sensors.enu_m[:, :2], axis=0))) if len(sensors) > 1 else 0.0
 
 
@@ -217,8 +222,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     t_ref_ns = int(pulses.t_ns.min())
     t_s = (pulses.t_ns - t_ref_ns) / NS_PER_S
     unc_s = np.where(np.isfinite(pulses.t_unc_ns), pulses.t_unc_ns / NS_PER_S, DEFAULT_T_UNC_S)
-    sigma_s = np.maximum(unc_s, 1e-6)
-    pos = sensors.enu_m[pulses.sensor]
+    picks = Picks(pulses.sensor, t_s, np.maximum(unc_s, MIN_SIGMA_S), sensors.enu_m[pulses.sensor])
     quiet_s = _span_m(sensors) / C_MIN + TOLERANCE_S
     blast = ~shock_waves(pulses, sensors)
     c_known = speed_of_sound(temperature_c) if temperature_c is not None else None
@@ -231,6 +235,8 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         trial_speeds = (c_known,)
     c_bounds = None if c_known is None else (speed_of_sound(temperature_c - TEMPERATURE_SLACK_C),
                                              speed_of_sound(temperature_c + TEMPERATURE_SLACK_C))
+    config = SearchConfig(c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
+                          min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds, c_bounds=c_bounds)
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -243,8 +249,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
         for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
-            shots = _associate(seg, pos, pulses.sensor, t_s, sigma_s, quiet_s, need, tol_s,
-                               c_known, trial_speeds, c_bounds)
+            shots = _associate(picks, seg, replace(config, tol_s=tol_s), quiet_s)
             if shots:
                 break
         shots = _without_images(shots)
@@ -254,32 +259,32 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             xy = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
             groups = [members[part] for members in groups for part in split_by_place(xy[members], incident_radius_m)]
         for members in sorted(groups, key=lambda m: t0[m].min()):
-            incident = _incident([shots[i] for i in members], pos, t_s, sigma_s, pulses, sensors,
-                                 c_known, mode, ground_z_m, t_ref_ns)
+            incident = _incident([shots[i] for i in members], picks, pulses, sensors, c_known, mode, ground_z_m,
+                                 t_ref_ns)
             if incident is not None:
                 incidents.append(incident)
     return incidents
 
 
-def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, trial_speeds, c_bounds) -> list:
-    """Shots among the pulses ``seg`` of one stretch (see :func:`fusion.locator.associate.find_shots`)."""
+def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list:
+    """Shots among the rows ``seg`` of one stretch (see :func:`fusion.locator.associate.find_shots`).
+
+    The shots' pulses are rows of ``picks``.
+    """
     shots = []
     used = np.zeros(len(seg), dtype=bool)
     # Long stretches are associated a chunk at a time (each with a propagation span of
     # overlap), so the search costs grow with the length of the input, not its square.
-    seg_t = t_s[seg]
+    seg_t = picks.t_s[seg]
     dense = False  # once a chunk is dense, the rest of the stretch is searched as dense too
     for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
         core_end = core_start + CHUNK_S
         part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
-        if len(np.unique(sensor[seg[part]])) < need:
-            continue
         idx = seg[part]
-        for shot in find_shots(pos[idx], sensor[idx], t_s[idx], sigma_s[idx],
-                               c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=tol_s,
-                               min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds,
-                               c_bounds=c_bounds, prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2),
-                               dense=dense):
+        if picks.n_sensors(idx) < config.min_sensors:
+            continue
+        for shot in find_shots(picks.take(idx), replace(config, dense=dense),
+                               prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2)):
             if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
                 used[part[shot.pulses]] = True
                 shot.pulses = idx[shot.pulses]
@@ -289,7 +294,12 @@ def _associate(seg, pos, sensor, t_s, sigma_s, quiet_s, need, tol_s, c_known, tr
 
 
 def _without_images(shots: list) -> list:
-    """The shots less those that are another's image in a wall (see IMAGE_TIME_S)."""
+    """The shots less those that are another's image in a wall (see IMAGE_TIME_S).
+
+    A specular echo arrives as from a mirror source behind the wall (the image-source method,
+    Allen & Berkley, JASA 65, 1979); of two shots that close in time and place the one more
+    sensors agree on is kept (greedy, largest first).
+    """
     shots = sorted(shots, key=lambda s: -len(s.pulses))
     kept = []
     for shot in shots:
@@ -335,57 +345,21 @@ def _echoes(out_shots: list[dict], enus: np.ndarray, labels: np.ndarray, c_m_s: 
     return echo
 
 
-def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z_m, t_ref_ns) -> dict | None:
-    """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left)."""
+def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mode, ground_z_m,
+              t_ref_ns: int) -> dict | None:
+    """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left).
+
+    The fit is :func:`_final_fit`; shots are then grouped into shooters (single linkage,
+    :func:`fusion.locator.shooters.cluster_shooters`) and echo shots dropped (:func:`_echoes`).
+    """
     used = np.concatenate([s.pulses for s in shots])
-    z_m = ground_z_m if ground_z_m is not None else float(pos[used, 2].min())
+    z_m = ground_z_m if ground_z_m is not None else float(picks.pos_m[used, 2].min())
     geometry = Geometry(mode, z_m)
-    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
-    starts = []
-    for s in shots:
-        start = s.position[:2]
-        if geometry.dims == 3:
-            start = np.append(start, np.median(pos[s.pulses, 2]))
-        starts.append((start, s.t0_s))
-    # Estimate c only with residual degrees of freedom to spare; else keep the association's.
-    n_used = sum(len(s.pulses) for s in shots)
-    fit_c = c_known is None and n_used - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
-    c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
-    # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
-    # association tolerance) are left out of the plain fit the covariance comes from.
-    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
-    need = min_sensors(mode)
-    keep = _inliers(robust.residuals_s, need)
-    starts = []
-    for shot, k, p, t0 in zip(shots, keep, robust.positions, robust.t0_s):
-        # Cracks neither the shape nor the lead gave away (downrange, no blast heard): too loud for the muzzle.
-        dist_m = np.hypot(*(pos[shot.pulses, :2] - p[:2]).T)
-        shot.pulses = shot.pulses[k & ~louder_than_blast(pulses.peak_dbfs[shot.pulses], dist_m)]
-        starts.append((p, t0))
-    # A shot left with too few sensors was the cracks' own (they agree on a point of the bullet's path).
-    kept = [i for i, s in enumerate(shots) if len(np.unique(pulses.sensor[s.pulses])) >= need]
-    if not kept:
+    final = _final_fit(shots, picks, pulses.peak_dbfs, c_known, geometry)
+    if final is None:
         return None
-    shots, starts = [shots[i] for i in kept], [starts[i] for i in kept]
-    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
-    fit_c = fit_c and sum(len(s.pulses) for s in shots) - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
-    fit = fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
-    dof = fit.dof if fit.dof > 0 else None
-    out_shots = []
-    for k, s in enumerate(shots):
-        solved = fit.positions[k]
-        if mode == "2d":
-            z = float(np.median(pos[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)
-        elif mode == "2.5d":
-            z = z_m
-        else:
-            z = float(solved[2])
-        enu = np.array([solved[0], solved[1], z])
-        t_ns = t_ref_ns + int(round(fit.t0_s[k] * NS_PER_S))
-        out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
-                          "err_m": round(radius95_m(fit.cov[k], dof), ERR_DECIMALS),
-                          "sensors": sorted(sensors.ids[i] for i in pulses.sensor[s.pulses]),
-                          "_enu": enu})
+    shots, fit = final
+    out_shots = _shot_records(shots, fit, picks, sensors, geometry, t_ref_ns)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
     labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
@@ -401,7 +375,8 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
     first = labels == int(np.argmax(np.bincount(labels)))
     errs = [s["err_m"] for s, f in zip(out_shots, first) if f]
     participating = sorted({sid for s in out_shots for sid in s["sensors"]})
-    reporting = len(np.unique(pulses.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
+    t_s = picks.t_s
+    reporting = len(np.unique(picks.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
     t_ns = out_shots[0]["t_ns"]
     return {
         "incident": _incident_id(t_ns),
@@ -417,3 +392,69 @@ def _incident(shots, pos, t_s, sigma_s, pulses, sensors, c_known, mode, ground_z
         "shots": out_shots,
         "sensors": participating,
     }
+
+
+def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Geometry):
+    """The incident's shots fitted together in ``geometry``: (shots kept, their Fit), or None if none is left.
+
+    A robust fit first (soft-L1 M-estimator, Huber 1964; Levenberg-Marquardt,
+    :func:`fusion.locator.multilaterate.fit_shots`), c shared and estimated when unknown and
+    there are degrees of freedom to spare; arrivals it marks as outliers (the MAD rule,
+    :func:`_inliers`) or as too loud for the muzzle (:func:`louder_than_blast`) are dropped,
+    then a plain least-squares fit gives the covariance. The shots' pulses are narrowed in place.
+    """
+    pos, t_s, sigma_s = picks.pos_m, picks.t_s, picks.sigma_s
+    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
+    starts = []
+    for s in shots:
+        start = s.position[:2]
+        if geometry.dims == 3:
+            start = np.append(start, np.median(pos[s.pulses, 2]))
+        starts.append((start, s.t0_s))
+    # Estimate c only with residual degrees of freedom to spare; else keep the association's.
+    n_used = sum(len(s.pulses) for s in shots)
+    fit_c = c_known is None and n_used - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
+    c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
+    # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
+    # association tolerance) are left out of the plain fit the covariance comes from.
+    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
+    need = min_sensors(geometry.mode)
+    keep = _inliers(robust.residuals_s, need)
+    starts = []
+    for shot, k, p, t0 in zip(shots, keep, robust.positions, robust.t0_s):
+        # Cracks neither the shape nor the lead gave away (downrange, no blast heard): too loud for the muzzle.
+        dist_m = np.hypot(*(pos[shot.pulses, :2] - p[:2]).T)
+        shot.pulses = shot.pulses[k & ~louder_than_blast(peak_dbfs[shot.pulses], dist_m)]
+        starts.append((p, t0))
+    # A shot left with too few sensors was the cracks' own (they agree on a point of the bullet's path).
+    kept = [i for i, s in enumerate(shots) if picks.n_sensors(s.pulses) >= need]
+    if not kept:
+        return None
+    shots, starts = [shots[i] for i in kept], [starts[i] for i in kept]
+    groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
+    fit_c = fit_c and sum(len(s.pulses) for s in shots) - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
+    return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
+
+
+def _shot_records(shots, fit, picks: Picks, sensors: Sensors, geometry: Geometry, t_ref_ns: int) -> list[dict]:
+    """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``sensors``) and ``_enu``, in ``shots``' order.
+
+    ``err_m`` is the 95 % radius of the fit's covariance (:func:`radius95_m`, F-corrected for its degrees of freedom).
+    """
+    dof = fit.dof if fit.dof > 0 else None
+    out_shots = []
+    for k, s in enumerate(shots):
+        solved = fit.positions[k]
+        if geometry.mode == "2d":
+            z = float(np.median(picks.pos_m[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)
+        elif geometry.mode == "2.5d":
+            z = geometry.z_m
+        else:
+            z = float(solved[2])
+        enu = np.array([solved[0], solved[1], z])
+        t_ns = t_ref_ns + int(round(fit.t0_s[k] * NS_PER_S))
+        out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
+                          "err_m": round(radius95_m(fit.cov[k], dof), ERR_DECIMALS),
+                          "sensors": sorted(sensors.ids[i] for i in picks.sensor[s.pulses]),
+                          "_enu": enu})
+    return out_shots

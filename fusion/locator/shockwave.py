@@ -57,7 +57,12 @@ MIN_LEVELS = 3
 
 
 def shock_like(low_ratio_db: np.ndarray, high_ratio_db: np.ndarray) -> np.ndarray:
-    """Mask of pulses whose spectrum is an N-wave's (NaN features: False)."""
+    """Mask of pulses whose spectrum is an N-wave's (NaN features: False).
+
+    A band-energy ratio test: energy above 3 kHz re that below 1 kHz at least
+    SHOCK_MIN_HIGH_OVER_LOW_DB (an N-wave's spectrum peaks at 2-5 kHz, a muzzle blast's below
+    1 kHz: Maher 2007; Beck et al. 2011).
+    """
     low, high = np.asarray(low_ratio_db, dtype=float), np.asarray(high_ratio_db, dtype=float)
     with np.errstate(invalid="ignore"):
         return high - low >= SHOCK_MIN_HIGH_OVER_LOW_DB
