@@ -29,9 +29,9 @@ import paho.mqtt.client as mqtt
 
 from bench.bench_sim import FLEET_MINUTES, FLEET_PER_MINUTE, fleet_scenario
 from edge import keys
-from earwitness import wire
+from earwitness import topics, wire
 from simulator import fleet, live, score
-from simulator.broker import EmbeddedBroker
+from simulator.broker import Collector, Mosquitto, wait_until
 from simulator.sensors import MEMS_SENSITIVITY_DBFS_PER_PA
 from earwitness.units import NS_PER_S
 
@@ -105,13 +105,13 @@ def main() -> None:
     print(f"scale: {len(scn.array)} sensors, {FLEET_PER_MINUTE} incidents/min for {SIM_MINUTES:g} simulated "
           f"minute(s) (issue: {FLEET_MINUTES}), {len(scn.events)} incidents, {len(pulses):,} pulses, "
           f"paced at {SPEED:g}x real time")
-    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, EmbeddedBroker(f"{tmp}/broker") as broker:
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, Mosquitto(f"{tmp}/broker") as broker:
         tmp = pathlib.Path(tmp)
         key_paths, registry = live.provision(scn, tmp)
         signers = {sid: keys.load_signing_key(p) for sid, p in key_paths.items()}
         database = tmp / "fusion.db"
         t0 = time.monotonic()
-        collector = live.AlertCollector(broker.url, live.SITE, t0).start()
+        collector = Collector(broker.url, topics.incident(live.SITE), client_id="bench-live-alerts").start()
         fusion = _start_fusion(tmp, broker.url, registry, scn.atmosphere.temperature_c)
         clients = _publishers(broker.url, PUBLISHERS)
         seqs = dict.fromkeys(signers, 0)
@@ -132,12 +132,16 @@ def main() -> None:
             clients[i % PUBLISHERS].publish(f"ew/v1/{live.SITE}/node/{sid}/pulse", wire.encode(msg, signers[sid]), qos=1)
         publish_s = time.monotonic() - origin_s
         backlog = len(pulses) - _stored(database)
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while (stored := _stored(database)) < len(pulses) and time.monotonic() < deadline:
-            time.sleep(POLL_S * 10)
+
+        def caught_up():
+            nonlocal last_report
             if time.monotonic() - last_report > PROGRESS_S:
                 last_report = time.monotonic()
                 _progress(origin_s, len(pulses), database, collector)
+            return _stored(database) >= len(pulses)
+
+        wait_until(caught_up, DRAIN_TIMEOUT_S, POLL_S * 10)
+        stored = _stored(database)
         ingest_s = time.monotonic() - origin_s
         caught_up = stored == len(pulses)
         acked = sum(c.acked for c in clients)
@@ -152,11 +156,11 @@ def main() -> None:
             fusion.kill()
             fusion.wait()
         time.sleep(POLL_S * 10)
-        collector.stop()
-        alerts = list(collector.alerts)
+        collector.close()
+        alerts, arrivals_s = live.alerts_received(collector.received(), t0)
         # Discharge (located) to the first alert of each incident, on the simulated clock.
         first = {}
-        for a, at in zip(alerts, collector.arrivals_s):
+        for a, at in zip(alerts, arrivals_s):
             first.setdefault(a["incident"], ((at - origin_s) * SPEED * NS_PER_S + scn.start_ns - a["t_ns"]) / NS_PER_S)
         lat = np.array(list(first.values()))
     s = score.score(live.latest_revisions(alerts), scn.truth(), scn.array.area_m2(), scn.duration_s)

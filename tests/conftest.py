@@ -28,9 +28,10 @@ def pittsburgh() -> list[pathlib.Path]:
 
 @pytest.fixture
 def mosquitto(tmp_path):
-    """A real mosquitto on a free 127.0.0.1 port, stopped after the test (see tests/broker.py)."""
-    from broker import Mosquitto
+    """A real mosquitto on a free 127.0.0.1 port, persistent (a restart keeps sessions and queued
+    QoS 1 messages), stopped after the test (see simulator/broker.py)."""
+    from simulator.broker import Mosquitto
 
-    broker = Mosquitto(tmp_path / "mosquitto").start()
+    broker = Mosquitto(tmp_path / "mosquitto", persistence=True).start()
     yield broker
     broker.stop()
