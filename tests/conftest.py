@@ -35,3 +35,12 @@ def mosquitto(tmp_path):
     broker = Mosquitto(tmp_path / "mosquitto", persistence=True).start()
     yield broker
     broker.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that asks for the broker is an integration test (`make test-fast` leaves it out):
+    its mark must say so where it is written."""
+    unmarked = [item.nodeid for item in items
+                if "mosquitto" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the mosquitto fixture must be marked integration: " + ", ".join(unmarked))
