@@ -283,12 +283,16 @@ class Collector:
             props.SessionExpiryInterval = self._session_expiry_s
         self.client.connect_async(self.host, self.port, clean_start=not self._persistent, properties=props)
         self.client.loop_start()
-        if not self._connect_done.wait(timeout_s) or not self.connected:
-            raise ConnectionError(f"not connected to {self.host}:{self.port}")
-        if self.topics:
-            wait_until(lambda: self._first_mid is not None, timeout_s)
-            if not all(self._suback(self._first_mid, timeout_s)):
-                raise ConnectionError(f"subscription to {self.topics} refused")
+        try:
+            if not self._connect_done.wait(timeout_s) or not self.connected:
+                raise ConnectionError(f"not connected to {self.host}:{self.port}")
+            if self.topics:
+                wait_until(lambda: self._first_mid is not None, timeout_s)
+                if not all(self._suback(self._first_mid, timeout_s)):
+                    raise ConnectionError(f"subscription to {self.topics} refused")
+        except ConnectionError:
+            self.close()     # no reconnect attempts left behind
+            raise
         return self
 
     def subscribe(self, topic: str, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:

@@ -101,6 +101,7 @@ def _fusion_process(config_path, log_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
     """SIGKILL the real `earwitness fusion` process while pulses stream in; after a restart every pulse is stored once."""
     n_per_node = 150

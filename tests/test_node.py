@@ -181,6 +181,7 @@ def outbox_depth(cfg):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_sigkill_with_a_full_outbox_then_restart_delivers_all(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     onsets = node_audio.write(wav, 10.2, np.arange(0.5, 10, 0.5))
@@ -273,6 +274,7 @@ def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_p
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     shots = [0.5, 1.5, 2.5]

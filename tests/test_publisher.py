@@ -123,6 +123,7 @@ def test_publisher_never_blocks_without_a_broker_and_sends_once_there_is_one(tmp
         broker.stop()
 
 
+@pytest.mark.slow
 def test_tls_with_a_client_certificate(tmp_path, key):
     from tls_certs import make_pki
 

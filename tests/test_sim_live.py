@@ -82,6 +82,7 @@ def test_live_small_through_a_real_broker(mosquitto, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
     from fusion.report import gather
     from fusion.server.store import Store
@@ -114,6 +115,7 @@ def test_live_paced_gives_discharge_to_alert_latency(mosquitto):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_live_exchange_shooter_a_first_embedded_broker(capsys, tmp_path):
     """The seed city's three-round exchange through `earwitness sim` and its own mosquitto."""
     assert main(["sim", "city_exchange", "--quiet", "--out", str(tmp_path)]) == 0
@@ -137,6 +139,7 @@ def test_live_exchange_shooter_a_first_embedded_broker(capsys, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_live_rifle_with_bullet_cracks_counts_its_rounds_and_is_gunfire(mosquitto, tmp_path):
     """The demo's rifle alone (seed city, 900 m/s bullets to the north-east, walls round the
     shooter, 3 m/s of wind): sensors near the bullet's path hear its crack before the blast,
