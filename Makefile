@@ -31,6 +31,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The quick loop: no broker, database, node or server process, nothing slower than ~5 s.
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster"
+
 bench: $(BENCH_STAMP)
 	$(PY) -m bench
 

@@ -28,16 +28,16 @@ import nacl.signing
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# The test helpers start a real mosquitto and turn Pittsburgh tests into stand-in nodes.
+# The test helpers turn Pittsburgh tests into stand-in nodes.
 sys.path.insert(0, str(REPO / "tests"))
 
-from broker import Mosquitto  # noqa: E402
 from earwitness import wire  # noqa: E402
 from fusion.server.registry import write_registry  # noqa: E402
 from fusion.server.service import FusionConfig  # noqa: E402
 from fusion.server.store import Store  # noqa: E402
 from fusion.transport import mqtt_service  # noqa: E402
 from fusion.transport.mqttlink import MqttLink  # noqa: E402
+from simulator.broker import Mosquitto, wait_until  # noqa: E402
 
 SITE = "bench"
 LATENCY_TESTS = 4
@@ -55,15 +55,6 @@ STALL_S = 10.0
 POLL_S = 0.05
 SESSION_S = 3600
 RECEIVE_MAXIMUM = 65535
-
-
-def _wait(predicate, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(POLL_S)
-    return False
 
 
 def _publish(broker, items, client_id="bench-nodes") -> float:
@@ -109,7 +100,7 @@ def bench_backlog(tmp: pathlib.Path) -> float:
         service = mqtt_service(config)
         start = time.perf_counter()
         service.start()
-        ok = _wait(lambda: service.ingest.accepted >= len(items))
+        ok = wait_until(lambda: service.ingest.accepted >= len(items), WAIT_S, POLL_S)
         took = time.perf_counter() - start
         service.stop(finalise=False)
         if not ok:
@@ -245,7 +236,7 @@ def bench_live(tmp: pathlib.Path, workers: int) -> LiveRun:
                                           stderr=open(logs[-1], "wb")))
         # Publish only once every worker has subscribed: before its first subscription the
         # broker keeps nothing for it (later, its persistent session does).
-        if not _wait(lambda: all("running" in log.read_text() for log in logs)):
+        if not wait_until(lambda: all("running" in log.read_text() for log in logs), WAIT_S, POLL_S):
             raise RuntimeError("the fusion workers did not start")
         store = Store(db)
         done = {}
@@ -307,7 +298,7 @@ def bench_latency(tmp: pathlib.Path) -> list[float] | None:
             if delay > 0:
                 time.sleep(delay)
             pub.publish(topic, payload)
-        _wait(lambda: service.ingest.accepted >= len(schedule), 60.0)
+        wait_until(lambda: service.ingest.accepted >= len(schedule), 60.0, POLL_S)
         time.sleep(0.5)
         pub.stop()
         service.stop(finalise=False)

@@ -28,11 +28,11 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from bench.bench_sim import FLEET_MINUTES, FLEET_PER_MINUTE, fleet_scenario
-from earwitness import wire
+from earwitness import topics, wire
 from earwitness.units import NS_PER_S
 from edge import keys
 from simulator import fleet, live, score
-from simulator.broker import EmbeddedBroker
+from simulator.broker import Collector, Mosquitto, wait_until
 from simulator.sensors import MEMS_SENSITIVITY_DBFS_PER_PA
 
 SIM_MINUTES = FLEET_MINUTES  # the issue's run, at the full incident rate
@@ -133,13 +133,13 @@ def main() -> None:
     print(f"scale: {len(scn.array)} sensors, {FLEET_PER_MINUTE} incidents/min for {SIM_MINUTES:g} simulated "
           f"minute(s) (issue: {FLEET_MINUTES}), {len(scn.events)} incidents, {len(pulses):,} pulses, "
           f"paced at {SPEED:g}x real time")
-    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, EmbeddedBroker(f"{tmp}/broker") as broker:
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, Mosquitto(f"{tmp}/broker") as broker:
         tmp = pathlib.Path(tmp)
         key_paths, registry = live.provision(scn, tmp)
         signers = {sid: keys.load_signing_key(p) for sid, p in key_paths.items()}
         database = tmp / "fusion.db"
         t0 = time.monotonic()
-        collector = live.AlertCollector(broker.url, live.SITE, t0).start()
+        collector = Collector(broker.url, topics.incident(live.SITE), client_id="bench-live-alerts").start()
         fusion = _start_fusion(tmp, broker.url, registry, scn.atmosphere.temperature_c)
         clients = _publishers(broker.url, PUBLISHERS)
         seqs = dict.fromkeys(signers, 0)
@@ -160,21 +160,25 @@ def main() -> None:
             clients[i % PUBLISHERS].publish(f"ew/v1/{live.SITE}/node/{sid}/pulse", wire.encode(msg, signers[sid]), qos=1)
         publish_s = time.monotonic() - origin_s
         backlog = len(pulses) - _stored(database)
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while (stored := _stored(database)) < len(pulses) and time.monotonic() < deadline:
-            time.sleep(POLL_S * 10)
+
+        def caught_up():
+            nonlocal last_report
             if time.monotonic() - last_report > PROGRESS_S:
                 last_report = time.monotonic()
                 _progress(origin_s, len(pulses), database, collector)
+            return _stored(database) >= len(pulses)
+
+        wait_until(caught_up, DRAIN_TIMEOUT_S, POLL_S * 10)
+        stored = _stored(database)
         ingest_s = time.monotonic() - origin_s
         caught_up = stored == len(pulses)
         acked = sum(c.acked for c in clients)
         _disconnect(clients)
         _stop(fusion)
         time.sleep(POLL_S * 10)
-        collector.stop()
-        alerts = list(collector.alerts)
-        lat = _alert_latency_s(alerts, collector.arrivals_s, origin_s, scn.start_ns)
+        collector.close()
+        alerts, arrivals_s = live.alerts_received(collector.received(), t0)
+        lat = _alert_latency_s(alerts, arrivals_s, origin_s, scn.start_ns)
     s = score.score(live.latest_revisions(alerts), scn.truth(), scn.array.area_m2(), scn.duration_s)
     print(f"pulses: {len(pulses):,} published, lost {len(pulses) - acked:,} (target {TARGET_LOST}); "
           f"{stored:,} stored by fusion, {len(pulses) - stored:,} still queued for it at the broker")

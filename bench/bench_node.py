@@ -21,7 +21,7 @@ from simulator.pps import Adc
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import node_audio  # noqa: E402  (the tests' synthetic node input, shared rather than copied)
-from broker import Mosquitto  # noqa: E402
+from simulator.broker import Mosquitto  # noqa: E402
 
 TARGET_CPU_PCT = 2.0
 DEFAULT_BLOCK = AudioSection.block

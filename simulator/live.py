@@ -32,7 +32,6 @@ import threading
 import time
 
 import numpy as np
-import paho.mqtt.client as mqtt
 
 from earwitness import topics
 from earwitness.units import NS_PER_S
@@ -44,7 +43,7 @@ from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
 from fusion.transport import mqtt_service
 from simulator import render, score
-from simulator.broker import EmbeddedBroker
+from simulator.broker import Collector, Mosquitto, wait_until
 from simulator.render import Progress
 from simulator.scenario import Scenario
 
@@ -57,7 +56,6 @@ BLOCK_FRAMES = 4800          # 0.1 s at 48 kHz, the node's default block
 DRAIN_TIMEOUT_S = 60.0       # a node waits this long for the broker to take its last pulses
 INGEST_TIMEOUT_S = 120.0     # the fusion server gets this long to take every published pulse
 ALERTS_TIMEOUT_S = 10.0      # and the collector this long to receive every alert published
-CONNECT_TIMEOUT_S = 10.0
 CLIP_QUIET_S = 5.0           # evidence: stop waiting for clips once none has come for this long
 SETTLE_S = 1.0               # ... and once all have come, and nothing else moved, for this long
 POLL_S = 0.1
@@ -83,58 +81,21 @@ class LiveResult:
     workdir: pathlib.Path
 
 
-class AlertCollector:
-    """Subscribes to the site's alert topic (JSON) and keeps every alert with its arrival time."""
-
-    def __init__(self, url: str, site: str, t0_s: float):
-        from fusion.transport.mqttlink import parse_mqtt_url
-
-        self.host, self.port, _ = parse_mqtt_url(url)
-        self.topic = topics.incident(site)
-        self.t0_s = t0_s
-        self.alerts: list[dict] = []
-        self.arrivals_s: list[float] = []   # time.monotonic() of each
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"earwitness-sim-alerts-{self.port}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = self._on_message
-
-    def start(self) -> "AlertCollector":
-        self.client.connect(self.host, self.port)
-        self.client.loop_start()
-        if not self._subscribed.wait(CONNECT_TIMEOUT_S):
-            self.stop()
-            raise ConnectionError(f"no subscription to {self.topic} at {self.host}:{self.port}")
-        return self
-
-    def _on_message(self, client, userdata, msg) -> None:
+def alerts_received(messages, t0_s: float) -> tuple[list[dict], list[float]]:
+    """The alerts among ``messages`` (:class:`simulator.broker.Message` of the incident topic,
+    JSON), each with ``received_s`` (seconds after ``t0_s``, a ``time.monotonic()``) added, and
+    the ``time.monotonic()`` of each arrival."""
+    alerts, arrivals_s = [], []
+    for m in messages:
         try:
-            alert = json.loads(msg.payload)
+            alert = json.loads(m.payload)
         except ValueError:
-            log.warning("an alert that is not JSON on %s", msg.topic)
-            return
-        now = time.monotonic()
-        with self._lock:
-            alert["received_s"] = round(now - self.t0_s, 3)
-            self.alerts.append(alert)
-            self.arrivals_s.append(now)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.alerts)
-
-    def wait_for(self, n: int, timeout_s: float) -> None:
-        """Wait until ``n`` alerts have come, or ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while self.count() < n and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+            log.warning("an alert that is not JSON on %s", m.topic)
+            continue
+        alert["received_s"] = round(m.at_s - t0_s, 3)
+        alerts.append(alert)
+        arrivals_s.append(m.at_s)
+    return alerts, arrivals_s
 
 
 def latest_revisions(alerts: list[dict]) -> list[dict]:
@@ -231,23 +192,27 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
         return all(vn.node.source.fed.is_set() and vn.node.ring.fill() == 0 and vn.node.outbox.depth() == 0
                    for vn in nodes if vn.thread.is_alive())
 
-    deadline = time.monotonic() + INGEST_TIMEOUT_S
-    while time.monotonic() < deadline and not (settled() and service.locator_idle and not service.tracker.open_windows):
-        time.sleep(POLL_S)
+    def in_and_final():
         if bar:
             fed = sum(vn.node.source.fed.is_set() for vn in nodes)
             bar.update(fed, f"nodes fed, {service.ingest.accepted} pulses in, {collector.count()} alerts, "
                             f"{service.tracker.open_windows} incident window(s) open")
+        return settled() and service.locator_idle and not service.tracker.open_windows
+
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    wait_until(in_and_final, INGEST_TIMEOUT_S, POLL_S)
     # A final revision is published before its clips are requested: all quiet for a moment first.
     state, since = None, time.monotonic()
-    while time.monotonic() < deadline:
+
+    def quiet():
+        nonlocal state, since
         now_state = (service.tracker.open_windows, service.clips_requested, service.clips_stored)
         if now_state != state:
             state, since = now_state, time.monotonic()
-        done = state[0] == 0 and service.locator_idle and state[2] >= state[1]
-        if time.monotonic() - since > (SETTLE_S if done else CLIP_QUIET_S):
-            return
-        time.sleep(POLL_S)
+        finished = state[0] == 0 and service.locator_idle and state[2] >= state[1]
+        return time.monotonic() - since > (SETTLE_S if finished else CLIP_QUIET_S)
+
+    wait_until(quiet, max(0.0, deadline - time.monotonic()), POLL_S)
 
 
 def _percentiles(values) -> tuple[float | None, float | None]:
@@ -284,13 +249,13 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     hold = threading.Event() if evidence else None
     workdir = _workdir(out)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    embedded = EmbeddedBroker(workdir / "broker").start() if broker is None else None
+    embedded = Mosquitto(workdir / "broker").start() if broker is None else None
     url = broker or embedded.url
     collector = service = None
     fleet = _Fleet(workdir, url, {}, hold)
     try:
         fleet.key_paths, registry = provision(scn, workdir)
-        collector = AlertCollector(url, SITE, t0).start()
+        collector = Collector(url, topics.incident(SITE), client_id=f"earwitness-sim-alerts-{time.time_ns()}").start()
         database = workdir / "fusion.db"
         database.unlink(missing_ok=True)
         service = mqtt_service(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
@@ -307,7 +272,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         published = sum(vn.node.publisher.published for vn in fleet.nodes)
         fusion_latency, expected_alerts = _drain(service, published)
         service = None
-        collector.wait_for(expected_alerts, ALERTS_TIMEOUT_S)
+        wait_until(lambda: collector.count() >= expected_alerts, ALERTS_TIMEOUT_S, POLL_S)
     finally:
         if hold is not None:
             hold.set()
@@ -316,10 +281,10 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         for vn in fleet.nodes:
             vn.node.stop()
         if collector is not None:
-            collector.stop()
+            collector.close()
         if embedded is not None:
             embedded.stop()
-    alerts = list(collector.alerts)
+    alerts, arrivals_s = alerts_received(collector.received(), t0)
     with open(workdir / "alerts.jsonl", "w") as fh:
         fh.writelines(json.dumps(a, sort_keys=True) + "\n" for a in alerts)
     incidents = latest_revisions(alerts)
@@ -333,7 +298,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
              fusion_latency_s=fusion_latency, wall_s=time.monotonic() - t0, sensor_seconds=seconds,
              speed=speed)
     s["fusion_latency_median_s"], s["fusion_latency_p95_s"] = _percentiles(fusion_latency)
-    s["alert_latency_s"] = _alert_latency_s(alerts, collector.arrivals_s, origin, speed) if speed else []
+    s["alert_latency_s"] = _alert_latency_s(alerts, arrivals_s, origin, speed) if speed else []
     s["alert_latency_median_s"], s["alert_latency_p95_s"] = _percentiles(s["alert_latency_s"])
     return LiveResult(alerts, incidents, s, database, workdir)
 
@@ -388,10 +353,8 @@ def _join(nodes: list[_VirtualNode], service, collector, bar) -> None:
 def _drain(service, published: int) -> tuple[list[float], int]:
     """Let the server take every published pulse and stop it, finalising its incidents:
     (the server's latencies, the alerts it published)."""
-    deadline = time.monotonic() + INGEST_TIMEOUT_S
-    while (service.ingest.accepted + sum(service.ingest.rejected.values()) < published
-           and time.monotonic() < deadline):
-        time.sleep(POLL_S)
+    wait_until(lambda: service.ingest.accepted + sum(service.ingest.rejected.values()) >= published,
+               INGEST_TIMEOUT_S, POLL_S)
     service.stop(finalise=True)
     fusion_latency = list(service.latencies_s)
     return fusion_latency, service.alerts_published

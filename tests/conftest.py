@@ -28,9 +28,19 @@ def pittsburgh() -> list[pathlib.Path]:
 
 @pytest.fixture
 def mosquitto(tmp_path):
-    """A real mosquitto on a free 127.0.0.1 port, stopped after the test (see tests/broker.py)."""
-    from broker import Mosquitto
+    """A real mosquitto on a free 127.0.0.1 port, persistent (a restart keeps sessions and queued
+    QoS 1 messages), stopped after the test (see simulator/broker.py)."""
+    from simulator.broker import Mosquitto
 
-    broker = Mosquitto(tmp_path / "mosquitto").start()
+    broker = Mosquitto(tmp_path / "mosquitto", persistence=True).start()
     yield broker
     broker.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that asks for the broker is an integration test (`make test-fast` leaves it out):
+    its mark must say so where it is written."""
+    unmarked = [item.nodeid for item in items
+                if "mosquitto" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the mosquitto fixture must be marked integration: " + ", ".join(unmarked))

@@ -1,20 +1,18 @@
 """The broker fixture's restart keeps persistent sessions: a message published before the
 subscriber is back reaches it (the node's outage tests rely on this)."""
-import paho.mqtt.client as mqtt
+import pytest
 
-from mqtt_sink import Sink
+from simulator.broker import Collector, wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def test_restart_keeps_a_persistent_session(mosquitto):
-    sink = Sink(mosquitto, topic="ew/persist/#")
+    sink = Collector(mosquitto.url, "ew/persist/#", client_id="test-sink", persistent=True).start()
     mosquitto.stop()
     assert (mosquitto.workdir / "mosquitto.db").exists()
     mosquitto.start()
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    pub.connect(mosquitto.host, mosquitto.port)  # before the sink has reconnected
-    pub.loop_start()
-    pub.publish("ew/persist/a", b"kept", qos=1).wait_for_publish(5)
-    pub.loop_stop()
-    pub.disconnect()
-    assert sink.wait_for(lambda: sink.payloads("/a") == [b"kept"], 10)
+    with Collector(mosquitto.url, client_id="pub") as pub:   # before the sink has reconnected
+        assert pub.publish("ew/persist/a", b"kept")
+    assert wait_until(lambda: sink.payloads("ew/persist/a") == [b"kept"], 10)
     sink.close()

@@ -13,6 +13,8 @@ from pittsburgh_pulses import all_pulses, temperature_c
 from simulator import fleet, scenario, score
 from earwitness.units import NS_PER_S
 
+pytestmark = pytest.mark.slow
+
 FIRING_POSITIONS = ("FP1", "FP2", "FP3")
 MIN_REAL_GUNFIRE_RATE = 0.95
 # Measured on the whole night (600 s, seed 14): 28 of 28 incidents right; the one "false" alert

@@ -144,6 +144,7 @@ def test_detect_output_follows_the_pulse_contract(matches):
         assert [p["t_ns"] for p in pulses] == sorted(p["t_ns"] for p in pulses)
 
 
+@pytest.mark.slow
 def test_default_parameters_also_hold_at_48_khz(refs):
     """The same recordings resampled to 48 kHz (polyphase, SciPy): no retuning needed."""
     from scipy import signal

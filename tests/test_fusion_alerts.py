@@ -155,5 +155,5 @@ def test_webhook_gives_up_without_raising(hook):
     url = f"http://127.0.0.1:{hook.server_address[1]}/alert"
     assert not post_webhook(url, b"<alert/>", "application/cap+xml", retries=2, backoff_s=0.01)
     assert len(hook.received) == 3
-    from broker import free_port
+    from simulator.broker import free_port
     assert not post_webhook(f"http://127.0.0.1:{free_port()}/", b"x", "text/plain", retries=1, backoff_s=0.01)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker import free_port
+from simulator.broker import free_port
 from earwitness.cli import main
 from fusion.server.registry import RegistryError, load_registry, write_registry
 

@@ -5,11 +5,14 @@ import math
 
 import nacl.signing
 import numpy as np
+import pytest
 
 from fusion.tracking.incidents import IncidentTracker
 from fusion.server.registry import load_registry, registry_from_nodes
 from fusion_site import build_site
 from earwitness.units import NS_PER_S
+
+pytestmark = pytest.mark.slow
 
 
 

@@ -85,6 +85,7 @@ def test_html_report_of_a_pittsburgh_test(reported):
     assert all(img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 10_000 for img in page.images)
 
 
+@pytest.mark.slow
 def test_pdf_report_of_a_pittsburgh_test(reported):
     site, db, final, clips, tmp = reported
     out = tmp / "report.pdf"

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 
 import nacl.signing
@@ -27,9 +26,8 @@ from fusion.server.alerts import CAP_NS
 from fusion.server.service import FusionConfig
 from fusion.transport import mqtt_service
 from fusion.server.store import Store
-from fusion_mqtt import Collector, publish_all
-from fusion_mqtt import client as mqtt_client
 from fusion_site import build_site
+from simulator.broker import Collector, publish_all, wait_until
 
 SITE = "pgh"
 SURVEY_TOLERANCE_M = 25.0
@@ -39,6 +37,7 @@ DEADLETTER = f"ew/v1/{SITE}/deadletter"
 STREAM_CHUNK = 20
 STREAM_PAUSE_S = 0.05
 KILL_POLL_S = 0.005
+WAIT_S = 60.0
 
 
 def _config(tmp_path, broker, site, **extra) -> FusionConfig:
@@ -52,11 +51,12 @@ def site(pittsburgh, tmp_path):
     return build_site(pittsburgh[0], tmp_path / "site")
 
 
+@pytest.mark.integration
 def test_nodes_to_alert_within_25_m_and_dead_letters(site, mosquitto, tmp_path):
-    alerts = Collector(mosquitto, INCIDENT, f"{INCIDENT}/cap", DEADLETTER)
+    alerts = Collector(mosquitto.url, INCIDENT, f"{INCIDENT}/cap", DEADLETTER).start()
     service = mqtt_service(_config(tmp_path, mosquitto, site)).start()
     try:
-        publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        publish_all(mosquitto.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
         name = site.messages[0][0]
         forged_key = nacl.signing.SigningKey(b"\x01" * 32)
         unsigned = wire.encode_body(wire.PulseMessage(wire.node_id(name), 10_000, site.pulses[0]["t_ns"], 0, "file"))
@@ -69,12 +69,12 @@ def test_nodes_to_alert_within_25_m_and_dead_letters(site, mosquitto, tmp_path):
              site.messages[0][1]),                                                           # another node's message
             (f"ew/v1/{SITE}/node/{name}/pulse/extra", site.messages[0][1]),                  # not a pulse topic
         ]
-        publish_all(mosquitto, bad, client_id="attacker")
-        assert alerts.wait_for(lambda c: len(c.json(DEADLETTER)) >= 5)
-        assert alerts.wait_for(lambda c: any(a["rounds"] == site.rounds for a in c.json(INCIDENT)))
+        publish_all(mosquitto.url, bad, client_id="attacker")
+        assert wait_until(lambda: len(alerts.json(DEADLETTER)) >= 5, WAIT_S)
+        assert wait_until(lambda: any(a["rounds"] == site.rounds for a in alerts.json(INCIDENT)), WAIT_S)
     finally:
         service.stop(finalise=True)
-    assert alerts.wait_for(lambda c: any(a["status"] == "final" for a in c.json(INCIDENT)))
+    assert wait_until(lambda: any(a["status"] == "final" for a in alerts.json(INCIDENT)), WAIT_S)
     alerts.close()
     reasons = sorted(d["reason"] for d in alerts.json(DEADLETTER))
     assert reasons == ["length", "replay", "signature", "signature", "topic"]
@@ -87,7 +87,7 @@ def test_nodes_to_alert_within_25_m_and_dead_letters(site, mosquitto, tmp_path):
     assert final["status"] == "final" and final["rounds"] == site.rounds
     for shot in final["shots"]:
         assert math.hypot(shot["x"] - site.survey_xyz[0], shot["y"] - site.survey_xyz[1]) <= SURVEY_TOLERANCE_M
-    caps = [ET.fromstring(p) for t, p in alerts.messages if t == f"{INCIDENT}/cap"]
+    caps = [ET.fromstring(p) for p in alerts.payloads(f"{INCIDENT}/cap")]
     assert len(caps) == len(got) and caps[-1].find(f"{{{CAP_NS}}}msgType").text == "Update"
     with Store(tmp_path / "fusion.db") as store:
         assert store.count_pulses() == len(site.messages)
@@ -100,15 +100,8 @@ def _fusion_process(config_path, log_path):
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))
 
 
-def _wait(predicate, timeout_s=60.0, poll_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return False
-
-
+@pytest.mark.integration
+@pytest.mark.slow
 def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
     """SIGKILL the real `earwitness fusion` process while pulses stream in; after a restart every pulse is stored once."""
     n_per_node = 150
@@ -125,24 +118,24 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
                       f'database = "fusion.db"\nclient_id = "fusion-kill"\ntemperature_c = {site.temperature_c}\n')
     log = tmp_path / "fusion.log"
     proc = _fusion_process(config, log)
-    deadletters = Collector(mosquitto, DEADLETTER)
+    deadletters = Collector(mosquitto.url, DEADLETTER).start()
     db = tmp_path / "fusion.db"
     try:
-        assert _wait(lambda: "running" in log.read_text()), log.read_text()
+        assert wait_until(lambda: "running" in log.read_text(), WAIT_S), log.read_text()
         # A paced stream in the background, so the kill lands while pulses are still coming:
         # one burst would be committed whole before the first poll could see it.
-        stream = threading.Thread(target=publish_all, args=(mosquitto, items),
+        stream = threading.Thread(target=publish_all, args=(mosquitto.url, items),
                                   kwargs={"chunk": STREAM_CHUNK, "pause_s": STREAM_PAUSE_S})
         stream.start()
         with Store(db) as store:
-            assert _wait(lambda: store.count_pulses() > 0, poll_s=KILL_POLL_S)
+            assert wait_until(lambda: store.count_pulses() > 0, WAIT_S, KILL_POLL_S)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
             before = store.count_pulses()
         stream.join()   # the rest is accepted by the broker while the server is down
         proc = _fusion_process(config, log)
         with Store(db) as store:
-            assert _wait(lambda: store.count_pulses() >= len(items)), (store.count_pulses(), len(items))
+            assert wait_until(lambda: store.count_pulses() >= len(items), WAIT_S), (store.count_pulses(), len(items))
             stored = {(p["node"], p["seq"]) for p in store.pulses()}
         assert 0 < before < len(items), before   # killed mid-stream
         assert stored == {(node, seq) for seq in range(1, n_per_node + 1) for node in nodes}
@@ -153,12 +146,13 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
     deadletters.close()
 
 
+@pytest.mark.integration
 def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosquitto, tmp_path):
     """Shared subscription for ingest, spatial cells with a halo for location: one incident, once."""
     xs = site.survey_xyz[0]
     cells_to_shot = max(1, round(abs(xs) / 1500.0))
     cell_m = (abs(xs) + 20.0) / cells_to_shot      # a cell border 20 m from the surveyed position
-    alerts = Collector(mosquitto, INCIDENT)
+    alerts = Collector(mosquitto.url, INCIDENT).start()
     workers = [mqtt_service(_config(tmp_path, mosquitto, site, workers=2, worker_index=k, cell_m=cell_m,
                                      halo_m=2500.0, client_id=f"fusion-w{k}")).start() for k in range(2)]
     part = workers[0].partition
@@ -167,12 +161,12 @@ def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosqui
     west, east = part.cell_of((border_x - 1.0, 0.0))[0], part.cell_of((border_x + 1.0, 0.0))[0]
     assert part.owner((west, j)) != part.owner((east, j))
     try:
-        publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
-        assert alerts.wait_for(lambda c: any(a["rounds"] == site.rounds for a in c.json(INCIDENT)))
+        publish_all(mosquitto.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert wait_until(lambda: any(a["rounds"] == site.rounds for a in alerts.json(INCIDENT)), WAIT_S)
     finally:
         for w in workers:
             w.stop(finalise=True)
-    assert alerts.wait_for(lambda c: any(a["status"] == "final" for a in c.json(INCIDENT)))
+    assert wait_until(lambda: any(a["status"] == "final" for a in alerts.json(INCIDENT)), WAIT_S)
     alerts.close()
     assert all(w.ingest.accepted > 0 for w in workers)
     assert sum(w.ingest.accepted for w in workers) == len(site.messages)
@@ -205,11 +199,11 @@ class _EvidenceNodes:
             samples, rate_hz = soundfile.read(path, dtype="int16")
             self._audio[node] = (samples, rate_hz, t0_ns)
         self._io, self._sf, self._clip_message = io, soundfile, clip_message
-        self.c = mqtt_client(broker, "evidence-nodes")
-        self.c.on_message = self._on_command
-        self.c.subscribe(f"ew/v1/{SITE}/node/+/cmd", qos=1)
+        self.c = Collector(broker.url, f"ew/v1/{SITE}/node/+/cmd", client_id="evidence-nodes",
+                           on_message=self._on_command).start()
 
-    def _on_command(self, client, userdata, msg):
+    def _on_command(self, collector, msg):
+        client = collector.client   # in the network thread: publish, do not wait
         node = msg.topic.split("/")[4]
         cmd = json.loads(msg.payload)
         topic = f"ew/v1/{SITE}/node/{node}/clip"
@@ -233,23 +227,23 @@ class _EvidenceNodes:
         self.answered.append(node)
 
     def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
+        self.c.close()
 
 
+@pytest.mark.integration
 def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, tmp_path):
     """A final incident asks its nodes for audio; verified clips are stored and drawn in the report."""
     nodes = _EvidenceNodes(mosquitto, site)
-    deadletters = Collector(mosquitto, DEADLETTER)
+    deadletters = Collector(mosquitto.url, DEADLETTER).start()
     service = mqtt_service(_config(tmp_path, mosquitto, site)).start()
     try:
-        publish_all(mosquitto, [(site.topic(SITE, node), raw) for node, raw in site.messages])
-        assert _wait(lambda: service.ingest.accepted == len(site.messages))
-        assert _wait(lambda: any(len(i["shots"]) == site.rounds for i in service.tracker.open_incidents()))
+        publish_all(mosquitto.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert wait_until(lambda: service.ingest.accepted == len(site.messages), WAIT_S)
+        assert wait_until(lambda: any(len(i["shots"]) == site.rounds for i in service.tracker.open_incidents()), WAIT_S)
         service.finalise_open_incidents()
-        assert _wait(lambda: service.clips_requested > 0)
-        assert _wait(lambda: service.clips_stored == len(site.wavs))
-        assert _wait(lambda: len(deadletters.json(DEADLETTER)) == service.clips_requested - len(site.wavs) + 1)
+        assert wait_until(lambda: service.clips_requested > 0, WAIT_S)
+        assert wait_until(lambda: service.clips_stored == len(site.wavs), WAIT_S)
+        assert wait_until(lambda: len(deadletters.json(DEADLETTER)) == service.clips_requested - len(site.wavs) + 1, WAIT_S)
     finally:
         service.stop(finalise=False)
         nodes.close()

@@ -12,7 +12,8 @@ from fusion.server.store import PulseRecord, Store
 from fusion_db import database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# PostgreSQL is the server at 127.0.0.1:5432 (tests/fusion_db.py): an integration test.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     with database(request.param, tmp_path) as (url, schema):
         s = Store(url, schema=schema)

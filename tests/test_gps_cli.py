@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 DATA = pathlib.Path(__file__).parent / "data" / "nmea"
 
 
@@ -83,6 +85,7 @@ def test_user_errors_are_one_line():
     assert out.returncode == 2 and "one of the arguments --port --replay is required" in out.stderr
 
 
+@pytest.mark.slow
 def test_silent_port_and_non_pps_device_are_reported():
     """A port that sends nothing gets a warning line; /dev/null as PPS device is named as
     not a PPS device in the status line, and the clock is flagged degraded."""

@@ -7,22 +7,18 @@ substituted), so what is tested is what is deployed.
 from __future__ import annotations
 
 import pathlib
-import ssl
-import threading
-import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from broker import LOOPBACK, Mosquitto, free_port
+from simulator.broker import LOOPBACK, Collector, Mosquitto, free_port, wait_until
 from tls_certs import make_pki
+
+pytestmark = pytest.mark.integration
 
 BROKER_DIR = pathlib.Path(__file__).resolve().parents[1] / "hardware" / "broker"
 SITE = "pgh"
 NODE_A, NODE_B, FUSION, DISPATCH = "roof-a", "roof-b", "fusion", "dispatch"
 WAIT_S = 10.0
-POLL_S = 0.02
-QOS = 1
 
 
 def broker_config(conf: str, port: int, pki_dir: pathlib.Path, workdir: pathlib.Path) -> str:
@@ -40,69 +36,12 @@ def broker_config(conf: str, port: int, pki_dir: pathlib.Path, workdir: pathlib.
     return conf
 
 
-class Client:
-    """A TLS MQTT v5 client; ``name`` picks its certificate (None: no certificate)."""
-
-    def __init__(self, port: int, pki: dict, name: str | None, client_id: str):
-        self.messages: list[tuple[str, bytes]] = []
-        self.connected = False
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._suback: list[bool] = []  # one SUBACK at a time: subscribe() waits for it
-        self._subscribed = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        c.tls_set(ca_certs=str(pki["ca"]), certfile=str(pki[f"{name}_cert"]) if name else None,
-                  keyfile=str(pki[f"{name}_key"]) if name else None, cert_reqs=ssl.CERT_REQUIRED)
-        c.on_connect = self._on_connect
-        c.on_disconnect = lambda *a: self._done.set()
-        c.on_subscribe = self._on_subscribe
-        c.on_message = self._on_message
-        self.client = c
-        try:
-            c.connect(LOOPBACK, port)
-        except (ssl.SSLError, OSError):
-            self._done.set()  # refused in the handshake
-            return
-        c.loop_start()
-        self._done.wait(WAIT_S)
-
-    def _on_connect(self, client, userdata, flags, reason, props):
-        self.connected = not reason.is_failure
-        self._done.set()
-
-    def _on_subscribe(self, client, userdata, mid, reasons, props):
-        self._suback.append(not reasons[0].is_failure)
-        self._subscribed.set()
-
-    def _on_message(self, client, userdata, msg):
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def subscribe(self, topic: str) -> bool:
-        """Subscribes; True if the broker granted it."""
-        self._subscribed.clear()
-        self.client.subscribe(topic, qos=QOS)
-        assert self._subscribed.wait(WAIT_S), f"no SUBACK for {topic}"
-        return self._suback.pop()
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=QOS).wait_for_publish(WAIT_S)
-
-    def received(self) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return list(self.messages)
-
-    def wait_for(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
-        """Waits until (topic, payload) arrived; returns everything received up to then."""
-        deadline = time.monotonic() + WAIT_S
-        while (topic, payload) not in self.received() and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-        assert (topic, payload) in self.received(), f"{topic} {payload!r} never arrived; got {self.received()}"
-        return self.received()
-
-    def close(self) -> None:
-        self.client.disconnect()  # first: ends a refused client's reconnect loop
-        self.client.loop_stop()
+def received_once_arrived(client: Collector, topic_: str, payload: bytes) -> list[tuple[str, bytes]]:
+    """Waits until (topic, payload) arrived at ``client``; returns everything it received up to then."""
+    arrived = wait_until(lambda: client.has(topic_, payload), WAIT_S)
+    got = [(m.topic, m.payload) for m in client.received()]
+    assert arrived, f"{topic_} {payload!r} never arrived; got {got}"
+    return got
 
 
 def topic(node: str, kind: str) -> str:
@@ -119,8 +58,15 @@ def site(tmp_path_factory):
     clients = []
 
     def connect(name, pki_=pki, client_id=None):
-        c = Client(port, pki_, name, client_id or f"test-{name}-{len(clients)}")
+        """A TLS MQTT v5 client; ``name`` picks its certificate (None: no certificate)."""
+        tls = {"ca": pki_["ca"], "cert": pki_[f"{name}_cert"] if name else None,
+               "key": pki_[f"{name}_key"] if name else None}
+        c = Collector(f"mqtts://{LOOPBACK}:{port}", client_id=client_id or f"test-{name}-{len(clients)}", tls=tls)
         clients.append(c)
+        try:
+            c.start(WAIT_S)
+        except ConnectionError:
+            pass     # refused: c.connected is False
         return c
 
     try:
@@ -137,7 +83,7 @@ def test_a_node_publishes_its_pulses_and_fusion_receives_them(site):
     assert fusion.connected and node.connected
     assert fusion.subscribe(f"ew/v1/{SITE}/node/+/pulse")
     node.publish(topic(NODE_A, "pulse"), b"pulse-1")
-    assert (topic(NODE_A, "pulse"), b"pulse-1") in fusion.wait_for(topic(NODE_A, "pulse"), b"pulse-1")
+    assert (topic(NODE_A, "pulse"), b"pulse-1") in received_once_arrived(fusion, topic(NODE_A, "pulse"), b"pulse-1")
 
 
 def test_a_node_cannot_publish_as_another_node_nor_as_the_server(site):
@@ -148,10 +94,10 @@ def test_a_node_cannot_publish_as_another_node_nor_as_the_server(site):
     # QoS 1 from one client keeps its order: once the later message is in, the forged one
     # would have been too.
     node.publish(topic(NODE_A, "pulse"), b"after")
-    got = fusion.wait_for(topic(NODE_A, "pulse"), b"after")
+    got = received_once_arrived(fusion, topic(NODE_A, "pulse"), b"after")
     assert [p for _, p in got] == [b"after"]
     fusion.publish(f"ew/v1/{SITE}/incident", b"alert")
-    assert [p for _, p in dispatch.wait_for(f"ew/v1/{SITE}/incident", b"alert")] == [b"alert"]
+    assert [p for _, p in received_once_arrived(dispatch, f"ew/v1/{SITE}/incident", b"alert")] == [b"alert"]
 
 
 def test_a_node_reads_only_its_own_commands(site):
@@ -161,10 +107,10 @@ def test_a_node_reads_only_its_own_commands(site):
     for t in (topic(NODE_A, "cmd"), topic(NODE_B, "cmd"), f"ew/v1/{SITE}/node/+/pulse"):
         node.subscribe(t)
     other.publish(topic(NODE_B, "pulse"), b"b's pulse")
-    fusion.wait_for(topic(NODE_B, "pulse"), b"b's pulse")
+    received_once_arrived(fusion, topic(NODE_B, "pulse"), b"b's pulse")
     fusion.publish(topic(NODE_B, "cmd"), b'{"cmd":"health"}')
     fusion.publish(topic(NODE_A, "cmd"), b'{"cmd":"clip"}')
-    assert node.wait_for(topic(NODE_A, "cmd"), b'{"cmd":"clip"}') == [(topic(NODE_A, "cmd"), b'{"cmd":"clip"}')]
+    assert received_once_arrived(node, topic(NODE_A, "cmd"), b'{"cmd":"clip"}') == [(topic(NODE_A, "cmd"), b'{"cmd":"clip"}')]
 
 
 def test_fusion_cannot_forge_a_pulse(site):
@@ -172,7 +118,7 @@ def test_fusion_cannot_forge_a_pulse(site):
     assert fusion.subscribe(f"ew/v1/{SITE}/node/+/pulse")
     fusion.publish(topic(NODE_A, "pulse"), b"forged by fusion")
     node.publish(topic(NODE_A, "pulse"), b"real")
-    assert [p for _, p in fusion.wait_for(topic(NODE_A, "pulse"), b"real")] == [b"real"]
+    assert [p for _, p in received_once_arrived(fusion, topic(NODE_A, "pulse"), b"real")] == [b"real"]
 
 
 def test_fusion_workers_forward_pulses_to_cells_and_nodes_cannot(site):
@@ -182,7 +128,7 @@ def test_fusion_workers_forward_pulses_to_cells_and_nodes_cannot(site):
     assert owner.subscribe(cell)
     node.publish(cell, b"injected by a node")
     other.publish(cell, b"forwarded")
-    assert [p for _, p in owner.wait_for(cell, b"forwarded")] == [b"forwarded"]
+    assert [p for _, p in received_once_arrived(owner, cell, b"forwarded")] == [b"forwarded"]
 
 
 def test_clients_without_a_certificate_of_the_site_ca_are_refused(site):
@@ -206,4 +152,4 @@ def test_a_node_provisioned_by_provision_sh_publishes_with_its_certificate(site,
     assert node.connected and fusion.subscribe(f"ew/v1/{SITE}/node/+/pulse")
     node.publish(topic(NODE_A, "pulse"), b"not mine")
     node.publish(topic(NODE_B, "pulse"), b"mine")
-    assert [p for _, p in fusion.wait_for(topic(NODE_B, "pulse"), b"mine")] == [b"mine"]
+    assert [p for _, p in received_once_arrived(fusion, topic(NODE_B, "pulse"), b"mine")] == [b"mine"]

@@ -9,8 +9,12 @@ import io
 import json
 import math
 
+import pytest
+
 import pittsburgh_pulses as pp
 from earwitness import cli
+
+pytestmark = pytest.mark.slow
 
 WITHIN_M = 25.0
 # Measured on FP1-FP3: 0.91 (49/54) with the airport temperature and with c estimated (the

@@ -8,12 +8,15 @@ pulses not yet explained (fusion.locator.associate).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fusion.locator.associate import DENSE_PULSES, DENSE_SEED_WORK, SeedSearch, best_seed, search_bounds
 from fusion.locator.locate import DEFAULT_T_UNC_S, locate
 from fusion.locator.picks import Picks
 from fusion.locator.sensors import Sensors
 from simulator import fleet, scenario, score
+
+pytestmark = pytest.mark.slow
 
 # Measured: 38 of the 40 shots located (median 6.1 m), 40 rounds of which 2 are echo sets off the
 # house front (the exact search of every seed, ten minutes here: 32 located, 35 rounds); less two.

@@ -12,6 +12,8 @@ import pytest
 import pittsburgh_pulses as pp
 from earwitness import cli
 
+pytestmark = pytest.mark.slow
+
 WITHIN_M = 25.0
 
 

@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-from broker import Mosquitto
 from fusion.transport import mqttwire
 from fusion.transport.mqttlink import MqttLink
-from fusion_mqtt import Collector, publish_all
+from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_until
 
 WAIT_S = 20.0
 TOPIC = "ew/v1/t/node/+/pulse"
@@ -25,15 +24,6 @@ def _take_all(link: MqttLink, n: int, timeout_s: float = WAIT_S) -> list:
     while len(got) < n and time.monotonic() < deadline:
         got += [msg for _, msg in link.take(n - len(got), 0.1)]
     return got
-
-
-def _wait(predicate, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # -- codec ------------------------------------------------------------------------------------
@@ -87,26 +77,25 @@ def test_reader_refuses_a_packet_type_a_client_never_gets():
 # -- against mosquitto --------------------------------------------------------------------------
 
 def test_unreachable_broker_is_an_os_error(tmp_path):
-    from broker import free_port
-
     with pytest.raises(OSError):
         MqttLink(f"mqtt://127.0.0.1:{free_port()}", "nobody", [TOPIC]).start(timeout_s=2.0)
 
 
+@pytest.mark.integration
 def test_receives_publishes_and_acks_only_what_it_was_told(mosquitto):
-    sink = Collector(mosquitto, "out/#")
+    sink = Collector(mosquitto.url, "out/#").start()
     link = MqttLink(mosquitto.url, "fusion-a", [TOPIC])
     link.start()
     items = [(_topic(f"n{i % 3}"), bytes([i % 256]) * (i % 50 + 1)) for i in range(500)]
     items.append((_topic("big"), bytes(range(256)) * (BIG_BYTES // 256)))
-    publish_all(mosquitto, items)
+    publish_all(mosquitto.url, items)
     got = _take_all(link, len(items))
     assert [(m.topic, m.payload) for m in got] == items and all(m.qos == 1 and not m.dup for m in got)
     acked = got[:300]
     link.ack(acked)
     delivery = link.publish("out/alert", b"after the ack")
     assert delivery.wait(WAIT_S)
-    assert sink.wait_for(lambda c: ("out/alert", b"after the ack") in c.messages)
+    assert wait_until(lambda: sink.has("out/alert", b"after the ack"), WAIT_S)
     link.stop()
     sink.close()
     # The same session again: what was not acknowledged comes again, marked as a redelivery.
@@ -122,19 +111,20 @@ def test_receives_publishes_and_acks_only_what_it_was_told(mosquitto):
     link.stop()
 
 
+@pytest.mark.integration
 def test_after_a_broker_restart_it_reconnects_and_old_acks_are_void(tmp_path):
-    broker = Mosquitto(tmp_path / "mq").start()
+    broker = Mosquitto(tmp_path / "mq", persistence=True).start()
     try:
         link = MqttLink(broker.url, "fusion-r", [TOPIC])
         link.start()
         items = [(_topic("n1"), f"m{i}".encode()) for i in range(50)]
-        publish_all(broker, items)
+        publish_all(broker.url, items)
         before = _take_all(link, len(items))
         assert len(before) == len(items)
         broker.stop()
-        assert _wait(lambda: not link.connected.is_set())
+        assert wait_until(lambda: not link.connected.is_set(), WAIT_S)
         broker.start()   # same port, persistence kept: the session and its unacknowledged messages
-        assert _wait(link.connected.is_set)
+        assert wait_until(link.connected.is_set, WAIT_S)
         link.ack(before)   # from the lost connection: must not acknowledge anything now
         after = _take_all(link, len(items))
         assert [(m.topic, m.payload) for m in after] == items and all(m.dup for m in after)
@@ -144,7 +134,7 @@ def test_after_a_broker_restart_it_reconnects_and_old_acks_are_void(tmp_path):
         again = _take_all(link, len(items))   # still unacknowledged: the old acks were void
         assert [(m.topic, m.payload) for m in again] == items
         link.ack(again)
-        publish_all(broker, [(_topic("n2"), b"fresh")])
+        publish_all(broker.url, [(_topic("n2"), b"fresh")])
         fresh = _take_all(link, 1)
         assert [(m.payload, m.dup) for m in fresh] == [(b"fresh", False)]
         link.ack(fresh)
@@ -153,24 +143,25 @@ def test_after_a_broker_restart_it_reconnects_and_old_acks_are_void(tmp_path):
         broker.stop()
 
 
+@pytest.mark.integration
 def test_shared_subscription_splits_the_stream_between_links(mosquitto):
     links = [MqttLink(mosquitto.url, f"fusion-s{k}", [f"$share/g/{TOPIC}"]) for k in range(2)]
     for link in links:
         link.start()
     items = [(_topic(f"n{i % 7}"), f"p{i}".encode()) for i in range(400)]
-    publish_all(mosquitto, items)
+    publish_all(mosquitto.url, items)
     got: list[list] = [[], []]
-    assert _wait(lambda: [got[k].extend(m for _, m in link.take(400, 0.05)) for k, link in enumerate(links)]
-                 and sum(map(len, got)) >= len(items))
+    assert wait_until(lambda: [got[k].extend(m for _, m in link.take(400, 0.05)) for k, link in enumerate(links)]
+                      and sum(map(len, got)) >= len(items), WAIT_S)
     for link, msgs in zip(links, got):
         link.ack(msgs)
         link.stop()
     assert all(got) and sorted(m.payload for msgs in got for m in msgs) == sorted(p for _, p in items)
 
 
+@pytest.mark.integration
 def test_tls_with_the_production_broker_config(tmp_path):
     """The link as the server runs it in production: TLS, client certificate, the site ACL."""
-    from broker import free_port
     from test_hardware_broker import BROKER_DIR, broker_config
     from tls_certs import make_pki
 

@@ -11,16 +11,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import node_audio
+from earwitness import topics, wire
 from edge import keys
-from earwitness import wire
 from edge.utctime import parse_utc_ns
-from mqtt_sink import Sink
+from simulator.broker import Collector, free_port, wait_until
 
 NODE, SITE = "roof-7", "testsite"
 START_UTC = "2026-01-01T00:00:00Z"
@@ -63,6 +64,11 @@ chunk_s = 5
     return cfg, wire.Keyring({NODE: keys.load_verify_key(keys.public_path(key))})
 
 
+def sink_of(broker):
+    """Everything the node publishes, in a persistent session: nothing is lost through an outage."""
+    return Collector(broker.url, "ew/v1/#", client_id="test-sink", persistent=True).start()
+
+
 def start(cfg):
     return subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -70,7 +76,7 @@ def start(cfg):
 
 def received(sink, ring):
     """Every pulse message decoded and verified (raises on any bad one), in arrival order."""
-    return [wire.decode(p, ring, topic_node=NODE) for p in sink.payloads(f"node/{NODE}/pulse")]
+    return [wire.decode(p, ring, topic_node=NODE) for p in sink.payloads(topics.pulse(SITE, NODE))]
 
 
 def unique(msgs):
@@ -97,61 +103,64 @@ def assert_times(msgs, wav, onsets):
     assert got == [START_NS + round(f * 1e9 / node_audio.RATE_HZ) for f in found]
 
 
+@pytest.mark.integration
 def test_replayed_wav_pulses_arrive_verified(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     onsets = node_audio.write(wav, 10.2, np.arange(0.5, 10, 0.5))
     cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=False)
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     proc = start(cfg)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(onsets), 10), err
+    assert wait_until(lambda: len(received(sink, ring)) >= len(onsets), 10), err
     msgs = unique(received(sink, ring))
     assert [m.seq for m in msgs] == list(range(1, len(onsets) + 1))
     assert_times(msgs, wav, onsets)
     for m in msgs:
         assert m.timing == "file" and m.t_unc_ns == round(ONE_SAMPLE_NS)
         assert m.features["peak_dbfs"] == pytest.approx(-6.5, abs=1.0) and m.features["snr_db"] > 30
-    assert sink.wait_for(lambda: (f"ew/v1/{SITE}/node/{NODE}/status", b"offline", False) in sink.messages, 5)
+    assert wait_until(lambda: sink.has(topics.status(SITE, NODE), b"offline", retained=False), 5)
     sink.close()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_broker_outage_of_30_s_loses_nothing_and_clips_come_back(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     shots = np.arange(0.5, 44, 0.5)
     onsets = node_audio.write(wav, 45, shots)
     cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True, drain_timeout_s=30, health_interval_s=1)
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     proc = start(cfg)
     try:
-        assert sink.wait_for(lambda: len(received(sink, ring)) >= 5, 20)
+        assert wait_until(lambda: len(received(sink, ring)) >= 5, 20)
         mosquitto.stop()
         t_down = time.monotonic()
         time.sleep(OUTAGE_S)  # the node keeps hearing blasts: two a second
-        seen = len(sink.payloads("/health"))
+        seen = len(sink.payloads(topics.health(SITE, NODE)))
         mosquitto.start()
         assert time.monotonic() - t_down >= OUTAGE_S
         # A clip of the evidence while the node still runs: the blast at 20 s, in the outage.
-        assert sink.wait_for(lambda: len(sink.payloads("/health")) > seen, 15)  # the node is back
+        assert wait_until(lambda: len(sink.payloads(topics.health(SITE, NODE))) > seen, 15)  # the node is back
         t_shot = START_NS + 20 * 10**9
-        sink.client.publish(f"ew/v1/{SITE}/node/{NODE}/cmd",
-                            json.dumps({"cmd": "clip", "id": "c1", "t0_ns": t_shot - 10**8, "t1_ns": t_shot + 10**8}), qos=1)
-        assert sink.wait_for(lambda: sink.payloads("/clip"), 15)
+        assert sink.publish(topics.command(SITE, NODE),
+                            json.dumps({"cmd": "clip", "id": "c1", "t0_ns": t_shot - 10**8, "t1_ns": t_shot + 10**8}))
+        assert wait_until(lambda: sink.payloads(topics.clip(SITE, NODE)), 15)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert sink.wait_for(lambda: len(unique(received(sink, ring))) >= len(onsets), 10)
+    assert wait_until(lambda: len(unique(received(sink, ring))) >= len(onsets), 10)
     msgs = unique(received(sink, ring))
     assert sorted(m.seq for m in msgs) == list(range(1, len(onsets) + 1))
     assert_times(msgs, wav, onsets)
-    healths = [json.loads(h) for h in sink.payloads("/health")]
+    healths = [json.loads(h) for h in sink.payloads(topics.health(SITE, NODE))]
     assert max(h["outbox_depth_max"] for h in healths) > 20  # the backlog of the outage, reported
     assert {"pps_locked", "clock_unc_ns", "adc_rate_error_ppm", "noise_floor_dbfs", "pulses_per_min", "overruns",
             "cpu_load_1m", "cpu_temp_c", "disk_free_bytes"} <= set(healths[-1])
     assert healths[-1]["noise_floor_dbfs"] == pytest.approx(20 * np.log10(node_audio.NOISE_RMS), abs=3)
-    clip = json.loads(sink.payloads("/clip")[0])
+    clip = json.loads(sink.payloads(topics.clip(SITE, NODE))[0])
     assert clip["id"] == "c1" and clip["node"] == NODE
     flac = base64.b64decode(clip["audio_b64"])
     assert hashlib.sha256(flac).hexdigest() == clip["sha256"]
@@ -171,16 +180,16 @@ def outbox_depth(cfg):
             return 0
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_sigkill_with_a_full_outbox_then_restart_delivers_all(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     onsets = node_audio.write(wav, 10.2, np.arange(0.5, 10, 0.5))
     cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=False, drain_timeout_s=120)
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     mosquitto.stop()
     proc = start(cfg)
-    deadline = time.monotonic() + 60
-    while outbox_depth(cfg) < len(onsets) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: outbox_depth(cfg) >= len(onsets), 60, 0.1)
     assert outbox_depth(cfg) == len(onsets)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -190,7 +199,7 @@ def test_sigkill_with_a_full_outbox_then_restart_delivers_all(mosquitto, tmp_pat
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     n = 2 * len(onsets)
-    assert sink.wait_for(lambda: len(unique(received(sink, ring))) >= n, 10)
+    assert wait_until(lambda: len(unique(received(sink, ring))) >= n, 10)
     msgs = unique(received(sink, ring))
     assert sorted(m.seq for m in msgs) == list(range(1, n + 1))
     assert_times([m for m in msgs if m.seq <= len(onsets)], wav, onsets)
@@ -199,20 +208,22 @@ def test_sigkill_with_a_full_outbox_then_restart_delivers_all(mosquitto, tmp_pat
     sink.close()
 
 
+@pytest.mark.integration
 def test_killed_node_is_marked_offline_by_its_last_will(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     node_audio.write(wav, 20, [1.0])
     cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=True)
-    sink = Sink(mosquitto)
-    status = f"ew/v1/{SITE}/node/{NODE}/status"
+    sink = sink_of(mosquitto)
+    status = topics.status(SITE, NODE)
     proc = start(cfg)
-    assert sink.wait_for(lambda: (status, b"online", False) in sink.messages, 20)
+    assert wait_until(lambda: sink.has(status, b"online", retained=False), 20)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert sink.wait_for(lambda: (status, b"offline", False) in sink.messages, 10)
+    assert wait_until(lambda: sink.has(status, b"offline", retained=False), 10)
     sink.close()
 
 
+@pytest.mark.integration
 def test_bad_config_and_missing_key_are_one_line_errors(tmp_path, mosquitto):
     wav = tmp_path / "in.wav"
     node_audio.write(wav, 1, [])
@@ -235,6 +246,7 @@ def test_keygen(tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr
 
 
+@pytest.mark.integration
 def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_path):
     from simulator.pps import Adc
 
@@ -244,11 +256,11 @@ def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_p
     onsets = node_audio.write(wav, 12, shots, pps=adc)
     cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=False)
     cfg.write_text(cfg.read_text().replace("[mqtt]", 'pps_channel = 1\n\n[timing]\npps = "audio"\n\n[mqtt]'))
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     proc = start(cfg)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(onsets), 10), err
+    assert wait_until(lambda: len(received(sink, ring)) >= len(onsets), 10), err
     msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
     assert len(msgs) == len(onsets)
     # The truth: the UTC at which the ADC took the sample the detector names as the onset.
@@ -261,6 +273,8 @@ def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_p
     sink.close()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, tmp_path):
     wav = tmp_path / "in.wav"
     shots = [0.5, 1.5, 2.5]
@@ -268,11 +282,11 @@ def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, t
     audio, rate = sf.read(wav, dtype="int16")
     cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
     cfg.write_text(cfg.read_text().replace('source = "wav"', 'source = "stdin"\nrate_hz = 48000\nchannels = 2\nformat = "int16"'))
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     proc = subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    status = f"ew/v1/{SITE}/node/{NODE}/status"
-    assert sink.wait_for(lambda: (status, b"online", False) in sink.messages, 20)  # up and reading
+    status = topics.status(SITE, NODE)
+    assert wait_until(lambda: sink.has(status, b"online", retained=False), 20)  # up and reading
     piece = rate // 10
     t_first_ns = time.time_ns()
     for i in range(0, len(audio), piece):  # as a live capture pipe would: 0.1 s at a time
@@ -281,7 +295,7 @@ def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, t
         time.sleep(0.1)
     proc.stdin.close()
     assert proc.wait(60) == 0, proc.stderr.read()
-    assert sink.wait_for(lambda: len(received(sink, ring)) >= len(shots), 10)
+    assert wait_until(lambda: len(received(sink, ring)) >= len(shots), 10)
     msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
     assert [m.timing for m in msgs] == ["system"] * len(shots)
     found = detected(wav)
@@ -293,6 +307,8 @@ def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, t
     sink.close()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
     import pathlib
     import threading
@@ -303,13 +319,13 @@ def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
     master, slave = os.openpty()
     cfg.write_text(cfg.read_text().replace("[mqtt]", f'[timing]\ngps_port = "{os.ttyname(slave)}"\ngps_baud = 115200\n\n[mqtt]'))
     raw = (pathlib.Path(__file__).parent / "data" / "nmea" / "bds_mix.nmea").read_bytes()
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     proc = start(cfg)
     talker = threading.Thread(target=os.write, args=(master, raw + raw), daemon=True)
     try:
-        assert sink.wait_for(lambda: sink.payloads("/status"), 20)  # the port is open
+        assert wait_until(lambda: sink.payloads(topics.status(SITE, NODE)), 20)  # the port is open
         talker.start()  # the receiver's output, written as the node reads it
-        assert sink.wait_for(lambda: any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads("/health")), 20)
+        assert wait_until(lambda: any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads(topics.health(SITE, NODE))), 20)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
     finally:
@@ -319,19 +335,20 @@ def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
             talker.join(5)
         os.close(master)
         os.close(slave)
-    gps = [json.loads(h)["gps"] for h in sink.payloads("/health")][-1]
+    gps = [json.loads(h)["gps"] for h in sink.payloads(topics.health(SITE, NODE))][-1]
     assert gps["fix"] == 3 and 12 <= gps["sats"] <= 15 and gps["error"] is None
     sink.close()
 
 
-def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path, mosquitto):
+def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path):
     from edge.config import load
     from edge.node import Node
 
     wav = tmp_path / "in.wav"
     node_audio.write(wav, 2, [0.5, 1.5])
     audio, rate = sf.read(wav, dtype="int16")
-    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
+    nobody = types.SimpleNamespace(url=f"mqtt://127.0.0.1:{free_port()}")
+    cfg, ring = make_node(tmp_path, nobody, wav, realtime=True)
     node = Node(load(cfg))  # driven by hand: the worker alone, no broker needed
     lost = 4800  # 0.1 s the audio interface never delivered
     cut = rate  # after 1 s
@@ -350,6 +367,7 @@ def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path, mosquitto):
     node.outbox.close()
 
 
+@pytest.mark.integration
 def test_a_node_runs_in_process_from_a_dict(mosquitto, tmp_path):
     """As the simulator runs virtual nodes: no TOML file, Node.run() in the caller's process."""
     from edge.config import from_dict
@@ -361,9 +379,9 @@ def test_a_node_runs_in_process_from_a_dict(mosquitto, tmp_path):
     cfg = from_dict({"node": {"name": NODE, "site": SITE, "key": str(tmp_path / "k"), "data_dir": str(tmp_path / "var")},
                      "audio": {"source": "wav", "path": str(wav), "realtime": False, "start_utc": START_UTC},
                      "mqtt": {"url": mosquitto.url}, "evidence": {"enabled": False}})
-    sink = Sink(mosquitto)
+    sink = sink_of(mosquitto)
     assert Node(cfg).run() == 0  # returns the pulses left unsent
     ring = wire.Keyring({NODE: keys.load_verify_key(keys.public_path(tmp_path / "k"))})
-    assert sink.wait_for(lambda: len(received(sink, ring)) == len(onsets), 10)
+    assert wait_until(lambda: len(received(sink, ring)) == len(onsets), 10)
     assert_times(unique(received(sink, ring)), wav, onsets)
     sink.close()

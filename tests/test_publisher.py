@@ -6,18 +6,26 @@ import time
 import nacl.signing
 import pytest
 
-from earwitness import wire
+from earwitness import topics, wire
 from edge.config import MqttSection
 from edge.outbox import Outbox
 from edge.publisher import Publisher
-from mqtt_sink import Sink
+from simulator.broker import Collector, Mosquitto, Tls, wait_until
+
+pytestmark = pytest.mark.integration
 
 NODE, SITE = "roof-1", "test"
+PULSES = topics.pulse(SITE, NODE)
 
 
 @pytest.fixture
 def key():
     return nacl.signing.SigningKey.generate()
+
+
+def _sink(broker, client_id="test-sink"):
+    """Everything of the site, in a persistent session: nothing is lost while it reconnects."""
+    return Collector(broker.url, "ew/v1/#", client_id=client_id, persistent=True).start()
 
 
 def mqtt_cfg(broker, **kw):
@@ -32,11 +40,11 @@ def append_pulse(box, key):
 
 def decoded(sink, key):
     ring = wire.Keyring({NODE: key.verify_key})
-    return [wire.decode(p, ring, topic_node=NODE) for p in sink.payloads("/pulse")]
+    return [wire.decode(p, ring, topic_node=NODE) for p in sink.payloads(PULSES)]
 
 
 def test_pulses_arrive_verified_in_order_and_leave_the_outbox(mosquitto, tmp_path, key):
-    sink = Sink(mosquitto)
+    sink = _sink(mosquitto)
     box = Outbox(tmp_path / "o.db")
     commands = []
     pub = Publisher(mqtt_cfg(mosquitto, inflight=8), SITE, NODE, box, on_command=commands.append).start()
@@ -44,33 +52,33 @@ def test_pulses_arrive_verified_in_order_and_leave_the_outbox(mosquitto, tmp_pat
         for _ in range(40):
             append_pulse(box, key)
             pub.notify()
-        assert sink.wait_for(lambda: len(sink.payloads("/pulse")) >= 40, 20)
+        assert wait_until(lambda: len(sink.payloads(PULSES)) >= 40, 20)
         assert [m.seq for m in decoded(sink, key)] == list(range(1, 41))
-        assert sink.wait_for(lambda: box.depth() == 0, 10)
+        assert wait_until(lambda: box.depth() == 0, 10)
         assert pub.published == 40
-        assert (f"ew/v1/{SITE}/node/{NODE}/status", b"online", False) in sink.messages
-        sink.client.publish(pub.topics.cmd, json.dumps({"cmd": "ping"}), qos=1)
-        sink.client.publish(pub.topics.cmd, b"{not json", qos=1)
-        assert sink.wait_for(lambda: commands == [{"cmd": "ping"}] and pub.bad_commands == 1, 10)
+        assert sink.has(topics.status(SITE, NODE), b"online", retained=False)
+        assert sink.publish(pub.topics.cmd, json.dumps({"cmd": "ping"}))
+        assert sink.publish(pub.topics.cmd, b"{not json")
+        assert wait_until(lambda: commands == [{"cmd": "ping"}] and pub.bad_commands == 1, 10)
         assert pub.publish_json(pub.topics.health, {"ok": 1})
-        assert sink.wait_for(lambda: sink.payloads("/health") == [b'{"ok":1}'], 10)
+        assert wait_until(lambda: sink.payloads(topics.health(SITE, NODE)) == [b'{"ok":1}'], 10)
     finally:
         pub.stop()
         sink.close()
-    late = Sink(mosquitto, client_id="late")  # the retained status says the node left
-    assert late.wait_for(lambda: (pub.topics.status, b"offline", True) in late.messages, 10)
+    late = _sink(mosquitto, client_id="late")  # the retained status says the node left
+    assert wait_until(lambda: late.has(pub.topics.status, b"offline", retained=True), 10)
     late.close()
 
 
 def test_outage_loses_nothing(mosquitto, tmp_path, key):
-    sink = Sink(mosquitto)
+    sink = _sink(mosquitto)
     box = Outbox(tmp_path / "o.db")
     pub = Publisher(mqtt_cfg(mosquitto, inflight=4), SITE, NODE, box).start()
     try:
         for _ in range(10):
             append_pulse(box, key)
             pub.notify()
-        assert sink.wait_for(lambda: len(sink.payloads("/pulse")) >= 10, 20)
+        assert wait_until(lambda: len(sink.payloads(PULSES)) >= 10, 20)
         mosquitto.stop()
         t_end = time.monotonic() + 3
         while time.monotonic() < t_end:  # pulses keep coming while the broker is away
@@ -81,8 +89,8 @@ def test_outage_loses_nothing(mosquitto, tmp_path, key):
         mosquitto.start()
         last = box.last_seq()
         guard = wire.ReplayGuard()
-        assert sink.wait_for(lambda: box.depth() == 0, 30)
-        assert sink.wait_for(lambda: {m.seq for m in decoded(sink, key)} >= set(range(1, last + 1)), 15)
+        assert wait_until(lambda: box.depth() == 0, 30)
+        assert wait_until(lambda: {m.seq for m in decoded(sink, key)} >= set(range(1, last + 1)), 15)
         unique = [m.seq for m in decoded(sink, key) if guard.accept(m)]
         assert sorted(unique) == list(range(1, last + 1))
     finally:
@@ -91,11 +99,9 @@ def test_outage_loses_nothing(mosquitto, tmp_path, key):
 
 
 def test_publisher_never_blocks_without_a_broker_and_sends_once_there_is_one(tmp_path, key):
-    from broker import Mosquitto, free_port
-
     box = Outbox(tmp_path / "o.db")
-    broker = Mosquitto(tmp_path / "late-broker", port=free_port()).start()
-    sink = Sink(broker)  # its persistent session waits in the broker's persistence file
+    broker = Mosquitto(tmp_path / "late-broker", persistence=True).start()
+    sink = _sink(broker)  # its persistent session waits in the broker's persistence file
     broker.stop()
     cfg = MqttSection(url=broker.url, reconnect_min_s=1, reconnect_max_s=1, inflight=4)
     pub = Publisher(cfg, SITE, NODE, box).start()
@@ -109,33 +115,30 @@ def test_publisher_never_blocks_without_a_broker_and_sends_once_there_is_one(tmp
     assert not pub.publish_json(pub.topics.health, {"dropped": True})
     broker.start()
     try:
-        assert sink.wait_for(lambda: box.depth() == 0, 20)
-        assert sink.wait_for(lambda: sorted({m.seq for m in decoded(sink, key)}) == list(range(1, 51)), 10)
+        assert wait_until(lambda: box.depth() == 0, 20)
+        assert wait_until(lambda: sorted({m.seq for m in decoded(sink, key)}) == list(range(1, 51)), 10)
         sink.close()
     finally:
         pub.stop()
         broker.stop()
 
 
+@pytest.mark.slow
 def test_tls_with_a_client_certificate(tmp_path, key):
-    from broker import Mosquitto, free_port
     from tls_certs import make_pki
 
     pki = make_pki(tmp_path / "pki")
-    tls_port = free_port()
-    broker = Mosquitto(tmp_path / "broker", extra_conf=(
-        f"listener {tls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server_cert']}\n"
-        f"keyfile {pki['server_key']}\nrequire_certificate true\n")).start()
+    broker = Mosquitto(tmp_path / "broker", tls=Tls(pki["ca"], pki["server_cert"], pki["server_key"])).start()
     try:
-        sink = Sink(broker)  # on the plain listener
+        sink = _sink(broker)  # on the plain listener
         box = Outbox(tmp_path / "o.db")
-        url = f"mqtts://127.0.0.1:{tls_port}"
+        url = broker.tls_url
         pub = Publisher(MqttSection(url=url, ca=pki["ca"], cert=pki["client_cert"], cert_key=pki["client_key"],
                                     reconnect_min_s=1, reconnect_max_s=1), SITE, NODE, box).start()
         for _ in range(3):
             append_pulse(box, key)
         pub.notify()
-        assert sink.wait_for(lambda: len(sink.payloads("/pulse")) == 3, 15)
+        assert wait_until(lambda: len(sink.payloads(PULSES)) == 3, 15)
         assert [m.seq for m in decoded(sink, key)] == [1, 2, 3]
         pub.stop()
         # Without a client certificate the broker refuses the node: nothing leaves the outbox.

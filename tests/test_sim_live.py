@@ -54,6 +54,7 @@ def test_array_source_refuses_overlapping_segments():
         ArraySource([], rate_hz=48000)
 
 
+@pytest.mark.integration
 def test_live_small_through_a_real_broker(mosquitto, tmp_path):
     scn = scenario.load("small")
     result = live.run(scn, broker=mosquitto.url, out=tmp_path, progress=False)
@@ -80,6 +81,8 @@ def test_live_small_through_a_real_broker(mosquitto, tmp_path):
     assert result.database.is_file()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
     from fusion.report import gather
     from fusion.server.store import Store
@@ -97,17 +100,22 @@ def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
         assert clip["t0_ns"] < first
 
 
+@pytest.mark.integration
 def test_live_paced_gives_discharge_to_alert_latency(mosquitto):
+    """Paced (four times real time): loss, detection and the latency only a paced run measures;
+    accuracy is asserted unpaced (above) and deterministically (tests/test_sim_pipeline.py)."""
     scn = scenario.load("small")
     result = live.run(scn, broker=mosquitto.url, speed=4.0, progress=False)
     s = result.score
-    assert s["detection_rate"] == 1.0 and s["pulses_lost"] == 0
+    assert s["detection_rate"] == 1.0 and s["pulses_lost"] == 0 and s["pulses_unsent"] == 0
     # Sound crosses the 600 m array in under 2 s; a pulse is stamped by the next PPS edge
     # (under 1 s of audio): the first alert comes a few scenario seconds after the discharge.
     assert len(s["alert_latency_s"]) == 1
     assert 0.0 < s["alert_latency_median_s"] < 6.0
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_live_exchange_shooter_a_first_embedded_broker(capsys, tmp_path):
     """The seed city's three-round exchange through `earwitness sim` and its own mosquitto."""
     assert main(["sim", "city_exchange", "--quiet", "--out", str(tmp_path)]) == 0
@@ -130,6 +138,8 @@ def test_live_exchange_shooter_a_first_embedded_broker(capsys, tmp_path):
     assert not any(t.name.startswith("node-") for t in threading.enumerate())
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_live_rifle_with_bullet_cracks_counts_its_rounds_and_is_gunfire(mosquitto, tmp_path):
     """The demo's rifle alone (seed city, 900 m/s bullets to the north-east, walls round the
     shooter, 3 m/s of wind): sensors near the bullet's path hear its crack before the blast,
@@ -174,20 +184,21 @@ def test_live_errors_are_one_line(capsys, monkeypatch):
 # The fireworks night through real nodes, broker and fusion server, paced at ten times real time
 # (nodes send as they hear, in time order, as a city's do; about two minutes here). Measured
 # over four runs: 5-7 gunfire alerts (one the second celebratory handgun burst, which the truth
-# counts as one incident), 0.87-0.89 classified right; unpaced (each node's whole night at once,
-# in sensor order) 8-13 and 0.84-0.89; at the start of the session that measured it, unpaced:
-# 27 and 0.73. Runs differ by a few alerts (the server's batches follow the wall clock).
+# counts as one incident), 0.87-0.89 classified right; under load once 0.78.  Runs differ (the
+# server's batches follow the wall clock), so the classification bounds are asserted on the same
+# audio path run deterministically (tests/test_sim_audio_stream.py); here, loss and detection.
 LIVE_FIREWORKS_SPEED = 10.0
-MAX_LIVE_FIREWORKS_ALERTS = 10
-MIN_LIVE_FIREWORKS_ACCURACY = 0.8
 
 
-def test_live_fireworks_night_bursts_and_strings_are_no_gunfire(mosquitto, tmp_path):
-    """The library's fireworks night, rendered and heard by the real node pipeline: aerial bursts,
-    firecracker strings, backfires and slams; the one real shooter is gunfire."""
+@pytest.mark.integration
+@pytest.mark.slow
+def test_live_fireworks_night_paced_loses_nothing_and_detects_the_gunfire(mosquitto, tmp_path):
+    """The library's fireworks night, rendered and heard by the real node pipeline, paced: aerial
+    bursts, firecracker strings, backfires and slams among the night's gunfire, every pulse
+    delivered and the gunfire detected."""
     scn = scenario.load("fireworks_night")
     result = live.run(scn, broker=mosquitto.url, out=tmp_path, progress=False, speed=LIVE_FIREWORKS_SPEED)
     s = result.score
-    assert s["pulses_lost"] == 0 and s["detection_rate"] == 1.0
-    assert s["false_alerts"] <= MAX_LIVE_FIREWORKS_ALERTS, s["class_by_kind"]
-    assert s["class_accuracy"] >= MIN_LIVE_FIREWORKS_ACCURACY, s["class_by_kind"]
+    assert s["pulses_detected"] > 0 and s["pulses_lost"] == 0 and s["pulses_unsent"] == 0
+    assert s["alerts"] == s["alerts_expected"] > 0          # every alert published reached dispatch
+    assert s["detection_rate"] == 1.0, s["class_by_kind"]

@@ -126,6 +126,7 @@ def test_score_counts_what_it_should():
     assert s["detection_rate"] == 0.0 and s["shots_located"] == 0
 
 
+@pytest.mark.slow
 def test_seed_city_exchange_through_the_audio_path(tmp_path, capsys):
     """Render the whole seed city (64 sensors) for the exchange, detect every clip through its
     PPS channel, locate, score: who fired first must come out right."""

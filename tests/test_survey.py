@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pymap3d
+import pytest
 
 from edge.nmea import Fix
 from edge.survey import Survey
@@ -47,6 +48,7 @@ def horizontal_error(pos):
     return math.hypot(e, n), abs(u)
 
 
+@pytest.mark.slow
 def test_survey_in_reaches_well_under_a_metre_and_survives_restart(tmp_path):
     path = tmp_path / "survey.json"
     stream = fixes(12, seed=1)
