@@ -142,22 +142,8 @@ def main() -> None:
         collector = Collector(broker.url, topics.incident(live.SITE), client_id="bench-live-alerts").start()
         fusion = _start_fusion(tmp, broker.url, registry, scn.atmosphere.temperature_c)
         clients = _publishers(broker.url, PUBLISHERS)
-        seqs = dict.fromkeys(signers, 0)
-        origin_s = last_report = time.monotonic()
-        for i, p in enumerate(pulses):
-            due = origin_s + ((p["t_ns"] - scn.start_ns) / NS_PER_S + STAMP_WAIT_S) / SPEED
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if time.monotonic() - last_report > PROGRESS_S:
-                last_report = time.monotonic()
-                _progress(origin_s, i, database, collector)
-            sid = p["sensor"]
-            seqs[sid] += 1
-            msg = wire.PulseMessage(wire.node_id(sid), seqs[sid], p["t_ns"], p["t_unc_ns"], p["timing"],
-                                    {"snr_db": p["snr_db"],
-                                     "peak_dbfs": p["spl_db"] - SPL_AT_1_PA_DB + MEMS_SENSITIVITY_DBFS_PER_PA})
-            clients[i % PUBLISHERS].publish(f"ew/v1/{live.SITE}/node/{sid}/pulse", wire.encode(msg, signers[sid]), qos=1)
+        origin_s = time.monotonic()
+        last_report = _publish_paced(pulses, scn.start_ns, signers, clients, (origin_s, database, collector))
         publish_s = time.monotonic() - origin_s
         backlog = len(pulses) - _stored(database)
 
@@ -190,6 +176,30 @@ def main() -> None:
           f"{s['false_alerts']} false (gunfire) alerts, classified right {_fmt(s['class_accuracy'])}; "
           f"{len(alerts)} alerts received"
           + ("" if caught_up else "; fusion had not caught up: scored on the alerts it had published"))
+
+
+def _publish_paced(pulses, start_ns: int, signers, clients, progress) -> float:
+    """Publish each pulse signed by its node at its time on the paced clock, round robin over
+    ``clients``; ``progress`` is (origin_s, database, collector) for the progress lines.
+    Returns the time of the last progress line."""
+    origin_s, database, collector = progress
+    seqs = dict.fromkeys(signers, 0)
+    last_report = origin_s
+    for i, p in enumerate(pulses):
+        due = origin_s + ((p["t_ns"] - start_ns) / NS_PER_S + STAMP_WAIT_S) / SPEED
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if time.monotonic() - last_report > PROGRESS_S:
+            last_report = time.monotonic()
+            _progress(origin_s, i, database, collector)
+        sid = p["sensor"]
+        seqs[sid] += 1
+        msg = wire.PulseMessage(wire.node_id(sid), seqs[sid], p["t_ns"], p["t_unc_ns"], p["timing"],
+                                {"snr_db": p["snr_db"],
+                                 "peak_dbfs": p["spl_db"] - SPL_AT_1_PA_DB + MEMS_SENSITIVITY_DBFS_PER_PA})
+        clients[i % PUBLISHERS].publish(topics.pulse(live.SITE, sid), wire.encode(msg, signers[sid]), qos=1)
+    return last_report
 
 
 def _fmt(v) -> str:

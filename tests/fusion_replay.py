@@ -1,9 +1,9 @@
 """Feed a fusion_site.Site through the store and the incident tracker, as the service does, in one go."""
 from __future__ import annotations
 
-from fusion.tracking.incidents import IncidentTracker
 from fusion.server.registry import load_registry
 from fusion.server.store import PulseRecord, Store
+from fusion.tracking.incidents import IncidentTracker
 
 
 def store_and_locate(site, store: Store, site_name: str = "pgh") -> list:

@@ -3,10 +3,10 @@ C edge finder), impulses at known UTC times."""
 import numpy as np
 import pytest
 
+from earwitness.units import NS_PER_S
 from edge.clock import ClockModel, ClockUnavailable
 from edge.pps import AudioPps
 from simulator.pps import FS_HZ, Adc, pps_channel
-from earwitness.units import NS_PER_S
 
 T0_S = 1_790_000_000.371          # true UTC of sample 0 (not a whole second)
 

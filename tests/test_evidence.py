@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 
+import nacl.exceptions
 import nacl.signing
 import numpy as np
 import pytest
@@ -106,5 +107,5 @@ def test_clip_message_is_signed_json(tmp_path):
     signature = bytes.fromhex(msg.pop("signature"))
     key.verify_key.verify(canonical_json(msg), signature)
     msg["t0_ns"] += 1
-    with pytest.raises(Exception):
+    with pytest.raises(nacl.exceptions.BadSignatureError):
         key.verify_key.verify(canonical_json(msg), signature)

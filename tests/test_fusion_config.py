@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.broker import free_port
 from earwitness.cli import main
 from fusion.server.registry import RegistryError, load_registry, write_registry
+from simulator.broker import free_port
 
 KEY = "ab" * 32
 

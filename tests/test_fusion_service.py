@@ -20,12 +20,12 @@ import xml.etree.ElementTree as ET
 import nacl.signing
 import pytest
 
-from earwitness.cli import main
 from earwitness import wire
+from earwitness.cli import main
 from fusion.server.alerts import CAP_NS
 from fusion.server.service import FusionConfig
-from fusion.transport import mqtt_service
 from fusion.server.store import Store
+from fusion.transport import mqtt_service
 from fusion_site import build_site
 from simulator.broker import Collector, publish_all, wait_until
 
@@ -262,8 +262,8 @@ def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, 
 
 
 def test_forwarded_cell_messages_keep_only_well_formed_pulses():
-    from fusion.transport.mqttwire import Publish
     from fusion.server.service import _cell_pulses
+    from fusion.transport.mqttwire import Publish
 
     def msg(payload: bytes) -> Publish:
         return Publish(f"ew/v1/{SITE}/cell/0_0/pulse", payload, 1, False, False, 1)

@@ -27,7 +27,8 @@ def test_a_provisioned_node_has_a_config_the_node_accepts_and_its_keys(tmp_path)
     subject = _openssl("x509", "-in", dest / "node.pem", "-noout", "-subject")
     assert subject.strip().replace(" ", "").endswith(f"CN={NODE}")
     # the certificate belongs to the TLS key provision.sh made
-    assert _openssl("pkey", "-in", dest / "node-key.pem", "-pubout") == _openssl("x509", "-in", dest / "node.pem", "-noout", "-pubkey")
+    public_key = _openssl("pkey", "-in", dest / "node-key.pem", "-pubout")
+    assert public_key == _openssl("x509", "-in", dest / "node.pem", "-noout", "-pubkey")
 
 
 def _openssl(*args) -> str:
@@ -52,5 +53,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
              ("--node", NODE, "--site", SITE, "--broker", BROKER, "--ca", str(tmp_path / "missing.pem"))]
     for args in cases:
         run = provision(tmp_path / "etc", *args, check=False)
-        assert run.returncode == 2 and run.stderr.count("\n") == 1 and run.stderr.startswith("provision.sh: error:"), (args, run.stderr)
+        one_line = run.stderr.count("\n") == 1 and run.stderr.startswith("provision.sh: error:")
+        assert run.returncode == 2 and one_line, (args, run.stderr)
         assert not (tmp_path / "etc").exists()

@@ -325,7 +325,10 @@ def test_health_reports_the_gps_on_a_serial_port(mosquitto, tmp_path):
     try:
         assert wait_until(lambda: sink.payloads(topics.status(SITE, NODE)), 20)  # the port is open
         talker.start()  # the receiver's output, written as the node reads it
-        assert wait_until(lambda: any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads(topics.health(SITE, NODE))), 20)
+        def fixed() -> bool:
+            return any((json.loads(h)["gps"] or {}).get("fix") == 3 for h in sink.payloads(topics.health(SITE, NODE)))
+
+        assert wait_until(fixed, 20)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
     finally:

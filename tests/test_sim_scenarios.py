@@ -64,7 +64,8 @@ def test_every_library_scenario_loads_and_renders(name, tmp_path):
     by_sensor = {c["sensor"]: c for c in clips}
     found = 0
     for a in arrivals:
-        c = next(c for c in clips if c["sensor"] == a["sensor"] and int(c["t0_ns"]) <= a["t_ns"] < int(c["t0_ns"]) + int(c["samples"]) * 20834)
+        c = next(c for c in clips
+                 if c["sensor"] == a["sensor"] and int(c["t0_ns"]) <= a["t_ns"] < int(c["t0_ns"]) + int(c["samples"]) * 20834)
         x, rate = sf.read(tmp_path / c["file"], dtype="float32")
         k = int((a["t_ns"] - int(c["t0_ns"])) * 1e-9 * rate)
         noise = np.std(x[: rate // 2, 0])

@@ -3,12 +3,12 @@ import math
 
 import nacl.signing
 import pytest
-from hypothesis import given, settings, strategies as st
-
-from edge import keys
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from earwitness import wire
 from earwitness.wire import MESSAGE_LEN, PulseMessage, WireError
+from edge import keys
 
 NODE = "roof-17"
 
@@ -146,7 +146,7 @@ def test_fuzz_round_trip(key, ring, seq, t_ns, t_unc_ns, timing, features):
     got = wire.decode(wire.encode(message(seq=seq, t_ns=t_ns, t_unc_ns=t_unc_ns, timing=timing, features=features), key), ring)
     assert (got.seq, got.t_ns, got.t_unc_ns, got.timing) == (seq, t_ns, min(t_unc_ns, wire.U32_MAX), timing)
     assert set(got.features) == set(features)
-    for name, value in got.features.items():
+    for value in got.features.values():
         assert math.isfinite(value)
 
 

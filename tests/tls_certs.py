@@ -31,7 +31,8 @@ def make_pki(folder: pathlib.Path, clients: tuple[str, ...] = ("client",)) -> di
     return files
 
 
-def sign(ca_folder: pathlib.Path, csr: pathlib.Path, out: pathlib.Path, extension: str = "extendedKeyUsage=clientAuth") -> pathlib.Path:
+def sign(ca_folder: pathlib.Path, csr: pathlib.Path, out: pathlib.Path,
+         extension: str = "extendedKeyUsage=clientAuth") -> pathlib.Path:
     """Sign the certificate request ``csr`` with the CA made by :func:`make_pki` in ``ca_folder``."""
     csr, out = csr.resolve(), out.resolve()
     ext = out.with_suffix(".ext")

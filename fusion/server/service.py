@@ -35,15 +35,15 @@ import queue
 import threading
 import time
 
+from earwitness import topics
+from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
-from fusion.tracking.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
 from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import LinkFactory
 from fusion.server.partition import Partition
 from fusion.server.registry import load_registry
 from fusion.server.store import Store
-from earwitness import topics
-from earwitness.units import NS_PER_S
+from fusion.tracking.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
 
 log = logging.getLogger(__name__)
 
