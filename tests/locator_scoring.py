@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 WITHIN_M = 25.0  # TN098's benchmark criterion for a located incident
+DISPLAY_MAX = 1e3  # a ratio past this (an exact fit's sharpness) prints as ">1000"
 FIGURES = ("rounds_located", "rounds_exact", "within_25m", "median_err_m", "rms_err_m",
            "err_coverage", "sharpness")
 
@@ -112,6 +113,20 @@ def locate_case(name: str, sensors_csv, pulses_jsonl, truth_xy, rounds: int, ext
     return Case(name, tuple(truth_xy[:2]), rounds, incidents, note, dict(tags or {}), status)
 
 
+def failure(case: Case) -> str:
+    """What went wrong with a case, in the words association work needs ("" if nothing):
+    nothing out; a shot put more than WITHIN_M off (false or misplaced); rounds lost (merged
+    or missed); an extra round (a split or an echo taken for a round)."""
+    f = case_figures(case)
+    if not case.incidents:
+        return "nothing located"
+    if any(e > WITHIN_M for e in f["all_err_m"]):
+        return "shot > 25 m off"
+    if f["located"] < f["fired"]:
+        return "rounds lost"
+    return "" if f["exact"] else "extra round"
+
+
 def breakdown(cases: list[Case], key) -> dict:
     """{condition: figures} over the cases grouped by ``key(case)`` (e.g. a band of sensor counts)."""
     groups: dict = {}
@@ -124,9 +139,10 @@ def format_row(label: str, figures: dict, width: int = 34) -> str:
     """One aligned line of the figures, for the benchmark's tables."""
     def f(key, fmt):
         v = figures.get(key, math.nan)
+        width = fmt.replace("f", "s").split(".")[0]
         if v is None or (isinstance(v, float) and math.isnan(v)):
-            return format("-", fmt.replace("f", "s").split(".")[0])
-        return format(v, fmt)
+            return format("-", width)
+        return format(v, fmt) if abs(v) < DISPLAY_MAX else format(f">{DISPLAY_MAX:.0f}", width)
     return (f"{label:<{width}s}{figures['tests']:>6d}{f('rounds_located', '>9.3f')}{f('rounds_exact', '>8.3f')}"
             f"{f('within_25m', '>8.3f')}{f('median_err_m', '>9.2f')}{f('rms_err_m', '>8.2f')}"
             f"{f('err_coverage', '>8.3f')}{f('sharpness', '>7.2f')}")

@@ -7,45 +7,50 @@ the yardstick does not share the assumptions of what it measures. Each scene is 
 tests' allpulses.json and audio .json, recentred on that position's surveyed firing point;
 each position has its own arbitrary frame, so the three layouts stay apart).
 
-Modelling choices and their sources (TN098 = Calhoun et al. 2020, ShotSpotter Tech Note 098,
-in ../shared/data/pittsburgh-2018/TN098.pdf):
+Modelling choices and their sources (each a field of :class:`Conditions`; TN098 = Calhoun et
+al. 2020, ShotSpotter Tech Note 098, in ../shared/data/pittsburgh-2018/TN098.pdf):
 
 - Propagation: straight lines at c = 20.03 sqrt(T + 273.15) m/s (TN098 eq. 8) in 3D from the
   source to each sensor (the locator fits 2D, so the hilly array's height differences stay a
   model error, as on the real data: TN098 §V.B), plus a homogeneous wind (TN098 §II.E: a
   moving medium adds its component along the path; the airports reported 0-5 m/s, §III.D).
 - Speed-of-sound error: the locator is told the temperature with an error of
-  TEMPERATURE_ERROR_C (TN098 §III.D: METAR readings at +-1 degC, from an airport, not the site).
+  ``temperature_error_c`` (TN098 §III.D: METAR readings at +-1 degC, from an airport, not the
+  site).
 - Sensor survey error: each sensor's reported position is off by a 2D Gaussian whose RMS
-  radius is drawn from SURVEY_RMS_M = 1-3 m per sensor (TN098 §III.B: a u-blox MAX-7, 2.5 m
+  radius is drawn from ``survey_rms_m`` = 1-3 m per sensor (TN098 §III.B: a u-blox MAX-7, 2.5 m
   CEP, averaged over up to 180 days; Fig. 8).
-- Picking error: Gaussian, PICK_SIGMA_S = 100 us (TN098 Table I, §III.B: sigma 99.6 us; its
+- Picking error: Gaussian, ``pick_sigma_s`` = 100 us (TN098 Table I, §III.B: sigma 99.6 us; its
   mean offset is common to all sensors and cancels in time differences). Reported times are
   then rounded to the millisecond (TN098 §III.B: "to millisecond precision").
-- Which sensors hear: the count per scene is Gaussian about HEAR_MEAN = 14 (TN098 Table II:
+- Which sensors hear: the count per scene is Gaussian about ``hear_mean`` = 14 (TN098 Table II:
   17.8, 14.3, 9.9 sensors per shot at FP1-FP3; the supplement's tuples average 14.0), sd
-  HEAR_SD, clipped to 3-25; the ones that hear are the nearest by distance times a lognormal
+  ``hear_sd``, clipped to 3-25; the ones that hear are the nearest by distance times a lognormal
   factor (TN098 Fig. 2: range alone is not a good predictor of level). Each hearing sensor
-  misses a given round with DROPOUT (masking, threshold), keeping at least 3 per round.
+  misses a given round with ``dropout`` (masking, threshold), keeping at least 3 per round.
+- Temperature: uniform -10 to 30 degC (a year's range; the test itself was at -1 degC).
 - Non-line-of-sight first arrivals (TN098 §II.C: near line-of-sight paths after one
-  diffraction are usable; specular paths are late): a share NLOS_SHARE of the hearing sensors
+  diffraction are usable; specular paths are late): a share ``nlos_share`` of the hearing sensors
   (fixed per scene: the path belongs to the place) receive their first arrival late, half of
-  them by 1 ms + an exponential of mean NLOS_LATE_MEAN_S capped at 30 ms (a reflection only),
+  them by 1 ms + an exponential of mean ``nlos_late_mean_s`` capped at 30 ms (a reflection only),
   half by the detour over a barrier (height 3-15 m above the line, 5-50 m from the source).
-  NLOS arrivals are also weaker (NLOS_DB_LOSS).
-- Echoes: each hearing sensor has its own echo delays (Poisson ECHOES_MEAN, log-uniform 20 ms
+  NLOS arrivals are also weaker (``nlos_db_loss``).
+- Echoes: each hearing sensor has its own echo delays (Poisson ``echoes_mean``, log-uniform 20 ms
   to 2 s after the first arrival; fixed per scene as the buildings are), each heard on a
-  round with ECHO_HEARD; TN098 §II.B: reflections arrive "over a period of time that may extend
+  round with ``echo_heard``; TN098 §II.B: reflections arrive "over a period of time that may extend
   to several seconds"; §IV: "loud, sharp echoes", so an echo can be as loud as the direct.
-- Unrelated pulses at every sensor of the layout, Poisson NOISE_RATE_HZ over the scene (the
-  supplement: 0.19 pulses per sensor-second outside the commercial tuples, echoes included).
+- Unrelated pulses at every sensor of the layout, Poisson ``noise_rate_hz`` = 0.1/s over the
+  scene. With ``echoes_mean`` = 1.2 heard at 0.8 this puts a 3-round scene near 100 pulses, as
+  the supplement's tests (70-160 pulses; 0.19 per sensor-second outside the commercial tuples).
+- ``nlos_share`` = 0.15 is a choice, not a measurement (the supplement does not label NLOS
+  arrivals); the benchmark's one-condition-at-a-time rows show what it costs.
 - Levels: first-arrival SNR ~ N(19, 6) dB, clipped at 6 (the supplement's tuple pulses:
   median 19.5, 10-90 % 10-27 dB); unrelated pulses 2 dB + an exponential of mean 5 dB (theirs:
   median 6.3, 10-90 % 2.6-16.8 dB).
-- Bursts: 1-5 rounds, 0.2-1.5 s apart (issue 14), at a place uniform within SHOT_RADIUS_M of
+- Bursts: 1-5 rounds, 0.2-1.5 s apart (issue 14), at a place uniform within ``shot_radius_m`` of
   the real firing point (400 m: inside the area FP1-FP3's sensors surround, TN098 Fig. 13), on the ground
-  ROOF_M below the median height of its three nearest sensors (rooftop sensors, §III.A).
-  Sensors farther than HEAR_MAX_M = 1 km never hear it (TN098 §IV: analysis within 800 m;
+  ``roof_m`` below the median height of its three nearest sensors (rooftop sensors, §III.A).
+  Sensors farther than ``hear_max_m`` = 1 km never hear it (TN098 §IV: analysis within 800 m;
   Fig. 13: the detection limits lie within about 1 km).
 """
 from __future__ import annotations
@@ -64,6 +69,8 @@ from locator_scoring import Case, locate_case
 
 EPOCH_NS = 1_545_180_000 * NS_PER_S  # December 2018, as the live-fire test
 MS_NS = 1_000_000
+NLOS_MIN_S = 1e-3  # a reflection-only first arrival is at least this late (issue 14: 1-30 ms)
+MIN_SNR_DB = 0.5  # an echo's level floor: a detector reports nothing weaker
 
 
 def speed_of_sound(temperature_c: float) -> float:
@@ -92,6 +99,12 @@ class Conditions:
     nlos_late_mean_s: float = 6e-3
     nlos_max_s: float = 0.03
     nlos_db_loss: tuple[float, float] = (3.0, 12.0)
+    nlos_detour_share: float = 0.5
+    barrier_distance_m: tuple[float, float] = (5.0, 50.0)
+    barrier_height_m: tuple[float, float] = (3.0, 15.0)
+    snr_db: tuple[float, float] = (19.0, 6.0)  # mean, sd of a first arrival's SNR
+    snr_min_db: float = 6.0
+    noise_snr_db: tuple[float, float] = (2.0, 5.0)  # floor, mean of the exponential above it
     echoes_mean: float = 1.2
     echo_delay_s: tuple[float, float] = (0.02, 2.0)
     echo_heard: float = 0.8
@@ -158,11 +171,11 @@ def _hearing(rng, dist_m: np.ndarray, cond: Conditions) -> np.ndarray:
 
 def _nlos_delay_s(rng, src: np.ndarray, sensor: np.ndarray, c_m_s: float, cond: Conditions) -> float:
     """Extra first-arrival delay of one non-line-of-sight path: a reflection only, or a detour."""
-    if rng.random() < 0.5:
-        return min(1e-3 + rng.exponential(cond.nlos_late_mean_s), cond.nlos_max_s)
+    if rng.random() >= cond.nlos_detour_share:
+        return min(NLOS_MIN_S + rng.exponential(cond.nlos_late_mean_s), cond.nlos_max_s)
     d = float(np.linalg.norm(sensor - src))
-    d1 = min(rng.uniform(5.0, 50.0), d / 2)
-    h = rng.uniform(3.0, 15.0)
+    d1 = min(rng.uniform(*cond.barrier_distance_m), d / 2)
+    h = rng.uniform(*cond.barrier_height_m)
     detour_m = math.hypot(d1, h) + math.hypot(d - d1, h) - d
     return min(detour_m / c_m_s, cond.nlos_max_s)
 
@@ -175,7 +188,8 @@ def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: 
     r, a = cond.shot_radius_m * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
     xy = np.array([r * math.cos(a), r * math.sin(a)])
     near = np.argsort(np.hypot(*(layout[:, :2] - xy).T))[:3]
-    src = np.array([*xy, 0.0 if cond.flat else np.median(layout[near, 2]) - rng.uniform(*cond.roof_m)])
+    roof_m = rng.uniform(*cond.roof_m)  # drawn even when flat: the scenes stay paired across conditions
+    src = np.array([*xy, 0.0 if cond.flat else np.median(layout[near, 2]) - roof_m])
     t_true = rng.uniform(*cond.temperature_c)
     c = speed_of_sound(t_true)
     wind = rng.uniform(*cond.wind_m_s) * np.array([math.cos(b := rng.uniform(0, 2 * math.pi)), math.sin(b), 0.0])
@@ -191,7 +205,7 @@ def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: 
     travel_s = dist / (c + vec @ wind / dist)  # the wind's component along each straight path
     hear = _hearing(rng, np.hypot(vec[:, 0], vec[:, 1]), cond)
     nlos = {int(k): _nlos_delay_s(rng, src, layout[k], c, cond) for k in hear if rng.random() < cond.nlos_share}
-    snr = {int(k): max(6.0, rng.normal(19.0, 6.0)) - (rng.uniform(*cond.nlos_db_loss) if k in nlos else 0.0)
+    snr = {int(k): max(cond.snr_min_db, rng.normal(*cond.snr_db)) - (rng.uniform(*cond.nlos_db_loss) if k in nlos else 0.0)
            for k in hear}
     echoes = {int(k): np.exp(rng.uniform(*np.log(cond.echo_delay_s), rng.poisson(cond.echoes_mean))) for k in hear}
     for t_fire in t0:
@@ -209,7 +223,7 @@ def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: 
     span_s = t0[-1] + cond.tail_s
     for k in range(len(layout)):
         for t in rng.uniform(0.0, span_s, rng.poisson(cond.noise_rate_hz * span_s)):
-            _report(out, ids[k], t, 2.0 + rng.exponential(5.0), cond)
+            _report(out, ids[k], t, cond.noise_snr_db[0] + rng.exponential(cond.noise_snr_db[1]), cond)
     out.pulses.sort(key=lambda p: (p["t_ns"], p["sensor"]))
     out.tags = {"rounds": n_rounds, "hearing": len(hear), "nlos": len(nlos),
                 "min_gap_s": float(gaps.min()) if len(gaps) else math.inf,
@@ -224,18 +238,19 @@ def _report(out: Scene, sid: str, t_s: float, snr_db: float, cond: Conditions) -
     t_ns = round(t_s * NS_PER_S)
     if cond.round_to_ms:
         t_ns = round(t_ns / MS_NS) * MS_NS
-    out.pulses.append({"sensor": sid, "t_ns": EPOCH_NS + t_ns, "snr_db": round(float(max(snr_db, 0.5)), 2)})
+    out.pulses.append({"sensor": sid, "t_ns": EPOCH_NS + t_ns, "snr_db": round(float(max(snr_db, MIN_SNR_DB)), 2)})
     return t_ns / NS_PER_S
 
 
 def scenes(tests: list[pathlib.Path], n: int, seed: int = 2018, cond: Conditions | None = None) -> list[Scene]:
     """``n`` scenes, cycling over the development layouts, from a fixed seed."""
     cond = cond or Conditions()
-    rng = np.random.default_rng(seed)
     lays = layouts(tests)
     names = sorted(lays)
-    return [scene(rng, names[i % len(names)], lays[names[i % len(names)]], cond, f"scene_{i:04d}")
-            for i in range(n)]
+    # A generator per scene: scene i has the same place, burst and hearing sensors whatever the
+    # conditions, so that rows with one difficulty switched on compare the same scenes.
+    return [scene(np.random.default_rng((seed, i)), names[i % len(names)], lays[names[i % len(names)]], cond,
+                  f"scene_{i:04d}") for i in range(n)]
 
 
 def write(sc: Scene, folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
