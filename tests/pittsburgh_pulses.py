@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import pathlib
+
 from earwitness.units import NS_PER_S
 
 NS_PER_US = 1_000
@@ -39,6 +41,11 @@ def survey(test: pathlib.Path) -> tuple[tuple[float, float, float], int]:
 
 def temperature_c(test: pathlib.Path) -> float:
     return float(load(test, "weather")["temperature"])
+
+
+def speed_of_sound(temperature_c: float) -> float:
+    """The publisher's c = 20.03 sqrt(T + 273.15) m/s (TN098 eq. 8), written out apart from the locator's."""
+    return 20.03 * math.sqrt(temperature_c + 273.15)
 
 
 def write_sensors_csv(positions: dict[str, tuple[float, float, float]], path: pathlib.Path) -> pathlib.Path:

@@ -11,6 +11,7 @@ import math
 
 import pytest
 
+import locator_lopo as lopo
 import pittsburgh_pulses as pp
 from earwitness import cli
 
@@ -34,19 +35,7 @@ def run(argv: list[str]) -> tuple[int, str]:
 
 def detect_test(test, folder):
     """Sensors CSV and pulses JSONL from the test's WAVs, through `earwitness detect`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    positions, lines = {}, []
-    for wav in sorted(test.glob("*.wav")):
-        meta = json.loads(wav.with_suffix(".json").read_text())
-        sid, loc = meta["serial_number"], meta["location"]
-        positions[sid] = (loc["x"], loc["y"], loc["z"])
-        status, text = run(["detect", "--sensor", sid, "--start-utc", meta["timestamp"], str(wav)])
-        assert status == 0
-        lines += text.splitlines()
-    sensors = pp.write_sensors_csv(positions, folder / "sensors.csv")
-    pulses = folder / "pulses.jsonl"
-    pulses.write_text("".join(line + "\n" for line in lines))
-    return sensors, pulses
+    return lopo.detect_inputs(test, folder)
 
 
 def located_share(tests, inputs, temperature: bool) -> float:

@@ -1,0 +1,148 @@
+"""The accuracy yardstick itself (issue 14, item 5) and the figures the locator reaches on it.
+
+The scoring (tests/locator_scoring.py) is checked on hand-made cases; the Pittsburgh-like
+generator (tests/pittsburgh_like.py) is checked to be sane (the oracle recovers exact
+positions from exact arrivals, and positions within the survey error with only geometry and
+timing errors left); the leave-one-position-out harness never fits on the fold it scores;
+and `earwitness locate` on a few synthetic scenes must reach what it reaches today.
+`make bench` (bench/bench_accuracy.py) prints the full figures on 300 scenes and FP1-FP3.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+import locator_lopo as lopo
+import locator_oracle as oracle
+import pittsburgh_like as pl
+from locator_scoring import Case, case_figures, score
+
+SEED = 14
+SCENES = 40
+# Measured on these 40 scenes (seed 14) with the code of this commit: rounds located 0.961,
+# rounds exact 0.875, within 25 m 0.975, median 2.23 m, err_m coverage 0.49, sharpness 0.89.
+# Bounds a little below guard against regressions; issue 14's targets (rounds located >= 0.98,
+# rounds exact >= 0.95, coverage 0.93-0.98) are not reached yet, sharpness (<= 2.5) is.
+MIN_ROUNDS_LOCATED = 0.93
+MIN_ROUNDS_EXACT = 0.85
+MIN_WITHIN_25M = 0.92
+MAX_MEDIAN_ERR_M = 3.0
+MIN_ERR_COVERAGE = 0.40
+MAX_SHARPNESS = 2.5
+# Sensor survey error is 1-3 m RMS per sensor; the located position inherits about that.
+SURVEY_MEDIAN_M = 3.0
+SURVEY_MAX_M = 10.0
+
+
+def shot(x, y, err_m=None):
+    return {"x": x, "y": y, "err_m": err_m}
+
+
+def incident(*shots):
+    return {"rounds": len(shots), "x": float(np.mean([s["x"] for s in shots])),
+            "y": float(np.mean([s["y"] for s in shots])), "sensors": ["a"], "shots": list(shots)}
+
+
+def test_scoring_counts_rounds_located_capped_exact_and_coverage():
+    cases = [
+        # 3 fired, 4 found near: located capped at 3, not exact; one err_m covers.
+        Case("a", (0.0, 0.0), 3, [incident(shot(1, 0, 2.0), shot(3, 0, 2.0), shot(0, 4, 2.0), shot(0, 1, 0.5))]),
+        # 2 fired, 1 near + 1 far in another incident: located 1, exact (2 rounds), within 25 m.
+        Case("b", (100.0, 0.0), 2, [incident(shot(102, 0, 5.0)), incident(shot(300, 0, 5.0))]),
+        # 1 fired, nothing out.
+        Case("c", (0.0, 0.0), 1, [], note="no shot located"),
+    ]
+    figures = score(cases)
+    assert figures["rounds_located"] == pytest.approx((3 + 1 + 0) / 6)
+    assert figures["rounds_exact"] == pytest.approx(1 / 3)
+    assert figures["within_25m"] == pytest.approx(2 / 3)
+    # Errors of the located shots (<= 25 m): 1, 3, 4, 1, 2.
+    assert figures["median_err_m"] == pytest.approx(2.0)
+    assert figures["rms_err_m"] == pytest.approx(np.sqrt(np.mean(np.square([1, 3, 4, 1, 2]))))
+    # Coverage over every shot put out: covered 1 (1 <= 2) and 2 (2 <= 5) of 6 shots.
+    assert figures["err_coverage"] == pytest.approx(2 / 6)
+    assert case_figures(cases[1])["all_err_m"] == pytest.approx([2.0, 200.0])
+
+
+@pytest.fixture(scope="module")
+def layouts(pittsburgh):
+    return pittsburgh
+
+
+def run(tests, cond, n, tmp_path):
+    logging.getLogger("fusion").setLevel(logging.ERROR)
+    return pl.cases(pl.scenes(tests, n, seed=SEED, cond=cond), tmp_path)
+
+
+def oracle_errors(cases) -> np.ndarray:
+    return np.array([e for c in cases for e in case_figures(c)["all_err_m"]])
+
+
+def test_generator_exact_arrivals_give_the_exact_position(layouts):
+    """Flat, no error of any kind: the oracle lands on the source. Rounds heard by exactly 3
+    sensors are left out: 3 arrivals for 3 unknowns can have two exact solutions."""
+    errors = []
+    for sc in pl.scenes(layouts, 20, seed=SEED, cond=pl.Conditions().exact()):
+        for positions, t_s, _ids in pl.oracle_groups(sc):
+            if len(t_s) > oracle.MIN_PULSES:
+                xy, _t0, _r = oracle.fit(positions, t_s, pl.speed_of_sound(sc.temperature_told_c))
+                errors.append(np.hypot(*(xy - np.array(sc.source_m[:2]))))
+    assert len(errors) > 40
+    assert max(errors) < 1e-3
+
+
+def test_generator_without_nlos_echoes_noise_locates_within_the_survey_error(layouts, tmp_path):
+    _ours, oracle = run(layouts, pl.Conditions().clean(), 20, tmp_path)
+    errors = oracle_errors(oracle)
+    assert np.median(errors) <= SURVEY_MEDIAN_M
+    assert errors.max() <= SURVEY_MAX_M
+
+
+def test_generator_scenes_look_like_the_pittsburgh_reports(layouts):
+    scenes = pl.scenes(layouts, SCENES, seed=SEED)
+    assert {s.layout for s in scenes} == {"FP1", "FP2", "FP3"}
+    for s in scenes:
+        assert 1 <= s.rounds <= 5 and 3 <= s.tags["hearing"] <= 25
+        assert all(0.2 <= b - a <= 1.5 for a, b in zip(s.t0_s, s.t0_s[1:]))
+        assert all(len(firsts) >= 3 for firsts in s.first_arrivals)
+        assert all(p["t_ns"] % pl.MS_NS == 0 for p in s.pulses)  # reported to the millisecond
+    # The supplement holds about 70-160 pulses per test, most of them echoes and noise.
+    per_scene = [len(s.pulses) for s in scenes]
+    firsts = [sum(len(f) for f in s.first_arrivals) for s in scenes]
+    assert 50 <= np.median(per_scene) <= 160
+    assert np.median(np.array(firsts) / np.array(per_scene)) < 0.6
+    # The same seed gives the same scenes.
+    assert pl.scenes(layouts, 3, seed=SEED)[2].pulses == scenes[2].pulses
+
+
+def test_locator_on_pittsburgh_like_scenes(layouts, tmp_path, capsys):
+    ours, oracle = run(layouts, pl.Conditions(), SCENES, tmp_path)
+    figures, best = score(ours), score(oracle)
+    with capsys.disabled():
+        print(f"\nlocate on {SCENES} Pittsburgh-like scenes: {({k: round(v, 3) for k, v in figures.items()})}"
+              f"\noracle on their true first arrivals: {({k: round(v, 3) for k, v in best.items()})}")
+    assert best["rounds_located"] >= 0.98  # association solved, only NLOS and geometry left
+    assert figures["rounds_located"] >= MIN_ROUNDS_LOCATED
+    assert figures["rounds_exact"] >= MIN_ROUNDS_EXACT
+    assert figures["within_25m"] >= MIN_WITHIN_25M
+    assert figures["median_err_m"] <= MAX_MEDIAN_ERR_M
+    assert figures["err_coverage"] >= MIN_ERR_COVERAGE
+    assert figures["sharpness"] <= MAX_SHARPNESS
+
+
+def test_leave_one_position_out_never_fits_on_the_held_out_position(pittsburgh):
+    seen = {}
+
+    def fit(train):
+        return {"trained_on": sorted({lopo.position_of(t) for t in train})}
+
+    def scorer(held, settings):
+        positions = {lopo.position_of(t) for t in held}
+        seen[positions.pop()] = settings["trained_on"]
+        assert not positions
+        return {}
+
+    lopo.lopo(pittsburgh, scorer, fit)
+    assert seen == {"FP1": ["FP2", "FP3"], "FP2": ["FP1", "FP3"], "FP3": ["FP1", "FP2"]}
