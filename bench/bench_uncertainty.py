@@ -16,7 +16,7 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))   # the test helpers read the shared data
 
-SCENARIOS = ("city_demo", "city_exchange", "city_park")
+SCENARIOS = ("city_demo", "city_exchange", "city_park", "city")
 
 
 def _line(name: str, figures: dict) -> str:

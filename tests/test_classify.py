@@ -1,26 +1,17 @@
 """fusion.locator.classify: real Pittsburgh gunfire comes out as gunfire; the simulator's confounders mostly not."""
+import pathlib
 
 import numpy as np
 import pytest
 
-from earwitness.units import NS_PER_S
 from fusion.locator.attribution import shot_arrivals
-from fusion.locator.classify import (
-    CLASSES,
-    FIREWORKS,
-    GUNFIRE,
-    UNKNOWN,
-    cadence,
-    classify,
-    crackle,
-    height_above_sensors_m,
-    mortar_partner,
-    source_level_db,
-)
+from fusion.locator.classify import (CLASSES, FIREWORKS, GUNFIRE, UNKNOWN, cadence, classify, crackle, height_above_sensors_m,
+                             mortar_partner, source_level_db)
 from fusion.locator.locate import locate
 from fusion.locator.sensors import Sensors
 from pittsburgh_pulses import all_pulses, temperature_c
 from simulator import fleet, scenario, score
+from earwitness.units import NS_PER_S
 
 FIRING_POSITIONS = ("FP1", "FP2", "FP3")
 MIN_REAL_GUNFIRE_RATE = 0.95
@@ -80,9 +71,9 @@ def test_cues_on_their_own():
     bare = classify({"shots": [shot]}, [[{"sensor": "s0", "t_ns": 0}]], sensors)
     assert bare["class"] == UNKNOWN and bare["confidence"] == 0.5 and bare["class_cues"] == {}
     # Cues measured but mute (a level at the boundary, gunfire's own spectrum) are no call either.
-    mute = classify({"shots": [shot]}, [[{"sensor": "s0", "t_ns": 0, "spl_db": 137.0 - 20 * np.log10(
-        np.linalg.norm(sensors.enu_m[0] - sensors.to_enu(shot))), "features": {"high_ratio_db": -24.0}}]], sensors,
-        sensitivity_dbfs_per_pa=None)
+    at_boundary_db = 100.0 + 137.0 - source_level_db(shot, [{"sensor": "s0", "t_ns": 0, "spl_db": 100.0}], sensors, None)
+    mute = classify({"shots": [shot]}, [[{"sensor": "s0", "t_ns": 0, "spl_db": at_boundary_db,
+                                           "features": {"high_ratio_db": -24.0}}]], sensors, sensitivity_dbfs_per_pa=None)
     assert mute["class"] == UNKNOWN and set(mute["class_cues"]) == {"level", "spectrum"}
     assert set(CLASSES) == {"gunfire", "fireworks", "other", "unknown"}
 

@@ -17,16 +17,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from earwitness.units import NS_PER_S
 from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SearchConfig, find_shots
 from fusion.locator.multilaterate import (
-    C_MAX,
-    C_MIN,
-    DEFAULT_TEMPERATURE_C,
-    Geometry,
-    fit_shots,
-    solve_dims,
-    speed_of_sound,
+    C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
 )
 from fusion.locator.picks import Picks
 from fusion.locator.pulses import Pulses, parse_pulses
@@ -34,6 +27,7 @@ from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
 from fusion.locator.shooters import cluster_shooters, split_by_place, split_incidents
 from fusion.locator.uncertainty import arrivals_of_fit, on_grid, shot_uncertainties
+from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -372,15 +366,15 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     out_shots = _shot_records(shots, fit, picks, pulses.t_unc_ns / NS_PER_S, sensors, geometry, t_ref_ns)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
-    labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
+    labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
     echo = _echoes(out_shots, enus, labels, fit.c)
     if echo.any():
         out_shots = [s for s, e in zip(out_shots, echo) if not e]
         enus = enus[~echo]
-        labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
+        labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
-        del shot["_enu"]
+        del shot["_enu"], shot["_rel_err_m"]
     # The incident is placed at its main shooter: the one with most shots (ties: who fired first).
     first = labels == int(np.argmax(np.bincount(labels)))
     main = [s for s, f in zip(out_shots, first) if f]
@@ -452,11 +446,14 @@ def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Ge
 
 def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: Sensors, geometry: Geometry,
                   t_ref_ns: int) -> list[dict]:
-    """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``ellipse``, ``sensors``) and ``_enu``.
+    """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``ellipse``, ``sensors``), ``_enu``, ``_rel_err_m``.
 
     In ``shots``' order. ``err_m`` and ``ellipse`` are the 95 % circle and ellipse of the error
     budget propagated through the fit (:mod:`fusion.locator.uncertainty`); ``stated_unc_s`` is
-    every pick's stated timing uncertainty (NaN: none stated).
+    every pick's stated timing uncertainty (NaN: none stated). ``_rel_err_m`` is the 95 % radius of the
+    fit's own covariance (residual scatter, F-corrected): how well shots of one incident are placed
+    against each other, which shooters are told apart by; the budget's common errors (survey, air)
+    move them together.
     """
     groups = [(picks.pos_m[s.pulses], picks.t_s[s.pulses], picks.sigma_s[s.pulses]) for s in shots]
     used = np.concatenate([s.pulses for s in shots])
@@ -476,5 +473,5 @@ def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: S
         out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
                           "err_m": round(unc["err_m"], ERR_DECIMALS), "ellipse": unc["ellipse"],
                           "sensors": sorted(sensors.ids[i] for i in picks.sensor[s.pulses]),
-                          "_enu": enu})
+                          "_enu": enu, "_rel_err_m": radius95_m(fit.cov[k], fit.dof if fit.dof > 0 else None)})
     return out_shots
