@@ -137,7 +137,7 @@ def _ellipse_text(d: dict) -> str:
     return f"{float(e['semi_major_m']):.1f} x {float(e['semi_minor_m']):.1f} @ {float(e['orientation_deg']):.0f}"
 
 
-SHOT_HEADER = ["#", "discharge time", "position", "error 95% (m)", "ellipse 95% (m, deg)", "shooter", "sensors"]
+SHOT_HEADER = ["#", "discharge time", "position", "err 95% m", "ellipse 95%", "shooter", "sensors"]
 PULSE_HEADER = ["sensor", "arrival time", "SNR (dB)", "used", "reason", "SHA-256 (first 16)"]
 REVISION_HEADER = ["revision", "status", "stored at", "error 95% (m)", "rounds", "sensors"]
 
@@ -165,7 +165,8 @@ def summary_lines(data: ReportData) -> list[str]:
         f"Incident {inc['incident']}, revision {inc.get('revision')} ({inc.get('status')})",
         f"First discharge: {_utc(inc['t_ns'])}",
         f"Position: {_position_text(inc)} ({'WGS84 lat, lon' if _is_wgs84(inc) else 'local x, y metres'}), "
-        f"error {float(inc.get('err_m', float('nan'))):.1f} m (95% radius; ellipse {_ellipse_text(inc)} m, deg from north)",
+        f"error {float(inc.get('err_m', float('nan'))):.1f} m (95% radius; ellipse {_ellipse_text(inc)}: "
+        "semi-axes m @ bearing deg from north)",
         f"Rounds: {inc.get('rounds')}, shooters: {inc.get('shooters')}, class: {inc.get('class')}, "
         f"confidence: {inc.get('confidence')}",
         f"Sensors used: {len(inc.get('sensors', []))} ({', '.join(inc.get('sensors', []))})",
@@ -354,7 +355,7 @@ def _text_page(title: str, lines: list[str], wrap: bool = True) -> Figure:
 def summary_page(data: ReportData) -> Figure:
     """The PDF's first page: summary, shots in discharge order, revisions, data hashes."""
     lines = summary_lines(data) + ["", "Shots in discharge order:"]
-    widths = [2, 30, 22, 13, 20, 7, 7]
+    widths = [2, 30, 18, 9, 16, 7, 7]
     lines.append("  ".join(h.ljust(w) for h, w in zip(SHOT_HEADER, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in shot_rows(data)]
     lines += ["", "Revisions (" + ", ".join(REVISION_HEADER) + "):"] + ["  ".join(row) for row in revision_rows(data)]
