@@ -44,11 +44,20 @@ class Position(TypedDict, total=False):
     alt: float
 
 
+class Ellipse(TypedDict):
+    """The 95 % region of a horizontal position: semi-axes and the major axis' bearing."""
+
+    semi_major_m: float
+    semi_minor_m: float
+    orientation_deg: float           # of the major axis, degrees clockwise from north, [0, 180)
+
+
 class Shot(Position):
     """One discharge: its time at the source, where, and the sensors whose arrivals fixed it."""
 
     t_ns: int                        # estimated discharge time at the source
-    err_m: float                     # radius of the 95 % region for the true position
+    err_m: float                     # radius of the 95 % circle for the true horizontal position
+    ellipse: NotRequired[Ellipse]    # the 95 % ellipse for it
     shooter: int                     # shooters numbered in order of their first shot
     sensors: list[str]
 
@@ -62,7 +71,8 @@ class Incident(Position, _Classified):
 
     incident: str
     t_ns: int                        # the first shot's discharge time
-    err_m: float
+    err_m: float                     # the main shooter's shots' median err_m
+    ellipse: NotRequired[Ellipse]    # the ellipse of the shot with that err_m
     rounds: int
     shooters: int
     confidence: float

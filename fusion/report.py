@@ -42,8 +42,10 @@ matplotlib.rcParams["pdf.fonttype"] = 42
 MS_PER_S = 1000.0
 PAGE_SIZE_IN = (8.27, 11.69)          # A4 portrait
 FIG_DPI = 110
-# An error estimate err_m is drawn as a 95% circle when the locator gives no covariance.
+# An error estimate err_m is drawn as a 95% circle when the locator gives no ellipse nor covariance.
 CHI2_2D_95 = 5.991
+# East of north, turned to matplotlib's angle (counter-clockwise from the x axis, east).
+BEARING_TO_MPL_DEG = 90.0
 WAVE_BEFORE_S, WAVE_AFTER_S = 0.2, 0.5
 WAVE_BUCKETS = 2000   # min/max pairs drawn per waveform panel
 ROWS_PER_PDF_PAGE = 80
@@ -124,12 +126,20 @@ def shot_rows(data: ReportData) -> list[list[str]]:
     """Table of shots in discharge order: #, discharge time, position, error, shooter, sensors."""
     shots = sorted(data.incident.get("shots", []), key=lambda s: s["t_ns"])
     return [[str(i), _utc(s["t_ns"]), _position_text(s), f"{float(s.get('err_m', float('nan'))):.1f}",
-             str(s.get("shooter", 0)), str(len(s.get("sensors", [])))] for i, s in enumerate(shots, 1)]
+             _ellipse_text(s), str(s.get("shooter", 0)), str(len(s.get("sensors", [])))] for i, s in enumerate(shots, 1)]
 
 
-SHOT_HEADER = ["#", "discharge time", "position", "error (m)", "shooter", "sensors"]
+def _ellipse_text(d: dict) -> str:
+    """The 95% ellipse as "semi-major x semi-minor @ bearing" (degrees clockwise from north), or "-"."""
+    e = d.get("ellipse")
+    if not e:
+        return "-"
+    return f"{float(e['semi_major_m']):.1f} x {float(e['semi_minor_m']):.1f} @ {float(e['orientation_deg']):.0f}"
+
+
+SHOT_HEADER = ["#", "discharge time", "position", "err 95% m", "ellipse 95%", "shooter", "sensors"]
 PULSE_HEADER = ["sensor", "arrival time", "SNR (dB)", "used", "reason", "SHA-256 (first 16)"]
-REVISION_HEADER = ["revision", "status", "stored at", "error (m)", "rounds", "sensors"]
+REVISION_HEADER = ["revision", "status", "stored at", "error 95% (m)", "rounds", "sensors"]
 
 
 def pulse_rows(data: ReportData) -> list[list[str]]:
@@ -155,7 +165,8 @@ def summary_lines(data: ReportData) -> list[str]:
         f"Incident {inc['incident']}, revision {inc.get('revision')} ({inc.get('status')})",
         f"First discharge: {_utc(inc['t_ns'])}",
         f"Position: {_position_text(inc)} ({'WGS84 lat, lon' if _is_wgs84(inc) else 'local x, y metres'}), "
-        f"error {float(inc.get('err_m', float('nan'))):.1f} m",
+        f"error {float(inc.get('err_m', float('nan'))):.1f} m (95% radius; ellipse {_ellipse_text(inc)}: "
+        "semi-axes m @ bearing deg from north)",
         f"Rounds: {inc.get('rounds')}, shooters: {inc.get('shooters')}, class: {inc.get('class')}, "
         f"confidence: {inc.get('confidence')}",
         f"Sensors used: {len(inc.get('sensors', []))} ({', '.join(inc.get('sensors', []))})",
@@ -231,7 +242,15 @@ def map_figure(data: ReportData) -> Figure:
 
 
 def _ellipse(shot: dict) -> tuple[float, float, float]:
-    """Width, height (m) and angle (deg) of the 95% ellipse: from ``cov_m2`` if given, else a circle of err_m."""
+    """Width, height (m) and angle (deg, counter-clockwise from east) of the 95% ellipse.
+
+    From the locator's ``ellipse`` (semi-axes, bearing clockwise from north) if given, else from
+    ``cov_m2``, else a circle of err_m.
+    """
+    e = shot.get("ellipse")
+    if e:
+        return (2 * float(e["semi_major_m"]), 2 * float(e["semi_minor_m"]),
+                BEARING_TO_MPL_DEG - float(e["orientation_deg"]))
     cov = shot.get("cov_m2")
     if cov is not None:
         vals, vecs = np.linalg.eigh(np.asarray(cov, float)[:2, :2])
@@ -336,7 +355,7 @@ def _text_page(title: str, lines: list[str], wrap: bool = True) -> Figure:
 def summary_page(data: ReportData) -> Figure:
     """The PDF's first page: summary, shots in discharge order, revisions, data hashes."""
     lines = summary_lines(data) + ["", "Shots in discharge order:"]
-    widths = [3, 31, 24, 9, 7, 7]
+    widths = [2, 30, 18, 9, 16, 7, 7]
     lines.append("  ".join(h.ljust(w) for h, w in zip(SHOT_HEADER, widths)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in shot_rows(data)]
     lines += ["", "Revisions (" + ", ".join(REVISION_HEADER) + "):"] + ["  ".join(row) for row in revision_rows(data)]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fusion.locator.attribution import shot_arrivals
-from fusion.locator.classify import (CLASSES, FIREWORKS, GUNFIRE, cadence, classify, crackle, height_above_sensors_m,
+from fusion.locator.classify import (CLASSES, FIREWORKS, GUNFIRE, UNKNOWN, cadence, classify, crackle, height_above_sensors_m,
                              mortar_partner, source_level_db)
 from fusion.locator.locate import locate
 from fusion.locator.sensors import Sensors
@@ -69,10 +69,15 @@ def test_cues_on_their_own():
     assert string["fast_share"] > 0.2 or string["cv"] > 0.6
     regular = cadence([int(t * NS_PER_S) for t in np.arange(6) * 0.25])
     assert regular["fast_share"] == 0.0 and regular["cv"] < 0.1
-    # Unknown everything: a tie, called gunfire.
+    # Unknown everything: no cue speaks, no coin flip: class unknown, p(gunfire) 0.5.
     bare = classify({"shots": [shot]}, [[{"sensor": "s0", "t_ns": 0}]], sensors)
-    assert bare["class"] == GUNFIRE and bare["confidence"] == 0.5 and bare["class_cues"] == {}
-    assert set(CLASSES) == {"gunfire", "fireworks", "other"}
+    assert bare["class"] == UNKNOWN and bare["confidence"] == 0.5 and bare["class_cues"] == {}
+    # Cues measured but mute (a level at the boundary, gunfire's own spectrum) are no call either.
+    at_boundary_db = 100.0 + 137.0 - source_level_db(shot, [{"sensor": "s0", "t_ns": 0, "spl_db": 100.0}], sensors, None)
+    mute = classify({"shots": [shot]}, [[{"sensor": "s0", "t_ns": 0, "spl_db": at_boundary_db,
+                                           "features": {"high_ratio_db": -24.0}}]], sensors, sensitivity_dbfs_per_pa=None)
+    assert mute["class"] == UNKNOWN and set(mute["class_cues"]) == {"level", "spectrum"}
+    assert set(CLASSES) == {"gunfire", "fireworks", "other", "unknown"}
 
 
 def test_quiet_confounders_are_not_gunfire():

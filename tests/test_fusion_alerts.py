@@ -73,8 +73,10 @@ LOCAL = {"incident": "abc", "t_ns": 1_545_180_567_123_456_789, "x": -11450.2, "y
          "shots": [{"t_ns": 1_545_180_567_123_456_789 + i * 300_000_000, "x": -11450.2, "y": 3653.5, "err_m": 4.2,
                     "shooter": 0, "sensors": ["s1", "s2", "s3"]} for i in range(3)],
          "sensors": ["s1", "s2", "s3"]}
-WGS84 = dict(LOCAL, lat=40.4406, lon=-79.9959, err_m=12.0, confidence=0.5,
-             shots=[{"t_ns": LOCAL["t_ns"], "lat": 40.4406, "lon": -79.9959, "err_m": 12.0, "shooter": 0, "sensors": []}])
+ELLIPSE = {"semi_major_m": 14.5, "semi_minor_m": 6.2, "orientation_deg": 118.0}
+WGS84 = dict(LOCAL, lat=40.4406, lon=-79.9959, err_m=12.0, confidence=0.5, ellipse=ELLIPSE,
+             shots=[{"t_ns": LOCAL["t_ns"], "lat": 40.4406, "lon": -79.9959, "err_m": 12.0, "ellipse": ELLIPSE,
+                     "shooter": 0, "sensors": []}])
 del WGS84["x"], WGS84["y"]
 
 
@@ -107,6 +109,35 @@ def test_cap_wgs84_update_has_circle_and_references():
     assert root.find("cap:references", NS).text == "ew@test.example,pgh-abc-r2,2018-12-19T00:49:29-00:00"
     assert root.find("cap:info/cap:area/cap:circle", NS).text == "40.440600,-79.995900 0.0120"
     assert root.find("cap:info/cap:certainty", NS).text == "Likely"
+
+
+def test_cap_circle_is_the_95_percent_radius_in_km_and_the_ellipse_rides_along():
+    """CAP 1.2 circle: "lat,lon radius" with the radius in km; the JSON alert and CAP parameters carry the ellipse."""
+    assert json.loads(alert_json(WGS84, 1, "preliminary"))["ellipse"] == ELLIPSE
+    for err_m, text in ((12.0, "0.0120"), (250.0, "0.2500"), (0.2, "0.0010")):
+        root = check_cap(alert_cap(dict(WGS84, err_m=err_m), 1, "preliminary", sender="ew@test.example", site="pgh",
+                                   sent_ns=WGS84["t_ns"]))
+        lat_lon, radius_km = root.find("cap:info/cap:area/cap:circle", NS).text.split(" ")
+        assert lat_lon == "40.440600,-79.995900" and radius_km == text
+    info = root.find("cap:info", NS)
+    params = {p.find("cap:valueName", NS).text: p.find("cap:value", NS).text for p in info.findall("cap:parameter", NS)}
+    assert float(params["ellipse_semi_major_m"]) == 14.5 and float(params["ellipse_orientation_deg"]) == 118.0
+    assert "(95%)" in info.find("cap:area/cap:areaDesc", NS).text
+    assert "ellipse 14 x 6 m at 118 deg from north" in info.find("cap:description", NS).text
+
+
+def test_cap_unknown_class_alerts_as_possible_gunfire():
+    """No cue spoke: the operator is alerted now (urgency Immediate, certainty Possible), not told it is noise."""
+    root = check_cap(alert_cap(dict(WGS84, **{"class": "unknown", "confidence": 0.5}), 1, "preliminary",
+                               sender="ew@test.example", site="pgh", sent_ns=WGS84["t_ns"]))
+    info = root.find("cap:info", NS)
+    assert info.find("cap:event", NS).text == "Possible gunfire"
+    assert info.find("cap:urgency", NS).text == "Immediate"
+    assert info.find("cap:certainty", NS).text == "Possible"
+    assert "round(s)" in info.find("cap:headline", NS).text
+    other = check_cap(alert_cap(dict(WGS84, **{"class": "other", "confidence": 0.9}), 1, "preliminary",
+                                sender="ew@test.example", site="pgh", sent_ns=WGS84["t_ns"]))
+    assert other.find("cap:info/cap:urgency", NS).text == "Past"
 
 
 def test_cap_withdrawn_incident_is_a_cancel_of_its_last_revision():

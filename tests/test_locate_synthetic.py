@@ -118,7 +118,10 @@ def test_err_m_is_calibrated_95_percent_of_true_positions_inside():
     coverage = inside / trials
     print(f"\nerr_m calibration: {inside}/{trials} = {coverage:.3f} of true positions within err_m (target 0.95)")
     assert trials >= 145
-    assert 0.90 <= coverage <= 0.99
+    # These scenes lack the survey, speed-of-sound and NLOS errors of real data that the shipped
+    # budget (calibrated on Pittsburgh) allows for: it must not be overconfident here; its
+    # calibration where a scene's errors are those it states is in tests/test_locate_uncertainty.py.
+    assert coverage >= 0.95
 
 
 def test_speed_of_sound_estimated_when_temperature_unknown():

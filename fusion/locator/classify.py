@@ -5,7 +5,11 @@ Pipeline stage located shots -> classify -> store/alert. Classes (the ``class`` 
 - ``gunfire``: muzzle blasts of firearms;
 - ``fireworks``: firecracker strings and aerial shells;
 - ``other``: impulsive noise that is neither (doors, dumpster lids, car backfires, nail guns,
-  hammering, bags and balloons popping).
+  hammering, bags and balloons popping);
+- ``unknown``: no cue speaks (none could be measured, or every one measured moves the odds by
+  less than a factor 1.5, MIN_SPEAKING_LOG_ODDS): the even prior would make the call a coin
+  flip, so none is made. Its ``confidence`` is then the probability of gunfire (near 0.5). The
+  alerts treat it as possible gunfire for an operator to decide (:mod:`fusion.server.alerts`).
 
 ``confidence`` is the probability of the class given, it is built from a few independent cues
 combined as log-likelihood ratios for gunfire against everything else (a naive-Bayes sum,
@@ -73,8 +77,11 @@ from fusion.locator.sensors import Sensors
 from fusion.locator.shockwave import MIN_DISTANCE_M, level_at_1m_db
 from earwitness.units import NS_PER_S
 
-GUNFIRE, FIREWORKS, OTHER = "gunfire", "fireworks", "other"
-CLASSES = (GUNFIRE, FIREWORKS, OTHER)
+GUNFIRE, FIREWORKS, OTHER, UNKNOWN = "gunfire", "fireworks", "other", "unknown"
+CLASSES = (GUNFIRE, FIREWORKS, OTHER, UNKNOWN)
+# A cue speaks when it moves the odds by at least a factor 1.5 (its |log-odds| >= log 1.5): real
+# gunfire's spectrum cue (-0.001 at -24 dB) and a level within 1 dB of the boundary do not.
+MIN_SPEAKING_LOG_ODDS = math.log(1.5)
 
 # The reference node's microphone: full scale at 130 dB SPL (simulator.sensors' MEMS model).
 REFERENCE_SENSITIVITY_DBFS_PER_PA = -36.0
@@ -489,7 +496,9 @@ def classify(incident: dict, arrivals: list[list[dict]], sensors: Sensors, *,
         log_odds += lo
 
     p_gunfire = _logistic(log_odds)
-    if p_gunfire >= 0.5:
+    if all(abs(cue["log_odds"]) < MIN_SPEAKING_LOG_ODDS for cue in cues.values()):
+        label, confidence = UNKNOWN, p_gunfire
+    elif p_gunfire >= 0.5:
         label, confidence = GUNFIRE, p_gunfire
     else:
         label, confidence = (FIREWORKS if aerial or string or partner else OTHER), 1.0 - p_gunfire

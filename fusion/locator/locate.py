@@ -26,6 +26,7 @@ from fusion.locator.pulses import Pulses, parse_pulses
 from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
 from fusion.locator.shooters import cluster_shooters, split_by_place, split_incidents
+from fusion.locator.uncertainty import arrivals_of_fit, on_grid, shot_uncertainties
 from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -184,16 +185,19 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
             {"incident": str, "t_ns": int, "x", "y", "z" (or "lat", "lon", "alt"),
              "err_m": float, "rounds": int, "shooters": int, "class": str,
              "confidence": float, "c_mps": float,
-             "shots": [{"t_ns", "x", "y", "z" (or lat/lon/alt), "err_m", "shooter",
-                        "sensors"}, ...],
+             "ellipse": {"semi_major_m", "semi_minor_m", "orientation_deg"},
+             "shots": [{"t_ns", "x", "y", "z" (or lat/lon/alt), "err_m", "ellipse",
+                        "shooter", "sensors"}, ...],
              "sensors": [str, ...]}
 
         ``t_ns`` of a shot is its estimated discharge time at the source; shots are in
         discharge order; ``shooter`` numbers shooters in order of their first shot;
         ``err_m`` is the radius of the circle holding the true horizontal position with
-        95 % probability. The incident's position and ``err_m`` are those of its main
-        shooter's shots (mean position, median error): the shooter with the most shots,
-        ties going to the one who fired first.
+        95 % probability and ``ellipse`` the 95 % ellipse (semi-axes in metres, the major
+        axis' orientation in degrees clockwise from north), from the error budget of
+        :mod:`fusion.locator.uncertainty`. The incident's position and ``err_m`` are those
+        of its main shooter's shots (mean position, median error, with that shot's
+        ellipse): the shooter with the most shots, ties going to the one who fired first.
 
     Examples
     --------
@@ -359,21 +363,24 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     if final is None:
         return None
     shots, fit = final
-    out_shots = _shot_records(shots, fit, picks, sensors, geometry, t_ref_ns)
+    out_shots = _shot_records(shots, fit, picks, pulses.t_unc_ns / NS_PER_S, sensors, geometry, t_ref_ns)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
-    labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
+    labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
     echo = _echoes(out_shots, enus, labels, fit.c)
     if echo.any():
         out_shots = [s for s, e in zip(out_shots, echo) if not e]
         enus = enus[~echo]
-        labels = cluster_shooters(enus[:, :2], np.array([s["err_m"] for s in out_shots]))
+        labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
-        del shot["_enu"]
+        del shot["_enu"], shot["_rel_err_m"]
     # The incident is placed at its main shooter: the one with most shots (ties: who fired first).
     first = labels == int(np.argmax(np.bincount(labels)))
-    errs = [s["err_m"] for s, f in zip(out_shots, first) if f]
+    main = [s for s, f in zip(out_shots, first) if f]
+    # Its error: the main shooter's shots' median (their errors share sensors and paths, so
+    # the mean position is hardly surer than one shot), with that shot's ellipse.
+    median_shot = sorted(main, key=lambda s: s["err_m"])[(len(main) - 1) // 2]
     participating = sorted({sid for s in out_shots for sid in s["sensors"]})
     t_s = picks.t_s
     reporting = len(np.unique(picks.sensor[(t_s >= t_s[used].min()) & (t_s <= t_s[used].max())]))
@@ -382,7 +389,8 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
         "incident": _incident_id(t_ns),
         "t_ns": t_ns,
         **sensors.to_output(enus[first].mean(axis=0)),
-        "err_m": round(float(np.median(errs)), ERR_DECIMALS),
+        "err_m": median_shot["err_m"],
+        "ellipse": dict(median_shot["ellipse"]),
         "rounds": len(out_shots),
         "shooters": int(labels.max()) + 1,
         "class": CLASS_UNCLASSIFIED,
@@ -436,14 +444,23 @@ def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Ge
     return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
 
 
-def _shot_records(shots, fit, picks: Picks, sensors: Sensors, geometry: Geometry, t_ref_ns: int) -> list[dict]:
-    """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``sensors``) and ``_enu``, in ``shots``' order.
+def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: Sensors, geometry: Geometry,
+                  t_ref_ns: int) -> list[dict]:
+    """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``ellipse``, ``sensors``), ``_enu``, ``_rel_err_m``.
 
-    ``err_m`` is the 95 % radius of the fit's covariance (:func:`radius95_m`, F-corrected for its degrees of freedom).
+    In ``shots``' order. ``err_m`` and ``ellipse`` are the 95 % circle and ellipse of the error
+    budget propagated through the fit (:mod:`fusion.locator.uncertainty`); ``stated_unc_s`` is
+    every pick's stated timing uncertainty (NaN: none stated). ``_rel_err_m`` is the 95 % radius of the
+    fit's own covariance (residual scatter, F-corrected): how well shots of one incident are placed
+    against each other, which shooters are told apart by; the budget's common errors (survey, air)
+    move them together.
     """
-    dof = fit.dof if fit.dof > 0 else None
+    groups = [(picks.pos_m[s.pulses], picks.t_s[s.pulses], picks.sigma_s[s.pulses]) for s in shots]
+    used = np.concatenate([s.pulses for s in shots])
+    arrivals = arrivals_of_fit(fit, groups, [stated_unc_s[s.pulses] for s in shots], geometry,
+                               rounded=on_grid(picks.t_s[used]))
     out_shots = []
-    for k, s in enumerate(shots):
+    for k, (s, unc) in enumerate(zip(shots, shot_uncertainties(arrivals))):
         solved = fit.positions[k]
         if geometry.mode == "2d":
             z = float(np.median(picks.pos_m[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)
@@ -454,7 +471,7 @@ def _shot_records(shots, fit, picks: Picks, sensors: Sensors, geometry: Geometry
         enu = np.array([solved[0], solved[1], z])
         t_ns = t_ref_ns + int(round(fit.t0_s[k] * NS_PER_S))
         out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
-                          "err_m": round(radius95_m(fit.cov[k], dof), ERR_DECIMALS),
+                          "err_m": round(unc["err_m"], ERR_DECIMALS), "ellipse": unc["ellipse"],
                           "sensors": sorted(sensors.ids[i] for i in picks.sensor[s.pulses]),
-                          "_enu": enu})
+                          "_enu": enu, "_rel_err_m": radius95_m(fit.cov[k], fit.dof if fit.dof > 0 else None)})
     return out_shots

@@ -139,6 +139,8 @@ class Fit:
         Reduced chi-square of the fit (1 when there are no residual degrees of freedom).
     dof : int
         Residual degrees of freedom.
+    c_fitted : bool
+        Whether c was one of the unknowns (its last).
     """
 
     positions: np.ndarray
@@ -148,6 +150,7 @@ class Fit:
     cov: list
     variance_factor: float
     dof: int
+    c_fitted: bool = False
 
 
 # Robust losses of z = (r / scale)^2 (those of scipy's least_squares), each as its cost
@@ -257,7 +260,7 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
         cov_all = np.full((n_par, n_par), np.inf)
     cov = [cov_all[j * per: j * per + dims, j * per: j * per + dims] for j in range(k)]
     res_s = [resid[offsets[j]: offsets[j + 1]] * sigmas[offsets[j]: offsets[j + 1]] for j in range(k)]
-    return Fit(shots[:, :dims].copy(), shots[:, dims].copy(), float(speed), res_s, cov, factor, dof)
+    return Fit(shots[:, :dims].copy(), shots[:, dims].copy(), float(speed), res_s, cov, factor, dof, bool(fit_c))
 
 
 

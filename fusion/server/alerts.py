@@ -6,7 +6,15 @@ and ``status`` (``preliminary``: first location; ``revised``: more sensors repor
 named in ``merged_into``).  Dispatch systems that speak the Common Alerting
 Protocol get the same content as CAP 1.2 (http://docs.oasis-open.org/emergency/cap/v1.2/):
 one ``alert`` with one ``info`` and one ``area``; where the incident is in WGS84 the area is a
-``circle`` "lat,lon radius_km", else the local coordinates are given as ``parameter``s.
+``circle`` "lat,lon radius" (CAP 1.2 §3.2.4: WGS 84 point, radius in kilometres) of the 95 %
+radius ``err_m``, else the local coordinates are given as ``parameter``s. The 95 % ellipse
+(``ellipse``: semi-axes in metres, the major axis' bearing in degrees clockwise from north) rides
+in the JSON alert as the incident carries it and in CAP as parameters.
+
+Classes: ``gunfire`` alerts as gunfire; ``unknown`` (no classification cue spoke: see
+:mod:`fusion.locator.classify`) alerts too, as possible gunfire for an operator to decide
+(urgency Immediate, certainty Possible): a located impulse nothing speaks against is not
+dropped; ``fireworks`` and ``other`` go out as minor, past events, as before.
 
 Example::
 
@@ -37,8 +45,13 @@ MIN_RADIUS_M = 1.0
 OBSERVED_CONFIDENCE = 0.8
 # CAP event, severity and urgency by the incident's class (fusion.locator.classify.CLASSES).
 CAP_BY_CLASS = {"gunfire": ("Gunfire", "Severe", "Immediate"),
+                "unknown": ("Possible gunfire", "Unknown", "Immediate"),
                 "fireworks": ("Fireworks", "Minor", "Past"),
                 "other": ("Impulsive noise", "Minor", "Past")}
+# Classes an operator must look at now (headline as gunfire); the certainty of "unknown" is Possible.
+URGENT_CLASSES = ("gunfire", "unknown")
+UNKNOWN_CERTAINTY = "Possible"
+CONFIDENCE_LEVEL = "95%"
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_RETRIES = 4
 WEBHOOK_BACKOFF_S = 0.5
@@ -116,10 +129,10 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
     _sub(info, "event", event)
     _sub(info, "urgency", urgency)
     _sub(info, "severity", severity)
-    _sub(info, "certainty", "Observed" if alert.get("confidence", 0.0) >= OBSERVED_CONFIDENCE else "Likely")
+    _sub(info, "certainty", _certainty(alert))
     _sub(info, "senderName", f"Earwitness fusion server, site {site}")
     rounds = alert.get("rounds", len(alert.get("shots", [])))
-    if alert.get("class", "gunfire") == "gunfire":
+    if alert.get("class", "gunfire") in URGENT_CLASSES:
         headline = f"{event}: {rounds} round(s), {alert.get('shooters', 1)} shooter(s) ({status})"
     else:
         headline = f"{event}, not gunfire ({alert.get('confidence', '')}): {rounds} impulse(s) ({status})"
@@ -131,6 +144,8 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
         "class": alert.get("class", ""), "confidence": alert.get("confidence", ""), "err_m": alert.get("err_m", ""),
         "sensors": " ".join(alert.get("sensors", [])),
     }
+    ellipse = alert.get("ellipse") or {}
+    params.update({f"ellipse_{k}": ellipse[k] for k in ("semi_major_m", "semi_minor_m", "orientation_deg") if k in ellipse})
     if "lat" not in alert:
         params.update(frame="local", x_m=alert.get("x"), y_m=alert.get("y"), z_m=alert.get("z", ""))
     else:
@@ -145,6 +160,13 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
         radius_km = max(float(alert.get("err_m", MIN_RADIUS_M)), MIN_RADIUS_M) / M_PER_KM
         _sub(area, "circle", f"{float(alert['lat']):.6f},{float(alert['lon']):.6f} {radius_km:.4f}")
     return ET.tostring(root, encoding="unicode", xml_declaration=False)
+
+
+def _certainty(alert: dict) -> str:
+    """CAP certainty: Possible for an unclassified incident, else by the classifier's confidence."""
+    if alert.get("class") == "unknown":
+        return UNKNOWN_CERTAINTY
+    return "Observed" if alert.get("confidence", 0.0) >= OBSERVED_CONFIDENCE else "Likely"
 
 
 def _q(tag: str) -> str:
@@ -164,7 +186,7 @@ def _where(d: dict) -> str:
 
 
 def _area_desc(alert: dict) -> str:
-    return f"within {float(alert.get('err_m', 0.0)):.0f} m of {_where(alert)}"
+    return f"within {float(alert.get('err_m', 0.0)):.0f} m ({CONFIDENCE_LEVEL}) of {_where(alert)}"
 
 
 def _describe(alert: dict) -> str:
@@ -173,8 +195,17 @@ def _describe(alert: dict) -> str:
              f"classed {alert.get('class', 'unclassified')} (confidence {alert.get('confidence', '-')})."]
     for i, shot in enumerate(alert.get("shots", []), 1):
         lines.append(f"Shot {i}: {cap_time(shot['t_ns'])} at {_where(shot)} "
-                     f"+/- {float(shot.get('err_m', 0.0)):.0f} m, shooter {shot.get('shooter', 0)}.")
+                     f"+/- {float(shot.get('err_m', 0.0)):.0f} m ({CONFIDENCE_LEVEL}){_ellipse_text(shot)}, "
+                     f"shooter {shot.get('shooter', 0)}.")
     return "\n".join(lines)
+
+
+def _ellipse_text(d: dict) -> str:
+    e = d.get("ellipse")
+    if not e:
+        return ""
+    return (f", ellipse {float(e['semi_major_m']):.0f} x {float(e['semi_minor_m']):.0f} m "
+            f"at {float(e['orientation_deg']):.0f} deg from north")
 
 
 def post_webhook(url: str, body: bytes, content_type: str, *, retries: int = WEBHOOK_RETRIES,

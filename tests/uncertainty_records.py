@@ -1,0 +1,114 @@
+"""Located shots with known truth, for calibrating and scoring the error budget (fusion.locator.calibration).
+
+Each shot the locator outputs is kept with what its final fit's error budget needs (the
+:class:`fusion.locator.uncertainty.Arrivals` the locator built for it, observed as the real
+locator runs) and its true horizontal error:
+
+- Pittsburgh FP1-FP3 (TN098 supplement, ShotSpotter Inc., CC BY 4.0): every reported pulse of
+  a test in, shots within WITHIN_M of the surveyed firing position scored against it, grouped
+  by firing position for leave-one-position-out;
+- simulated shots: the simulator's fleet pulses of a library scenario (sensors where their GPS
+  says, i.e. with survey error; wind, NLOS, echoes) or tests/synthetic_shots.py scenes, each
+  shot matched to the true discharge nearest in time within WITHIN_M.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import numpy as np
+
+import pittsburgh_pulses as pp
+from earwitness.units import NS_PER_S
+from fusion.locator import locate as locate_module
+from fusion.locator.calibration import Record
+from fusion.locator.sensors import Sensors
+
+WITHIN_M = 25.0
+MATCH_S = 0.1            # a located shot's discharge time against the true one
+POSITION_TOL_M = 1e-3    # a recorded fit's shot against the output shot (positions go out to the mm)
+
+
+@contextlib.contextmanager
+def recording():
+    """While open, every final fit's (positions, Arrivals) the locator builds is appended to the list yielded."""
+    seen = []
+    real = locate_module.arrivals_of_fit
+
+    def observe(fit, *args, **kwargs):
+        arr = real(fit, *args, **kwargs)
+        seen.append((np.asarray(fit.positions, dtype=float)[:, :2].copy(), arr))
+        return arr
+
+    locate_module.arrivals_of_fit = observe
+    try:
+        yield seen
+    finally:
+        locate_module.arrivals_of_fit = real
+
+
+def _find(seen, xy) -> tuple | None:
+    """The (Arrivals, shot index) of a located shot at ``xy``."""
+    for positions, arr in seen:
+        d = np.hypot(*(positions - xy).T)
+        if d.min() <= POSITION_TOL_M:
+            return arr, int(np.argmin(d))
+    return None
+
+
+def locate_recorded(pulses, sensors, temperature_c) -> list[tuple[dict, Record | None]]:
+    """Every output shot (local frame) with its record (true error left NaN for the caller)."""
+    logging.getLogger("fusion").setLevel(logging.ERROR)
+    with recording() as seen:
+        incidents = locate_module.locate(pulses, sensors, temperature_c)
+    out = []
+    for inc in incidents:
+        for shot in inc["shots"]:
+            found = _find(seen, np.array([shot["x"], shot["y"]]))
+            out.append((shot, Record(found[0], found[1], math.nan) if found else None))
+    return out
+
+
+def pittsburgh_records(tests, with_temperature: bool = True) -> dict[str, list[Record]]:
+    """Per firing position (FP1, ...) the records of its shots within WITHIN_M of the survey."""
+    by_position: dict[str, list[Record]] = {}
+    for test in tests:
+        positions, pulses = pp.all_pulses(test)
+        survey, _ = pp.survey(test)
+        temperature = pp.temperature_c(test) if with_temperature else None
+        for shot, rec in locate_recorded(pulses, Sensors.from_local(positions), temperature):
+            err = math.hypot(shot["x"] - survey[0], shot["y"] - survey[1])
+            if rec is not None and err <= WITHIN_M:
+                by_position.setdefault(test.parent.name, []).append(Record(rec.arrivals, rec.shot, err))
+    return by_position
+
+
+def match_truth(shots_and_records, truth: list[dict]) -> list[Record]:
+    """Records of the located shots matched to a true discharge (``t_ns``, ``x``, ``y``): nearest in time
+    within MATCH_S and WITHIN_M."""
+    out = []
+    t_true = np.array([t["t_ns"] for t in truth], dtype=np.int64)
+    for shot, rec in shots_and_records:
+        if rec is None:
+            continue
+        dt = np.abs(t_true - int(shot["t_ns"])) / NS_PER_S
+        best = [i for i in np.argsort(dt) if dt[i] <= MATCH_S]
+        for i in best:
+            err = math.hypot(shot["x"] - truth[i]["x"], shot["y"] - truth[i]["y"])
+            if err <= WITHIN_M:
+                out.append(Record(rec.arrivals, rec.shot, err))
+                break
+    return out
+
+
+def fleet_records(name: str) -> list[Record]:
+    """Records of a library scenario's fleet pulses, located with the sensors where their GPS puts them."""
+    from simulator import fleet, scenario
+
+    scn = scenario.load(name)
+    pulses, _ = fleet.pulses(scn)
+    surveyed = scn.array.xyz + np.array([m.gps_offset_m for m in scn.sensor_models()])
+    sensors = Sensors.from_local({sid: tuple(map(float, xyz)) for sid, xyz in zip(scn.array.ids, surveyed)})
+    truth = [t for t in scn.truth() if t["gunfire"]]
+    return match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c), truth)
