@@ -16,9 +16,9 @@
  * Onset timing (finish): the earliest rise is found on the energy envelope and the first
  * sample above the onset threshold; its time is the foot of the leading edge: the tangent
  * at half the first lobe's peak (linear interpolation of the half-peak crossing, slope of
- * the two samples that bracket it) extended to zero, a constant-fraction timing
- * (Gedcke & McDonald 1968) with leading-edge extrapolation, so the onset does not depend
- * on the pulse's amplitude or on where the onset falls between samples.
+ * the two samples that bracket it) extended to zero, plus half a sample: a constant-fraction
+ * timing (Gedcke & McDonald 1968) with leading-edge extrapolation, so the onset depends
+ * neither on the pulse's amplitude and length nor on where it falls between samples.
  */
 #include "detector.h"
 
@@ -256,7 +256,10 @@ static double window_energy(const ew_detector_t *d, int64_t c, int64_t lo, int64
 /* Foot of the leading edge that starts at sample k (the first sample above the onset
  * threshold): the first lobe's peak (|y| rising from k, sign of y[k]), the crossing of half
  * that peak walking back from it (linear interpolation), and the tangent there (the slope
- * of the two bracketing samples) extended to zero; never before lo. */
+ * of the two bracketing samples) extended to zero; never before lo.  A step that the ADC
+ * does not resolve rises within one sample and its foot lands on the last sample before
+ * it, while it began anywhere in the interval after that sample: half a sample is added,
+ * the middle of that interval (a constant offset for resolved edges). */
 static double leading_edge(const ew_detector_t *d, int64_t k, int64_t lo, int64_t end, double fallback)
 {
     const double *r = d->ring;

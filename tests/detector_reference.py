@@ -23,7 +23,7 @@ C code checks the C code's filters, recursions, state machine and onset search:
    the crossing.
 6. Timing of that rise (when a sample crossed the threshold): the foot of its leading edge,
    the tangent at half the first lobe's peak extended to zero (constant-fraction timing,
-   Gedcke & McDonald 1968, with leading-edge extrapolation).
+   Gedcke & McDonald 1968, with leading-edge extrapolation), plus half a sample.
 """
 from __future__ import annotations
 
@@ -159,7 +159,8 @@ def _second_trigger(trig, span, retrigger, on_lta, sta, mta, jump_mta):  # noqa:
 
 def _leading_edge(y, k, lo, end, fallback):
     """Foot of the leading edge from sample k: half the first lobe's peak, crossed by linear
-    interpolation walking back from that peak, the tangent there extended to zero."""
+    interpolation walking back from that peak, the tangent there extended to zero, plus half
+    a sample (the middle of the sample interval in which an unresolved step began)."""
     v = y if y[k] > 0 else -y
     top = k
     while top < end and v[top + 1] > v[top]:
@@ -172,7 +173,7 @@ def _leading_edge(y, k, lo, end, fallback):
     if not above > below:
         return fallback
     t_half = (j - 1) + min(1.0, max(0.0, (half - below) / (above - below)))
-    return max(float(lo), t_half - half / (above - below))
+    return max(float(lo), t_half - half / (above - below) + 0.5)
 
 
 def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, peak_search, gap, onset_snr, onset_rel,
