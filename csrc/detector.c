@@ -73,7 +73,7 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->lta_fall_s = 0.5;
     p->lta_step_ms = 5.0;
     p->warmup_ms = 100.0;
-    p->trigger_db = 9.0;
+    p->trigger_db = 12.0;
     p->jump_db = 6.0;
     p->window_ms = 15.0;
     p->lookback_ms = 10.0;

@@ -43,7 +43,7 @@ BAND_ORDER = 2
 
 DEFAULTS = dict(
     highpass_hz=300.0, sta_ms=1.0, mta_ms=20.0, lta_s=2.0, lta_fall_s=0.5, lta_step_ms=5.0,
-    warmup_ms=100.0, trigger_db=9.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
+    warmup_ms=100.0, trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
     peak_search_ms=0.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
     retrigger_ms=5.0,
 )
@@ -61,7 +61,8 @@ def _one_pole(tau_samples: float) -> float:
     return 1.0 - math.exp(-1.0 / tau_samples)
 
 
-def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
+# The C state machine in one function, step by step as detector.c reads.
+def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:  # noqa: C901, PLR0915
     """All pulses of ``samples`` (float in +-1 or int16), as dicts of ew_pulse_t fields."""
     p = {**DEFAULTS, **params}
     x = np.asarray(samples)
@@ -176,8 +177,9 @@ def _leading_edge(y, k, lo, end, fallback):
     return max(float(lo), t_half - half / (above - below) + 0.5)
 
 
-def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, peak_search, gap, onset_snr, onset_rel,
-            env_half) -> dict:
+# The pulse and the detector settings it needs, each by name.
+def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, peak_search, gap,  # noqa: PLR0913
+            onset_snr, onset_rel, env_half) -> dict:
     ay = np.abs(y)
     lo = max(0, trig - lookback, min(last_end + 1, trig))
     pk_end = min(trig + peak_search, end)
