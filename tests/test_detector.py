@@ -217,6 +217,8 @@ def test_parameters_are_validated_with_clear_errors():
         Detector(8000, highpass_hz=5000)
     with pytest.raises(ValueError, match="must be a number"):
         Detector(8000, sta_ms="fast")
+    with pytest.raises(ValueError, match="retrigger_ms"):
+        Detector(8000, retrigger_ms=20)
     with pytest.raises(ValueError, match="time constants"):
         Detector(8000, sta_ms=30, mta_ms=20)
     det = Detector(8000)
