@@ -3,13 +3,22 @@
  *   p = y*y;  sta, mta           one-pole averages of p (short, mid term)
  *   ring[n] = y                  look-back for the onset search and the features
  *   ACTIVE and n == trig + W  -> finish the pulse (onset search, features), IDLE
+ *   ACTIVE, re-armed, n >= trig + R, sta > on*lta and sta > jump*mta -> finish the pulse
+ *       at n - 1 (a second shot inside the window), IDLE
  *   IDLE, n >= warm-up, sta > on*lta and sta > jump*mta -> trigger: ACTIVE, trig = n
+ *   ACTIVE and sta < mta      -> re-armed (the pulse has decayed below its mid-term mean)
  *   every D samples: lta follows the step's mean p (rises slowly, falls faster), frozen
  *   when any sample of the step was ACTIVE; during warm-up lta is the running mean;
  *   a silent step (digital zeros) restarts the warm-up.
  * STA/LTA triggering after Allen (1978) / Withers et al. (1998); the mid-term reference
  * is a forward mask so an echo tail does not re-trigger while a new shot (a jump over
  * the tail) does.
+ * Onset timing (finish): the earliest rise is found on the energy envelope and the first
+ * sample above the onset threshold; its time is the foot of the leading edge: the tangent
+ * at half the first lobe's peak (linear interpolation of the half-peak crossing, slope of
+ * the two samples that bracket it) extended to zero, plus half a sample: a constant-fraction
+ * timing (Gedcke & McDonald 1968) with leading-edge extrapolation, so the onset depends
+ * neither on the pulse's amplitude and length nor on where it falls between samples.
  */
 #include "detector.h"
 
@@ -43,11 +52,11 @@ struct ew_detector {
     double a_sta, a_mta, a_lta_up, a_lta_down;
     double on_ratio, jump_ratio;           /* energy ratios */
     double onset_snr, onset_rel;           /* amplitude ratios */
-    int64_t step_len, warm_steps, window, lookback, peak_search, gap, env_half;
+    int64_t step_len, warm_steps, window, lookback, peak_search, gap, env_half, retrigger;
     /* running state */
     double sta, mta, lta, step_sum;
     int64_t step_count, warm_done, n;     /* n: samples processed so far */
-    int step_busy, state;
+    int step_busy, state, rearmed;
     int64_t trig, last_end;               /* last_end: where the previous pulse window closed */
     double trig_lta, trig_mta;
     /* ring buffer of y, length mask + 1 (a power of two) */
@@ -73,6 +82,7 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->onset_rel_db = -20.0;
     p->gap_ms = 1.0;
     p->envelope_ms = 0.5;
+    p->retrigger_ms = 5.0;
 }
 
 static int64_t samples_of(double ms, double rate_hz)
@@ -105,6 +115,8 @@ int ew_detector_check(double rate_hz, const ew_detector_params_t *p, char *why, 
         msg = "lookback_ms and gap_ms must be >= 0, lookback_ms and window_ms at most 1000";
     } else if (!(p->envelope_ms >= 0.0 && p->envelope_ms <= p->window_ms)) {
         msg = "envelope_ms must be >= 0 and at most window_ms";
+    } else if (!(p->retrigger_ms >= 0.0 && p->retrigger_ms <= p->window_ms)) {
+        msg = "retrigger_ms must be >= 0 and at most window_ms";
     } else if (!(p->onset_rel_db <= 0.0 && isfinite(p->onset_snr_db))) {
         msg = "onset_rel_db must be <= 0 and onset_snr_db finite";
     }
@@ -173,6 +185,10 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
     d->peak_search = samples_of(p.peak_search_ms, rate_hz);
     d->gap = samples_of(p.gap_ms, rate_hz);
     d->env_half = samples_of(p.envelope_ms / 2.0, rate_hz);
+    d->retrigger = samples_of(p.retrigger_ms, rate_hz);
+    if (p.retrigger_ms > 0.0 && d->retrigger < 1) {
+        d->retrigger = 1;
+    }
     int64_t need = d->lookback + d->window + 2, size = 1;
     while (size < need) {
         size <<= 1;
@@ -203,7 +219,8 @@ int64_t ew_detector_samples(const ew_detector_t *d)
 
 size_t ew_detector_max_pulses(const ew_detector_t *d, size_t n)
 {
-    return n / (size_t)d->window + 1;
+    int64_t spacing = d->retrigger > 0 && d->retrigger < d->window ? d->retrigger : d->window;
+    return n / (size_t)spacing + 1;
 }
 
 static double db10(double v)
@@ -236,6 +253,35 @@ static double window_energy(const ew_detector_t *d, int64_t c, int64_t lo, int64
     return e;
 }
 
+/* Foot of the leading edge that starts at sample k (the first sample above the onset
+ * threshold): the first lobe's peak (|y| rising from k, sign of y[k]), the crossing of half
+ * that peak walking back from it (linear interpolation), and the tangent there (the slope
+ * of the two bracketing samples) extended to zero; never before lo.  A step that the ADC
+ * does not resolve rises within one sample and its foot lands on the last sample before
+ * it, while it began anywhere in the interval after that sample: half a sample is added,
+ * the middle of that interval (a constant offset for resolved edges). */
+static double leading_edge(const ew_detector_t *d, int64_t k, int64_t lo, int64_t end, double fallback)
+{
+    const double *r = d->ring;
+    const int64_t msk = d->mask;
+    const double s = r[k & msk] > 0.0 ? 1.0 : -1.0;
+    int64_t top = k;
+    while (top < end && s * r[(top + 1) & msk] > s * r[top & msk]) {
+        top++;
+    }
+    const double half = 0.5 * s * r[top & msk];
+    int64_t j = top;
+    while (j > lo + 1 && s * r[(j - 1) & msk] > half) {
+        j--;
+    }
+    const double below = s * r[(j - 1) & msk], above = s * r[j & msk];
+    if (!(above > below)) {
+        return fallback;
+    }
+    double t_half = (double)(j - 1) + fmin(1.0, fmax(0.0, (half - below) / (above - below)));
+    return fmax((double)lo, t_half - half / (above - below) + 0.5);
+}
+
 /* The pulse triggered at d->trig, its window ending at sample `end` (inclusive). */
 static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
 {
@@ -250,6 +296,11 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
         lo = 0;
     }
     int64_t pk_end = d->trig + d->peak_search < end ? d->trig + d->peak_search : end;
+    /* ... and at least to the top of the rise the trigger fired on: a trigger on the first
+     * sample of a steep rise would otherwise take a fraction of that sample as the peak */
+    while (pk_end < end && fabs(r[(pk_end + 1) & m]) > fabs(r[pk_end & m])) {
+        pk_end++;
+    }
     int64_t pk = lo;
     double peak = -1.0;
     for (int64_t i = lo; i <= pk_end; i++) {
@@ -281,7 +332,7 @@ static void finish(const ew_detector_t *d, int64_t end, ew_pulse_t *out)
     if (fabs(r[k & m]) >= thr && k > lo) {
         double below = fabs(r[(k - 1) & m]), above = fabs(r[k & m]);
         double frac = above > below ? (thr - below) / (above - below) : 1.0;
-        onset = (double)(k - 1) + fmin(1.0, fmax(0.0, frac));
+        onset = leading_edge(d, k, lo, end, (double)(k - 1) + fmin(1.0, fmax(0.0, frac)));
         a = k;
     } else if (a > lo) {
         double below = sqrt(window_energy(d, a - 1, lo, end) / width);
@@ -329,18 +380,27 @@ static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
 {
     const int64_t n = d->n;
     int emitted = 0;
+    const int fires = d->sta > d->on_ratio * d->lta && d->sta > d->jump_ratio * d->mta;
     if (d->state == EW_ACTIVE && n == d->trig + d->window) {
         finish(d, n, out);
         d->last_end = n;
         d->state = EW_IDLE;
         emitted = 1;
+    } else if (d->state == EW_ACTIVE && d->rearmed && d->retrigger > 0 && n >= d->trig + d->retrigger && fires) {
+        /* a second shot inside the window: the first pulse ends where the second begins */
+        finish(d, n - 1, out);
+        d->last_end = n - 1;
+        d->state = EW_IDLE;
+        emitted = 1;
     }
-    if (d->state == EW_IDLE && d->warm_done >= d->warm_steps
-        && d->sta > d->on_ratio * d->lta && d->sta > d->jump_ratio * d->mta) {
+    if (d->state == EW_IDLE && d->warm_done >= d->warm_steps && fires) {
         d->state = EW_ACTIVE;
         d->trig = n;
         d->trig_lta = d->lta;
         d->trig_mta = d->mta;
+        d->rearmed = 0;
+    } else if (d->state == EW_ACTIVE && d->sta < d->mta) {
+        d->rearmed = 1;
     }
     d->step_sum += p;
     d->step_busy |= d->state;

@@ -1,5 +1,6 @@
 /* Impulse (gunshot pulse) detector: high-pass, energy envelope, trigger against an
- * adaptive noise floor, onset refined to a fraction of a sample on the earliest rise.
+ * adaptive noise floor, onset refined to a fraction of a sample on the leading edge of the
+ * earliest rise (the foot of its tangent at half its first peak).
  *
  * Streaming: the state advances one sample at a time and every look-back lives in a
  * fixed ring buffer, so results do not depend on how the input is cut into blocks.
@@ -36,6 +37,8 @@ typedef struct {
     double onset_rel_db;    /* ... and at least this far relative to the first peak (<0) */
     double gap_ms;          /* quiet longer than this ends the backward onset search */
     double envelope_ms;     /* onset search on the mean energy over this long (centred) */
+    double retrigger_ms;    /* a new pulse may open this long after a trigger, inside the window,
+                             * once the energy has fallen below the mid-term average (0: never) */
 } ew_detector_params_t;
 
 typedef struct {

@@ -11,14 +11,19 @@ C code checks the C code's filters, recursions, state machine and onset search:
    constant ``lta_s`` and falling with ``lta_fall_s``; frozen when the step held an open
    pulse; a silent step (digital zeros) restarts the warm-up.
 4. Trigger at the first sample where STA > on*LTA and STA > jump*MTA, outside a pulse
-   window; the pulse closes W samples later.
-5. Onset: peak of |y| from the look-back start to ``peak_search_ms`` after the trigger (no
-   further than the previous pulse window), threshold max(onset_snr*background rms,
+   window; the pulse closes W samples later, or, once STA has fallen below MTA and at
+   least ``retrigger_ms`` after the trigger, one sample before the next trigger.
+5. Onset: peak of |y| from the look-back start to ``peak_search_ms`` after the trigger and
+   at least to the top of the rise the trigger fired on (no further back than the previous
+   pulse window), threshold max(onset_snr*background rms,
    onset_rel*peak) with background = max(LTA, MTA) at the trigger; earliest sample whose
    centred mean energy over ``envelope_ms`` clears it, joined to the peak by gaps of at
    most G samples; then the first sample itself above the threshold within half an
    envelope width after that (the centred envelope rises early); linear interpolation of
    the crossing.
+6. Timing of that rise (when a sample crossed the threshold): the foot of its leading edge,
+   the tangent at half the first lobe's peak extended to zero (constant-fraction timing,
+   Gedcke & McDonald 1968, with leading-edge extrapolation), plus half a sample.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ DEFAULTS = dict(
     highpass_hz=300.0, sta_ms=1.0, mta_ms=20.0, lta_s=2.0, lta_fall_s=0.5, lta_step_ms=5.0,
     warmup_ms=100.0, trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
     peak_search_ms=0.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
+    retrigger_ms=5.0,
 )
 
 
@@ -55,7 +61,8 @@ def _one_pole(tau_samples: float) -> float:
     return 1.0 - math.exp(-1.0 / tau_samples)
 
 
-def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
+# The C state machine in one function, step by step as detector.c reads.
+def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:  # noqa: C901, PLR0915
     """All pulses of ``samples`` (float in +-1 or int16), as dicts of ew_pulse_t fields."""
     p = {**DEFAULTS, **params}
     x = np.asarray(samples)
@@ -88,6 +95,9 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
         onset_snr=10 ** (p["onset_snr_db"] / 20), onset_rel=10 ** (p["onset_rel_db"] / 20),
         env_half=_samples(p["envelope_ms"] / 2, rate_hz),
     )
+    retrigger = _samples(p["retrigger_ms"], rate_hz)
+    if p["retrigger_ms"] > 0:
+        retrigger = max(retrigger, 1)
     pulses: list[dict] = []
     lta, warm, active, trig, trig_lta, trig_mta, last_end = 0.0, 0, False, 0, 0.0, 0.0, -1
     for k in range(-(-n_total // step)):
@@ -96,6 +106,16 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
         while True:
             if active:
                 end = trig + window
+                second = _second_trigger(trig, (max(n, trig + 1), min(end, s1)), retrigger, on * lta, sta, mta,
+                                         jump_mta)
+                if second is not None:
+                    # a second shot inside the window: this pulse ends where it begins
+                    busy = True
+                    pulses.append(_finish(trig, second - 1, trig_lta, trig_mta, last_end, **shape))
+                    active, last_end = False, second - 1
+                    active, trig, trig_lta, trig_mta = True, second, lta, float(mta[second])
+                    n = second + 1
+                    continue
                 if end >= s1:
                     busy = True
                     break
@@ -123,11 +143,49 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]:
     return pulses
 
 
-def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, peak_search, gap, onset_snr, onset_rel,
-            env_half) -> dict:
+def _second_trigger(trig, span, retrigger, on_lta, sta, mta, jump_mta):  # noqa: PLR0913
+    """First sample in span = [start, stop) where a new pulse opens inside the window of the
+    one triggered at trig: re-armed (STA fell below MTA at a sample after trig and before
+    it), at least ``retrigger`` after trig, and the trigger test passes; None if none."""
+    start, stop = span
+    if retrigger <= 0 or stop <= max(start, trig + retrigger):
+        return None
+    armed = np.flatnonzero(sta[trig + 1 : stop] < mta[trig + 1 : stop])
+    if not len(armed):
+        return None
+    frm = max(start, trig + retrigger, trig + 2 + int(armed[0]))
+    hits = np.flatnonzero((sta[frm:stop] > on_lta) & (sta[frm:stop] > jump_mta[frm:stop]))
+    return frm + int(hits[0]) if len(hits) else None
+
+
+def _leading_edge(y, k, lo, end, fallback):
+    """Foot of the leading edge from sample k: half the first lobe's peak, crossed by linear
+    interpolation walking back from that peak, the tangent there extended to zero, plus half
+    a sample (the middle of the sample interval in which an unresolved step began)."""
+    v = y if y[k] > 0 else -y
+    top = k
+    while top < end and v[top + 1] > v[top]:
+        top += 1
+    half = 0.5 * v[top]
+    j = top
+    while j > lo + 1 and v[j - 1] > half:
+        j -= 1
+    below, above = v[j - 1], v[j]
+    if not above > below:
+        return fallback
+    t_half = (j - 1) + min(1.0, max(0.0, (half - below) / (above - below)))
+    return max(float(lo), t_half - half / (above - below) + 0.5)
+
+
+# The pulse and the detector settings it needs, each by name.
+def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, peak_search, gap,  # noqa: PLR0913
+            onset_snr, onset_rel, env_half) -> dict:
     ay = np.abs(y)
     lo = max(0, trig - lookback, min(last_end + 1, trig))
-    pk = lo + int(np.argmax(ay[lo : min(trig + peak_search, end) + 1]))
+    pk_end = min(trig + peak_search, end)
+    while pk_end < end and ay[pk_end + 1] > ay[pk_end]:
+        pk_end += 1
+    pk = lo + int(np.argmax(ay[lo : pk_end + 1]))
     peak = ay[pk]
     sigma = math.sqrt(max(trig_lta, trig_mta))
     thr = max(onset_snr * sigma, onset_rel * peak)
@@ -153,7 +211,7 @@ def _finish(trig, end, trig_lta, trig_mta, last_end, *, y, rate_hz, lookback, pe
     if ay[k] >= thr and k > lo:
         below, above = ay[k - 1], ay[k]
         frac = (thr - below) / (above - below) if above > below else 1.0
-        onset = (k - 1) + min(1.0, max(0.0, frac))
+        onset = _leading_edge(y, k, lo, end, (k - 1) + min(1.0, max(0.0, frac)))
         a = k
     elif a > lo:
         below, above = math.sqrt(level(a - 1) / width), math.sqrt(level(a) / width)

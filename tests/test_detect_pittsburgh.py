@@ -6,6 +6,12 @@ Reference pulses: every pulse in ``test_XXX.nlos-tuples.json`` (looked up in
 is provided, and inside the part of the clip that holds audio (the 10 s files are padded
 with digital zeros where the recording was not kept). A pulse is found when the command
 reports one within 3 ms.
+
+Issue 14's must-show (recall >= 0.98, median |dt| <= 0.5 ms) is checked leave-one-position-out
+(tests/detector_lopo.py: the settings chosen on the Pittsburgh data are chosen on two firing
+positions and scored on the third).  The reference times are floored to the millisecond (on
+the sharpest pulses our onsets fall uniformly 0-1 ms after them), so an exact copy of the
+commercial picks scores a median |dt| of 0.5 ms: the median bound sits at that floor.
 """
 from __future__ import annotations
 
@@ -20,11 +26,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import detector_lopo
 from edge.utctime import parse_utc_ns
 
 MATCH_NS = 3_000_000
-MIN_RECALL = 0.95
-MAX_MEDIAN_NS = 1_000_000
+MIN_RECALL = 0.97
+MAX_MEDIAN_NS = 650_000
+# Issue 14's must-show, in every held-out fold.
+MUST_RECALL = 0.98
+MUST_MEDIAN_MS = 0.5
+# What the held-out folds reach today (FP1 0.942 / 0.504 ms, FP2 0.987 / 0.824 ms, FP3 0.976 /
+# 0.620 ms; spread 0.29, 0.42, 0.30 ms): floors against regressions.
+FOLD_MIN_RECALL = 0.94
+FOLD_MAX_SPREAD_MS = 0.42
 # The detector needs this much audio to learn the noise floor after digital silence.
 WARMUP_NS = 100_000_000
 
@@ -165,3 +179,34 @@ def test_default_parameters_also_hold_at_48_khz(refs):
     print(f"\nat 48 kHz: recall {recall:.3f}, median |dt| {np.median(errors) / 1e6:.3f} ms")
     assert recall >= MIN_RECALL
     assert np.median(errors) <= MAX_MEDIAN_NS
+
+
+@pytest.fixture(scope="module")
+def folds(pittsburgh):
+    return detector_lopo.leave_one_position_out(pittsburgh)
+
+
+def _print_folds(folds):
+    for held, f in folds.items():
+        label = f"{held} held out" if held != "all" else "FP1-FP3 in-sample"
+        print(f"{label:18s} {f['params']}: recall {f['recall']:.3f}, median |dt| {f['median_ms']:.3f} ms, "
+              f"|dt - 0.5 ms| {f['median_centred_ms']:.3f} ms, spread {f['spread_ms']:.3f} ms")
+
+
+@pytest.mark.slow
+def test_leave_one_position_out(folds):
+    print()
+    _print_folds(folds)
+    assert folds["all"]["recall"] >= MIN_RECALL
+    for held in ("FP1", "FP2", "FP3"):
+        assert folds[held]["recall"] >= FOLD_MIN_RECALL, held
+        assert folds[held]["spread_ms"] <= FOLD_MAX_SPREAD_MS, held
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 14 must-show not reached: recall 0.942-0.987 held out (0.973 in-sample); "
+                   "median |dt| 0.50-0.82 ms against a 0.5 ms floor for floored references")
+def test_must_show_in_every_held_out_fold(folds):
+    for held in ("FP1", "FP2", "FP3"):
+        assert folds[held]["recall"] >= MUST_RECALL, held
+        assert folds[held]["median_ms"] <= MUST_MEDIAN_MS, held

@@ -217,6 +217,8 @@ def test_parameters_are_validated_with_clear_errors():
         Detector(8000, highpass_hz=5000)
     with pytest.raises(ValueError, match="must be a number"):
         Detector(8000, sta_ms="fast")
+    with pytest.raises(ValueError, match="retrigger_ms"):
+        Detector(8000, retrigger_ms=20)
     with pytest.raises(ValueError, match="time constants"):
         Detector(8000, sta_ms=30, mta_ms=20)
     det = Detector(8000)
@@ -224,3 +226,18 @@ def test_parameters_are_validated_with_clear_errors():
         det.process(np.zeros((10, 2), np.float32))
     with pytest.raises(ValueError, match="float32 or int16"):
         det.process(np.zeros(10, np.int32))
+
+
+def test_a_second_shot_inside_the_window_gets_its_own_pulse():
+    """Two shots 9 ms apart (inside the 15 ms window): once the first has decayed below its
+    mid-term mean, the second opens its own pulse; retrigger_ms=0 keeps the old one-window rule."""
+    rate_hz = 12000
+    x = gunshot_clip(rate_hz, 1.0, (), seed=15)
+    for t_s in (0.5, 0.509):
+        i = int(t_s * rate_hz)
+        blast = friedlander(rate_hz, positive_ms=0.5, amplitude=0.4)
+        x[i : i + len(blast)] += blast
+    pulses = run_c(x, rate_hz)
+    assert [round(p.sample / rate_hz, 4) for p in pulses] == pytest.approx([0.5, 0.509], abs=2 / rate_hz)
+    assert_agree(pulses, ref.detect(x, rate_hz))
+    assert len(run_c(x, rate_hz, retrigger_ms=0.0)) == 1
