@@ -2,8 +2,7 @@
 
 Each contract is checked on a copy of the product packages with one forbidden import added:
 lint-imports must name that contract broken there (and kept on the unchanged copy).  The
-real tree must keep every contract.  Needs lint-imports (the `lint` extra; `make lint`
-installs it).
+real tree must keep every contract.  lint-imports comes with the `test` extra.
 """
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ COPIED = ("earwitness", "edge", "fusion", "simulator", "bench")
 def _lint_imports() -> str:
     beside = Path(sys.executable).parent / "lint-imports"
     found = str(beside) if beside.exists() else shutil.which("lint-imports")
-    if found is None:
-        pytest.skip("lint-imports is not installed (pip install -e '.[lint]', or make lint)")
+    assert found is not None, "lint-imports is not installed: pip install -e '.[test]'"
     return found
 
 

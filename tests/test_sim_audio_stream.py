@@ -89,7 +89,8 @@ def test_fireworks_night_through_the_nodes_and_the_live_tracker(tmp_path):
     backfires and slams are no gunfire; the one real shooter is."""
     scn = scenario.load("fireworks_night")
     pulses, registry = node_pulses(scn, tmp_path)
-    tracker = IncidentTracker(registry, live.SITE, temperature_c=scn.atmosphere.temperature_c)
+    tracker = IncidentTracker(registry.sensors, live.SITE, temperature_c=scn.atmosphere.temperature_c,
+                              positions=registry.positions)
     incidents = stream(tracker, pulses, scn.start_ns)
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s, scn.array.origin)
     by_kind = s["class_by_kind"]
