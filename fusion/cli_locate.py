@@ -104,7 +104,8 @@ class _Locating:
         self.stretcher = Stretcher(quiet_gap_s(sensors), args.max_disorder_s)
         self.recent: list[dict] = []   # incidents printed in the last MORTAR_FLIGHT_S[1], for the mortar cue
         self.pulses = self.incidents = self.cracks = self.left_out = 0
-        self.problems = 0
+        self.problems = self.done = 0
+        self.size: int | None = None
         self.reporting: set[int] = set()
         progress = args.progress if args.progress is not None else sys.stderr.isatty()
         self.progress = _Progress(sys.stderr) if progress else None
@@ -115,11 +116,11 @@ class _Locating:
         print(f"earwitness locate: warning: {message}", file=sys.stderr)
 
     def read(self, fh, size: int | None) -> None:
-        done = 0
+        self.size = size
         for number, line in enumerate(fh, start=1):
-            done += len(line)
+            self.done += len(line)
             if self.progress:
-                self.progress.show(done, size, self.pulses, self.incidents)
+                self.progress.show(self.done, size, self.pulses, self.incidents)
             if not line.strip():
                 continue
             try:
@@ -184,7 +185,7 @@ class _Locating:
 
     def finish(self, need: int) -> int:
         if self.progress:
-            self.progress.clear()
+            self.progress.show(self.done, self.size, self.pulses, self.incidents, last=True)
         args = self.args
         if len(self.reporting) < need:
             raise UserError(f"{args.pulses}: {self.pulses} usable pulses from {len(self.reporting)} sensors; "
@@ -206,16 +207,17 @@ class _Progress:
         self.start = self.last = time.monotonic()
         self.drawn = False
 
-    def show(self, done: int, size: int | None, pulses: int, incidents: int) -> None:
+    def show(self, done: int, size: int | None, pulses: int, incidents: int, *, last: bool = False) -> None:
+        """Bytes ``done`` of ``size`` (None: unknown, a pipe); ``last``: the final tally, on a line of its own."""
         now = time.monotonic()
-        if now - self.last < (PROGRESS_REDRAW_S if self.tty else PROGRESS_LINE_S):
+        if not last and now - self.last < (PROGRESS_REDRAW_S if self.tty else PROGRESS_LINE_S):
             return
         self.last = now
         share = f"{100.0 * done / size:.0f}% of {size / MB:.1f} MB" if size else f"{done / MB:.1f} MB"
         text = f"earwitness locate: {share}, {pulses} pulses, {incidents} incidents, {now - self.start:.0f} s"
         if self.tty:
-            self.stream.write("\r" + text + "\033[K")
-            self.drawn = True
+            self.stream.write("\r" + text + "\033[K" + ("\n" if last else ""))
+            self.drawn = not last
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
