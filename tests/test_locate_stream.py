@@ -211,3 +211,23 @@ def test_progress_goes_to_stderr_when_asked(tmp_path):
     size_mb = os.path.getsize(pulses) / 1e6
     assert f"earwitness locate: 100% of {size_mb:.1f} MB, " in loud.stderr
     assert loud.stdout == quiet.stdout
+
+
+def test_a_stream_without_quiet_gaps_is_still_held_in_bounded_memory():
+    """A busy city never falls quiet: the stretch is cut at its longest gap every MAX_STRETCH_S, with a note."""
+    quiet_s, max_stretch_s, every_s = 15.0, 120.0, 1.0
+    stretcher = Stretcher(quiet_s, max_disorder_s=0.0, max_stretch_s=max_stretch_s)
+    t0_ns = 1_750_000_000 * NS_PER_S
+    held, closed, number = [], [], {}
+    for k in range(2000):
+        # A pulse a second, the gap after every hundredth a little longer: where the cuts should fall.
+        t_ns = t0_ns + int((k * every_s + 0.5 * (k // 100)) * NS_PER_S)
+        number[t_ns] = k
+        closed += stretcher.add((k % 8, t_ns), f"line {k + 1}")
+        held.append(len(stretcher))
+    closed += stretcher.finish()
+    assert sum(map(len, closed)) == 2000 and len(closed) >= 2000 * every_s / (max_stretch_s + quiet_s)
+    assert max(held) <= (max_stretch_s + quiet_s) / every_s + 2
+    assert stretcher.notes and "no quiet gap of 15.0 s" in stretcher.notes[0]
+    # Cut at the longer gaps, not anywhere.
+    assert all(number[part[-1][1]] % 100 == 99 for part in closed[:-1])
