@@ -8,6 +8,7 @@ each shot's pulses, no association), and the median distance to the survey for b
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -33,6 +34,12 @@ LONG_TARGET_S = 5.0
 HOUSE_TARGET_S = 10.0
 HOUSE_BEFORE = "600 s exact (417 s on a quieter machine): 35 rounds, 32/40 shots, median 6.1 m; " \
                "44 s on the step budget: 9 rounds"
+# A long `earwitness locate` input: the seed city's demo (64 sensors, 140 s, fleet pulses) laid end
+# to end, CITY_DEMO_S apart, this many copies each (about 14 min and 56 min of city; 35 h, the
+# issue's 100 MB, is 900 copies, an hour of CPU: `python -m bench.bench_locate --long 900`).
+CITY_DEMO_S = 140.0
+LONG_COPIES = (6, 24)
+LONG_35H_COPIES = 900
 
 
 def plain_least_squares(positions_m: np.ndarray, t_s: np.ndarray, c: float) -> np.ndarray:
@@ -65,6 +72,7 @@ def main() -> None:
     tests = pittsburgh_tests()
     if not tests:
         print("bench_locate: Pittsburgh data absent (../shared/data/pittsburgh-2018); skipped")
+        long_cli_input(LONG_COPIES)
         return
     logging.getLogger("fusion").setLevel(logging.ERROR)
     ours_s, ours_cpu_s, base_s, ours_err, base_err, n_pulses = [], [], [], [], [], []
@@ -130,7 +138,101 @@ def city_house(locate) -> None:
     print(f"city_house: {len(pulses)} pulses, {s['shots']} rounds fired, {sum(i['rounds'] for i in incidents)} found, "
           f"{s['shots_located']} located (median {s['error_median_m']:.1f} m), rounds exact {s['rounds_exact']:.2f}, "
           f"{took:.1f} s ({cpu:.1f} s CPU; target <= {HOUSE_TARGET_S:.0f} s; before: {HOUSE_BEFORE})")
+    long_cli_input(LONG_COPIES)
+
+
+def long_cli_input(copies: tuple[int, ...]) -> None:
+    """`earwitness locate` on hours of a 64-sensor city: streamed (as it runs) against the whole
+    input held and located at once (as it ran before it streamed), peak RSS beside wall time."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pathlib.Path(tmp)
+        one = folder / "city_demo.jsonl"
+        subprocess.run([sys.executable, "-m", "earwitness", "sim", "city_demo", "--pulses", str(one), "--quiet"],
+                       check=True, capture_output=True)
+        sensors = folder / "city_demo.sensors.csv"
+        records = [json.loads(line) for line in one.read_text().splitlines()]
+        print(f"long input: city_demo ({len(records)} pulses, 64 sensors, {CITY_DEMO_S:.0f} s) end to end; "
+              "streamed (default --max-disorder-s) vs the whole input at once")
+        print(f"{'':30s}{'MB':>7s}{'pulses':>9s}{'incidents':>11s}{'wall s':>9s}{'CPU s':>8s}{'peak RSS MB':>13s}"
+              f"{'same':>6s}")
+        for n in copies:
+            pulses = folder / f"long{n}.jsonl"
+            with open(pulses, "w") as fh:
+                for k in range(n):
+                    shift_ns = int(k * CITY_DEMO_S * 1e9)
+                    fh.writelines(json.dumps(dict(p, t_ns=p["t_ns"] + shift_ns)) + "\n" for p in records)
+            streamed = _measure(["-m", "earwitness", "locate", "--sensors", str(sensors), str(pulses)])
+            whole = _measure(["-m", "bench.bench_locate", "--whole", str(sensors), str(pulses)])
+            hours = n * CITY_DEMO_S / 3600
+            for name, (out, wall_s, cpu_s, rss_mb) in (("streamed", streamed), ("whole input (before)", whole)):
+                same = "yes" if out == streamed[0] else f"{sum(a == b for a, b in zip(out, streamed[0]))}/{len(out)}"
+                print(f"{name + f', {hours:.1f} h':30s}{pulses.stat().st_size / 1e6:7.1f}{len(records) * n:9d}"
+                      f"{len(out):11d}{wall_s:9.1f}{cpu_s:8.1f}{rss_mb:13.0f}{same:>6s}")
+        whole_read_35h(records, sensors, folder)
+
+
+def whole_read_35h(records: list[dict], sensors: pathlib.Path, folder: pathlib.Path) -> None:
+    """What the whole-input run holds before it locates anything, at the issue's size (35 h, 900 copies)."""
+    pulses = folder / "long35h.jsonl"
+    with open(pulses, "w") as fh:
+        for k in range(LONG_35H_COPIES):
+            shift_ns = int(k * CITY_DEMO_S * 1e9)
+            fh.writelines(json.dumps(dict(p, t_ns=p["t_ns"] + shift_ns)) + "\n" for p in records)
+    _, wall_s, cpu_s, rss_mb = _measure(["-m", "bench.bench_locate", "--whole-read", str(sensors), str(pulses)])
+    print(f"{'whole input, read only, 35 h':30s}{pulses.stat().st_size / 1e6:7.1f}{len(records) * LONG_35H_COPIES:9d}"
+          f"{'-':>11s}{wall_s:9.1f}{cpu_s:8.1f}{rss_mb:13.0f}   (its pulses and their records, before any location)")
+
+
+def _measure(args: list[str]) -> tuple[list[str], float, float, float]:
+    """Run ``python ARGS`` from the repository: (stdout lines, wall s, CPU s, peak RSS MB of that process)."""
+    import subprocess
+
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    out = proc.stdout.read().splitlines()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    proc.stdout.close()
+    # ru_maxrss is in KiB on Linux.
+    return out, time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def whole_input(sensors_path: str, pulses_path: str) -> None:
+    """Print the incidents of the whole input located at once, as `earwitness locate` did before it streamed."""
+    from fusion.cli_locate import _records
+    from fusion.locator.attribution import shot_arrivals
+    from fusion.locator.classify import classify
+    from fusion.locator.locate import locate_pulses
+    from fusion.locator.pulses import read_pulses
+    from fusion.locator.sensors import read_sensors
+    from fusion.tracking.reach import incident_c_m_s
+
+    sensors = read_sensors(sensors_path)
+    pulses = read_pulses(pulses_path, sensors)
+    records = _records(pulses, sensors)
+    out: list[dict] = []
+    for incident in locate_pulses(pulses, sensors):
+        arrivals = shot_arrivals(incident, records, sensors, incident_c_m_s(incident))
+        incident.update(classify(incident, arrivals, sensors, recent=out, pulses=records))
+        out.append(incident)
+        sys.stdout.write(json.dumps(incident) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--whole"]:
+        whole_input(*sys.argv[2:4])
+    elif sys.argv[1:2] == ["--whole-read"]:
+        from fusion.cli_locate import _records
+        from fusion.locator.pulses import read_pulses
+        from fusion.locator.sensors import read_sensors
+
+        table = read_sensors(sys.argv[2])
+        print(len(_records(read_pulses(sys.argv[3], table), table)))
+    elif sys.argv[1:2] == ["--long"]:
+        long_cli_input(tuple(int(n) for n in sys.argv[2:]))
+    else:
+        main()

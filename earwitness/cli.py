@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from earwitness import __version__
@@ -49,12 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"earwitness {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. Point stdout at nothing so that the
+        # interpreter's last flush does not fail on the closed pipe too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         # Missing or unreadable files, refused connections: the user's to fix, one line.
         where = f": {exc.filename}" if exc.filename else ""
         print(f"earwitness {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
     except KeyboardInterrupt:
         return 130

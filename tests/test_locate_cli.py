@@ -100,3 +100,94 @@ def test_bad_sensors_file_and_missing_file_are_one_line_errors(tmp_path):
     out = run("--sensors", tmp_path / "absent.csv", pulses)
     assert out.returncode == 2 and "absent.csv" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def one_line_error(out) -> str:
+    """The one line of a failed run (exit 2, no traceback, nothing on stdout)."""
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and out.stdout == "", out.stderr
+    assert lines[0].startswith("earwitness locate: error: ")
+    return lines[0]
+
+
+def test_bad_times_are_named_and_the_rest_is_located(tmp_path):
+    """t_ns beyond int64, negative, fractional, boolean; NaN-like numbers the JSON parser lets through."""
+    sc, _ = scene()
+    sensors, pulses = syn.write(sc, tmp_path)
+    good = pulses.read_text()
+    bad = ['{"sensor": "S00", "t_ns": 9223372036854775808}', '{"sensor": "S00", "t_ns": -1}',
+           '{"sensor": "S00", "t_ns": 1.5}', '{"sensor": "S00", "t_ns": true}',
+           '{"sensor": "S00", "t_ns": 1750000001000000000, "snr_db": 1e999}',
+           '{"sensor": "S00", "t_ns": 1750000001000000000, "spl_db": Infinity}',
+           '{"sensor": "S00", "t_ns": 1750000001000000000, "features": {"rise_ms": -1e999}}']
+    pulses.write_bytes(good.encode() + "\n".join(bad).encode() + b'\n{"sensor": "S\xff"}\n')
+    out = run("--sensors", sensors, "--temperature-c", 15, pulses)
+    assert out.returncode == 1
+    assert [json.loads(line)["rounds"] for line in out.stdout.splitlines()] == [2]
+    n = len(good.splitlines())
+    for k, message in enumerate(["'t_ns' is 9223372036854775808, outside 0..9223372036854775807",
+                                 "'t_ns' is -1, outside", "'t_ns' is 1.5, not an integer number of nanoseconds",
+                                 "'t_ns' is true, not an integer", "'snr_db' is inf, not a finite number",
+                                 "not valid JSON (Infinity is not a number JSON allows)",
+                                 "'features.rise_ms' is -inf, not a finite number",
+                                 "not UTF-8 text (byte 0xff at column 14)"], start=1):
+        assert f"line {n + k}: {message}" in out.stderr, message
+    assert "Traceback" not in out.stderr
+
+
+def test_non_utf8_and_infinite_sensors_files_are_one_line_errors(tmp_path):
+    pulses = tmp_path / "p.jsonl"
+    pulses.write_text('{"sensor": "A", "t_ns": 1}\n')
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("sensor,x,y,z\nA,0,0,0\nB,100,0,0\nC,0,100,0\nMüller,100,100,0\n".encode("latin-1"))
+    assert one_line_error(run("--sensors", latin, pulses)).endswith(
+        "latin1.csv line 5: not UTF-8 text (byte 0xfc); save the CSV as UTF-8")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("sensor,x,y,z\nA,0,0,0\nB,1e999,0,0\n")
+    assert "huge.csv line 3: x is '1e999', not a finite number" in one_line_error(run("--sensors", huge, pulses))
+
+
+def test_co_located_sensors_are_a_one_line_error(tmp_path):
+    """Two sensors at one position add no geometry but count towards a fix: refused, both named."""
+    sc, _ = scene()
+    sensors, pulses = syn.write(sc, tmp_path)
+    rows = sensors.read_text().splitlines()
+    sid, x, y, z = rows[3].split(",")
+    sensors.write_text("\n".join([*rows, f"MAST2,{x},{y},{z}"]) + "\n")
+    line = one_line_error(run("--sensors", sensors, pulses))
+    assert line.endswith(f"line {len(rows) + 1}: sensor 'MAST2' is at the position of '{sid}' (line 4); "
+                         "list one sensor per position (two microphones on one mast are one sensor)")
+
+
+def test_non_finite_options_are_one_line_errors(tmp_path):
+    sc, _ = scene()
+    sensors, pulses = syn.write(sc, tmp_path)
+    for option, value, message in (("--ground-z", "inf", "--ground-z must be a finite height in metres, not inf"),
+                                   ("--ground-z", "nan", "--ground-z must be a finite height in metres, not nan"),
+                                   ("--ground-z", "1e300", "--ground-z 1e+300 is more than 4000 m from every"),
+                                   ("--temperature-c", "inf", "--temperature-c must be a plausible air temperature"),
+                                   ("--temperature-c", "nan", "--temperature-c must be a plausible air temperature"),
+                                   ("--max-disorder-s", "nan", "--max-disorder-s must be a number of seconds")):
+        line = one_line_error(run("--sensors", sensors, "--mode", "2.5d", option, value, pulses))
+        assert line.startswith(f"earwitness locate: error: {message}"), line
+
+
+def test_an_incident_that_is_not_finite_is_left_out_with_a_warning(tmp_path, capsys):
+    """No NaN or Infinity ever reaches the output: such an incident is named and left out (exit 1)."""
+    import argparse
+
+    from fusion.cli_locate import _Locating
+    from fusion.locator.sensors import read_sensors
+
+    sc, _ = scene()
+    sensors, _ = syn.write(sc, tmp_path)
+    args = argparse.Namespace(pulses="p.jsonl", max_disorder_s=600.0, progress=False, temperature_c=None,
+                              mode="2d", ground_z=None)
+    job = _Locating(args, read_sensors(sensors))
+    job._write({"incident": "A", "t_ns": 1, "err_m": 1.0, "shots": [{"t_ns": 1, "err_m": 2.0}]})
+    job._write({"incident": "B", "t_ns": 2, "err_m": 1.0, "shots": [{"t_ns": 2, "err_m": math.inf}]})
+    job.reporting = set(range(4))
+    assert job.finish(4) == 1
+    out = capsys.readouterr()
+    assert [json.loads(line)["incident"] for line in out.out.splitlines()] == ["A"]
+    assert "incident B: shots[0].err_m is not a finite number" in out.err

@@ -1,9 +1,13 @@
 """Pulses in: read and validate pulses (JSONL or dicts) against the known sensors.
 
 A pulse is ``{"sensor": str, "t_ns": int, ...}`` with optional ``t_unc_ns`` (timing
-uncertainty, one standard deviation) and other fields the locator carries along unread.
+uncertainty, one standard deviation), levels (``snr_db``, ``peak_dbfs``, ``spl_db``: the
+received peak in dB SPL, which the classifier's source-level cue reads) and other fields the
+locator carries along unread.
 The detector's shape features (``features``: rise, duration, band ratios) are read where
-given, for shock-wave screening; a missing or non-numeric feature is NaN. A pulse that cannot be used (malformed, NaN, unknown sensor) is left out with a one-line
+given, for shock-wave screening; a missing or non-numeric feature is NaN. A pulse that
+cannot be used (malformed, not UTF-8, NaN or infinite, ``t_ns`` not an integer in the int64
+range, unknown sensor) is left out with a one-line
 problem naming it; an exact repeat of an accepted pulse (same sensor, same ``t_ns``, as
 at-least-once delivery produces) is dropped with a note. Every other pulse is kept.
 """
@@ -17,8 +21,10 @@ import numpy as np
 
 from fusion.locator.sensors import Sensors
 
-# Optional level fields of a pulse, read into Pulses.snr_db and Pulses.peak_dbfs.
-LEVEL_KEYS = ("snr_db", "peak_dbfs")
+# Optional level fields of a pulse, read into Pulses.snr_db, Pulses.peak_dbfs and Pulses.spl_db.
+LEVEL_KEYS = ("snr_db", "peak_dbfs", "spl_db")
+# Largest t_ns: arrival times are signed 64-bit integers (numpy int64), as on the wire.
+T_NS_MAX = 2**63 - 1
 # Shape features of a pulse's ``features`` object (earwitness.wire.FEATURES), read into Pulses.features.
 SHAPE_KEYS = ("rise_ms", "duration_ms", "decay_ms", "crest_db", "low_ratio_db", "high_ratio_db")
 
@@ -39,6 +45,9 @@ class Pulses:
         Stated signal-to-noise ratio in dB, NaN where not given.
     peak_dbfs : numpy.ndarray of float
         Stated peak level in dB full scale, NaN where not given.
+    spl_db : numpy.ndarray of float
+        Stated received peak level in dB SPL (re 20 uPa), NaN where not given (or, when
+        constructed without it, everywhere).
     features : dict of str to numpy.ndarray of float
         Per SHAPE_KEYS name, the pulse's detector feature, NaN where not given.
     problems : list of str
@@ -55,6 +64,11 @@ class Pulses:
     features: dict[str, np.ndarray] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    spl_db: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.spl_db is None:
+            self.spl_db = np.full(len(self.t_ns), np.nan)
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -69,21 +83,80 @@ def _problem(record, sensors: Sensors) -> str | None:
         return "missing or non-string 'sensor'"
     if sid not in sensors.index:
         return f"unknown sensor {sid!r} (not in the sensors file)"
-    t_ns = record.get("t_ns")
+    return _time_problem(record.get("t_ns"), record.get("t_unc_ns")) or _level_problem(record)
+
+
+def _time_problem(t_ns, unc) -> str | None:
+    """Why a pulse's ``t_ns`` and ``t_unc_ns`` cannot be used, or None."""
+    if t_ns is None:
+        return "missing 't_ns'"
     if isinstance(t_ns, bool) or not isinstance(t_ns, (int, float)):
-        return "missing or non-numeric 't_ns'"
+        return f"'t_ns' is {json.dumps(t_ns)}, not an integer number of nanoseconds"
     if isinstance(t_ns, float) and not (math.isfinite(t_ns) and t_ns.is_integer()):
         return f"'t_ns' is {t_ns!r}, not an integer number of nanoseconds"
-    unc = record.get("t_unc_ns")
-    if unc is not None and (isinstance(unc, bool) or not isinstance(unc, (int, float))
-                            or not math.isfinite(unc) or unc < 0):
+    if not 0 <= t_ns <= T_NS_MAX:
+        return f"'t_ns' is {t_ns!r}, outside 0..{T_NS_MAX} (ns since 1970 as a signed 64-bit integer)"
+    if unc is not None and (not _finite(unc) or unc < 0):
         return f"'t_unc_ns' is {unc!r}, not a finite non-negative number"
+    return None
+
+
+def _level_problem(record: dict) -> str | None:
+    """Why a pulse's levels or shape features cannot be used, or None."""
     for key in LEVEL_KEYS:
         level = record.get(key)
-        if level is not None and (isinstance(level, bool) or not isinstance(level, (int, float))
-                                  or not math.isfinite(level)):
+        if level is not None and not _finite(level):
             return f"'{key}' is {level!r}, not a finite number"
+    features = record.get("features")
+    if isinstance(features, dict):
+        for key in SHAPE_KEYS:
+            value = features.get(key)
+            # Features are optional and read leniently (a non-number is NaN), but a number the
+            # JSON parser made infinite (1e999) would reach the shock-wave screen as one.
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"'features.{key}' is {value!r}, not a finite number"
     return None
+
+
+def _finite(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def decode(line: str | bytes):
+    """A JSONL line as a record; ValueError saying why not in one line (not UTF-8, not JSON, or
+    NaN and Infinity, which JSON does not allow)."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1})") from None
+    try:
+        return json.loads(line, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+
+
+def pulse_row(record, sensors: Sensors) -> tuple | str:
+    """One decoded pulse as a row ``(sensor index, t_ns, t_unc_ns, *LEVEL_KEYS, *SHAPE_KEYS)``
+    (NaN where not given), or the one-line reason it cannot be used."""
+    why = _problem(record, sensors)
+    if why:
+        return why
+    unc = record.get("t_unc_ns")
+    return (sensors.index[record["sensor"]], int(record["t_ns"]), float(unc) if unc is not None else math.nan,
+            *(float(record[k]) if record.get(k) is not None else math.nan for k in LEVEL_KEYS),
+            *_shape(record.get("features")))
+
+
+def from_rows(rows: list[tuple], problems: list[str] | None = None, duplicates: list[str] | None = None) -> Pulses:
+    """:class:`Pulses` from rows of :func:`pulse_row`, in their order."""
+    n_levels = len(LEVEL_KEYS)
+    values = np.array([r[2:] for r in rows], dtype=float).reshape(-1, 1 + n_levels + len(SHAPE_KEYS)).T
+    snr_db, peak_dbfs, spl_db = values[1:1 + n_levels]
+    return Pulses(np.array([r[0] for r in rows], dtype=int), np.array([r[1] for r in rows], dtype=np.int64),
+                  values[0], snr_db, peak_dbfs, dict(zip(SHAPE_KEYS, values[1 + n_levels:])),
+                  problems if problems is not None else [], duplicates if duplicates is not None else [],
+                  spl_db=spl_db)
 
 
 def parse_pulses(records, sensors: Sensors) -> Pulses:
@@ -102,11 +175,7 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
         The accepted pulses plus one message per pulse left out; nothing is raised
         for a bad pulse, so what can be located still is.
     """
-    sensor_idx: list[int] = []
-    times: list[int] = []
-    uncs: list[float] = []
-    levels: list[list[float]] = []
-    shapes: list[list[float]] = []
+    rows: list[tuple] = []
     problems: list[str] = []
     duplicates: list[str] = []
     seen: set[tuple[int, int]] = set()
@@ -117,30 +186,20 @@ def parse_pulses(records, sensors: Sensors) -> Pulses:
                 continue
             try:
                 # NaN/Infinity are not JSON; refuse them at the parser rather than later.
-                record = json.loads(record, parse_constant=_reject_constant)
+                record = decode(record)
             except ValueError as exc:
-                problems.append(f"{where}: not valid JSON ({exc})")
+                problems.append(f"{where}: {exc}; left out")
                 continue
-        why = _problem(record, sensors)
-        if why:
-            problems.append(f"{where}: {why}; left out")
+        row = pulse_row(record, sensors)
+        if isinstance(row, str):
+            problems.append(f"{where}: {row}; left out")
             continue
-        key = (sensors.index[record["sensor"]], int(record["t_ns"]))
-        if key in seen:
-            duplicates.append(f"{where}: repeats sensor {record['sensor']!r} t_ns {key[1]}; dropped")
+        if row[:2] in seen:
+            duplicates.append(f"{where}: repeats sensor {record['sensor']!r} t_ns {row[1]}; dropped")
             continue
-        seen.add(key)
-        sensor_idx.append(key[0])
-        times.append(key[1])
-        unc = record.get("t_unc_ns")
-        uncs.append(float(unc) if unc is not None else math.nan)
-        levels.append([float(record[k]) if record.get(k) is not None else math.nan for k in LEVEL_KEYS])
-        shapes.append(_shape(record.get("features")))
-    snr_db, peak_dbfs = np.array(levels, dtype=float).reshape(-1, len(LEVEL_KEYS)).T
-    shape = np.array(shapes, dtype=float).reshape(-1, len(SHAPE_KEYS)).T
-    return Pulses(np.array(sensor_idx, dtype=int), np.array(times, dtype=np.int64),
-                  np.array(uncs, dtype=float), snr_db, peak_dbfs, dict(zip(SHAPE_KEYS, shape)),
-                  problems, duplicates)
+        seen.add(row[:2])
+        rows.append(row)
+    return from_rows(rows, problems, duplicates)
 
 
 def _shape(features) -> list[float]:
@@ -156,8 +215,11 @@ def _reject_constant(name: str):
 
 
 def read_pulses(path, sensors: Sensors) -> Pulses:
-    """Read a pulses JSONL file (see :func:`parse_pulses`); messages say "line N"."""
-    with open(path, encoding="utf-8") as fh:
+    """Read a pulses JSONL file (see :func:`parse_pulses`); messages say "line N".
+
+    Lines are decoded one by one, so a line that is not UTF-8 is one problem, not the file's end.
+    """
+    with open(path, "rb") as fh:
         pulses = parse_pulses(fh, sensors)
     pulses.problems = [p.replace("pulse ", "line ", 1) for p in pulses.problems]
     pulses.duplicates = [p.replace("pulse ", "line ", 1) for p in pulses.duplicates]

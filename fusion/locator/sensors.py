@@ -5,6 +5,11 @@ The Sensors CSV has the header ``sensor,x,y,z`` (local metres, x east, y north, 
 Geodetic positions are converted to a local ENU frame with :mod:`pymap3d` (origin at the
 sensors' mean position), so all geometry is done in metres; :meth:`Sensors.to_output`
 turns a computed position back into the frame the input used.
+
+Two sensors at one position (closer than MIN_SEPARATION_M) are refused: the locator counts
+sensors to decide that a shot is fixed (d + 2 of them), and two at one spot add a second
+time of one arrival but no geometry, so they would pass a degenerate set for a fixed one.
+Two microphones on one mast are one sensor: list one of them (or their mean time).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pymap3d
+from scipy.spatial import cKDTree
 
 LOCAL_COLUMNS = ("sensor", "x", "y", "z")
 WGS84_COLUMNS = ("sensor", "lat", "lon", "alt")
@@ -24,6 +30,9 @@ FRAME_WGS84 = "wgs84"
 # Decimal places written back: 1 mm locally, ~1 mm of latitude/longitude.
 LOCAL_DECIMALS = 3
 DEGREE_DECIMALS = 8
+# Sensors closer than this are at one position (1 cm: below any survey's precision, and
+# 30 us of sound, under the timing of one sample at 48 kHz).
+MIN_SEPARATION_M = 0.01
 
 
 class SensorsError(ValueError):
@@ -123,8 +132,15 @@ def read_sensors(source, name: str | None = None) -> Sensors:
     """
     if isinstance(source, (str, os.PathLike)):
         name = name or os.fspath(source)
-        with open(source, newline="", encoding="utf-8") as fh:
-            return read_sensors(io.StringIO(fh.read()), name)
+        with open(source, "rb") as fh:
+            data = fh.read()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise SensorsError(f"{name} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                               "save the CSV as UTF-8") from None
+        return read_sensors(io.StringIO(text, newline=""), name)
     name = name or "sensors CSV"
     reader = csv.DictReader(source)
     header = tuple(h.strip() for h in (reader.fieldnames or ()))
@@ -137,6 +153,7 @@ def read_sensors(source, name: str | None = None) -> Sensors:
                            f"expected {','.join(LOCAL_COLUMNS)} or {','.join(WGS84_COLUMNS)}")
     reader.fieldnames = list(header)
     positions: dict[str, tuple[float, float, float]] = {}
+    lines: list[int] = []
     for row in reader:
         where = f"{name} line {reader.line_num}"
         if None in row or any(v is None for v in row.values()):
@@ -150,7 +167,20 @@ def read_sensors(source, name: str | None = None) -> Sensors:
         if frame == FRAME_WGS84 and not (-90 <= values[0] <= 90 and -180 <= values[1] <= 180):
             raise SensorsError(f"{where}: lat/lon {values[0]}, {values[1]} out of range")
         positions[sid] = values
+        lines.append(reader.line_num)
     if not positions:
         raise SensorsError(f"{name}: no sensors listed")
-    return Sensors.from_local(positions) if frame == FRAME_LOCAL else Sensors.from_wgs84(positions)
+    sensors = Sensors.from_local(positions) if frame == FRAME_LOCAL else Sensors.from_wgs84(positions)
+    _check_apart(sensors, name, lines)
+    return sensors
+
+
+def _check_apart(sensors: Sensors, name: str, lines: list[int]) -> None:
+    """Raise SensorsError naming the first two sensors closer than MIN_SEPARATION_M (a k-d tree's pair query)."""
+    pairs = cKDTree(sensors.enu_m).query_pairs(MIN_SEPARATION_M, output_type="ndarray")
+    if len(pairs):
+        i, j = sorted(sorted(int(v) for v in pair) for pair in pairs)[0]
+        raise SensorsError(f"{name} line {lines[j]}: sensor {sensors.ids[j]!r} is at the position of "
+                           f"{sensors.ids[i]!r} (line {lines[i]}); list one sensor per position "
+                           "(two microphones on one mast are one sensor)")
 
