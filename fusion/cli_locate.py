@@ -15,7 +15,7 @@ import numpy as np
 from earwitness.cli import UserError
 from fusion.locator.attribution import shot_arrivals
 from fusion.locator.classify import classify
-from fusion.locator.locate import locate_pulses, min_sensors, shock_waves
+from fusion.locator.locate import locate_pulses, min_burst_sensors, shock_waves
 from fusion.locator.multilaterate import MODES
 from fusion.locator.pulses import Pulses, read_pulses
 from fusion.locator.sensors import SensorsError, read_sensors
@@ -44,7 +44,7 @@ def run(args) -> int:
         sensors = read_sensors(args.sensors)
     except SensorsError as exc:
         raise UserError(str(exc)) from None
-    need = min_sensors(args.mode)
+    need = min_burst_sensors(args.mode)  # a burst's rounds share one place: d + 1 sensors fix it
     if len(sensors) < need:
         raise UserError(f"{args.sensors} lists {len(sensors)} sensors; {args.mode} location needs at least {need}")
     pulses = read_pulses("/dev/stdin" if args.pulses == "-" else args.pulses, sensors)
