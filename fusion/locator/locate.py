@@ -309,8 +309,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY)
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
     if not shots:
-        log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place", when, heard,
-                    config.min_sensors, min_burst_sensors(mode))
+        log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
+                    when, heard, config.min_sensors, min_burst_sensors(mode))
     return shots
 
 
