@@ -209,22 +209,53 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
         pool = rows[~used[rows]]
         if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
             break
-        r = anchor.residuals_s
-        scatter = MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
-        emit = _implied(picks, pool, anchor.position, anchor.c, geometry)
-        found = find_rounds(emit, sensor_at[pool], _timing_sigma(picks, pool, scatter), rate_at[pool], len(labels),
-                            taken)
+        found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], len(labels)),
+                                           taken)
         if not found:
             continue
         place = anchor.place if anchor.place is not None else id(anchor)
         anchor.place = place
         for t0, members, _ in found:
             chosen = pool[members]
-            residuals = emit[members] - t0
-            new.append(Shot(chosen, np.asarray(anchor.position, dtype=float).copy(), t0, anchor.c, residuals, place))
+            new.append(Shot(chosen, position.copy(), t0, anchor.c, emit[members] - t0, place))
             used[chosen] = True
             taken.append(t0)
     return new
+
+
+def _scatter(residuals_s: np.ndarray) -> float:
+    """Robust sigma of residuals (MAD, Rousseeuw & Croux 1993)."""
+    r = np.asarray(residuals_s)
+    return MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
+
+
+def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry, clutter, taken):
+    """Rounds among ``pool`` fired from the anchor's place, the place refined jointly with them.
+
+    ``clutter`` is (sensor index, clutter rate, number of sensors) per pool row. Rounds by
+    :func:`find_rounds` at the place; the anchor and those rounds fitted with one shared
+    position (robust least squares), the rounds found again at the fitted place; REFINE_ROUNDS
+    times. Returns (rounds, the place, the pool's implied discharge times there).
+    """
+    sensor, rate, n_sensors = clutter
+    position = np.asarray(anchor.position, dtype=float)
+    scatter = _scatter(anchor.residuals_s)
+    anchor_group = (picks.pos_m[anchor.pulses], picks.t_s[anchor.pulses], picks.sigma_s[anchor.pulses])
+    found: list = []
+    for _ in range(REFINE_ROUNDS):
+        emit = _implied(picks, pool, position, anchor.c, geometry)
+        found = find_rounds(emit, sensor, _timing_sigma(picks, pool, scatter), rate, n_sensors, taken)
+        if not found:
+            break
+        groups = [anchor_group] + [(picks.pos_m[pool[m]], picks.t_s[pool[m]], picks.sigma_s[pool[m]])
+                                   for _, m, _ in found]
+        starts = [(position, anchor.t0_s)] + [(position, t0) for t0, _, _ in found]
+        fit = fit_shots(groups, anchor.c, geometry, starts, loss="soft_l1", scale_s=ROBUST_SCALE_S,
+                        places=[0] * len(groups))
+        position = fit.positions[0]
+        scatter = _scatter(np.concatenate(fit.residuals_s))
+    emit = _implied(picks, pool, position, anchor.c, geometry)
+    return found, position, emit
 
 
 def triple_points(xy: np.ndarray, t_s: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
