@@ -72,6 +72,10 @@ PLACES_TRIED = 12
 # Joint refinements of a place (fit, then re-assignment of the rounds' pulses).
 REFINE_ROUNDS = 2
 ROBUST_SCALE_S = 5e-3
+# Where a first arrival's density is worth computing: from this many sigmas early to this many
+# NLOS mean delays late (beyond, it is below e^-8 of its peak, far under any clutter rate).
+DENSITY_SIGMAS = 6.0
+DENSITY_TAUS = 8.0
 # A burst is ambiguous where another place explains it within this log Bayes factor (3 nats:
 # 2 log B = 6, the edge of "strong" evidence in Kass & Raftery 1995's scale): three sensors in 2D
 # leave two mirror places for every round alike; no position is given then.
@@ -109,24 +113,24 @@ def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, n_sensors: int):
     """Log-likelihood ratio of a round at each of ``t0_s`` against clutter, and per (t0, pulse) the terms.
 
     Every one of the ``n_sensors`` that heard the stretch counts, those without a pulse left
-    with their miss (1 - P_D). Returns (llr per t0, f/lambda per (t0, pulse)).
+    with their miss (1 - P_D). Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
     """
-    ratio = first_arrival_density(emit_s[None, :] - t0_s[:, None], sigma_s[None, :]) / rate[None, :]
+    r = emit_s[None, :] - t0_s[:, None]
+    sigma = np.broadcast_to(sigma_s[None, :], r.shape)
+    # The density is negligible beyond DENSITY_SIGMAS sigmas early or DENSITY_TAUS NLOS means late.
+    near = (r > -DENSITY_SIGMAS * sigma) & (r < DENSITY_TAUS * NLOS_MEAN_DELAY_S)
+    ratio = np.zeros(r.shape)
+    ratio[near] = first_arrival_density(r[near], sigma[near]) / np.broadcast_to(rate[None, :], r.shape)[near]
     per_sensor = np.zeros((len(t0_s), n_sensors))
     np.add.at(per_sensor.T, sensor, ratio.T)
     llr = np.log(DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB).sum(axis=1)
-    return llr, ratio
+    return llr, ratio, per_sensor
 
 
-def _members(ratio_row, sensor, n_sensors: int) -> np.ndarray:
-    """Pulses taken as a round's first arrivals: per sensor the likeliest, where more likely it than clutter."""
-    total = np.zeros(n_sensors)
-    np.add.at(total, sensor, ratio_row)
-    posterior = DETECTION_PROB * ratio_row / (DETECTION_PROB * total[sensor] + 1.0 - DETECTION_PROB)
-    order = np.argsort(-posterior, kind="stable")
-    _, first = np.unique(sensor[order], return_index=True)
-    best = order[first]
-    return np.sort(best[posterior[best] > 0.5])
+def _member_mask(ratio, per_sensor, sensor) -> np.ndarray:
+    """Per (t0, pulse) whether the pulse is that round's first arrival at its sensor: its posterior
+    against the sensor's other pulses and a miss exceeds one half (so at most one per sensor)."""
+    return DETECTION_PROB * ratio > 0.5 * (DETECTION_PROB * per_sensor[:, sensor] + 1.0 - DETECTION_PROB)
 
 
 def find_rounds(emit_s, sensor, sigma_s, rate, n_sensors: int, taken_t0_s=()) -> list[tuple[float, np.ndarray]]:
@@ -150,16 +154,17 @@ def find_rounds(emit_s, sensor, sigma_s, rate, n_sensors: int, taken_t0_s=()) ->
             t0s = t0s[np.min(np.abs(t0s[:, None] - np.asarray(taken)[None, :]), axis=1) >= MIN_ROUND_GAP_S]
         if len(t0s) == 0:
             break
-        llr, ratio = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0s, n_sensors)
-        best = int(np.argmax(llr))
-        members = cand[_members(ratio[best], sensor[cand], n_sensors)]
-        if len(np.unique(sensor[members])) < MIN_ROUND_SENSORS:
-            free[cand[np.argmin(np.abs(emit_s[cand] - t0s[best]))]] = False  # no round here: never again
-            continue
+        llr, ratio, per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0s, n_sensors)
+        member = _member_mask(ratio, per_sensor, sensor[cand])
+        enough = member.sum(axis=1) >= MIN_ROUND_SENSORS
+        if not enough.any():
+            break
+        best = int(np.argmax(np.where(enough, llr, -np.inf)))
+        members = cand[member[best]]
         # t0 from the members (Gaussian core: their weighted mean), then the Occam factor of t0.
         w = 1.0 / sigma_s[members] ** 2
         t0 = float(np.sum(w * emit_s[members]) / np.sum(w))
-        llr_t0, _ = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), n_sensors)
+        llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), n_sensors)[0]
         sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
         evidence = max(float(llr_t0[0]), float(llr[best])) - occam
