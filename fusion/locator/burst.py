@@ -46,6 +46,9 @@ from fusion.locator.picks import Picks
 
 log = logging.getLogger(__name__)
 
+# Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
+# shadowed; as likely as not), where no round of it says so.
+HEAR_PRIOR = 0.5
 # Probability that a sensor which hears a burst hears a given round's first arrival at all.
 DETECTION_PROB = 0.8
 # Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
@@ -109,11 +112,12 @@ def clutter_rates(sensor: np.ndarray, duration_s: float) -> np.ndarray:
     return counts[sensor] / max(duration_s, MIN_ROUND_GAP_S)
 
 
-def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, n_sensors: int):
+def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, hears: np.ndarray):
     """Log-likelihood ratio of a round at each of ``t0_s`` against clutter, and per (t0, pulse) the terms.
 
-    Every one of the ``n_sensors`` that heard the stretch counts, those without a pulse left
-    with their miss (1 - P_D). Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
+    Every sensor of the stretch counts: with probability ``hears[s]`` it hears the burst at all
+    (then a round is heard with P_D, or missed), else its pulses are all clutter (the sensor
+    marginalised over both). Returns Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
     """
     r = emit_s[None, :] - t0_s[:, None]
     sigma = np.broadcast_to(sigma_s[None, :], r.shape)
@@ -121,27 +125,31 @@ def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, n_sensors: int):
     near = (r > -DENSITY_SIGMAS * sigma) & (r < DENSITY_TAUS * NLOS_MEAN_DELAY_S)
     ratio = np.zeros(r.shape)
     ratio[near] = first_arrival_density(r[near], sigma[near]) / np.broadcast_to(rate[None, :], r.shape)[near]
-    per_sensor = np.zeros((len(t0_s), n_sensors))
+    per_sensor = np.zeros((len(t0_s), len(hears)))
     np.add.at(per_sensor.T, sensor, ratio.T)
-    llr = np.log(DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB).sum(axis=1)
+    llr = np.log(1.0 - hears + hears * (DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB)).sum(axis=1)
     return llr, ratio, per_sensor
 
 
-def _member_mask(ratio, per_sensor, sensor) -> np.ndarray:
+def _member_mask(ratio, per_sensor, sensor, hears: np.ndarray) -> np.ndarray:
     """Per (t0, pulse) whether the pulse is that round's first arrival at its sensor: its posterior
-    against the sensor's other pulses and a miss exceeds one half (so at most one per sensor)."""
-    return DETECTION_PROB * ratio > 0.5 * (DETECTION_PROB * per_sensor[:, sensor] + 1.0 - DETECTION_PROB)
+    against the sensor's other pulses, a miss and not hearing the burst exceeds one half (so at most
+    one per sensor)."""
+    pi = hears[sensor]
+    return pi * DETECTION_PROB * ratio > 0.5 * (1.0 - pi + pi * (DETECTION_PROB * per_sensor[:, sensor] + 1.0 -
+                                                              DETECTION_PROB))
 
 
-def find_rounds(emit_s, sensor, sigma_s, rate, n_sensors: int, taken_t0_s=()) -> list[tuple[float, np.ndarray]]:
+def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=()) -> list[tuple[float, np.ndarray]]:
     """Rounds among implied discharge times at one place, best first, by the Bayes-factor test of the module doc.
 
     ``emit_s``, ``sensor``, ``sigma_s`` and ``rate`` (clutter) are per pulse, ``sensor`` an
-    index among the ``n_sensors`` that heard the stretch; rounds are
+    index into ``hears`` (per sensor of the stretch, the probability it hears the burst); rounds are
     kept at least MIN_ROUND_GAP_S from each other and from ``taken_t0_s``. Returns
     (t0_s, member rows, log Bayes factor) per round; each pulse joins at most one round.
     """
     duration_s = float(np.ptp(emit_s)) if len(emit_s) else 0.0
+    hears = np.asarray(hears, dtype=float)
     free = np.ones(len(emit_s), dtype=bool)
     taken = list(taken_t0_s)
     rounds = []
@@ -154,8 +162,8 @@ def find_rounds(emit_s, sensor, sigma_s, rate, n_sensors: int, taken_t0_s=()) ->
             t0s = t0s[np.min(np.abs(t0s[:, None] - np.asarray(taken)[None, :]), axis=1) >= MIN_ROUND_GAP_S]
         if len(t0s) == 0:
             break
-        llr, ratio, per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0s, n_sensors)
-        member = _member_mask(ratio, per_sensor, sensor[cand])
+        llr, ratio, per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0s, hears)
+        member = _member_mask(ratio, per_sensor, sensor[cand], hears)
         enough = member.sum(axis=1) >= MIN_ROUND_SENSORS
         if not enough.any():
             break
@@ -164,7 +172,7 @@ def find_rounds(emit_s, sensor, sigma_s, rate, n_sensors: int, taken_t0_s=()) ->
         # t0 from the members (Gaussian core: their weighted mean), then the Occam factor of t0.
         w = 1.0 / sigma_s[members] ** 2
         t0 = float(np.sum(w * emit_s[members]) / np.sum(w))
-        llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), n_sensors)[0]
+        llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), hears)[0]
         sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
         evidence = max(float(llr_t0[0]), float(llr[best])) - occam
@@ -214,8 +222,9 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
         pool = rows[~used[rows]]
         if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
             break
-        found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], len(labels)),
-                                           taken)
+        # The anchor's sensors hear its burst; any other, as likely as not.
+        hears = np.where(np.isin(labels, picks.sensor[anchor.pulses]), 1.0, HEAR_PRIOR)
+        found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
         if not found:
             continue
         place = anchor.place if anchor.place is not None else id(anchor)
@@ -237,19 +246,19 @@ def _scatter(residuals_s: np.ndarray) -> float:
 def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry, clutter, taken):
     """Rounds among ``pool`` fired from the anchor's place, the place refined jointly with them.
 
-    ``clutter`` is (sensor index, clutter rate, number of sensors) per pool row. Rounds by
+    ``clutter`` is (sensor index, clutter rate per pool row; per sensor, how likely it hears the burst). Rounds by
     :func:`find_rounds` at the place; the anchor and those rounds fitted with one shared
     position (robust least squares), the rounds found again at the fitted place; REFINE_ROUNDS
     times. Returns (rounds, the place, the pool's implied discharge times there).
     """
-    sensor, rate, n_sensors = clutter
+    sensor, rate, hears = clutter
     position = np.asarray(anchor.position, dtype=float)
     scatter = _scatter(anchor.residuals_s)
     anchor_group = (picks.pos_m[anchor.pulses], picks.t_s[anchor.pulses], picks.sigma_s[anchor.pulses])
     found: list = []
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, pool, position, anchor.c, geometry)
-        found = find_rounds(emit, sensor, _timing_sigma(picks, pool, scatter), rate, n_sensors, taken)
+        found = find_rounds(emit, sensor, _timing_sigma(picks, pool, scatter), rate, hears, taken)
         if not found:
             break
         groups = [anchor_group] + [(picks.pos_m[pool[m]], picks.t_s[pool[m]], picks.sigma_s[pool[m]])
@@ -349,7 +358,8 @@ def voted_places(picks: Picks, rows: np.ndarray, c: float, bounds) -> np.ndarray
     return np.array(chosen).reshape(-1, 2)
 
 
-def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float):
+def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float,
+             hear_prior: float = 1.0):
     """The rounds of a burst fired from near ``position`` among ``rows``, refined jointly.
 
     Rounds by :func:`find_rounds`, then the place and every round's t0 fitted together (robust
@@ -357,7 +367,8 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     REFINE_ROUNDS times. Returns (rounds, log Bayes factor of the burst against clutter): the
     rounds' own, less the Occam factor of a place searched for over ``area_m2`` (Laplace: its
     prior area over its posterior's, ``2 pi sqrt(det cov)``). No rounds when fewer than two are
-    found (one round of three sensors has no degree of freedom to check it).
+    found (one round of three sensors has no degree of freedom to check it). ``hear_prior``: how likely
+    each sensor of the stretch is taken to hear the burst at all.
     """
     labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
     rate = clutter_rates(sensor, _duration(picks, rows))
@@ -368,7 +379,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
-        found = find_rounds(emit, sensor, sigma, rate, len(labels))
+        found = find_rounds(emit, sensor, sigma, rate, np.full(len(labels), hear_prior))
         if len(found) < 2:
             return [], 0.0
         groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
@@ -404,7 +415,10 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     x0, y0, x1, y1 = bounds
     for place in voted_places(picks, rows, c, bounds):
         start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        shots, score = burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0))
+        # No anchor says which sensors hear the burst: every one of them (a few sensors that all
+        # reported it), or each as likely as not (a few among many); the likelier is kept.
+        shots, score = max((burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), prior)
+                            for prior in (1.0, HEAR_PRIOR)), key=lambda found: (len(found[0]) > 0, found[1]))
         if not shots or score <= 0.0:
             continue
         heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
