@@ -139,3 +139,23 @@ def test_bad_sensors_file_and_missing_file_are_one_line_errors(tmp_path):
     out = run("--sensors", tmp_path / "absent.csv", pulses)
     assert out.returncode == 2 and "absent.csv" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_one_shot_three_sensors_one_pulse_each_is_an_exact_2p5d_fix(tmp_path):
+    """Nothing to associate and no degree of freedom to spare: located in 2.5D at the given ground
+    height, saying it rests on 3 sensors and 0 degrees of freedom."""
+    sensors = tmp_path / "s.csv"
+    positions = {"A": (0.0, 0.0, 10.0), "B": (400.0, 30.0, 12.0), "C": (150.0, 380.0, 8.0)}
+    sensors.write_text("sensor,x,y,z\n" + "".join(f"{s},{x},{y},{z}\n" for s, (x, y, z) in positions.items()))
+    source, t0_ns = (170.0, 120.0, 2.0), 1_750_000_000_000_000_000
+    c = syn.speed_of_sound(15.0)
+    pulses = tmp_path / "p.jsonl"
+    pulses.write_text("".join(json.dumps({"sensor": s, "t_ns": t0_ns + round(math.dist(source, p) / c * 1e9)}) + "\n"
+                              for s, p in positions.items()))
+    out = run("--sensors", sensors, "--temperature-c", 15, "--mode", "2.5d", "--ground-z", 2, pulses)
+    assert out.returncode == 0, out.stderr
+    (incident,) = [json.loads(line) for line in out.stdout.splitlines()]
+    (shot,) = incident["shots"]
+    assert (shot["sensors_n"], shot["dof"]) == (3, 0)
+    assert math.hypot(shot["x"] - source[0], shot["y"] - source[1]) <= 0.05 and shot["z"] == 2.0
+    assert abs(shot["t_ns"] - t0_ns) <= 1_000

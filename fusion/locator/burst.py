@@ -83,6 +83,10 @@ DENSITY_TAUS = 8.0
 # 2 log B = 6, the edge of "strong" evidence in Kass & Raftery 1995's scale): three sensors in 2D
 # leave two mirror places for every round alike; no position is given then.
 AMBIGUITY_NATS = 3.0
+# The place of a shot fixed exactly by d + 1 sensors (a position with no degree of freedom), and
+# how closely a root must fit them (they are three equations in three unknowns: it fits exactly).
+EXACT_FIX = "exact"
+EXACT_RESIDUAL_S = 1e-4
 # Places closer than this are one place, not two answers.
 DISTINCT_PLACES_M = 25.0
 
@@ -481,9 +485,36 @@ def place_dof(shots: list[Shot], places: list[int], dims: int) -> list[int]:
 
 
 def located(shots: list[Shot], places: list[int], picks: Picks, need: int, dims: int) -> list[int]:
-    """Indices of the shots a position can rest on: ``need`` sensors of their own, or a shared place
-    with at least one residual degree of freedom whose rounds each have MIN_ROUND_SENSORS."""
+    """Indices of the shots a position can rest on: ``need`` sensors of their own, a shared place
+    with at least one residual degree of freedom whose rounds each have MIN_ROUND_SENSORS, or an
+    exact fix (:func:`single_exact_shot`) of d + 1 sensors."""
     dof = place_dof(shots, places, dims)
     counts = np.bincount(places)
     return [i for i, s in enumerate(shots) if picks.n_sensors(s.pulses) >= need or
-            (counts[places[i]] > 1 and dof[i] >= 1 and picks.n_sensors(s.pulses) >= min(MIN_ROUND_SENSORS, need))]
+            (counts[places[i]] > 1 and dof[i] >= 1 and picks.n_sensors(s.pulses) >= min(MIN_ROUND_SENSORS, need)) or
+            (s.place == EXACT_FIX and picks.n_sensors(s.pulses) >= dims + 1)]
+
+
+def single_exact_shot(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry) -> list[Shot]:
+    """One shot from d + 1 sensors that each reported exactly one pulse: no association to doubt, no
+    degree of freedom to check it (``dof`` 0). In 2D or 2.5D (source at a known height) three
+    sensors fix it; both closed-form roots (:func:`triple_points`) are refined in ``geometry``, and
+    where both fit (the mirror ambiguity, Schau & Robinson 1987) none is given, with the reason logged.
+    """
+    sensors = picks.sensor[rows]
+    if geometry.dims != 2 or len(rows) != 3 or len(np.unique(sensors)) != 3:
+        return []
+    points, t0s = triple_points(picks.xy[rows][None], picks.t_s[rows][None], c)
+    fits = []
+    for point, t0 in zip(points, t0s):
+        fit = fit_shots([(picks.pos_m[rows], picks.t_s[rows], picks.sigma_s[rows])], c, geometry, [(point, t0)])
+        if np.max(np.abs(fit.residuals_s[0])) <= EXACT_RESIDUAL_S:
+            fits.append(fit)
+    distinct = [f for f in fits if np.hypot(*(f.positions[0][:2] - fits[0].positions[0][:2])) > DISTINCT_PLACES_M]
+    if not fits or distinct:
+        if distinct:
+            log.warning("one shot heard by 3 sensors fits two places, (%.0f, %.0f) and (%.0f, %.0f) m: not located",
+                        *fits[0].positions[0][:2], *distinct[0].positions[0][:2])
+        return []
+    fit = fits[0]
+    return [Shot(np.sort(rows), fit.positions[0], float(fit.t0_s[0]), c, fit.residuals_s[0], EXACT_FIX)]

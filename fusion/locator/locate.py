@@ -20,7 +20,7 @@ import numpy as np
 
 from earwitness.units import NS_PER_S
 from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
-from fusion.locator.burst import complete_bursts, few_sensor_burst, located, place_dof, places_of
+from fusion.locator.burst import complete_bursts, few_sensor_burst, located, place_dof, places_of, single_exact_shot
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -308,6 +308,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     if shots:
         return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY)
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
+    if not shots and mode != "3d":
+        shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
     if not shots:
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
