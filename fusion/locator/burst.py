@@ -18,7 +18,9 @@ Gustafsson & Gunnarsson, IEEE SP Magazine 22(4), 2005); every other pulse of the
 (echoes, later pulses at the same sensor, unrelated noise) is clutter, a Poisson process at
 the sensor's own rate in the stretch. A round at t0 is then worth, per sensor, the likelihood
 ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
-at most one first arrival per round (the pulse most likely to be it).
+at most one first arrival per round (the pulse most likely to be it). A sensor that took part
+in no shot of the stretch may not hear the burst at all (out of range, shadowed): it is
+marginalised over that with prior :data:`HEAR_PRIOR`, so it is not charged a miss per round.
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -221,13 +223,14 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
     rate_at = np.zeros(len(picks))
     rate_at[rows] = clutter_rates(sensor_of_row, _duration(picks, rows))
     taken = [s.t0_s for s in shots]
+    heard_shots = np.unique(np.concatenate([picks.sensor[s.pulses] for s in shots]))
     # Strongest anchors first: their places are the best known.
     for anchor in sorted(shots, key=lambda s: -len(s.pulses)):
         pool = rows[~used[rows]]
         if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
             break
-        # The anchor's sensors hear its burst; any other, as likely as not.
-        hears = np.where(np.isin(labels, picks.sensor[anchor.pulses]), 1.0, HEAR_PRIOR)
+        # Sensors that heard a shot of the stretch hear the burst; any other, as likely as not.
+        hears = np.where(np.isin(labels, heard_shots), 1.0, HEAR_PRIOR)
         found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
         if not found:
             continue
