@@ -18,9 +18,9 @@ Gustafsson & Gunnarsson, IEEE SP Magazine 22(4), 2005); every other pulse of the
 (echoes, later pulses at the same sensor, unrelated noise) is clutter, a Poisson process at
 the sensor's own rate in the stretch. A round at t0 is then worth, per sensor, the likelihood
 ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
-at most one first arrival per round (the pulse most likely to be it). A sensor that took part
-in no shot of the stretch may not hear the burst at all (out of range, shadowed): it is
-marginalised over that with prior :data:`HEAR_PRIOR`, so it is not charged a miss per round.
+at most one first arrival per round (the pulse most likely to be it). Where no shot says
+which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
+range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`.
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -205,13 +205,15 @@ def _duration(picks: Picks, rows) -> float:
     return float(np.ptp(picks.t_s[rows])) if len(rows) else 0.0
 
 
-def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry: Geometry) -> list[Shot]:
+def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry: Geometry, need: int) -> list[Shot]:
     """Rounds of the shots' bursts that association missed: searched at each shot's place.
 
     ``rows`` are the stretch's pulses (rows of ``picks``) a round may take; pulses already in
-    ``shots`` are not. A round found at a shot's place joins that place: its ``place`` is set to
-    the anchor's (and the anchor's too), so the final fit shares their position; a round that
-    four or more sensors hear is fitted on its own as before. Returns the new rounds.
+    ``shots`` are not. A round that fewer than ``need`` sensors hear (too few to fix a place of
+    its own) joins its anchor's place: its ``place`` is set to the anchor's (and the anchor's
+    too), so the final fit shares their position; a round that ``need`` or more sensors hear is
+    fitted on its own, as association's shots are (the pops of a firecracker string, a shooter
+    on the move, are not quite one place). Returns the new rounds.
     """
     used = np.zeros(len(picks), dtype=bool)
     for s in shots:
@@ -223,21 +225,24 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
     rate_at = np.zeros(len(picks))
     rate_at[rows] = clutter_rates(sensor_of_row, _duration(picks, rows))
     taken = [s.t0_s for s in shots]
-    heard_shots = np.unique(np.concatenate([picks.sensor[s.pulses] for s in shots]))
     # Strongest anchors first: their places are the best known.
     for anchor in sorted(shots, key=lambda s: -len(s.pulses)):
         pool = rows[~used[rows]]
         if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
             break
-        # Sensors that heard a shot of the stretch hear the burst; any other, as likely as not.
-        hears = np.where(np.isin(labels, heard_shots), 1.0, HEAR_PRIOR)
+        # Every sensor of the stretch is charged a miss where it has no arrival: marginalising the
+        # others over HEAR_PRIOR (as for bursts no shot seeded) completed echo sets and firecracker
+        # pops as rounds in the seed city's 40-round burst and its fireworks night.
+        hears = np.ones(len(labels))
         found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
         if not found:
             continue
-        place = anchor.place if anchor.place is not None else id(anchor)
-        anchor.place = place
         for t0, members, _ in found:
             chosen = pool[members]
+            place = None
+            if len(np.unique(picks.sensor[chosen])) < need:
+                place = anchor.place if anchor.place is not None else id(anchor)
+                anchor.place = place
             new.append(Shot(chosen, position.copy(), t0, anchor.c, emit[members] - t0, place))
             used[chosen] = True
             taken.append(t0)

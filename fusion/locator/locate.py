@@ -306,7 +306,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                 break
     shots = _without_images(shots)
     if shots:
-        return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY)
+        return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode))
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
