@@ -306,6 +306,10 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                 break
     shots = _without_images(shots)
     if shots:
+        # Completion scores every pulse against every candidate time (quadratic in the stretch):
+        # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
+        if len(seg) >= DENSE_PULSES:
+            return shots
         return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode))
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
     if not shots and mode != "3d":
