@@ -17,7 +17,9 @@ with ``--progress``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -29,7 +31,7 @@ from earwitness.cli import UserError
 from earwitness.units import NS_PER_S
 from fusion.locator.attribution import shot_arrivals
 from fusion.locator.classify import MAX_HEARD_M, MORTAR_FLIGHT_S, classify
-from fusion.locator.locate import locate_pulses, min_sensors, shock_waves
+from fusion.locator.locate import locate_pulses, min_burst_sensors, shock_waves
 from fusion.locator.multilaterate import C_MAX, C_MIN, MODES, speed_of_sound
 from fusion.locator.pulses import Pulses, decode, from_rows, pulse_row
 from fusion.locator.sensors import SensorsError, read_sensors
@@ -83,16 +85,32 @@ def run(args) -> int:
     if args.ground_z is not None and not heights_m.min() - MAX_HEARD_M <= args.ground_z <= heights_m.max() + MAX_HEARD_M:
         raise UserError(f"--ground-z {args.ground_z:g} is more than {MAX_HEARD_M:g} m from every sensor's height "
                         "(local z metres): no sensor hears a source there")
-    need = min_sensors(args.mode)
+    need = min_burst_sensors(args.mode)  # a burst's rounds share one place: d + 1 sensors fix it
     if len(sensors) < need:
         raise UserError(f"{args.sensors} lists {len(sensors)} sensors; {args.mode} location needs at least {need}")
     job = _Locating(args, sensors)
-    if args.pulses == "-":
-        job.read(sys.stdin.buffer, None)
-    else:
-        with open(args.pulses, "rb") as fh:
-            job.read(fh, os.fstat(fh.fileno()).st_size if os.path.isfile(args.pulses) else None)
+    with _locator_notes():
+        if args.pulses == "-":
+            job.read(sys.stdin.buffer, None)
+        else:
+            with open(args.pulses, "rb") as fh:
+                job.read(fh, os.fstat(fh.fileno()).st_size if os.path.isfile(args.pulses) else None)
     return job.finish(need)
+
+
+@contextlib.contextmanager
+def _locator_notes():
+    """The locator's reasons for what it could not locate, as notes on stderr while it runs."""
+    logger = logging.getLogger("fusion.locator")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("earwitness locate: note: %(message)s"))
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 class _Locating:

@@ -24,6 +24,11 @@ WITHIN_M = 25.0
 # arrival is missing leaves no consistent set of the 4 a 2D fix needs.
 MIN_LOCATED = 0.90
 MIN_LOCATED_C_ESTIMATED = 0.90
+# Rounds within WITHIN_M of those fired, and tests whose rounds are counted exactly, with the
+# airport temperature: 0.47 and 0.48 before the burst model (fusion/locator/burst.py), which
+# completes the rounds of a burst at its shooter's place; 0.86 and 0.89 with it (issue 14: 0.85).
+MIN_ROUNDS_LOCATED = 0.85
+MIN_ROUNDS_EXACT = 0.85
 
 
 def run(argv: list[str]) -> tuple[int, str]:
@@ -38,30 +43,40 @@ def detect_test(test, folder):
     return lopo.detect_inputs(test, folder)
 
 
-def located_share(tests, inputs, temperature: bool) -> float:
-    located = 0
+def located_share(tests, inputs, temperature: bool, rounds: dict | None = None) -> float:
+    """Share of tests located within WITHIN_M; ``rounds`` (if given) gets the rounds located and exact."""
+    located = found = fired = exact = 0
     for test, (sensors, pulses) in zip(tests, inputs):
         extra = ["--temperature-c", str(pp.temperature_c(test))] if temperature else []
         status, text = run(["locate", "--sensors", str(sensors), *extra, str(pulses)])
         assert status == 0
         incidents = [json.loads(line) for line in text.splitlines()]
-        survey, _rounds = pp.survey(test)
+        survey, n_rounds = pp.survey(test)
         # The incident an analyst would look at first: most rounds, then most sensors.
         best = max(incidents, key=lambda i: (i["rounds"], len(i["sensors"])), default=None)
         located += best is not None and math.hypot(best["x"] - survey[0], best["y"] - survey[1]) <= WITHIN_M
+        near = [s for i in incidents for s in i["shots"] if math.hypot(s["x"] - survey[0], s["y"] - survey[1]) <= WITHIN_M]
+        found, fired = found + min(len(near), n_rounds), fired + n_rounds
+        exact += sum(i["rounds"] for i in incidents) == n_rounds
+    if rounds is not None:
+        rounds.update(located=found / fired, exact=exact / len(tests))
     return located / len(tests)
 
 
 def test_detect_then_locate_on_pittsburgh_audio(pittsburgh, tmp_path, capsys):
     inputs = [detect_test(test, tmp_path / test.name) for test in pittsburgh]
-    with_t = located_share(pittsburgh, inputs, temperature=True)
+    rounds = {}
+    with_t = located_share(pittsburgh, inputs, temperature=True, rounds=rounds)
     without_t = located_share(pittsburgh, inputs, temperature=False)
     capsys.readouterr()
     with capsys.disabled():
         print(f"\ndetect + locate on Pittsburgh FP1-FP3 audio ({len(pittsburgh)} tests), located within "
-              f"{WITHIN_M:.0f} m: {with_t:.2f} with --temperature-c, {without_t:.2f} with c estimated (target 0.90)")
+              f"{WITHIN_M:.0f} m: {with_t:.2f} with --temperature-c, {without_t:.2f} with c estimated (target 0.90); "
+              f"with --temperature-c rounds located {rounds['located']:.2f}, rounds exact {rounds['exact']:.2f}")
     assert with_t >= MIN_LOCATED
     assert without_t >= MIN_LOCATED_C_ESTIMATED
+    assert rounds["located"] >= MIN_ROUNDS_LOCATED
+    assert rounds["exact"] >= MIN_ROUNDS_EXACT
 
 
 def test_locate_classes_pittsburgh_gunfire(pittsburgh, tmp_path):

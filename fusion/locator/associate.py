@@ -106,6 +106,7 @@ class Shot:
     t0_s: float  # emission time on the caller's time origin
     c: float  # speed of sound used
     residuals_s: np.ndarray  # measured minus predicted arrival of each pulse
+    place: object = None  # shots with the same place share one position in the final fit (a burst's rounds)
 
 
 @dataclass(frozen=True)

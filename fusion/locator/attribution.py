@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion.locator.sensors import Sensors
 from earwitness.units import NS_PER_S
+from fusion.locator.sensors import Sensors
 
 # Beyond this the closest pulse is not the arrival the locator used.
 MATCH_TOLERANCE_S = 0.05

@@ -72,10 +72,10 @@ import math
 
 import numpy as np
 
+from earwitness.units import NS_PER_S
 from fusion.locator.multilaterate import C_MAX, C_MIN
 from fusion.locator.sensors import Sensors
 from fusion.locator.shockwave import MIN_DISTANCE_M, level_at_1m_db
-from earwitness.units import NS_PER_S
 
 GUNFIRE, FIREWORKS, OTHER, UNKNOWN = "gunfire", "fireworks", "other", "unknown"
 CLASSES = (GUNFIRE, FIREWORKS, OTHER, UNKNOWN)

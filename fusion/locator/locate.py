@@ -2,7 +2,8 @@
 
 The public entry point is :func:`locate`; ``earwitness locate`` and the fusion server call
 it. Steps: split the pulses at quiet gaps; associate first arrivals into shots
-(:mod:`fusion.locator.associate`), bullet shock waves kept out (:mod:`fusion.locator.shockwave`); fit every shot of an incident in the chosen geometry, with the
+(:mod:`fusion.locator.associate`), bullet shock waves kept out (:mod:`fusion.locator.shockwave`), then
+the rounds of bursts fixed jointly (:mod:`fusion.locator.burst`); fit every shot of an incident in the chosen geometry, with the
 speed of sound from the temperature or estimated jointly for the incident
 (:mod:`fusion.locator.multilaterate`); group shots into incidents and shooters and order them by
 discharge time (:mod:`fusion.locator.shooters`).
@@ -17,9 +18,18 @@ from dataclasses import replace
 
 import numpy as np
 
-from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SearchConfig, find_shots
+from earwitness.units import NS_PER_S
+from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
+from fusion.locator.burst import complete_bursts, few_sensor_burst, located, place_dof, places_of, single_exact_shot
 from fusion.locator.multilaterate import (
-    C_MAX, C_MIN, DEFAULT_TEMPERATURE_C, Geometry, fit_shots, radius95_m, solve_dims, speed_of_sound,
+    C_MAX,
+    C_MIN,
+    DEFAULT_TEMPERATURE_C,
+    Geometry,
+    fit_shots,
+    radius95_m,
+    solve_dims,
+    speed_of_sound,
 )
 from fusion.locator.picks import Picks
 from fusion.locator.pulses import Pulses, parse_pulses
@@ -27,7 +37,6 @@ from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
 from fusion.locator.shooters import cluster_shooters, split_by_place, split_incidents
 from fusion.locator.uncertainty import arrivals_of_fit, on_grid, shot_uncertainties
-from earwitness.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,12 @@ ID_FORMAT = "%Y%m%dT%H%M%S"
 def min_sensors(mode: str) -> int:
     """Fewest sensors a shot needs in ``mode``: d + 2, so the solution is unique (TN098 §II.D)."""
     return solve_dims(mode) + 1 + 1
+
+
+def min_burst_sensors(mode: str) -> int:
+    """Fewest sensors that locate anything in ``mode``: d + 1, a burst of rounds sharing one place
+    (three sensors and two rounds: 6 arrivals for 4 unknowns; :mod:`fusion.locator.burst`)."""
+    return solve_dims(mode) + 1
 
 
 def _as_sensors(sensors) -> Sensors:
@@ -145,6 +160,12 @@ def shock_waves(pulses: Pulses, sensors: Sensors) -> np.ndarray:
     shock = shock_like(f["low_ratio_db"], f["high_ratio_db"])
     return screen(pulses.sensor, (pulses.t_ns - pulses.t_ns.min()) / NS_PER_S, shock, f["duration_ms"],
                   _span_m(sensors) / C_MIN)
+
+
+def _utc(t_ns: int) -> str:
+    """ISO 8601 UTC to the millisecond, for messages."""
+    when = dt.datetime.fromtimestamp(t_ns // NS_PER_S, tz=dt.timezone.utc)
+    return f"{when.strftime('%Y-%m-%dT%H:%M:%S')}.{(t_ns % NS_PER_S) // 1_000_000:03d}Z"
 
 
 def _incident_id(t_ns: int) -> str:
@@ -247,16 +268,9 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # Cracks first: louder than the blast at sensors near the trajectory, they would
         # otherwise also make the blast that follows look like their echo.
         seg = seg[blast[seg]]
-        seg = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg])]
-        if len(np.unique(pulses.sensor[seg])) < need:
+        shots = _stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode)
+        if not shots:
             continue
-        # A stretch where nothing agrees within TOLERANCE_S is tried once more within
-        # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
-        for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
-            shots = _associate(picks, seg, replace(config, tol_s=tol_s), quiet_s)
-            if shots:
-                break
-        shots = _without_images(shots)
         t0 = np.array([s.t0_s for s in shots])
         groups = split_incidents(t0)
         if incident_radius_m is not None:   # a busy city: shots close in time, far apart, are separate incidents
@@ -268,6 +282,46 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             if incident is not None:
                 incidents.append(incident)
     return incidents
+
+
+def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: SearchConfig, span, mode: str) -> list:
+    """The shots of one stretch (rows ``seg`` of ``picks``, cracks left out): association, then bursts.
+
+    Shots that ``config.min_sensors`` agree on (:func:`_associate`), then the rounds of their
+    bursts association missed (:func:`fusion.locator.burst.complete_bursts`); where none is
+    found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.burst.few_sensor_burst`).
+    What cannot be located is said in one line (logged at warning). ``span`` is (quiet_s, t_ref_ns):
+    the gap that splits stretches, and the time origin of ``picks``.
+    """
+    quiet_s, t_ref_ns = span
+    heard = picks.n_sensors(seg)
+    when = _utc(t_ref_ns + int(round(picks.t_s[seg].min() * NS_PER_S))) if len(seg) else "a stretch"
+    if heard < min_burst_sensors(mode):
+        log.warning("%s: %d sensors heard it, a position needs %d", when, heard, min_burst_sensors(mode))
+        return []
+    loud = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg])]
+    shots = []
+    if picks.n_sensors(loud) >= config.min_sensors:
+        # A stretch where nothing agrees within TOLERANCE_S is tried once more within
+        # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
+        for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
+            shots = _associate(picks, loud, replace(config, tol_s=tol_s), quiet_s)
+            if shots:
+                break
+    shots = _without_images(shots)
+    if shots:
+        # Completion scores every pulse against every candidate time (quadratic in the stretch):
+        # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
+        if len(seg) >= DENSE_PULSES:
+            return shots
+        return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode))
+    shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
+    if not shots and mode != "3d":
+        shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
+    if not shots:
+        log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
+                    when, heard, config.min_sensors, min_burst_sensors(mode))
+    return shots
 
 
 def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list:
@@ -425,7 +479,9 @@ def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Ge
     c = c_known if c_known is not None else float(np.median([s.c for s in shots]))
     # Robust fit first; arrivals it marks as outliers (late, non-line-of-sight within the
     # association tolerance) are left out of the plain fit the covariance comes from.
-    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S)
+    places = places_of(shots)
+    robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S,
+                       places=places)
     need = min_sensors(geometry.mode)
     keep = _inliers(robust.residuals_s, need)
     starts = []
@@ -435,13 +491,15 @@ def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Ge
         shot.pulses = shot.pulses[k & ~louder_than_blast(peak_dbfs[shot.pulses], dist_m)]
         starts.append((p, t0))
     # A shot left with too few sensors was the cracks' own (they agree on a point of the bullet's path).
-    kept = [i for i, s in enumerate(shots) if picks.n_sensors(s.pulses) >= need]
+    kept = located(shots, places, picks, need, geometry.dims)
     if not kept:
         return None
     shots, starts = [shots[i] for i in kept], [starts[i] for i in kept]
     groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
-    fit_c = fit_c and sum(len(s.pulses) for s in shots) - len(shots) * (geometry.dims + 1) - 1 >= MIN_DOF_FOR_C
-    return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c)
+    places = places_of(shots)
+    n_unknowns = (len(set(places)) * geometry.dims + len(shots))
+    fit_c = fit_c and sum(len(s.pulses) for s in shots) - n_unknowns - 1 >= MIN_DOF_FOR_C
+    return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c, places=places)
 
 
 def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: Sensors, geometry: Geometry,
@@ -459,6 +517,8 @@ def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: S
     used = np.concatenate([s.pulses for s in shots])
     arrivals = arrivals_of_fit(fit, groups, [stated_unc_s[s.pulses] for s in shots], geometry,
                                rounded=on_grid(picks.t_s[used]))
+    # What each position rests on: its sensors, and the residual degrees of freedom of its place.
+    dofs = place_dof(shots, fit.places, geometry.dims)
     out_shots = []
     for k, (s, unc) in enumerate(zip(shots, shot_uncertainties(arrivals))):
         solved = fit.positions[k]
@@ -473,5 +533,6 @@ def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: S
         out_shots.append({"t_ns": t_ns, **sensors.to_output(enu),
                           "err_m": round(unc["err_m"], ERR_DECIMALS), "ellipse": unc["ellipse"],
                           "sensors": sorted(sensors.ids[i] for i in picks.sensor[s.pulses]),
+                          "sensors_n": picks.n_sensors(s.pulses), "dof": dofs[k],
                           "_enu": enu, "_rel_err_m": radius95_m(fit.cov[k], fit.dof if fit.dof > 0 else None)})
     return out_shots

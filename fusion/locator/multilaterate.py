@@ -141,6 +141,8 @@ class Fit:
         Residual degrees of freedom.
     c_fitted : bool
         Whether c was one of the unknowns (its last).
+    places : list of int
+        Per shot the index of its place (shots of one place share a position).
     """
 
     positions: np.ndarray
@@ -151,6 +153,7 @@ class Fit:
     variance_factor: float
     dof: int
     c_fitted: bool = False
+    places: list = None
 
 
 # Robust losses of z = (r / scale)^2 (those of scipy's least_squares), each as its cost
@@ -171,8 +174,9 @@ LM_XTOL = 1e-8
 LM_FTOL = 1e-8
 
 
-def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = False,
-              loss: str = "linear", scale_s: float = 1e-3, c_bounds: tuple[float, float] = (None, None)) -> Fit:
+def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = False,  # noqa: PLR0913 (keyword-only)
+              loss: str = "linear", scale_s: float = 1e-3, c_bounds: tuple[float, float] = (None, None),
+              places=None) -> Fit:
     """Least-squares fit of one or more shots, optionally sharing an estimated speed of sound.
 
     Minimises sum rho(((t_i - t0_k - |p_k - s_i| / c) / sigma_i)^2) over every shot k's
@@ -202,12 +206,14 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
         As in :func:`scipy.optimize.least_squares`.
     scale_s : float
         Residual scale (seconds) where a robust loss turns away from squares.
+    places : sequence of int, optional
+        Per shot its place: shots of one place (a burst's rounds) share one position, each its
+        own t0 (default: each shot its own place); ``positions`` and ``cov`` are the place's.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     dims = geometry.dims
     k = len(groups)
-    per = dims + 1
     coords = np.concatenate([geometry.sensor_coords(np.asarray(g[0], dtype=float)) for g in groups])
     times = np.concatenate([np.asarray(g[1], dtype=float) for g in groups])
     sigmas = np.concatenate([np.asarray(g[2], dtype=float) for g in groups])
@@ -216,19 +222,23 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     shot_of = np.repeat(np.arange(k), sizes)
     n = len(times)
     inv_sigma = 1.0 / sigmas
-    x = np.concatenate([np.concatenate([np.asarray(p, dtype=float)[:dims], [t0]]) for p, t0 in starts])
-    c_lo = C_MIN if c_bounds[0] is None else c_bounds[0]
-    c_hi = C_MAX if c_bounds[1] is None else c_bounds[1]
+    first_of_place, shot_pos_cols, t0_col_of = _layout(k, places, dims)
+    x = np.concatenate([np.concatenate([np.asarray(p, dtype=float)[:dims], [t0]]) if first else [t0]
+                        for (p, t0), first in zip(starts, first_of_place)])
+    c_lo, c_hi = (C_MIN if c_bounds[0] is None else c_bounds[0]), (C_MAX if c_bounds[1] is None else c_bounds[1])
     if fit_c:
         x = np.append(x, min(max(c, c_lo), c_hi))
     n_par = len(x)
     rows = np.arange(n)
     # Column of each row's position and emission-time derivatives in the Jacobian.
-    pos_cols = shot_of[:, None] * per + np.arange(dims)[None, :]
-    t0_cols = shot_of * per + dims
+    pos_cols, t0_cols = shot_pos_cols[shot_of], t0_col_of[shot_of]
+
+    def unpack(x):
+        """Per shot (position..., t0) rows from the unknowns."""
+        return np.column_stack([x[shot_pos_cols], x[t0_col_of]])
 
     def model(x):
-        shots = x[: k * per].reshape(k, per)
+        shots = unpack(x)
         speed = x[-1] if fit_c else c
         src = shots[shot_of, :dims]
         if geometry.mode == "2.5d":
@@ -248,7 +258,7 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     f_scale = scale_s / float(np.median(sigmas))
     x, resid, (diff, dist, speed) = _levenberg_marquardt(
         x, model, lambda state: jacobian(*state), LOSSES[loss], f_scale, (c_lo, c_hi) if fit_c else None)
-    shots = x[: k * per].reshape(k, per)
+    shots = unpack(x)
     dof = max(n - n_par, 0)
     # A posteriori variance factor: the stated sigmas fix only the relative weights, the
     # residuals the scale (with radius95_m's F quantile this is calibrated for Gaussian noise).
@@ -258,10 +268,28 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
         cov_all = np.linalg.inv(jac.T @ jac) * factor
     except np.linalg.LinAlgError:
         cov_all = np.full((n_par, n_par), np.inf)
-    cov = [cov_all[j * per: j * per + dims, j * per: j * per + dims] for j in range(k)]
+    cov = [cov_all[np.ix_(shot_pos_cols[j], shot_pos_cols[j])] for j in range(k)]
     res_s = [resid[offsets[j]: offsets[j + 1]] * sigmas[offsets[j]: offsets[j + 1]] for j in range(k)]
-    return Fit(shots[:, :dims].copy(), shots[:, dims].copy(), float(speed), res_s, cov, factor, dof, bool(fit_c))
+    places_of = ((np.cumsum(first_of_place) - 1).tolist() if places is None else
+                 np.unique(np.asarray(places), return_inverse=True)[1].tolist())
+    return Fit(shots[:, :dims].copy(), shots[:, dims].copy(), float(speed), res_s, cov, factor, dof, bool(fit_c),
+               places_of)
 
+
+
+def _layout(k: int, places, dims: int):
+    """Columns of :func:`fit_shots`' unknowns: per shot, its place's position where the place first
+    appears, then its t0 (each shot its own place: the blocks (x, y[, z], t0) of one shot after another).
+
+    Returns per shot: whether it is its place's first, its position columns (k, dims), its t0 column.
+    """
+    place_of = np.arange(k) if places is None else np.unique(np.asarray(places), return_inverse=True)[1]
+    first_of_place = np.zeros(k, dtype=bool)
+    first_of_place[np.unique(place_of, return_index=True)[1]] = True
+    t0_col_of = np.cumsum(np.where(first_of_place, dims + 1, 1)) - 1
+    pos_col_of = np.empty(int(place_of.max()) + 1 if k else 0, dtype=int)
+    pos_col_of[place_of[first_of_place]] = t0_col_of[first_of_place] - dims
+    return first_of_place, pos_col_of[place_of][:, None] + np.arange(dims)[None, :], t0_col_of
 
 
 def _levenberg_marquardt(x, model, jacobian, loss, f_scale: float, last_bounds=None):

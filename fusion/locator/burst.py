@@ -1,0 +1,528 @@
+"""Bursts: rounds fired from one place, each with its own discharge time, scored by likelihood.
+
+A burst's rounds share a position p; round k has its own discharge time t0_k. For a candidate
+p every pulse i (sensor s_i, arrival t_i) implies a discharge time e_i = t_i - |p - s_i| / c;
+at the true p the first arrivals of one round pile up at t0_k across sensors, while echoes,
+late non-line-of-sight (NLOS) arrivals and unrelated pulses scatter. Once the shooter's place
+is known (a shot found by :mod:`fusion.locator.associate`, or the vote of sensor triples
+below), the rounds of a burst are separated by their implied discharge times even where
+their arrivals interleave across sensors (a far sensor hears round 1 after a near one hears
+round 3).
+
+The measurement model is that of probabilistic data association (Bar-Shalom, Willett & Tian,
+"Tracking and Data Fusion", 2011, ch. 3; Bar-Shalom & Tse 1975): at each sensor a round is
+heard with probability :data:`DETECTION_PROB`; its first arrival is late by a one-sided,
+heavy-tailed NLOS delay with probability :data:`NLOS_SHARE` (an exponential excess delay on the
+Gaussian timing error: the exponentially modified Gaussian, as in NLOS TOA models, e.g.
+Gustafsson & Gunnarsson, IEEE SP Magazine 22(4), 2005); every other pulse of the sensor
+(echoes, later pulses at the same sensor, unrelated noise) is clutter, a Poisson process at
+the sensor's own rate in the stretch. A round at t0 is then worth, per sensor, the likelihood
+ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
+at most one first arrival per round (the pulse most likely to be it). Where no shot says
+which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
+range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`.
+
+A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
+Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
+the stretch, ``sqrt(2 pi) sigma_t0 / T``) exceeds one, and at least :data:`MIN_ROUND_SENSORS`
+sensors hear it; rounds are taken greedily, best first, at least :data:`MIN_ROUND_GAP_S` apart.
+Position and discharge times are then refined jointly by robust least squares (soft-L1
+M-estimator, Huber 1964; :func:`fusion.locator.multilaterate.fit_shots` with ``places``).
+
+No constant here is fitted to Pittsburgh data: they are physical priors, stated where defined.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import numpy as np
+from scipy import special
+from scipy.spatial import cKDTree
+
+from earwitness.units import MAD_TO_SIGMA
+from fusion.locator.associate import Shot
+from fusion.locator.multilaterate import Geometry, fit_shots
+from fusion.locator.picks import Picks
+
+log = logging.getLogger(__name__)
+
+# Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
+# shadowed; as likely as not), where no round of it says so.
+HEAR_PRIOR = 0.5
+# Probability that a sensor which hears a burst hears a given round's first arrival at all.
+DETECTION_PROB = 0.8
+# Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
+# are often diffracted; it accepts up to 40 ms) ...
+NLOS_SHARE = 0.2
+# ... by an exponential excess delay of this mean (a diffracted path a few metres longer).
+NLOS_MEAN_DELAY_S = 0.01
+# Floor of the Gaussian timing error of a first arrival on top of the pulse's own sigma: ms
+# rounding of reports (0.29 ms), a sensor's survey error (~0.3 m, 1 ms), short diffraction.
+MODEL_SIGMA_S = 1e-3
+# Fewest sensors that make a round: its t0 is one unknown; two more arrivals check it.
+MIN_ROUND_SENSORS = 3
+# Rounds of one gun come at least this far apart (1200 rounds/min).
+MIN_ROUND_GAP_S = 0.05
+# Rounds a place is searched for at most (a magazine; a bound on the greedy loop only).
+MAX_ROUNDS = 40
+# Sensor triples searched for a burst no shot seeded (each triple solved in closed form).
+MAX_TRIPLE_SENSORS = 6
+MAX_TRIPLES = 20_000
+# Points from triples of different rounds count as one place within this (m), and places
+# tried (best voted first) when no single shot is strong enough to seed a burst.
+VOTE_RADIUS_M = 10.0
+PLACES_TRIED = 12
+# Joint refinements of a place (fit, then re-assignment of the rounds' pulses).
+REFINE_ROUNDS = 2
+ROBUST_SCALE_S = 5e-3
+# Where a first arrival's density is worth computing: from this many sigmas early to this many
+# NLOS mean delays late (beyond, it is below e^-8 of its peak, far under any clutter rate).
+DENSITY_SIGMAS = 6.0
+DENSITY_TAUS = 8.0
+# A burst is ambiguous where another place explains it within this log Bayes factor (3 nats:
+# 2 log B = 6, the edge of "strong" evidence in Kass & Raftery 1995's scale): three sensors in 2D
+# leave two mirror places for every round alike; no position is given then.
+AMBIGUITY_NATS = 3.0
+# The place of a shot fixed exactly by d + 1 sensors (a position with no degree of freedom), and
+# how closely a root must fit them (they are three equations in three unknowns: it fits exactly).
+EXACT_FIX = "exact"
+EXACT_RESIDUAL_S = 1e-4
+# Places closer than this are one place, not two answers.
+DISTINCT_PLACES_M = 25.0
+
+
+def first_arrival_density(r_s: np.ndarray, sigma_s: np.ndarray) -> np.ndarray:
+    """Density of a first arrival's residual (measured - predicted), 1/s: Gaussian core plus late NLOS tail.
+
+    ``(1 - NLOS_SHARE) N(r; 0, sigma) + NLOS_SHARE EMG(r; sigma, tau)``, where the
+    exponentially modified Gaussian is the density of a Gaussian error plus an exponential
+    delay of mean tau (Grushka 1972's form, with scipy's erfcx for numerical safety).
+    """
+    tau = NLOS_MEAN_DELAY_S
+    z = r_s / sigma_s
+    gauss = np.exp(-0.5 * z * z) / (math.sqrt(2.0 * math.pi) * sigma_s)
+    # EMG: (1/2tau) exp(sigma^2/2tau^2 - r/tau) erfc(u), u = (sigma/tau - r/sigma)/sqrt 2; for u > 0
+    # as exp(-z^2/2) erfcx(u) (erfc underflows there), else directly (the exponent is then bounded).
+    u = (sigma_s / tau - z) / math.sqrt(2.0)
+    pos = u > 0
+    emg = 0.5 / tau * np.where(pos, np.exp(-0.5 * z * z) * special.erfcx(np.where(pos, u, 0.0)),
+                               np.exp(np.minimum(0.5 * (sigma_s / tau) ** 2 - r_s / tau, 0.0)) * special.erfc(u))
+    return (1.0 - NLOS_SHARE) * gauss + NLOS_SHARE * emg
+
+
+def clutter_rates(sensor: np.ndarray, duration_s: float) -> np.ndarray:
+    """Per pulse, its sensor's pulse rate over the stretch (1/s): the Poisson clutter density."""
+    counts = np.bincount(sensor)
+    return counts[sensor] / max(duration_s, MIN_ROUND_GAP_S)
+
+
+def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, hears: np.ndarray):
+    """Log-likelihood ratio of a round at each of ``t0_s`` against clutter, and per (t0, pulse) the terms.
+
+    Every sensor of the stretch counts: with probability ``hears[s]`` it hears the burst at all
+    (then a round is heard with P_D, or missed), else its pulses are all clutter (the sensor
+    marginalised over both). Returns Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
+    """
+    r = emit_s[None, :] - t0_s[:, None]
+    sigma = np.broadcast_to(sigma_s[None, :], r.shape)
+    # The density is negligible beyond DENSITY_SIGMAS sigmas early or DENSITY_TAUS NLOS means late.
+    near = (r > -DENSITY_SIGMAS * sigma) & (r < DENSITY_TAUS * NLOS_MEAN_DELAY_S)
+    ratio = np.zeros(r.shape)
+    ratio[near] = first_arrival_density(r[near], sigma[near]) / np.broadcast_to(rate[None, :], r.shape)[near]
+    per_sensor = np.zeros((len(t0_s), len(hears)))
+    np.add.at(per_sensor.T, sensor, ratio.T)
+    llr = np.log(1.0 - hears + hears * (DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB)).sum(axis=1)
+    return llr, ratio, per_sensor
+
+
+def _member_mask(ratio, per_sensor, sensor, hears: np.ndarray) -> np.ndarray:
+    """Per (t0, pulse) whether the pulse is that round's first arrival at its sensor: its posterior
+    against the sensor's other pulses, a miss and not hearing the burst exceeds one half (so at most
+    one per sensor)."""
+    pi = hears[sensor]
+    return pi * DETECTION_PROB * ratio > 0.5 * (1.0 - pi + pi * (DETECTION_PROB * per_sensor[:, sensor] + 1.0 -
+                                                              DETECTION_PROB))
+
+
+def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=()) -> list[tuple[float, np.ndarray]]:
+    """Rounds among implied discharge times at one place, best first, by the Bayes-factor test of the module doc.
+
+    ``emit_s``, ``sensor``, ``sigma_s`` and ``rate`` (clutter) are per pulse, ``sensor`` an
+    index into ``hears`` (per sensor of the stretch, the probability it hears the burst); rounds are
+    kept at least MIN_ROUND_GAP_S from each other and from ``taken_t0_s``. Returns
+    (t0_s, member rows, log Bayes factor) per round; each pulse joins at most one round.
+    """
+    duration_s = float(np.ptp(emit_s)) if len(emit_s) else 0.0
+    hears = np.asarray(hears, dtype=float)
+    free = np.ones(len(emit_s), dtype=bool)
+    taken = list(taken_t0_s)
+    rounds = []
+    for _ in range(MAX_ROUNDS):
+        cand = np.flatnonzero(free)
+        if len(cand) < MIN_ROUND_SENSORS:
+            break
+        t0s = emit_s[cand]
+        if taken:
+            t0s = t0s[np.min(np.abs(t0s[:, None] - np.asarray(taken)[None, :]), axis=1) >= MIN_ROUND_GAP_S]
+        if len(t0s) == 0:
+            break
+        llr, ratio, per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0s, hears)
+        member = _member_mask(ratio, per_sensor, sensor[cand], hears)
+        enough = member.sum(axis=1) >= MIN_ROUND_SENSORS
+        if not enough.any():
+            break
+        best = int(np.argmax(np.where(enough, llr, -np.inf)))
+        members = cand[member[best]]
+        # t0 from the members (Gaussian core: their weighted mean), then the Occam factor of t0.
+        w = 1.0 / sigma_s[members] ** 2
+        t0 = float(np.sum(w * emit_s[members]) / np.sum(w))
+        llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), hears)[0]
+        sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
+        occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
+        evidence = max(float(llr_t0[0]), float(llr[best])) - occam
+        if evidence <= 0.0:
+            break  # the best remaining round is not worth its parameter: none further is
+        rounds.append((t0, members, evidence))
+        taken.append(t0)
+        free[members] = False
+    return rounds
+
+
+def _implied(picks: Picks, rows, position, c: float, geometry: Geometry) -> np.ndarray:
+    """Implied discharge times t_i - |p - s_i| / c of the pulses ``rows`` at ``position``."""
+    diff = geometry.sensor_coords(picks.pos_m[rows]) - geometry.source_coords(position)
+    return picks.t_s[rows] - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+
+
+def _timing_sigma(picks: Picks, rows, scatter_s: float) -> np.ndarray:
+    """Per pulse the Gaussian core's sigma: its own, the model floor and the place's fit scatter."""
+    return np.sqrt(picks.sigma_s[rows] ** 2 + MODEL_SIGMA_S ** 2 + scatter_s ** 2)
+
+
+def _duration(picks: Picks, rows) -> float:
+    return float(np.ptp(picks.t_s[rows])) if len(rows) else 0.0
+
+
+def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry: Geometry, need: int) -> list[Shot]:
+    """Rounds of the shots' bursts that association missed: searched at each shot's place.
+
+    ``rows`` are the stretch's pulses (rows of ``picks``) a round may take; pulses already in
+    ``shots`` are not. A round that fewer than ``need`` sensors hear (too few to fix a place of
+    its own) joins its anchor's place: its ``place`` is set to the anchor's (and the anchor's
+    too), so the final fit shares their position; a round that ``need`` or more sensors hear is
+    fitted on its own, as association's shots are (the pops of a firecracker string, a shooter
+    on the move, are not quite one place). Returns the new rounds.
+    """
+    used = np.zeros(len(picks), dtype=bool)
+    for s in shots:
+        used[s.pulses] = True
+    new: list[Shot] = []
+    labels, sensor_of_row = np.unique(picks.sensor[rows], return_inverse=True)
+    sensor_at = np.zeros(len(picks), dtype=int)
+    sensor_at[rows] = sensor_of_row
+    rate_at = np.zeros(len(picks))
+    rate_at[rows] = clutter_rates(sensor_of_row, _duration(picks, rows))
+    taken = [s.t0_s for s in shots]
+    # Strongest anchors first: their places are the best known.
+    for anchor in sorted(shots, key=lambda s: -len(s.pulses)):
+        pool = rows[~used[rows]]
+        if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
+            break
+        # Every sensor of the stretch is charged a miss where it has no arrival: marginalising the
+        # others over HEAR_PRIOR (as for bursts no shot seeded) completed echo sets and firecracker
+        # pops as rounds in the seed city's 40-round burst and its fireworks night.
+        hears = np.ones(len(labels))
+        found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
+        if not found:
+            continue
+        for t0, members, _ in found:
+            chosen = pool[members]
+            place = None
+            if len(np.unique(picks.sensor[chosen])) < need:
+                place = anchor.place if anchor.place is not None else id(anchor)
+                anchor.place = place
+            new.append(Shot(chosen, position.copy(), t0, anchor.c, emit[members] - t0, place))
+            used[chosen] = True
+            taken.append(t0)
+    return new
+
+
+def _scatter(residuals_s: np.ndarray) -> float:
+    """Robust sigma of residuals (MAD, Rousseeuw & Croux 1993)."""
+    r = np.asarray(residuals_s)
+    return MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
+
+
+def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry, clutter, taken):
+    """Rounds among ``pool`` fired from the anchor's place, the place refined jointly with them.
+
+    ``clutter`` is (sensor index, clutter rate per pool row; per sensor, how likely it hears the burst). Rounds by
+    :func:`find_rounds` at the place; the anchor and those rounds fitted with one shared
+    position (robust least squares), the rounds found again at the fitted place; REFINE_ROUNDS
+    times. Returns (rounds, the place, the pool's implied discharge times there).
+    """
+    sensor, rate, hears = clutter
+    position = np.asarray(anchor.position, dtype=float)
+    scatter = _scatter(anchor.residuals_s)
+    anchor_group = (picks.pos_m[anchor.pulses], picks.t_s[anchor.pulses], picks.sigma_s[anchor.pulses])
+    found: list = []
+    for _ in range(REFINE_ROUNDS):
+        emit = _implied(picks, pool, position, anchor.c, geometry)
+        found = find_rounds(emit, sensor, _timing_sigma(picks, pool, scatter), rate, hears, taken)
+        if not found:
+            break
+        groups = [anchor_group] + [(picks.pos_m[pool[m]], picks.t_s[pool[m]], picks.sigma_s[pool[m]])
+                                   for _, m, _ in found]
+        starts = [(position, anchor.t0_s)] + [(position, t0) for t0, _, _ in found]
+        fit = fit_shots(groups, anchor.c, geometry, starts, loss="soft_l1", scale_s=ROBUST_SCALE_S,
+                        places=[0] * len(groups))
+        position = fit.positions[0]
+        scatter = _scatter(np.concatenate(fit.residuals_s))
+    emit = _implied(picks, pool, position, anchor.c, geometry)
+    return found, position, emit
+
+
+def triple_points(xy: np.ndarray, t_s: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 2D sources of arrival triples: (points (m, 2), discharge times (m,)), both roots where valid.
+
+    ``xy`` (q, 3, 2) and ``t_s`` (q, 3): three sensors and one arrival at each. With ranges
+    rho + c (t_i - t_1) to sensor i, the differences of the squared range equations are
+    linear in p for a given rho (p = a - rho b), and |p - s_1| = rho gives a quadratic in rho
+    (the closed-form TDOA solution of Schau & Robinson 1987, spherical intersection).
+    """
+    d = xy[:, 1:] - xy[:, :1]                       # (q, 2, 2) sensors 2, 3 relative to sensor 1
+    v = c * (t_s[:, 1:] - t_s[:, :1])                # (q, 2) range differences
+    u = 0.5 * (np.einsum("qik,qik->qi", d, d) - v * v)
+    det = d[:, 0, 0] * d[:, 1, 1] - d[:, 0, 1] * d[:, 1, 0]
+    ok = np.abs(det) > 1e-6
+    det = np.where(ok, det, 1.0)
+    inv = np.stack([np.stack([d[:, 1, 1], -d[:, 0, 1]], -1), np.stack([-d[:, 1, 0], d[:, 0, 0]], -1)], 1) / det[:, None, None]
+    a = np.einsum("qij,qj->qi", inv, u)
+    b = np.einsum("qij,qj->qi", inv, v)
+    qa = np.einsum("qi,qi->q", b, b) - 1.0
+    qb = -2.0 * np.einsum("qi,qi->q", a, b)
+    qc = np.einsum("qi,qi->q", a, a)
+    disc = qb * qb - 4.0 * qa * qc
+    ok &= (disc >= 0) & (np.abs(qa) > 1e-9)
+    sq = np.sqrt(np.where(ok, disc, 0.0))
+    qa = np.where(ok, qa, 1.0)
+    points, times = [], []
+    for sign in (1.0, -1.0):
+        rho = (-qb + sign * sq) / (2.0 * qa)
+        valid = ok & (rho >= 0) & np.all(rho[:, None] + v >= 0, axis=1)
+        p = a - rho[:, None] * b + xy[:, 0]
+        points.append(p[valid])
+        times.append(t_s[valid, 0] - rho[valid] / c)
+    return np.concatenate(points), np.concatenate(times)
+
+
+def _triples(picks: Picks, rows: np.ndarray, c: float):
+    """Arrival triples from three different sensors that some source could have made (each pair's
+    difference within their separation / c); at most MAX_TRIPLES, from the MAX_TRIPLE_SENSORS busiest sensors."""
+    sensors, counts = np.unique(picks.sensor[rows], return_counts=True)
+    sensors = sensors[np.argsort(-counts, kind="stable")][:MAX_TRIPLE_SENSORS]
+    xy_all, t_all = [], []
+    for trio in itertools.combinations(sensors, 3):
+        parts = [rows[picks.sensor[rows] == s] for s in trio]
+        grid = np.array(np.meshgrid(*parts, indexing="ij")).reshape(3, -1).T
+        t = picks.t_s[grid]
+        xy = picks.xy[grid]
+        feasible = np.ones(len(grid), dtype=bool)
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            feasible &= np.abs(t[:, i] - t[:, j]) <= np.hypot(*(xy[:, i] - xy[:, j]).T) / c + MIN_ROUND_GAP_S
+        xy_all.append(xy[feasible])
+        t_all.append(t[feasible])
+        if sum(len(x) for x in xy_all) >= MAX_TRIPLES:
+            break
+    if not xy_all:
+        return np.zeros((0, 3, 2)), np.zeros((0, 3))
+    return np.concatenate(xy_all)[:MAX_TRIPLES], np.concatenate(t_all)[:MAX_TRIPLES]
+
+
+def voted_places(picks: Picks, rows: np.ndarray, c: float, bounds) -> np.ndarray:
+    """Places where triples of different rounds agree (a Hough-style vote), best first, shape (k, 2).
+
+    Each feasible arrival triple has one or two exact sources (:func:`triple_points`); a
+    burst's true place gets one from every round it was heard in, at distinct discharge
+    times, while chance triples of echoes scatter. A point's vote is the number of others
+    within VOTE_RADIUS_M whose discharge time is at least MIN_ROUND_GAP_S from its own.
+    """
+    xy, t = _triples(picks, rows, c)
+    points, t0 = triple_points(xy, t, c)
+    x0, y0, x1, y1 = bounds
+    inside = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)
+    points, t0 = points[inside], t0[inside]
+    if len(points) < 2:
+        return np.zeros((0, 2))
+    pairs = cKDTree(points).query_pairs(VOTE_RADIUS_M, output_type="ndarray")
+    pairs = pairs[np.abs(t0[pairs[:, 0]] - t0[pairs[:, 1]]) >= MIN_ROUND_GAP_S]
+    votes = np.bincount(pairs.ravel(), minlength=len(points))
+    order = np.argsort(-votes, kind="stable")
+    chosen: list[np.ndarray] = []
+    for i in order:
+        if votes[i] == 0 or len(chosen) >= PLACES_TRIED:
+            break
+        if all(np.hypot(*(points[i] - p)) > VOTE_RADIUS_M for p in chosen):
+            near = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0], [i]])
+            chosen.append(np.median(points[near], axis=0))
+    return np.array(chosen).reshape(-1, 2)
+
+
+def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float,
+             hear_prior: float = 1.0):
+    """The rounds of a burst fired from near ``position`` among ``rows``, refined jointly.
+
+    Rounds by :func:`find_rounds`, then the place and every round's t0 fitted together (robust
+    least squares with one shared position), rounds re-found at the fitted place; repeated
+    REFINE_ROUNDS times. Returns (rounds, log Bayes factor of the burst against clutter): the
+    rounds' own, less the Occam factor of a place searched for over ``area_m2`` (Laplace: its
+    prior area over its posterior's, ``2 pi sqrt(det cov)``). No rounds when fewer than two are
+    found (one round of three sensors has no degree of freedom to check it). ``hear_prior``: how likely
+    each sensor of the stretch is taken to hear the burst at all.
+    """
+    labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
+    rate = clutter_rates(sensor, _duration(picks, rows))
+    position = np.asarray(position, dtype=float)[:geometry.dims]
+    shots: list[Shot] = []
+    scatter = 0.0
+    evidence = 0.0
+    for _ in range(REFINE_ROUNDS):
+        emit = _implied(picks, rows, position, c, geometry)
+        sigma = _timing_sigma(picks, rows, scatter)
+        found = find_rounds(emit, sensor, sigma, rate, np.full(len(labels), hear_prior))
+        if len(found) < 2:
+            return [], 0.0
+        groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
+        fit = fit_shots(groups, c, geometry, [(position, t0) for t0, _, _ in found], loss="soft_l1",
+                        scale_s=ROBUST_SCALE_S, places=[0] * len(found))
+        position = fit.positions[0]
+        shots = [Shot(rows[m], position.copy(), float(t0), c, r, -1)
+                 for (_, m, _), t0, r in zip(found, fit.t0_s, fit.residuals_s)]
+        pooled = np.concatenate(fit.residuals_s)
+        scatter = MAD_TO_SIGMA * float(np.median(np.abs(pooled - np.median(pooled))))
+        # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
+        det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / max(fit.variance_factor, 1e-12)))
+        posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
+        evidence = sum(e for _, _, e in found) - math.log(max(area_m2 / posterior_m2, 1.0))
+    return shots, evidence
+
+
+def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:
+    """A burst no single shot seeded (three sensors, say): places voted by sensor triples, the likeliest burst kept.
+
+    Association proper (:func:`fusion.locator.associate.find_shots`) needs a shot that d + 2
+    sensors agree on; three sensors that heard several rounds still fix the shooter jointly
+    (three rounds: 9 arrivals, 5 unknowns). Every round of one place has the same arrival-time
+    differences, so three sensors in 2D keep a single round's geometry, mirror solution included
+    (Schau & Robinson 1987): of places the data explain about equally, the one nearer the sensors
+    is taken, by a prior of detection falling with range (spherical spreading: the level drops
+    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). Returns the burst's rounds
+    (sharing one place), or none.
+    """
+    if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
+        return []
+    best: tuple[list[Shot], float] = ([], -math.inf)
+    x0, y0, x1, y1 = bounds
+    for place in voted_places(picks, rows, c, bounds):
+        start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
+        # No anchor says which sensors hear the burst: every one of them (a few sensors that all
+        # reported it), or each as likely as not (a few among many); the likelier is kept.
+        shots, score = max((burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), prior)
+                            for prior in (1.0, HEAR_PRIOR)), key=lambda found: (len(found[0]) > 0, found[1]))
+        if not shots or score <= 0.0:
+            continue
+        heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
+        rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
+        range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
+        score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
+        if (len(shots), score) > (len(best[0]), best[1]):
+            best = (shots, score)
+    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0))
+    if rival is not None:
+        log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
+                    "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
+                    len(best[0]), picks.n_sensors(np.concatenate([s.pulses for s in best[0]])),
+                    *best[0][0].position[:2], *rival[:2])
+        return []
+    return best[0]
+
+
+def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float):
+    """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
+
+    Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
+    the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place.
+    """
+    shots, score = best
+    if not shots:
+        return None
+    here = shots[0].position[:2]
+    triples = [s.pulses[np.unique(picks.sensor[s.pulses], return_index=True)[1]][:3] for s in shots]
+    triples = np.array([t for t in triples if len(t) == 3])
+    if len(triples) == 0:
+        return None
+    points, _ = triple_points(picks.xy[triples], picks.t_s[triples], c)
+    for point in points:
+        if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
+            continue
+        start = point if geometry.dims == 2 else np.append(point, np.median(picks.pos_m[rows, 2]))
+        other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
+        if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
+                other_score >= score - AMBIGUITY_NATS:
+            return other[0].position
+    return None
+
+
+def places_of(shots: list[Shot]) -> list[int]:
+    """Per shot the place index for :func:`fusion.locator.multilaterate.fit_shots` (own place when untied)."""
+    labels: dict = {}
+    out = []
+    for i, s in enumerate(shots):
+        key = ("tied", s.place) if s.place is not None else ("own", i)
+        out.append(labels.setdefault(key, len(labels)))
+    return out
+
+
+def place_dof(shots: list[Shot], places: list[int], dims: int) -> list[int]:
+    """Per shot the residual degrees of freedom of its place: arrivals less (position + one t0 per round)."""
+    n_obs = np.bincount(places, weights=[len(s.pulses) for s in shots])
+    n_rounds = np.bincount(places)
+    return [int(n_obs[p] - dims - n_rounds[p]) for p in places]
+
+
+def located(shots: list[Shot], places: list[int], picks: Picks, need: int, dims: int) -> list[int]:
+    """Indices of the shots a position can rest on: ``need`` sensors of their own, a shared place
+    with at least one residual degree of freedom whose rounds each have MIN_ROUND_SENSORS, or an
+    exact fix (:func:`single_exact_shot`) of d + 1 sensors."""
+    dof = place_dof(shots, places, dims)
+    counts = np.bincount(places)
+    return [i for i, s in enumerate(shots) if picks.n_sensors(s.pulses) >= need or
+            (counts[places[i]] > 1 and dof[i] >= 1 and picks.n_sensors(s.pulses) >= min(MIN_ROUND_SENSORS, need)) or
+            (s.place == EXACT_FIX and picks.n_sensors(s.pulses) >= dims + 1)]
+
+
+def single_exact_shot(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry) -> list[Shot]:
+    """One shot from d + 1 sensors that each reported exactly one pulse: no association to doubt, no
+    degree of freedom to check it (``dof`` 0). In 2D or 2.5D (source at a known height) three
+    sensors fix it; both closed-form roots (:func:`triple_points`) are refined in ``geometry``, and
+    where both fit (the mirror ambiguity, Schau & Robinson 1987) none is given, with the reason logged.
+    """
+    sensors = picks.sensor[rows]
+    if geometry.dims != 2 or len(rows) != 3 or len(np.unique(sensors)) != 3:
+        return []
+    points, t0s = triple_points(picks.xy[rows][None], picks.t_s[rows][None], c)
+    fits = []
+    for point, t0 in zip(points, t0s):
+        fit = fit_shots([(picks.pos_m[rows], picks.t_s[rows], picks.sigma_s[rows])], c, geometry, [(point, t0)])
+        if np.max(np.abs(fit.residuals_s[0])) <= EXACT_RESIDUAL_S:
+            fits.append(fit)
+    distinct = [f for f in fits if np.hypot(*(f.positions[0][:2] - fits[0].positions[0][:2])) > DISTINCT_PLACES_M]
+    if not fits or distinct:
+        if distinct:
+            log.warning("one shot heard by 3 sensors fits two places, (%.0f, %.0f) and (%.0f, %.0f) m: not located",
+                        *fits[0].positions[0][:2], *distinct[0].positions[0][:2])
+        return []
+    fit = fits[0]
+    return [Shot(np.sort(rows), fit.positions[0], float(fit.t0_s[0]), c, fit.residuals_s[0], EXACT_FIX)]
