@@ -12,6 +12,7 @@ import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from earwitness.units import NS_PER_S
 
 EPOCH_NS = 1_750_000_000 * NS_PER_S  # an arbitrary start, well after 2001
@@ -38,7 +39,8 @@ def ring_array(rng: np.random.Generator, n: int = 10, radius_m: float = 500.0) -
             for i, a in enumerate(angles)}
 
 
-def render(sensors, shots, rng: np.random.Generator, *, temperature_c: float = 15.0, sigma_s: float = 5e-4,
+# The scene's knobs are keyword-only, each with a default: a settings object would only rename them.
+def render(sensors, shots, rng: np.random.Generator, *, temperature_c: float = 15.0, sigma_s: float = 5e-4,  # noqa: PLR0913
            echoes_per_sensor: int = 3, noise_pulses: int = 5, nlos_delay_s: dict | None = None,
            missing: set | None = None, horizontal: bool = True) -> Scene:
     """Pulses of ``shots`` as the sensors would report them, shuffled.

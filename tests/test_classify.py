@@ -1,17 +1,26 @@
 """fusion.locator.classify: real Pittsburgh gunfire comes out as gunfire; the simulator's confounders mostly not."""
-import pathlib
 
 import numpy as np
 import pytest
 
+from earwitness.units import NS_PER_S
 from fusion.locator.attribution import shot_arrivals
-from fusion.locator.classify import (CLASSES, FIREWORKS, GUNFIRE, UNKNOWN, cadence, classify, crackle, height_above_sensors_m,
-                             mortar_partner, source_level_db)
+from fusion.locator.classify import (
+    CLASSES,
+    FIREWORKS,
+    GUNFIRE,
+    UNKNOWN,
+    cadence,
+    classify,
+    crackle,
+    height_above_sensors_m,
+    mortar_partner,
+    source_level_db,
+)
 from fusion.locator.locate import locate
 from fusion.locator.sensors import Sensors
 from pittsburgh_pulses import all_pulses, temperature_c
 from simulator import fleet, scenario, score
-from earwitness.units import NS_PER_S
 
 pytestmark = pytest.mark.slow
 

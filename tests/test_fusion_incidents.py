@@ -7,10 +7,10 @@ import nacl.signing
 import numpy as np
 import pytest
 
-from fusion.tracking.incidents import IncidentTracker
-from fusion.server.registry import load_registry, registry_from_nodes
-from fusion_site import build_site
 from earwitness.units import NS_PER_S
+from fusion.server.registry import load_registry, registry_from_nodes
+from fusion.tracking.incidents import IncidentTracker
+from fusion_site import build_site
 
 pytestmark = pytest.mark.slow
 

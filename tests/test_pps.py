@@ -6,8 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from edge.pps import (PPS_FETCH, AudioPps, KernelPps, PpsError, decode_fdata,
-                      encode_fetch_request)
+from edge.pps import PPS_FETCH, AudioPps, KernelPps, PpsError, decode_fdata, encode_fetch_request
 from simulator.pps import FS_HZ, Adc, pps_channel
 
 T0_S = 1_790_000_000.6

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import soundfile as sf
 
+from earwitness.units import NS_PER_S
 from edge.utctime import format_utc_ns
 from simulator.pps import FS_HZ, Adc, pps_channel
-from earwitness.units import NS_PER_S
 
 T0_S = 1_790_000_123.25
 BLAST_TAU_S = 0.0015

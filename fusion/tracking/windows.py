@@ -179,7 +179,8 @@ class Windows:
             if t_end_ns <= s.t_end_ns or t_end_ns - anchor.t_ns > MAX_WINDOW_S * NS_PER_S:
                 return kept
             wider = self.window(anchor, t_end_ns)   # a burst goes on
-            s.pulses, s.skipped, s.received_ns, s.t_end_ns, s.key = wider.pulses, wider.skipped, wider.received_ns, t_end_ns, wider.key
+            s.pulses, s.skipped, s.received_ns = wider.pulses, wider.skipped, wider.received_ns
+            s.t_end_ns, s.key = t_end_ns, wider.key
 
     def _current(self, window: Window, anchor: PulseRecord, s: Swept, must: bool) -> bool:
         """Whether the window's last location stands: it holds the same pulses, or it need not be
