@@ -28,24 +28,11 @@ def _generator_case(kind: str, ppm: float, positive_ms: tuple[float, float]) -> 
     and the stamps' median (us), on one generated recording."""
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
     import blast_generator as bg
-    from edge.detector import Detector
+    from timing_measure import measured
 
-    sc = bg.scene(kind=kind, ppm=ppm, positive_ms=positive_ms, seed=int(abs(ppm) * 10 + positive_ms[0]))
-    rate = sc.clock.rate_hz
-    det = Detector(rate)
-    onsets = np.array([p.sample for p in det.process(sc.mic) + det.flush()])
-    truth = sc.clock.sample_at(sc.shots_s)
-    nearest = onsets[[int(np.argmin(np.abs(onsets - t))) for t in truth]]
-    edges = AudioPps(rate).process(sc.pps.samples.astype(np.float32))
-    model = ClockModel(rate)
-    model.add_utc_hint(0, int((sc.clock.t0_s + 0.3) * NS_PER_S))
-    for e in edges:
-        model.add_edge(e)
-    stamps_us = (np.array([model.to_utc(s)[0] for s in nearest]) - sc.shots_s * NS_PER_S) / 1e3
-    us = 1e6 / rate
-    pps_us = (edges - sc.pps.edge_samples[: len(edges)]) * us
-    return (bg.spread_p99((nearest - truth) * us), bg.spread_p99(pps_us), bg.spread_p99(stamps_us),
-            float(np.median(stamps_us)))
+    m = measured(kind, ppm, positive_ms)
+    return (bg.spread_p99(m["onset_us"]), bg.spread_p99(m["pps_us"]), bg.spread_p99(m["stamp_us"]),
+            float(np.median(m["stamp_us"])))
 
 
 def generator_table() -> None:

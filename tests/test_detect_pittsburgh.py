@@ -40,22 +40,6 @@ FOLD_MAX_SPREAD_MS = 0.42
 WARMUP_NS = 100_000_000
 
 
-def reference_pulses(test_dir):
-    """(wav, arrival t_ns) of the located pulses whose sensor's audio is provided."""
-    name = test_dir.name
-    by_uuid = {p["pulse_uuid"]: p for p in json.loads((test_dir / f"{name}.allpulses.json").read_text())}
-    out = []
-    for shot in json.loads((test_dir / f"{name}.nlos-tuples.json").read_text()):
-        for uuid in shot["pulse_uuids"]:
-            pulse = by_uuid.get(uuid)
-            if pulse is None:
-                continue
-            wav = test_dir / f"{name}.audio.{pulse['serial_number']}.wav"
-            if wav.exists():
-                out.append((wav, parse_utc_ns(pulse["arrival_time_utc"])))
-    return out
-
-
 @functools.lru_cache(maxsize=None)
 def audio_span_ns(wav, start_ns):
     """[first, last] t_ns of the non-silent part of the clip."""
@@ -118,7 +102,7 @@ def score(refs, times_ns):
 
 @pytest.fixture(scope="module")
 def refs(pittsburgh):
-    return [r for d in pittsburgh for r in reference_pulses(d)]
+    return [r for d in pittsburgh for r in detector_lopo.reference_pulses(d)]
 
 
 @pytest.fixture(scope="module")

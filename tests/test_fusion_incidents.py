@@ -10,6 +10,7 @@ import pytest
 from earwitness.units import NS_PER_S
 from fusion.server.registry import load_registry, registry_from_nodes
 from fusion.tracking.incidents import IncidentTracker
+from fusion_replay import stream
 from fusion_site import build_site
 
 pytestmark = pytest.mark.slow
@@ -194,8 +195,6 @@ def test_the_classifier_hears_the_window_pulses():
 CITY_SENSORS, CITY_PER_MINUTE, CITY_SECONDS = 1024, 100, 10.0
 CITY_RANGE_M = 2500.0        # as the benchmark configures the server
 SQ_MI_M = 1609.344
-STAMP_WAIT_S = 1.0           # a pulse reaches the server about a second after its arrival
-STEP_S = 0.1                 # the server's rounds
 SOUND_CLEARS_S = 10.0        # the last shots are heard across the array within this
 # Measured: 15 of 15 incidents, 37 of 38 shots, no false alert; the bounds leave a shot and an alert of margin.
 MIN_CITY_SHOT_SHARE = 0.95
@@ -222,29 +221,11 @@ def test_city_scale_stream_locates_each_incident_once(tmp_path):
     _, registry_path = live.provision(scn, tmp_path)
     tracker = IncidentTracker(load_registry(registry_path).sensors, "city", temperature_c=scn.atmosphere.temperature_c,
                               max_range_m=CITY_RANGE_M)
-    s = score.score(_stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
+    s = score.score(stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
     assert s["detection_rate"] == 1.0
     assert s["shots_located"] >= MIN_CITY_SHOT_SHARE * s["shots"]
     assert s["false_alerts"] <= MAX_CITY_FALSE_ALERTS
     assert tracker.open_windows == 0
-
-
-def _stream(tracker: IncidentTracker, pulses: list[dict], start_ns: int) -> list[dict]:
-    """Feed pulses (in time order) as the server receives them, a round every STEP_S of the
-    simulated clock; the last revision of every incident."""
-    latest, k = {}, 0
-    now_ns, step_ns = start_ns, int(STEP_S * NS_PER_S)
-    while k < len(pulses):
-        now_ns += step_ns
-        batch = []
-        while k < len(pulses) and pulses[k]["t_ns"] + STAMP_WAIT_S * NS_PER_S <= now_ns:
-            batch.append(pulses[k])
-            k += 1
-        for update in tracker.add(batch, now_ns) + tracker.expire(now_ns):
-            latest[update.incident["incident"]] = dict(update.incident, status=update.status)
-    for update in tracker.flush():
-        latest[update.incident["incident"]] = dict(update.incident, status=update.status)
-    return list(latest.values())
 
 
 # The library's fireworks night through the live tracker (fleet pulses, a deterministic run).
@@ -266,7 +247,7 @@ def test_fireworks_night_stream_classes_bursts_and_strings_not_gunfire(tmp_path)
     pulses = [dict(p, id=i) for i, p in enumerate(pulses)]
     _, registry_path = live.provision(scn, tmp_path)
     tracker = IncidentTracker(load_registry(registry_path).sensors, "night", temperature_c=scn.atmosphere.temperature_c)
-    s = score.score(_stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
+    s = score.score(stream(tracker, pulses, scn.start_ns), scn.truth(), scn.array.area_m2(), scn.duration_s)
     by_kind = s["class_by_kind"]
     assert s["false_alerts"] <= MAX_FIREWORKS_STREAM_ALERTS, by_kind
     assert s["class_accuracy"] >= MIN_FIREWORKS_STREAM_ACCURACY, by_kind

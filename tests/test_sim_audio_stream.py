@@ -11,18 +11,16 @@ from __future__ import annotations
 import pytest
 
 from earwitness import wire
-from earwitness.units import NS_PER_S
 from edge import keys
 from edge.audio import ArraySource, Ring
 from edge.node import Node
 from fusion.server.ingest import pulse_dict
 from fusion.server.registry import load_registry
 from fusion.tracking.incidents import IncidentTracker
+from fusion_replay import stream
 from simulator import live, render, scenario, score
 from simulator.broker import free_port
 
-STAMP_WAIT_S = 1.0           # a node publishes a pulse once the next PPS edge has timed it
-STEP_S = 0.1                 # the server's rounds
 FEED_TIMEOUT_S = 60.0
 
 # The library's fireworks night.  The paced live run (ten times real time, real broker) asserted
@@ -64,25 +62,6 @@ def node_pulses(scn, workdir) -> tuple[list[dict], object]:
     return [dict(p, id=k) for k, p in enumerate(pulses, 1)], load_registry(registry_path)
 
 
-def stream(tracker: IncidentTracker, pulses: list[dict], start_ns: int) -> list[dict]:
-    """Feed pulses (in time order) to the tracker as the server receives them from nodes in real
-    time (a pulse goes out once STAMP_WAIT_S of audio after it has timed it), a round every STEP_S
-    of the server's clock; the last revision of every incident, withdrawn ones left out."""
-    latest, k = {}, 0
-    now_ns, step_ns = start_ns, int(STEP_S * NS_PER_S)
-    while k < len(pulses):
-        now_ns += step_ns
-        batch = []
-        while k < len(pulses) and pulses[k]["t_ns"] + STAMP_WAIT_S * NS_PER_S <= now_ns:
-            batch.append(pulses[k])
-            k += 1
-        for update in tracker.add(batch, now_ns) + tracker.expire(now_ns):
-            latest[update.incident["incident"]] = dict(update.incident, status=update.status)
-    for update in tracker.flush():
-        latest[update.incident["incident"]] = dict(update.incident, status=update.status)
-    return live.latest_revisions([dict(inc, revision=0) for inc in latest.values()])
-
-
 @pytest.mark.slow
 def test_fireworks_night_through_the_nodes_and_the_live_tracker(tmp_path):
     """The fireworks night heard by the real node pipeline: aerial bursts, firecracker strings,
@@ -91,7 +70,7 @@ def test_fireworks_night_through_the_nodes_and_the_live_tracker(tmp_path):
     pulses, registry = node_pulses(scn, tmp_path)
     tracker = IncidentTracker(registry.sensors, live.SITE, temperature_c=scn.atmosphere.temperature_c,
                               positions=registry.positions)
-    incidents = stream(tracker, pulses, scn.start_ns)
+    incidents = live.latest_revisions([dict(inc, revision=0) for inc in stream(tracker, pulses, scn.start_ns)])
     s = score.score(incidents, scn.truth(), scn.array.area_m2(), scn.duration_s, scn.array.origin)
     by_kind = s["class_by_kind"]
     assert s["detection_rate"] == 1.0, by_kind
