@@ -82,7 +82,8 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->onset_rel_db = -20.0;
     p->gap_ms = 1.0;
     p->envelope_ms = 0.5;
-    p->retrigger_ms = 5.0;
+    /* Off by default: the seed city's rifle lost a round to its crack/blast pairs with 5 ms. */
+    p->retrigger_ms = 0.0;
 }
 
 static int64_t samples_of(double ms, double rate_hz)

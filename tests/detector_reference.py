@@ -45,7 +45,7 @@ DEFAULTS = dict(
     highpass_hz=300.0, sta_ms=1.0, mta_ms=20.0, lta_s=2.0, lta_fall_s=0.5, lta_step_ms=5.0,
     warmup_ms=100.0, trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
     peak_search_ms=0.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
-    retrigger_ms=5.0,
+    retrigger_ms=0.0,
 )
 
 

@@ -230,14 +230,15 @@ def test_parameters_are_validated_with_clear_errors():
 
 def test_a_second_shot_inside_the_window_gets_its_own_pulse():
     """Two shots 9 ms apart (inside the 15 ms window): once the first has decayed below its
-    mid-term mean, the second opens its own pulse; retrigger_ms=0 keeps the old one-window rule."""
+    mid-term mean, the second opens its own pulse with retrigger_ms=5; the default (0) keeps the
+    one-window rule."""
     rate_hz = 12000
     x = gunshot_clip(rate_hz, 1.0, (), seed=15)
     for t_s in (0.5, 0.509):
         i = int(t_s * rate_hz)
         blast = friedlander(rate_hz, positive_ms=0.5, amplitude=0.4)
         x[i : i + len(blast)] += blast
-    pulses = run_c(x, rate_hz)
+    pulses = run_c(x, rate_hz, retrigger_ms=5.0)
     assert [round(p.sample / rate_hz, 4) for p in pulses] == pytest.approx([0.5, 0.509], abs=2 / rate_hz)
-    assert_agree(pulses, ref.detect(x, rate_hz))
-    assert len(run_c(x, rate_hz, retrigger_ms=0.0)) == 1
+    assert_agree(pulses, ref.detect(x, rate_hz, retrigger_ms=5.0))
+    assert len(run_c(x, rate_hz)) == 1

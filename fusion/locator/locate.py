@@ -174,7 +174,8 @@ def _incident_id(t_ns: int) -> str:
 
 
 def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",
-           ground_z_m: float | None = None, incident_radius_m: float | None = None) -> list[dict]:
+           ground_z_m: float | None = None, incident_radius_m: float | None = None,
+           complete_bursts: bool = True) -> list[dict]:
     """Associate, locate, count and order shots among unassociated pulses.
 
     Parameters
@@ -197,6 +198,10 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
     incident_radius_m : float, optional
         Shots close in time are one incident only where they lie within this of each other
         (single linkage); default: time alone decides (one scene, as in a test range).
+    complete_bursts : bool
+        Add the rounds of a burst that association missed (:func:`fusion.locator.burst.complete_bursts`).
+        The live tracker turns it off: in its windows of a city's pulses, the echo sets of a house
+        front completed as rounds (the seed city's 5-round burst came out 10).
 
     Returns
     -------
@@ -231,12 +236,13 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         for message in pulses.problems + pulses.duplicates:
             log.warning(message)
     return locate_pulses(pulses, sensors, temperature_c, mode=mode, ground_z_m=ground_z_m,
+                         complete_bursts=complete_bursts,
                          incident_radius_m=incident_radius_m)
 
 
 def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
                   mode: str = "2d", ground_z_m: float | None = None,
-                  incident_radius_m: float | None = None) -> list[dict]:
+                  incident_radius_m: float | None = None, complete_bursts: bool = True) -> list[dict]:
     """:func:`locate` on already validated :class:`fusion.locator.pulses.Pulses`."""
     need = min_sensors(mode)
     if temperature_c is not None and not (math.isfinite(temperature_c) and
@@ -268,7 +274,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # Cracks first: louder than the blast at sensors near the trajectory, they would
         # otherwise also make the blast that follows look like their echo.
         seg = seg[blast[seg]]
-        shots = _stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode)
+        shots = _stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode, complete_bursts)
         if not shots:
             continue
         t0 = np.array([s.t0_s for s in shots])
@@ -284,14 +290,16 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     return incidents
 
 
-def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: SearchConfig, span, mode: str) -> list:
+def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: SearchConfig, span, mode: str,
+                   complete: bool = True) -> list:
     """The shots of one stretch (rows ``seg`` of ``picks``, cracks left out): association, then bursts.
 
     Shots that ``config.min_sensors`` agree on (:func:`_associate`), then the rounds of their
     bursts association missed (:func:`fusion.locator.burst.complete_bursts`); where none is
     found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.burst.few_sensor_burst`).
     What cannot be located is said in one line (logged at warning). ``span`` is (quiet_s, t_ref_ns):
-    the gap that splits stretches, and the time origin of ``picks``.
+    the gap that splits stretches, and the time origin of ``picks``; ``complete``: whether bursts
+    are completed (see :func:`locate`).
     """
     quiet_s, t_ref_ns = span
     heard = picks.n_sensors(seg)
@@ -312,7 +320,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     if shots:
         # Completion scores every pulse against every candidate time (quadratic in the stretch):
         # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
-        if len(seg) >= DENSE_PULSES:
+        if len(seg) >= DENSE_PULSES or not complete:
             return shots
         return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode))
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
