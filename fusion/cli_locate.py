@@ -61,6 +61,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-disorder-s", type=float, default=DEFAULT_MAX_DISORDER_S, metavar="S",
                         help="how far before the latest pulse read another may come, seconds (default "
                              f"{DEFAULT_MAX_DISORDER_S:g}); 'inf' reads the whole input before locating")
+    parser.add_argument("--complete-bursts", action="store_true",
+                        help="search each located shot's place for the rest of its burst (rounds few sensors "
+                             "heard, arrivals that interleave); off by default: it can count a burst's echo "
+                             "sets as rounds")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress on stderr (default: when stderr is a terminal)")
 
@@ -174,7 +178,7 @@ class _Locating:
             # A degenerate fit's NaN is caught where its incident is written (_write), not warned of here.
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
                 incidents = locate_pulses(pulses, self.sensors, self.args.temperature_c, mode=self.args.mode,
-                                          ground_z_m=self.args.ground_z)
+                                          ground_z_m=self.args.ground_z, complete_bursts=self.args.complete_bursts)
             self.cracks += int(shock_waves(pulses, self.sensors).sum())
             records = _records(pulses, self.sensors)
             for incident in incidents:

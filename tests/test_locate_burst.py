@@ -91,7 +91,7 @@ def _run(cases) -> dict:
     logging.getLogger("fusion").setLevel(logging.CRITICAL)
     rows: dict[str, list] = {}
     for fp, survey, positions, pulses, rounds, temperature in cases:
-        incidents = locate(pulses, Sensors.from_local(positions), temperature)
+        incidents = locate(pulses, Sensors.from_local(positions), temperature, complete_bursts=True)
         rows.setdefault(fp, []).append(ph.score(incidents, survey, rounds))
     return {"all": ph.figures([r for v in rows.values() for r in v]), **{fp: ph.figures(v) for fp, v in rows.items()}}
 

@@ -175,7 +175,7 @@ def _incident_id(t_ns: int) -> str:
 
 def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",
            ground_z_m: float | None = None, incident_radius_m: float | None = None,
-           complete_bursts: bool = True) -> list[dict]:
+           complete_bursts: bool = False) -> list[dict]:
     """Associate, locate, count and order shots among unassociated pulses.
 
     Parameters
@@ -199,9 +199,10 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         Shots close in time are one incident only where they lie within this of each other
         (single linkage); default: time alone decides (one scene, as in a test range).
     complete_bursts : bool
-        Add the rounds of a burst that association missed (:func:`fusion.locator.burst.complete_bursts`).
-        The live tracker turns it off: in its windows of a city's pulses, the echo sets of a house
-        front completed as rounds (the seed city's 5-round burst came out 10).
+        Add the rounds of a burst that association missed (:func:`fusion.locator.burst.complete_bursts`):
+        on the Pittsburgh audio rounds located 0.47 -> 0.86. Off by default: it also completes a
+        burst's echo sets as rounds (the seed city's 5-round house burst came out 10 in the live
+        tracker; a rifle's 3 rounds with cracks came out 6, classed fireworks).
 
     Returns
     -------
@@ -242,7 +243,7 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
 
 def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
                   mode: str = "2d", ground_z_m: float | None = None,
-                  incident_radius_m: float | None = None, complete_bursts: bool = True) -> list[dict]:
+                  incident_radius_m: float | None = None, complete_bursts: bool = False) -> list[dict]:
     """:func:`locate` on already validated :class:`fusion.locator.pulses.Pulses`."""
     need = min_sensors(mode)
     if temperature_c is not None and not (math.isfinite(temperature_c) and
