@@ -94,6 +94,7 @@ def test_generator_exact_arrivals_give_the_exact_position(layouts):
     assert max(errors) < 1e-3
 
 
+@pytest.mark.slow
 def test_generator_without_nlos_echoes_noise_locates_within_the_survey_error(layouts, tmp_path):
     _ours, oracle = run(layouts, pl.Conditions().clean(), 20, tmp_path)
     errors = oracle_errors(oracle)
@@ -118,6 +119,7 @@ def test_generator_scenes_look_like_the_pittsburgh_reports(layouts):
     assert pl.scenes(layouts, 3, seed=SEED)[2].pulses == scenes[2].pulses
 
 
+@pytest.mark.slow
 def test_locator_on_pittsburgh_like_scenes(layouts, tmp_path, capsys):
     ours, oracle = run(layouts, pl.Conditions(), SCENES, tmp_path)
     figures, best = score(ours), score(oracle)

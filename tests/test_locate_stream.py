@@ -93,6 +93,7 @@ def earwitness(*args, stdin=None):
                           input=stdin)
 
 
+@pytest.mark.slow
 def test_backfire_and_firecrackers_through_sim_pulses_then_locate(tmp_path):
     """The fleet's spl_db reaches the classifier: the backfire is `other`, the string `fireworks`, the gun `gunfire`."""
     scenario = tmp_path / "confounders.toml"
@@ -138,6 +139,7 @@ def _whole(sensors_path, pulses_path) -> list[str]:
     return [json.dumps(i) for i in out]
 
 
+@pytest.mark.slow
 def test_streamed_incidents_are_those_of_the_whole_input(tmp_path):
     sensors, pulses, lines = _long_input(tmp_path)
     stretcher = Stretcher(quiet_gap_s(read_sensors(sensors)), max_disorder_s=0.0)
@@ -153,6 +155,7 @@ def test_streamed_incidents_are_those_of_the_whole_input(tmp_path):
         assert out.stdout.splitlines() == whole, disorder
 
 
+@pytest.mark.slow
 def test_slightly_out_of_order_input_gives_the_same_incidents(tmp_path):
     """Pulses up to --max-disorder-s out of order: held back and put in order, nothing changes."""
     sensors, pulses, lines = _long_input(tmp_path)
@@ -203,6 +206,7 @@ def test_incidents_come_out_before_the_input_ends(tmp_path):
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_progress_goes_to_stderr_when_asked(tmp_path):
     sensors, pulses, _ = _long_input(tmp_path, copies=1)
     quiet = earwitness("locate", "--sensors", sensors, pulses)

@@ -61,6 +61,7 @@ def test_budget_covers_synthetic_shots_whose_errors_it_describes():
 SIM_SCENARIOS = ("city_demo", "city_exchange", "city_park", "city")
 
 
+@pytest.mark.slow
 def test_shipped_budget_covers_the_simulated_city():
     """The budget calibrated on Pittsburgh, on the simulator's fleet pulses (sensors where their GPS
     says, wind, NLOS, echoes): coverage 0.938 over 80 shots before the burst model, 0.894 over 85
