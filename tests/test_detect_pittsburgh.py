@@ -16,7 +16,6 @@ commercial picks scores a median |dt| of 0.5 ms: the median bound sits at that f
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import json
 import os
 import subprocess
@@ -29,7 +28,6 @@ import soundfile as sf
 import detector_lopo
 from edge.utctime import parse_utc_ns
 
-MATCH_NS = 3_000_000
 # In-sample with the defaults: 0.967 (0.973 with retrigger_ms 5, off by default; see detector.c).
 MIN_RECALL = 0.965
 MAX_MEDIAN_NS = 650_000
@@ -37,16 +35,6 @@ MAX_MEDIAN_NS = 650_000
 # 0.620 ms; spread 0.29, 0.42, 0.30 ms): floors against regressions.
 FOLD_MIN_RECALL = 0.94
 FOLD_MAX_SPREAD_MS = 0.42
-# The detector needs this much audio to learn the noise floor after digital silence.
-WARMUP_NS = 100_000_000
-
-
-@functools.lru_cache(maxsize=None)
-def audio_span_ns(wav, start_ns):
-    """[first, last] t_ns of the non-silent part of the clip."""
-    x, rate_hz = sf.read(wav, dtype="int16")
-    sound = np.flatnonzero(x)
-    return start_ns + round(sound[0] * 1e9 / rate_hz), start_ns + round(sound[-1] * 1e9 / rate_hz)
 
 
 # One interpreter runs the console script's main() on many WAVs (each with its own
@@ -83,24 +71,6 @@ def test_driver_matches_the_real_command(pittsburgh):
     assert [json.loads(line) for line in done.stdout.splitlines()] == detect_many([wav])[0]
 
 
-def score(refs, times_ns):
-    """Matches each reference pulse with the nearest detected time on its sensor."""
-    errors_ns, missed, outside = [], [], 0
-    for wav, t_ns in refs:
-        start_ns = parse_utc_ns(json.loads(wav.with_suffix(".json").read_text())["timestamp"])
-        first, last = audio_span_ns(wav, start_ns)
-        if not first + WARMUP_NS <= t_ns <= last:
-            outside += 1
-            continue
-        dts = [t - t_ns for t in times_ns[wav]]
-        best = min(dts, key=abs) if dts else None
-        if best is not None and abs(best) <= MATCH_NS:
-            errors_ns.append(best)
-        else:
-            missed.append((wav.name, t_ns, best))
-    return dict(errors_ns=errors_ns, missed=missed, outside=outside)
-
-
 @pytest.fixture(scope="module")
 def refs(pittsburgh):
     return [r for d in pittsburgh for r in detector_lopo.reference_pulses(d)]
@@ -113,7 +83,7 @@ def matches(refs):
     shares = [wavs[i::workers] for i in range(workers)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         found = {w: p for share, res in zip(shares, pool.map(detect_many, shares)) for w, p in zip(share, res)}
-    return dict(score(refs, {w: [p["t_ns"] for p in ps] for w, ps in found.items()}), found=found)
+    return dict(detector_lopo.score(refs, {w: [p["t_ns"] for p in ps] for w, ps in found.items()}), found=found)
 
 
 def test_detect_finds_the_located_pulses(matches):
@@ -155,7 +125,7 @@ def test_default_parameters_also_hold_at_48_khz(refs):
         det = Detector(rate_hz * upsample)
         pulses = det.process(signal.resample_poly(x, upsample, 1).astype(np.float32)) + det.flush()
         times_ns[wav] = [start_ns + round(p.sample * 1e9 / (rate_hz * upsample)) for p in pulses]
-    result = score(refs, times_ns)
+    result = detector_lopo.score(refs, times_ns)
     errors = np.abs(result["errors_ns"])
     recall = len(errors) / (len(errors) + len(result["missed"]))
     print(f"\nat 48 kHz: recall {recall:.3f}, median |dt| {np.median(errors) / 1e6:.3f} ms")
