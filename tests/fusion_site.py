@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import subprocess
+import sys
 
 import nacl.signing
 
@@ -61,3 +63,17 @@ def build_site(test: pathlib.Path, out_dir: pathlib.Path, seed: int = 0) -> Site
     return Site(name=f"{test.parent.name}/{test.name}", registry_path=registry, keys=keys, pulses=out,
                 messages=messages, survey_xyz=xyz, rounds=rounds, temperature_c=temperature_c(test), wavs=wavs,
                 positions=positions)
+
+
+def write_fusion_config(path: pathlib.Path, site: str, broker_url: str, registry: pathlib.Path, client_id: str,
+                        temperature_c: float, database: str = "fusion.db", extra: str = "") -> pathlib.Path:
+    """A fusion.toml for `earwitness fusion` (the database relative to it unless a URL)."""
+    path.write_text(f'site = "{site}"\nbroker = "{broker_url}"\nregistry = "{registry}"\n'
+                    f'database = "{database}"\nclient_id = "{client_id}"\ntemperature_c = {temperature_c}\n{extra}')
+    return path
+
+
+def fusion_process(config_path: pathlib.Path, log_path: pathlib.Path) -> subprocess.Popen:
+    """The real `earwitness fusion` process on a configuration, its log appended to ``log_path``."""
+    return subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config_path)],
+                            stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))

@@ -12,8 +12,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import threading
 import xml.etree.ElementTree as ET
 
@@ -26,7 +24,7 @@ from fusion.server.alerts import CAP_NS
 from fusion.server.service import FusionConfig
 from fusion.server.store import Store
 from fusion.transport import mqtt_service
-from fusion_site import build_site
+from fusion_site import build_site, fusion_process, write_fusion_config
 from simulator.broker import Collector, publish_all, wait_until
 
 SITE = "pgh"
@@ -95,11 +93,6 @@ def test_nodes_to_alert_within_25_m_and_dead_letters(site, mosquitto, tmp_path):
         assert store.incident(final["incident"])["status"] == "final"
 
 
-def _fusion_process(config_path, log_path):
-    return subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config_path)],
-                            stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
@@ -113,11 +106,10 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
         for k, node in enumerate(nodes):
             msg = wire.PulseMessage(wire.node_id(node), seq, t0 + (seq * len(nodes) + k) * 30 * 10**9, 10**6, "file")
             items.append((site.topic(SITE, node), wire.encode(msg, site.keys[node])))
-    config = tmp_path / "fusion.toml"
-    config.write_text(f'site = "{SITE}"\nbroker = "{mosquitto.url}"\nregistry = "{site.registry_path}"\n'
-                      f'database = "fusion.db"\nclient_id = "fusion-kill"\ntemperature_c = {site.temperature_c}\n')
+    config = write_fusion_config(tmp_path / "fusion.toml", SITE, mosquitto.url, site.registry_path, "fusion-kill",
+                                 site.temperature_c)
     log = tmp_path / "fusion.log"
-    proc = _fusion_process(config, log)
+    proc = fusion_process(config, log)
     deadletters = Collector(mosquitto.url, DEADLETTER).start()
     db = tmp_path / "fusion.db"
     try:
@@ -133,7 +125,7 @@ def test_kill_9_mid_stream_loses_no_accepted_pulse(site, mosquitto, tmp_path):
             proc.wait(timeout=10)
             before = store.count_pulses()
         stream.join()   # the rest is accepted by the broker while the server is down
-        proc = _fusion_process(config, log)
+        proc = fusion_process(config, log)
         with Store(db) as store:
             assert wait_until(lambda: store.count_pulses() >= len(items), WAIT_S), (store.count_pulses(), len(items))
             stored = {(p["node"], p["seq"]) for p in store.pulses()}

@@ -74,6 +74,14 @@ def alert_json(incident: dict, revision: int, status: str) -> str:
     return json.dumps(make_alert(incident, revision, status), sort_keys=True, separators=(",", ":"))
 
 
+def alert_line(incident: dict, revision: int, status: str) -> str:
+    """An alert in one line for the server's log: id, revision, status, class, rounds, place, sensors."""
+    return (f"{incident['incident']} r{revision} {status}: {incident.get('class', 'unclassified')}, "
+            f"{incident.get('rounds', len(incident.get('shots', [])))} round(s) at {_where(incident)} "
+            f"+/- {float(incident.get('err_m', 0.0)):.0f} m, {len(incident.get('sensors', []))} sensors"
+            + (f", merged into {incident['merged_into']}" if "merged_into" in incident else ""))
+
+
 def cap_time(t_ns: int) -> str:
     """CAP 1.2 dateTime: seconds precision, explicit offset, UTC written ``-00:00`` (CAP §3.3.2)."""
     stamp = dt.datetime.fromtimestamp(t_ns // 1_000_000_000, tz=dt.timezone.utc)

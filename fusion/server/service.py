@@ -35,6 +35,8 @@ import queue
 import threading
 import time
 
+import sqlalchemy as sa
+
 from earwitness import topics
 from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
@@ -42,7 +44,7 @@ from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import LinkFactory
 from fusion.server.partition import Partition
 from fusion.server.registry import load_registry
-from fusion.server.store import Store
+from fusion.server.store import Revision, Store
 from fusion.tracking.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 2000
 DEFAULT_SHARED_GROUP = "fusion"
 TICK_S = 0.05
+# A failed step (database down, disk full) is tried again this often.
+RETRY_S = 0.5
 
 
 @dataclasses.dataclass
@@ -108,6 +112,7 @@ class FusionService:
         self._stop = threading.Event()
         self._flush = threading.Event()
         self._pending: list = []
+        self._done: set = set()                # ids of the pending batch's messages stored already
         self._thread: threading.Thread | None = None
         # Stored pulses waiting for the locator thread, and the revisions it made for the worker loop.
         self._to_locate: queue.Queue = queue.Queue()
@@ -116,8 +121,14 @@ class FusionService:
         self._handed = self._located = 0
         self._stop_locator = threading.Event()
         self._locator: threading.Thread | None = None
+        # Locator rounds (revisions, tracker checkpoint) not yet stored, oldest first.
+        self._rounds: list[tuple[list[Update], dict]] = []
+        self._saved_state: dict | None = None
+        self._worker_key = f"{site}/{config.worker_index}"
+        self._failing: str | None = None      # the step failure being retried, logged once
 
     def start(self) -> "FusionService":
+        self._resume()
         self.link.start()
         self._locator = threading.Thread(target=self._run_locator, name="fusion-locator", daemon=True)
         self._locator.start()
@@ -133,10 +144,14 @@ class FusionService:
         self._stop_locator.set()   # it locates what the worker handed it, then stops
         if self._locator:
             self._locator.join()
-        updates = self._take_updates()
+        self._rounds += self._take_rounds()
         if finalise:
-            updates += self.tracker.flush()
-        self._emit(updates)
+            self._rounds.append((self.tracker.flush(), self.tracker.checkpoint()))
+        try:
+            self._emit_rounds()
+        except Exception as exc:  # noqa: BLE001 - stored later: the checkpoint before them is resumed from
+            log.error("stopped with %d revision round(s) unstored (%s); the next start resumes them",
+                      len(self._rounds), _one_line(exc))
         self.link.stop()
         self.ingest.close()
         self._webhooks.shutdown(wait=True)
@@ -147,13 +162,54 @@ class FusionService:
         while not self._stop.wait(1.0):
             pass
 
+    def _resume(self) -> None:
+        """Take back the tracker's state of before a stop or crash: the open windows' stored pulses
+        and the incidents published and not yet final (see IncidentTracker.resume)."""
+        now_ns = time.time_ns()
+        state = self.store.tracker_state(self._worker_key)
+        if state is None:   # a new database: every pulse from now on is the tracker's
+            state = dict(self.tracker.checkpoint(), received_through_ns=now_ns)
+            self.store.save_round([], self._worker_key, state)
+            self._saved_state = state
+            return
+        from_t_ns, from_received_ns = IncidentTracker.resume_range(state)
+        pulses = self.store.pulses_since(from_t_ns, from_received_ns)
+        published = self.store.open_incidents()
+        if self.partition is not None:
+            owned = set(self.partition.owned_cells())
+            pulses = [p for p in pulses if owned.intersection(self.partition.node_cells.get(p["sensor"], ()))]
+            published = [b for b in published if self.partition.owns(b)]
+        recent = self.store.incidents(t0_ns=from_t_ns) if from_t_ns is not None else []
+        opened = [(b, b["status"], self.store.incident_pulses(b["incident"])) for b in published]
+        updates = self.tracker.resume(state, pulses, opened, recent, now_ns)
+        self._saved_state = state
+        self._updates.put((updates, self.tracker.checkpoint()))
+        log.info("resumed: %d open incident(s) and %d stored pulse(s) taken back, %d revision(s) from them",
+                 len(opened), len(pulses), len(updates))
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - a bug or a database outage must not kill the worker silently
-                log.exception("fusion worker step failed; retrying")
-                time.sleep(TICK_S)
+            except Exception as exc:  # noqa: BLE001 - a bug or a database outage must not kill the worker
+                self._step_failed(exc)
+                self._stop.wait(RETRY_S)
+            else:
+                if self._failing is not None:
+                    log.info("fusion worker working again after: %s", self._failing)
+                    self._failing = None
+
+    def _step_failed(self, exc: Exception) -> None:
+        """Log a failing step once (a full disk or a database outage is retried, not logged 20 times a second)."""
+        text = _one_line(exc)
+        if text == self._failing:
+            return
+        self._failing = text
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            log.error("cannot store (%s): %d message(s) held unacknowledged, %d revision round(s) unstored; retrying",
+                      text, len(self._pending), len(self._rounds))
+        else:
+            log.exception("fusion worker step failed; retrying")
 
     def _run_locator(self) -> None:
         while True:
@@ -164,7 +220,8 @@ class FusionService:
                 if self._stop_locator.is_set():
                     return
             try:
-                self._updates.put(self.locate_step(first))
+                updates = self.locate_step(first)
+                self._updates.put((updates, self.tracker.checkpoint()))
             except Exception:  # noqa: BLE001 - a locator bug must not stop location for good
                 log.exception("fusion locator step failed; going on")
 
@@ -186,47 +243,62 @@ class FusionService:
             updates += self.tracker.flush()
         return updates
 
-    def _take_updates(self) -> list[Update]:
-        updates = []
+    def _take_rounds(self) -> list[tuple[list[Update], dict]]:
+        rounds = []
         while True:
             try:
-                updates += self._updates.get_nowait()
+                rounds.append(self._updates.get_nowait())
             except queue.Empty:
-                return updates
+                return rounds
 
     def step(self) -> None:
-        """One round: ingest what arrived, commit, acknowledge, hand over to the locator; publish its revisions."""
-        # A batch that failed (database down) is retried, never dropped: its messages are
-        # unacknowledged and the broker will not send them again on this connection.
-        batch = self._pending or self.link.take(BATCH_MAX, TICK_S)
-        self._pending = batch
+        """One round: ingest what arrived, commit, acknowledge, hand over to the locator; store and
+        publish its revisions."""
+        # A batch that failed (database down, disk full) is retried, never dropped: its messages
+        # are unacknowledged and the broker will not send them again on this connection.  What
+        # of it was stored already (``_done``) is not stored again.
+        if not self._pending:
+            self._pending, self._done = self.link.take(BATCH_MAX, TICK_S), set()
+        batch = self._pending
         cell_prefix = topics.cell_root(self.config.site)
-        from_nodes = [(t, m) for t, m in batch if not m.topic.startswith(cell_prefix)]
+        todo = [(t, m) for t, m in batch if id(m) not in self._done]
+        from_nodes = [(t, m) for t, m in todo if not m.topic.startswith(cell_prefix)]
         pulses_batch = [(t, m) for t, m in from_nodes if not m.topic.endswith(("/health", "/clip"))]
-        accepted = self.ingest.process(pulses_batch) if pulses_batch else []
+        if pulses_batch:
+            self._take_pulses(pulses_batch)
         for received_ns, msg in from_nodes:
             if msg.topic.endswith("/health"):
                 self.ingest.health(received_ns, msg)
             elif msg.topic.endswith("/clip"):
                 self._store_clip(received_ns, msg)
-        if self.partition is None:
-            to_locate = accepted
-        else:
-            # Forwarded before the node's message is acknowledged: QoS 1 on one connection, in order.
-            # One message per cell per batch (a JSON list): a node's pulse goes to up to four cells.
-            by_cell = collections.defaultdict(list)
-            for pulse in accepted:
-                for cell in self.partition.node_cells[pulse["sensor"]]:
-                    by_cell[cell].append(pulse)
-            for cell, pulses in by_cell.items():
-                self.link.publish(self._cell_topic(cell), json.dumps(pulses).encode())
-            to_locate = [p for _, m in batch if m.topic.startswith(cell_prefix) for p in _cell_pulses(m)]
-        self.link.ack([msg for _, msg in batch])   # committed (or dead-lettered): the broker may drop them now
+            self._done.add(id(msg))
+        if self.partition is not None:
+            self._hand([p for _, m in todo if m.topic.startswith(cell_prefix) for p in _cell_pulses(m)])
+        self.link.ack([msg for _, msg in batch])   # stored (or dead-lettered): the broker may drop them now
         self._pending = []
-        if to_locate:
-            self._handed += len(to_locate)
-            self._to_locate.put(to_locate)
-        self._emit(self._take_updates())
+        self._rounds += self._take_rounds()
+        self._emit_rounds()
+
+    def _take_pulses(self, batch: list) -> None:
+        """Verify and commit a batch's pulses; hand them to the locator (through the cells with workers)."""
+        accepted = self.ingest.process(batch)
+        self._done.update(id(m) for _, m in batch)
+        if self.partition is None:
+            self._hand(accepted)
+            return
+        # Forwarded before the node's message is acknowledged: QoS 1 on one connection, in order.
+        # One message per cell per batch (a JSON list): a node's pulse goes to up to four cells.
+        by_cell = collections.defaultdict(list)
+        for pulse in accepted:
+            for cell in self.partition.node_cells[pulse["sensor"]]:
+                by_cell[cell].append(pulse)
+        for cell, pulses in by_cell.items():
+            self.link.publish(self._cell_topic(cell), json.dumps(pulses).encode())
+
+    def _hand(self, pulses: list[dict]) -> None:
+        if pulses:
+            self._handed += len(pulses)
+            self._to_locate.put(pulses)
 
     @property
     def locator_idle(self) -> bool:
@@ -240,27 +312,44 @@ class FusionService:
     def _cell_topic(self, cell) -> str:
         return topics.cell_pulses(self.config.site, Partition.cell_name(cell))
 
-    def _emit(self, updates: list[Update]) -> None:
+    def _emit_rounds(self) -> None:
+        """Store each locator round (its revisions and checkpoint, one transaction) and publish it, oldest first."""
+        while self._rounds:
+            updates, state = self._rounds[0]
+            self._emit(updates, state)
+            self._rounds.pop(0)
+
+    def _emit(self, updates: list[Update], state: dict | None = None) -> None:
         if self.partition is not None:   # another worker publishes what lies in its cells
             updates = [u for u in updates if self.partition.owns(u.incident)]
-        for update in updates:
-            inc = update.incident
-            revision = self.store.save_incident(inc, update.status, update.used, update.rejected, update.meta)
-            sent_ns = time.time_ns()
-            body = alerts.alert_json(inc, revision, update.status)
-            cap = alerts.alert_cap(inc, revision, update.status, sender=self.config.cap_sender, site=self.config.site,
-                                   sent_ns=sent_ns, previous_sent_ns=self._last_sent_ns.get(inc["incident"]),
-                                   cap_status=self.config.cap_status)
-            self.link.publish(self.alert_topic, body.encode())
-            self.link.publish(topics.incident_cap(self.config.site), cap.encode())
-            self._last_sent_ns[inc["incident"]] = sent_ns
-            self.alerts_published += 1
-            if update.status not in ("final", "withdrawn"):
-                self.latencies_s.append((time.time_ns() - update.trigger_received_ns) / NS_PER_S)
-            if self.config.webhook:
-                self._webhooks.submit(alerts.post_webhook, self.config.webhook, body.encode(), alerts.JSON_CONTENT_TYPE)
-            if update.status == "final" and self.config.request_clips:
-                self._request_clips(inc, update.used)
+        if not updates and (state is None or state == self._saved_state):
+            return
+        saving = state if state is not None and state != self._saved_state else None
+        numbers = self.store.save_round([Revision(u.incident, u.status, u.used, u.rejected, u.meta) for u in updates],
+                                        self._worker_key if saving is not None else None, saving)
+        if saving is not None:
+            self._saved_state = saving
+        for update, revision in zip(updates, numbers):
+            self._publish_alert(update, revision)
+
+    def _publish_alert(self, update: Update, revision: int) -> None:
+        inc = update.incident
+        sent_ns = time.time_ns()
+        body = alerts.alert_json(inc, revision, update.status)
+        cap = alerts.alert_cap(inc, revision, update.status, sender=self.config.cap_sender, site=self.config.site,
+                               sent_ns=sent_ns, previous_sent_ns=self._last_sent_ns.get(inc["incident"]),
+                               cap_status=self.config.cap_status)
+        self.link.publish(self.alert_topic, body.encode())
+        self.link.publish(topics.incident_cap(self.config.site), cap.encode())
+        log.info("alert %s", alerts.alert_line(inc, revision, update.status))
+        self._last_sent_ns[inc["incident"]] = sent_ns
+        self.alerts_published += 1
+        if update.status not in ("final", "withdrawn"):
+            self.latencies_s.append((time.time_ns() - update.trigger_received_ns) / NS_PER_S)
+        if self.config.webhook:
+            self._webhooks.submit(alerts.post_webhook, self.config.webhook, body.encode(), alerts.JSON_CONTENT_TYPE)
+        if update.status == "final" and self.config.request_clips:
+            self._request_clips(inc, update.used)
 
     def _request_clips(self, incident: dict, used_ids: list[int]) -> None:
         """Ask every node that took part for its audio around its arrivals (answers on .../clip)."""
@@ -298,3 +387,8 @@ def _cell_pulses(msg) -> list[dict]:
     if len(good) < len(pulses):
         log.warning("ignored %d malformed forwarded pulse(s) on %s", len(pulses) - len(good), msg.topic)
     return good
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

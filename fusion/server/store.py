@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 # Incident statuses, in the order an incident goes through them; ``withdrawn`` ends one whose
 # shots turned out to be another incident's (its last revision names it in ``merged_into``).
 STATUSES = ("preliminary", "revised", "final", "withdrawn")
+OPEN_STATUSES = ("preliminary", "revised")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 metadata = sa.MetaData()
@@ -80,6 +81,15 @@ health = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
 )
 
+# The live tracker's checkpoint (fusion.tracking.incidents.IncidentTracker.checkpoint) per
+# worker, written with the revisions of the same round: a restart resumes from it.
+tracker_state = sa.Table(
+    "tracker_state", metadata,
+    sa.Column("worker", sa.String(64), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("saved_ns", sa.BigInteger, nullable=False),
+)
+
 clips = sa.Table(
     "clips", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
@@ -103,6 +113,18 @@ class PulseRecord:
     pulse: dict
     raw: bytes
     received_ns: int = 0
+
+
+@dataclasses.dataclass
+class Revision:
+    """One revision of an incident to store: the body, its status, the pulses used and those rejected
+    (id -> why), and what it was located with (``meta``)."""
+
+    incident: dict
+    status: str
+    pulse_ids: object = ()
+    rejected: dict | None = None
+    meta: dict | None = None
 
 
 def sha256_hex(data: bytes) -> str:
@@ -256,30 +278,65 @@ class Store:
         the incident's time window to why they were not used.  ``meta`` (temperature, speed of
         sound, software version, ...) is kept with the revision.
         """
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-        key = str(incident["incident"])
+        return self.save_round([Revision(incident, status, pulse_ids, rejected, meta)])[0]
+
+    def save_round(self, revisions_: list["Revision"], worker: str | None = None, state: dict | None = None) -> list[int]:
+        """Store revisions and, with ``worker``, that worker's tracker checkpoint ``state``, in one
+        transaction (a crash keeps all or none); returns each revision's number."""
+        for r in revisions_:
+            if r.status not in STATUSES:
+                raise ValueError(f"status must be one of {STATUSES}, not {r.status!r}")
         now_ns = time.time_ns()
         with self.writer.begin() as conn:
-            last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.incident == key)).scalar()
-            revision = (last or 0) + 1
-            body = dict(incident, revision=revision, status=status)
-            text = _dumps(body)
-            conn.execute(revisions.insert().values(incident=key, revision=revision, status=status, body=text,
-                                                   meta=_dumps(meta or {}), created_ns=now_ns))
-            row = {"t_ns": int(incident["t_ns"]), "revision": revision, "status": status, "body": text, "updated_ns": now_ns}
-            if last is None:
-                conn.execute(incidents.insert().values(incident=key, **row))
-            else:
-                conn.execute(incidents.update().where(incidents.c.incident == key).values(**row))
-            conn.execute(incident_pulses.delete().where(incident_pulses.c.incident == key))
-            links = [{"incident": key, "pulse_id": int(p), "used": True, "reason": "used"} for p in pulse_ids]
-            used = {int(p) for p in pulse_ids}
-            links += [{"incident": key, "pulse_id": int(p), "used": False, "reason": str(why)}
-                      for p, why in (rejected or {}).items() if int(p) not in used]
-            if links:
-                conn.execute(incident_pulses.insert(), links)
+            numbers = [self._save_revision(conn, r, now_ns) for r in revisions_]
+            if worker is not None:
+                row = {"body": _dumps(state), "saved_ns": now_ns}
+                if conn.execute(sa.update(tracker_state).where(tracker_state.c.worker == worker).values(**row)).rowcount == 0:
+                    conn.execute(tracker_state.insert().values(worker=worker, **row))
+        return numbers
+
+    @staticmethod
+    def _save_revision(conn, r: "Revision", now_ns: int) -> int:
+        key = str(r.incident["incident"])
+        last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.incident == key)).scalar()
+        revision = (last or 0) + 1
+        text = _dumps(dict(r.incident, revision=revision, status=r.status))
+        conn.execute(revisions.insert().values(incident=key, revision=revision, status=r.status, body=text,
+                                               meta=_dumps(r.meta or {}), created_ns=now_ns))
+        row = {"t_ns": int(r.incident["t_ns"]), "revision": revision, "status": r.status, "body": text, "updated_ns": now_ns}
+        if last is None:
+            conn.execute(incidents.insert().values(incident=key, **row))
+        else:
+            conn.execute(incidents.update().where(incidents.c.incident == key).values(**row))
+        conn.execute(incident_pulses.delete().where(incident_pulses.c.incident == key))
+        links = [{"incident": key, "pulse_id": int(p), "used": True, "reason": "used"} for p in r.pulse_ids]
+        used = {int(p) for p in r.pulse_ids}
+        links += [{"incident": key, "pulse_id": int(p), "used": False, "reason": str(why)}
+                  for p, why in (r.rejected or {}).items() if int(p) not in used]
+        if links:
+            conn.execute(incident_pulses.insert(), links)
         return revision
+
+    def tracker_state(self, worker: str) -> dict | None:
+        """The tracker checkpoint last saved by :meth:`save_round` for ``worker``, or None."""
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(tracker_state.c.body).where(tracker_state.c.worker == worker)).scalar()
+        return json.loads(text) if text is not None else None
+
+    def open_incidents(self) -> list[dict]:
+        """Latest revision of every incident published and not yet final or withdrawn, in time order."""
+        query = sa.select(incidents.c.body).where(incidents.c.status.in_(OPEN_STATUSES)).order_by(incidents.c.t_ns)
+        with self.engine.connect() as conn:
+            return [json.loads(t) for (t,) in conn.execute(query)]
+
+    def pulses_since(self, t_ns: int | None, received_ns: int | None) -> list[dict]:
+        """Stored pulses from ``t_ns`` on or received from ``received_ns`` on (None: no such rule), in time order."""
+        rules = [c >= v for c, v in ((pulses.c.t_ns, t_ns), (pulses.c.received_ns, received_ns)) if v is not None]
+        if not rules:
+            return []
+        query = sa.select(pulses).where(sa.or_(*rules)).order_by(pulses.c.t_ns, pulses.c.id)
+        with self.engine.connect() as conn:
+            return [_pulse_row(row) for row in conn.execute(query)]
 
     def incident(self, incident_id: str) -> dict | None:
         """The latest revision of an incident (contract dict plus ``revision``, ``status``), or None."""

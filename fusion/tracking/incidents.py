@@ -108,6 +108,7 @@ class IncidentTracker:
         self._done_skipped: set = set()
         self._due_ns: int | None = None                    # the earliest an open window may close
         self._open_anchors = 0
+        self._received_through_ns: int | None = None       # the latest arrival taken in
 
     @property
     def open_windows(self) -> int:
@@ -120,6 +121,8 @@ class IncidentTracker:
 
     def add(self, pulses: list[dict], received_ns: int) -> list[Update]:
         """Add stored pulses (each with ``id``, ``sensor``, ``t_ns``); locate the windows they changed."""
+        if pulses:
+            self._received_through_ns = max(self._received_through_ns or received_ns, received_ns)
         added = False
         for p in pulses:
             added |= self._insert(p, received_ns)
@@ -136,6 +139,51 @@ class IncidentTracker:
         if self._due_ns is None:
             return []
         return self._sweep(None)
+
+    def checkpoint(self) -> dict:
+        """What a restarted tracker needs beside the stored pulses and revisions (JSON-able): where
+        the open windows start, what the closed windows after that claimed and skipped, and the
+        latest arrival taken in.  Stored with the revisions of the same round, it lets
+        :meth:`resume` carry on as if the server had not stopped."""
+        return {"open_t_ns": self._open_t_ns, "claimed": sorted(self._done_claimed),
+                "skipped": sorted(self._done_skipped), "received_through_ns": self._received_through_ns}
+
+    @staticmethod
+    def resume_range(checkpoint: dict) -> tuple[int | None, int | None]:
+        """The stored pulses :meth:`resume` needs: (those from this ``t_ns`` on, and those received
+        from this ``received_ns`` on); None where none are needed by that rule."""
+        open_t_ns = checkpoint.get("open_t_ns")
+        from_t_ns = open_t_ns - int(RETAIN_S * NS_PER_S) if open_t_ns is not None else None
+        return from_t_ns, checkpoint.get("received_through_ns")
+
+    def resume(self, checkpoint: dict, pulses: list[dict], published: list[tuple[Incident, str, list[dict]]],
+               recent: list[Incident], now_ns: int) -> list[Update]:
+        """Rebuild the state of a checkpoint (a tracker's :meth:`checkpoint`, stored with its revisions).
+
+        ``pulses``: the stored pulses :meth:`resume_range` names; ``published``: each incident
+        published and not yet final or withdrawn, as last published (id, body), its status and the
+        pulses of its evidence; ``recent``: the incidents stored from :meth:`resume_range`'s time
+        on (their ids stay taken; a burst's launch is classified with them).  Every open window
+        is located again as if its pulses had just come in (at ``now_ns``): what the broker kept
+        for the server while it was down comes into its window before it closes.  Returns the
+        revisions that makes (a published incident pairs with its relocation under its own id).
+        """
+        from_t_ns, received_from_ns = self.resume_range(checkpoint)
+        open_t_ns = checkpoint.get("open_t_ns")
+        late = []
+        for p in sorted(pulses, key=lambda p: int(p["t_ns"])):
+            if self._buffer.insert(p, now_ns) is not None and received_from_ns is not None \
+                    and int(p["received_ns"]) >= received_from_ns and (from_t_ns is None or int(p["t_ns"]) < open_t_ns):
+                late.append(int(p["t_ns"]))
+        self._open_t_ns = open_t_ns
+        for t_ns in late:   # taken in after the checkpoint: they reopen their windows as add() would
+            reopen_ns = t_ns - self.reach.span_ns - self.reach.pair_slack_ns
+            self._open_t_ns = reopen_ns if self._open_t_ns is None else min(self._open_t_ns, reopen_ns)
+        self._done_claimed = set(checkpoint.get("claimed", ()))
+        self._done_skipped = set(checkpoint.get("skipped", ()))
+        self._received_through_ns = now_ns
+        self._revisions.restore(published, recent, now_ns)
+        return self._sweep(now_ns)
 
     def _insert(self, pulse: dict, received_ns: int) -> bool:
         rec = self._buffer.insert(pulse, received_ns)

@@ -39,6 +39,10 @@ ERROR_STEP_M = 0.5
 # nor moves or error changes smaller than this share of the error radius.
 REVISION_ERR_SHARE = 0.5
 M_PER_DEGREE = 111_320.0
+# What the classifier adds to a body (fusion.locator.classify.classify), and what a stored
+# revision adds beside the incident.
+CALL_KEYS = ("class", "confidence", "class_cues")
+RESTORED_KEYS = ("revision", "status", "merged_into")
 
 
 @dataclasses.dataclass
@@ -223,6 +227,23 @@ class Revisions:
     def orphans_due_ns(self) -> int | None:
         """The earliest an orphan may go final, None without orphans."""
         return min(t.received_ns for t in self.orphans) + self.reach.window_ns if self.orphans else None
+
+    def restore(self, published: list[tuple[Incident, str, list[dict]]], recent: list[Incident], now_ns: int) -> None:
+        """Take back, after a restart, the incidents published and not yet final (each as last
+        published, its status and its evidence pulses) as orphans a relocation pairs with, and
+        the ids and classifications of the ``recent`` ones."""
+        for body in recent:
+            self._incident_ids[body["incident"]] = body["t_ns"]
+            if body.get("status") != Status.WITHDRAWN.value and "class" in body:
+                self._recent[body["incident"]] = body
+        for body, status, pulses in published:
+            incident = {k: v for k, v in body.items() if k not in RESTORED_KEYS}
+            # A preliminary's call was made on the body it went out with; a revision carries an earlier one.
+            carries = Call.OWN if status == Status.PRELIMINARY.value else Call.CARRIED
+            tracked = Tracked(body["incident"], incident, pulses, now_ns, status=Status(status), changed=False,
+                              call={k: body[k] for k in CALL_KEYS if k in body}, carries=carries)
+            self._incident_ids[tracked.incident_id] = body["t_ns"]
+            self.orphans.append(tracked)
 
     def forget(self, horizon_ns: int) -> None:
         """Drop the ids given and the incidents classified before ``horizon_ns``."""
