@@ -10,8 +10,10 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from earwitness import __version__
+from earwitness.redact import mask_secrets
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except UserError as exc:
-        print(f"earwitness {args.command}: error: {exc}", file=sys.stderr)
+        print(f"earwitness {args.command}: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. Point stdout at nothing so that the
@@ -58,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # Missing or unreadable files, refused connections: the user's to fix, one line.
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"earwitness {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(mask_secrets(f"earwitness {args.command}: error: {exc.strerror or exc}{where}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # noqa: BLE001 - a bug: its traceback, as Python prints it, without the secrets in it
+        print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")
+        return 1

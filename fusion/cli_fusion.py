@@ -32,6 +32,7 @@ import signal
 import threading
 
 from earwitness.cli import UserError
+from earwitness.redact import mask_logging
 
 try:
     import tomllib
@@ -42,6 +43,7 @@ MODES = ("2d", "2.5d", "3d")
 CAP_STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 TLS_KEYS = ("ca", "cert", "key")
 SIGNAL_POLL_S = 0.5
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # key -> (type(s), required)
 SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "site": ((str,), True), "broker": ((str,), True), "registry": ((str,), True),
@@ -141,7 +143,7 @@ def run(args) -> int:
     from fusion.server.registry import RegistryError
     from fusion.transport import mqtt_service
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mask_logging(args.log_level, LOG_FORMAT)
     config = load_config(args.config)
     try:
         service = mqtt_service(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pathlib
 
 from earwitness.cli import UserError
+from earwitness.redact import mask_logging
 
 DEFAULT_DB = "fusion.db"
 
@@ -22,6 +23,7 @@ def run(args) -> int:
     from fusion.report import write_report
     from fusion.server.store import Store
 
+    mask_logging("WARNING", "%(levelname)s %(name)s: %(message)s")
     out = pathlib.Path(args.out)
     if out.suffix.lower() not in (".html", ".htm", ".pdf"):
         raise UserError(f"--out must end in .html or .pdf, not {out.name!r}")
