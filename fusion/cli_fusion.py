@@ -19,6 +19,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # cap_sender = "earwitness@city.example"
     # cap_status = "Actual"               # or Exercise, Test, ...
     # request_clips = true                # ask the nodes of a final incident for their audio
+    # health_s = 10.0                     # publish the server's health on ew/v1/{site}/fusion/health this often
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
 """
@@ -52,7 +53,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "margin_s": ((int, float), False), "webhook": ((str,), False), "cap_sender": ((str,), False),
     "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
-    "request_clips": ((bool,), False), "max_range_m": ((int, float), False),
+    "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
 }
 
 
@@ -118,6 +119,8 @@ def _check(path: pathlib.Path, data: dict) -> None:
             raise UserError(f"{path}: {key} must be finite")
     if data.get("margin_s", 1.0) < 0:
         raise UserError(f"{path}: margin_s must be >= 0")
+    if not 0 < data.get("health_s", 1.0) < math.inf:
+        raise UserError(f"{path}: health_s must be a positive number of seconds")
     if not 0 < data.get("max_range_m", 1.0) < math.inf:
         raise UserError(f"{path}: max_range_m must be a positive distance in metres")
     workers = data.get("workers", 1)

@@ -149,8 +149,9 @@ class PulseIngest:
         log.info("dead letter: %s (%s) on %s", rejection.reason, rejection.detail, rejection.topic)
         self.publish(self.deadletter_topic, json.dumps(record, sort_keys=True).encode())
 
-    def health(self, received_ns: int, msg) -> None:
-        """Store a node's health report (JSON object on ``.../node/{node}/health``); dead-letter it if malformed."""
+    def health(self, received_ns: int, msg) -> tuple[str, dict] | None:
+        """Store a node's health report (JSON object on ``.../node/{node}/health``); dead-letter it if
+        malformed.  Returns (node, report) once stored, None if dead-lettered."""
         payload = bytes(msg.payload)
         name = topics.node_of(msg.topic, self.site, "health")
         try:
@@ -159,6 +160,7 @@ class PulseIngest:
                 raise ValueError("not a JSON object from a registered node")
         except ValueError as exc:
             self.dead_letter(Rejection(REASON_HEALTH, str(exc), msg.topic, received_ns, payload))
-            return
+            return None
         t_ns = body.get("t_ns")
         self.store.record_health(name, t_ns if isinstance(t_ns, int) else received_ns, body)
+        return name, body

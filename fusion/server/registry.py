@@ -62,6 +62,7 @@ def registry_from_nodes(nodes: list[dict], where: str = "registry") -> Registry:
     if not nodes:
         raise RegistryError(f"{where}: no [[node]] entries")
     keyring, positions, frame = Keyring(), {}, None
+    owners: dict[str, str] = {}   # public key (hex, lower case) -> the node it is registered to
     for i, node in enumerate(nodes, 1):
         here = f"{where} node {i}"
         if not isinstance(node, dict):
@@ -84,14 +85,22 @@ def registry_from_nodes(nodes: list[dict], where: str = "registry") -> Registry:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise RegistryError(f"{here} ({name}): {key} must be a finite number")
             pos[key] = float(value)
-        try:
-            keyring.add(name, node.get("public_key", ""))
-        except (ValueError, TypeError) as exc:
-            raise RegistryError(f"{here} ({name}): public_key must be 64 hex characters ({exc})") from None
+        _add_key(keyring, owners, f"{here} ({name})", name, node.get("public_key", ""))
         positions[name] = pos
     tuples = {n: tuple(p[k] for k in frame) for n, p in positions.items()}
     sensors = Sensors.from_local(tuples) if frame is LOCAL_KEYS else Sensors.from_wgs84(tuples)
     return Registry(keyring=keyring, positions=positions, sensors=sensors)
+
+
+def _add_key(keyring: Keyring, owners: dict[str, str], here: str, name: str, key_hex) -> None:
+    """Register a node's public key; RegistryError if it is malformed or another node's already."""
+    try:
+        keyring.add(name, key_hex)
+    except (ValueError, TypeError) as exc:
+        raise RegistryError(f"{here}: public_key must be 64 hex characters ({exc})") from None
+    other = owners.setdefault(key_hex.lower(), name)
+    if other != name:
+        raise RegistryError(f"{here}: public_key is node {other!r}'s too (either could sign as the other)")
 
 
 def load_registry(path: str | pathlib.Path) -> Registry:

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from earwitness import topics
 from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
+from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import LinkFactory
 from fusion.server.partition import Partition
@@ -54,6 +55,8 @@ DEFAULT_SHARED_GROUP = "fusion"
 TICK_S = 0.05
 # A failed step (database down, disk full) is tried again this often.
 RETRY_S = 0.5
+# The server's health goes out on ew/v1/{site}/fusion/health this often.
+DEFAULT_HEALTH_S = 10.0
 
 
 @dataclasses.dataclass
@@ -80,6 +83,7 @@ class FusionConfig:
     cell_m: float = 4000.0
     halo_m: float = 2500.0
     request_clips: bool = True
+    health_s: float = DEFAULT_HEALTH_S
 
 
 class FusionService:
@@ -126,6 +130,10 @@ class FusionService:
         self._saved_state: dict | None = None
         self._worker_key = f"{site}/{config.worker_index}"
         self._failing: str | None = None      # the step failure being retried, logged once
+        self.server_health = ServerHealth(self.registry.positions, time.time_ns())
+        self.reconnects = 0
+        self._was_connected = True
+        self._health_due = time.monotonic()
 
     def start(self) -> "FusionService":
         self._resume()
@@ -189,6 +197,7 @@ class FusionService:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._watch_link()
             try:
                 self.step()
             except Exception as exc:  # noqa: BLE001 - a bug or a database outage must not kill the worker
@@ -198,6 +207,27 @@ class FusionService:
                 if self._failing is not None:
                     log.info("fusion worker working again after: %s", self._failing)
                     self._failing = None
+
+    def _watch_link(self) -> None:
+        """Count and log the broker connection coming back; publish the server's health when due."""
+        event = getattr(self.link, "connected", None)
+        connected = event.is_set() if event is not None else True
+        if connected and not self._was_connected:
+            self.reconnects += 1
+            log.info("connected to the broker again (reconnect %d)", self.reconnects)
+        self._was_connected = connected
+        if time.monotonic() >= self._health_due:
+            self._health_due = time.monotonic() + self.config.health_s
+            self.publish_health(connected)
+
+    def publish_health(self, connected: bool = True) -> dict:
+        """Publish the server's health (:mod:`fusion.server.health`) now; returns it."""
+        backlog = {"unstored_messages": len(self._pending), "to_locate": self._handed - self._located,
+                   "unstored_rounds": len(self._rounds) + self._updates.qsize(), "open_windows": self.tracker.open_windows}
+        report = self.server_health.report(time.time_ns(), self.ingest.accepted, self.ingest.rejected, backlog, connected,
+                                           self.reconnects, self._failing, self._worker_key)
+        self.link.publish(topics.fusion_health(self.config.site), json.dumps(report, sort_keys=True).encode())
+        return report
 
     def _step_failed(self, exc: Exception) -> None:
         """Log a failing step once (a full disk or a database outage is retried, not logged 20 times a second)."""
@@ -268,7 +298,9 @@ class FusionService:
             self._take_pulses(pulses_batch)
         for received_ns, msg in from_nodes:
             if msg.topic.endswith("/health"):
-                self.ingest.health(received_ns, msg)
+                seen = self.ingest.health(received_ns, msg)
+                if seen is not None:
+                    self.server_health.saw_health(*seen, received_ns)
             elif msg.topic.endswith("/clip"):
                 self._store_clip(received_ns, msg)
             self._done.add(id(msg))
@@ -283,6 +315,7 @@ class FusionService:
         """Verify and commit a batch's pulses; hand them to the locator (through the cells with workers)."""
         accepted = self.ingest.process(batch)
         self._done.update(id(m) for _, m in batch)
+        self.server_health.saw_pulses(accepted)
         if self.partition is None:
             self._hand(accepted)
             return
