@@ -3,10 +3,10 @@
  *   p = y*y;  sta, mta           one-pole averages of p (short, mid term)
  *   ring[n] = y                  look-back for the onset search and the features
  *   ACTIVE and n == trig + W  -> finish the pulse (onset search, features), IDLE
- *   ACTIVE, re-armed, n >= trig + R, sta > on*lta and sta > jump*mta -> finish the pulse
- *       at n - 1 (a second shot inside the window), IDLE
+ *   ACTIVE, n >= trig + R, sta > on*lta, sta > jump*mta and sta > rise*top -> finish the
+ *       pulse at n - 1 - G (a louder pulse inside the window), IDLE
  *   IDLE, n >= warm-up, sta > on*lta and sta > jump*mta -> trigger: ACTIVE, trig = n
- *   ACTIVE and sta < mta      -> re-armed (the pulse has decayed below its mid-term mean)
+ *   ACTIVE and n < trig + R   -> top = the highest sta since the trigger
  *   every D samples: lta follows the step's mean p (rises slowly, falls faster), frozen
  *   when any sample of the step was ACTIVE; during warm-up lta is the running mean;
  *   a silent step (digital zeros) restarts the warm-up.
@@ -50,15 +50,16 @@ struct ew_detector {
     double z1[EW_HP_SECTIONS], z2[EW_HP_SECTIONS];
     ew_biquad_t band_low, band_high;
     double a_sta, a_mta, a_lta_up, a_lta_down;
-    double on_ratio, jump_ratio;           /* energy ratios */
+    double on_ratio, jump_ratio, rise_ratio; /* energy ratios */
     double onset_snr, onset_rel;           /* amplitude ratios */
     int64_t step_len, warm_steps, window, lookback, peak_search, gap, env_half, retrigger;
     /* running state */
     double sta, mta, lta, step_sum;
     int64_t step_count, warm_done, n;     /* n: samples processed so far */
-    int step_busy, state, rearmed;
+    int step_busy, state;
     int64_t trig, last_end;               /* last_end: where the previous pulse window closed */
     double trig_lta, trig_mta;
+    double sta_top;                       /* highest STA of the open pulse's first retrigger samples */
     /* ring buffer of y, length mask + 1 (a power of two) */
     double *ring;
     int64_t mask;
@@ -82,8 +83,10 @@ void ew_detector_params_default(ew_detector_params_t *p)
     p->onset_rel_db = -20.0;
     p->gap_ms = 1.0;
     p->envelope_ms = 0.5;
-    /* Off by default: the seed city's rifle lost a round to its crack/blast pairs with 5 ms. */
-    p->retrigger_ms = 0.0;
+    /* Only a clearly louder pulse splits a window: at 0 dB the seed city's rifle (crack/blast
+     * pairs) came out 5 rounds of fireworks, and with the old re-armed rule it lost a round. */
+    p->retrigger_ms = 5.0;
+    p->retrigger_db = 6.0;
 }
 
 static int64_t samples_of(double ms, double rate_hz)
@@ -118,6 +121,8 @@ int ew_detector_check(double rate_hz, const ew_detector_params_t *p, char *why, 
         msg = "envelope_ms must be >= 0 and at most window_ms";
     } else if (!(p->retrigger_ms >= 0.0 && p->retrigger_ms <= p->window_ms)) {
         msg = "retrigger_ms must be >= 0 and at most window_ms";
+    } else if (!(isfinite(p->retrigger_db))) {
+        msg = "retrigger_db must be a finite number";
     } else if (!(p->onset_rel_db <= 0.0 && isfinite(p->onset_snr_db))) {
         msg = "onset_rel_db must be <= 0 and onset_snr_db finite";
     }
@@ -178,6 +183,7 @@ ew_detector_t *ew_detector_new(double rate_hz, const ew_detector_params_t *param
     d->a_lta_down = one_pole(p.lta_fall_s * rate_hz / (double)d->step_len);
     d->on_ratio = pow(10.0, p.trigger_db / 10.0);
     d->jump_ratio = pow(10.0, p.jump_db / 10.0);
+    d->rise_ratio = pow(10.0, p.retrigger_db / 10.0);
     d->onset_snr = pow(10.0, p.onset_snr_db / 20.0);
     d->onset_rel = pow(10.0, p.onset_rel_db / 20.0);
     d->warm_steps = (samples_of(p.warmup_ms, rate_hz) + d->step_len - 1) / d->step_len;
@@ -387,10 +393,14 @@ static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
         d->last_end = n;
         d->state = EW_IDLE;
         emitted = 1;
-    } else if (d->state == EW_ACTIVE && d->rearmed && d->retrigger > 0 && n >= d->trig + d->retrigger && fires) {
-        /* a second shot inside the window: the first pulse ends where the second begins */
-        finish(d, n - 1, out);
-        d->last_end = n - 1;
+    } else if (d->state == EW_ACTIVE && d->retrigger > 0 && n >= d->trig + d->retrigger && fires
+               && d->sta > d->rise_ratio * d->sta_top) {
+        /* a louder pulse inside the window (the first was its precursor, or another shot):
+         * the first ends a gap before this trigger, so that the new onset search reaches
+         * back to the foot of its rise */
+        int64_t cut = n - 1 - d->gap > d->trig ? n - 1 - d->gap : d->trig;
+        finish(d, cut, out);
+        d->last_end = cut;
         d->state = EW_IDLE;
         emitted = 1;
     }
@@ -399,9 +409,9 @@ static int ew_decide(ew_detector_t *d, double p, ew_pulse_t *out)
         d->trig = n;
         d->trig_lta = d->lta;
         d->trig_mta = d->mta;
-        d->rearmed = 0;
-    } else if (d->state == EW_ACTIVE && d->sta < d->mta) {
-        d->rearmed = 1;
+        d->sta_top = d->sta;
+    } else if (d->state == EW_ACTIVE && n < d->trig + d->retrigger && d->sta > d->sta_top) {
+        d->sta_top = d->sta;
     }
     d->step_sum += p;
     d->step_busy |= d->state;

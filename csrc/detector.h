@@ -37,8 +37,10 @@ typedef struct {
     double onset_rel_db;    /* ... and at least this far relative to the first peak (<0) */
     double gap_ms;          /* quiet longer than this ends the backward onset search */
     double envelope_ms;     /* onset search on the mean energy over this long (centred) */
-    double retrigger_ms;    /* a new pulse may open this long after a trigger, inside the window,
-                             * once the energy has fallen below the mid-term average (0: never) */
+    double retrigger_ms;    /* a new pulse may open this long after a trigger, inside the window
+                             * (0: never), when it triggers and its STA is ... */
+    double retrigger_db;    /* ... this far above the highest STA of the pulse's first
+                             * retrigger_ms (louder: the first was a precursor or another shot) */
 } ew_detector_params_t;
 
 typedef struct {

@@ -7,13 +7,25 @@ Shared by tests/test_detect_pittsburgh.py (the must-show bounds) and bench/bench
 (``make bench``).  Reference pulses and the match rule are those of test_detect_pittsburgh:
 the commercial system's grouped pulses, found when a detected pulse is within 3 ms.
 
-What the figures measure: the reference times are given to the millisecond, and on the
+How the median is scored: the reference times are given to the millisecond, and on the
 sharpest, loudest pulses our onsets fall uniformly 0 to 1 ms after them, so they are cut
-(floored), not rounded, to the millisecond.  A detector that agrees exactly with the
-commercial picks then scores a median |dt| of 0.5 ms (0.25 ms if the times were rounded);
-``median_centred_ms`` (|dt - 0.5 ms|, the distance to the middle of the reference's
-millisecond) and ``spread_ms`` (median |dt - median dt|, no offset at all) are 0.25 ms for
-such a detector, whatever the convention.
+(floored), not rounded: a reference R says only that the commercial pick lies in
+[R, R + 1 ms).  Measured as |dt| from R (``median_raw_ms``, the old way), a detector that
+reproduced the commercial picks exactly would score 0.5 ms, so a bound of 0.5 ms would ask
+for nothing or for a bias.  ``median_ms`` (the new way, the figure the bounds use) is
+|dt - 0.5 ms|, the distance to the middle of the reference's millisecond: the expected pick
+given the floored time (uniform inside its millisecond), scored on both sides, so an exact
+copy of the commercial picks scores 0.25 ms and a constant offset still counts.  The
+distance to the interval itself (``median_interval_ms``, 0 anywhere inside it) is printed
+beside it but not bounded: it scores 0 for any pick inside the millisecond, however far
+from the true onset.  ``spread_ms`` (median |dt - median dt|) measures the scatter with no
+offset at all.
+
+What is chosen on the data (GRID): the trigger level and whether a louder pulse inside a
+pulse's window opens its own; the grid's values were set after looking at the misses of all
+three positions (of the 13 the defaults miss, 7 are the first round at the nearest, clipping
+sensor whose reference lies 3-4.5 ms before any sound in its audio, while the same sensor's
+later rounds agree with the other sensors' intervals; those stay missed).
 """
 from __future__ import annotations
 
@@ -31,8 +43,9 @@ from edge.utctime import parse_utc_ns
 MATCH_NS = 3_000_000
 WARMUP_NS = 100_000_000
 HALF_MS_NS = 500_000
+REF_RESOLUTION_NS = 1_000_000
 # The settings chosen on the Pittsburgh data, and the values tried for each.
-GRID = {"retrigger_ms": (0.0, 5.0)}
+GRID = {"trigger_db": (9.0, 10.0, 12.0), "retrigger_ms": (0.0, 5.0)}
 # Recall is chosen first; settings within this much of the best recall go to the median.
 RECALL_TIE = 0.002
 
@@ -91,11 +104,13 @@ def score(refs, times_ns) -> dict:
 
 
 def figures(result: dict) -> dict:
-    """recall, median |dt| (ms) and the convention-free measures of a score() result."""
+    """recall and the medians of a score() result (ms; see the module doc for which is which)."""
     e = np.asarray(result["errors_ns"], dtype=float)
     n = len(e) + len(result["missed"])
-    return dict(n=n, recall=len(e) / n, median_ms=float(np.median(np.abs(e))) / 1e6,
-                median_centred_ms=float(np.median(np.abs(e - HALF_MS_NS))) / 1e6,
+    outside = np.maximum(np.maximum(-e, e - REF_RESOLUTION_NS), 0.0)
+    return dict(n=n, recall=len(e) / n, median_ms=float(np.median(np.abs(e - HALF_MS_NS))) / 1e6,
+                median_raw_ms=float(np.median(np.abs(e))) / 1e6,
+                median_interval_ms=float(np.median(outside)) / 1e6,
                 spread_ms=float(np.median(np.abs(e - np.median(e)))) / 1e6)
 
 
@@ -143,14 +158,17 @@ def choose(evaluated: dict, positions) -> tuple:
 
 def leave_one_position_out(tests) -> dict:
     """Per held-out position: the setting chosen on the other two and its figures there;
-    'all': the setting chosen on all three and its (in-sample) figures."""
+    'held out': those three pooled; 'all': the setting chosen on all three and its (in-sample)
+    figures."""
     refs_by_fp = by_position(tests)
     evaluated = _evaluate(refs_by_fp, itertools.product(*GRID.values()))
     positions = sorted(refs_by_fp)
-    folds = {}
+    folds, held_out = {}, {}
     for held in positions:
         chosen = choose(evaluated, [fp for fp in positions if fp != held])
         folds[held] = dict(params=dict(zip(GRID, chosen)), **_pooled(evaluated[chosen], [held]))
+        held_out[held] = evaluated[chosen][held]
+    folds["held out"] = dict(params={}, **_pooled(held_out, positions))
     chosen = choose(evaluated, positions)
     folds["all"] = dict(params=dict(zip(GRID, chosen)), **_pooled(evaluated[chosen], positions))
     return folds

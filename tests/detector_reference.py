@@ -11,8 +11,9 @@ C code checks the C code's filters, recursions, state machine and onset search:
    constant ``lta_s`` and falling with ``lta_fall_s``; frozen when the step held an open
    pulse; a silent step (digital zeros) restarts the warm-up.
 4. Trigger at the first sample where STA > on*LTA and STA > jump*MTA, outside a pulse
-   window; the pulse closes W samples later, or, once STA has fallen below MTA and at
-   least ``retrigger_ms`` after the trigger, one sample before the next trigger.
+   window; the pulse closes W samples later, or, when at least ``retrigger_ms`` after the
+   trigger a sample passes the trigger test with STA above ``retrigger_db`` over the highest
+   STA of the pulse's first ``retrigger_ms``, G + 1 samples before that new trigger.
 5. Onset: peak of |y| from the look-back start to ``peak_search_ms`` after the trigger and
    at least to the top of the rise the trigger fired on (no further back than the previous
    pulse window), threshold max(onset_snr*background rms,
@@ -45,7 +46,7 @@ DEFAULTS = dict(
     highpass_hz=300.0, sta_ms=1.0, mta_ms=20.0, lta_s=2.0, lta_fall_s=0.5, lta_step_ms=5.0,
     warmup_ms=100.0, trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
     peak_search_ms=0.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
-    retrigger_ms=0.0,
+    retrigger_ms=5.0, retrigger_db=6.0,
 )
 
 
@@ -98,6 +99,7 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
     retrigger = _samples(p["retrigger_ms"], rate_hz)
     if p["retrigger_ms"] > 0:
         retrigger = max(retrigger, 1)
+    rise = 10 ** (p["retrigger_db"] / 10)
     pulses: list[dict] = []
     lta, warm, active, trig, trig_lta, trig_mta, last_end = 0.0, 0, False, 0, 0.0, 0.0, -1
     for k in range(-(-n_total // step)):
@@ -106,13 +108,14 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
         while True:
             if active:
                 end = trig + window
-                second = _second_trigger(trig, (max(n, trig + 1), min(end, s1)), retrigger, on * lta, sta, mta,
+                second = _second_trigger(trig, (max(n, trig + 1), min(end, s1)), (retrigger, rise), on * lta, sta,
                                          jump_mta)
                 if second is not None:
-                    # a second shot inside the window: this pulse ends where it begins
+                    # a louder pulse inside the window: this one ends a gap before it
                     busy = True
-                    pulses.append(_finish(trig, second - 1, trig_lta, trig_mta, last_end, **shape))
-                    active, last_end = False, second - 1
+                    cut = max(second - 1 - shape["gap"], trig)
+                    pulses.append(_finish(trig, cut, trig_lta, trig_mta, last_end, **shape))
+                    active, last_end = False, cut
                     active, trig, trig_lta, trig_mta = True, second, lta, float(mta[second])
                     n = second + 1
                     continue
@@ -143,18 +146,18 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
     return pulses
 
 
-def _second_trigger(trig, span, retrigger, on_lta, sta, mta, jump_mta):  # noqa: PLR0913
-    """First sample in span = [start, stop) where a new pulse opens inside the window of the
-    one triggered at trig: re-armed (STA fell below MTA at a sample after trig and before
-    it), at least ``retrigger`` after trig, and the trigger test passes; None if none."""
-    start, stop = span
-    if retrigger <= 0 or stop <= max(start, trig + retrigger):
+def _second_trigger(trig, span, retrigger, on_lta, sta, jump_mta):
+    """First sample in span = [start, stop) where a louder pulse opens inside the window of
+    the one triggered at trig: at least ``retrigger[0]`` after trig, the trigger test passes
+    and STA is above ``retrigger[1]`` times the highest STA of the pulse's first
+    ``retrigger[0]`` samples; None if none."""
+    (start, stop), (hold, rise) = span, retrigger
+    frm = max(start, trig + hold)
+    if hold <= 0 or stop <= frm:
         return None
-    armed = np.flatnonzero(sta[trig + 1 : stop] < mta[trig + 1 : stop])
-    if not len(armed):
-        return None
-    frm = max(start, trig + retrigger, trig + 2 + int(armed[0]))
-    hits = np.flatnonzero((sta[frm:stop] > on_lta) & (sta[frm:stop] > jump_mta[frm:stop]))
+    top = float(np.max(sta[trig : trig + hold]))
+    win = sta[frm:stop]
+    hits = np.flatnonzero((win > on_lta) & (win > jump_mta[frm:stop]) & (win > rise * top))
     return frm + int(hits[0]) if len(hits) else None
 
 

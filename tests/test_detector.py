@@ -228,17 +228,26 @@ def test_parameters_are_validated_with_clear_errors():
         det.process(np.zeros(10, np.int32))
 
 
-def test_a_second_shot_inside_the_window_gets_its_own_pulse():
-    """Two shots 9 ms apart (inside the 15 ms window): once the first has decayed below its
-    mid-term mean, the second opens its own pulse with retrigger_ms=5; the default (0) keeps the
-    one-window rule."""
-    rate_hz = 12000
+def _two_blasts(rate_hz, amplitudes, gap_s=0.009):
     x = gunshot_clip(rate_hz, 1.0, (), seed=15)
-    for t_s in (0.5, 0.509):
-        i = int(t_s * rate_hz)
-        blast = friedlander(rate_hz, positive_ms=0.5, amplitude=0.4)
+    for k, amplitude in enumerate(amplitudes):
+        i = int((0.5 + k * gap_s) * rate_hz)
+        blast = friedlander(rate_hz, positive_ms=0.5, amplitude=amplitude)
         x[i : i + len(blast)] += blast
-    pulses = run_c(x, rate_hz, retrigger_ms=5.0)
+    return x
+
+
+def test_a_louder_pulse_inside_the_window_gets_its_own_pulse():
+    """A weak pulse, then 9 ms later (inside the 15 ms window) a shot 12 dB louder: by default
+    (retrigger_ms 5, retrigger_db 6) the louder one opens its own pulse, timed on its own
+    leading edge; retrigger_ms=0 keeps the one-window rule, and a second pulse no louder than
+    the first (an echo, a crack's blast) does not split the window."""
+    rate_hz = 12000
+    x = _two_blasts(rate_hz, (0.1, 0.4))
+    pulses = run_c(x, rate_hz)
     assert [round(p.sample / rate_hz, 4) for p in pulses] == pytest.approx([0.5, 0.509], abs=2 / rate_hz)
-    assert_agree(pulses, ref.detect(x, rate_hz, retrigger_ms=5.0))
-    assert len(run_c(x, rate_hz)) == 1
+    assert_agree(pulses, ref.detect(x, rate_hz))
+    assert len(run_c(x, rate_hz, retrigger_ms=0.0)) == 1
+    same = _two_blasts(rate_hz, (0.4, 0.4))
+    assert len(run_c(same, rate_hz)) == 1
+    assert_agree(run_c(same, rate_hz, retrigger_db=0.0), ref.detect(same, rate_hz, retrigger_db=0.0))
