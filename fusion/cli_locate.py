@@ -61,10 +61,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-disorder-s", type=float, default=DEFAULT_MAX_DISORDER_S, metavar="S",
                         help="how far before the latest pulse read another may come, seconds (default "
                              f"{DEFAULT_MAX_DISORDER_S:g}); 'inf' reads the whole input before locating")
-    parser.add_argument("--complete-bursts", action="store_true",
+    parser.add_argument("--complete-bursts", action=argparse.BooleanOptionalAction, default=True,
                         help="search each located shot's place for the rest of its burst (rounds few sensors "
-                             "heard, arrivals that interleave); off by default: it can count a burst's echo "
-                             "sets as rounds")
+                             "heard, arrivals that interleave), telling echo sets from rounds by their levels "
+                             "(default: on)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress on stderr (default: when stderr is a terminal)")
 

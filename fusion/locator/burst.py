@@ -43,6 +43,7 @@ from scipy.spatial import cKDTree
 
 from earwitness.units import MAD_TO_SIGMA
 from fusion.locator.associate import Shot
+from fusion.locator.echosets import is_echo_set
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.picks import Picks
 
@@ -205,7 +206,8 @@ def _duration(picks: Picks, rows) -> float:
     return float(np.ptp(picks.t_s[rows])) if len(rows) else 0.0
 
 
-def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry: Geometry, need: int) -> list[Shot]:
+def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry: Geometry, need: int,
+                    levels: tuple[np.ndarray, np.ndarray] | None = None) -> list[Shot]:
     """Rounds of the shots' bursts that association missed: searched at each shot's place.
 
     ``rows`` are the stretch's pulses (rows of ``picks``) a round may take; pulses already in
@@ -213,7 +215,10 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
     its own) joins its anchor's place: its ``place`` is set to the anchor's (and the anchor's
     too), so the final fit shares their position; a round that ``need`` or more sensors hear is
     fitted on its own, as association's shots are (the pops of a firecracker string, a shooter
-    on the move, are not quite one place). Returns the new rounds.
+    on the move, are not quite one place). A set of arrivals at the place that is the echo of
+    an earlier round there (:func:`fusion.locator.echosets.is_echo_set`, from ``levels``: per
+    row of ``picks`` the received level in dB and whether it is clipped) is no round: its pulses
+    are explained and left out. Returns the new rounds.
     """
     used = np.zeros(len(picks), dtype=bool)
     for s in shots:
@@ -237,8 +242,16 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
         found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
         if not found:
             continue
-        for t0, members, _ in found:
+        here = [s for s in shots if np.hypot(*(s.position[:2] - position[:2])) <= DISTINCT_PLACES_M]
+        heard = [_level_set(picks, s.pulses, s.t0_s, levels) for s in here]
+        for t0, members, _ in sorted(found, key=lambda f: f[0]):
             chosen = pool[members]
+            if levels is not None:
+                candidate = _level_set(picks, chosen, t0, levels)
+                used[chosen] = True
+                if is_echo_set(candidate, heard):
+                    continue
+                heard.append(candidate)
             place = None
             if len(np.unique(picks.sensor[chosen])) < need:
                 place = anchor.place if anchor.place is not None else id(anchor)
@@ -247,6 +260,18 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
             used[chosen] = True
             taken.append(t0)
     return new
+
+
+def _level_set(picks: Picks, rows: np.ndarray, t0_s: float, levels) -> dict:
+    """A set of arrivals as :func:`fusion.locator.echosets.is_echo_set` reads it: its t0 and per
+    sensor (level dB, clipped) of its first pulse there."""
+    if levels is None:
+        return {"t0_s": t0_s, "levels": {}}
+    level_db, clipped = levels
+    out: dict = {}
+    for r in rows[np.argsort(picks.t_s[rows], kind="stable")]:
+        out.setdefault(int(picks.sensor[r]), (float(level_db[r]), float(clipped[r])))
+    return {"t0_s": t0_s, "levels": out}
 
 
 def _scatter(residuals_s: np.ndarray) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 from earwitness.units import NS_PER_S
 from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
 from fusion.locator.burst import complete_bursts, few_sensor_burst, located, place_dof, places_of, single_exact_shot
+from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -72,7 +73,6 @@ OUTLIER_FLOOR_S = 5e-4
 ECHO_SNR_DROP_DB = 6.0
 # ... unless their peak is within this of the sensor's highest, where that is not clipped.
 ECHO_PEAK_DROP_DB = 3.0
-CLIPPED_DBFS = -3.0
 # Two shots emitted closer in time than this and nearer than IMAGE_RANGE_M are one shot and
 # its image in a reflecting wall (a specular echo looks like a source behind the wall firing
 # at the same instant): the one fewer sensors agree on is dropped. Rounds of one gun come at
@@ -175,7 +175,7 @@ def _incident_id(t_ns: int) -> str:
 
 def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",
            ground_z_m: float | None = None, incident_radius_m: float | None = None,
-           complete_bursts: bool = False) -> list[dict]:
+           complete_bursts: bool = True) -> list[dict]:
     """Associate, locate, count and order shots among unassociated pulses.
 
     Parameters
@@ -199,10 +199,9 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         Shots close in time are one incident only where they lie within this of each other
         (single linkage); default: time alone decides (one scene, as in a test range).
     complete_bursts : bool
-        Add the rounds of a burst that association missed (:func:`fusion.locator.burst.complete_bursts`):
-        on the Pittsburgh audio rounds located 0.47 -> 0.86. Off by default: it also completes a
-        burst's echo sets as rounds (the seed city's 5-round house burst came out 10 in the live
-        tracker; a rifle's 3 rounds with cracks came out 6, classed fireworks).
+        Add the rounds of a burst that association missed (:func:`fusion.locator.burst.complete_bursts`),
+        telling a burst's echo sets from its rounds by their levels (:mod:`fusion.locator.echosets`):
+        on the Pittsburgh audio rounds located 0.47 -> 0.89. On by default.
 
     Returns
     -------
@@ -243,7 +242,7 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
 
 def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
                   mode: str = "2d", ground_z_m: float | None = None,
-                  incident_radius_m: float | None = None, complete_bursts: bool = False) -> list[dict]:
+                  incident_radius_m: float | None = None, complete_bursts: bool = True) -> list[dict]:
     """:func:`locate` on already validated :class:`fusion.locator.pulses.Pulses`."""
     need = min_sensors(mode)
     if temperature_c is not None and not (math.isfinite(temperature_c) and
@@ -323,7 +322,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
         if len(seg) >= DENSE_PULSES or not complete:
             return shots
-        return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode))
+        levels = received_levels(pulses.spl_db, pulses.peak_dbfs)
+        return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))

@@ -214,7 +214,6 @@ class Windows:
         sees the shots they echo (left out, their echoes would look like shots of their own)."""
         kept, far, continued = [], set(), False
         try:
-            # No burst completion (locate's default): echo sets of a house front completed as rounds.
             for inc in locate(locator_input(pulses), self.reach.sensors, self.fix.temperature_c, mode=self.fix.mode,
                               incident_radius_m=self.reach.anchor_range_m):
                 used, _ = attribute(inc, pulses, self.reach.sensors, incident_c_m_s(inc))
