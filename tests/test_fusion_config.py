@@ -8,12 +8,13 @@ from fusion.server.registry import RegistryError, load_registry, write_registry
 from simulator.broker import free_port
 
 KEY = "ab" * 32
+KEY_2 = "cd" * 32   # a key belongs to one node only
 
 
 @pytest.fixture
 def registry(tmp_path):
     return write_registry(tmp_path / "nodes.toml", {"n1": (KEY, {"x": 0.0, "y": 0.0, "z": 1.0}),
-                                                    "n2": (KEY, {"x": 300.0, "y": 400.0, "z": 1.0})})
+                                                    "n2": (KEY_2, {"x": 300.0, "y": 400.0, "z": 1.0})})
 
 
 @pytest.mark.parametrize("text, message", [
