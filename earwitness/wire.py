@@ -5,22 +5,29 @@ else defines it.  A message is a fixed-layout body followed by the node's Ed2551
 signature of that body (PyNaCl / libsodium)::
 
     offset size  field
-    0      1     version            WIRE_VERSION (1)
+    0      1     version            WIRE_VERSION (2)
     1      1     timing             code of the timing source (TIMING_CODES)
     2      8     node_id            node_id(name): first 8 bytes of SHA-256 of the node name
-    10     4     seq                per-node sequence number, never reused
-    14     8     t_ns               arrival time, ns since the Unix epoch, UTC
-    22     4     t_unc_ns           its uncertainty, saturating at 2**32 - 1 (about 4.3 s)
-    26     18    features           quantised, see FEATURES (absent = the field's sentinel)
-    44     64    signature          Ed25519 over bytes 0..43
+    10     4     epoch              the node's sequence epoch (see below); 0 = none
+    14     4     seq                per-node sequence number within its epoch, never reused
+    18     8     t_ns               arrival time, ns since the Unix epoch, UTC
+    26     4     t_unc_ns           its uncertainty, saturating at 2**32 - 1 (about 4.3 s)
+    30     18    features           quantised, see FEATURES (absent = the field's sentinel)
+    48     64    signature          Ed25519 over bytes 0..47
 
-All integers are big-endian.  108 bytes in all (MESSAGE_LEN), within the 128 the design
+All integers are big-endian.  112 bytes in all (MESSAGE_LEN), within the 128 the design
 allows.  The node id is a hash of the node's name so that the receiver finds the key in its
 registry with one lookup and can check it against the name in the topic; 64 bits make a
 collision among even a million nodes vanishingly unlikely.
 
-Replays are not a property of one message: the receiver de-duplicates by (node, sequence)
-with :class:`ReplayGuard`.
+The epoch makes replay protection independent of the node's disk: a node numbers its pulses
+from 1 in an epoch it picks when its outbox is created (:func:`new_epoch`: whole seconds
+since EPOCH_ORIGIN_S), so a re-flashed node (its key, an empty data folder) starts a new
+epoch and its new pulses are new, while a replayed message is a repeat of a
+(node, epoch, seq) already received and a forged one fails the signature.  The receiver
+de-duplicates by (node, :attr:`PulseMessage.stream_seq`) = (node, epoch * 2**32 + seq).
+
+Version 1 (108 bytes: the same without ``epoch``) is still decoded, as epoch 0.
 """
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ from typing import Mapping
 import nacl.exceptions
 import nacl.signing
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
+WIRE_VERSION_NO_EPOCH = 1
 SIGNATURE_LEN = 64
 NODE_ID_LEN = 8
 MAX_MESSAGE_LEN = 128
@@ -59,14 +67,22 @@ FEATURES: tuple[tuple[str, str, float], ...] = (
 _ABSENT = {"h": -(2**15), "H": 2**16 - 1}
 _RANGE = {"h": (-(2**15) + 1, 2**15 - 1), "H": (0, 2**16 - 2)}
 
-_HEADER = struct.Struct(">BBQIQI")
-_BODY = struct.Struct(">BBQIQI" + "".join(code for _, code, _ in FEATURES))
+_HEADER = struct.Struct(">BBQ")
+_FEATURE_CODES = "".join(code for _, code, _ in FEATURES)
+_BODY = struct.Struct(">BBQIIQI" + _FEATURE_CODES)
+_BODY_V1 = struct.Struct(">BBQIQI" + _FEATURE_CODES)
 BODY_LEN = _BODY.size
 MESSAGE_LEN = BODY_LEN + SIGNATURE_LEN
+MESSAGE_LEN_V1 = _BODY_V1.size + SIGNATURE_LEN
 assert MESSAGE_LEN <= MAX_MESSAGE_LEN
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
+# Epochs count whole seconds from 2025-01-01T00:00:00Z and stay below 2**31, so that
+# stream_seq = epoch * 2**32 + seq fits a signed 64-bit integer (a database BIGINT) until 2093.
+EPOCH_ORIGIN_S = 1_735_689_600
+EPOCH_MAX = 2**31 - 1
+SEQ_SPAN = 2**32
 
 
 class WireError(ValueError):
@@ -74,6 +90,7 @@ class WireError(ValueError):
 
     Reasons: ``length``, ``version``, ``field`` (a value no encoder writes),
     ``unknown-node``, ``topic`` (node id differs from the topic's node), ``signature``,
+    ``retired-key`` (signed by a replaced key, for a time after its replacement),
     ``replay`` (from :class:`ReplayGuard`).
     """
 
@@ -97,6 +114,29 @@ class PulseMessage:
     t_unc_ns: int
     timing: str
     features: dict[str, float] = dataclasses.field(default_factory=dict)
+    epoch: int = 0
+
+    @property
+    def stream_seq(self) -> int:
+        """The message's place in its node's stream across epochs: epoch * 2**32 + seq (unique per node)."""
+        return self.epoch * SEQ_SPAN + self.seq
+
+
+def new_epoch(now_ns: int) -> int:
+    """The epoch a node starting a new sequence at ``now_ns`` takes: seconds since EPOCH_ORIGIN_S.
+
+    A clock before the origin (a board without a real-time clock, before its first fix)
+    still gets a non-zero epoch; it is unique as long as the node does not restart twice
+    in the same second with an empty disk.
+    """
+    return min(EPOCH_MAX, max(1, now_ns // 1_000_000_000 - EPOCH_ORIGIN_S))
+
+
+def epoch_utc(epoch: int) -> str:
+    """An epoch as the UTC time it was started, ISO 8601 (for log lines)."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(EPOCH_ORIGIN_S + epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def node_id(name: str) -> int:
@@ -117,13 +157,15 @@ def encode_body(msg: PulseMessage) -> bytes:
         raise ValueError(f"unknown timing source {msg.timing!r}; one of {sorted(TIMING_CODES)}")
     if not 0 <= msg.node_id <= U64_MAX or not 0 <= msg.seq <= U32_MAX or not 0 <= msg.t_ns <= U64_MAX:
         raise ValueError("node_id, seq or t_ns out of range")
+    if not 0 <= msg.epoch <= EPOCH_MAX:
+        raise ValueError(f"epoch out of range (0..{EPOCH_MAX})")
     if msg.t_unc_ns < 0:
         raise ValueError("t_unc_ns must be >= 0")
     unknown = set(msg.features) - {name for name, _, _ in FEATURES}
     if unknown:
         raise ValueError(f"features not in the wire format: {sorted(unknown)}")
     raw = [_quantise(name, code, scale, msg.features.get(name)) for name, code, scale in FEATURES]
-    return _BODY.pack(WIRE_VERSION, TIMING_CODES[msg.timing], msg.node_id, msg.seq, msg.t_ns,
+    return _BODY.pack(WIRE_VERSION, TIMING_CODES[msg.timing], msg.node_id, msg.epoch, msg.seq, msg.t_ns,
                       min(int(msg.t_unc_ns), U32_MAX), *raw)
 
 
@@ -146,6 +188,9 @@ def encode(msg: PulseMessage, signing_key: nacl.signing.SigningKey) -> bytes:
     return body + signing_key.sign(body).signature
 
 
+_LENGTHS = {WIRE_VERSION: MESSAGE_LEN, WIRE_VERSION_NO_EPOCH: MESSAGE_LEN_V1}
+
+
 def peek_node_id(data: bytes) -> int:
     """The node id a message claims, unverified (to route or to report a rejection)."""
     if len(data) < _HEADER.size:
@@ -155,12 +200,18 @@ def peek_node_id(data: bytes) -> int:
 
 
 def _parse(body: bytes) -> PulseMessage:
-    version, timing, nid, seq, t_ns, t_unc_ns, *raw = _BODY.unpack(body)
+    if body[0] == WIRE_VERSION_NO_EPOCH:
+        version, timing, nid, seq, t_ns, t_unc_ns, *raw = _BODY_V1.unpack(body)
+        epoch = 0
+    else:
+        version, timing, nid, epoch, seq, t_ns, t_unc_ns, *raw = _BODY.unpack(body)
     if timing not in TIMING_LABELS:
         raise WireError("field", f"unknown timing code {timing}")
+    if epoch > EPOCH_MAX:
+        raise WireError("field", f"epoch {epoch} beyond {EPOCH_MAX}")
     features = {name: round(value * scale, 6)
                 for (name, code, scale), value in zip(FEATURES, raw) if value != _ABSENT[code]}
-    return PulseMessage(nid, seq, t_ns, t_unc_ns, TIMING_LABELS[timing], features)
+    return PulseMessage(nid, seq, t_ns, t_unc_ns, TIMING_LABELS[timing], features, epoch)
 
 
 def decode(data: bytes, keys: "Keyring | Mapping[int, nacl.signing.VerifyKey]", *,
@@ -191,44 +242,87 @@ def decode(data: bytes, keys: "Keyring | Mapping[int, nacl.signing.VerifyKey]", 
     data = bytes(data)
     if len(data) < 1:
         raise WireError("length", "empty message")
-    if data[0] != WIRE_VERSION:
-        raise WireError("version", f"version {data[0]}, this decoder reads {WIRE_VERSION}")
-    if len(data) != MESSAGE_LEN:
-        raise WireError("length", f"{len(data)} bytes, version {WIRE_VERSION} has {MESSAGE_LEN}")
+    expected = _LENGTHS.get(data[0])
+    if expected is None:
+        raise WireError("version", f"version {data[0]}, this decoder reads {sorted(_LENGTHS)}")
+    if len(data) != expected:
+        raise WireError("length", f"{len(data)} bytes, version {data[0]} has {expected}")
     nid = peek_node_id(data)
     if topic_node is not None and node_id(topic_node) != nid:
         raise WireError("topic", f"node id {nid:016x} is not that of topic node {topic_node!r}")
     verify_key = keys.get(nid)
     if verify_key is None:
         raise WireError("unknown-node", f"no key for node id {nid:016x}")
-    body, signature = data[:BODY_LEN], data[BODY_LEN:]
+    body, signature = data[:-SIGNATURE_LEN], data[-SIGNATURE_LEN:]
+    if _verifies(verify_key, body, signature):
+        return _parse(body)
+    retired = keys.retired(nid) if isinstance(keys, Keyring) else []
+    for old_key, until_ns in retired:
+        if _verifies(old_key, body, signature):
+            msg = _parse(body)
+            if msg.t_ns >= until_ns:
+                raise WireError("retired-key", f"node id {nid:016x}: signed with a key retired before t_ns {msg.t_ns}")
+            return msg
+    raise WireError("signature", f"signature does not verify for node id {nid:016x}")
+
+
+def _verifies(key: nacl.signing.VerifyKey, body: bytes, signature: bytes) -> bool:
     try:
-        verify_key.verify(body, signature)
+        key.verify(body, signature)
     except nacl.exceptions.BadSignatureError:
-        raise WireError("signature", f"signature does not verify for node id {nid:016x}") from None
-    return _parse(body)
+        return False
+    return True
+
+
+def _verify_key(key: "nacl.signing.VerifyKey | bytes | str") -> nacl.signing.VerifyKey:
+    if isinstance(key, str):
+        key = bytes.fromhex(key)
+    if isinstance(key, bytes):
+        key = nacl.signing.VerifyKey(key)
+    return key
 
 
 class Keyring:
-    """Public keys of known nodes, found by wire node id; a ``Mapping``-like ``get``."""
+    """Public keys of known nodes, found by wire node id; a ``Mapping``-like ``get``.
+
+    A node's key can be replaced (a new node in its place): :meth:`retire` keeps the old key
+    for the messages it signed before a time, so that stored pulses still verify while new
+    ones signed with it are refused.  A key belongs to one node only: a second node with
+    the same key could sign as the first.
+    """
 
     def __init__(self, nodes: Mapping[str, "nacl.signing.VerifyKey | bytes | str"] | None = None):
         self._keys: dict[int, nacl.signing.VerifyKey] = {}
         self._names: dict[int, str] = {}
+        self._retired: dict[int, list[tuple[nacl.signing.VerifyKey, int]]] = {}
+        self._owners: dict[bytes, str] = {}   # raw public key -> node name
         for name, key in (nodes or {}).items():
             self.add(name, key)
 
+    def _claim(self, name: str, key: nacl.signing.VerifyKey) -> None:
+        owner = self._owners.setdefault(bytes(key), name)
+        if owner != name:
+            raise ValueError(f"node {name!r} has the public key of node {owner!r} (one could sign as the other)")
+
     def add(self, name: str, key: "nacl.signing.VerifyKey | bytes | str") -> int:
         """Register node ``name`` with its public key (VerifyKey, 32 raw bytes or 64 hex chars)."""
-        if isinstance(key, str):
-            key = bytes.fromhex(key)
-        if isinstance(key, bytes):
-            key = nacl.signing.VerifyKey(key)
+        key = _verify_key(key)
         nid = node_id(name)
         if nid in self._names and self._names[nid] != name:
             raise ValueError(f"node ids of {name!r} and {self._names[nid]!r} collide")
+        self._claim(name, key)
         self._keys[nid], self._names[nid] = key, name
         return nid
+
+    def retire(self, name: str, key: "nacl.signing.VerifyKey | bytes | str", until_ns: int) -> None:
+        """Accept ``key``, a former key of node ``name``, for messages with ``t_ns < until_ns`` only."""
+        key = _verify_key(key)
+        self._claim(name, key)
+        self._retired.setdefault(node_id(name), []).append((key, int(until_ns)))
+
+    def retired(self, nid: int) -> list[tuple[nacl.signing.VerifyKey, int]]:
+        """The retired keys of node ``nid`` with the time (t_ns) from which each is refused."""
+        return self._retired.get(nid, [])
 
     def get(self, nid: int, default: nacl.signing.VerifyKey | None = None) -> nacl.signing.VerifyKey | None:
         return self._keys.get(nid, default)
@@ -242,7 +336,7 @@ class Keyring:
 
 
 class ReplayGuard:
-    """Receiver-side de-duplication by (node, sequence) with bounded memory.
+    """Receiver-side de-duplication by (node, stream sequence: epoch and seq) with bounded memory.
 
     Remembers, per node, the highest sequence number accepted and which of the ``window``
     numbers below it were seen.  A node's outbox replays in order, so anything older than
@@ -280,7 +374,7 @@ class ReplayGuard:
     def accept(self, msg: PulseMessage) -> bool:
         """True the first time (msg.node_id, msg.seq) is offered, False after."""
         try:
-            self.check(msg.node_id, msg.seq)
+            self.check(msg.node_id, msg.stream_seq)
         except WireError:
             return False
         return True

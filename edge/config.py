@@ -279,6 +279,8 @@ def load(path: str | pathlib.Path) -> Config:
             raw = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     return from_dict(raw, path)
 
 

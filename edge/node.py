@@ -388,10 +388,10 @@ class Node:
         features = {"peak_dbfs": pulse.peak_dbfs, "snr_db": pulse.snr_db}
         names = {name for name, _, _ in wire.FEATURES}
         features.update({k: v for k, v in pulse.features.items() if k in names})
-        nid = self.node_id
+        nid, epoch = self.node_id, self.outbox.epoch
 
         def encode(seq: int) -> bytes:
-            return wire.encode(wire.PulseMessage(nid, seq, t_ns, t_unc_ns, timing, features), self.key)
+            return wire.encode(wire.PulseMessage(nid, seq, t_ns, t_unc_ns, timing, features, epoch), self.key)
 
         self.outbox.append(encode)
         self.publisher.notify()

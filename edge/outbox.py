@@ -8,14 +8,24 @@ even after the rows are deleted, so (node, seq) stays unique across restarts.
 The disk budget is enforced on the pages SQLite actually uses; when a new pulse would
 exceed it, the oldest pulses are evicted (the newest evidence is the most useful to a live
 system) and counted, and the count survives restarts.
+
+The outbox also keeps the node's sequence epoch (:func:`earwitness.wire.new_epoch`), picked
+when the database is created: a node whose data folder is lost (a new SD card, a re-flash)
+numbers from 1 again in a new epoch, which the server takes as new pulses, not replays.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import sqlite3
 import threading
+import time
 from typing import Callable, cast
+
+from earwitness import wire
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 # Fraction of the stored pulses evicted at once when over budget, so that eviction
@@ -59,15 +69,31 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise ValueError(f"outbox {self.path}: {exc}") from None
+        self.epoch = self._epoch()
         self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
         # Kept in memory so that depth() is O(1): count(*) scans the table.
         self._depth = self._db.execute("SELECT count(*) FROM pulse").fetchone()[0]
+
+    def _epoch(self) -> int:
+        """The stored epoch; a new one for a new outbox, 0 for one made before epochs (its numbers go on)."""
+        row = self._db.execute("SELECT value FROM counter WHERE name = 'epoch'").fetchone()
+        if row is not None:
+            return int(row[0])
+        fresh = self._db.execute("SELECT count(*) FROM sqlite_sequence WHERE name = 'pulse'").fetchone()[0] == 0
+        epoch = wire.new_epoch(time.time_ns()) if fresh else 0
+        self._db.execute("INSERT INTO counter VALUES ('epoch', ?)", (epoch,))
+        if fresh:
+            log.warning("new outbox %s: sequence epoch %d (%s), pulses numbered from 1; a re-flashed node or a "
+                        "lost data folder starts here, and the server accepts it as such", self.path, epoch,
+                        wire.epoch_utc(epoch))
+        return epoch
 
     def append(self, encode: Callable[[int], bytes]) -> int:
         """Store one pulse and return its sequence number.
 
         ``encode(seq)`` builds the signed message for the sequence number the outbox
-        assigns; number and message are committed together or not at all.
+        assigns (in the epoch :attr:`epoch`); number and message are committed together or
+        not at all.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

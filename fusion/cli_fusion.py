@@ -85,6 +85,8 @@ def _read(path: pathlib.Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     unknown = set(data) - set(SCHEMA)
     if unknown:
         raise UserError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")

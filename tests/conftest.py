@@ -44,3 +44,14 @@ def pytest_collection_modifyitems(config, items):
                 if "mosquitto" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None]
     if unmarked:
         raise pytest.UsageError("tests that use the mosquitto fixture must be marked integration: " + ", ".join(unmarked))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The number of cases each fuzz test ran (tests/fuzzing.py), when any ran."""
+    from fuzzing import COUNTS
+
+    if COUNTS:
+        terminalreporter.section("fuzz cases")
+        for name, count in sorted(COUNTS.items()):
+            terminalreporter.write_line(f"{name}: {count}")
+        terminalreporter.write_line(f"total: {sum(COUNTS.values())}")

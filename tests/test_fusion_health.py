@@ -27,7 +27,7 @@ def test_a_registry_giving_two_nodes_one_key_is_refused(tmp_path, capsys):
     config.write_text(f'site = "s"\nbroker = "mqtt://127.0.0.1:1"\nregistry = "{registry}"\n')
     assert main(["fusion", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "public_key is node 'n1''s too" in err[0], err
+    assert len(err) == 1 and "has the public key of node 'n1'" in err[0], err
 
 
 @pytest.mark.integration

@@ -185,3 +185,47 @@ def test_tls_with_the_production_broker_config(tmp_path):
         link.stop()
     finally:
         broker.stop()
+
+
+TAKEOVER_LINES = 4          # waited for in both logs together: two rounds of the fight
+TAKEOVER_LINES_MAX = 8      # each server's at most, against ~24,000 warnings in 25 s before the back-off
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_second_server_on_the_same_identity_is_noticed_and_backed_off(mosquitto, tmp_path):
+    """Two real `earwitness fusion` processes with one configuration (one MQTT client id): each
+    takeover is one ERROR line that says why, and each backs off longer, instead of a flood."""
+    import signal
+    import subprocess
+    import sys
+
+    from fusion.server.registry import write_registry
+
+    write_registry(tmp_path / "nodes.toml", {"n1": ("ab" * 32, {"x": 0.0, "y": 0.0, "z": 0.0})})
+    (tmp_path / "fusion.toml").write_text(f'site = "twin"\nbroker = "{mosquitto.url}"\nregistry = "nodes.toml"\n'
+                                          'database = "fusion.db"\nclient_id = "fusion-twin"\n')
+    logs = [tmp_path / f"fusion-{k}.log" for k in range(2)]
+    procs = []
+    try:
+        for log in logs:
+            procs.append(subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", "fusion.toml"],
+                                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(log, "wb")))
+            assert wait_until(lambda log=log: "running" in log.read_text(), WAIT_S), log.read_text()
+
+        def takeovers() -> list[int]:
+            return [log.read_text().count("taken over") for log in logs]
+
+        assert wait_until(lambda: sum(takeovers()) >= TAKEOVER_LINES, 60.0), takeovers()
+        assert all(p.poll() is None for p in procs)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=30) for p in procs]
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0], texts
+    for text in texts:
+        lines = [line for line in text.splitlines() if "taken over" in line]
+        assert 1 <= len(lines) <= TAKEOVER_LINES_MAX, text
+        assert all("ERROR" in line and "second server" in line and "backing off" in line for line in lines)
+        assert text.count("WARNING") <= TAKEOVER_LINES_MAX, text

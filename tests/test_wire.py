@@ -75,7 +75,7 @@ def test_rejections_carry_their_reason(key, ring):
     assert reason(b"", ring) == "length"
     assert reason(good[:-1], ring) == "length"
     assert reason(good + b"\0", ring) == "length"
-    assert reason(bytes([2]) + good[1:], ring) == "version"
+    assert reason(bytes([wire.WIRE_VERSION + 1]) + good[1:], ring) == "version"
     # Forged: right layout, signed by a key that is not the node's.
     forger = nacl.signing.SigningKey(bytes(32))
     assert reason(wire.encode(message(), forger), ring) == "signature"
@@ -106,6 +106,38 @@ def test_replay_is_refused_by_node_and_sequence(key, ring):
     with pytest.raises(WireError, match="older than the window"):
         guard.check(msg.node_id, 6)
     guard.check(wire.node_id("other"), 5)  # another node's seq 5 is its own
+
+
+def _v1_message(key, seq: int) -> bytes:
+    """A version 1 message (no epoch) as nodes before version 2 signed it."""
+    body = bytearray(wire.encode_body(message(seq=seq)))
+    del body[10:14]                      # the epoch field
+    body[0] = wire.WIRE_VERSION_NO_EPOCH
+    return bytes(body) + key.sign(bytes(body)).signature
+
+
+def test_epoch_round_trip_and_version_1_still_read(key, ring):
+    epoch = wire.new_epoch(1_764_668_400 * 10**9)          # 2025-12-02T09:40:00Z
+    assert epoch == 1_764_668_400 - wire.EPOCH_ORIGIN_S and wire.epoch_utc(epoch) == "2025-12-02T09:40:00Z"
+    assert wire.new_epoch(0) == 1                          # a clock before the origin: still an epoch
+    got = wire.decode(wire.encode(message(seq=1, epoch=epoch), key), ring)
+    assert (got.epoch, got.seq, got.stream_seq) == (epoch, 1, epoch * 2**32 + 1)
+    old = _v1_message(key, 41)
+    assert len(old) == wire.MESSAGE_LEN_V1 == 108
+    got = wire.decode(old, ring)
+    assert (got.epoch, got.seq, got.stream_seq, got.t_ns) == (0, 41, 41, message().t_ns)
+    with pytest.raises(ValueError, match="epoch"):
+        wire.encode(message(epoch=2**31), key)
+
+
+def test_replay_guard_takes_a_new_epoch_as_new(key, ring):
+    """A re-flashed node numbers from 1 again in a new epoch: new; its old messages: replays."""
+    guard = wire.ReplayGuard(window=8)
+    first = [wire.decode(wire.encode(message(seq=s, epoch=100), key), ring) for s in (1, 2, 3)]
+    assert all(guard.accept(m) for m in first)
+    again = [wire.decode(wire.encode(message(seq=s, epoch=200), key), ring) for s in (1, 2, 3)]
+    assert all(guard.accept(m) for m in again)
+    assert not any(guard.accept(m) for m in first + again)
 
 
 def test_replay_guard_memory_is_bounded():

@@ -3,8 +3,10 @@
 A pulse message arrives on ``ew/v1/{site}/node/{node}/pulse``.  It is accepted when the topic
 is well formed, the payload decodes (:func:`earwitness.wire.decode`: length, version, fields, a
 node in the registry, the topic's node, the Ed25519 signature) and its (node, sequence) is
-new.  Accepted pulses are committed to the store in one transaction per batch *before* the
-caller acknowledges them to the broker.  Anything else is published to
+new (the sequence is the message's stream sequence, epoch and seq: a re-flashed node numbers
+from 1 again in a new epoch, which is logged as a warning and accepted).  Accepted pulses are
+committed to the store in one transaction per batch *before* the caller acknowledges them to
+the broker.  Anything else is published to
 ``ew/v1/{site}/deadletter`` as JSON with its reason and counted; nothing a node (or an
 attacker) sends can stop the server.
 
@@ -86,6 +88,7 @@ class PulseIngest:
         self.accepted = 0
         self.redelivered = 0
         self.rejected: collections.Counter = collections.Counter()
+        self.epochs: dict[str, int] = {}   # the last epoch accepted per node, this run
         self._verifiers = concurrent.futures.ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
 
     def close(self) -> None:
@@ -116,12 +119,25 @@ class PulseIngest:
             elif getattr(msg, "dup", False) and self.store.pulse_sha256(record.node, record.seq) == sha256_hex(record.raw):
                 self.redelivered += 1
             else:
-                rejections.append(Rejection(REASON_REPLAY, f"node {record.node} seq {record.seq} already received",
+                epoch, seq = divmod(record.seq, wire.SEQ_SPAN)
+                rejections.append(Rejection(REASON_REPLAY, f"node {record.node} epoch {epoch} seq {seq} already received",
                                             msg.topic, record.received_ns, record.raw))
         self.accepted += len(accepted)
+        for pulse in accepted:
+            self._note_epoch(pulse["node"], pulse["seq"])
         for rejection in rejections:
             self.dead_letter(rejection)
         return accepted
+
+    def _note_epoch(self, node: str, stream_seq: int) -> None:
+        """Warn when a node starts a new sequence epoch (a re-flash, a new data folder, a new key)."""
+        epoch, seq = divmod(stream_seq, wire.SEQ_SPAN)
+        before = self.epochs.get(node)
+        self.epochs[node] = epoch
+        if epoch and (seq == 1 or (before is not None and before != epoch)):
+            log.warning("node %s started a new sequence: epoch %d (%s) seq %d, after epoch %s; a re-flashed node "
+                        "or a new data folder: its pulses are accepted", node, epoch, wire.epoch_utc(epoch), seq,
+                        "unknown this run" if before is None else before)
 
     def _verify(self, batch: list[tuple[int, object]]) -> list:
         """Decode and verify messages: per message a (PulseRecord, message) or a Rejection."""
@@ -137,7 +153,7 @@ class PulseIngest:
             except wire.WireError as exc:
                 out.append(Rejection(exc.reason, exc.detail, msg.topic, received_ns, payload))
                 continue
-            out.append((PulseRecord(name, decoded.seq, pulse_dict(name, decoded), payload, received_ns), msg))
+            out.append((PulseRecord(name, decoded.stream_seq, pulse_dict(name, decoded), payload, received_ns), msg))
         return out
 
     def dead_letter(self, rejection: Rejection) -> None:

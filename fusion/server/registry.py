@@ -9,6 +9,11 @@
     y = -40.0
     z = 12.0
     # ... or lat = 40.44, lon = -79.99, alt = 260.0 (WGS84); one frame for the whole site
+    # A replaced node (new hardware, new key): its former key verifies only what it signed
+    # before the replacement (stored pulses, evidence), never anything newer.
+    retired_keys = [{ public_key = "9f00...", until = 2026-12-01T09:00:00Z }]
+
+No two nodes may share a public key (one could sign as the other).
 
 Example::
 
@@ -19,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import pathlib
 
@@ -33,7 +39,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 LOCAL_KEYS = ("x", "y", "z")
 WGS84_KEYS = ("lat", "lon", "alt")
-NODE_KEYS = {"id", "public_key", *LOCAL_KEYS, *WGS84_KEYS}
+NODE_KEYS = {"id", "public_key", "retired_keys", *LOCAL_KEYS, *WGS84_KEYS}
+_UNIX_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_NS_PER_US = 1000
 
 
 class RegistryError(ValueError):
@@ -62,7 +70,6 @@ def registry_from_nodes(nodes: list[dict], where: str = "registry") -> Registry:
     if not nodes:
         raise RegistryError(f"{where}: no [[node]] entries")
     keyring, positions, frame = Keyring(), {}, None
-    owners: dict[str, str] = {}   # public key (hex, lower case) -> the node it is registered to
     for i, node in enumerate(nodes, 1):
         here = f"{where} node {i}"
         if not isinstance(node, dict):
@@ -85,22 +92,31 @@ def registry_from_nodes(nodes: list[dict], where: str = "registry") -> Registry:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise RegistryError(f"{here} ({name}): {key} must be a finite number")
             pos[key] = float(value)
-        _add_key(keyring, owners, f"{here} ({name})", name, node.get("public_key", ""))
+        try:
+            keyring.add(name, node.get("public_key", ""))
+        except (ValueError, TypeError) as exc:
+            raise RegistryError(f"{here} ({name}): public_key must be 64 hex characters of a key no other node has "
+                                f"({exc})") from None
+        _retire_keys(keyring, name, node.get("retired_keys", []), here)
         positions[name] = pos
     tuples = {n: tuple(p[k] for k in frame) for n, p in positions.items()}
     sensors = Sensors.from_local(tuples) if frame is LOCAL_KEYS else Sensors.from_wgs84(tuples)
     return Registry(keyring=keyring, positions=positions, sensors=sensors)
 
 
-def _add_key(keyring: Keyring, owners: dict[str, str], here: str, name: str, key_hex) -> None:
-    """Register a node's public key; RegistryError if it is malformed or another node's already."""
-    try:
-        keyring.add(name, key_hex)
-    except (ValueError, TypeError) as exc:
-        raise RegistryError(f"{here}: public_key must be 64 hex characters ({exc})") from None
-    other = owners.setdefault(key_hex.lower(), name)
-    if other != name:
-        raise RegistryError(f"{here}: public_key is node {other!r}'s too (either could sign as the other)")
+def _retire_keys(keyring: Keyring, name: str, retired, here: str) -> None:
+    """The node's ``retired_keys``: each ``{public_key = "hex", until = <TOML date-time with offset>}``."""
+    if not isinstance(retired, list):
+        raise RegistryError(f"{here} ({name}): retired_keys must be an array of tables")
+    for k, entry in enumerate(retired, 1):
+        where = f"{here} ({name}) retired key {k}"
+        until = entry.get("until") if isinstance(entry, dict) else None
+        if not isinstance(until, datetime.datetime) or until.tzinfo is None or set(entry) != {"public_key", "until"}:
+            raise RegistryError(f"{where}: needs public_key and until (a date-time with offset, e.g. 2026-12-01T09:00:00Z)")
+        try:
+            keyring.retire(name, entry["public_key"], (until - _UNIX_EPOCH) // datetime.timedelta(microseconds=1) * _NS_PER_US)
+        except (ValueError, TypeError) as exc:
+            raise RegistryError(f"{where}: public_key must be 64 hex characters of a key no other node has ({exc})") from None
 
 
 def load_registry(path: str | pathlib.Path) -> Registry:

@@ -57,6 +57,12 @@ RECV_BYTES = 1 << 18
 SUBSCRIBE_PACKET_ID = 1
 # A broker that has sent nothing (not even PINGRESP) for this many keepalives is gone.
 SILENT_KEEPALIVES = 1.5
+# Another client with our client id takes the session over (a second server on the same
+# configuration): each takeover within the window doubles the wait before we take it back,
+# so that two servers do not knock each other off the broker many times a second.
+TAKEOVER_BACKOFF_S, TAKEOVER_BACKOFF_MAX_S = 2.0, 300.0
+TAKEOVER_WINDOW_S = 3600.0
+FLAP_S, FLAP_LIMIT = 10.0, 3
 # After DISCONNECT, how long to wait for the broker to close its side at the latest.
 CLOSE_DRAIN_MIN_S = 1.0
 
@@ -72,6 +78,52 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     except ValueError:
         raise ValueError(f"bad port in broker URL {url!r}") from None
     return parts.hostname, port, tls
+
+
+class SessionTakenOver(ConnectionError):
+    """The broker dropped us because another client connected with our client id (MQTT 5 reason 0x8E)."""
+
+
+class Takeovers:
+    """Notices that another client keeps taking our session, and says how long to stay away.
+
+    MQTT 5 brokers may say so (DISCONNECT 0x8E); mosquitto just closes the older connection.
+    So a takeover is also inferred: the broker closed our connection FLAP_LIMIT times in a
+    row, each within FLAP_S of connecting, while connecting again succeeded at once (a broker
+    that restarts refuses connections for a while instead).
+    """
+
+    def __init__(self, client_id: str):
+        self.client_id = client_id
+        self.count = 0
+        self._flaps = 0
+        self._recent: collections.deque = collections.deque()
+
+    def closed(self, lived_s: float, why: object) -> float:
+        """The broker closed a connection that had lived ``lived_s``; the wait (s) before reconnecting."""
+        if lived_s >= FLAP_S:
+            self._flaps = 0
+        self._flaps += 1
+        if self._flaps >= FLAP_LIMIT:
+            self._flaps = 0
+            return self.taken_over(f"the broker closed it {FLAP_LIMIT} times in a row, each within {FLAP_S:.0f} s "
+                                   "of connecting")
+        if self._flaps == 1:   # one line per series, not one per flap
+            log.warning("the broker closed the connection (%s); reconnecting", why or "end of stream")
+        return 0.0
+
+    def taken_over(self, why: object) -> float:
+        """Record one takeover, log it in one line, return the wait (s) before reconnecting."""
+        now = time.monotonic()
+        self.count += 1
+        self._recent.append(now)
+        while self._recent[0] < now - TAKEOVER_WINDOW_S:
+            self._recent.popleft()
+        n = len(self._recent)
+        wait_s = min(TAKEOVER_BACKOFF_MAX_S, TAKEOVER_BACKOFF_S * 2 ** (n - 1))
+        log.error("MQTT session %r taken over (%s), %d time(s) in the last hour: is a second server running "
+                  "with the same client id? backing off %.1f s", self.client_id, why, n, wait_s)
+        return wait_s
 
 
 class Delivery(threading.Event):
@@ -121,6 +173,7 @@ class MqttLink:
         self._next_mid = 0
         self._send_quota = mqttwire.PACKET_ID_MAX  # the broker's Receive Maximum (CONNACK)
         self._generation = 0                       # which TCP connection: acks go only to the one that delivered
+        self.takeovers = Takeovers(client_id)
         self._closing = threading.Event()
         self._close_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -233,14 +286,20 @@ class MqttLink:
             if first:
                 sock.sendall(first)
             sock.settimeout(KEEPALIVE_S)
+            self._dispatch(packets, time.time_ns())
         except BaseException:
             sock.close()
             raise
         self.connected.set()
-        self._dispatch(packets, time.time_ns())
         return sock, reader
 
     def _run(self, connection) -> None:
+        try:
+            self._loop(connection)
+        finally:   # however the thread ends, the link no longer says it is connected
+            self.connected.clear()
+
+    def _loop(self, connection) -> None:
         backoff_s = RECONNECT_MIN_S
         while True:
             if connection is None:
@@ -249,22 +308,30 @@ class MqttLink:
                 try:
                     connection = self._connect()
                     backoff_s = RECONNECT_MIN_S
-                except (OSError, mqttwire.ProtocolError) as exc:
+                except Exception as exc:  # noqa: BLE001 - OSError (ProtocolError, refused) or a bug: try again later
                     log.warning("cannot reach the broker at %s:%d (%s); retrying in %.1f s", self.host, self.port, exc, backoff_s)
                     self._closing.wait(backoff_s)
                     backoff_s = min(2 * backoff_s, RECONNECT_MAX_S)
                     continue
             sock, reader = connection
+            wait_s, since = 0.0, time.monotonic()
             try:
                 if self._serve(sock, reader):
                     sock.close()
                     return
-                log.warning("the broker closed the connection; reconnecting")
-            except (OSError, mqttwire.ProtocolError) as exc:
+                wait_s = self.takeovers.closed(time.monotonic() - since, None)
+            except SessionTakenOver as exc:
+                wait_s = self.takeovers.taken_over(exc)
+            except ConnectionResetError as exc:
+                wait_s = self.takeovers.closed(time.monotonic() - since, exc)
+            except OSError as exc:
                 log.warning("connection to the broker lost (%s); reconnecting", exc)
+            except Exception:  # noqa: BLE001 - a bug in handling one packet must not end the I/O thread
+                log.exception("MQTT I/O failed; reconnecting")
             self.connected.clear()
             sock.close()
             connection = None
+            self._closing.wait(wait_s)
 
     def _serve(self, sock, reader) -> bool:
         """Move bytes until the connection drops (returns False) or we are closing and done (True)."""
@@ -349,6 +416,8 @@ class MqttLink:
             elif packet.kind == mqttwire.DISCONNECT:
                 if batch:
                     self._inbox.put(batch)
+                if packet.reasons == bytes([mqttwire.SESSION_TAKEN_OVER]):
+                    raise SessionTakenOver(f"another client connected to {self.host}:{self.port} as {self.client_id!r}")
                 raise ConnectionError(f"the broker disconnected us (reason {packet.reasons.hex() or '00'})")
         if batch:
             self._inbox.put(batch)

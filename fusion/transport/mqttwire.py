@@ -25,6 +25,7 @@ SUBSCRIBE_FLAGS = 0x02          # fixed header flags of SUBSCRIBE are reserved a
 DUP_FLAG, RETAIN_FLAG = 0x08, 0x01
 PROP_SESSION_EXPIRY = 0x11      # four-byte integer
 PROP_RECEIVE_MAXIMUM = 0x21     # two-byte integer
+SESSION_TAKEN_OVER = 0x8E       # DISCONNECT reason: another client connected with our client id
 # A variable byte integer has at most four bytes of seven bits (MQTT 5, 1.5.5).
 VARINT_MAX_BYTES = 4
 VARINT_MAX = 2**28 - 1
@@ -37,8 +38,8 @@ _U16 = struct.Struct(">H")
 _PUBACK = struct.Struct(">BBH")
 
 
-class ProtocolError(Exception):
-    """The broker sent bytes that are not MQTT v5 as we expect it."""
+class ProtocolError(ConnectionError):
+    """The broker sent bytes that are not MQTT v5 as we expect it: the connection is unusable."""
 
 
 class Publish:
@@ -132,32 +133,77 @@ _PROP_BYTE = {0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A}
 _PROP_U16 = {0x13, 0x21, 0x22, 0x23}
 _PROP_U32 = {0x02, 0x11, 0x18, 0x27}
 _PROP_VARINT = {0x0B}
-_PROP_PAIR = {0x26}                   # two strings; every other identifier is one string or binary
+_PROP_PAIR = {0x26}                   # two strings
+_PROP_STRING = {0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F}   # one string or binary
+_U32 = struct.Struct(">I")
+_FIXED = {1: _PROP_BYTE, 2: _PROP_U16, 4: _PROP_U32}
+_NAMES = {CONNACK: "CONNACK", PUBLISH: "PUBLISH", PUBACK: "PUBACK", SUBACK: "SUBACK",
+          PINGRESP: "PINGRESP", DISCONNECT: "DISCONNECT"}
 
 
-def _properties(data: bytes, pos: int) -> dict:
-    """Numeric properties at ``pos`` (identifier -> value); strings and binary data are skipped."""
-    length, pos = decode_varint(data, pos)
-    end, props = pos + length, {}
-    while pos < end:
-        ident = data[pos]
-        pos += 1
-        if ident in _PROP_BYTE:
-            props[ident], pos = data[pos], pos + 1
-        elif ident in _PROP_U16:
-            props[ident], pos = _U16.unpack_from(data, pos)[0], pos + 2
-        elif ident in _PROP_U32:
-            props[ident], pos = struct.unpack_from(">I", data, pos)[0], pos + 4
+class _Body:
+    """One packet's bytes (a zero-copy view) read front to back; reading past its end is a ProtocolError."""
+
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: memoryview, pos: int, end: int):
+        self.data, self.pos, self.end = data, pos, end
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > self.end:
+            raise ProtocolError(f"field of {n} bytes runs past the end of the packet")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return int(self.take(1)[0])
+
+    def u16(self) -> int:
+        value: int = _U16.unpack(self.take(2))[0]
+        return value
+
+    def u32(self) -> int:
+        value: int = _U32.unpack(self.take(4))[0]
+        return value
+
+    def varint(self) -> int:
+        got = decode_varint(self.data[:self.end], self.pos)
+        if got is None:
+            raise ProtocolError("variable byte integer runs past the end of the packet")
+        value, self.pos = got
+        return value
+
+    def rest(self) -> bytes:
+        return bytes(self.take(self.end - self.pos))
+
+
+def _properties(body: _Body) -> dict:
+    """Numeric properties (identifier -> value); strings and binary data are skipped."""
+    length = body.varint()
+    inner, props = _Body(body.data, body.pos, body.pos + length), {}
+    body.take(length)
+    while inner.pos < inner.end:
+        ident = inner.varint()
+        size = next((n for n, idents in _FIXED.items() if ident in idents), None)
+        if size is not None:
+            props[ident] = int.from_bytes(inner.take(size), "big")
         elif ident in _PROP_VARINT:
-            props[ident], pos = decode_varint(data, pos)
-        else:
+            props[ident] = inner.varint()
+        elif ident in _PROP_STRING or ident in _PROP_PAIR:
             for _ in range(2 if ident in _PROP_PAIR else 1):
-                pos += 2 + _U16.unpack_from(data, pos)[0]
+                inner.take(inner.u16())
+        else:
+            raise ProtocolError(f"unknown property identifier 0x{ident:02x}")
     return props
 
 
 class PacketReader:
-    """Reassembles packets from a byte stream; :meth:`feed` returns the complete ones in order."""
+    """Reassembles packets from a byte stream; :meth:`feed` returns the complete ones in order.
+
+    Bytes that are not MQTT v5 as a client receives it raise :class:`ProtocolError`; the
+    stream is then out of step and the connection must be dropped.
+    """
 
     def __init__(self):
         self._chunks: list[bytes] = []
@@ -183,7 +229,7 @@ class PacketReader:
             if stop > end:
                 self._need = stop - pos
                 break
-            out.append(_parse(first, data, body, stop))
+            out.append(parse_packet(first, data, body, stop))
             pos = stop
         rest = data[pos:] if pos else data
         self._chunks = [rest] if rest else []
@@ -191,37 +237,68 @@ class PacketReader:
         return out
 
 
-def _parse(first: int, data: bytes, body: int, stop: int):
+def parse_packet(first: int, data: bytes, start: int, stop: int):
+    """The packet whose body is ``data[start:stop]``; ProtocolError if it is malformed or not for a client."""
     kind = first >> 4
-    if kind == PUBLISH:
-        return _parse_publish(first, data, body, stop)
+    if kind not in _NAMES:
+        raise ProtocolError(f"unexpected MQTT packet type {kind}")
+    try:
+        if kind == PUBLISH:
+            return _parse_publish(first, data, start, stop)
+        body = _Body(memoryview(data), start, stop)
+        packet = _parse_ack(kind, body)
+    except (UnicodeDecodeError, struct.error) as exc:
+        raise ProtocolError(f"malformed {_NAMES[kind]}: {exc}") from None
+    except ProtocolError as exc:
+        raise ProtocolError(f"malformed {_NAMES[kind]}: {exc}") from None
+    if body.pos != body.end:
+        raise ProtocolError(f"malformed {_NAMES[kind]}: {body.end - body.pos} bytes left over")
+    return packet
+
+
+def _parse_ack(kind: int, body: _Body) -> Ack:
     if kind == PUBACK:
-        return Ack(kind, _U16.unpack_from(data, body)[0], data[body + 2:body + 3])
+        mid = body.u16()
+        reasons = bytes(body.take(1)) if body.pos < body.end else b""
+        if body.pos < body.end:
+            _properties(body)
+        return Ack(kind, mid, reasons)
     if kind == SUBACK:
-        plen, at = decode_varint(data, body + 2)
-        return Ack(kind, _U16.unpack_from(data, body)[0], data[at + plen:stop])
+        mid = body.u16()
+        _properties(body)
+        return Ack(kind, mid, body.rest())
     if kind == CONNACK:
-        props = _properties(data, body + 2) if stop > body + 2 else {}
-        return Ack(kind, 0, data[body + 1:body + 2], bool(data[body] & 1), props)
-    if kind in (PINGRESP, DISCONNECT):
-        return Ack(kind, 0, data[body:body + 1])
-    raise ProtocolError(f"unexpected MQTT packet type {kind}")
+        flags, reasons = body.u8(), bytes(body.take(1))
+        props = _properties(body) if body.pos < body.end else {}
+        return Ack(kind, 0, reasons, bool(flags & 1), props)
+    reasons = bytes(body.take(1)) if body.pos < body.end else b""   # PINGRESP, DISCONNECT
+    if body.pos < body.end:
+        _properties(body)
+    return Ack(kind, 0, reasons)
 
 
 def _parse_publish(first: int, data: bytes, pos: int, stop: int) -> Publish:
-    topic_len = (data[pos] << 8) | data[pos + 1]
-    pos += 2
-    topic = data[pos:pos + topic_len].decode()
-    pos += topic_len
+    """PUBLISH, the hot path: fields read in place, each checked against the packet's end."""
     qos = (first >> 1) & 3
+    if qos == 3:
+        raise ProtocolError("QoS 3")
+    head = pos + 2
+    if head > stop:
+        raise ProtocolError("no topic length")
+    pos = head + ((data[pos] << 8) | data[pos + 1])
+    if pos + (3 if qos else 1) > stop:
+        raise ProtocolError("topic runs past the end")
+    topic = data[head:pos].decode()
     mid = 0
     if qos:
         mid = (data[pos] << 8) | data[pos + 1]
         pos += 2
-    plen = data[pos]
-    if plen < 0x80:          # the usual one-byte property length
-        pos += 1 + plen
+        if not mid:
+            raise ProtocolError("packet id 0")
+    if data[pos] == 0:       # the usual empty property list
+        pos += 1
     else:
-        plen, pos = decode_varint(data, pos)
-        pos += plen
+        body = _Body(memoryview(data), pos, stop)
+        _properties(body)
+        pos = body.pos
     return Publish(topic, data[pos:stop], qos, bool(first & DUP_FLAG), bool(first & RETAIN_FLAG), mid)
