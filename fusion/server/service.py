@@ -38,6 +38,7 @@ import time
 from earwitness import topics
 from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
+from fusion.server.casework import Casework
 from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import LinkFactory
 from fusion.server.partition import Partition
@@ -76,6 +77,8 @@ class FusionConfig:
     cell_m: float = 4000.0
     halo_m: float = 2500.0
     request_clips: bool = True
+    cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
+    buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
 
 
 class FusionService:
@@ -99,6 +102,7 @@ class FusionService:
         self.tracker = IncidentTracker(self.registry.sensors, site, config.temperature_c, config.mode, config.margin_s,
                                        config.max_range_m, positions=self.registry.positions)
         self.alert_topic = topics.incident(site)
+        self.casework = Casework.for_site(self.registry.sensors, self.store, config.cameras, config.buildings)
         self.latencies_s: list[float] = []
         self.alerts_published = 0
         self.clips_requested = 0
@@ -244,7 +248,7 @@ class FusionService:
         if self.partition is not None:   # another worker publishes what lies in its cells
             updates = [u for u in updates if self.partition.owns(u.incident)]
         for update in updates:
-            inc = update.incident
+            inc = self.casework.annotate(update.incident)
             revision = self.store.save_incident(inc, update.status, update.used, update.rejected, update.meta)
             sent_ns = time.time_ns()
             body = alerts.alert_json(inc, revision, update.status)
@@ -253,6 +257,8 @@ class FusionService:
                                    cap_status=self.config.cap_status)
             self.link.publish(self.alert_topic, body.encode())
             self.link.publish(topics.incident_cap(self.config.site), cap.encode())
+            for topic, payload in self.casework.cues(self.config.site, alerts.make_alert(inc, revision, update.status)):
+                self.link.publish(topic, payload)
             self._last_sent_ns[inc["incident"]] = sent_ns
             self.alerts_published += 1
             if update.status not in ("final", "withdrawn"):
