@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("simulator.cli_sim", "run a scenario: render per-sensor audio or the pulses of a fleet"),
     "fusion": ("fusion.cli_fusion", "run the fusion server: pulses in over MQTT, incidents and alerts out"),
     "report": ("fusion.cli_report", "write the forensic report of one incident as HTML or PDF"),
+    "calls": ("fusion.cli_calls", "911/CAD calls: import a CSV and match the calls to located gunfire"),
+    "unreported": ("fusion.cli_unreported", "per area, gunfire with and without a matching 911 call (CSV, GeoJSON, map)"),
 }
 
 

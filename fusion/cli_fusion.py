@@ -20,6 +20,8 @@ The configuration (TOML; relative paths are relative to the file)::
     # cap_status = "Actual"               # or Exercise, Test, ...
     # request_clips = true                # ask the nodes of a final incident for their audio
     # health_s = 10.0                     # publish the server's health on ew/v1/{site}/fusion/health this often
+    # cameras = "cameras.csv"             # camera,lat,lon[,heading_deg,fov_deg,range_m,url]: alerts list those that see
+    # buildings = "buildings.geojson"     # footprints that block a camera's view (fusion.forensics.cameras)
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
 """
@@ -54,6 +56,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
+    "cameras": ((str,), False), "buildings": ((str,), False),
 }
 
 
@@ -76,6 +79,7 @@ def load_config(path: str | pathlib.Path):
     fields = {f.name for f in dataclasses.fields(FusionConfig)}
     values = {k: v for k, v in data.items() if k in fields}
     values.update(registry=path.parent / data["registry"], database=database, tls=tls)
+    values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
     return FusionConfig(**values)
 
 
@@ -145,6 +149,8 @@ def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:
 def run(args) -> int:
     import sqlalchemy as sa
 
+    from fusion.forensics.cameras import CamerasError
+    from fusion.forensics.geojson import GeoJSONError
     from fusion.server.registry import RegistryError
     from fusion.transport import mqtt_service
 
@@ -152,7 +158,7 @@ def run(args) -> int:
     config = load_config(args.config)
     try:
         service = mqtt_service(config)
-    except RegistryError as exc:
+    except (RegistryError, CamerasError, GeoJSONError) as exc:
         raise UserError(str(exc)) from None
     except (ValueError, sa.exc.SQLAlchemyError) as exc:
         raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None

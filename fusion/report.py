@@ -176,7 +176,27 @@ def summary_lines(data: ReportData) -> list[str]:
         f"Software: earwitness {meta.get('software', earwitness.__version__)}, "
         f"locator {meta.get('locator', 'fusion.locator.locate')}, "
         f"report by earwitness {earwitness.__version__} on Python {platform.python_version()}",
+        *casework_lines(inc),
     ]
+
+
+def casework_lines(inc: dict) -> list[str]:
+    """Cameras to pull video from, where to search for casings, and the 911 calls matched (fusion.server.casework)."""
+    lines = [f"Camera {c['camera']}: {float(c['distance_m']):.0f} m away, the shot at bearing {float(c['bearing_deg']):.0f} deg "
+             f"from it; pull video {_utc(c['pull_from_ns'])} to {_utc(c['pull_to_ns'])}"
+             + (f" ({c['url']})" if c.get("url") else "")
+             for c in inc.get("cameras", [])]
+    if "cameras" in inc and not inc["cameras"]:
+        lines.append("Cameras: none registered sees the located position")
+    for i, shot in enumerate(sorted(inc.get("shots", []), key=lambda s: s["t_ns"]), 1):
+        if "casings" in shot:
+            k = shot["casings"]
+            lines.append(f"Casings, shot {i}: search within {float(k['radius_m']):.0f} m of {_position_text(shot)} "
+                         f"(its 95% region widened by {float(k['ejection_m']):.0f} m of ejection; {float(k['area_m2']):.0f} m2)")
+    if "calls" in inc:
+        called = ", ".join(f"{c['call_id']} ({float(c['dt_s']):+.0f} s, {float(c['dist_m']):.0f} m)" for c in inc["calls"])
+        lines.append(f"911 calls matched: {called or 'none so far'}")
+    return lines
 
 
 def hash_lines(data: ReportData) -> list[str]:

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from earwitness import topics
 from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
+from fusion.server.casework import Casework
 from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import LinkFactory
@@ -84,6 +85,8 @@ class FusionConfig:
     halo_m: float = 2500.0
     request_clips: bool = True
     health_s: float = DEFAULT_HEALTH_S
+    cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
+    buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
 
 
 class FusionService:
@@ -107,6 +110,7 @@ class FusionService:
         self.tracker = IncidentTracker(self.registry.sensors, site, config.temperature_c, config.mode, config.margin_s,
                                        config.max_range_m, positions=self.registry.positions)
         self.alert_topic = topics.incident(site)
+        self.casework = Casework.for_site(self.registry.sensors, self.store, config.cameras, config.buildings)
         self.latencies_s: list[float] = []
         self.alerts_published = 0
         self.clips_requested = 0
@@ -355,6 +359,7 @@ class FusionService:
     def _emit(self, updates: list[Update], state: dict | None = None) -> None:
         if self.partition is not None:   # another worker publishes what lies in its cells
             updates = [u for u in updates if self.partition.owns(u.incident)]
+        updates = [dataclasses.replace(u, incident=self.casework.annotate(u.incident)) for u in updates]
         if not updates and (state is None or state == self._saved_state):
             return
         saving = state if state is not None and state != self._saved_state else None
@@ -374,6 +379,8 @@ class FusionService:
                                cap_status=self.config.cap_status)
         self.link.publish(self.alert_topic, body.encode())
         self.link.publish(topics.incident_cap(self.config.site), cap.encode())
+        for topic, payload in self.casework.cues(self.config.site, alerts.make_alert(inc, revision, update.status)):
+            self.link.publish(topic, payload)
         log.info("alert %s", alerts.alert_line(inc, revision, update.status))
         self._last_sent_ns[inc["incident"]] = sent_ns
         self.alerts_published += 1
