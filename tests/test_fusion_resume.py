@@ -90,3 +90,42 @@ def test_kill_9_after_a_preliminary_resumes_to_the_same_final(site, mosquitto, t
         assert store.count_pulses() == len(site.messages)
         used = [p for p in store.incident_pulses(final["incident"]) if p["used"]]
         assert {p["sensor"] for p in used} == set(final["sensors"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_revisions_stored_while_the_broker_was_away_go_out_after_a_crash(site, mosquitto, tmp_path):
+    """The final revision is stored while the broker is down, then the server is killed before it
+    could send it: the restarted server sends the alert and its clip requests from its outbox."""
+    config = write_fusion_config(tmp_path / "fusion.toml", SITE, mosquitto.url, site.registry_path, "fusion-outbox",
+                                 site.temperature_c)
+    log = tmp_path / "fusion.log"
+    db = tmp_path / "fusion.db"
+    watch = Collector(mosquitto.url, INCIDENT, f"ew/v1/{SITE}/node/+/cmd", client_id="dispatch", persistent=True).start()
+    proc = fusion_process(config, log)
+    try:
+        assert wait_until(lambda: "running" in log.read_text(), WAIT_S), log.read_text()
+        publish_all(mosquitto.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert wait_until(lambda: watch.count(INCIDENT) > 0, WAIT_S), log.read_text()
+        mosquitto.stop()
+        with Store(db) as store:
+            assert wait_until(lambda: [i["status"] for i in store.incidents()] == ["final"], WAIT_S), log.read_text()
+            waiting = len(store.outbox(f"{SITE}/0"))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        mosquitto.start()
+        proc = fusion_process(config, log)
+        assert wait_until(lambda: any(a["status"] == "final" for a in watch.json(INCIDENT)), WAIT_S), log.read_text()
+        with Store(db) as store:
+            final = store.incident(store.incidents()[0]["incident"])
+            assert wait_until(lambda: store.outbox(f"{SITE}/0") == [], WAIT_S)   # confirmed by the broker
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+        watch.close()
+    print(f"outbox after the crash: {waiting} message(s) (alert JSON, CAP, clip requests)")
+    # Every stored revision went out (at least once), the final one last; every node of it was asked.
+    sent = watch.json(INCIDENT)
+    assert {a["revision"] for a in sent} == set(range(1, final["revision"] + 1)) and sent[-1] == final
+    asked = {m.topic.split("/")[4] for m in watch.received(f"ew/v1/{SITE}/node/+/cmd")}
+    assert asked == set(final["sensors"]) and waiting >= 2 + len(asked)

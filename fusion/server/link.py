@@ -15,6 +15,13 @@ class Message(Protocol):
     payload: bytes
 
 
+class Delivery(Protocol):
+    """A publish on its way: ``wait`` says whether the broker has confirmed it (QoS 1 PUBACK)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether it was delivered, waiting at most ``timeout`` seconds."""
+
+
 class Link(Protocol):
     """A connection that delivers the subscribed messages and publishes ours, QoS 1."""
 
@@ -30,7 +37,7 @@ class Link(Protocol):
     def ack(self, msgs: Iterable[Message]) -> None:
         """Tell the broker these messages are handled (committed or dead-lettered)."""
 
-    def publish(self, topic: str, payload: bytes) -> object:
+    def publish(self, topic: str, payload: bytes) -> Delivery:
         """Publish at QoS 1; returns a handle whose ``wait(timeout_s)`` says it was delivered."""
 
 

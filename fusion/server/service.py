@@ -43,7 +43,7 @@ from fusion.server import alerts, evidence
 from fusion.server.casework import Casework
 from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
-from fusion.server.link import LinkFactory
+from fusion.server.link import Delivery, LinkFactory
 from fusion.server.partition import Partition
 from fusion.server.registry import load_registry
 from fusion.server.store import Revision, Store
@@ -134,6 +134,7 @@ class FusionService:
         self._saved_state: dict | None = None
         self._worker_key = f"{site}/{config.worker_index}"
         self._failing: str | None = None      # the step failure being retried, logged once
+        self._unsent: dict[int, Delivery] = {}   # outbox row id -> its publish's delivery handle
         self.server_health = ServerHealth(self.registry.positions, time.time_ns())
         self.reconnects = 0
         self._was_connected = True
@@ -142,6 +143,7 @@ class FusionService:
     def start(self) -> "FusionService":
         self._resume()
         self.link.start()
+        self._send_outbox()   # what a crash kept from going out
         self._locator = threading.Thread(target=self._run_locator, name="fusion-locator", daemon=True)
         self._locator.start()
         self._thread = threading.Thread(target=self._run, name="fusion-worker", daemon=True)
@@ -165,6 +167,10 @@ class FusionService:
             log.error("stopped with %d revision round(s) unstored (%s); the next start resumes them",
                       len(self._rounds), _one_line(exc))
         self.link.stop()
+        try:
+            self._confirm_outbox()
+        except Exception as exc:  # noqa: BLE001 - sent again at the next start
+            log.error("outbox not cleared at stop (%s); the next start sends it again", _one_line(exc))
         self.ingest.close()
         self._webhooks.shutdown(wait=True)
         self.store.close()
@@ -314,6 +320,7 @@ class FusionService:
         self._pending = []
         self._rounds += self._take_rounds()
         self._emit_rounds()
+        self._confirm_outbox()
 
     def _take_pulses(self, batch: list) -> None:
         """Verify and commit a batch's pulses; hand them to the locator (through the cells with workers)."""
@@ -357,46 +364,65 @@ class FusionService:
             self._rounds.pop(0)
 
     def _emit(self, updates: list[Update], state: dict | None = None) -> None:
+        """Store a round's revisions, their outgoing messages and the checkpoint (one transaction); send them."""
         if self.partition is not None:   # another worker publishes what lies in its cells
             updates = [u for u in updates if self.partition.owns(u.incident)]
         updates = [dataclasses.replace(u, incident=self.casework.annotate(u.incident)) for u in updates]
-        if not updates and (state is None or state == self._saved_state):
-            return
         saving = state if state is not None and state != self._saved_state else None
-        numbers = self.store.save_round([Revision(u.incident, u.status, u.used, u.rejected, u.meta) for u in updates],
-                                        self._worker_key if saving is not None else None, saving)
+        if not updates and saving is None:
+            return
+        sent_ns = time.time_ns()
+        revisions = [Revision(u.incident, u.status, u.used, u.rejected, u.meta) for u in updates]
+        of = {id(r): u for r, u in zip(revisions, updates)}
+        numbers = self.store.save_round(revisions, self._worker_key, saving,
+                                        lambda number, r: self._messages(of[id(r)], number, sent_ns))
         if saving is not None:
             self._saved_state = saving
+        self._send_outbox()
         for update, revision in zip(updates, numbers):
-            self._publish_alert(update, revision)
+            self._alerted(update, revision, sent_ns)
 
-    def _publish_alert(self, update: Update, revision: int) -> None:
+    def _messages(self, update: Update, revision: int, sent_ns: int) -> list[tuple[str, bytes]]:
+        """What a revision sends: the alert as JSON and as CAP, cues to the cameras that see it, and for
+        a final one the clip requests to every node that took part (their audio around their
+        arrivals, answered on .../clip)."""
+        inc, site = update.incident, self.config.site
+        cap = alerts.alert_cap(inc, revision, update.status, sender=self.config.cap_sender, site=site, sent_ns=sent_ns,
+                               previous_sent_ns=self._last_sent_ns.get(inc["incident"]), cap_status=self.config.cap_status)
+        out = [(self.alert_topic, alerts.alert_json(inc, revision, update.status).encode()),
+               (topics.incident_cap(site), cap.encode())]
+        out += self.casework.cues(site, alerts.make_alert(inc, revision, update.status))   # to the cameras
+        if update.status == "final" and self.config.request_clips:
+            used = self.store.pulses(ids=update.used) if update.used else []
+            requests = evidence.clip_requests(inc["incident"], used, inc.get("sensors", []))
+            out += [(topics.command(site, node), json.dumps(command).encode()) for node, command in requests.items()]
+            self.clips_requested += len(requests)
+        return out
+
+    def _send_outbox(self) -> None:
+        """Publish what the outbox holds and is not on its way yet."""
+        for row_id, topic, payload in self.store.outbox(self._worker_key):
+            if row_id not in self._unsent:
+                self._unsent[row_id] = self.link.publish(topic, payload)
+
+    def _confirm_outbox(self) -> None:
+        """Drop from the outbox what the broker has confirmed."""
+        delivered = [row_id for row_id, handle in self._unsent.items() if handle.wait(0)]
+        if delivered:
+            self.store.drop_outbox(delivered)
+            for row_id in delivered:
+                del self._unsent[row_id]
+
+    def _alerted(self, update: Update, revision: int, sent_ns: int) -> None:
         inc = update.incident
-        sent_ns = time.time_ns()
-        body = alerts.alert_json(inc, revision, update.status)
-        cap = alerts.alert_cap(inc, revision, update.status, sender=self.config.cap_sender, site=self.config.site,
-                               sent_ns=sent_ns, previous_sent_ns=self._last_sent_ns.get(inc["incident"]),
-                               cap_status=self.config.cap_status)
-        self.link.publish(self.alert_topic, body.encode())
-        self.link.publish(topics.incident_cap(self.config.site), cap.encode())
-        for topic, payload in self.casework.cues(self.config.site, alerts.make_alert(inc, revision, update.status)):
-            self.link.publish(topic, payload)
         log.info("alert %s", alerts.alert_line(inc, revision, update.status))
         self._last_sent_ns[inc["incident"]] = sent_ns
         self.alerts_published += 1
         if update.status not in ("final", "withdrawn"):
             self.latencies_s.append((time.time_ns() - update.trigger_received_ns) / NS_PER_S)
         if self.config.webhook:
-            self._webhooks.submit(alerts.post_webhook, self.config.webhook, body.encode(), alerts.JSON_CONTENT_TYPE)
-        if update.status == "final" and self.config.request_clips:
-            self._request_clips(inc, update.used)
-
-    def _request_clips(self, incident: dict, used_ids: list[int]) -> None:
-        """Ask every node that took part for its audio around its arrivals (answers on .../clip)."""
-        used = self.store.pulses(ids=used_ids) if used_ids else []
-        for node, command in evidence.clip_requests(incident["incident"], used, incident.get("sensors", [])).items():
-            self.link.publish(topics.command(self.config.site, node), json.dumps(command).encode())
-            self.clips_requested += 1
+            body = alerts.alert_json(inc, revision, update.status).encode()
+            self._webhooks.submit(alerts.post_webhook, self.config.webhook, body, alerts.JSON_CONTENT_TYPE)
 
     def _store_clip(self, received_ns: int, msg) -> None:
         node = topics.node_of(msg.topic, self.config.site, "clip")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import pathlib
 import time
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -88,6 +89,17 @@ tracker_state = sa.Table(
     sa.Column("worker", sa.String(64), primary_key=True),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("saved_ns", sa.BigInteger, nullable=False),
+)
+
+# Messages a worker has committed to send (alerts, clip requests), stored with the revision that
+# makes them and dropped once the broker has them: a crash between the two sends them at restart.
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
 )
 
 clips = sa.Table(
@@ -280,16 +292,22 @@ class Store:
         """
         return self.save_round([Revision(incident, status, pulse_ids, rejected, meta)])[0]
 
-    def save_round(self, revisions_: list["Revision"], worker: str | None = None, state: dict | None = None) -> list[int]:
-        """Store revisions and, with ``worker``, that worker's tracker checkpoint ``state``, in one
-        transaction (a crash keeps all or none); returns each revision's number."""
+    def save_round(self, revisions_: list["Revision"], worker: str | None = None, state: dict | None = None,
+                   outgoing: Callable[[int, "Revision"], list[tuple[str, bytes]]] | None = None) -> list[int]:
+        """Store revisions and, with ``worker``, that worker's tracker checkpoint ``state`` (unless
+        None) and the messages ``outgoing(number, revision)`` makes of each revision (its outbox),
+        in one transaction (a crash keeps all or none); returns each revision's number."""
         for r in revisions_:
             if r.status not in STATUSES:
                 raise ValueError(f"status must be one of {STATUSES}, not {r.status!r}")
         now_ns = time.time_ns()
         with self.writer.begin() as conn:
             numbers = [self._save_revision(conn, r, now_ns) for r in revisions_]
-            if worker is not None:
+            messages = [m for n, r in zip(numbers, revisions_) for m in outgoing(n, r)] if outgoing else []
+            if messages:
+                conn.execute(outbox.insert(), [{"worker": worker, "topic": t, "payload": bytes(p), "created_ns": now_ns}
+                                               for t, p in messages])
+            if worker is not None and state is not None:
                 row = {"body": _dumps(state), "saved_ns": now_ns}
                 if conn.execute(sa.update(tracker_state).where(tracker_state.c.worker == worker).values(**row)).rowcount == 0:
                     conn.execute(tracker_state.insert().values(worker=worker, **row))
@@ -316,6 +334,19 @@ class Store:
         if links:
             conn.execute(incident_pulses.insert(), links)
         return revision
+
+    def outbox(self, worker: str) -> list[tuple[int, str, bytes]]:
+        """The messages ``worker`` committed to send and the broker has not confirmed: (id, topic, payload)."""
+        query = sa.select(outbox.c.id, outbox.c.topic, outbox.c.payload).where(outbox.c.worker == worker).order_by(outbox.c.id)
+        with self.engine.connect() as conn:
+            return [(row.id, row.topic, bytes(row.payload)) for row in conn.execute(query)]
+
+    def drop_outbox(self, ids) -> None:
+        """Forget outbox messages the broker has confirmed."""
+        ids = [int(i) for i in ids]
+        if ids:
+            with self.writer.begin() as conn:
+                conn.execute(outbox.delete().where(outbox.c.id.in_(ids)))
 
     def tracker_state(self, worker: str) -> dict | None:
         """The tracker checkpoint last saved by :meth:`save_round` for ``worker``, or None."""
