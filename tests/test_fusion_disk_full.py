@@ -87,7 +87,7 @@ def test_full_disk_acknowledges_nothing_unstored_and_ingest_resumes(pittsburgh, 
         assert held < len(first)
         (small_disk / "filler").unlink()
         assert wait_until(lambda: _stored(db) == len(first), WAIT_S), (_stored(db), log.read_text())
-        assert "working again" in log.read_text()
+        assert wait_until(lambda: "working again" in log.read_text(), WAIT_S), log.read_text()
         # 2. Full again, and the server killed while it holds unstored pulses: nothing it held was
         # acknowledged, so the broker delivers all of it to the restarted server.
         _fill(small_disk)
