@@ -447,7 +447,8 @@ class Node:
             "pulses_untimed": self.untimed,
             "outbox_depth": self.outbox.depth(),
             "outbox_depth_max": max(self._depth_max, self.outbox.depth()),  # since the last report sent
-            "outbox_evicted": self.outbox.evicted(),
+            "outbox_evicted": self.outbox.evicted(),   # budget or low disk: the oldest made room
+            "outbox_dropped": self.outbox.dropped,     # a full disk had no room at all
             "published": self.publisher.published,
             "overruns": self.ring.overruns,
             "frames_lost": self.ring.frames_lost,
