@@ -107,16 +107,25 @@ def _emit(fix, status, as_json: bool, out) -> None:
 
 
 def _replay(args, out) -> int:
-    from edge.nmea import replay
+    from edge.nmea import NmeaStream, replay
 
     if args.pps:
         raise UserError("--pps goes with --port, not --replay")
-    shown = 0
-    for fix in replay(args.replay):
+    shown = positioned = 0
+    stream = NmeaStream()
+    for fix in replay(args.replay, stream=stream):
         _emit(fix, None, args.json, out)
         shown += 1
+        positioned += fix.mode > 1
         if args.count and shown >= args.count:
             break
+    c = stream.counts
+    if not shown:
+        raise UserError(f"no fixes in {args.replay}: no timed RMC or GGA sentence among its {c['sentences']} valid "
+                        f"sentences ({c['bad_checksum']} bad checksums, {c['garbage']} lines that are not NMEA)")
+    if not positioned:
+        print(f"earwitness gps: no position fix in {args.replay}: {shown} epochs, none with a fix "
+              "(the receiver never saw enough satellites)", file=sys.stderr, flush=True)
     return 0
 
 

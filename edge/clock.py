@@ -269,6 +269,11 @@ class ClockModel:
         self._vote_labels()
         return accepted
 
+    def advance(self, sample: float) -> None:
+        """The stream has been delivered up to ``sample``: ``status()`` speaks of that moment
+        (how old the last PPS edge is, whether still locked) even when no edge came since."""
+        self._seen(sample)
+
     def report_gap(self, sample: float, n_samples: int | None = None) -> None:
         """The audio source lost ``n_samples`` just before delivered ``sample``; None when
         the number is unknown (restart): the clock then starts a new segment there."""

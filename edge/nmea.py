@@ -33,6 +33,7 @@ MAX_SENTENCE_CHARS = 100          # NMEA says 82; some receivers run longer, non
 MAX_BUFFER_BYTES = 4096           # a line longer than this is noise
 MODE_NO_FIX, MODE_2D, MODE_3D = 1, 2, 3
 HALF_DAY_S = 43_200
+FRACTION_DIGITS_MAX = 9     # nanoseconds
 ALT_DECIMALS = 3            # millimetres: NMEA gives decimetres
 READ_TIMEOUT_S = 0.2
 # Everything pynmea2 or a field accessor raises on a malformed sentence.
@@ -128,24 +129,26 @@ class NmeaFramer:
         return msg
 
 
-def _tod_key(field: str) -> int:
-    """hhmmss.ss -> centiseconds of the day (the epoch key)."""
-    hh, mm, ss = int(field[0:2]), int(field[2:4]), float(field[4:])
-    if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61):
+def _tod_ns(field: str) -> int:
+    """hhmmss[.s...] -> nanoseconds of the day, exactly: the digits as written, no binary float
+    (``105153.408`` is .408 s, where ``round(float("53.408") * 100)`` would say .41)."""
+    whole, _, frac = field.partition(".")
+    if len(whole) != 6 or not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > FRACTION_DIGITS_MAX:
         raise ValueError(f"bad time of day {field!r}")
-    return (hh * 3600 + mm * 60) * 100 + int(round(ss * 100))
+    hh, mm, ss = int(whole[0:2]), int(whole[2:4]), int(whole[4:6])
+    if not (hh < 24 and mm < 60 and ss < 61):   # 60: a leap second
+        raise ValueError(f"bad time of day {field!r}")
+    return (hh * 3600 + mm * 60 + ss) * NS_PER_S + (int(frac.ljust(FRACTION_DIGITS_MAX, "0")) if frac else 0)
 
 
 class _Epoch:
-    def __init__(self, tod_cs: int, received_ns: int | None):
-        self.tod_cs = tod_cs
+    def __init__(self, tod_ns: int, received_ns: int | None):
+        self.tod_ns = tod_ns
         self.received_ns = received_ns
         self.types: Counter = Counter()
         self.date: dt.date | None = None
         self.lat = self.lon = self.alt = self.hdop = None
-        self.gga_quality = None
-        self.rmc_valid = None
-        self.gsa_mode = None
+        self.mode: int | None = None   # as the epoch's sentences said it, the last one to say it
         self.gsa_prns: set = set()
         self.gga_sats = None
         self.talker = ""
@@ -163,7 +166,7 @@ class FixAssembler:
         self._epoch: _Epoch | None = None
         self._learned: Counter = Counter()
         self._date: dt.date | None = None
-        self._date_tod_cs = 0
+        self._date_tod_ns = 0
         self._gsv: dict = {}
         self.counts: Counter = Counter()
 
@@ -181,8 +184,8 @@ class FixAssembler:
                 if not msg.data[0]:
                     self.counts["no_time"] += 1
                     return out
-                tod = _tod_key(msg.data[0])
-                if self._epoch is None or self._epoch.tod_cs != tod:
+                tod = _tod_ns(msg.data[0])
+                if self._epoch is None or self._epoch.tod_ns != tod:
                     out += self._close()
                     self._epoch = _Epoch(tod, received_ns)
             ep = self._epoch
@@ -212,26 +215,37 @@ class FixAssembler:
 
     # --- per sentence -------------------------------------------------------------------
 
+    # Each sentence states the fix mode its way (NMEA 0183: RMC status A/V and, from 2.3, its
+    # mode indicator, N = not valid; GGA quality 0 = no fix; GSA mode 1/2/3); within an epoch
+    # the last statement wins, as in gpsd's merge of a cycle.
+
     def _rmc(self, ep, msg):
-        ep.rmc_valid = msg.status == "A"
+        mode_indicator = msg.data[11] if len(msg.data) > 11 else ""
+        valid = msg.status == "A" and mode_indicator != "N"
+        ep.mode = max(ep.mode or MODE_NO_FIX, MODE_2D) if valid else MODE_NO_FIX
         if msg.data[8]:
             ep.date = msg.datestamp
-        if ep.lat is None and ep.rmc_valid and msg.data[2]:
+        if ep.lat is None and valid and msg.data[2]:
             ep.lat, ep.lon = msg.latitude, msg.longitude
 
     def _gga(self, ep, msg):
-        ep.gga_quality = int(msg.gps_qual or 0)
+        quality = int(msg.gps_qual or 0)
         ep.gga_sats = int(msg.num_sats) if msg.num_sats else None
         ep.hdop = float(msg.horizontal_dil) if msg.horizontal_dil else None
-        if ep.gga_quality > 0 and msg.data[1]:
+        if quality == 0:
+            ep.mode = MODE_NO_FIX
+            return
+        if msg.data[1]:
             ep.lat, ep.lon = msg.latitude, msg.longitude
-            if msg.altitude is not None:
-                ep.alt = round(float(msg.altitude) + (float(msg.geo_sep) if msg.geo_sep else 0.0),
-                               ALT_DECIMALS)
+        if msg.altitude is not None and msg.data[8]:
+            ep.alt = round(float(msg.altitude) + (float(msg.geo_sep) if msg.geo_sep else 0.0), ALT_DECIMALS)
+            ep.mode = MODE_3D
+        else:
+            ep.mode = max(ep.mode or MODE_NO_FIX, MODE_2D)
 
     def _gsa(self, ep, msg):
-        if msg.data[1]:
-            ep.gsa_mode = int(msg.data[1])
+        if msg.data[1] in ("1", "2", "3"):
+            ep.mode = int(msg.data[1])
         ep.gsa_prns.update(p for p in msg.data[2:14] if p)
         if ep.hdop is None and len(msg.data) > 15 and msg.data[15]:
             ep.hdop = float(msg.data[15])
@@ -264,22 +278,17 @@ class FixAssembler:
 
     def _fix(self, ep) -> Fix:
         if ep.date is not None:
-            self._date, self._date_tod_cs = ep.date, ep.tod_cs
-        elif self._date is not None and ep.tod_cs + HALF_DAY_S * 100 < self._date_tod_cs:
+            self._date, self._date_tod_ns = ep.date, ep.tod_ns
+        elif self._date is not None and ep.tod_ns + HALF_DAY_S * NS_PER_S < self._date_tod_ns:
             # past midnight since the last dated sentence
-            self._date, self._date_tod_cs = self._date + dt.timedelta(days=1), ep.tod_cs
+            self._date, self._date_tod_ns = self._date + dt.timedelta(days=1), ep.tod_ns
         t_ns = None
         if self._date is not None:
             day = dt.datetime(self._date.year, self._date.month, self._date.day,
                               tzinfo=dt.timezone.utc)
-            t_ns = int(day.timestamp()) * NS_PER_S + ep.tod_cs * (NS_PER_S // 100)
-        if ep.gsa_mode in (MODE_NO_FIX, MODE_2D, MODE_3D):
-            mode = ep.gsa_mode
-        elif ep.gga_quality == 0 or ep.rmc_valid is False or ep.lat is None:
-            mode = MODE_NO_FIX
-        else:
-            mode = MODE_3D if ep.alt is not None else MODE_2D
-        if ep.gga_quality == 0 or ep.rmc_valid is False:
+            t_ns = int(day.timestamp()) * NS_PER_S + ep.tod_ns
+        mode = ep.mode or MODE_NO_FIX
+        if ep.lat is None:   # a mode without a position to go with it
             mode = MODE_NO_FIX
         sats = ep.gga_sats if ep.gga_sats is not None else len(ep.gsa_prns)
         fixed = mode > MODE_NO_FIX
@@ -312,9 +321,10 @@ class NmeaStream:
         return self.assembler.health()
 
 
-def replay(path, chunk_bytes: int = 4096) -> Iterator[Fix]:
-    """Fixes from a captured NMEA log file (any line endings, noise tolerated)."""
-    stream = NmeaStream()
+def replay(path, chunk_bytes: int = 4096, stream: NmeaStream | None = None) -> Iterator[Fix]:
+    """Fixes from a captured NMEA log file (any line endings, noise tolerated); ``stream``
+    (optional) is the one to use, whose ``counts`` then tell what the file held."""
+    stream = stream if stream is not None else NmeaStream()
     with open(path, "rb") as f:
         while chunk := f.read(chunk_bytes):
             yield from stream.feed(chunk)

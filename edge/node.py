@@ -37,6 +37,7 @@ from edge.audio import Chunk, Ring, open_source
 from edge.config import Config
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from edge.timing_watch import TimingWatch
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ class Node:
         self.pulses_total = 0
         self._depth_max = 0  # outbox depth peak since the last health report
         self.untimed = 0  # pulses the clock never covered, timed by their capture (see _capture_time)
+        self.timing_watch = TimingWatch()  # warns when timing degrades and when it recovers
+        self._watch_due = 0
         self.error: BaseException | None = None
         self._started = time.monotonic()
         self._cpu0 = (time.process_time(), time.monotonic())
@@ -309,6 +312,10 @@ class Node:
         self._pending.extend(self.detector.process(mic))
         self._delivered = chunk.start + len(mic)
         self._stamp_ready()
+        if isinstance(self.clock, ModelClock) and self._delivered >= self._watch_due:
+            self._watch_due = self._delivered + self.rate_hz   # once a second of audio
+            self.clock.feed("advance", self._delivered)
+            self.timing_watch.update(self.clock.status())
         if self.evidence is not None:
             self.evidence.write(mic, chunk.start, gap=chunk.gap)
         self._measure_noise(mic)
@@ -429,6 +436,8 @@ class Node:
             "gps": self._gps_health(),
             "pps_locked": bool(clock.get("locked")),
             "timing": clock.get("timing"),
+            "timing_state": self.timing_watch.state,
+            "timing_degradations": self.timing_watch.degradations,
             "clock_offset_ns": clock.get("system_offset_ns"),
             "clock_unc_ns": clock.get("unc_ns"),
             "adc_rate_error_ppm": clock.get("rate_error_ppm"),
@@ -438,7 +447,8 @@ class Node:
             "pulses_untimed": self.untimed,
             "outbox_depth": self.outbox.depth(),
             "outbox_depth_max": max(self._depth_max, self.outbox.depth()),  # since the last report sent
-            "outbox_evicted": self.outbox.evicted(),
+            "outbox_evicted": self.outbox.evicted(),   # budget or low disk: the oldest made room
+            "outbox_dropped": self.outbox.dropped,     # a full disk had no room at all
             "published": self.publisher.published,
             "overruns": self.ring.overruns,
             "frames_lost": self.ring.frames_lost,

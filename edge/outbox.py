@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import shutil
 import sqlite3
 import threading
 import time
@@ -33,6 +34,11 @@ DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 EVICT_FRACTION = 0.01
 # WAL file kept no larger than this after a checkpoint.
 JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+# The outbox stops growing when its disk has less than this free: room for its WAL (checkpointed
+# at half of it at most) and the other writers.
+DISK_MARGIN_BYTES = 16 * 1024 * 1024
+DROPPED_LOG_EVERY = 1000
+SQLITE_FULL = 13   # the result code (sqlite3.SQLITE_FULL from Python 3.11 on)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pulse (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB);
@@ -50,21 +56,30 @@ class Outbox:
         The SQLite file (created with its folder if missing).
     budget_bytes : int
         Most disk the stored pulses may take; the oldest are evicted beyond it.
+    disk_margin_bytes : int
+        Free disk below which the outbox stops growing (the oldest are evicted instead).
 
     Thread-safe: the detector worker appends while the publisher reads and acknowledges.
     """
 
-    def __init__(self, path: str | os.PathLike, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+    def __init__(self, path: str | os.PathLike, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 disk_margin_bytes: int = DISK_MARGIN_BYTES):
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.budget_bytes = int(budget_bytes)
+        self.disk_margin_bytes = int(disk_margin_bytes)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             if self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                 raise sqlite3.OperationalError("WAL mode refused")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
+            # The WAL is checkpointed (and cut back) well inside the disk margin, so that it
+            # cannot fill the disk the outbox keeps free.
+            wal_bytes = min(JOURNAL_SIZE_LIMIT_BYTES, self.disk_margin_bytes // 2)
+            self._db.execute(f"PRAGMA journal_size_limit={wal_bytes}")
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA wal_autocheckpoint={max(1, wal_bytes // page_size)}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -73,6 +88,8 @@ class Outbox:
         self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
         # Kept in memory so that depth() is O(1): count(*) scans the table.
         self._depth = self._db.execute("SELECT count(*) FROM pulse").fetchone()[0]
+        self.dropped = 0              # pulses a full disk had no room for (this run)
+        self._disk_was_low = False
 
     def _epoch(self) -> int:
         """The stored epoch; a new one for a new outbox, 0 for one made before epochs (its numbers go on)."""
@@ -89,33 +106,56 @@ class Outbox:
         return epoch
 
     def append(self, encode: Callable[[int], bytes]) -> int:
-        """Store one pulse and return its sequence number.
+        """Store one pulse and return its sequence number (0 if a full disk left no room for it).
 
         ``encode(seq)`` builds the signed message for the sequence number the outbox
         assigns (in the epoch :attr:`epoch`); number and message are committed together or
-        not at all.
+        not at all.  Below ``disk_margin_bytes`` of free disk the outbox stops growing: the
+        oldest pulses are evicted (and counted) to make room for the newest.  If the disk
+        is full all the same (another writer filled it), the pulse is dropped and counted.
         """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = cast(int, self._db.execute("INSERT INTO pulse (payload) VALUES (NULL)").lastrowid)
-                self._db.execute("UPDATE pulse SET payload = ? WHERE seq = ?", (bytes(encode(seq)), seq))
-                evicted = self._evict_over_budget()
-                self._db.execute("COMMIT")
-            except BaseException:
+                return self._append(encode)
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % DROPPED_LOG_EVERY == 0:
+                log.warning("outbox %s: the disk is full: pulse dropped (%d so far)", self.path, self.dropped)
+            return 0
+
+    def _append(self, encode: Callable[[int], bytes]) -> int:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = cast(int, self._db.execute("INSERT INTO pulse (payload) VALUES (NULL)").lastrowid)
+            self._db.execute("UPDATE pulse SET payload = ? WHERE seq = ?", (bytes(encode(seq)), seq))
+            evicted = self._evict_over_budget()
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:   # SQLite rolls back by itself on some errors (a full disk)
                 self._db.execute("ROLLBACK")
-                raise
-            self._depth += 1 - evicted
-            return seq
+            raise
+        self._depth += 1 - evicted
+        return seq
 
     def _used_bytes(self) -> int:
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * self._page_size
 
+    def _disk_low(self) -> bool:
+        """Free disk below the margin and no free page left in the database: growing it would fill the disk."""
+        low = shutil.disk_usage(self.path.parent).free < self.disk_margin_bytes
+        if low and not self._disk_was_low:
+            log.warning("outbox %s: less than %.0f MB free on its disk: the oldest pulses make room for the newest",
+                        self.path, self.disk_margin_bytes / 2**20)
+        self._disk_was_low = low
+        return low and self._db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
     def _evict_over_budget(self) -> int:
         evicted = 0
-        while self._used_bytes() > self.budget_bytes:
+        while self._used_bytes() > self.budget_bytes or self._disk_low():
             depth = self._depth + 1 - evicted
             if depth <= 1:
                 break  # the newest pulse is always kept, whatever the budget
@@ -160,3 +200,8 @@ class Outbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_FULL: the disk (or a size limit) has no room for the write."""
+    return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc)

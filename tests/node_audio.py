@@ -21,10 +21,12 @@ def blast(rate_hz: int = RATE_HZ) -> np.ndarray:
     return BLAST_AMPLITUDE * (1 - t) * np.exp(-FRIEDLANDER_B * t)
 
 
-def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps=None, seed: int = 0):
+def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps=None, seed: int = 0,  # noqa: PLR0913
+          pps_missing=()):
     """Write the WAV (16-bit stereo) and return the onset sample index of each blast.
 
-    ``pps``: a ``simulator.pps.Adc`` whose clock the PPS in channel 1 is rendered by.
+    ``pps``: a ``simulator.pps.Adc`` whose clock the PPS in channel 1 is rendered by;
+    ``pps_missing``: (from_s, to_s) UTC spans in which it is silent.
     """
     rng = np.random.default_rng(seed)
     n = int(seconds * rate_hz)
@@ -38,7 +40,7 @@ def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps=None, 
     if pps is not None:
         from simulator.pps import pps_channel
 
-        second = pps_channel(pps, n).samples
+        second = pps_channel(pps, n, missing=pps_missing).samples
     else:
         second = np.zeros(n)
     sf.write(path, np.stack([mic, second], axis=1), rate_hz, subtype="PCM_16")

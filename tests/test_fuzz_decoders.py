@@ -30,6 +30,9 @@ from fusion.locator.sensors import Sensors, SensorsError, read_sensors
 from fusion.transport import mqttwire
 from fuzzing import fuzz
 
+# A few seconds each: in `make test`, not in the one-minute `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DATA = pathlib.Path(__file__).parent / "data"
 KEY = nacl.signing.SigningKey(bytes(range(32)))
 RING = wire.Keyring({"roof-1": KEY.verify_key})

@@ -71,6 +71,22 @@ def test_port_reports_fixes_and_degraded_clock():
         assert r["pps_locked"] is False and r["clock"]["timing"] == "system"
 
 
+def test_replay_of_a_file_without_fixes_says_so_in_one_line(tmp_path):
+    nothing = tmp_path / "nothing.nmea"
+    nothing.write_bytes(b"\x00\xb5b binary\r\n$GPGSV,1,1,01,05,40,083,46*40\r\nhello\r\n")
+    out = gps("--replay", str(nothing))
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [f"earwitness gps: error: no fixes in {nothing}: no timed RMC or GGA "
+                                               "sentence among its 1 valid sentences (0 bad checksums, 2 lines that "
+                                               "are not NMEA)"]
+    cold = tmp_path / "cold.nmea"
+    cold.write_bytes(b"".join(line + b"\r\n" for line in (DATA / "fix_modes.nmea").read_bytes().splitlines()[3:6]))
+    out = gps("--replay", str(cold))
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 1 and " no fix " in out.stdout
+    assert out.stderr.strip().splitlines() == [f"earwitness gps: no position fix in {cold}: 1 epochs, none with a fix "
+                                               "(the receiver never saw enough satellites)"]
+
+
 def test_user_errors_are_one_line():
     for args, words in [
         (("--port", "/dev/ttyNOPE0"), "cannot open GPS port /dev/ttyNOPE0"),

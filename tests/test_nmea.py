@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge import nmea
 from edge.nmea import GpsError, GpsReader, NmeaStream, replay
 
 DATA = pathlib.Path(__file__).parent / "data" / "nmea"
@@ -60,6 +61,50 @@ def check_fixes(fixes, expected):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_replay_gives_the_fixes_the_sentences_say(name):
     check_fixes(list(replay(DATA / name)), EXPECTED[name])
+
+
+def _ns(*args, ms: int = 0) -> int:
+    return utc_ns(*args) + ms * 1_000_000
+
+
+def test_sub_second_times_are_exact_to_the_millisecond():
+    """Hand-written vectors (tests/data/nmea/subsecond.nmea); gpsd 3.22 (gpsfake) gives the same
+    times: the fraction as written, not a float rounded to centiseconds (.408, not .410)."""
+    fixes = list(replay(DATA / "subsecond.nmea"))
+    assert [f.t_ns for f in fixes] == [
+        _ns(2026, 1, 2, 10, 51, 53, ms=408), _ns(2026, 1, 2, 10, 51, 53, ms=608), _ns(2026, 1, 2, 10, 51, 53, ms=808),
+        _ns(2026, 1, 2, 10, 51, 54, ms=8), _ns(2026, 1, 2, 23, 59, 59, ms=999), _ns(2026, 1, 3, 0, 0, 0, ms=199),
+        _ns(2026, 1, 3, 0, 0, 0, ms=500), _ns(2026, 1, 3, 0, 0, 1), _ns(2026, 1, 3, 0, 0, 1, ms=250)]
+    assert all(f.mode == 3 for f in fixes)
+
+
+@pytest.mark.parametrize("field, ns", [("105153.408", (10 * 3600 + 51 * 60 + 53) * 10**9 + 408_000_000),
+                                       ("000000", 0), ("235960.5", 86_400 * 10**9 + 500_000_000),
+                                       ("120000.123456789", 43_200 * 10**9 + 123_456_789)])
+def test_time_of_day_is_read_digit_for_digit(field, ns):
+    assert nmea._tod_ns(field) == ns
+
+
+@pytest.mark.parametrize("field", ["1051.408", "245959", "106053", "105161", "10515a.4", "+10515.4",
+                                   "105153.1234567890"])
+def test_time_of_day_refuses_what_is_not_one(field):
+    with pytest.raises(ValueError):
+        nmea._tod_ns(field)
+
+
+def test_fix_modes_as_the_sentences_say():
+    """Hand-written vectors from the NMEA 0183 definitions (tests/data/nmea/fix_modes.nmea):
+    GGA quality, GSA mode and RMC status each state the mode; the epoch's last statement wins."""
+    fixes = list(replay(DATA / "fix_modes.nmea"))
+    assert [(f.mode, f.lat is not None, f.alt is not None) for f in fixes] == [
+        (1, False, False), (3, True, True), (2, True, False), (3, True, True), (1, False, False), (3, True, True)]
+    assert fixes[0].t_ns == utc_ns(2026, 1, 2, 12, 0, 0) and fixes[2].sats == 3
+
+
+def test_rmc_alone_status_and_mode_indicator():
+    fixes = list(replay(DATA / "rmc_only.nmea"))
+    assert [f.mode for f in fixes] == [2, 1, 1, 2]      # A; V; A with mode N (not valid); A without a mode (2.2)
+    assert [f.t_ns for f in fixes] == [utc_ns(2026, 3, 15, 8, 0, s) for s in range(4)]
 
 
 def test_replay_counts_what_it_skipped():
