@@ -275,3 +275,32 @@ def test_unreported_on_a_simulated_night_with_known_calls(tmp_path, capsys):
         assert float(got[area]["ci_low"]) == pytest.approx(lo, abs=1e-4)
         assert float(got[area]["ci_high"]) == pytest.approx(hi, abs=1e-4)
     assert "(outside every area)" not in got
+
+
+def test_unreported_in_wgs84(tmp_path, capsys):
+    lat0, lon0 = 40.4406, -79.9959
+
+    def geo(e, n):
+        lat, lon, _ = pymap3d.enu2geodetic(e, n, 0.0, lat0, lon0, 0.0)
+        return float(lat), float(lon)
+
+    db = tmp_path / "fusion.db"
+    with Store(db) as store:
+        for i, (e, n) in enumerate([(100.0, 100.0), (300.0, 200.0), (-400.0, 100.0)]):
+            lat, lon = geo(e, n)
+            store.save_incident({"incident": f"g{i}", "t_ns": T0_NS + i * 3600 * 10**9, "lat": lat, "lon": lon,
+                                 "err_m": 10.0, "class": "gunfire"}, "final")
+    lat, lon = geo(100.0, 400.0)           # 300 m north of g0, two minutes later
+    (tmp_path / "calls.csv").write_text(f"call_id,t_utc,lat,lon\nc1,2026-08-15T02:24:00Z,{lat},{lon}\n")
+    assert main(["calls", "import", str(tmp_path / "calls.csv"), "--db", str(db)]) == 0
+    ring = [list(reversed(geo(e, n))) for e, n in [(0, -500), (1000, -500), (1000, 500), (0, 500), (0, -500)]]
+    (tmp_path / "areas.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "east side"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    out = tmp_path / "out"
+    assert main(["unreported", "--db", str(db), "--areas", str(tmp_path / "areas.geojson"), "--out", str(out)]) == 0
+    with open(out / "unreported.csv", newline="") as fh:
+        rows = {r["area"]: r for r in csv.DictReader(fh)}
+    assert (rows["east side"]["incidents"], rows["east side"]["called"]) == ("2", "1")
+    assert rows["(outside every area)"]["incidents"] == "1"
+    written = json.loads((out / "unreported.geojson").read_text())["features"][0]["geometry"]["coordinates"][0]
+    assert written[0] == pytest.approx(ring[0], abs=1e-6)          # written back as longitude, latitude

@@ -148,3 +148,30 @@ def test_plan_bad_sensors_csv(tmp_path, capsys):
     (tmp_path / "s.csv").write_text("id,x,y\na,0,0\n")
     assert main(["plan", "--sensors", str(tmp_path / "s.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "header is id,x,y" in capsys.readouterr().err
+
+
+def test_plan_in_wgs84(tmp_path, capsys):
+    import pymap3d
+
+    lat0, lon0 = 40.4406, -79.9959
+    rows = ["sensor,lat,lon,alt"]
+    for i, (e, n) in enumerate([(0, 0), (400, 0), (0, 400), (400, 400), (800, 0), (800, 400)]):
+        lat, lon, alt = pymap3d.enu2geodetic(e, n, 0.0, lat0, lon0, 260.0)
+        rows.append(f"n{i},{lat},{lon},{alt}")
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    ring = []
+    for e, n in [(-400, -400), (1200, -400), (1200, 800), (-400, 800), (-400, -400)]:
+        lat, lon, _ = pymap3d.enu2geodetic(e, n, 0.0, lat0, lon0, 0.0)
+        ring.append([float(lon), float(lat)])
+    (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    out = tmp_path / "o"
+    assert main(["plan", "--sensors", str(tmp_path / "s.csv"), "--area", str(tmp_path / "a.geojson"), "--grid-m", "400",
+                 "--add", "1", "--out", str(out)]) == 0
+    with open(out / "plan.csv") as fh:
+        assert fh.readline().startswith("lat,lon,p_locate_before")
+        lat, lon = (float(v) for v in fh.readline().split(",")[:2])
+    assert abs(lat - lat0) < 0.02 and abs(lon - lon0) < 0.02
+    with open(out / "suggested.csv") as fh:
+        assert fh.readline().strip() == "sensor,lat,lon,alt"
+    assert json.loads((out / "summary.json").read_text())["after"]["cells"] == 12
