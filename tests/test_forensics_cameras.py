@@ -61,7 +61,7 @@ def test_camera_sees_in_range_and_field_of_view_only(tmp_path):
     # The pull window: one minute before the first discharge to five minutes after the last.
     assert seen["east"]["pull_from_ns"] == T0_NS - 60 * 10**9
     assert seen["east"]["pull_to_ns"] == T0_NS + 2 * 10**9 + 300 * 10**9
-    assert seen["east"]["url"] == "rtsp://cam/east"
+    assert seen["east"]["url"] == "rtsp://cam/east" and seen["east"]["at"] == {"x": 0.0, "y": 0.0}
     # North of the east-looking camera: outside its 60 degree view; the pan-tilt one turns there.
     assert set(_seen(cams, (0.0, 100.0))) == {"pantilt"}
     # Just inside and just outside the view's edge (30 degrees off the heading).
