@@ -304,3 +304,18 @@ def test_unreported_in_wgs84(tmp_path, capsys):
     assert rows["(outside every area)"]["incidents"] == "1"
     written = json.loads((out / "unreported.geojson").read_text())["features"][0]["geometry"]["coordinates"][0]
     assert written[0] == pytest.approx(ring[0], abs=1e-6)          # written back as longitude, latitude
+
+
+def test_unreported_since_until_and_without_areas(tmp_path, capsys):
+    db = tmp_path / "fusion.db"
+    with Store(db) as store:
+        _city(store)              # west incidents in the first 10 hours, east ones from hour 20
+    out = tmp_path / "out"
+    since = dt.datetime.fromtimestamp(T0_NS // 10**9 + 15 * 3600, tz=dt.timezone.utc).isoformat()
+    assert main(["unreported", "--db", str(db), "--since", since, "--out", str(out)]) == 0
+    with open(out / "unreported.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["area"], r["incidents"], r["called"]) for r in rows] == [("all", "8", "0")]   # no calls imported
+    capsys.readouterr()
+    assert main(["unreported", "--db", str(db), "--until", "yesterday", "--out", str(out)]) == 2
+    assert "--since/--until must be ISO 8601" in capsys.readouterr().err
