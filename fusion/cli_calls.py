@@ -1,7 +1,8 @@
 """``earwitness calls import CALLS.csv [--db URL] [--columns OURS=THEIRS,...] [--tz ZONE]``: load 911/CAD calls.
 
 The calls are stored (a call id already stored keeps its first row) and matched to the stored
-gunfire incidents by the rule ``--before-s``, ``--after-s``, ``--max-dist-m``
+incidents (every class: a call beside an incident classed fireworks is worth a second look;
+``earwitness unreported`` counts the classes it is asked for) by the rule ``--before-s``, ``--after-s``, ``--max-dist-m``
 (:mod:`fusion.forensics.calls`), which is stored with each match. The fusion server matches new
 incidents to the stored calls as it alerts them (the alert's ``calls`` and ``called``).
 """

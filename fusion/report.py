@@ -243,6 +243,7 @@ def map_figure(data: ReportData) -> Figure:
         zoom.annotate(str(i), (x, y), textcoords="offset points", xytext=(4, 4 + 8 * (i - 1)), fontsize=8, color=color)
         for ax in (overview, zoom):
             ax.plot(x, y, "x", color=color, markersize=8)
+    _draw_casework(inc, overview, zoom)
     if len(shot_xy):
         centre = shot_xy.mean(axis=0)
         zoom.set_xlim(centre[0] - reach_m, centre[0] + reach_m)
@@ -259,6 +260,26 @@ def map_figure(data: ReportData) -> Figure:
     zoom.set_title("Shots (numbered in discharge order), 95% error ellipses", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _draw_casework(inc: dict, overview, zoom) -> None:
+    """The casing search area (dashed, on the close-up) and the cameras that see the shots (squares, on the overview)."""
+    area = inc.get("casings_area")
+    if area:
+        polygons = area["coordinates"] if area["type"] == "MultiPolygon" else [area["coordinates"]]
+        for k, poly in enumerate(polygons):
+            ring = poly[0]
+            keys = ("lon", "lat") if _is_wgs84(inc) else ("x", "y")
+            xy = _local_xy([dict(zip(keys, point)) for point in ring], inc)
+            zoom.plot(xy[:, 0], xy[:, 1], "--", color="tab:orange", linewidth=1.2,
+                      label="casing search area" if k == 0 else None)
+        zoom.legend(loc="lower right", fontsize=7)
+    cams = [c for c in inc.get("cameras", []) if "at" in c]
+    if cams:
+        xy = _local_xy([c["at"] for c in cams], inc)
+        overview.plot(xy[:, 0], xy[:, 1], "s", color="tab:green", markersize=6, label="camera that sees it")
+        for (x, y), cam in zip(xy, cams):
+            overview.annotate(cam["camera"], (x, y), textcoords="offset points", xytext=(3, -8), fontsize=6, color="tab:green")
 
 
 def _ellipse(shot: dict) -> tuple[float, float, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import xml.etree.ElementTree as ET
 
 import pymap3d
 import pytest
@@ -19,8 +20,10 @@ from fusion.forensics import casings
 from fusion.forensics.cameras import Buildings, CamerasError, cameras_seeing, read_cameras
 from fusion.forensics.frame import FRAME_LOCAL, FRAME_WGS84, Plane
 from fusion.forensics.geojson import GeoJSONError, read_polygons
+from fusion.server.alerts import CAP_NS, alert_cap
 from fusion.server.casework import Casework
 from fusion.server.store import Store
+from test_fusion_alerts import NS, check_cap  # the CAP 1.2 structure check
 
 T0_NS = 1_786_000_000 * 10**9
 LOCAL = Plane(FRAME_LOCAL)
@@ -58,7 +61,7 @@ def test_camera_sees_in_range_and_field_of_view_only(tmp_path):
     # The pull window: one minute before the first discharge to five minutes after the last.
     assert seen["east"]["pull_from_ns"] == T0_NS - 60 * 10**9
     assert seen["east"]["pull_to_ns"] == T0_NS + 2 * 10**9 + 300 * 10**9
-    assert seen["east"]["url"] == "rtsp://cam/east"
+    assert seen["east"]["url"] == "rtsp://cam/east" and seen["east"]["at"] == {"x": 0.0, "y": 0.0}
     # North of the east-looking camera: outside its 60 degree view; the pan-tilt one turns there.
     assert set(_seen(cams, (0.0, 100.0))) == {"pantilt"}
     # Just inside and just outside the view's edge (30 degrees off the heading).
@@ -169,6 +172,13 @@ def test_casework_annotates_alert_and_cues(tmp_path):
         body = json.loads(cues[0][1])
         assert body["bearing_deg"] == 90.0 and body["distance_m"] == 100.0 and body["incident"] == "i1"
         assert work.cues("city", dict(out, revision=2, status="withdrawn")) == []
+        # The CAP alert carries them as parameters, and stays valid CAP 1.2.
+        xml = alert_cap(out, 1, "preliminary", sender="ew@test", site="city", sent_ns=T0_NS)
+        check_cap(xml)
+        params = {p.findtext("cap:valueName", namespaces=NS): p.findtext("cap:value", namespaces=NS)
+                  for p in ET.fromstring(xml).iter(f"{{{CAP_NS}}}parameter")}
+        assert params["cameras"] == "near:100m@90deg" and params["called"] == "false"
+        assert float(params["casings_radius_m"]) == pytest.approx(13.0, abs=0.2)
 
 
 def test_fusion_refuses_a_bad_cameras_file_in_one_line(tmp_path, capsys):

@@ -154,7 +154,8 @@ def cameras_seeing(cameras: list[Camera], xy: tuple[float, float], t_first_ns: i
                    after_s: float = PULL_AFTER_S) -> list[dict]:
     """The cameras that see ``xy`` (plane metres), nearest first.
 
-    Each ``{"camera", "distance_m", "bearing_deg", "pull_from_ns", "pull_to_ns", "url"}``:
+    Each ``{"camera", "distance_m", "bearing_deg", "pull_from_ns", "pull_to_ns", "url", "at"}`` (``at``:
+    the camera's position as the Cameras CSV gave it):
     ``bearing_deg`` from the camera to the position, clockwise from north; the pull window from
     ``before_s`` before the first discharge to ``after_s`` after the last.
     """
@@ -172,7 +173,7 @@ def cameras_seeing(cameras: list[Camera], xy: tuple[float, float], t_first_ns: i
         out.append({"camera": cam.camera, "distance_m": round(dist, DISTANCE_DECIMALS),
                     "bearing_deg": round(bearing, BEARING_DECIMALS),
                     "pull_from_ns": int(t_first_ns - before_s * NS_PER_S), "pull_to_ns": int(t_last_ns + after_s * NS_PER_S),
-                    "url": cam.url})
+                    "url": cam.url, "at": dict(cam.position)})
     out.sort(key=lambda c: (c["distance_m"], c["camera"]))
     return out
 

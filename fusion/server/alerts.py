@@ -154,6 +154,7 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
     }
     ellipse = alert.get("ellipse") or {}
     params.update({f"ellipse_{k}": ellipse[k] for k in ("semi_major_m", "semi_minor_m", "orientation_deg") if k in ellipse})
+    params.update(casework_parameters(alert))
     if "lat" not in alert:
         params.update(frame="local", x_m=alert.get("x"), y_m=alert.get("y"), z_m=alert.get("z", ""))
     else:
@@ -168,6 +169,20 @@ def alert_cap(incident: dict, revision: int, status: str, *, sender: str, site: 
         radius_km = max(float(alert.get("err_m", MIN_RADIUS_M)), MIN_RADIUS_M) / M_PER_KM
         _sub(area, "circle", f"{float(alert['lat']):.6f},{float(alert['lon']):.6f} {radius_km:.4f}")
     return ET.tostring(root, encoding="unicode", xml_declaration=False)
+
+
+def casework_parameters(alert: dict) -> dict:
+    """CAP parameters of what :mod:`fusion.server.casework` added: cameras, casing search radius, 911 calls."""
+    params: dict = {}
+    if "cameras" in alert:
+        params["cameras"] = " ".join(f"{c['camera']}:{float(c['distance_m']):.0f}m@{float(c['bearing_deg']):.0f}deg"
+                                     for c in alert["cameras"])
+    radii = [float(s["casings"]["radius_m"]) for s in alert.get("shots", []) if "casings" in s]
+    if radii:
+        params["casings_radius_m"] = max(radii)
+    if "called" in alert:
+        params["called"] = "true" if alert["called"] else "false"
+    return params
 
 
 def _certainty(alert: dict) -> str:

@@ -46,8 +46,9 @@ call_matches = sa.Table(
 )
 sa.Index("call_matches_incident", call_matches.c.incident)
 
-# Incidents a call can be a report of: gunfire, and what no cue classed (alerted as possible gunfire).
-CALLABLE_CLASSES = ("gunfire", "unknown")
+# A withdrawn revision's shots are another incident's: the call is that one's. Every class is
+# matched: a "shots fired" call beside an incident classed fireworks is a reason to look again,
+# and `earwitness unreported` chooses the classes it counts.
 WITHDRAWN = "withdrawn"
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
@@ -117,6 +118,6 @@ class CallLog:
         return sum(self.save_matches(self._match(inc, rule)) for inc in self.store.incidents(t0_ns, t1_ns))
 
     def _match(self, incident: dict, rule: MatchRule) -> list[dict]:
-        if incident.get("class", "gunfire") not in CALLABLE_CLASSES or incident.get("status") == WITHDRAWN:
+        if incident.get("status") == WITHDRAWN:
             return []
         return match(incident, self.calls(*call_window_ns(incident, rule)), rule)

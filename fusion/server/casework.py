@@ -26,7 +26,8 @@ from fusion.forensics.calls import MatchRule, incident_span_ns
 from fusion.forensics.cameras import Buildings, Camera, cameras_seeing, cue, read_cameras
 from fusion.forensics.frame import FRAME_LOCAL, FRAME_WGS84, Plane
 from fusion.forensics.geojson import geometry_in_frame, read_polygons
-from fusion.server.calls import CALLABLE_CLASSES, WITHDRAWN, CallLog
+from fusion.server.alerts import URGENT_CLASSES
+from fusion.server.calls import WITHDRAWN, CallLog
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Casework:
 
     def cues(self, site: str, alert: dict) -> list[tuple[str, bytes]]:
         """(topic, JSON payload) of the cue for every camera the alert lists (none for a withdrawn or non-gunfire one)."""
-        if alert.get("status") == WITHDRAWN or alert.get("class", "gunfire") not in CALLABLE_CLASSES:
+        if alert.get("status") == WITHDRAWN or alert.get("class", "gunfire") not in URGENT_CLASSES:
             return []
         return [(topics.camera_cue(site, seen["camera"]), json.dumps(cue(seen, alert), sort_keys=True).encode())
                 for seen in alert.get("cameras", [])]
