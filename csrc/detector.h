@@ -29,6 +29,8 @@ typedef struct {
     double lta_step_ms;     /* the noise floor is updated once per step of this length */
     double warmup_ms;       /* no trigger before the noise floor has seen this much audio */
     double trigger_db;      /* trigger: STA above the noise floor by this much ... */
+    double echo_ms;         /* ... except this long after a trigger, while its echoes arrive, ... */
+    double echo_trigger_db; /* ... when STA must clear the noise floor by this much ... */
     double jump_db;         /* ... and above the mid-term average by this much */
     double window_ms;       /* after a trigger: pulse window, no new trigger inside it */
     double lookback_ms;     /* onset search before the trigger */

@@ -11,7 +11,8 @@ C code checks the C code's filters, recursions, state machine and onset search:
    constant ``lta_s`` and falling with ``lta_fall_s``; frozen when the step held an open
    pulse; a silent step (digital zeros) restarts the warm-up.
 4. Trigger at the first sample where STA > on*LTA and STA > jump*MTA, outside a pulse
-   window; the pulse closes W samples later, or, when at least ``retrigger_ms`` after the
+   window (``on``: ``echo_trigger_db`` within ``echo_ms`` of the latest trigger, while its
+   echoes arrive, else ``trigger_db``); the pulse closes W samples later, or, when at least ``retrigger_ms`` after the
    trigger a sample passes the trigger test with STA above ``retrigger_db`` over the highest
    STA of the pulse's first ``retrigger_ms``, G + 1 samples before that new trigger.
 5. Onset: peak of |y| from the look-back start to ``peak_search_ms`` after the trigger and
@@ -39,12 +40,13 @@ BAND_LOW_HZ = 1000.0
 BAND_HIGH_HZ = 3000.0
 MAX_BAND_FRACTION = 0.45
 DURATION_REL = 0.1
+NO_TRIGGER = -(2**61)  # the latest trigger before any (csrc/detector.c: INT64_MIN / 4)
 HP_ORDER = 4
 BAND_ORDER = 2
 
 DEFAULTS = dict(
     highpass_hz=300.0, sta_ms=1.0, mta_ms=20.0, lta_s=2.0, lta_fall_s=0.5, lta_step_ms=5.0,
-    warmup_ms=100.0, trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
+    warmup_ms=100.0, trigger_db=9.0, echo_ms=750.0, echo_trigger_db=12.0, jump_db=6.0, window_ms=15.0, lookback_ms=10.0,
     peak_search_ms=0.0, onset_snr_db=3.0, onset_rel_db=-20.0, gap_ms=1.0, envelope_ms=0.5,
     retrigger_ms=5.0, retrigger_db=6.0,
 )
@@ -80,6 +82,8 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
     a_up = _one_pole(p["lta_s"] * rate_hz / step)
     a_down = _one_pole(p["lta_fall_s"] * rate_hz / step)
     on = 10 ** (p["trigger_db"] / 10)
+    on_echo = 10 ** (p["echo_trigger_db"] / 10)
+    hold = _samples(p["echo_ms"], rate_hz)
     jump = 10 ** (p["jump_db"] / 10)
     warm_steps = -(-_samples(p["warmup_ms"], rate_hz) // step)
     window = _samples(p["window_ms"], rate_hz)
@@ -101,14 +105,19 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
         retrigger = max(retrigger, 1)
     rise = 10 ** (p["retrigger_db"] / 10)
     pulses: list[dict] = []
-    lta, warm, active, trig, trig_lta, trig_mta, last_end = 0.0, 0, False, 0, 0.0, 0.0, -1
+    lta, warm, active, trig, trig_lta, trig_mta, last_end = 0.0, 0, False, NO_TRIGGER, 0.0, 0.0, -1
+
+    def threshold(a, b):
+        # on*LTA for samples [a, b), against the latest trigger and LTA at the time of the call
+        return np.where(np.arange(a, b) - trig <= hold, on_echo, on) * lta
+
     for k in range(-(-n_total // step)):
         s0, s1 = k * step, min((k + 1) * step, n_total)
         n, busy = s0, False
         while True:
             if active:
                 end = trig + window
-                second = _second_trigger(trig, (max(n, trig + 1), min(end, s1)), (retrigger, rise), on * lta, sta,
+                second = _second_trigger(trig, (max(n, trig + 1), min(end, s1)), (retrigger, rise), threshold, sta,
                                          jump_mta)
                 if second is not None:
                     # a louder pulse inside the window: this one ends a gap before it
@@ -125,9 +134,9 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
                 busy |= end > s0
                 pulses.append(_finish(trig, end, trig_lta, trig_mta, last_end, **shape))
                 active, n, last_end = False, end, end
-            if warm < warm_steps or step_max[k] <= on * lta:
+            if warm < warm_steps or step_max[k] <= min(on, on_echo) * lta:
                 break
-            hits = np.flatnonzero((sta[n:s1] > on * lta) & (sta[n:s1] > jump_mta[n:s1]))
+            hits = np.flatnonzero((sta[n:s1] > threshold(n, s1)) & (sta[n:s1] > jump_mta[n:s1]))
             if not len(hits):
                 break
             active, trig, trig_lta, busy = True, n + int(hits[0]), lta, True
@@ -146,7 +155,7 @@ def detect(samples: np.ndarray, rate_hz: float, **params: float) -> list[dict]: 
     return pulses
 
 
-def _second_trigger(trig, span, retrigger, on_lta, sta, jump_mta):
+def _second_trigger(trig, span, retrigger, threshold, sta, jump_mta):
     """First sample in span = [start, stop) where a louder pulse opens inside the window of
     the one triggered at trig: at least ``retrigger[0]`` after trig, the trigger test passes
     and STA is above ``retrigger[1]`` times the highest STA of the pulse's first
@@ -157,7 +166,7 @@ def _second_trigger(trig, span, retrigger, on_lta, sta, jump_mta):
         return None
     top = float(np.max(sta[trig : trig + hold]))
     win = sta[frm:stop]
-    hits = np.flatnonzero((win > on_lta) & (win > jump_mta[frm:stop]) & (win > rise * top))
+    hits = np.flatnonzero((win > threshold(frm, stop)) & (win > jump_mta[frm:stop]) & (win > rise * top))
     return frm + int(hits[0]) if len(hits) else None
 
 

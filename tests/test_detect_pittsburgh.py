@@ -29,19 +29,19 @@ import soundfile as sf
 import detector_lopo
 from edge.utctime import parse_utc_ns
 
-# In-sample with the defaults (trigger_db 12, retrigger_ms 5): recall 0.973, median 0.337 ms
-# (|dt| 0.618 ms). The defaults keep trigger_db 12: at 9 dB, which leave-one-position-out
-# chooses, the seed city's demo gets a false alert from the echoes it also detects.
-MIN_RECALL = 0.97
-MAX_MEDIAN_MS = 0.4
-MAX_RAW_MEDIAN_MS = 0.65
-# Held out (trigger_db 9, retrigger_ms 5 chosen in every fold): FP1 0.977 / 0.336 ms, FP2
-# 0.987 / 0.399 ms, FP3 0.982 / 0.315 ms; pooled 0.982 / 0.341 ms. FP1 misses 3 references
-# that lie 3-4.5 ms before any sound in their audio (see detector_lopo), hence its floor.
-FOLD_MIN_RECALL = 0.975
+# In-sample with the defaults (trigger_db 9, 12 within echo_ms 750 of a trigger; retrigger_ms 5):
+# recall 0.982, median |dt - 0.5 ms| 0.340 ms (|dt| 0.605 ms).
+MIN_RECALL = 0.98
+MAX_MEDIAN_MS = 0.35
+MAX_RAW_MEDIAN_MS = 0.62
+# Held out (trigger_db 9 chosen in every fold): FP1 0.971 / 0.315 ms, FP2 0.993 / 0.402 ms,
+# FP3 0.982 / 0.306 ms; pooled 0.982 / 0.340 ms; spread 0.310, 0.369, 0.319 ms. FP1 misses 3
+# references that lie 3-4.5 ms before any sound in their audio (see detector_lopo), hence its floor.
+FOLD_MIN_RECALL = 0.97
 HELD_OUT_MIN_RECALL = 0.98
 MUST_MAX_MEDIAN_MS = 0.5
-FOLD_MAX_SPREAD_MS = 0.35
+HELD_OUT_MAX_MEDIAN_MS = 0.35
+FOLD_MAX_SPREAD_MS = 0.375
 
 
 # One interpreter runs the console script's main() on many WAVs (each with its own
@@ -159,8 +159,49 @@ def test_leave_one_position_out(folds):
     _print_folds(folds)
     assert folds["all"]["recall"] >= MIN_RECALL
     assert folds["held out"]["recall"] >= HELD_OUT_MIN_RECALL
-    assert folds["held out"]["median_ms"] <= MUST_MAX_MEDIAN_MS
+    assert folds["held out"]["median_ms"] <= HELD_OUT_MAX_MEDIAN_MS
     for held in ("FP1", "FP2", "FP3"):
         assert folds[held]["recall"] >= FOLD_MIN_RECALL, held
         assert folds[held]["median_ms"] <= MUST_MAX_MEDIAN_MS, held
         assert folds[held]["spread_ms"] <= FOLD_MAX_SPREAD_MS, held
+
+
+# First rounds missed at the nearest, clipping sensor: (position, test, sensor).
+OFF_REFERENCES = (("FP1", "test_013", "SCP-00-BNG-5567"), ("FP3", "test_038", "SCP-00-BNG-5515"),
+                  ("FP3", "test_043", "SCP-00-BNQ-2143"))
+# The reference's round 1 -> 2 interval at that sensor is off the other sensors' by this much
+# or more (measured 4.0 ms in all three), ours within AGREE_MS (measured 0.02-0.30 ms).
+REFERENCE_OFF_MS = 3.0
+AGREE_MS = 1.0
+
+
+def _round_times_ns(test_dir) -> dict[str, dict[int, int]]:
+    """{sensor serial: {shot index: reference arrival t_ns}} of the commercial grouping."""
+    name = test_dir.name
+    by_uuid = {p["pulse_uuid"]: p for p in json.loads((test_dir / f"{name}.allpulses.json").read_text())}
+    out: dict[str, dict[int, int]] = {}
+    for shot in json.loads((test_dir / f"{name}.nlos-tuples.json").read_text()):
+        for uuid in shot["pulse_uuids"]:
+            if uuid in by_uuid:
+                pulse = by_uuid[uuid]
+                out.setdefault(pulse["serial_number"], {})[shot["shot_index"]] = parse_utc_ns(pulse["arrival_time_utc"])
+    return out
+
+
+def test_the_first_rounds_still_missed_are_off_in_the_reference_not_in_the_audio(pittsburgh):
+    """Round 1 -> 2 interval at the sensor whose first-round reference is missed: the reference's
+    disagrees with every other sensor's (the shooter did not move), the detector's agrees, so
+    the reference time of that first round, not the detected onset, is off."""
+    folders = {(d.parent.name, d.name): d for d in pittsburgh}
+    for fp, test, sensor in OFF_REFERENCES:
+        rounds = _round_times_ns(folders[fp, test])
+        others_ms = float(np.median([(t[1] - t[0]) / 1e6 for s, t in rounds.items() if s != sensor and {0, 1} <= set(t)]))
+        ref_ms = (rounds[sensor][1] - rounds[sensor][0]) / 1e6
+        wav = folders[fp, test] / f"{test}.audio.{sensor}.wav"
+        found = detector_lopo.detect_times([wav])[wav]
+        ours = [min(found, key=lambda t, r=r: abs(t - r)) for r in (rounds[sensor][0], rounds[sensor][1])]
+        ours_ms = (ours[1] - ours[0]) / 1e6
+        print(f"\n{test} {sensor}: round 1 -> 2 {ref_ms:.1f} ms by its reference, {ours_ms:.2f} ms detected, "
+              f"{others_ms:.1f} ms at the other sensors")
+        assert abs(ref_ms - others_ms) >= REFERENCE_OFF_MS, test
+        assert abs(ours_ms - others_ms) <= AGREE_MS, test

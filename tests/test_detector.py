@@ -219,6 +219,10 @@ def test_parameters_are_validated_with_clear_errors():
         Detector(8000, sta_ms="fast")
     with pytest.raises(ValueError, match="retrigger_ms"):
         Detector(8000, retrigger_ms=20)
+    with pytest.raises(ValueError, match="echo_ms"):
+        Detector(8000, echo_ms=-1)
+    with pytest.raises(ValueError, match="echo_trigger_db"):
+        Detector(8000, echo_trigger_db=0)
     with pytest.raises(ValueError, match="time constants"):
         Detector(8000, sta_ms=30, mta_ms=20)
     det = Detector(8000)
@@ -251,3 +255,21 @@ def test_a_louder_pulse_inside_the_window_gets_its_own_pulse():
     same = _two_blasts(rate_hz, (0.4, 0.4))
     assert len(run_c(same, rate_hz)) == 1
     assert_agree(run_c(same, rate_hz, retrigger_db=0.0), ref.detect(same, rate_hz, retrigger_db=0.0))
+
+
+def test_a_weak_pulse_counts_outside_a_shots_echo_time_only():
+    """A pulse 10-11 dB over the noise floor (between trigger_db 9 and echo_trigger_db 12) is
+    detected on its own, but not within echo_ms (750) of a shot's trigger, where the shot's
+    echoes arrive; echo_ms=0 takes it there too."""
+    rate_hz = 12000
+    x = gunshot_clip(rate_hz, 2.0, (), seed=15)
+    for t_s, amplitude in ((0.5, 0.4), (0.7, 0.035), (1.6, 0.035)):
+        i = int(t_s * rate_hz)
+        blast = friedlander(rate_hz, positive_ms=0.5, amplitude=amplitude)
+        x[i : i + len(blast)] += blast
+    pulses = run_c(x, rate_hz)
+    assert [round(p.sample / rate_hz, 3) for p in pulses] == [0.5, 1.6]
+    assert_agree(pulses, ref.detect(x, rate_hz))
+    no_hold = run_c(x, rate_hz, echo_ms=0.0)
+    assert [round(p.sample / rate_hz, 3) for p in no_hold] == [0.5, 0.7, 1.6]
+    assert_agree(no_hold, ref.detect(x, rate_hz, echo_ms=0.0))
