@@ -53,3 +53,33 @@ def test_received_levels_prefer_spl_and_flag_clipped_peaks():
     assert level[1] == 0.5 and clipped[1]
     assert level[2] == -20.0 and not clipped[2]
     assert np.isnan(level[3]) and not clipped[3]
+
+
+def test_a_burst_heard_through_the_same_delayed_paths_is_completed_round_by_round():
+    """Rounds from one place share each sensor's path delay (a diffraction, a survey or clock error):
+    the anchor's residuals are taken as station terms, so the later rounds' implied discharge
+    times cluster as tightly as the paths allow, however far the anchor's fit was pulled."""
+    from fusion.locator import burst
+    from fusion.locator.associate import Shot
+    from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
+    from fusion.locator.picks import Picks
+
+    c = speed_of_sound(0.0)
+    sensors = np.array([[0.0, 0.0, 0.0], [330.0, 20.0, 0.0], [40.0, 310.0, 0.0], [210.0, 400.0, 0.0],
+                        [-150.0, 200.0, 0.0], [140.0, 110.0, 0.0]])
+    source = np.array([120.0, 150.0])
+    delay_s = np.array([0.0, -0.018, 0.004, 0.02, -0.012, 0.015])   # each sensor's own, every round alike
+    t0s = (0.0, 0.79, 1.45)
+    t = np.concatenate([t0 + np.hypot(*(sensors[:, :2] - source).T) / c + delay_s for t0 in t0s])
+    sensor = np.tile(np.arange(len(sensors)), len(t0s))
+    picks = Picks(sensor, t, np.full(len(t), 1e-4), sensors[sensor])
+    first = np.arange(len(sensors))
+    fit = fit_shots([(sensors, t[first], np.full(len(first), 1e-3))], c, Geometry("2d"), [(source, 0.0)])
+    anchor = Shot(first, fit.positions[0], float(fit.t0_s[0]), c, fit.residuals_s[0])
+    levels = (np.full(len(t), -20.0), np.zeros(len(t), dtype=bool))
+    new = burst.complete_bursts(picks, np.arange(len(t)), [anchor], Geometry("2d"), 4, levels)
+    assert len(new) == 2
+    later, last = sorted(s.t0_s for s in new)
+    assert abs(later - anchor.t0_s - 0.79) < 0.01 and abs(last - later - 0.66) < 1e-3
+    # every sensor in every round (without the station terms, the sensor of the largest delay is lost)
+    assert all(len(s.pulses) == len(sensors) for s in new)

@@ -280,21 +280,37 @@ def _scatter(residuals_s: np.ndarray) -> float:
     return MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
 
 
+def _station_terms(picks: Picks, rows: np.ndarray, residuals_s: np.ndarray) -> np.ndarray:
+    """Per sensor (indexed as ``picks.sensor``) the anchor's residual there: the path's own delay.
+
+    Rounds from one place travel the same paths, so what delays one round's arrival at a sensor
+    (a diffraction round a building, the sensor's survey error, a clock offset) delays every
+    round's alike: a source-specific station term (Richards-Dinger & Shearer, JGR 105, 2000;
+    station corrections in REAL, Zhang et al. 2019). Zero at sensors the anchor did not hear.
+    """
+    terms = np.zeros(int(picks.sensor.max()) + 1 if len(picks) else 0)
+    terms[picks.sensor[rows]] = residuals_s
+    return terms
+
+
 def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry, clutter, taken):
     """Rounds among ``pool`` fired from the anchor's place, the place refined jointly with them.
 
     ``clutter`` is (sensor index, clutter rate per pool row; per sensor, how likely it hears the burst). Rounds by
-    :func:`find_rounds` at the place; the anchor and those rounds fitted with one shared
-    position (robust least squares), the rounds found again at the fitted place; REFINE_ROUNDS
-    times. Returns (rounds, the place, the pool's implied discharge times there).
+    :func:`find_rounds` at the place, each pulse's implied discharge time less its sensor's
+    station term (:func:`_station_terms`, from the anchor's residuals); the anchor and those
+    rounds fitted with one shared position (robust least squares), the rounds found again at
+    the fitted place; REFINE_ROUNDS times. Returns (rounds, the place, the pool's implied
+    discharge times there, without station terms).
     """
     sensor, rate, hears = clutter
     position = np.asarray(anchor.position, dtype=float)
     scatter = _scatter(anchor.residuals_s)
+    terms = _station_terms(picks, anchor.pulses, anchor.residuals_s)
     anchor_group = (picks.pos_m[anchor.pulses], picks.t_s[anchor.pulses], picks.sigma_s[anchor.pulses])
     found: list = []
     for _ in range(REFINE_ROUNDS):
-        emit = _implied(picks, pool, position, anchor.c, geometry)
+        emit = _implied(picks, pool, position, anchor.c, geometry) - terms[picks.sensor[pool]]
         found = find_rounds(emit, sensor, _timing_sigma(picks, pool, scatter), rate, hears, taken)
         if not found:
             break
@@ -305,6 +321,7 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
                         places=[0] * len(groups))
         position = fit.positions[0]
         scatter = _scatter(np.concatenate(fit.residuals_s))
+        terms = _station_terms(picks, anchor.pulses, fit.residuals_s[0])
     emit = _implied(picks, pool, position, anchor.c, geometry)
     return found, position, emit
 
