@@ -28,13 +28,38 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) -m simulator.demo
 
+# Everything but the package test (make deb-test: it builds under emulation, ~15 min).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not package"
+
+# Hardware in the loop (tests/test_hil.py): a virtual microphone, a GPS on a pty, the site
+# broker with TLS and its ACL, the real node and fusion processes. Needs pulseaudio,
+# libasound2-plugins, libportaudio2 (.ci/run installs them).
+.PHONY: hil
+hil: $(STAMP)
+	$(PY) -m pytest -q -m "hil and not package"
+
+# make deb [ARCH=arm64]: the node's .deb in build/; another ARCH is built inside a Debian 12
+# rootfs of it under qemu-user-static (hardware/packaging/cross-deb.sh; rootfs cached in build/ARCH).
+# make deb-test [ARCH=arm64]: builds it, installs it with dpkg into a clean rootfs of ARCH and
+# compares `earwitness detect` there with this machine's (tests/test_package.py).
+NATIVE_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+ARCH ?= $(NATIVE_ARCH)
+.PHONY: deb deb-test
+deb:
+ifeq ($(ARCH),$(NATIVE_ARCH))
+	hardware/packaging/build-deb.sh build
+else
+	hardware/packaging/cross-deb.sh $(ARCH) build
+endif
+
+deb-test: $(STAMP)
+	EARWITNESS_DEB_ARCH=$(ARCH) $(PY) -m pytest -q -m package
 
 # The quick loop: no broker, database, node or server process, nothing slower than ~5 s.
 .PHONY: test-fast
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster"
+	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster and not package"
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench

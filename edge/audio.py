@@ -12,6 +12,7 @@ and, when known, how many were lost, so the clock model can keep sample -> UTC r
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 import sys
 import threading
@@ -25,6 +26,13 @@ from earwitness.units import NS_PER_S
 from edge.config import AudioSection
 from edge.wavio import INT16_SUBTYPE, WavError, wav_info
 
+log = logging.getLogger(__name__)
+
+# A live stream is checked this often; no callback for STALL_S (more than a sound server's
+# 1.6-2.3 s to the first one) means it stalled; a dead stream is reopened every REOPEN_S.
+WATCH_S = 0.5
+STALL_S = 5.0
+REOPEN_S = 2.0
 # Host-time marks kept in the ring for the clock model (one per written block).
 BLOCK_MARKS_KEPT = 4096
 HOLD_POLL_S = 0.2
@@ -178,6 +186,10 @@ class Source:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def status(self) -> dict:
+        """For the node's health: ``error`` (why the input is down, else None) and counters."""
+        return {"error": None}
+
 
 class _ThreadSource(Source):
     def __init__(self):
@@ -188,6 +200,9 @@ class _ThreadSource(Source):
     def start(self, ring: Ring) -> None:
         self._thread = threading.Thread(target=self._guarded, args=(ring,), name=type(self).__name__, daemon=True)
         self._thread.start()
+
+    def status(self) -> dict:
+        return {"error": str(self.error) if self.error else None}
 
     def _guarded(self, ring: Ring) -> None:
         try:
@@ -350,7 +365,13 @@ class StdinSource(_ThreadSource):
 
 
 class DeviceSource(Source):
-    """A live input through sounddevice; its callback only copies into the ring."""
+    """A live input through sounddevice; its callback only copies into the ring.
+
+    A stream that dies (the sound server or a USB interface went away: PortAudio ends it) or
+    stalls (no callback for ``STALL_S``) is reported in ``status()`` and reopened every
+    ``REOPEN_S`` until it runs again, the samples missed reported to the ring as a gap of
+    unknown length (the clock model then relabels from the next PPS edges).
+    """
 
     def __init__(self, cfg: AudioSection):
         try:
@@ -363,8 +384,14 @@ class DeviceSource(Source):
         self.rate_hz, self.channels, self.dtype = cfg.rate_hz, cfg.channels, cfg.format
         self.block, self.device = cfg.block, cfg.device
         self.device_overflows = 0
+        self.reopens = 0
+        self.fault: str | None = None  # why the stream is down, while it is (not `error`: that stops the node)
         self._next_adc_s: float | None = None
         self._stream: Any = None
+        self._last_callback_s = 0.0
+        self._died = threading.Event()
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
         try:
             sd.check_input_settings(device=self.device, channels=self.channels, dtype=self.dtype,
                                     samplerate=self.rate_hz)
@@ -372,9 +399,15 @@ class DeviceSource(Source):
             raise AudioError(f"audio device {self.device!r}: {exc}") from None
 
     def start(self, ring: Ring) -> None:
+        self._open(ring)
+        self._watch = threading.Thread(target=self._supervise, args=(ring,), name="ew-audio-watch", daemon=True)
+        self._watch.start()
+
+    def _open(self, ring: Ring) -> None:
         rate = self.rate_hz
 
         def callback(indata, frames, when, status):
+            self._last_callback_s = time.monotonic()
             adc_s = when.inputBufferAdcTime
             if status.input_overflow:
                 self.device_overflows += 1
@@ -385,14 +418,54 @@ class DeviceSource(Source):
             self._next_adc_s = adc_s + frames / rate if adc_s else None
             ring.write(indata)
 
+        self._died.clear()
+        # The first callback may take seconds (a sound server's start-up): the stall clock starts now.
+        self._last_callback_s = time.monotonic()
         self._stream = self._sd.InputStream(device=self.device, channels=self.channels, dtype=self.dtype,
-                                            samplerate=rate, blocksize=self.block, callback=callback)
+                                            samplerate=rate, blocksize=self.block, callback=callback,
+                                            finished_callback=self._died.set)
         self._stream.start()
 
+    def _supervise(self, ring: Ring) -> None:
+        while not self._stop.wait(WATCH_S):
+            stalled = time.monotonic() - self._last_callback_s > STALL_S
+            if not (self._died.is_set() or stalled) or self._stop.is_set():
+                continue
+            self.fault = f"audio device {self.device!r}: the stream {'stopped' if self._died.is_set() else 'stalled'}"
+            log.warning("%s; reopening it every %.0f s", self.fault, REOPEN_S)
+            self._close()
+            while not self._stop.wait(REOPEN_S):
+                try:
+                    # PortAudio lists devices once: a sound server that came back needs a new list
+                    self._sd._terminate()
+                    self._sd._initialize()
+                    self._open(ring)
+                except Exception as exc:  # sounddevice raises ValueError or PortAudioError
+                    self.fault = f"audio device {self.device!r}: {exc}"
+                    continue
+                ring.report_lost(None)  # how much was missed is unknown: the clock relabels
+                self.reopens += 1
+                log.warning("audio device %r reopened", self.device)
+                self.fault = None
+                break
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:  # a stream whose server is gone may fail to close; it is dropped anyway
+                log.debug("closing a dead stream failed", exc_info=True)
+
+    def status(self) -> dict:
+        return {"error": self.fault, "reopens": self.reopens, "device_overflows": self.device_overflows}
+
     def stop(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(5)
+        self._close()
 
 
 def open_source(cfg: AudioSection) -> Source:

@@ -65,6 +65,7 @@ MIN_LEVEL_DBFS = -200.0
 PULSE_RATE_WINDOW_S = 60
 COMMAND_QUEUE = 16
 KERNEL_PPS_WAIT_S = 1.5
+GPS_REOPEN_S = 2.0  # a GPS port that went away is tried again this often
 THERMAL_ZONE = "/sys/class/thermal/thermal_zone0/temp"
 
 
@@ -337,15 +338,25 @@ class Node:
                     self.clock.feed("add_nmea_time", sample, value.t_ns // NS_PER_S)
 
     def _gps_loop(self) -> None:
-        from edge.nmea import GpsError
+        from edge.nmea import GpsError, GpsReader
 
         while not self._stop.is_set():
             try:
                 fixes = self.gps.read()
             except GpsError as exc:  # unplugged: reported in health, pulses go on with the clock's holdover
-                self.gps_error = str(exc)
-                log.warning("%s", exc)
-                return
+                self.gps_error, self.fix = str(exc), None
+                log.warning("%s; reopening it every %.0f s", exc, GPS_REOPEN_S)
+                self.gps.close()
+                while not self._stop.wait(GPS_REOPEN_S):
+                    try:
+                        self.gps = GpsReader(self.gps.port, self.cfg.timing.gps_baud)
+                    except GpsError as again:
+                        self.gps_error = str(again)
+                        continue
+                    log.warning("GPS port %s reopened", self.gps.port)
+                    self.gps_error = None
+                    break
+                continue
             for fix in fixes:
                 self.fix = fix
                 self._time_events.put(("fix", fix))
@@ -450,6 +461,8 @@ class Node:
             "outbox_evicted": self.outbox.evicted(),   # budget or low disk: the oldest made room
             "outbox_dropped": self.outbox.dropped,     # a full disk had no room at all
             "published": self.publisher.published,
+            "audio": self.source.status(),
+            "frames_delivered": self._delivered,
             "overruns": self.ring.overruns,
             "frames_lost": self.ring.frames_lost,
             "cpu_node_pct": round(100 * cpu_s / wall_s, 2) if wall_s > 0 else None,

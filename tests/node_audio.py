@@ -45,3 +45,13 @@ def write(path, seconds: float, shot_times_s, rate_hz: int = RATE_HZ, pps=None, 
         second = np.zeros(n)
     sf.write(path, np.stack([mic, second], axis=1), rate_hz, subtype="PCM_16")
     return onsets
+
+
+def detected(wav):
+    """Onsets (fractional samples) the detector finds in the WAV's microphone channel, offline."""
+    from edge.detector import Detector
+    from edge.wavio import read_channel
+
+    x, rate = read_channel(wav, 0)
+    det = Detector(rate)
+    return [p.sample for p in det.process(x) + det.flush()]

@@ -84,19 +84,9 @@ def unique(msgs):
     return [m for m in msgs if guard.accept(m)]
 
 
-def detected(wav):
-    """Onsets (fractional samples) the detector finds in the WAV's microphone channel, offline."""
-    from edge.detector import Detector
-    from edge.wavio import read_channel
-
-    x, rate = read_channel(wav, 0)
-    det = Detector(rate)
-    return [p.sample for p in det.process(x) + det.flush()]
-
-
 def assert_times(msgs, wav, onsets):
     """Every blast was heard once, at the time the detector's onset maps to from start_utc."""
-    found = detected(wav)
+    found = node_audio.detected(wav)
     assert len(found) == len(onsets)
     assert max(abs(f - o) for f, o in zip(found, onsets)) < 20  # the blasts themselves (< 0.5 ms)
     got = sorted(m.t_ns for m in msgs)
@@ -264,7 +254,7 @@ def test_pps_in_the_second_channel_times_pulses_to_microseconds(mosquitto, tmp_p
     msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
     assert len(msgs) == len(onsets)
     # The truth: the UTC at which the ADC took the sample the detector names as the onset.
-    truth_ns = [adc.time_at(f) * 1e9 for f in detected(wav)]
+    truth_ns = [adc.time_at(f) * 1e9 for f in node_audio.detected(wav)]
     errors = [m.t_ns - t for m, t in zip(msgs, truth_ns)]
     assert all(m.timing == "pps-audio" for m in msgs)
     # float64 UTC seconds resolve 0.24 us; the clock model is good to a few us here.
@@ -298,7 +288,7 @@ def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, t
     assert wait_until(lambda: len(received(sink, ring)) >= len(shots), 10)
     msgs = sorted(unique(received(sink, ring)), key=lambda m: m.t_ns)
     assert [m.timing for m in msgs] == ["system"] * len(shots)
-    found = detected(wav)
+    found = node_audio.detected(wav)
     for m, f in zip(msgs, found):  # when the sample was captured, by the host clock
         assert abs(m.t_ns - (t_first_ns + f / rate * 1e9)) < 0.5e9
     # Spacing follows the sample clock to within the stated uncertainty.
@@ -362,7 +352,7 @@ def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path):
     node._work()
     assert node.error is None
     msgs = [wire.decode(p, ring) for _, p in node.outbox.pending()]
-    found = detected(wav)
+    found = node_audio.detected(wav)
     # The second blast was delivered `lost` samples early: its time puts them back.
     assert [m.t_ns for m in msgs] == [START_NS + round(found[0] * 1e9 / rate), START_NS + round((found[1] + lost) * 1e9 / rate)]
     health = node.health()

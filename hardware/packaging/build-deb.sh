@@ -9,6 +9,8 @@
 # --no-venv: the package without /opt/earwitness (seconds instead of minutes): to check the
 # layout, or for a site that installs the venv its own way.
 # PYTHON (default /usr/bin/python3, the distribution's, which the package depends on) makes the venv.
+# VENV_FROM=DIR DEB_ARCH=ARCH: package the venv DIR, already built at /opt/earwitness/.venv in a
+# root filesystem of ARCH (cross-deb.sh does that under qemu), instead of building one here.
 set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,10 +22,16 @@ out=$1
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproject.toml" | head -n 1)
 [ -n "$version" ] || { echo "build-deb.sh: error: no version in $repo/pyproject.toml" >&2; exit 2; }
-arch=$(dpkg --print-architecture)
-python=${PYTHON:-/usr/bin/python3}
-py=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-py_next=$("$python" -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
+arch=${DEB_ARCH:-$(dpkg --print-architecture)}
+if [ -n "${VENV_FROM:-}" ]; then
+    # the venv's own record of the python it was made with: "version = 3.11.2"
+    py=$(sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p' "$VENV_FROM/pyvenv.cfg")
+    [ -n "$py" ] || { echo "build-deb.sh: error: $VENV_FROM/pyvenv.cfg names no python version" >&2; exit 2; }
+else
+    python=${PYTHON:-/usr/bin/python3}
+    py=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+fi
+py_next=${py%.*}.$((${py#*.} + 1))
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -43,8 +51,13 @@ install -m 644 "$hw/README.md" "$root/usr/share/doc/earwitness-node/"
 
 depends="openssl, gpsd, chrony, pps-tools, libportaudio2, libsndfile1, adduser"
 if [ $with_venv = 1 ]; then
-    "$python" -m venv "$root$venv"
-    "$root$venv/bin/pip" install --quiet --no-cache-dir "$repo"
+    if [ -n "${VENV_FROM:-}" ]; then
+        install -d "$root/opt/earwitness"
+        cp -a "$VENV_FROM" "$root$venv"
+    else
+        "$python" -m venv "$root$venv"
+        "$root$venv/bin/pip" install --quiet --no-cache-dir "$repo"
+    fi
     # A venv's scripts name it by absolute path: point them at where it will be installed.
     find "$root$venv/bin" "$root$venv/pyvenv.cfg" -type f -exec grep -lI "$root" {} + | while read -r f; do
         sed -i "s|$root$venv|$venv|g" "$f"
