@@ -59,7 +59,7 @@ def run(args) -> int:
     except (GeoJSONError, FrameError) as exc:
         raise UserError(str(exc)) from None
     paths = write_outputs(pathlib.Path(args.out), areas if args.areas else [], counts, incidents, called, plane,
-                          f"Gunfire nobody called in, {len(incidents)} incidents ({', '.join(sorted(classes))})")
+                          f"Nobody called in: {len(incidents)} incidents classed {', '.join(sorted(classes))}")
     for c in counts:
         row = c.row()
         share = "-" if row["unreported_share"] is None else (

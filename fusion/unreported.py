@@ -65,8 +65,8 @@ def choropleth(areas: list[Area], rows: dict[str, dict], incidents: list[dict], 
     if incidents:
         xy = np.array([plane.xy(i) for i in incidents])
         was_called = np.array([i["incident"] in called for i in incidents])
-        ax.plot(xy[was_called, 0], xy[was_called, 1], "o", color="k", ms=5, label="gunfire, a 911 call matched")
-        ax.plot(xy[~was_called, 0], xy[~was_called, 1], "o", mfc="white", mec="k", ms=5, label="gunfire nobody called in")
+        ax.plot(xy[was_called, 0], xy[was_called, 1], "o", color="k", ms=5, label="incident a 911 call matched")
+        ax.plot(xy[~was_called, 0], xy[~was_called, 1], "o", mfc="white", mec="k", ms=5, label="incident nobody called in")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
     sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, 1.0), cmap=cmap)
     fig.colorbar(sm, ax=ax, shrink=0.7, label=f"unreported share (labels: {CONFIDENCE:.0%} Wilson interval)")
