@@ -28,9 +28,9 @@ MIN_LOCATED = 0.90
 # of the shots, takes the best incident 90 m off when c is a free unknown (0.91 at 12 dB).
 MIN_LOCATED_C_ESTIMATED = 0.88
 # Rounds within WITHIN_M of those fired, and tests whose rounds are counted exactly, with the
-# airport temperature: 0.86 and 0.91 (burst completion, the default: fusion/locator/burst.py
+# airport temperature: 0.86 and 0.94 (burst completion, the default: fusion/locator/burst.py
 # completes the rounds of a burst at its shooter's place, fusion/locator/echosets.py keeps its
-# echo sets out; issue 14: 0.85); 0.47 and 0.48 with --no-complete-bursts.
+# echo sets out; issue 14: 0.85); 0.47 and 0.50 with --no-complete-bursts.
 MIN_ROUNDS_LOCATED = 0.86
 MIN_ROUNDS_EXACT = 0.90
 MIN_ROUNDS_LOCATED_UNCOMPLETED = 0.45
