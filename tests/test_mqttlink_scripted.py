@@ -40,6 +40,12 @@ MALFORMED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _link_warnings_seen(caplog):
+    """The link's warnings reach caplog whatever other tests set the "fusion" logger's level to."""
+    caplog.set_level(logging.WARNING, logger="fusion.transport.mqttlink")
+
+
 def _link(broker: ScriptedBroker) -> MqttLink:
     link = MqttLink(broker.url, "fusion-scripted", ["t/#"])
     link.start(timeout_s=WAIT_S)
