@@ -36,6 +36,7 @@ MALFORMED = {
     "a packet for brokers": mqttwire.encode_subscribe(3, [("t/#", 1)]),
     "varint of five bytes": bytes([mqttwire.PUBLISH << 4]) + b"\xff\xff\xff\xff\x01",
     "PUBACK too short": bytes([mqttwire.PUBACK << 4, 1, 0]),
+    "a 256 MB packet announced": bytes([mqttwire.PUBLISH << 4 | 0x02]) + mqttwire.encode_varint(mqttwire.VARINT_MAX),
     "CONNACK mid-session, bad properties": bytes([mqttwire.CONNACK << 4, 4, 0, 0, 5, 0x21]),
 }
 
