@@ -36,8 +36,15 @@ MALFORMED = {
     "a packet for brokers": mqttwire.encode_subscribe(3, [("t/#", 1)]),
     "varint of five bytes": bytes([mqttwire.PUBLISH << 4]) + b"\xff\xff\xff\xff\x01",
     "PUBACK too short": bytes([mqttwire.PUBACK << 4, 1, 0]),
+    "a 256 MB packet announced": bytes([mqttwire.PUBLISH << 4 | 0x02]) + mqttwire.encode_varint(mqttwire.VARINT_MAX),
     "CONNACK mid-session, bad properties": bytes([mqttwire.CONNACK << 4, 4, 0, 0, 5, 0x21]),
 }
+
+
+@pytest.fixture(autouse=True)
+def _link_warnings_seen(caplog):
+    """The link's warnings reach caplog whatever other tests set the "fusion" logger's level to."""
+    caplog.set_level(logging.WARNING, logger="fusion.transport.mqttlink")
 
 
 def _link(broker: ScriptedBroker) -> MqttLink:
@@ -184,3 +191,23 @@ def test_random_bytes_from_the_broker_never_kill_the_link(monkeypatch):
         broker.close()
     COUNTS["mqtt-link-random-streams"] = COUNTS.get("mqtt-link-random-streams", 0) + GARBAGE_CONNECTIONS
     print(f"fuzz mqtt-link-random-streams: {GARBAGE_CONNECTIONS} cases")
+
+
+def test_a_dead_io_thread_never_says_connected(monkeypatch):
+    """Whatever ends the I/O thread (here an exit raised inside it), connected is cleared with it."""
+    broker = ScriptedBroker([OPENING + [("hold",)]])
+    link = _link(broker)
+    try:
+        assert link.connected.is_set() and _alive(link)
+
+        def dying(sock) -> bool:
+            raise SystemExit("the I/O thread ends")
+
+        monkeypatch.setattr(link, "_flush", dying)
+        monkeypatch.setattr("threading.excepthook", lambda args: None)   # its end is the point, not noise
+        link.publish("t/out", b"x")
+        assert wait_until(lambda: not _alive(link), WAIT_S)
+        assert not link.connected.is_set()
+    finally:
+        link.stop(timeout_s=1.0)
+        broker.close()

@@ -22,6 +22,7 @@ from earwitness import topics, wire
 from edge import keys
 from edge.outbox import Outbox
 from fusion.server.registry import RegistryError, load_registry, write_registry
+from fusion.server.store import Store
 from simulator.broker import Collector, publish_all, wait_until
 
 SITE = "flash"
@@ -133,50 +134,123 @@ def _incidents(collector, status: str | None = None) -> set[str]:
     return {a["incident"] for a in collector.json(topics.incident(SITE)) if status in (None, a.get("status"))}
 
 
+class _Site:
+    """Five real nodes around a shot, their registry, and the real fusion server on one broker."""
+
+    def __init__(self, tmp_path, broker):
+        self.tmp, self.broker = tmp_path, broker
+        self.registry: dict[str, tuple[str, dict]] = {}
+        self.folders = {}
+        for name, xy in NODES.items():
+            folder = tmp_path / name
+            folder.mkdir()
+            node_audio.write(folder / "shot.wav", RECORDING_S, [SHOT_S + math.dist(xy, SHOT_XY) / SPEED_M_S])
+            self.registry[name] = (keys.public_hex(keys.generate(folder / "node.key")), {"x": xy[0], "y": xy[1], "z": 0.0})
+            self.folders[name] = folder
+        write_registry(tmp_path / "nodes.toml", self.registry)
+        (tmp_path / "fusion.toml").write_text(
+            f'site = "{SITE}"\nbroker = "{broker.url}"\nregistry = "nodes.toml"\ndatabase = "fusion.db"\n'
+            f'client_id = "fusion-flash"\ntemperature_c = {TEMPERATURE_C}\nrequest_clips = false\n')
+        self.log = tmp_path / "fusion.log"
+        self.watch = Collector(broker.url, topics.incident(SITE), topics.deadletter(SITE),
+                               f"ew/v1/{SITE}/node/+/pulse").start()
+        self.server: subprocess.Popen | None = None
+
+    def start_server(self) -> None:
+        self.log.write_text("")
+        self.server = subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", "fusion.toml"],
+                                       cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        assert wait_until(lambda: "running" in self.log.read_text(), WAIT_S), self.log.read_text()
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.send_signal(signal.SIGTERM)
+            assert self.server.wait(timeout=30) == 0, self.log.read_text()
+            self.server = None
+
+    def run_nodes(self, start_utc: str) -> list[str]:
+        return _run_nodes([_node_config(f, self.broker.url, n, f / "shot.wav", start_utc) for n, f in self.folders.items()])
+
+    def deadletters(self) -> list[dict]:
+        return self.watch.json(topics.deadletter(SITE))
+
+    def close(self) -> None:
+        try:
+            self.stop_server()
+        finally:
+            self.watch.close()
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_reflashed_node_is_welcome_and_a_replay_is_not(mosquitto, tmp_path):
-    registry = {}
-    configs = {}
-    for name, xy in NODES.items():
-        folder = tmp_path / name
-        wav = folder / "shot.wav"
-        folder.mkdir()
-        arrival_s = SHOT_S + math.dist(xy, SHOT_XY) / SPEED_M_S
-        node_audio.write(wav, RECORDING_S, [arrival_s])
-        registry[name] = (keys.public_hex(keys.generate(folder / "node.key")), {"x": xy[0], "y": xy[1], "z": 0.0})
-        configs[name] = (folder, wav)
-    write_registry(tmp_path / "nodes.toml", registry)
-    (tmp_path / "fusion.toml").write_text(
-        f'site = "{SITE}"\nbroker = "{mosquitto.url}"\nregistry = "nodes.toml"\ndatabase = "fusion.db"\n'
-        f'client_id = "fusion-flash"\ntemperature_c = {TEMPERATURE_C}\nrequest_clips = false\n')
-    log = tmp_path / "fusion.log"
-    watch = Collector(mosquitto.url, topics.incident(SITE), topics.deadletter(SITE),
-                      f"ew/v1/{SITE}/node/+/pulse").start()
-    server = subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", "fusion.toml"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    site = _Site(tmp_path, mosquitto)
     try:
-        assert wait_until(lambda: "running" in log.read_text(), WAIT_S), log.read_text()
-        first = _run_nodes([_node_config(f, mosquitto.url, n, w, FIRST_UTC) for n, (f, w) in configs.items()])
+        site.start_server()
+        first = site.run_nodes(FIRST_UTC)
         assert all("new outbox" in err for err in first)
-        assert wait_until(lambda: len(_incidents(watch)) == 1, WAIT_S), log.read_text()
-        sent_before = list(watch.received(f"ew/v1/{SITE}/node/+/pulse"))
+        assert wait_until(lambda: len(_incidents(site.watch)) == 1, WAIT_S), site.log.read_text()
+        sent_before = list(site.watch.received(f"ew/v1/{SITE}/node/+/pulse"))
         # Re-flash every node: same key, an empty data folder; it hears a second shot 10 min later.
-        for folder, _ in configs.values():
+        for folder in site.folders.values():
             shutil.rmtree(folder / "var")
-        second = _run_nodes([_node_config(f, mosquitto.url, n, w, SECOND_UTC) for n, (f, w) in configs.items()])
+        second = site.run_nodes(SECOND_UTC)
         assert all("new outbox" in err for err in second)
-        assert wait_until(lambda: len(_incidents(watch)) == 2, WAIT_S), log.read_text()
-        assert watch.json(topics.deadletter(SITE)) == []        # no pulse of the re-flashed nodes refused
+        assert wait_until(lambda: len(_incidents(site.watch)) == 2, WAIT_S), site.log.read_text()
+        assert site.deadletters() == []        # no pulse of the re-flashed nodes refused
         # A replay of a pulse from before the re-flash: still a repeat, dead-lettered.
         replayed = sent_before[0]
         publish_all(mosquitto.url, [(replayed.topic, replayed.payload)], client_id="replayer")
-        assert wait_until(lambda: watch.json(topics.deadletter(SITE)), WAIT_S)
-        assert [d["reason"] for d in watch.json(topics.deadletter(SITE))] == ["replay"]
-        server_log = log.read_text()
+        assert wait_until(site.deadletters, WAIT_S)
+        assert [d["reason"] for d in site.deadletters()] == ["replay"]
+        server_log = site.log.read_text()
         assert sum(f"node {name} started a new sequence" in server_log for name in NODES) == len(NODES)
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=30) == 0, log.read_text()
-        watch.close()
+        site.close()
     assert len(sent_before) == len(NODES)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_replaced_node_with_a_new_key_is_welcome_and_its_old_key_retired(mosquitto, tmp_path):
+    """Node n-a is replaced (new hardware: a new key, an empty data folder); the registry gives its
+    new key and retires the old one from 12:05; the server, restarted on it, takes the new node's
+    pulses into the second incident, refuses a message the old key signed after 12:05, and the
+    first incident's stored pulses still verify."""
+    site = _Site(tmp_path, mosquitto)
+    replaced = "n-a"
+    try:
+        site.start_server()
+        site.run_nodes(FIRST_UTC)
+        assert wait_until(lambda: len(_incidents(site.watch)) == 1, WAIT_S), site.log.read_text()
+        site.stop_server()
+        folder = site.folders[replaced]
+        old_key = keys.load_signing_key(folder / "node.key")
+        new_public = keys.generate(folder / "node.key", overwrite=True)
+        shutil.rmtree(folder / "var")
+        old_hex, position = site.registry[replaced]
+        site.registry[replaced] = (keys.public_hex(new_public), position)
+        write_registry(tmp_path / "nodes.toml", site.registry)
+        text = (tmp_path / "nodes.toml").read_text().replace(
+            f'public_key = "{keys.public_hex(new_public)}"',
+            f'public_key = "{keys.public_hex(new_public)}"\n'
+            f'retired_keys = [{{ public_key = "{old_hex}", until = 2026-03-01T12:05:00Z }}]')
+        (tmp_path / "nodes.toml").write_text(text)
+        site.start_server()
+        site.run_nodes(SECOND_UTC)
+        assert wait_until(lambda: len(_incidents(site.watch)) == 2, WAIT_S), site.log.read_text()
+        second = [a for a in site.watch.json(topics.incident(SITE)) if a["t_ns"] > 1_772_366_700 * 10**9]
+        assert replaced in second[-1]["sensors"]
+        assert site.deadletters() == []
+        late = wire.PulseMessage(wire.node_id(replaced), 1, 1_772_367_000 * 10**9, 1000, "file", epoch=7)  # 12:10
+        publish_all(mosquitto.url, [(topics.pulse(SITE, replaced), wire.encode(late, old_key))], client_id="old-node")
+        assert wait_until(site.deadletters, WAIT_S)
+        assert [d["reason"] for d in site.deadletters()] == ["retired-key"]
+    finally:
+        site.close()
+    ring = load_registry(tmp_path / "nodes.toml").keyring
+    with Store(tmp_path / "fusion.db") as store:
+        stored = [p for p in store.pulses() if p["node"] == replaced]
+        assert len(stored) == 2                              # one pulse per shot, old key and new
+        for p in stored:
+            assert wire.decode(store.pulse_raw(p["id"]), ring, topic_node=replaced).t_ns == p["t_ns"]

@@ -25,6 +25,10 @@ SUBSCRIBE_FLAGS = 0x02          # fixed header flags of SUBSCRIBE are reserved a
 DUP_FLAG, RETAIN_FLAG = 0x08, 0x01
 PROP_SESSION_EXPIRY = 0x11      # four-byte integer
 PROP_RECEIVE_MAXIMUM = 0x21     # two-byte integer
+PROP_MAXIMUM_PACKET_SIZE = 0x27  # four-byte integer: the broker sends nothing larger
+# The largest packet we take: a clip of MAX_CLIP_S (300 s) of evidence audio in base64 JSON is
+# about 10 MB.  A longer length is refused at once rather than buffered.
+MAX_PACKET_BYTES = 64 * 1024 * 1024
 SESSION_TAKEN_OVER = 0x8E       # DISCONNECT reason: another client connected with our client id
 # A variable byte integer has at most four bytes of seven bits (MQTT 5, 1.5.5).
 VARINT_MAX_BYTES = 4
@@ -105,7 +109,8 @@ def _packet(first_byte: int, body: bytes) -> bytes:
 def encode_connect(client_id: str, keepalive_s: int, clean_start: bool, session_expiry_s: int,
                    receive_maximum: int = PACKET_ID_MAX) -> bytes:
     props = (bytes([PROP_SESSION_EXPIRY]) + struct.pack(">I", session_expiry_s)
-             + bytes([PROP_RECEIVE_MAXIMUM]) + _U16.pack(receive_maximum))
+             + bytes([PROP_RECEIVE_MAXIMUM]) + _U16.pack(receive_maximum)
+             + bytes([PROP_MAXIMUM_PACKET_SIZE]) + struct.pack(">I", MAX_PACKET_BYTES))
     body = (_string(PROTOCOL_NAME) + bytes([PROTOCOL_LEVEL_V5, CLEAN_START if clean_start else 0])
             + _U16.pack(keepalive_s) + encode_varint(len(props)) + props + _string(client_id))
     return _packet(CONNECT << 4, body)
@@ -225,6 +230,8 @@ class PacketReader:
                 self._need = end - pos + 1
                 break
             length, body = header
+            if body - pos + length > MAX_PACKET_BYTES:
+                raise ProtocolError(f"a packet of {length} bytes, over the {MAX_PACKET_BYTES} we accept")
             stop = body + length
             if stop > end:
                 self._need = stop - pos
