@@ -5,6 +5,7 @@ supplement, ShotSpotter Inc., CC BY 4.0)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -44,16 +45,15 @@ def test_budget_covers_synthetic_shots_whose_errors_it_describes():
     """Shots located through the real locator; the budget states the scenes' own error sources
     (and nothing of NLOS or per-path c, which they lack): its 95 % radius holds about 95 %."""
     records = _synthetic_records(seed=14)
-    budget = uncertainty.Budget(survey_sd_m=SURVEY_SD_M, c_path_rel_sd=0.0, nlos_sd_s=0.0,
-                                c_common_rel_sd=TEMPERATURE_SD_C / (2.0 * 288.15))
+    budget = uncertainty.Budget(survey_sd_m=SURVEY_SD_M, c_path_rel_sd=0.0, nlos_sd_s=0.0, wind_sd_m_s=0.0,
+                                frame_sd_m=0.0, c_common_rel_sd=TEMPERATURE_SD_C / (2.0 * 288.15))
     figures = calibration.score(records, budget)
     print(f"\nsynthetic budget check: {figures}")
     assert figures["shots"] >= 0.9 * SCENES
     assert 0.90 <= figures["coverage"] <= 0.99
     # Left out, the survey error leaves the radius too small (the residuals' excess over the
     # budget widens it back part of the way, not to 95 %).
-    no_survey = calibration.score(records, uncertainty.Budget(survey_sd_m=0.0, c_path_rel_sd=0.0, nlos_sd_s=0.0,
-                                                              c_common_rel_sd=budget.c_common_rel_sd))
+    no_survey = calibration.score(records, replace(budget, survey_sd_m=0.0))
     print(f"without the survey term: {no_survey}")
     assert no_survey["coverage"] < 0.90
 
@@ -64,19 +64,18 @@ SIM_SCENARIOS = ("city_demo", "city_exchange", "city_park", "city")
 @pytest.mark.slow
 def test_shipped_budget_covers_the_simulated_city():
     """The budget calibrated on Pittsburgh, on the simulator's fleet pulses (sensors where their GPS
-    says, wind, NLOS, echoes): coverage 0.938 over 80 shots before the burst model, 0.894 over 85
-    with it (the issue's target 0.93-0.98, not reached): a burst's rounds now share one fitted place,
-    so one place's error is every round's (city_demo: 9 rounds 8-12 m off against err_m 7.3-8.5 m),
-    and the budget has no term for a place's shared bias yet."""
+    says, 3 m/s wind, NLOS, echoes): coverage 0.938, sharpness 1.22 over 80 shots (0.938 and 1.11
+    before the wind and frame terms; 0.894 over 85 while burst completion was on by default: a
+    burst's rounds then share one fitted place, so one place's error is every round's)."""
     records = [r for name in SIM_SCENARIOS for r in ur.fleet_records(name)]
     figures = calibration.score(records, uncertainty.BUDGET)
     print(f"\nsimulated city, shipped budget: {figures}")
     assert figures["shots"] >= 70
-    assert 0.88 <= figures["coverage"] <= 0.98
-    assert figures["sharpness"] <= 2.5
+    assert 0.93 <= figures["coverage"] <= 0.98
+    assert figures["sharpness"] <= 1.5
 
 
-def _ellipse_of_line(bearing_deg: float, source_bearing_deg: float) -> dict:
+def _ellipse_of_line(bearing_deg: float, source_bearing_deg: float, budget=uncertainty.BUDGET) -> dict:
     """The ellipse of a shot broadside to sensors strung along a line at ``bearing_deg`` (exact arrivals)."""
     u = np.array([math.sin(math.radians(bearing_deg)), math.cos(math.radians(bearing_deg))])
     v = np.array([math.sin(math.radians(source_bearing_deg)), math.cos(math.radians(source_bearing_deg))])
@@ -89,17 +88,45 @@ def _ellipse_of_line(bearing_deg: float, source_bearing_deg: float) -> dict:
     geometry = Geometry("2d")
     fit = fit_shots([(sensors, t_s, np.full(7, 1e-3))], c, geometry, [(source + 5.0, -0.01)])
     arr = uncertainty.arrivals_of_fit(fit, [(sensors, t_s, np.full(7, 1e-3))], [np.full(7, np.nan)], geometry, False)
-    return uncertainty.shot_uncertainties(arr)[0]["ellipse"]
+    return uncertainty.shot_uncertainties(arr, budget)[0]["ellipse"]
 
 
 @pytest.mark.parametrize("line_deg,source_deg", [(90.0, 0.0), (45.0, 135.0), (0.0, 90.0)])
 def test_ellipse_points_along_the_range_of_a_line_array(line_deg, source_deg):
     """A line of sensors fixes the bearing well and the range poorly: the major axis points at the
-    source (orientation: degrees clockwise from north, 0-180)."""
-    e = _ellipse_of_line(line_deg, source_deg)
+    source (orientation: degrees clockwise from north, 0-180). The frame (h), the same in every
+    direction, is left out here; with it the ellipse is rounder, never narrower than the frame's."""
+    e = _ellipse_of_line(line_deg, source_deg, replace(uncertainty.BUDGET, frame_sd_m=0.0))
     assert e["semi_major_m"] > 2.0 * e["semi_minor_m"]
     off = abs((e["orientation_deg"] - source_deg % 180.0 + 90.0) % 180.0 - 90.0)
     assert off <= 10.0, e
+    framed = _ellipse_of_line(line_deg, source_deg)
+    assert framed["semi_minor_m"] >= math.sqrt(uncertainty.CHI2_2D) * uncertainty.FRAME_SD_M - 0.01
+    assert framed["semi_major_m"] > framed["semi_minor_m"]
+
+
+def _radius_in_ring(radius_m: float, noise_s: float = 0.0) -> float:
+    """err_m of a shot at the centre of 8 sensors on a ring of ``radius_m`` (arrivals exact, or with noise)."""
+    angles = np.linspace(0.0, 2.0 * math.pi, 8, endpoint=False)
+    sensors = np.column_stack([radius_m * np.sin(angles), radius_m * np.cos(angles), np.zeros(8)])
+    c = 343.0
+    t_s = radius_m / c + noise_s * np.random.default_rng(3).standard_normal(8)
+    geometry = Geometry("2d")
+    group = (sensors, t_s, np.full(8, 1e-3))
+    fit = fit_shots([group], c, geometry, [(np.array([3.0, -2.0]), 0.0)])
+    arr = uncertainty.arrivals_of_fit(fit, [group], [np.full(8, np.nan)], geometry, False)
+    return uncertainty.shot_uncertainties(arr)[0]["err_m"]
+
+
+def test_err_m_follows_the_shot_distance_and_residuals_over_the_frame():
+    """The radius is the shot's own: farther sensors carry more wind and c error, residuals beyond the
+    budget widen it, and the frame (h) is a floor no geometry gets under."""
+    near, far = _radius_in_ring(200.0), _radius_in_ring(800.0)
+    noisy = _radius_in_ring(200.0, noise_s=0.01)
+    frame_only = uncertainty.radius95_m(uncertainty.FRAME_SD_M**2 * np.eye(2))
+    print(f"\nring 200 m {near:.2f} m, 800 m {far:.2f} m, 200 m with 10 ms noise {noisy:.2f} m, frame {frame_only:.2f} m")
+    assert frame_only < near < far
+    assert noisy > 1.5 * near
 
 
 def test_ellipse_of_a_known_covariance():
@@ -120,13 +147,15 @@ def test_rounding_to_the_millisecond_is_detected():
     assert not uncertainty.on_grid(np.array([0.0, 0.013]))   # too few to tell
 
 
-# Held-out figures this budget reaches (bench/bench_uncertainty.py prints them): asserted as
-# reached, not as the issue's targets (coverage >= 0.90, sharpness <= 2.5), which FP2's common
-# bias (every shot 4-6 m off its survey) and FP3's precision do not allow in every fold.
-FOLD_MIN_COVERAGE = 0.25
-FOLD_MAX_SHARPNESS = 5.0
+# Held-out figures this budget reaches (bench/bench_uncertainty.py prints them): coverage 1.00, 1.00,
+# 0.97 and sharpness 2.39, 1.29, 4.86 for FP1, FP2, FP3 held out; in-sample 1.00 at 2.29. Issue 14's
+# coverage target (>= 0.90) holds in every fold; its sharpness target (<= 2.5) in FP1 and FP2, not
+# FP3: its shots lie 1.4 m (median) off its survey, and the fit's own least-squares covariance
+# from its residuals alone (no budget term) is already 2.8x that, the frame (h) that FP2 needs 5 m.
+FOLD_MIN_COVERAGE = 0.90
+FOLD_MAX_SHARPNESS = {"FP1": 2.5, "FP2": 1.5, "FP3": 5.0}
 IN_SAMPLE_MIN_COVERAGE = 0.95
-IN_SAMPLE_MAX_SHARPNESS = 2.5
+IN_SAMPLE_MAX_SHARPNESS = 2.4
 
 
 def test_budget_held_out_by_firing_position(pittsburgh):
@@ -140,9 +169,9 @@ def test_budget_held_out_by_firing_position(pittsburgh):
     fitted = calibration.fit_budget(everything)
     in_sample = calibration.score(everything, fitted)
     print(f"\nheld-out folds: {folds}\nin-sample (all three): {in_sample} with {fitted}")
-    for fold in folds.values():
-        assert fold["coverage"] >= FOLD_MIN_COVERAGE
-        assert fold["sharpness"] <= FOLD_MAX_SHARPNESS
+    for held, fold in folds.items():
+        assert fold["coverage"] >= FOLD_MIN_COVERAGE, held
+        assert fold["sharpness"] <= FOLD_MAX_SHARPNESS[held], held
     assert in_sample["coverage"] >= IN_SAMPLE_MIN_COVERAGE
     assert in_sample["sharpness"] <= IN_SAMPLE_MAX_SHARPNESS
     # The constant shipped is the one fitted on all three positions.

@@ -112,3 +112,18 @@ def fleet_records(name: str) -> list[Record]:
     sensors = Sensors.from_local({sid: tuple(map(float, xyz)) for sid, xyz in zip(scn.array.ids, surveyed)})
     truth = [t for t in scn.truth() if t["gunfire"]]
     return match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c), truth)
+
+
+def pittsburgh_like_records(tests, n: int, seed: int) -> list[Record]:
+    """Records of every shot put out on ``n`` Pittsburgh-like scenes (tests/pittsburgh_like.py), each
+    scored against its scene's source (a misplaced shot too, as the accuracy scoring counts it)."""
+    import pittsburgh_like as pl
+
+    out = []
+    for sc in pl.scenes(tests, n, seed=seed):
+        sensors = Sensors.from_local(sc.sensors)
+        for shot, rec in locate_recorded(sc.pulses, sensors, sc.temperature_told_c):
+            if rec is not None:
+                out.append(Record(rec.arrivals, rec.shot, math.hypot(shot["x"] - sc.source_m[0],
+                                                                     shot["y"] - sc.source_m[1])))
+    return out

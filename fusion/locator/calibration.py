@@ -7,8 +7,10 @@ term (d) (calibration of prediction regions by coverage, "sharpness subject to c
 Gneiting, Balabdaoui & Raftery, "Probabilistic forecasts, calibration and sharpness", JRSS B 69,
 2007). The others are held at their stated values: survey error (c) and the non-line-of-sight
 term (e) are both a constant independent variance per arrival, which arrival times cannot tell
-apart, and on Pittsburgh FP1-FP3 coverage and sharpness do not change with (e) from 0 to 3 ms
-once (d) is fitted (0.981 and 2.11-2.13x in-sample): the data do not fix them.
+apart; the wind and the frame (h) are one draw per firing position, so two positions cannot
+estimate them (fitted on FP1 and FP3, whose shots lie 1-3 m off their surveys, they come out
+too small for FP2's 4-6 m), and they are stated from what is known of the air and the surveys
+(:mod:`fusion.locator.uncertainty`).
 
 Scores are held out by the caller (leave-one-position-out): :func:`fit_budget` on some shots,
 :func:`score` on others.

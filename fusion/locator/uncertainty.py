@@ -13,11 +13,9 @@ Each arrival time i used by the final fit errs by the sum of independent parts; 
           + (c) (SURVEY_SD_M / c)^2       the sensor's surveyed position errs by SURVEY_SD_M along
                                           the line of sight (consumer GPS, multipath);
           + (d) (C_PATH_REL_SD * tau_i)^2 the speed of sound along this path differs from the
-                                          fit's one c (wind along the path, temperature gradients)
-                                          by a relative error, independent per path; tau_i = d_i / c
-                                          is the travel time (a correlated form, one wind vector of
-                                          sd WIND_SD_M_S per axis for all paths, is there too, held
-                                          at 0: the per-path form calibrates sharper, see below);
+                                          fit's one c (gusts, temperature gradients) by a relative
+                                          error, independent per path; tau_i = d_i / c is the
+                                          travel time (the wind's common part: below);
           + (e) NLOS_SD_S^2               residual non-line-of-sight / diffraction delay that
                                           outlier rejection left in (a few ms over a rooftop: a
                                           per-arrival term, heavy-tailed in truth; its variance is
@@ -27,11 +25,24 @@ Each arrival time i used by the final fit errs by the sum of independent parts; 
                                           median height) is sqrt(d^2 + dz^2) - d further (Pittsburgh's
                                           hills: up to 8 m of path); p_i is that over c.
 
-plus, where the final fit held c fixed (a stated temperature, or too few arrivals to estimate it),
-a part common to every arrival of the incident, (f) ``C_COMMON_REL_SD * tau_i`` fully correlated
-between arrivals (the stated temperature is not that of the air along the paths: an airport's,
-some km away, is off by a few degC; TEMPERATURE_SD_C). Where c is estimated, (f) is the
-estimate's own error and already in the propagation below.
+plus parts correlated between arrivals, which move the solution more than they show in its
+residuals:
+
+- (f) where the final fit held c fixed (a stated temperature, or too few arrivals to estimate
+  it), ``C_COMMON_REL_SD * tau_i`` fully correlated between arrivals (the stated temperature is
+  not that of the air along the paths: an airport's, some km away, is off by a few degC;
+  TEMPERATURE_SD_C). Where c is estimated, (f) is the estimate's own error and already in the
+  propagation below;
+- (d)'s wind form: one wind vector of sd WIND_SD_M_S per axis for all paths; it makes sound
+  toward sensor i early by ``tau_i (w.u_i) / c`` (u_i the unit vector toward the sensor), which
+  for sensors all around shifts the source by about ``d w / c``, the same for every shot of a
+  place and invisible in the residuals;
+
+and, on the position itself,
+
+- (h) the frame: the place as found on the ground (a phone's GPS, a map) against the frame of
+  the sensors' surveyed positions, one horizontal offset of sd FRAME_SD_M per axis, which no
+  number of sensors averages out.
 
 Propagation (linearised, Gauss-Newton)
 --------------------------------------
@@ -41,26 +52,29 @@ need not be the budget's). Its estimate moves by ``A e`` for arrival errors ``e`
 (every shot's position and emission time, and c where fitted). So the unknowns' covariance is
 the sandwich ``A S A^T`` (e.g. Kay, "Fundamentals of Statistical Signal Processing: Estimation
 Theory", 1993, §8.5; Mikhail & Ackermann, "Observations and Least Squares", 1976, ch. 4), with S
-the budget's covariance of the arrivals (diagonal plus the rank-one (f)). Where the fit's own
-residual scatter exceeds what the budget predicts for it (``E[r^T V^-1 r] = tr(V^-1 P S P^T)``,
-``P = I - J A``, V the budget's variances) the covariance is inflated by their ratio, and the
-95 % quantile is then that of F(2, dof) rather than chi-square(2) (the variance was estimated
-from dof residuals; Mikhail & Ackermann §4.7). With no residual degrees of freedom the budget
-alone speaks.
+the budget's covariance of the arrivals: the diagonal V of (a)-(e), (g), plus the correlated
+(f) and wind. The residuals ``r = P e`` (``P = I - J A``) see the independent part and little of
+the correlated one, so only the independent part is checked against them: where
+``r^T V^-1 r`` exceeds what the budget predicts for it (``tr(V^-1 P S P^T)``), that part's
+variance is taken as estimated from the fit's dof residuals, scaled by the excess and widened
+to the 95 % quantile of F(2, dof) rather than chi-square(2) (Mikhail & Ackermann §4.7); the
+correlated parts and (h) are added as stated. So a shot's radius follows its own geometry,
+residuals and distances, over a floor (h) that no fit can see below.
 
 The 95 % region
 ---------------
 The horizontal 2x2 block of that covariance gives the ellipse (semi-axes ``sqrt(k2 * l)`` for
-its eigenvalues l, k2 = chi-square(2) 95 % quantile 5.991, or 2 F(2, dof; 0.95) when inflated)
-with its major axis' orientation in degrees clockwise from north (0-180, a compass bearing),
-and ``err_m``, the radius of the circle about the estimate holding the true position with 95 %
-probability (:func:`fusion.locator.multilaterate.radius95_m`, the exact circular integral, not
-the ellipse's major axis).
+its eigenvalues l, k2 = chi-square(2) 95 % quantile 5.991; the F widening is already in the
+covariance) with its major axis' orientation in degrees clockwise from north (0-180, a compass
+bearing), and ``err_m``, the radius of the circle about the estimate holding the true position
+with 95 % probability (:func:`fusion.locator.multilaterate.radius95_m`, the exact circular
+integral, not the ellipse's major axis).
 
 Of the constants that physics does not fix, C_PATH_REL_SD was fitted on the Pittsburgh 2018
 live-fire data (TN098 supplement, ShotSpotter Inc., CC BY 4.0), FP1-FP3, and scored by
 leave-one-position-out (``python -m bench.bench_uncertainty``); SURVEY_SD_M and NLOS_SD_S, which
-the data cannot separate, are held at stated values. See their comments.
+the data cannot separate, and the wind and frame, which two firing positions cannot estimate
+(each position is one draw of them), are held at stated values. See their comments.
 """
 from __future__ import annotations
 
@@ -93,17 +107,23 @@ SURVEY_SD_M = 1.0
 NLOS_SD_S = 3e-3
 # (d) fitted (fusion.locator.calibration.fit_budget: the sharpest value of its grid whose err_m holds
 # >= 95 % of the shots) on Pittsburgh 2018 FP1-FP3 (TN098 supplement, ShotSpotter Inc., CC BY 4.0),
-# every reported pulse, --temperature-c, the 108 shots within 25 m of the survey; shipped: fitted on
-# all three positions (in-sample coverage 0.981, sharpness 2.13x). Held out (fitted on the other
-# two): FP1 coverage 1.00, sharpness 1.97x; FP2 0.25, 0.79x; FP3 1.00, 4.87x. FP2's shots all lie
-# 4-6 m off its survey (a bias common to the position: its survey is a smartphone's, ~2.5 m; TN098's
-# own RMS there is 4.0 m) that FP1 and FP3 do not show, so no fit on them covers it. Simulation
-# (bench/bench_uncertainty.py: the fleet's pulses of city_demo, city_exchange, city_park, city;
-# sensors where their GPS puts them, 3 m/s wind, NLOS): coverage 0.938, sharpness 1.11x.
-C_PATH_REL_SD = 0.01125
-# (d)'s wind form: fitted instead of the per-path form (bench), 1.6 m/s holds 0.963 of FP1-FP3 at
-# 2.50x in-sample but over-covers the simulation (1.00), and held out fails FP2 all the same (0.25).
-WIND_SD_M_S = 0.0
+# every reported pulse, --temperature-c, the 108 shots within 25 m of the survey, with (h) and the
+# wind below as stated; shipped: fitted on all three positions. Figures: bench/bench_uncertainty.py
+# and the README.
+C_PATH_REL_SD = 0.00125
+# (d)'s wind form, stated, not fitted: the wind along the rooftops is not measured (TN098 §III.D:
+# the airports' 0-5 m/s "can provide only a rough estimate of local conditions"; §IV: light, 0-2
+# m/s, during the test). A uniform wind w shifts a source whose sensors lie about d away by about
+# d w / c, the same for every shot of the place and invisible in the residuals: 1 m/s per axis
+# (95 % of winds under 2.4 m/s) is 1.5-1.8 m per axis at FP1-FP3's 500-630 m.
+WIND_SD_M_S = 1.0
+# (h) The frame, stated, not fitted: the place as someone finds it on the ground (a phone's GPS, a
+# map; Pittsburgh's surveys: a smartphone, "on the order of 2.5 m", TN098 §IV) against the frame
+# the sensors' surveyed positions make. One horizontal offset common to every arrival: it moves the
+# solution without a residual, and no number of sensors averages it out. 2.5 m read as the mean
+# distance of a circular normal error, sd * sqrt(pi / 2) (the Rayleigh distribution's mean).
+FRAME_TYPICAL_M = 2.5
+FRAME_SD_M = FRAME_TYPICAL_M / math.sqrt(math.pi / 2.0)
 # Quantile of the 95 % ellipse: chi-square with 2 degrees of freedom.
 CHI2_2D = float(special.chdtri(2, 1.0 - CONFIDENCE))
 ORIENTATION_DECIMALS = 1
@@ -112,7 +132,8 @@ AXIS_DECIMALS = 2
 
 @dataclass(frozen=True)
 class Budget:
-    """The budget's constants (module docstring): (a) default pick sigma, (c) survey, (d) per-path c, (e) NLOS."""
+    """The budget's constants (module docstring): (a) default pick sigma, (c) survey, (d) per-path c and wind, (e) NLOS,
+    (f) the stated temperature's c, (h) the frame."""
 
     pick_sd_s: float = DEFAULT_PICK_SD_S
     survey_sd_m: float = SURVEY_SD_M
@@ -120,6 +141,7 @@ class Budget:
     nlos_sd_s: float = NLOS_SD_S
     wind_sd_m_s: float = WIND_SD_M_S
     c_common_rel_sd: float = C_COMMON_REL_SD
+    frame_sd_m: float = FRAME_SD_M
 
 
 BUDGET = Budget()
@@ -207,50 +229,69 @@ def arrival_variances_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray:
             (budget.c_path_rel_sd * arr.travel_s) ** 2 + budget.nlos_sd_s**2 + arr.projection_s**2)
 
 
-def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[tuple[np.ndarray, int | None]]:
-    """Per shot the covariance of its solved coordinates and the dof of its quantile (None: chi-square).
+def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
+    """Per shot the covariance of its solved horizontal position, m^2, the 95 % quantile's small-sample factor in it.
 
-    The sandwich ``A S A^T`` of the fit's linearised estimator, inflated by the residuals' excess
-    over the budget (module docstring).
+    The sandwich ``A S A^T`` of the fit's linearised estimator (module docstring): its independent
+    part widened by the residuals' excess over the budget, then the correlated parts (wind, the
+    stated temperature) and the frame (h) added as stated.
     """
     var = arrival_variances_s2(arr, budget)
     # (d), the wind's part: a wind w (east, north; each of sd wind_sd_m_s) speeds the sound toward
     # sensor i by w.u_i, so its arrival comes tau_i (w.u_i) / c early: correlated through the one w.
     lag = arr.travel_s[:, None] * arr.toward_xy / arr.c_m_s
-    cov_e = np.diag(var) + budget.wind_sd_m_s**2 * (lag @ lag.T)
+    cov_corr = budget.wind_sd_m_s**2 * (lag @ lag.T)
     if not arr.c_fitted:
         common = budget.c_common_rel_sd * arr.travel_s
-        cov_e = cov_e + np.outer(common, common)
+        cov_corr = cov_corr + np.outer(common, common)
     w = 1.0 / arr.fit_sigma_s**2
     jw = arr.jac_s * w[:, None]
+    n_shots = int(arr.shot.max()) + 1
     try:
         a = np.linalg.solve(arr.jac_s.T @ jw, jw.T)
     except np.linalg.LinAlgError:
-        return [(np.full((arr.dims, arr.dims), np.inf), None) for _ in range(int(arr.shot.max()) + 1)]
-    cov = a @ cov_e @ a.T
-    dof = None
-    if arr.dof > 0:
-        p = np.eye(len(var)) - arr.jac_s @ a
-        expected = float(np.trace((p @ cov_e @ p.T) / var[:, None]))
-        scale = float(np.sum(arr.residual_s**2 / var)) / expected if expected > 0 else 1.0
-        if scale > 1.0:
-            cov, dof = cov * scale, arr.dof
+        return [np.full((2, 2), np.inf) for _ in range(n_shots)]
+    cov = a @ (var[:, None] * a.T) * _independent_scale(arr, a, var, cov_corr) + a @ cov_corr @ a.T
     per = arr.dims + 1
-    return [(cov[j * per: j * per + arr.dims, j * per: j * per + arr.dims], dof)
-            for j in range(int(arr.shot.max()) + 1)]
+    frame = budget.frame_sd_m**2 * np.eye(2)
+    return [cov[j * per: j * per + 2, j * per: j * per + 2] + frame for j in range(n_shots)]
 
 
-def ellipse(cov_xy: np.ndarray, dof: int | None = None, confidence: float = CONFIDENCE) -> dict:
+def _independent_scale(arr: Arrivals, a: np.ndarray, var: np.ndarray, cov_corr: np.ndarray) -> float:
+    """The factor on the independent part's covariance: the residuals' excess over the budget, F-widened.
+
+    The fit's residuals ``r = P e`` (``P = I - J A``) see the independent per-arrival errors and
+    little of the correlated ones (a wind or a wrong c moves the solution, not the residuals).
+    ``E[r^T V^-1 r] = tr(V^-1 P S P^T)`` splits into the independent part's share and the
+    correlated part's; where the observed statistic exceeds the budget's, the independent
+    variance is taken as estimated from the residuals: scaled by the excess, and by
+    ``2 F(2, dof; 0.95) / chi2(2; 0.95)``, the 95 % quantile of an estimated variance (Mikhail &
+    Ackermann §4.7; the factor :func:`fusion.locator.multilaterate.radius95_m` applies).
+    1 where the budget already accounts for the residuals or no residual dof is left.
+    """
+    if arr.dof <= 0:
+        return 1.0
+    p = np.eye(len(var)) - arr.jac_s @ a
+    observed = float(np.sum(arr.residual_s**2 / var))
+    from_corr = float(np.trace((p @ cov_corr @ p.T) / var[:, None]))
+    from_ind = float(np.sum((p**2 @ var) / var))
+    scale = (observed - from_corr) / from_ind if from_ind > 0 else 1.0
+    if scale <= 1.0:
+        return 1.0
+    return scale * 2.0 * float(special.fdtri(2, arr.dof, CONFIDENCE)) / CHI2_2D
+
+
+def ellipse(cov_xy: np.ndarray, confidence: float = CONFIDENCE) -> dict:
     """The 95 % ellipse of a horizontal covariance: semi-axes (m) and the major axis' bearing.
 
     ``orientation_deg``: degrees clockwise from north, in [0, 180). Semi-axes are
-    ``sqrt(k2 * eigenvalue)``, k2 the chi-square(2) quantile, or 2 F(2, dof) where the variance
-    was estimated from ``dof`` residual degrees of freedom.
+    ``sqrt(k2 * eigenvalue)``, k2 the chi-square(2) quantile (a small-sample factor is already
+    in the covariances of :func:`covariances`).
     """
     cov_xy = np.asarray(cov_xy, dtype=float)[:2, :2]
     if not np.all(np.isfinite(cov_xy)):
         return {"semi_major_m": math.inf, "semi_minor_m": math.inf, "orientation_deg": 0.0}
-    k2 = float(special.chdtri(2, 1.0 - confidence)) if not dof else 2.0 * float(special.fdtri(2, dof, confidence))
+    k2 = float(special.chdtri(2, 1.0 - confidence))
     vals, vecs = np.linalg.eigh(0.5 * (cov_xy + cov_xy.T))
     vals = np.clip(vals, 0.0, None)
     east, north = vecs[0, 1], vecs[1, 1]       # eigh sorts ascending: column 1 is the major axis
@@ -262,9 +303,5 @@ def ellipse(cov_xy: np.ndarray, dof: int | None = None, confidence: float = CONF
 
 def shot_uncertainties(arr: Arrivals, budget: Budget = BUDGET) -> list[dict]:
     """Per shot ``{"err_m", "ellipse", "cov_m2"}``: the 95 % radius, ellipse and the 2x2 covariance."""
-    out = []
-    for cov, dof in covariances(arr, budget):
-        cov_xy = cov[:2, :2]
-        out.append({"err_m": radius95_m(cov_xy, dof), "ellipse": ellipse(cov_xy, dof),
-                    "cov_m2": cov_xy})
-    return out
+    return [{"err_m": radius95_m(cov_xy), "ellipse": ellipse(cov_xy), "cov_m2": cov_xy}
+            for cov_xy in covariances(arr, budget)]
