@@ -46,7 +46,7 @@ def test_fusion_health_and_info_log(pittsburgh, mosquitto, tmp_path):
         items += [(site.topic(SITE, sick), site.messages[0][1]),                        # a replay
                   (site.topic(SITE, sick), b"\x01garbage"),                             # malformed
                   (f"ew/v1/{SITE}/node/{sick}/health", json.dumps({"t_ns": 1, "timing": "system",
-                                                                   "pps_locked": False}).encode())]
+                                                                   "pps_locked": False, "outbox_dropped": 3}).encode())]
         publish_all(mosquitto.url, items)
         assert wait_until(lambda: any(r["pulses_accepted"] == len(site.messages) and sum(r["deadletters"].values()) == 2
                                       for r in reports()), WAIT_S), reports()[-1:]
@@ -65,7 +65,7 @@ def test_fusion_health_and_info_log(pittsburgh, mosquitto, tmp_path):
     assert set(last["backlog"]) == {"unstored_messages", "to_locate", "unstored_rounds", "open_windows"}
     heard = {p["sensor"] for p in site.pulses}
     assert {n for n, t in last["nodes_last_seen_ns"].items() if t is not None} == heard
-    assert set(last["nodes_degraded"][sick]) == {"timing-system", "pps-unlocked"}
+    assert set(last["nodes_degraded"][sick]) == {"timing-system", "pps-unlocked", "outbox-dropped"}
     assert {n for n, why in last["nodes_degraded"].items() if "silent" in why} == set(site.keys) - heard
     text = log.read_text()
     alerts = watch.json(INCIDENT)

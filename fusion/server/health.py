@@ -10,7 +10,7 @@ operator's dashboard sees a sick server or a sick node before a shot goes unloca
 
 A node is *degraded* when its last pulse or health report says its times come from the system
 clock (``timing`` ``system``: hundreds of ms uncertain), its PPS is not locked, its outbox
-evicted pulses (its disk filled), or nothing has come from it for NODE_SILENT_S.
+evicted or dropped pulses (its disk filled), or nothing has come from it for NODE_SILENT_S.
 
 Example::
 
@@ -52,7 +52,8 @@ class ServerHealth:
         self._reported[node] = body
 
     def degraded(self, now_ns: int) -> dict[str, list[str]]:
-        """The degraded nodes and why (``silent``, ``timing-system``, ``pps-unlocked``, ``outbox-evicted``)."""
+        """The degraded nodes and why (``silent``, ``timing-system``, ``pps-unlocked``, ``outbox-evicted``,
+        ``outbox-dropped``)."""
         out = {}
         for node, seen_ns in self.last_seen_ns.items():
             why = []
@@ -63,8 +64,9 @@ class ServerHealth:
                 why.append("timing-system")
             if report.get("pps_locked") is False:
                 why.append("pps-unlocked")
-            if (report.get("outbox_evicted") or 0) > 0:
-                why.append("outbox-evicted")
+            for key in ("outbox_evicted", "outbox_dropped"):   # pulses its full disk lost
+                if (report.get(key) or 0) > 0:
+                    why.append(key.replace("_", "-"))
             if why:
                 out[node] = why
         return out
