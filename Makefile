@@ -28,9 +28,10 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) -m simulator.demo
 
-# Everything but the package test (make deb-test: it builds under emulation, ~15 min).
+# Everything but hardware in the loop (make hil, which .ci/run runs next) and the package
+# test (make deb-test: it builds under emulation for tens of minutes).
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not package"
+	$(PY) -m pytest -q -m "not hil and not package"
 
 # Hardware in the loop (tests/test_hil.py): a virtual microphone, a GPS on a pty, the site
 # broker with TLS and its ACL, the real node and fusion processes. Needs pulseaudio,
@@ -45,8 +46,16 @@ hil: $(STAMP)
 # compares `earwitness detect` there with this machine's (tests/test_package.py).
 NATIVE_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
 ARCH ?= $(NATIVE_ARCH)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+DEB := build/earwitness-node_$(VERSION)_$(ARCH).deb
+# rebuilt only when what goes into it changed
+DEB_INPUTS := $(SOURCES) $(shell git ls-files earwitness edge fusion simulator hardware 2>/dev/null)
 .PHONY: deb deb-test
-deb:
+# a build that failed half-way leaves no .deb that looks up to date
+.DELETE_ON_ERROR:
+deb: $(DEB)
+
+$(DEB): $(DEB_INPUTS)
 ifeq ($(ARCH),$(NATIVE_ARCH))
 	hardware/packaging/build-deb.sh build
 else
@@ -59,7 +68,7 @@ deb-test: $(STAMP)
 # The quick loop: no broker, database, node or server process, nothing slower than ~5 s.
 .PHONY: test-fast
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster and not package"
+	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster"
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench

@@ -183,6 +183,7 @@ def assert_on_time(pulses: list[dict], truth_s: list[float], base_s: int) -> lis
         nearest = min(pulses, key=lambda p: abs(p["t_ns"] - t))
         errors.append(nearest["t_ns"] - t)
     assert max(map(abs, errors)) < TRUTH_TOL_NS, errors
+    print(f"HIL pulse time errors (us): {[round(e / 1000, 1) for e in errors]}")
     return errors
 
 
@@ -203,7 +204,6 @@ def test_pulses_arrive_verified_within_50_us_with_gps_fix_and_pps_lock(rig, tmp_
     assert all(abs(e) <= p["t_unc_ns"] for e, p in zip(errors, got))
     locked = [h for t, h in healths(rig) if base + 4 < t < base + 9]
     assert locked and all(h["pps_locked"] and h["gps"]["fix"] == 3 and h["gps"]["error"] is None for h in locked), locked
-    print(f"HIL timing error (us): {[round(e / 1000, 1) for e in errors]}")
 
 
 def test_gps_unplugged_degrades_health_and_replugged_recovers(rig, tmp_path):
