@@ -83,6 +83,49 @@ def _report(name: str, rows: dict) -> None:
         print(f"    issue 14 target: {TARGETS[name]}")
 
 
+# Log prior odds of an echo set (fusion/locator/echosets.py) tried leave-one-position-out.
+ECHO_PRIOR_GRID = (-6.0, -4.0, -3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
+
+
+def echo_prior_lopo(tests, root: pathlib.Path) -> None:
+    """The echo sets' prior odds fitted on two positions (the middle of the grid values that score best,
+    rounds located + exact from the audio) and scored on the third: the choice per fold and its held-out figures."""
+    import locator_lopo as lopo
+    import pittsburgh_pulses as pp
+    from fusion.locator import echosets
+    from locator_scoring import locate_case, score
+
+    shipped = echosets.ECHO_LOG_PRIOR_ODDS
+    figures = {}
+    try:
+        for log_odds in ECHO_PRIOR_GRID:
+            echosets.ECHO_LOG_PRIOR_ODDS = log_odds
+            for fp in lopo.POSITIONS:
+                cases = []
+                for test in (t for t in tests if lopo.position_of(t) == fp):
+                    sensors, pulses = lopo.detect_inputs(test, root / "prior" / test.name)
+                    survey, rounds = pp.survey(test)
+                    cases.append(locate_case(test.name, sensors, pulses, survey, rounds,
+                                             ["--temperature-c", str(pp.temperature_c(test))]))
+                figures[log_odds, fp] = score(cases)
+    finally:
+        echosets.ECHO_LOG_PRIOR_ODDS = shipped
+
+    def merit(log_odds, fps):
+        return round(sum(figures[log_odds, fp]["rounds_located"] + figures[log_odds, fp]["rounds_exact"] for fp in fps), 6)
+
+    print(f"\necho sets' log prior odds by leave-one-position-out (audio; shipped: {shipped:g})")
+    for held in lopo.POSITIONS:
+        train = [fp for fp in lopo.POSITIONS if fp != held]
+        top = max(merit(g, train) for g in ECHO_PRIOR_GRID)
+        tied = [g for g in ECHO_PRIOR_GRID if merit(g, train) == top]
+        chosen = tied[(len(tied) - 1) // 2]
+        held_out = figures[chosen, held]
+        print(f"    {held} held out: best on {'+'.join(train)} {tied[0]:g}..{tied[-1]:g}, chosen {chosen:g}; "
+              f"rounds located {held_out['rounds_located']:.3f}, exact {held_out['rounds_exact']:.3f}, "
+              f"within 25 m {held_out['within_25m']:.3f}")
+
+
 def main() -> None:
     import pittsburgh_harder as ph
     import pittsburgh_pulses as pp
@@ -108,6 +151,7 @@ def main() -> None:
                                         pp.temperature_c(test))
                 rows.setdefault(test.parent.name, []).append(ph.score(incidents, survey, rounds))
             _report(name, rows)
+        echo_prior_lopo(tests, root)
         for name in ("thinned", "merged", "nlos"):
             rows = {}
             for k, (fp, survey, positions, pulses, rounds, temperature) in enumerate(getattr(ph, name)(tests)):

@@ -430,10 +430,11 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     shots: list[Shot] = []
     scatter = 0.0
     evidence = 0.0
+    hears = np.full(len(labels), hear_prior)
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
-        found = find_rounds(emit, sensor, sigma, rate, np.full(len(labels), hear_prior))
+        found = find_rounds(emit, sensor, sigma, rate, hears)
         if len(found) < 2:
             return [], 0.0
         groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
@@ -447,8 +448,34 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
         det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / max(fit.variance_factor, 1e-12)))
         posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
-        evidence = sum(e for _, _, e in found) - math.log(max(area_m2 / posterior_m2, 1.0))
+        hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), hear_prior)
+        evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - math.log(max(area_m2 / posterior_m2, 1.0))
     return shots, evidence
+
+
+def _t0_occam(emit_s: np.ndarray, member_sigma_s: np.ndarray) -> float:
+    """Occam factor (log) of one round's t0, uniform over the stretch: its prior width over its posterior's."""
+    sigma_t0 = 1.0 / math.sqrt(float(np.sum(1.0 / member_sigma_s ** 2)))
+    duration_s = float(np.ptp(emit_s)) if len(emit_s) else 0.0
+    return math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
+
+
+def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior: float) -> tuple[np.ndarray, float]:
+    """Per sensor the posterior that it hears the burst, and the burst's log-likelihood ratio against clutter.
+
+    Whether a sensor hears a burst belongs to the (place, sensor), not to each round: it is
+    marginalised once per burst, ``(1 - h) + h prod_k (P_D sum_i f_ik / lambda + 1 - P_D)`` per
+    sensor, so a sensor out of range is charged its prior once instead of a miss per round.
+    ``pulses`` is (sensor index, sigma, clutter rate) per pulse.
+    """
+    sensor, sigma_s, rate = pulses
+    t0s = np.array([t0 for t0, _, _ in found])
+    per_sensor = _round_scores(emit_s, sensor, sigma_s, rate, t0s, np.ones(n_sensors))[2]
+    log_heard = np.log(DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB).sum(axis=0)
+    if hear_prior >= 1.0:
+        return np.ones(n_sensors), float(log_heard.sum())
+    log_marginal = np.logaddexp(math.log1p(-hear_prior), math.log(hear_prior) + log_heard)
+    return np.exp(math.log(hear_prior) + log_heard - log_marginal), float(log_marginal.sum())
 
 
 def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:

@@ -28,9 +28,9 @@ The common offset is integrated out numerically (a grid); a level at or above
 :data:`CLIPPED_DBFS` in ``peak_dbfs`` is a lower bound on the true level (a censored
 observation: its term is the probability of the difference lying beyond the measured one), and
 a sensor where both are clipped says nothing. With :data:`ECHO_LOG_PRIOR_ODDS`, C is an echo where
-the posterior odds exceed one; the prior odds, the one constant set on data, are chosen by
-leave-one-position-out (an echo set must bring a Bayes factor of e^2.5, about 12, "positive"
-to "strong" evidence on Kass & Raftery 1995's scale).
+the posterior odds exceed one. The level constants are physical priors; the prior odds are
+chosen by leave-one-position-out (so an echo set must bring a Bayes factor of e^2.5, about 12,
+"positive" to "strong" evidence on Kass & Raftery 1995's scale).
 """
 from __future__ import annotations
 
@@ -51,10 +51,11 @@ ECHO_LOSS_MAX_DB = 20.0
 # An echo set follows its round within this (TN098 §II.B: reflections arrive over "a period of
 # time that may extend to several seconds"; the stretch a burst is searched in is about this long).
 ECHO_MAX_DELAY_S = 2.0
-# Log prior odds of an echo set against a further round, for a set that follows a round. Chosen by
-# leave-one-position-out on Pittsburgh FP1-FP3 (tests/locator_lopo.py: fitted on two positions,
-# over -6 to +6 in steps of 0.5, the middle of the values that score best; scored on the third):
-# every fold chose -2 to -2.5 (bench/bench_association.py prints the folds).
+# Log prior odds of an echo set against a further round, for a set that follows a round: the one
+# constant set on data, chosen leave-one-position-out on the Pittsburgh audio (FP1-FP3; fitted on
+# two positions over -6 to +3, the middle of the values that score best, scored on the third; the
+# folds chose -2, -2.5, -2.5: bench/bench_association.py prints them). Even odds (0) lose a real
+# round whose levels are clipped at one sensor and just under the clip at another.
 ECHO_LOG_PRIOR_ODDS = -2.5
 # A peak_dbfs at or above this is clipped: a lower bound on the level, not a measurement.
 CLIPPED_DBFS = -3.0
