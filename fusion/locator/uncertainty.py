@@ -120,7 +120,7 @@ C_PATH_REL_SD = 0.00125
 # the airports' 0-5 m/s "can provide only a rough estimate of local conditions"; §IV: light, 0-2
 # m/s, during the test). A uniform wind w shifts a source whose sensors lie about d away by about
 # d w / c, the same for every shot of the place and invisible in the residuals: 1 m/s per axis
-# (95 % of winds under 2.4 m/s) is 1.5-1.8 m per axis at FP1-FP3's 500-630 m.
+# (95 % of winds under 2.4 m/s) is 1.5-1.9 m per axis at FP1-FP3's 500-630 m.
 WIND_SD_M_S = 1.0
 # (h) The frame, stated, not fitted: the place as someone finds it on the ground (a phone's GPS, a
 # map; Pittsburgh's surveys: a smartphone, "on the order of 2.5 m", TN098 §IV) against the frame
