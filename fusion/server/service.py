@@ -13,6 +13,15 @@ alert: JSON on ``ew/v1/{site}/incident``, CAP 1.2 XML on ``ew/v1/{site}/incident
 if configured, POSTed to a webhook (in a background thread, with retries).  A final incident
 asks its nodes for their audio (:mod:`fusion.server.evidence`); verified clips are stored.
 
+A crash loses nothing accepted.  Each locator round's revisions are stored in one transaction
+with the tracker's checkpoint and the messages they send (the outbox: alerts, cues, clip
+requests, dropped once the broker confirms them); a started service takes back its open
+windows from the stored pulses and its published incidents under their ids
+(:meth:`fusion.tracking.incidents.IncidentTracker.resume`) and sends what its outbox holds.  A
+failed store (database down, disk full) is logged once and retried; its messages stay
+unacknowledged meanwhile.  Every alert and reconnect is logged at INFO, and the server's health
+(:mod:`fusion.server.health`) goes out every ``health_s``.
+
 With ``workers > 1`` several such processes share a site: ingest through an MQTT v5 shared
 subscription, location by spatial cells with a halo (:mod:`fusion.server.partition`).
 
