@@ -106,7 +106,7 @@ def echo_prior_lopo(tests, root: pathlib.Path) -> None:
                     sensors, pulses = lopo.detect_inputs(test, root / "prior" / test.name)
                     survey, rounds = pp.survey(test)
                     cases.append(locate_case(test.name, sensors, pulses, survey, rounds,
-                                             ["--temperature-c", str(pp.temperature_c(test))]))
+                                             ["--temperature-c", str(pp.temperature_c(test)), "--complete-bursts"]))
                 figures[log_odds, fp] = score(cases)
     finally:
         echosets.ECHO_LOG_PRIOR_ODDS = shipped
