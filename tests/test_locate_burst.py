@@ -153,3 +153,32 @@ def test_a_burst_few_of_many_sensors_hear_is_fixed_by_them():
     shots = burst.few_sensor_burst(picks, rows, C, search_bounds(picks.xy), Geometry("2d"))
     assert len(shots) == 3
     assert np.hypot(*(shots[0].position[:2] - source)) < 5.0
+
+
+def test_completion_finds_a_round_few_of_many_sensors_hear():
+    """A shot heard by five of forty-two sensors anchors its burst; the next round, heard by the
+    same five, is completed: the sensors that heard none of the place's shots are charged
+    once per burst (their posterior of hearing it), not a miss per round."""
+    from fusion.locator.associate import Shot
+    from fusion.locator.picks import Picks
+
+    rng = np.random.default_rng(5)
+    grid = np.array([(x, y) for x in range(-900, 901, 300) for y in range(-750, 751, 300)], dtype=float)
+    source = np.array([-160.0, -240.0])
+    hearing = np.argsort(np.hypot(*(grid - source).T))[:5]
+    sensor, t = [], []
+    for t0 in (1.0, 1.83):
+        sensor += list(hearing)
+        t += list(arrivals(grid[hearing], source, t0) + rng.normal(0, 3e-4, len(hearing)))
+    for s in range(len(grid)):
+        n = rng.poisson(1.5)
+        sensor += [s] * n
+        t += list(rng.uniform(0.0, 4.0, n))
+    sensor, t = np.array(sensor), np.array(t)
+    picks = Picks(sensor, t, np.full(len(t), 1e-3), np.column_stack([grid[sensor], np.full(len(t), 10.0)]))
+    first = np.arange(len(hearing))
+    fit = fit_shots([(picks.pos_m[first], t[first], picks.sigma_s[first])], C, Geometry("2d"), [(source, 1.0)])
+    anchor = Shot(first, fit.positions[0], float(fit.t0_s[0]), C, fit.residuals_s[0])
+    new = burst.complete_bursts(picks, np.arange(len(t)), [anchor], Geometry("2d"), 4)
+    assert [round(s.t0_s, 2) for s in new] == [1.83]
+    assert sorted(sensor[new[0].pulses]) == sorted(hearing)

@@ -235,10 +235,11 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
         pool = rows[~used[rows]]
         if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
             break
-        # Every sensor of the stretch is charged a miss where it has no arrival: marginalising the
-        # others over HEAR_PRIOR (as for bursts no shot seeded) completed echo sets and firecracker
-        # pops as rounds in the seed city's 40-round burst and its fireworks night.
-        hears = np.ones(len(labels))
+        # A sensor that heard a shot of this place hears the burst; one that heard none of its n
+        # shots does with the posterior h (1 - P_D)^n / (h (1 - P_D)^n + 1 - h), whether it hears
+        # being marginalised once per burst (see _hearing), not charged a miss per round.
+        hears = _anchor_hearing(picks, labels, [s for s in shots if np.hypot(*(s.position[:2] - anchor.position[:2]))
+                                                <= DISTINCT_PLACES_M])
         found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
         if not found:
             continue
@@ -260,6 +261,15 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
             used[chosen] = True
             taken.append(t0)
     return new
+
+
+def _anchor_hearing(picks: Picks, labels: np.ndarray, here: list[Shot]) -> np.ndarray:
+    """Per sensor of ``labels`` the probability it hears the burst of the shots ``here`` (one place)."""
+    missed = (1.0 - DETECTION_PROB) ** len(here)
+    hears = np.full(len(labels), HEAR_PRIOR * missed / (HEAR_PRIOR * missed + 1.0 - HEAR_PRIOR))
+    heard = np.unique(np.concatenate([picks.sensor[s.pulses] for s in here])) if here else np.zeros(0, dtype=int)
+    hears[np.isin(labels, heard)] = 1.0
+    return hears
 
 
 def _level_set(picks: Picks, rows: np.ndarray, t0_s: float, levels) -> dict:
