@@ -31,7 +31,7 @@ from earwitness.cli import UserError
 from earwitness.units import NS_PER_S
 from fusion.locator.attribution import shot_arrivals
 from fusion.locator.classify import MAX_HEARD_M, MORTAR_FLIGHT_S, classify
-from fusion.locator.locate import locate_pulses, min_burst_sensors, shock_waves
+from fusion.locator.locate import COMPLETE_BURSTS_DEFAULT, locate_pulses, min_burst_sensors, shock_waves
 from fusion.locator.multilaterate import C_MAX, C_MIN, MODES, speed_of_sound
 from fusion.locator.pulses import Pulses, decode, from_rows, pulse_row
 from fusion.locator.sensors import SensorsError, read_sensors
@@ -61,10 +61,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-disorder-s", type=float, default=DEFAULT_MAX_DISORDER_S, metavar="S",
                         help="how far before the latest pulse read another may come, seconds (default "
                              f"{DEFAULT_MAX_DISORDER_S:g}); 'inf' reads the whole input before locating")
-    parser.add_argument("--complete-bursts", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--complete-bursts", action=argparse.BooleanOptionalAction, default=COMPLETE_BURSTS_DEFAULT,
                         help="search each located shot's place for the rest of its burst (rounds few sensors "
                              "heard, arrivals that interleave), telling echo sets from rounds by their levels "
-                             "(default: on)")
+                             f"(default: {'on' if COMPLETE_BURSTS_DEFAULT else 'off'})")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress on stderr (default: when stderr is a terminal)")
 

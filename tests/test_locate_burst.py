@@ -127,29 +127,52 @@ def test_nlos_delayed_pittsburgh_inputs(pittsburgh, capsys):
     assert math.isfinite(figures["all"]["median_err_m"])
 
 
-def test_a_burst_few_of_many_sensors_hear_is_fixed_by_them():
-    """Five sensors of forty-two hear three rounds; every sensor reports unrelated pulses. Whether a
-    sensor hears the burst is marginalised once per burst, so the 37 that hear nothing of it are
-    charged their prior once, not a miss per round (which outweighed five sensors' agreement)."""
-    from fusion.locator.associate import search_bounds
+SOURCE_FAR = np.array([-160.0, -240.0])
+
+
+def _few_of_many(seed: int, t0s, duration_s: float):
+    """Forty-two sensors 300 m apart, the five nearest SOURCE_FAR hearing rounds at ``t0s`` (the
+    first round's arrivals first), every sensor reporting unrelated pulses: (picks, hearing sensors)."""
     from fusion.locator.picks import Picks
 
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     grid = np.array([(x, y) for x in range(-900, 901, 300) for y in range(-750, 751, 300)], dtype=float)
-    source = np.array([-160.0, -240.0])
-    hearing = np.argsort(np.hypot(*(grid - source).T))[:5]
+    hearing = np.argsort(np.hypot(*(grid - SOURCE_FAR).T))[:5]
     sensor, t = [], []
-    for t0 in (1.0, 1.47, 2.1):
+    for t0 in t0s:
         sensor += list(hearing)
-        t += list(arrivals(grid[hearing], source, t0) + rng.normal(0, 3e-4, len(hearing)))
+        t += list(arrivals(grid[hearing], SOURCE_FAR, t0) + rng.normal(0, 3e-4, len(hearing)))
     for s in range(len(grid)):
         n = rng.poisson(1.5)
         sensor += [s] * n
-        t += list(rng.uniform(0.0, 5.0, n))
+        t += list(rng.uniform(0.0, duration_s, n))
     sensor, t = np.array(sensor), np.array(t)
-    pos = np.column_stack([grid[sensor], np.full(len(sensor), 10.0)])
-    picks = Picks(sensor, t, np.full(len(t), 1e-3), pos)
-    rows = np.arange(len(t))
-    shots = burst.few_sensor_burst(picks, rows, C, search_bounds(picks.xy), Geometry("2d"))
+    return Picks(sensor, t, np.full(len(t), 1e-3), np.column_stack([grid[sensor], np.full(len(t), 10.0)])), hearing
+
+
+def test_a_burst_few_of_many_sensors_hear_is_fixed_by_them():
+    """Five sensors of forty-two hear three rounds. Whether a sensor hears the burst is
+    marginalised once per burst, so the 37 that hear nothing of it are charged their prior once,
+    not a miss per round (which outweighed five sensors' agreement)."""
+    from fusion.locator.associate import search_bounds
+
+    picks, _ = _few_of_many(11, (1.0, 1.47, 2.1), 5.0)
+    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
     assert len(shots) == 3
-    assert np.hypot(*(shots[0].position[:2] - source)) < 5.0
+    assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
+
+
+def test_completion_finds_a_round_few_of_many_sensors_hear():
+    """A shot heard by five of forty-two sensors anchors its burst; the next round, heard by the
+    same five, is completed: the sensors that heard none of the place's shots are charged
+    once per burst (their posterior of hearing it), not a miss per round."""
+    from fusion.locator.associate import Shot
+
+    picks, hearing = _few_of_many(5, (1.0, 1.83), 4.0)
+    first = np.arange(len(hearing))
+    fit = fit_shots([(picks.pos_m[first], picks.t_s[first], picks.sigma_s[first])], C, Geometry("2d"),
+                    [(SOURCE_FAR, 1.0)])
+    anchor = Shot(first, fit.positions[0], float(fit.t0_s[0]), C, fit.residuals_s[0])
+    new = burst.complete_bursts(picks, np.arange(len(picks)), [anchor], Geometry("2d"), 4)
+    assert [round(s.t0_s, 2) for s in new] == [1.83]
+    assert sorted(picks.sensor[new[0].pulses]) == sorted(hearing)

@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 
 from earwitness.units import MAD_TO_SIGMA
 from fusion.locator.associate import Shot
-from fusion.locator.echosets import is_echo_set
+from fusion.locator.echosets import is_echo_set, level_set
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.picks import Picks
 
@@ -235,19 +235,20 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
         pool = rows[~used[rows]]
         if len(np.unique(picks.sensor[pool])) < MIN_ROUND_SENSORS:
             break
-        # Every sensor of the stretch is charged a miss where it has no arrival: marginalising the
-        # others over HEAR_PRIOR (as for bursts no shot seeded) completed echo sets and firecracker
-        # pops as rounds in the seed city's 40-round burst and its fireworks night.
-        hears = np.ones(len(labels))
+        # A sensor that heard a shot of this place hears the burst; one that heard none of its n
+        # shots does with the posterior h (1 - P_D)^n / (h (1 - P_D)^n + 1 - h), whether it hears
+        # being marginalised once per burst (see _hearing), not charged a miss per round.
+        hears = _anchor_hearing(picks, labels, [s for s in shots if np.hypot(*(s.position[:2] - anchor.position[:2]))
+                                                <= DISTINCT_PLACES_M])
         found, position, emit = _rounds_at(picks, pool, anchor, geometry, (sensor_at[pool], rate_at[pool], hears), taken)
         if not found:
             continue
         here = [s for s in shots if np.hypot(*(s.position[:2] - position[:2])) <= DISTINCT_PLACES_M]
-        heard = [_level_set(picks, s.pulses, s.t0_s, levels) for s in here]
+        heard = [level_set(picks, s.pulses, s.t0_s, levels) for s in here]
         for t0, members, _ in sorted(found, key=lambda f: f[0]):
             chosen = pool[members]
             if levels is not None:
-                candidate = _level_set(picks, chosen, t0, levels)
+                candidate = level_set(picks, chosen, t0, levels)
                 used[chosen] = True
                 if is_echo_set(candidate, heard):
                     continue
@@ -262,16 +263,13 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
     return new
 
 
-def _level_set(picks: Picks, rows: np.ndarray, t0_s: float, levels) -> dict:
-    """A set of arrivals as :func:`fusion.locator.echosets.is_echo_set` reads it: its t0 and per
-    sensor (level dB, clipped) of its first pulse there."""
-    if levels is None:
-        return {"t0_s": t0_s, "levels": {}}
-    level_db, clipped = levels
-    out: dict = {}
-    for r in rows[np.argsort(picks.t_s[rows], kind="stable")]:
-        out.setdefault(int(picks.sensor[r]), (float(level_db[r]), float(clipped[r])))
-    return {"t0_s": t0_s, "levels": out}
+def _anchor_hearing(picks: Picks, labels: np.ndarray, here: list[Shot]) -> np.ndarray:
+    """Per sensor of ``labels`` the probability it hears the burst of the shots ``here`` (one place)."""
+    missed = (1.0 - DETECTION_PROB) ** len(here)
+    hears = np.full(len(labels), HEAR_PRIOR * missed / (HEAR_PRIOR * missed + 1.0 - HEAR_PRIOR))
+    heard = np.unique(np.concatenate([picks.sensor[s.pulses] for s in here])) if here else np.zeros(0, dtype=int)
+    hears[np.isin(labels, heard)] = 1.0
+    return hears
 
 
 def _scatter(residuals_s: np.ndarray) -> float:

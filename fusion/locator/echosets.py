@@ -39,6 +39,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from fusion.locator.picks import Picks
+
 # Per-pulse scatter of a received level about its source level plus path term, dB: turbulent
 # scintillation over a few hundred metres (1-3 dB; Wilson et al., JASA 99, 1996) and the
 # detector's peak estimate of a sampled pulse.
@@ -129,3 +131,15 @@ def is_echo_set(later: dict, earlier: list[dict]) -> bool:
         return False
     mixture = _log_mean_exp(np.array(odds), np.full(len(odds), 1.0 / len(odds)))
     return mixture + ECHO_LOG_PRIOR_ODDS > 0.0
+
+
+def level_set(picks: Picks, rows: np.ndarray, t0_s: float, levels) -> dict:
+    """A set of arrivals as :func:`is_echo_set` reads it: its t0 and per
+    sensor (level dB, clipped) of its first pulse there."""
+    if levels is None:
+        return {"t0_s": t0_s, "levels": {}}
+    level_db, clipped = levels
+    out: dict = {}
+    for r in rows[np.argsort(picks.t_s[rows], kind="stable")]:
+        out.setdefault(int(picks.sensor[r]), (float(level_db[r]), float(clipped[r])))
+    return {"t0_s": t0_s, "levels": out}
