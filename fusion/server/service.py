@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from earwitness import topics
 from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
+from fusion.server.audit import AuditLog, server_key
 from fusion.server.casework import Casework
 from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
@@ -87,6 +88,7 @@ class FusionConfig:
     health_s: float = DEFAULT_HEALTH_S
     cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
+    signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
 
 
 class FusionService:
@@ -96,6 +98,11 @@ class FusionService:
         self.config = config
         self.registry = load_registry(config.registry)
         self.store = Store(config.database, schema=config.schema)
+        self.audit: AuditLog | None = None
+        if config.signing_key is not None:   # every revision stored is entered in the audit log
+            self.audit = AuditLog(self.store, server_key(config.signing_key))
+            self.audit.record_revisions()
+            self.audit.note_registry(config.registry)
         site = config.site
         group = config.shared_group or (DEFAULT_SHARED_GROUP if config.workers > 1 else None)
         subscribed = [kind(site, topics.WILDCARD) for kind in (topics.pulse, topics.health, topics.clip)]

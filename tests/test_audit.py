@@ -1,0 +1,112 @@
+"""The audit log (fusion.server.audit) and `earwitness audit verify` on SQLite and on the real PostgreSQL."""
+from __future__ import annotations
+
+import nacl.signing
+import pytest
+
+from earwitness.cli import main
+from fusion.server.audit import AuditLog
+from fusion.server.store import Store
+from fusion_db import database
+
+KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+KEY = nacl.signing.SigningKey(b"\x07" * 32)
+
+
+def _incident(i: int, rounds: int) -> dict:
+    return {"incident": f"inc-{i}", "t_ns": 1_700_000_000_000_000_000 + i, "x": 1.0 * i, "y": 2.0, "rounds": rounds}
+
+
+def _filled(url, schema) -> Store:
+    """A store with 5 revisions of 2 incidents and one person's action: entries 1..6."""
+    store = Store(url, schema=schema)
+    log = AuditLog(store, KEY)
+    log.record_revisions()
+    store.save_incident(_incident(1, 1), "preliminary", meta={"temperature_c": 4.0})   # entry 1
+    store.save_incident(_incident(1, 2), "revised")                                    # 2
+    store.save_incident(_incident(2, 1), "preliminary")                                # 3
+    log.append("alice", "review", "inc-1", {"verdict": "confirmed", "reason": "casings found"})   # 4
+    store.save_incident(_incident(1, 3), "final")                                      # 5
+    store.save_incident(_incident(2, 1), "final")                                      # 6
+    return store
+
+
+def _verify(capsys, url, schema, *extra) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["audit", "verify", "--db", url, *(["--schema", schema] if schema else []), *extra])
+    out = capsys.readouterr()
+    return code, (out.out + out.err).strip()
+
+
+def _sql(store: Store, text: str) -> None:
+    with store.engine.begin() as conn:
+        assert conn.exec_driver_sql(text).rowcount == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chain_verifies_and_names_a_tampered_or_deleted_entry(kind, tmp_path, capsys):
+    with database(kind, tmp_path) as (url, schema):
+        store = _filled(url, schema)
+        entries = AuditLog(store).entries()
+        assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5, 6]
+        assert [e["actor"] for e in entries] == ["fusion"] * 3 + ["alice"] + ["fusion"] * 2
+        public = bytes(KEY.verify_key).hex()
+        code, text = _verify(capsys, url, schema, "--public-key", public)
+        assert code == 0 and text.startswith("audit log OK: 6 entries"), text
+        other = bytes(nacl.signing.SigningKey(b"\x08" * 32).verify_key).hex()
+        code, text = _verify(capsys, url, schema, "--public-key", other)
+        assert code == 1 and "audit entry 1: signed by key" in text, text
+
+        # A reviewer's reason rewritten in the row: entry 4 named.
+        _sql(store, "UPDATE audit_log SET body = replace(body, 'casings found', 'nothing found') WHERE seq = 4")
+        code, text = _verify(capsys, url, schema)
+        assert code == 1 and "audit entry 4: its content does not match its hash" in text, text
+        _sql(store, "UPDATE audit_log SET body = replace(body, 'nothing found', 'casings found') WHERE seq = 4")
+        assert _verify(capsys, url, schema)[0] == 0
+
+        # A stored revision changed behind the log's back (rounds 2 -> 5): its entry named.
+        _sql(store, "UPDATE incident_revisions SET body = replace(body, '\"rounds\":2', '\"rounds\":5') "
+                    "WHERE incident = 'inc-1' AND revision = 2")
+        code, text = _verify(capsys, url, schema)
+        assert code == 1 and "audit entry 2: revision 2 of inc-1 was changed" in text, text
+        _sql(store, "UPDATE incident_revisions SET body = replace(body, '\"rounds\":5', '\"rounds\":2') "
+                    "WHERE incident = 'inc-1' AND revision = 2")
+
+        # An entry deleted from the middle, then one from the end.
+        _sql(store, "DELETE FROM audit_log WHERE seq = 3")
+        code, text = _verify(capsys, url, schema)
+        assert code == 1 and "audit entry 3: missing (deleted)" in text, text
+        store.close()
+
+    with database(kind, tmp_path / "b") as (url, schema):
+        (tmp_path / "b").mkdir(exist_ok=True)
+        store = _filled(url, schema)
+        _sql(store, "DELETE FROM audit_log WHERE seq = 6")
+        code, text = _verify(capsys, url, schema)
+        assert code == 1 and "audit entry 6: missing: no entry for revision 2 of inc-2" in text, text
+        store.close()
+
+
+def test_append_is_in_the_revision_transaction(tmp_path):
+    """A revision that fails to store leaves no entry, and an entry that fails to append stores no revision."""
+    store = Store(tmp_path / "fusion.db")
+    log = AuditLog(store, KEY)
+    log.record_revisions()
+    store.save_incident(_incident(1, 1), "preliminary")
+
+    def broken(conn, saved):
+        raise RuntimeError("disk full")
+
+    store.revision_hooks.append(broken)
+    with pytest.raises(RuntimeError):
+        store.save_incident(_incident(1, 2), "revised")
+    store.revision_hooks.remove(broken)
+    assert [r["revision"] for r in store.revisions("inc-1")] == [1]
+    assert [e["seq"] for e in log.entries()] == [1]
+    assert log.verify()[0] is None
+    store.close()
+
+
+def test_verify_refuses_a_missing_database_in_one_line(tmp_path, capsys):
+    code, text = _verify(capsys, str(tmp_path / "nope.db"), None)
+    assert code == 2 and "no database file" in text and len(text.splitlines()) == 1
