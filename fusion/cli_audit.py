@@ -16,6 +16,7 @@ from earwitness.cli import UserError
 from fusion.cli_db import add_db_arguments, open_store
 
 FINGERPRINT_HEX = 16
+DEFAULT_SIGNING_KEY = "fusion.key"
 
 
 def add_arguments(parser):
@@ -42,19 +43,47 @@ def trusted_key(text: str | None) -> set[str] | None:
     raise UserError(f"--public-key {text!r}: neither a key file nor 64 hex characters")
 
 
+def add_signing_key_argument(parser) -> None:
+    parser.add_argument("--signing-key", default=DEFAULT_SIGNING_KEY, metavar="FILE",
+                        help=f"the server's signing key, fusion.toml's signing_key (default {DEFAULT_SIGNING_KEY})")
+
+
+def record_action(store, key_path: str, action: str, subject: str, body: dict) -> str:
+    """Enter a person's command in the audit log, signed with the server's key at ``key_path``,
+    the actor being the user running it; returns a line saying which entry, or why none."""
+    import getpass
+
+    from earwitness import keys
+    from fusion.server.audit import AuditLog
+
+    if not pathlib.Path(key_path).is_file():
+        return f"not entered in the audit log: no signing key {key_path} (give --signing-key, the server's)"
+    try:
+        key = keys.load_signing_key(key_path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        actor = getpass.getuser()
+    except (OSError, KeyError):   # no login name (a container without a passwd entry)
+        actor = "unknown"
+    entry = AuditLog(store, key).append(actor, action, subject, body)
+    return f"entered in the audit log as entry {entry['seq']} ({actor} {action})"
+
+
 def run(args) -> int:
     from fusion.server.audit import AuditLog
 
     trusted = trusted_key(args.public_key)
     store = open_store(args)
     try:
-        problem, count, signers = AuditLog(store).verify(trusted)
+        verdict = AuditLog(store).verify(trusted)
     finally:
         store.close()
-    if problem is not None:
-        print(f"audit log BAD: {problem}", file=sys.stderr)
+    if verdict.problem is not None:
+        print(f"audit log BAD: {verdict.problem}", file=sys.stderr)
         return 1
-    by = ", ".join(k[:FINGERPRINT_HEX] + "..." for k in sorted(signers)) or "nobody"
+    by = ", ".join(k[:FINGERPRINT_HEX] + "..." for k in sorted(verdict.signers)) or "nobody"
     checked = "the given key" if trusted else f"key(s) {by}"
-    print(f"audit log OK: {count} entries, chain unbroken, every revision entered, signed by {checked}")
+    late = f" ({verdict.late} stored before the log existed, entered at its first use)" if verdict.late else ""
+    print(f"audit log OK: {verdict.entries} entries, chain unbroken, every revision entered{late}, signed by {checked}")
     return 0

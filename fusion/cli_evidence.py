@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 
 from earwitness.cli import UserError
+from fusion.cli_audit import add_signing_key_argument
 from fusion.cli_db import add_db_arguments, open_store
 
 
@@ -18,8 +19,7 @@ def add_arguments(parser):
     parser.add_argument("incident", metavar="INCIDENT", help="the incident id, as in the alerts")
     add_db_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE.zip", help="where to write the bundle")
-    parser.add_argument("--signing-key", default="fusion.key", metavar="FILE",
-                        help="the server's signing key (fusion.toml's signing_key; default fusion.key)")
+    add_signing_key_argument(parser)
 
 
 def run(args) -> int:

@@ -1,9 +1,13 @@
 """The audit log (fusion.server.audit) and `earwitness audit verify` on SQLite and on the real PostgreSQL."""
 from __future__ import annotations
 
+import getpass
+import threading
+
 import nacl.signing
 import pytest
 
+from earwitness import keys
 from earwitness.cli import main
 from fusion.server.audit import AuditLog
 from fusion.server.store import Store
@@ -32,10 +36,8 @@ def _filled(url, schema) -> Store:
 
 
 def _verify(capsys, url, schema, *extra) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["audit", "verify", "--db", url, *(["--schema", schema] if schema else []), *extra])
-    out = capsys.readouterr()
-    return code, (out.out + out.err).strip()
+    code, out, err = _run_capture(capsys, ["audit", "verify", "--db", url, *(["--schema", schema] if schema else []), *extra])
+    return code, (out + err).strip()
 
 
 def _sql(store: Store, text: str) -> None:
@@ -103,10 +105,79 @@ def test_append_is_in_the_revision_transaction(tmp_path):
     store.revision_hooks.remove(broken)
     assert [r["revision"] for r in store.revisions("inc-1")] == [1]
     assert [e["seq"] for e in log.entries()] == [1]
-    assert log.verify()[0] is None
+    assert log.verify().problem is None
     store.close()
 
 
 def test_verify_refuses_a_missing_database_in_one_line(tmp_path, capsys):
     code, text = _verify(capsys, str(tmp_path / "nope.db"), None)
     assert code == 2 and "no database file" in text and len(text.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_writers_appending_at_once_keep_one_chain(kind, tmp_path):
+    """Two stores (two workers) append and save revisions concurrently: one gapless chain that verifies."""
+    per_writer = 15
+    with database(kind, tmp_path) as (url, schema):
+        stores = [Store(url, schema=schema) for _ in range(2)]
+        logs = [AuditLog(s, KEY) for s in stores]
+        for log in logs:
+            log.record_revisions()
+
+        def work(k: int) -> None:
+            for i in range(per_writer):
+                stores[k].save_incident(_incident(100 * k + i, 1), "preliminary")
+                logs[k].append(f"worker-{k}", "note", f"inc-{100 * k + i}", {"i": i})
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        verdict = logs[0].verify({bytes(KEY.verify_key).hex()})
+        assert verdict.problem is None and verdict.entries == 2 * 2 * per_writer
+        assert [e["seq"] for e in logs[1].entries()] == list(range(1, 4 * per_writer + 1))
+        for s in stores:
+            s.close()
+
+
+def test_revisions_of_before_the_log_are_entered_once_at_its_first_use(tmp_path, capsys):
+    db = str(tmp_path / "fusion.db")
+    store = Store(db)
+    store.save_incident(_incident(1, 1), "preliminary")
+    store.save_incident(_incident(1, 2), "final")
+    AuditLog(store, KEY).record_revisions()        # an upgraded server's first start
+    AuditLog(store, KEY).record_revisions()        # its second: nothing entered again
+    code, text = _verify(capsys, db, None)
+    assert code == 0 and "audit log OK: 2 entries" in text and "2 stored before the log existed" in text, text
+    store.close()
+    with Store(db) as behind:                      # a revision written without the log
+        behind.save_incident(_incident(1, 3), "revised")
+    code, text = _verify(capsys, db, None)
+    assert code == 1 and "audit entry 3: missing: no entry for revision 3 of inc-1" in text, text
+
+
+def test_calls_import_is_entered_under_the_user_running_it(tmp_path, capsys):
+    db = str(tmp_path / "fusion.db")
+    Store(db).close()
+    calls = tmp_path / "cad.csv"
+    calls.write_text("call_id,t_utc,x,y\nc1,2026-01-01T00:00:00Z,10,20\n")
+    argv = ["calls", "import", str(calls), "--db", db, "--signing-key"]
+    code, out, _ = _run_capture(capsys, [*argv, str(tmp_path / "none.key")])
+    assert code == 0 and "not entered in the audit log: no signing key" in out
+    keys.generate(tmp_path / "fusion.key")
+    code, out, _ = _run_capture(capsys, [*argv, str(tmp_path / "fusion.key")])
+    assert code == 0 and "entered in the audit log as entry 1" in out, out
+    with Store(db) as store:
+        entry, = AuditLog(store).entries()
+    assert entry["action"] == "calls-import" and entry["subject"] == "cad.csv" and entry["actor"] == getpass.getuser()
+    assert entry["body"]["calls"] == 1 and entry["body"]["new"] == 0     # stored by the first import
+    code, text = _verify(capsys, db, None, "--public-key", str(tmp_path / "fusion.key.pub"))
+    assert code == 0, text
+
+
+def _run_capture(capsys, argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err

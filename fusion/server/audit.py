@@ -118,6 +118,17 @@ class Problem:
         return f"audit entry {self.seq}: {self.what}"
 
 
+@dataclasses.dataclass
+class Verdict:
+    """What :meth:`AuditLog.verify` found: the first problem (None: all holds), how many entries,
+    the keys they are signed with, how many revisions were entered late (stored before the log)."""
+
+    problem: Problem | None
+    entries: int
+    signers: set[str]
+    late: int
+
+
 class AuditLog:
     """The audit log of one store; ``signing_key`` is needed to append, not to read."""
 
@@ -127,7 +138,17 @@ class AuditLog:
         metadata.create_all(store.writer)
 
     def record_revisions(self) -> None:
-        """Enter every revision the store saves from now on, in the transaction that saves it."""
+        """Enter every revision the store saves from now on, in the transaction that saves it.
+
+        On a log's first use in a database that already holds revisions (a server upgraded to
+        one with the audit log), those are entered first, marked ``entered_late``: only an
+        empty log takes them, so a revision slipped in later is still found by :meth:`verify`."""
+        with self.store.writer.begin() as conn:
+            self._lock(conn)
+            if conn.execute(sa.select(audit_log.c.seq).limit(1)).first() is None:
+                earlier = conn.execute(sa.select(revisions.c.incident, revisions.c.revision)
+                                       .order_by(revisions.c.created_ns, revisions.c.incident, revisions.c.revision))
+                self._revisions_saved(conn, [(r.incident, r.revision) for r in earlier], late=True)
         self.store.revision_hooks.append(self._revisions_saved)
 
     def note_registry(self, path: str | pathlib.Path) -> None:
@@ -139,12 +160,12 @@ class AuditLog:
         if not last or last[0]["subject"] != digest:
             self.append(MACHINE, REGISTRY, digest, {"path": str(path), "text": data.decode("utf-8")})
 
-    def _revisions_saved(self, conn, saved: list[tuple[str, int]]) -> None:
+    def _revisions_saved(self, conn, saved: list[tuple[str, int]], late: bool = False) -> None:
         for incident, number in saved:
             row = conn.execute(sa.select(revisions.c.status, revisions.c.body, revisions.c.meta)
                                .where(revisions.c.incident == incident, revisions.c.revision == number)).one()
-            self.append(MACHINE, REVISION, incident,
-                        {"revision": number, "status": row.status, "sha256": revision_digest(row.body, row.meta)}, conn)
+            body = {"revision": number, "status": row.status, "sha256": revision_digest(row.body, row.meta)}
+            self.append(MACHINE, REVISION, incident, dict(body, entered_late=True) if late else body, conn)
 
     def append(self, actor: str, action: str, subject: str, body: dict, conn=None) -> dict:
         """Append an entry (in ``conn``'s transaction if given, else in one of its own); returns it."""
@@ -153,8 +174,7 @@ class AuditLog:
         if conn is None:
             with self.store.writer.begin() as own:
                 return self.append(actor, action, subject, body, own)
-        if not self.store.is_sqlite:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        self._lock(conn)
         last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
         entry = {"seq": (last.seq if last else 0) + 1, "t_ns": time.time_ns(), "actor": str(actor),
                  "action": str(action), "subject": str(subject), "body": json.loads(_dumps(body)),
@@ -164,6 +184,11 @@ class AuditLog:
         entry["signature"] = self.signing_key.sign(bytes.fromhex(entry["hash"])).signature.hex()
         conn.execute(audit_log.insert().values(dict(entry, body=_dumps(entry["body"]))))
         return entry
+
+    def _lock(self, conn) -> None:
+        """One appender at a time: two workers must not both chain onto the same last entry."""
+        if not self.store.is_sqlite:   # SQLite: the writer's BEGIN IMMEDIATE holds the database already
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
 
     def entries(self, subject: str | None = None, action: str | None = None) -> list[dict]:
         """Stored entries in order (of one subject and/or action, or all), each a dict with its body parsed."""
@@ -175,13 +200,13 @@ class AuditLog:
         with self.store.engine.connect() as conn:
             return [_entry(row) for row in conn.execute(query)]
 
-    def verify(self, trusted: set[str] | None = None) -> tuple[Problem | None, int, set[str]]:
+    def verify(self, trusted: set[str] | None = None) -> "Verdict":
         """Check the chain, every hash and signature (by a ``trusted`` key if given) and that every
-        stored revision has its entry.  Returns (first problem or None, entries checked, signing keys)."""
+        stored revision has its entry."""
         chain = self.entries()
-        signers = {e["key"] for e in chain}
-        problem = check_chain(chain, trusted) or self._check_revisions(chain)
-        return problem, len(chain), signers
+        late = sum(1 for e in chain if isinstance(e["body"], dict) and e["body"].get("entered_late"))
+        return Verdict(check_chain(chain, trusted) or self._check_revisions(chain), len(chain),
+                       {e["key"] for e in chain}, late)
 
     def _check_revisions(self, chain: list[dict]) -> Problem | None:
         entered = {(e["subject"], e["body"].get("revision")): e for e in chain
