@@ -11,6 +11,7 @@ import json
 import signal
 import zipfile
 
+import nacl.signing
 import pytest
 
 from earwitness.cli import main
@@ -119,3 +120,26 @@ def test_one_byte_changed_is_named(bundle, tmp_path, capsys, part):
     first = err.splitlines()[0]
     assert first.startswith(f"BAD: {part}:"), err
 
+
+
+def test_a_pulse_changed_and_the_manifest_signed_again_by_another_key_is_still_named(run, bundle, tmp_path, capsys):
+    """Whoever holds a server key cannot alter a node's pulse: its node signature names it; and a
+    bundle signed by another key than the server's is refused with --public-key."""
+    changed = _changed(bundle, tmp_path, "pulses/0001.bin", offset=12)   # inside the signed body: t_ns
+    with zipfile.ZipFile(changed) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    forger = nacl.signing.SigningKey(b"\x09" * 32)
+    manifest = json.loads(files["manifest.json"])
+    manifest["server_key"] = bytes(forger.verify_key).hex()
+    manifest["files"]["pulses/0001.bin"] = hashlib.sha256(files["pulses/0001.bin"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    files["manifest.sig"] = forger.sign(files["manifest.json"]).signature.hex().encode()
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    code, out, err = _cli(capsys, "verify", str(forged))
+    assert code == 1 and err.splitlines()[0].startswith("BAD: pulses/0001.bin: node "), err
+    assert "audit.json: entry" in err        # the audit entries are the server's, not the forger's
+    code, out, err = _cli(capsys, "verify", str(forged), "--public-key", str(run[0] / "fusion.key.pub"))
+    assert code == 1 and err.splitlines()[0].startswith("BAD: manifest.json: signed by key"), err
