@@ -168,7 +168,7 @@ def run(args) -> int:
     config = load_config(args.config)
     try:
         service = mqtt_service(config)
-    except (RegistryError, CamerasError, GeoJSONError, SigningKeyError) as exc:
+    except (RegistryError, CamerasError, GeoJSONError) as exc:
         raise UserError(str(exc)) from None
     except (ValueError, sa.exc.SQLAlchemyError) as exc:
         raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
@@ -177,6 +177,10 @@ def run(args) -> int:
     except (OSError, ConnectionError) as exc:
         service.store.close()
         raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+    except SigningKeyError as exc:
+        service.link.stop()
+        service.store.close()
+        raise UserError(str(exc)) from None
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

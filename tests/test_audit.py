@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import getpass
+import subprocess
+import sys
 import threading
 
 import nacl.signing
@@ -10,8 +12,10 @@ import pytest
 from earwitness import keys
 from earwitness.cli import main
 from fusion.server.audit import AuditLog
+from fusion.server.registry import write_registry
 from fusion.server.store import Store
 from fusion_db import database
+from fusion_site import write_fusion_config
 
 KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 KEY = nacl.signing.SigningKey(b"\x07" * 32)
@@ -181,3 +185,19 @@ def _run_capture(capsys, argv) -> tuple[int, str, str]:
     code = main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+@pytest.mark.integration
+def test_fusion_refuses_a_malformed_signing_key_in_one_line_and_makes_none_when_it_cannot_start(mosquitto, tmp_path):
+    registry = write_registry(tmp_path / "nodes.toml", {"n1": (bytes(KEY.verify_key).hex(), {"x": 0.0, "y": 0.0})})
+    (tmp_path / "bad.key").write_text("not a key\n")
+    bad = write_fusion_config(tmp_path / "bad.toml", "s", mosquitto.url, registry, "fusion-bad", 10.0,
+                              extra='signing_key = "bad.key"\n')
+    done = subprocess.run([sys.executable, "-m", "earwitness", "fusion", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"earwitness fusion: error: signing key {tmp_path / 'bad.key'}: not a hex Ed25519 seed"], done.stderr
+    unreachable = write_fusion_config(tmp_path / "off.toml", "s", "mqtt://127.0.0.1:1", registry, "fusion-off", 10.0)
+    done = subprocess.run([sys.executable, "-m", "earwitness", "fusion", "--config", str(unreachable)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "fusion.key").exists(), done.stderr

@@ -103,8 +103,10 @@ def server_key(path: str | pathlib.Path) -> nacl.signing.SigningKey:
             log.warning("no signing key at %s: made one (public key %s in %s); it signs the audit log and evidence "
                         "bundles, keep it", path, keys.public_hex(public), keys.public_path(path))
         return keys.load_signing_key(path)
-    except (OSError, ValueError) as exc:
-        raise SigningKeyError(f"signing key {path}: {exc}") from None
+    except OSError as exc:
+        raise SigningKeyError(f"signing key {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:   # its message names the file
+        raise SigningKeyError(f"signing key {exc}") from None
 
 
 @dataclasses.dataclass
