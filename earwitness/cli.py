@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("fusion.cli_report", "write the forensic report of one incident as HTML or PDF"),
     "calls": ("fusion.cli_calls", "911/CAD calls: import a CSV and match the calls to located gunfire"),
     "plan": ("simulator.cli_plan", "coverage planning: P(located) and expected error per cell; where K more sensors help most"),
+    "audit": ("fusion.cli_audit", "audit log: check its hash chain and signatures (earwitness audit verify)"),
+    "evidence": ("fusion.cli_evidence", "export an incident's evidence bundle (signed pulses, registry, clips, audit) as a zip"),
+    "verify": ("fusion.cli_verify", "check an evidence bundle: every signature and hash; recompute location and rounds"),
     "unreported": ("fusion.cli_unreported", "per area, gunfire with and without a matching 911 call (CSV, GeoJSON, map)"),
 }
 

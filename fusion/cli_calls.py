@@ -8,9 +8,11 @@ incidents to the stored calls as it alerts them (the alert's ``calls`` and ``cal
 """
 from __future__ import annotations
 
+import hashlib
 import pathlib
 
 from earwitness.cli import UserError
+from fusion.cli_audit import add_signing_key_argument, record_action
 from fusion.cli_db import add_db_arguments, open_store
 
 
@@ -32,6 +34,7 @@ def add_arguments(parser):
                      help=f"and this long after the last (default {DEFAULT_AFTER_S:g})")
     imp.add_argument("--max-dist-m", type=float, default=DEFAULT_MAX_DIST_M,
                      help=f"from this far from the located position (default {DEFAULT_MAX_DIST_M:g})")
+    add_signing_key_argument(imp)
 
 
 def run(args) -> int:
@@ -55,8 +58,13 @@ def run(args) -> int:
         log = CallLog(store)
         new = log.add_calls(calls)
         matched = log.match_stored_incidents(rule)
+        entered = record_action(store, args.signing_key, "calls-import", pathlib.Path(args.calls).name,
+                                {"sha256": hashlib.sha256(pathlib.Path(args.calls).read_bytes()).hexdigest(),
+                                 "calls": len(calls), "new": new, "matches": matched,
+                                 "rule": {"before_s": rule.before_s, "after_s": rule.after_s, "max_dist_m": rule.max_dist_m}})
     finally:
         store.close()
     print(f"{len(calls)} calls read, {new} new stored; {matched} new matches to incidents "
           f"(rule: {rule.before_s:g} s before to {rule.after_s:g} s after, within {rule.max_dist_m:g} m)")
+    print(entered)
     return 0

@@ -22,8 +22,15 @@ The configuration (TOML; relative paths are relative to the file)::
     # health_s = 10.0                     # publish the server's health on ew/v1/{site}/fusion/health this often
     # cameras = "cameras.csv"             # camera,lat,lon[,heading_deg,fov_deg,range_m,url]: alerts list those that see
     # buildings = "buildings.geojson"     # footprints that block a camera's view (fusion.forensics.cameras)
+    # signing_key = "fusion.key"          # the server's Ed25519 key (default fusion.key beside this file)
     # [tls]
-    # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
+    # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion-tls.key"
+
+The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
+verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
+``signing_key``.  If the file is absent at start the server makes one (mode 0600, the public
+half in ``<file>.pub``) and logs one line saying so: keep it and publish the ``.pub``; anyone
+checking a bundle or the log compares the key they were signed with to it.
 """
 from __future__ import annotations
 
@@ -56,8 +63,9 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
-    "cameras": ((str,), False), "buildings": ((str,), False),
+    "cameras": ((str,), False), "buildings": ((str,), False), "signing_key": ((str,), False),
 }
+DEFAULT_SIGNING_KEY = "fusion.key"
 
 
 def add_arguments(parser):
@@ -80,6 +88,7 @@ def load_config(path: str | pathlib.Path):
     values = {k: v for k, v in data.items() if k in fields}
     values.update(registry=path.parent / data["registry"], database=database, tls=tls)
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
+    values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
     return FusionConfig(**values)
 
 
@@ -151,6 +160,7 @@ def run(args) -> int:
 
     from fusion.forensics.cameras import CamerasError
     from fusion.forensics.geojson import GeoJSONError
+    from fusion.server.audit import SigningKeyError
     from fusion.server.registry import RegistryError
     from fusion.transport import mqtt_service
 
@@ -167,6 +177,10 @@ def run(args) -> int:
     except (OSError, ConnectionError) as exc:
         service.store.close()
         raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+    except SigningKeyError as exc:
+        service.link.stop()
+        service.store.close()
+        raise UserError(str(exc)) from None
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

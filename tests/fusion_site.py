@@ -6,7 +6,9 @@ arrival order.  Nothing of the data is copied into the repository.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -17,6 +19,7 @@ import nacl.signing
 from earwitness import wire
 from fusion.server.registry import write_registry
 from pittsburgh_pulses import all_pulses, survey, temperature_c, utc_ns
+from simulator.broker import Collector
 
 # allpulses.json gives arrival times to the millisecond.
 REPORTED_T_UNC_NS = 1_000_000
@@ -77,3 +80,50 @@ def fusion_process(config_path: pathlib.Path, log_path: pathlib.Path) -> subproc
     """The real `earwitness fusion` process on a configuration, its log appended to ``log_path``."""
     return subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config_path)],
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))
+
+
+class EvidenceNodes:
+    """Stand-in nodes answering clip commands: real audio of the test's WAVs, signed as edge.evidence does."""
+
+    def __init__(self, broker_url: str, site: Site, site_name: str):
+        import io
+
+        import soundfile
+
+        from earwitness.clip import clip_message
+
+        self.site, self.site_name, self.answered = site, site_name, []
+        self._audio = {}
+        for node, path, t0_ns in site.wavs:
+            samples, rate_hz = soundfile.read(path, dtype="int16")
+            self._audio[node] = (samples, rate_hz, t0_ns)
+        self._io, self._sf, self._clip_message = io, soundfile, clip_message
+        self.c = Collector(broker_url, f"ew/v1/{site_name}/node/+/cmd", client_id="evidence-nodes",
+                           on_message=self._on_command).start()
+
+    def _on_command(self, collector, msg):
+        client = collector.client   # in the network thread: publish, do not wait
+        node = msg.topic.split("/")[4]
+        cmd = json.loads(msg.payload)
+        topic = f"ew/v1/{self.site_name}/node/{node}/clip"
+        if node not in self._audio:
+            client.publish(topic, json.dumps({"id": cmd["id"], "node": node, "error": "no evidence audio"}), qos=1)
+            return
+        samples, rate_hz, t0_ns = self._audio[node]
+        i0 = max(0, (cmd["t0_ns"] - t0_ns) * rate_hz // 10**9)
+        i1 = min(len(samples), (cmd["t1_ns"] - t0_ns) * rate_hz // 10**9)
+        buf = self._io.BytesIO()
+        self._sf.write(buf, samples[i0:i1], rate_hz, format="FLAC", subtype="PCM_16")
+        flac = buf.getvalue()
+        clip = {"t0_ns": t0_ns + i0 * 10**9 // rate_hz, "t1_ns": t0_ns + (i1 - 1) * 10**9 // rate_hz, "rate_hz": rate_hz,
+                "frames": int(i1 - i0), "t_unc_ns": 10**6, "timing": "file", "sha256": hashlib.sha256(flac).hexdigest(),
+                "flac": flac}
+        answer = self._clip_message(clip, cmd["id"], node, self.site.keys[node])
+        client.publish(topic, json.dumps(answer), qos=1)
+        if not self.answered:   # the same clip with its audio altered: must be refused
+            forged = dict(answer, audio_b64=base64.b64encode(flac[:-1] + bytes([flac[-1] ^ 1])).decode())
+            client.publish(topic, json.dumps(forged), qos=1)
+        self.answered.append(node)
+
+    def close(self):
+        self.c.close()

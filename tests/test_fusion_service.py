@@ -5,7 +5,6 @@ earwitness.wire messages, one key per sensor, in arrival order.
 """
 from __future__ import annotations
 
-import base64
 import collections
 import hashlib
 import json
@@ -24,7 +23,7 @@ from fusion.server.alerts import CAP_NS
 from fusion.server.service import FusionConfig
 from fusion.server.store import Store
 from fusion.transport import mqtt_service
-from fusion_site import build_site, fusion_process, write_fusion_config
+from fusion_site import EvidenceNodes, build_site, fusion_process, write_fusion_config
 from simulator.broker import Collector, publish_all, wait_until
 
 SITE = "pgh"
@@ -175,57 +174,10 @@ def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosqui
         assert store.count_pulses() == len(site.messages)
 
 
-class _EvidenceNodes:
-    """Stand-in nodes answering clip commands: real audio of the test's WAVs, signed as edge.evidence does."""
-
-    def __init__(self, broker, site):
-        import io
-
-        import soundfile
-
-        from earwitness.clip import clip_message
-
-        self.site, self.answered = site, []
-        self._audio = {}
-        for node, path, t0_ns in site.wavs:
-            samples, rate_hz = soundfile.read(path, dtype="int16")
-            self._audio[node] = (samples, rate_hz, t0_ns)
-        self._io, self._sf, self._clip_message = io, soundfile, clip_message
-        self.c = Collector(broker.url, f"ew/v1/{SITE}/node/+/cmd", client_id="evidence-nodes",
-                           on_message=self._on_command).start()
-
-    def _on_command(self, collector, msg):
-        client = collector.client   # in the network thread: publish, do not wait
-        node = msg.topic.split("/")[4]
-        cmd = json.loads(msg.payload)
-        topic = f"ew/v1/{SITE}/node/{node}/clip"
-        if node not in self._audio:
-            client.publish(topic, json.dumps({"id": cmd["id"], "node": node, "error": "no evidence audio"}), qos=1)
-            return
-        samples, rate_hz, t0_ns = self._audio[node]
-        i0 = max(0, (cmd["t0_ns"] - t0_ns) * rate_hz // 10**9)
-        i1 = min(len(samples), (cmd["t1_ns"] - t0_ns) * rate_hz // 10**9)
-        buf = self._io.BytesIO()
-        self._sf.write(buf, samples[i0:i1], rate_hz, format="FLAC", subtype="PCM_16")
-        flac = buf.getvalue()
-        clip = {"t0_ns": t0_ns + i0 * 10**9 // rate_hz, "t1_ns": t0_ns + (i1 - 1) * 10**9 // rate_hz, "rate_hz": rate_hz,
-                "frames": int(i1 - i0), "t_unc_ns": 10**6, "timing": "file", "sha256": hashlib.sha256(flac).hexdigest(),
-                "flac": flac}
-        answer = self._clip_message(clip, cmd["id"], node, self.site.keys[node])
-        client.publish(topic, json.dumps(answer), qos=1)
-        if not self.answered:   # the same clip with its audio altered: must be refused
-            forged = dict(answer, audio_b64=base64.b64encode(flac[:-1] + bytes([flac[-1] ^ 1])).decode())
-            client.publish(topic, json.dumps(forged), qos=1)
-        self.answered.append(node)
-
-    def close(self):
-        self.c.close()
-
-
 @pytest.mark.integration
 def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, tmp_path):
     """A final incident asks its nodes for audio; verified clips are stored and drawn in the report."""
-    nodes = _EvidenceNodes(mosquitto, site)
+    nodes = EvidenceNodes(mosquitto.url, site, SITE)
     deadletters = Collector(mosquitto.url, DEADLETTER).start()
     service = mqtt_service(_config(tmp_path, mosquitto, site)).start()
     try:

@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from earwitness import topics
 from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
+from fusion.server.audit import AuditLog, server_key
 from fusion.server.casework import Casework
 from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
@@ -96,6 +97,7 @@ class FusionConfig:
     health_s: float = DEFAULT_HEALTH_S
     cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
+    signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
 
 
 class FusionService:
@@ -105,6 +107,7 @@ class FusionService:
         self.config = config
         self.registry = load_registry(config.registry)
         self.store = Store(config.database, schema=config.schema)
+        self.audit: AuditLog | None = None   # opened by start()
         site = config.site
         group = config.shared_group or (DEFAULT_SHARED_GROUP if config.workers > 1 else None)
         subscribed = [kind(site, topics.WILDCARD) for kind in (topics.pulse, topics.health, topics.clip)]
@@ -152,6 +155,7 @@ class FusionService:
     def start(self) -> "FusionService":
         self._resume()
         self.link.start()
+        self._open_audit()
         self._send_outbox()   # what a crash kept from going out
         self._locator = threading.Thread(target=self._run_locator, name="fusion-locator", daemon=True)
         self._locator.start()
@@ -183,6 +187,14 @@ class FusionService:
         self.ingest.close()
         self._webhooks.shutdown(wait=True)
         self.store.close()
+
+    def _open_audit(self) -> None:
+        """Enter every revision stored from now on in the audit log, signed with the server's key;
+        the key is made here if absent, once the broker is reached (a failed start makes none)."""
+        if self.config.signing_key is not None:
+            self.audit = AuditLog(self.store, server_key(self.config.signing_key))
+            self.audit.record_revisions()
+            self.audit.note_registry(self.config.registry)
 
     def run_forever(self) -> None:
         """Work until :meth:`stop` is called from another thread (or a signal handler)."""

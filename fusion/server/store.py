@@ -187,6 +187,8 @@ class Store:
         # IMMEDIATE, so two writers (two workers) wait for each other (busy timeout) instead of
         # failing when a read transaction cannot be upgraded.
         self.writer = self.engine
+        # Called in save_round's transaction with its (incident, revision number) pairs (the audit log).
+        self.revision_hooks: list[Callable[[sa.Connection, list[tuple[str, int]]], None]] = []
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self.writer = sa.create_engine(self.url)
@@ -303,6 +305,8 @@ class Store:
         now_ns = time.time_ns()
         with self.writer.begin() as conn:
             numbers = [self._save_revision(conn, r, now_ns) for r in revisions_]
+            for hook in self.revision_hooks:
+                hook(conn, [(str(r.incident["incident"]), n) for r, n in zip(revisions_, numbers)])
             messages = [m for n, r in zip(numbers, revisions_) for m in outgoing(n, r)] if outgoing else []
             if messages:
                 conn.execute(outbox.insert(), [{"worker": worker, "topic": t, "payload": bytes(p), "created_ns": now_ns}
