@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("fusion.cli_report", "write the forensic report of one incident as HTML or PDF"),
     "calls": ("fusion.cli_calls", "911/CAD calls: import a CSV and match the calls to located gunfire"),
     "plan": ("simulator.cli_plan", "coverage planning: P(located) and expected error per cell; where K more sensors help most"),
+    "console": ("fusion.cli_console", "the operator console's users: add one with a role (console adduser)"),
     "unreported": ("fusion.cli_unreported", "per area, gunfire with and without a matching 911 call (CSV, GeoJSON, map)"),
 }
 

@@ -24,6 +24,8 @@ The configuration (TOML; relative paths are relative to the file)::
     # buildings = "buildings.geojson"     # footprints that block a camera's view (fusion.forensics.cameras)
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion.key"
+    # [console]                           # the operator console (fusion.console); users: `earwitness console adduser`
+    # listen = "127.0.0.1:8080"
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "cap_status": ((str,), False), "tls": ((dict,), False), "workers": ((int,), False),
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
-    "cameras": ((str,), False), "buildings": ((str,), False),
+    "cameras": ((str,), False), "buildings": ((str,), False), "console": ((dict,), False),
 }
 
 
@@ -80,7 +82,23 @@ def load_config(path: str | pathlib.Path):
     values = {k: v for k, v in data.items() if k in fields}
     values.update(registry=path.parent / data["registry"], database=database, tls=tls)
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
+    values["console_listen"] = _console_listen(path, data.get("console"))
     return FusionConfig(**values)
+
+
+def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
+    """[console]'s listen = "HOST:PORT", checked."""
+    from fusion.console.server import parse_listen
+
+    if console is None:
+        return None
+    if set(console) != {"listen"} or not isinstance(console["listen"], str):
+        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" only')
+    try:
+        parse_listen(console["listen"])
+    except ValueError as exc:
+        raise UserError(f"{path}: [console] {exc}") from None
+    return console["listen"]
 
 
 def _read(path: pathlib.Path) -> dict:
@@ -167,6 +185,7 @@ def run(args) -> int:
     except (OSError, ConnectionError) as exc:
         service.store.close()
         raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+    console = _start_console(config, service)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
@@ -174,8 +193,33 @@ def run(args) -> int:
                                      config.site, len(service.registry.positions))
     while not done.wait(SIGNAL_POLL_S):
         pass
+    if console is not None:
+        console.stop()
     service.stop()
     counts = dict(service.ingest.rejected)
     logging.getLogger("fusion").info("stopped: %d pulses accepted, rejected %s, %d alerts",
                                      service.ingest.accepted, counts, service.alerts_published)
     return 0
+
+
+def _start_console(config, service):
+    """The operator console on [console] listen, if set; UserError (service stopped) if it cannot listen."""
+    import secrets
+
+    from fusion.console.app import console_app
+    from fusion.console.server import ConsoleServer
+    from fusion.server.store import Store
+
+    if config.console_listen is None:
+        return None
+    # Its own connections: the service closes its store at stop.  Sessions are signed with a key
+    # made at each start, so a restart signs everyone out.
+    app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
+                      secret=secrets.token_bytes(32))
+    try:
+        server = ConsoleServer(app, config.console_listen).start()
+    except OSError as exc:
+        service.stop()
+        raise UserError(str(exc)) from None
+    logging.getLogger("fusion").info("console on http://%s/", config.console_listen)
+    return server
