@@ -119,8 +119,9 @@ class Console:
         if inc is None:
             return self.render(request, "missing.html", status=404, incident_id=incident_id)
         shots = sorted(inc.get("shots", []), key=lambda s: s["t_ns"])
+        pulses = self.store.incident_pulses(incident_id)
         return self.render(request, "incident.html", inc=inc, shots=shots, revisions=self.store.revisions(incident_id),
-                           pulses=self.store.incident_pulses(incident_id), actions=self.reviews.of(incident_id),
+                           pulses=pulses, heard=_heard(pulses), actions=self.reviews.of(incident_id),
                            map=map_view(self.registry.sensors, [inc]), review_actions=ACTIONS, classes=CLASSES,
                            dispositions=DISPOSITIONS)
 
@@ -156,6 +157,16 @@ class Console:
         unsubscribe = self.live.subscribe(lambda item: loop.call_soon_threadsafe(offer, item))
         return StreamingResponse(_event_stream(queue, unsubscribe), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _heard(pulses: list[dict]) -> list[dict]:
+    """Per sensor that heard the incident: its first arrival, its pulses and how many the location used."""
+    by_sensor: dict[str, dict] = {}
+    for p in pulses:   # in arrival order
+        row = by_sensor.setdefault(p["node"], {"sensor": p["node"], "first_t_ns": p["t_ns"], "pulses": 0, "used": 0})
+        row["pulses"] += 1
+        row["used"] += bool(p["used"])
+    return list(by_sensor.values())
 
 
 async def _event_stream(queue: asyncio.Queue, unsubscribe):
