@@ -189,7 +189,8 @@ def test_dispatcher_cannot_dismiss(console_site, browser):
     before = page.locator("#actions tr.action-row").count()
     for action in ("dismiss", "reclassify"):
         response = page.request.post(f"{console_site.base_url}/incident/{incident}/review", max_redirects=0,
-                                     form={"csrf": token, "action": action, "reason": "not a gunshot", "class": "fireworks"})
+                                     form={"csrf": token, "action": action, "reason": "not a gunshot", "class": "fireworks",
+                                           "revision": "1"})
         assert response.status == 403, action
     page.reload()
     assert page.locator("#actions tr.action-row").count() == before
@@ -203,7 +204,8 @@ def test_post_without_csrf_token_is_refused(console_site, browser):
     page.goto(f"{console_site.base_url}/incident/{incident}")
     before = page.locator("#actions tr.action-row").count()
     url = f"{console_site.base_url}/incident/{incident}/review"
-    for form in ({"action": "dismiss", "reason": "forged"}, {"action": "dismiss", "reason": "forged", "csrf": "guess"}):
+    for form in ({"action": "dismiss", "reason": "forged", "revision": "1"},
+                 {"action": "dismiss", "reason": "forged", "revision": "1", "csrf": "guess"}):
         response = page.request.post(url, form=form, max_redirects=0)
         assert response.status == 403 and "CSRF" in response.text()
     login = page.request.post(console_site.base_url + "/login", form={"name": "ann", "password": USERS["ann"][1]},
@@ -211,6 +213,13 @@ def test_post_without_csrf_token_is_refused(console_site, browser):
     assert login.status == 403
     page.reload()
     assert page.locator("#actions tr.action-row").count() == before
+    # The same request with the session's token goes through: the token was what was missing.
+    token = page.locator("#review input[name=csrf]").input_value()
+    response = page.request.post(url, form={"action": "dismiss", "reason": "with token", "revision": "1", "csrf": token},
+                                 max_redirects=0)
+    assert response.status == 303
+    page.reload()
+    assert page.locator("#actions tr.action-row").count() == before + 1
     page.context.close()
 
 

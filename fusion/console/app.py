@@ -103,10 +103,10 @@ class Console:
         return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
 
     async def index(self, request: Request) -> Response:
-        return self.render(request, "index.html", **self._live_context())
+        return self.render(request, "index.html", **await asyncio.to_thread(self._live_context))
 
     async def live_fragment(self, request: Request) -> Response:
-        return self.render(request, "live.html", **self._live_context())
+        return self.render(request, "live.html", **await asyncio.to_thread(self._live_context))
 
     def _live_context(self) -> dict:
         incidents = list(reversed(self.store.incidents()))   # newest first
@@ -115,15 +115,20 @@ class Console:
 
     async def incident(self, request: Request) -> Response:
         incident_id = request.path_params["incident"]
+        context = await asyncio.to_thread(self._incident_context, incident_id)
+        if context is None:
+            return self.render(request, "missing.html", status=404, incident_id=incident_id)
+        return self.render(request, "incident.html", **context)
+
+    def _incident_context(self, incident_id: str) -> dict | None:
         inc = self.store.incident(incident_id)
         if inc is None:
-            return self.render(request, "missing.html", status=404, incident_id=incident_id)
-        shots = sorted(inc.get("shots", []), key=lambda s: s["t_ns"])
+            return None
         pulses = self.store.incident_pulses(incident_id)
-        return self.render(request, "incident.html", inc=inc, shots=shots, revisions=self.store.revisions(incident_id),
-                           pulses=pulses, heard=_heard(pulses), actions=self.reviews.of(incident_id),
-                           map=map_view(self.registry.sensors, [inc]), review_actions=ACTIONS, classes=CLASSES,
-                           dispositions=DISPOSITIONS)
+        return {"inc": inc, "shots": sorted(inc.get("shots", []), key=lambda s: s["t_ns"]), "pulses": pulses,
+                "heard": _heard(pulses), "revisions": self.store.revisions(incident_id),
+                "actions": self.reviews.of(incident_id), "map": map_view(self.registry.sensors, [inc]),
+                "review_actions": ACTIONS, "classes": CLASSES, "dispositions": DISPOSITIONS}
 
     async def review(self, request: Request) -> Response:
         form = await _checked_form(request)
@@ -136,7 +141,7 @@ class Console:
                 self.reviews.disposition(user["name"], user["role"], incident_id, form.get("disposition", ""),
                                          form.get("note", ""))
             else:
-                self.reviews.review(user["name"], user["role"], incident_id, int(inc["revision"]), form.get("action", ""),
+                self.reviews.review(user["name"], user["role"], incident_id, _reviewed(form, inc), form.get("action", ""),
                                     form.get("reason", ""), form.get("class") or None)
         except Forbidden as exc:
             return PlainTextResponse(f"forbidden: {exc}", status_code=403)
@@ -157,6 +162,14 @@ class Console:
         unsubscribe = self.live.subscribe(lambda item: loop.call_soon_threadsafe(offer, item))
         return StreamingResponse(_event_stream(queue, unsubscribe), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _reviewed(form: dict, incident: dict) -> int:
+    """The revision the reviewer saw (the form's), one that exists; InvalidAction otherwise."""
+    text = form.get("revision", "")
+    if not text.isdigit() or not 1 <= int(text) <= int(incident["revision"]):
+        raise InvalidAction(f"revision must be one of 1 to {incident['revision']}")
+    return int(text)
 
 
 def _heard(pulses: list[dict]) -> list[dict]:
