@@ -89,6 +89,9 @@ def test_map_puts_north_up_and_turns_ellipses_by_bearing():
     (shot,) = view.shots
     assert math.isclose(shot["x"] - a["x"], 500.0) and math.isclose(a["y"] - shot["y"], 800.0)
     assert (shot["rx"], shot["ry"], shot["rotate_deg"]) == (20.0, 5.0, -90.0)   # major axis north-south: vertical
+    close = map_view(sensors, [inc], around_shots_m=100.0)
+    assert close.sensors == [] and math.isclose(close.width_m, 200.0 * (1 + 2 * 0.08))   # both sensors out of it
+    assert math.isclose(close.shots[0]["x"], close.width_m / 2)
 
 
 def test_console_listen_setting(tmp_path):

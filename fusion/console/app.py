@@ -45,6 +45,8 @@ QUEUE_MAX = 100
 SESSION_MAX_AGE_S = 12 * 3600
 CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 SEE_OTHER = 303
+# The incident page's second map: this far round the shots, where a 95% ellipse of metres shows.
+CLOSEUP_M = 100.0
 
 
 def utc(t_ns: int | None) -> str:
@@ -128,6 +130,7 @@ class Console:
         return {"inc": inc, "shots": sorted(inc.get("shots", []), key=lambda s: s["t_ns"]), "pulses": pulses,
                 "heard": _heard(pulses), "revisions": self.store.revisions(incident_id),
                 "actions": self.reviews.of(incident_id), "map": map_view(self.registry.sensors, [inc]),
+                "closeup": map_view(self.registry.sensors, [inc], around_shots_m=CLOSEUP_M),
                 "review_actions": ACTIONS, "classes": CLASSES, "dispositions": DISPOSITIONS}
 
     async def review(self, request: Request) -> Response:

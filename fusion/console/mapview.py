@@ -20,14 +20,28 @@ BEARING_TO_SVG_DEG = -90.0
 @dataclasses.dataclass
 class MapView:
     view_box: str
+    width_m: float             # the map's width on the ground (its scale)
     marker_m: float
     sensors: list[dict]        # {"id", "x", "y"} in SVG units (metres)
     shots: list[dict]          # {"incident", "x", "y", "rx", "ry", "rotate_deg", "class"}
 
 
-def map_view(sensors, incidents: list[dict]) -> MapView:
-    """The SVG geometry of ``sensors`` (fusion.locator.sensors.Sensors) and the incidents' shots."""
+def map_view(sensors, incidents: list[dict], around_shots_m: float | None = None) -> MapView:
+    """The SVG geometry of ``sensors`` (fusion.locator.sensors.Sensors) and the incidents' shots;
+    with ``around_shots_m``, only the square that far round the shots (and the sensors in it)."""
     points = [(sid, float(e), float(n)) for sid, (e, n, _) in zip(sensors.ids, sensors.enu_m)]
+    shots = _located_shots(sensors, incidents)
+    if around_shots_m is not None and shots:
+        east, north = [s[2] for s in shots], [s[3] for s in shots]
+        points = [(sid, e, n) for sid, e, n in points if min(east) - around_shots_m <= e <= max(east) + around_shots_m
+                  and min(north) - around_shots_m <= n <= max(north) + around_shots_m]
+        corners = [("", min(east) - around_shots_m, min(north) - around_shots_m),
+                   ("", max(east) + around_shots_m, max(north) + around_shots_m)]
+        return _view(points, shots, corners)
+    return _view(points, shots, [])
+
+
+def _located_shots(sensors, incidents: list[dict]) -> list[tuple[dict, dict, float, float]]:
     shots = []
     for inc in incidents:
         for shot in inc.get("shots", []):
@@ -36,8 +50,13 @@ def map_view(sensors, incidents: list[dict]) -> MapView:
             except (KeyError, TypeError):
                 continue   # a shot without a position has nothing to draw
             shots.append((inc, shot, float(e), float(n)))
-    xs = [p[1] for p in points] + [s[2] for s in shots]
-    ys = [p[2] for p in points] + [s[3] for s in shots]
+    return shots
+
+
+def _view(points: list, shots: list, corners: list) -> MapView:
+    """The view holding ``points`` (sensors), ``shots`` and ``corners`` (bounds only)."""
+    xs = [p[1] for p in points + corners] + [s[2] for s in shots]
+    ys = [p[2] for p in points + corners] + [s[3] for s in shots]
     if not xs:
         xs, ys = [0.0], [0.0]
     extent = max(max(xs) - min(xs), max(ys) - min(ys), MIN_EXTENT_M)
@@ -46,7 +65,7 @@ def map_view(sensors, incidents: list[dict]) -> MapView:
     width, height = max(xs) - min(xs) + 2 * pad, max(ys) - min(ys) + 2 * pad
     svg_sensors = [{"id": sid, "x": e - x0, "y": top - n} for sid, e, n in points]
     svg_shots = [_shot(inc, shot, e - x0, top - n) for inc, shot, e, n in shots]
-    return MapView(f"0 0 {width:.1f} {height:.1f}", extent * MARKER_FRACTION, svg_sensors, svg_shots)
+    return MapView(f"0 0 {width:.1f} {height:.1f}", width, extent * MARKER_FRACTION, svg_sensors, svg_shots)
 
 
 def _shot(incident: dict, shot: dict, x: float, y: float) -> dict:
