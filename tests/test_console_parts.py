@@ -118,3 +118,19 @@ def test_adduser_command(tmp_path):
         assert Accounts(store).authenticate("ann", "a long passphrase") == "auditor"
     short = subprocess.run(command, input="short\n", capture_output=True, text=True, timeout=60)
     assert short.returncode == 2 and short.stderr.strip() == "earwitness console: error: password must have at least 8 characters"
+
+
+def test_console_server_says_when_it_cannot_listen(store):
+    import socket
+
+    from fusion.console.app import console_app
+    from fusion.console.server import ConsoleServer
+
+    sensors = Sensors(["a"], [[0.0, 0.0, 0.0]])
+    app = console_app(store, type("Registry", (), {"sensors": sensors})(), Broadcast(), secret=b"k" * 32)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(OSError, match=f"cannot listen on {listen}"):
+            ConsoleServer(app, listen).start()

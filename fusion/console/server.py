@@ -8,6 +8,7 @@ Example::
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -32,14 +33,21 @@ class ConsoleServer:
     """The ASGI ``app`` served on ``listen`` until :meth:`stop`."""
 
     def __init__(self, app, listen: str):
-        host, port = parse_listen(listen)
+        self.address = parse_listen(listen)
         self.listen = listen
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=GRACEFUL_S, access_log=False)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=GRACEFUL_S,
+                                access_log=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="console", daemon=True)
+        self.thread: threading.Thread | None = None
 
     def start(self) -> "ConsoleServer":
+        # Bound here, so that a port in use is this thread's one-line OSError, not uvicorn's exit in its own.
+        try:
+            family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
+            sock = socket.create_server(self.address, family=family)
+        except OSError as exc:
+            raise OSError(f"the console cannot listen on {self.listen}: {exc.strerror or exc}") from None
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="console", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.server.started:
@@ -50,4 +58,5 @@ class ConsoleServer:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
