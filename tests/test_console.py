@@ -149,6 +149,11 @@ def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_si
     assert row.get_attribute("data-incident") == incident
     page.wait_for_selector("svg.map ellipse.ellipse")
     page.screenshot(path=str(console_site.shots_dir / "1-live-list.png"), full_page=True)
+    # Later revisions follow on the same page: the incident goes final when its window closes.
+    page.wait_for_selector(f"tr.incident[data-incident='{incident}'] td.status-final", timeout=WAIT_MS)
+    final = [json.loads(m.payload) for m in console_site.alerts.received(INCIDENT_TOPIC)][-1]
+    assert final["status"] == "final"
+    assert page.locator(f"tr.incident[data-incident='{incident}'] td.status-final").inner_text() == f"final r{final['revision']}"
 
     page.click(f"tr.incident[data-incident='{incident}'] a")
     page.wait_for_selector("#shots tr.shot-row")

@@ -16,6 +16,7 @@ from fusion.console.server import parse_listen
 from fusion.locator.sensors import Sensors
 from fusion.server.live import Broadcast
 from fusion.server.store import Store
+from simulator.broker import free_port
 
 
 @pytest.fixture
@@ -120,14 +121,51 @@ def test_adduser_command(tmp_path):
     assert short.returncode == 2 and short.stderr.strip() == "earwitness console: error: password must have at least 8 characters"
 
 
+class _Registry:
+    sensors = Sensors(["a"], [[0.0, 0.0, 0.0]])
+
+
+def test_logins_and_logouts_go_to_the_audit_hook(store):
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from fusion.console.app import console_app
+    from fusion.console.server import ConsoleServer
+
+    Accounts(store).add("ann", "auditor", "a long passphrase")
+    audited = []
+    app = console_app(store, _Registry(), Broadcast(), secret=b"k" * 32, on_action=lambda *e: audited.append(e[:3]))
+    port = free_port()
+    server = ConsoleServer(app, f"127.0.0.1:{port}").start()
+    base = f"http://127.0.0.1:{port}"
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def post(path: str, **form) -> int:
+        token = re.search(r'name="csrf" value="([^"]+)"', browser.open(base + "/login").read().decode()).group(1)
+        try:
+            return browser.open(base + path, urllib.parse.urlencode(dict(form, csrf=token)).encode()).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        assert post("/login", name="ann", password="wrong one") == 401
+        assert post("/login", name="ann", password="a long passphrase") == 200   # the list, after the redirect
+        assert post("/logout") == 200
+    finally:
+        server.stop()
+    assert audited == [("ann", "login-refused", "console"), ("ann", "login", "console"), ("ann", "logout", "console")]
+
+
 def test_console_server_says_when_it_cannot_listen(store):
     import socket
 
     from fusion.console.app import console_app
     from fusion.console.server import ConsoleServer
 
-    sensors = Sensors(["a"], [[0.0, 0.0, 0.0]])
-    app = console_app(store, type("Registry", (), {"sensors": sensors})(), Broadcast(), secret=b"k" * 32)
+    app = console_app(store, _Registry(), Broadcast(), secret=b"k" * 32)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from fusion.console.accounts import Accounts
 from fusion.console.mapview import map_view
-from fusion.console.reviews import ACTIONS, CLASSES, DISPOSITIONS, PERMITTED, Forbidden, InvalidAction, Reviews
+from fusion.console.reviews import ACTIONS, CLASSES, DISPOSITIONS, PERMITTED, Forbidden, InvalidAction, Reviews, no_audit
 
 HERE = pathlib.Path(__file__).parent
 FORM_MAX_BYTES = 64 * 1024
@@ -69,7 +69,8 @@ class Console:
     def __init__(self, store, registry, live, on_action=None):
         self.store, self.registry, self.live = store, registry, live
         self.accounts = Accounts(store)
-        self.reviews = Reviews(store, on_action) if on_action else Reviews(store)
+        self.audit = on_action or no_audit   # (actor, action, subject, body): the audit log's append
+        self.reviews = Reviews(store, self.audit)
         self.env = _templates()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -94,13 +95,16 @@ class Console:
         form = await _checked_form(request)
         role = await asyncio.to_thread(self.accounts.authenticate, form.get("name", ""), form.get("password", ""))
         if role is None:
+            self.audit(form.get("name", ""), "login-refused", "console", {})
             return self.render(request, "login.html", status=401, error="Wrong name or password.")
+        self.audit(form["name"], "login", "console", {"role": role})
         request.session.clear()
         request.session.update(user=form["name"], csrf=secrets.token_urlsafe(32))   # a new token per session
         return RedirectResponse(request.url_for("index"), status_code=SEE_OTHER)
 
     async def logout(self, request: Request) -> Response:
         await _checked_form(request)
+        self.audit(request.state.user["name"], "logout", "console", {})
         request.session.clear()
         return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
 
