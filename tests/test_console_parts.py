@@ -110,6 +110,7 @@ def test_console_listen_setting(tmp_path):
             load_config(config)
 
 
+@pytest.mark.integration   # runs the earwitness command
 def test_adduser_command(tmp_path):
     db = tmp_path / "fusion.db"
     command = [sys.executable, "-m", "earwitness", "console", "adduser", "ann", "--role", "auditor", "--db", str(db)]
