@@ -25,6 +25,8 @@ The configuration (TOML; relative paths are relative to the file)::
     # signing_key = "fusion.key"          # the server's Ed25519 key (default fusion.key beside this file)
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion-tls.key"
+    # [console]                           # the operator console (fusion.console); users: `earwitness console adduser`
+    # listen = "127.0.0.1:8080"
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -64,6 +66,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
     "cameras": ((str,), False), "buildings": ((str,), False), "signing_key": ((str,), False),
+    "console": ((dict,), False),
 }
 DEFAULT_SIGNING_KEY = "fusion.key"
 
@@ -89,7 +92,23 @@ def load_config(path: str | pathlib.Path):
     values.update(registry=path.parent / data["registry"], database=database, tls=tls)
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
     values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
+    values["console_listen"] = _console_listen(path, data.get("console"))
     return FusionConfig(**values)
+
+
+def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
+    """[console]'s listen = "HOST:PORT", checked."""
+    from fusion.console.server import parse_listen
+
+    if console is None:
+        return None
+    if set(console) != {"listen"} or not isinstance(console["listen"], str):
+        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" only')
+    try:
+        parse_listen(console["listen"])
+    except ValueError as exc:
+        raise UserError(f"{path}: [console] {exc}") from None
+    return console["listen"]
 
 
 def _read(path: pathlib.Path) -> dict:
@@ -181,6 +200,7 @@ def run(args) -> int:
         service.link.stop()
         service.store.close()
         raise UserError(str(exc)) from None
+    console = _start_console(config, service)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
@@ -188,8 +208,35 @@ def run(args) -> int:
                                      config.site, len(service.registry.positions))
     while not done.wait(SIGNAL_POLL_S):
         pass
+    if console is not None:
+        console.stop()
     service.stop()
     counts = dict(service.ingest.rejected)
     logging.getLogger("fusion").info("stopped: %d pulses accepted, rejected %s, %d alerts",
                                      service.ingest.accepted, counts, service.alerts_published)
     return 0
+
+
+def _start_console(config, service):
+    """The operator console on [console] listen, if set; UserError (service stopped) if it cannot listen."""
+    import secrets
+
+    from fusion.console.app import console_app
+    from fusion.console.server import ConsoleServer
+    from fusion.server.store import Store
+
+    if config.console_listen is None:
+        return None
+    # Its own connections: the service closes its store at stop.  Sessions are signed with a key
+    # made at each start, so a restart signs everyone out.
+    # People's actions (reviews, logins) go to the server's hash-chained audit log.
+    on_action = service.audit.append if service.audit is not None else None
+    app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
+                      secret=secrets.token_bytes(32), on_action=on_action)
+    try:
+        server = ConsoleServer(app, config.console_listen).start()
+    except OSError as exc:
+        service.stop()
+        raise UserError(str(exc)) from None
+    logging.getLogger("fusion").info("console on http://%s/", config.console_listen)
+    return server

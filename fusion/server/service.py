@@ -54,6 +54,7 @@ from fusion.server.casework import Casework
 from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import Delivery, LinkFactory
+from fusion.server.live import Broadcast
 from fusion.server.partition import Partition
 from fusion.server.registry import load_registry
 from fusion.server.store import Revision, Store
@@ -96,6 +97,7 @@ class FusionConfig:
     request_clips: bool = True
     health_s: float = DEFAULT_HEALTH_S
     cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
+    console_listen: str | None = None         # [console] listen = "HOST:PORT": serve the operator console
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
     signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
 
@@ -125,6 +127,7 @@ class FusionService:
         self.casework = Casework.for_site(self.registry.sensors, self.store, config.cameras, config.buildings)
         self.latencies_s: list[float] = []
         self.alerts_published = 0
+        self.live = Broadcast()   # each published revision, for the operator console
         self.clips_requested = 0
         self.clips_stored = 0
         self._last_sent_ns: dict[str, int] = {}
@@ -439,6 +442,7 @@ class FusionService:
         log.info("alert %s", alerts.alert_line(inc, revision, update.status))
         self._last_sent_ns[inc["incident"]] = sent_ns
         self.alerts_published += 1
+        self.live.publish(alerts.make_alert(inc, revision, update.status))
         if update.status not in ("final", "withdrawn"):
             self.latencies_s.append((time.time_ns() - update.trigger_received_ns) / NS_PER_S)
         if self.config.webhook:

@@ -1,0 +1,1 @@
+"""The operator console: a web application the fusion server serves (``[console] listen``)."""

@@ -1,0 +1,286 @@
+"""The console's web application (Starlette): login, live incident list and map, incident pages, review.
+
+Sessions are signed cookies (itsdangerous, through Starlette's SessionMiddleware) naming the
+user; the role is read from the database at each request, so a changed role applies at once.
+Every POST carries the session's CSRF token in a form field ``csrf`` and is refused (403)
+without it.  Pages are Jinja2 templates with autoescaping: node ids, site names and reasons
+holding markup are shown as text; the only script is the console's own static file, and the
+Content-Security-Policy allows no other.  Live revisions come from the service's
+:class:`fusion.server.live.Broadcast` and go to browsers as server-sent events; a page
+reloads its list and map from ``/live`` when one arrives.
+
+Example::
+
+    app = console_app(store, registry, service.live, secret=secrets.token_bytes(32))
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import json
+import pathlib
+import secrets
+import urllib.parse
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from fusion.console.accounts import Accounts
+from fusion.console.mapview import map_view
+from fusion.console.reviews import ACTIONS, CLASSES, DISPOSITIONS, PERMITTED, Forbidden, InvalidAction, Reviews, no_audit
+
+HERE = pathlib.Path(__file__).parent
+FORM_MAX_BYTES = 64 * 1024
+# An idle event stream sends a comment this often, so proxies keep it open and a gone browser is noticed.
+KEEPALIVE_S = 15.0
+# Revisions held for a slow browser before the oldest are dropped (it reloads the list anyway).
+QUEUE_MAX = 100
+SESSION_MAX_AGE_S = 12 * 3600
+CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+SEE_OTHER = 303
+# The incident page's second map: this far round the shots, where a 95% ellipse of metres shows.
+CLOSEUP_M = 100.0
+
+
+def utc(t_ns: int | None) -> str:
+    """UTC to the millisecond, ISO 8601."""
+    if t_ns is None:
+        return ""
+    return dt.datetime.fromtimestamp(t_ns / 1e9, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["utc"] = utc
+    return env
+
+
+class Console:
+    """The application's state and handlers."""
+
+    def __init__(self, store, registry, live, on_action=None):
+        self.store, self.registry, self.live = store, registry, live
+        self.accounts = Accounts(store)
+        self.audit = on_action or no_audit   # (actor, action, subject, body): the audit log's append
+        self.reviews = Reviews(store, self.audit)
+        self.env = _templates()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def render(self, request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+        user = request.state.user if hasattr(request.state, "user") else None
+        html = self.env.get_template(name).render(user=user, csrf=_csrf(request), **context)
+        return HTMLResponse(html, status_code=status)
+
+    def user(self, request: Request) -> dict | None:
+        name = request.session.get("user")
+        role = self.accounts.role(name) if name else None
+        if role is None:
+            return None
+        request.state.user = {"name": name, "role": role, "may": PERMITTED[role]}
+        return request.state.user
+
+    # -- pages --------------------------------------------------------------------------------
+    async def login_page(self, request: Request) -> Response:
+        return self.render(request, "login.html", error=None)
+
+    async def login(self, request: Request) -> Response:
+        form = await _checked_form(request)
+        role = await asyncio.to_thread(self.accounts.authenticate, form.get("name", ""), form.get("password", ""))
+        if role is None:
+            self.audit(form.get("name", ""), "login-refused", "console", {})
+            return self.render(request, "login.html", status=401, error="Wrong name or password.")
+        self.audit(form["name"], "login", "console", {"role": role})
+        request.session.clear()
+        request.session.update(user=form["name"], csrf=secrets.token_urlsafe(32))   # a new token per session
+        return RedirectResponse(request.url_for("index"), status_code=SEE_OTHER)
+
+    async def logout(self, request: Request) -> Response:
+        await _checked_form(request)
+        self.audit(request.state.user["name"], "logout", "console", {})
+        request.session.clear()
+        return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
+
+    async def index(self, request: Request) -> Response:
+        return self.render(request, "index.html", **await asyncio.to_thread(self._live_context))
+
+    async def live_fragment(self, request: Request) -> Response:
+        return self.render(request, "live.html", **await asyncio.to_thread(self._live_context))
+
+    def _live_context(self) -> dict:
+        incidents = list(reversed(self.store.incidents()))   # newest first
+        return {"incidents": incidents, "map": map_view(self.registry.sensors, incidents),
+                "reviews": self.reviews.latest()}
+
+    async def incident(self, request: Request) -> Response:
+        incident_id = request.path_params["incident"]
+        context = await asyncio.to_thread(self._incident_context, incident_id)
+        if context is None:
+            return self.render(request, "missing.html", status=404, incident_id=incident_id)
+        return self.render(request, "incident.html", **context)
+
+    def _incident_context(self, incident_id: str) -> dict | None:
+        inc = self.store.incident(incident_id)
+        if inc is None:
+            return None
+        pulses = self.store.incident_pulses(incident_id)
+        return {"inc": inc, "shots": sorted(inc.get("shots", []), key=lambda s: s["t_ns"]), "pulses": pulses,
+                "heard": _heard(pulses), "revisions": self.store.revisions(incident_id),
+                "actions": self.reviews.of(incident_id), "map": map_view(self.registry.sensors, [inc]),
+                "closeup": map_view(self.registry.sensors, [inc], around_shots_m=CLOSEUP_M),
+                "review_actions": ACTIONS, "classes": CLASSES, "dispositions": DISPOSITIONS}
+
+    async def review(self, request: Request) -> Response:
+        form = await _checked_form(request)
+        user, incident_id = request.state.user, request.path_params["incident"]
+        inc = self.store.incident(incident_id)
+        if inc is None:
+            return PlainTextResponse("no such incident", status_code=404)
+        try:
+            if request.url.path.endswith("/disposition"):
+                self.reviews.disposition(user["name"], user["role"], incident_id, form.get("disposition", ""),
+                                         form.get("note", ""))
+            else:
+                self.reviews.review(user["name"], user["role"], incident_id, _reviewed(form, inc), form.get("action", ""),
+                                    form.get("reason", ""), form.get("class") or None)
+        except Forbidden as exc:
+            return PlainTextResponse(f"forbidden: {exc}", status_code=403)
+        except InvalidAction as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return RedirectResponse(request.url_for("incident", incident=incident_id), status_code=SEE_OTHER)
+
+    async def events(self, request: Request) -> Response:
+        """Server-sent events: one ``revision`` event per published revision (its id, revision and status)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(QUEUE_MAX)
+
+        def offer(item: dict) -> None:   # on the event loop
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(item)
+
+        unsubscribe = self.live.subscribe(lambda item: loop.call_soon_threadsafe(offer, item))
+        return StreamingResponse(_event_stream(queue, unsubscribe), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _reviewed(form: dict, incident: dict) -> int:
+    """The revision the reviewer saw (the form's), one that exists; InvalidAction otherwise."""
+    text = form.get("revision", "")
+    if not text.isdigit() or not 1 <= int(text) <= int(incident["revision"]):
+        raise InvalidAction(f"revision must be one of 1 to {incident['revision']}")
+    return int(text)
+
+
+def _heard(pulses: list[dict]) -> list[dict]:
+    """Per sensor that heard the incident: its first arrival, its pulses and how many the location used."""
+    by_sensor: dict[str, dict] = {}
+    for p in pulses:   # in arrival order
+        row = by_sensor.setdefault(p["node"], {"sensor": p["node"], "first_t_ns": p["t_ns"], "pulses": 0, "used": 0})
+        row["pulses"] += 1
+        row["used"] += bool(p["used"])
+    return list(by_sensor.values())
+
+
+async def _event_stream(queue: asyncio.Queue, unsubscribe):
+    try:
+        yield ": connected\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            data = json.dumps({k: item.get(k) for k in ("incident", "revision", "status")})
+            yield f"event: revision\ndata: {data}\n\n"
+    finally:
+        unsubscribe()
+
+
+def _csrf(request: Request) -> str:
+    """The session's CSRF token (made at the first page, renewed at login)."""
+    if "csrf" not in request.session:
+        request.session["csrf"] = secrets.token_urlsafe(32)
+    return request.session["csrf"]
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+async def _checked_form(request: Request) -> dict[str, str]:
+    """The POSTed form (URL-encoded), only if it carries the session's CSRF token."""
+    body = await request.body()
+    if len(body) > FORM_MAX_BYTES:
+        raise CsrfRefused("form too large")
+    form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+    token = request.session.get("csrf")
+    if not token or not hmac.compare_digest(form.get("csrf", ""), token):
+        raise CsrfRefused("missing or wrong CSRF token")
+    return form
+
+
+def console_app(store, registry, live, secret: bytes, on_action=None) -> Starlette:
+    """The ASGI application over the fusion ``store``, the node ``registry`` and the service's ``live`` broadcast."""
+    console = Console(store, registry, live, on_action)
+    signed_in = _signed_in(console)
+    routes = [
+        Route("/login", console.login_page, name="login", methods=["GET"]),
+        Route("/login", console.login, methods=["POST"]),
+        Route("/logout", signed_in(console.logout), methods=["POST"]),
+        Route("/", signed_in(console.index), name="index"),
+        Route("/live", signed_in(console.live_fragment)),
+        Route("/events", signed_in(console.events)),
+        Route("/incident/{incident}", signed_in(console.incident), name="incident"),
+        Route("/incident/{incident}/review", signed_in(console.review), methods=["POST"]),
+        Route("/incident/{incident}/disposition", signed_in(console.review), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(SessionMiddleware, secret_key=secret.hex(), session_cookie="ew_console",
+                             max_age=SESSION_MAX_AGE_S, same_site="strict")]
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={CsrfRefused: _refused})
+
+
+def _signed_in(console: Console):
+    """Wrap a handler: without a valid session, GETs go to the login page and POSTs are refused."""
+    def wrap(handler):
+        async def guarded(request: Request) -> Response:
+            if console.user(request) is None:
+                if request.method == "GET":
+                    return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
+                return PlainTextResponse("not signed in", status_code=401)
+            return await handler(request)
+        return guarded
+    return wrap
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(f"refused: {exc}", status_code=403)
+
+
+class SecurityHeaders:
+    """ASGI middleware: the Content-Security-Policy and friends on every response (streams untouched)."""
+
+    HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+               (b"referrer-policy", b"no-referrer")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=list(message.get("headers", [])) + self.HEADERS)
+            await send(message)
+
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        return await self.app(scope, receive, send_with_headers)
