@@ -55,3 +55,14 @@ def pytest_terminal_summary(terminalreporter):
         for name, count in sorted(COUNTS.items()):
             terminalreporter.write_line(f"{name}: {count}")
         terminalreporter.write_line(f"total: {sum(COUNTS.values())}")
+
+
+@pytest.fixture(autouse=True)
+def _fusion_log_level_restored():
+    """A test that quiets the ``fusion`` logger must not silence the warnings a later test checks."""
+    import logging
+
+    logger = logging.getLogger("fusion")
+    level = logger.level
+    yield
+    logger.setLevel(level)

@@ -17,7 +17,9 @@ import time
 
 import pytest
 
+from fusion.server.audit import AuditLog
 from fusion.server.registry import write_registry
+from fusion.server.store import Store
 from fusion_site import build_site, fusion_process, write_fusion_config
 from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_until
 
@@ -176,6 +178,13 @@ def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_si
     page.goto(console_site.base_url + "/")
     assert "confirm by ann" in page.locator(f"tr.incident[data-incident='{incident}']").inner_text()
     assert dialogs == []
+    # The reviewer's actions are entries of the server's hash-chained audit log, and it verifies.
+    verify = subprocess.run([sys.executable, "-m", "earwitness", "audit", "verify", "--db", str(console_site.db)],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    log = AuditLog(Store(str(console_site.db)))
+    actions = [(e["actor"], e["action"]) for e in log.entries(subject=f"incident/{incident}")]
+    assert ("ann", "confirm") in actions and ("ann", "disposition") in actions, actions
     print(f"screenshots in {console_site.shots_dir}")
     page.context.close()
 
