@@ -206,10 +206,12 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
 
     def quiet():
         nonlocal state, since
-        now_state = (service.tracker.open_windows, service.clips_requested, service.clips_stored)
+        now_state = (service.tracker.open_windows, service.clips_requested, service.clips_stored, service.alerts_published)
         if now_state != state:
             state, since = now_state, time.monotonic()
-        finished = state[0] == 0 and service.locator_idle and state[2] >= state[1]
+        # Only requests answered end the wait early: before the final revision is stored (slow under
+        # load) nothing has been requested yet, which must not pass for all clips in.
+        finished = state[0] == 0 and service.locator_idle and 0 < state[1] <= state[2]
         return time.monotonic() - since > (SETTLE_S if finished else CLIP_QUIET_S)
 
     wait_until(quiet, max(0.0, deadline - time.monotonic()), POLL_S)

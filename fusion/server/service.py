@@ -371,7 +371,8 @@ class FusionService:
     @property
     def locator_idle(self) -> bool:
         """Every pulse handed over is in the tracker and every revision it made is published."""
-        return self._located == self._handed and self._updates.empty()
+        # A round taken off the queue is in _rounds until it is stored and sent (its clip requests counted).
+        return self._located == self._handed and self._updates.empty() and not self._rounds
 
     def finalise_open_incidents(self) -> None:
         """Have the locator finalise every open incident at its next round (end of a replay, an operator's call)."""
