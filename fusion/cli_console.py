@@ -8,7 +8,7 @@ import getpass
 import sys
 
 from earwitness.cli import UserError
-from fusion.cli_db import add_db_arguments
+from fusion.cli_db import add_db_arguments, open_store
 
 
 def add_arguments(parser):
@@ -31,16 +31,10 @@ def _password() -> str:
 
 
 def run(args) -> int:
-    import sqlalchemy as sa
-
     from fusion.console.accounts import AccountError, Accounts
-    from fusion.server.store import Store
 
     password = _password()
-    try:
-        store = Store(args.db, schema=args.schema)   # a new database gets its tables
-    except (ValueError, sa.exc.SQLAlchemyError) as exc:
-        raise UserError(f"cannot open database {args.db!r}: {str(exc).splitlines()[0]}") from None
+    store = open_store(args, create=True)   # a new database gets its tables
     try:
         Accounts(store).add(args.name, args.role, password)
     except AccountError as exc:

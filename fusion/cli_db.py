@@ -14,13 +14,14 @@ def add_db_arguments(parser) -> None:
     parser.add_argument("--schema", default=None, help="PostgreSQL schema holding the tables (default: the search path)")
 
 
-def open_store(args):
-    """The store at ``args.db`` (an existing SQLite file or a PostgreSQL URL); UserError in one line otherwise."""
+def open_store(args, create: bool = False):
+    """The store at ``args.db`` (an existing SQLite file, or a new one with ``create``, or a PostgreSQL
+    URL); UserError in one line otherwise."""
     import sqlalchemy as sa
 
     from fusion.server.store import Store
 
-    if "://" not in args.db and not pathlib.Path(args.db).is_file():
+    if not create and "://" not in args.db and not pathlib.Path(args.db).is_file():
         raise UserError(f"no database file {args.db!r} (give --db FILE or a postgresql:// URL)")
     try:
         return Store(args.db, schema=args.schema)
