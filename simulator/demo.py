@@ -7,7 +7,9 @@ each to a real node (detector, PPS clock, outbox, signed MQTT), runs the fusion 
 an embedded mosquitto, prints the alerts and the score, and writes into ``./out/``: the map
 (``map.png``), a forensic report of the exchange (``report-*.html``, with the waveforms the
 fusion server asked the nodes for),
-the alerts (``alerts.jsonl``), the score (``score.json``) and the fusion database.
+the alerts (``alerts.jsonl``), the score (``score.json``), the fusion database, and the nodes'
+and the server's log lines (``demo.log``: 64 nodes each say when their outbox starts and when
+their PPS comes and goes, which would bury the alerts on the terminal).
 
 The clip generator below (a few Friedlander blasts over noise) is what the detector tests
 and benchmark feed in.
@@ -15,6 +17,7 @@ and benchmark feed in.
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import sys
 import time
@@ -86,6 +89,10 @@ def main() -> int:
 
     t0 = time.monotonic()
     out = pathlib.Path(OUT_DIR).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "demo.log"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[logging.FileHandler(log_path, mode="w")], force=True)
     scn = scenario.load(DEMO_SCENARIO)
     print(f"earwitness demo: {scn.name}: {scn.array.area_m2() / SQ_MI_M2:.1f} sq mi, {len(scn.array)} sensors, "
           f"{len(scn.events)} events over {scn.duration_s:g} s; files in {out}/")
@@ -102,7 +109,7 @@ def main() -> int:
                                                indent=1, sort_keys=True) + "\n")
     png = plot.write_map(scn, result.incidents, out / "map.png",
                          title=f"{scn.name}: true and located shots ({len(scn.array)} sensors)")
-    written = [png, out / "alerts.jsonl", out / "score.json", result.database]
+    written = [png, out / "alerts.jsonl", out / "score.json", result.database, log_path]
     for old in out.glob("report-*.html"):   # an earlier run's
         old.unlink()
     pick = _most_shooters(scn, result.incidents)

@@ -3,10 +3,14 @@ a set of arrivals at a burst's place against an earlier round's; on made-up leve
 simulator's rifle (through render, detect and locate) and on one Pittsburgh test's audio."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from fusion.locator import echosets
-from fusion.locator.echosets import echo_log_odds, is_echo_set, received_levels
+from fusion.locator.burst import DETECTION_PROB as P_D
+from fusion.locator.echosets import echo_log_odds, hearing_log_odds, is_echo_set, received_levels
 
 
 def _set(t0_s: float, levels_db, clipped=None) -> dict:
@@ -21,28 +25,50 @@ def test_a_set_weaker_at_every_sensor_is_an_echo_one_as_loud_is_a_round():
     rng = np.random.default_rng(1)
     echo = list(np.array(ROUND) - 6.0 + rng.normal(0, 1.0, len(ROUND)))
     again = list(np.array(ROUND) + rng.normal(0, 1.0, len(ROUND)))
-    assert is_echo_set(_set(0.11, echo), [_set(0.0, ROUND)])
-    assert not is_echo_set(_set(0.80, again), [_set(0.0, ROUND)])
+    assert is_echo_set(_set(0.11, echo), [_set(0.0, ROUND)], P_D)
+    assert not is_echo_set(_set(0.80, again), [_set(0.0, ROUND)], P_D)
     # a round 2 dB quieter on the whole (shot-to-shot variation) is still a round
-    assert not is_echo_set(_set(0.80, list(np.array(ROUND) - 2.0)), [_set(0.0, ROUND)])
+    assert not is_echo_set(_set(0.80, list(np.array(ROUND) - 2.0)), [_set(0.0, ROUND)], P_D)
+
+
+def test_a_set_few_of_the_rounds_sensors_heard_is_an_echo_whatever_its_levels():
+    """The seed city's exchange: 3 of the 14 sensors that heard a round heard a set 48 ms later,
+    louder there by 0.8, 1.7 and 5.4 dB (a reflection stronger than a diffracted first arrival), and
+    4 sensors the round did not reach: an echo (with completion it came out as a fourth round)."""
+    parent = {"t0_s": 0.0, "levels": {s: (-60.0, 0.0) for s in range(14)}}
+    later = {"t0_s": 0.048, "levels": {0: (-59.2, 0.0), 1: (-58.3, 0.0), 2: (-54.6, 0.0),
+                                       **{s: (-62.0, 0.0) for s in range(20, 24)}}}
+    assert is_echo_set(later, [parent], P_D)
+    # every one of them heard it, as loud: a round
+    again = {"t0_s": 0.6, "levels": {s: (-60.0 + 0.5 * (s % 3 - 1), 0.0) for s in range(14)}}
+    assert not is_echo_set(again, [parent], P_D)
+    # with 4-5 sensors (the Pittsburgh audio) one missing sensor says little: 4 of 5 is still a round
+    assert abs(hearing_log_odds(4, 5, P_D)) < 1.0
+    assert not is_echo_set({"t0_s": 0.5, "levels": {s: (-60.0, 0.0) for s in range(4)}},
+                           [{"t0_s": 0.0, "levels": {s: (-60.0, 0.0) for s in range(5)}}], P_D)
+    # a reflector every sensor sees or a beta-binomial share of them, against P_D^k (1 - P_D)^(n - k), written out
+    partial = math.factorial(3) * math.factorial(11) / math.factorial(15)
+    assert hearing_log_odds(3, 14, 0.8) == pytest.approx(math.log(0.5 + 0.5 * partial / (0.8 ** 3 * 0.2 ** 11)))
+    # every sensor hearing it: no evidence against an echo beyond the even odds of a partial reflector
+    assert hearing_log_odds(14, 14, 0.8) > math.log(0.5)
 
 
 def test_an_echo_needs_an_earlier_round_within_the_echo_delay():
     echo = list(np.array(ROUND) - 8.0)
-    assert not is_echo_set(_set(0.0, echo), [_set(0.1, ROUND)])            # the "round" comes after it
+    assert not is_echo_set(_set(0.0, echo), [_set(0.1, ROUND)], P_D)            # the "round" comes after it
     late = echosets.ECHO_MAX_DELAY_S + 0.5
-    assert not is_echo_set(_set(late, echo), [_set(0.0, ROUND)])           # too long after
-    assert not is_echo_set(_set(0.1, echo), [])                             # nothing to echo
-    assert not is_echo_set(_set(0.1, echo), [{"t0_s": 0.0, "levels": {}}])  # no level to compare
+    assert not is_echo_set(_set(late, echo), [_set(0.0, ROUND)], P_D)           # too long after
+    assert not is_echo_set(_set(0.1, echo), [], P_D)                             # nothing to echo
+    assert not is_echo_set(_set(0.1, echo), [{"t0_s": 0.0, "levels": {}}], P_D)  # no level to compare
 
 
 def test_clipped_levels_are_lower_bounds():
     # The earlier round clipped at every sensor, the later set 10-20 dB under the clip: an echo.
     clip = [0.6, 2.6, 5.2, 0.6]
-    assert is_echo_set(_set(0.3, [-19.5, -4.3, -11.9, -10.7]), [_set(0.0, clip, [True] * 4)])
+    assert is_echo_set(_set(0.3, [-19.5, -4.3, -11.9, -10.7]), [_set(0.0, clip, [True] * 4)], P_D)
     # Both clipped says nothing: no evidence either way, so a round.
     assert echo_log_odds(np.array([-0.5, 0.3]), np.array([True, True]), np.array([True, True])) == 0.0
-    assert not is_echo_set(_set(0.6, clip, [True] * 4), [_set(0.0, clip, [True] * 4)])
+    assert not is_echo_set(_set(0.6, clip, [True] * 4), [_set(0.0, clip, [True] * 4)], P_D)
     # The later clipped and the earlier not: it is at least as loud, so not its echo.
     assert echo_log_odds(np.array([-1.0]), np.array([True]), np.array([False])) < 0.0
 

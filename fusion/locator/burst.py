@@ -247,12 +247,11 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
         heard = [level_set(picks, s.pulses, s.t0_s, levels) for s in here]
         for t0, members, _ in sorted(found, key=lambda f: f[0]):
             chosen = pool[members]
-            if levels is not None:
-                candidate = level_set(picks, chosen, t0, levels)
-                used[chosen] = True
-                if is_echo_set(candidate, heard):
-                    continue
-                heard.append(candidate)
+            candidate = level_set(picks, chosen, t0, levels)
+            used[chosen] = True
+            if is_echo_set(candidate, heard, DETECTION_PROB):
+                continue
+            heard.append(candidate)
             place = None
             if len(np.unique(picks.sensor[chosen])) < need:
                 place = anchor.place if anchor.place is not None else id(anchor)

@@ -24,6 +24,18 @@ source it implies: REAL, Zhang et al., SRL 90(6), 2019; GaMMA, Zhu et al., JGR 1
   :data:`ECHO_LOSS_MAX_DB` (the image's reflection loss and extra spreading), common to every
   sensor; R precedes C by at most :data:`ECHO_MAX_DELAY_S`.
 
+Which sensors heard the set speaks too. A round of the same gun from the same place reaches every
+sensor its earlier round did, each with the detection probability P_D of a round's first
+arrival: k of the round's n sensors hear it with probability P_D^k (1 - P_D)^(n - k). An echo
+comes off a reflector that either every sensor sees (a house front behind the shooter: then it
+is heard as a round is) or only some share q of them do, q unknown; the two as likely as not
+(:data:`FULL_REACH_SHARE`), and with a uniform prior on q integrated out, the partial reflector
+gives B(k + 1, n - k + 1) (the beta-binomial marginal likelihood; Gelman et al., Bayesian Data
+Analysis, 3rd ed., §2.4). So a set that only a few of its round's sensors heard is an echo,
+whatever its levels (the seed city's exchange: 3 of 14), while one that all of them heard is
+judged on its levels. Sensors that heard the set but not the round say little either way (the
+round's arrival missed, or its direct path blocked and the echo's open) and are left out.
+
 The common offset is integrated out numerically (a grid); a level at or above
 :data:`CLIPPED_DBFS` in ``peak_dbfs`` is a lower bound on the true level (a censored
 observation: its term is the probability of the difference lying beyond the measured one), and
@@ -37,7 +49,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from fusion.locator.picks import Picks
 
@@ -61,6 +73,9 @@ ECHO_MAX_DELAY_S = 2.0
 ECHO_LOG_PRIOR_ODDS = -2.5
 # A peak_dbfs at or above this is clipped: a lower bound on the level, not a measurement.
 CLIPPED_DBFS = -3.0
+# Prior share of echo sets whose reflector every sensor of the round sees (hears as it hears a
+# round) against one only some of them see: even odds, nothing known.
+FULL_REACH_SHARE = 0.5
 # Grid of the common offset (dB), fine against the scatter.
 OFFSET_STEP_DB = 0.25
 OFFSET_SPAN_SIGMAS = 6.0
@@ -109,9 +124,20 @@ def echo_log_odds(diff_db: np.ndarray, later_clipped: np.ndarray, earlier_clippe
     return _log_mean_exp(log_like, echo_prior) - _log_mean_exp(log_like, round_prior)
 
 
-def is_echo_set(later: dict, earlier: list[dict]) -> bool:
+def hearing_log_odds(heard_n: int, of_n: int, detection_prob: float) -> float:
+    """Log Bayes factor of "echo" over "round" for a set that ``heard_n`` of the ``of_n`` sensors of
+    an earlier round heard, per the module's model (``detection_prob``: P_D of a round's arrival)."""
+    k, n = heard_n, of_n
+    round_ = k * math.log(detection_prob) + (n - k) * math.log1p(-detection_prob)
+    partial = float(special.betaln(k + 1, n - k + 1)) - round_
+    return math.log(FULL_REACH_SHARE + (1.0 - FULL_REACH_SHARE) * math.exp(partial))
+
+
+def is_echo_set(later: dict, earlier: list[dict], detection_prob: float) -> bool:
     """Whether a set ``later`` ({sensor index: (level dB, clipped)}, at discharge time ``"t0_s"``)
-    is an echo of one of the ``earlier`` rounds (each alike) rather than a round of its own.
+    is an echo of one of the ``earlier`` rounds (each alike) rather than a round of its own, from
+    the levels at the sensors both heard and from how many of the earlier round's sensors heard it
+    (``detection_prob``: P_D of a round's arrival at a sensor that hears its burst).
 
     Each earlier round that precedes it by at most ECHO_MAX_DELAY_S is a candidate parent; the
     echo hypothesis is their mixture (equal shares), against one round (prior log odds ECHO_LOG_PRIOR_ODDS).
@@ -126,7 +152,8 @@ def is_echo_set(later: dict, earlier: list[dict]) -> bool:
             continue
         a = np.array([later["levels"][s] for s in common], dtype=float)
         b = np.array([parent["levels"][s] for s in common], dtype=float)
-        odds.append(echo_log_odds(a[:, 0] - b[:, 0], a[:, 1] > 0, b[:, 1] > 0))
+        odds.append(echo_log_odds(a[:, 0] - b[:, 0], a[:, 1] > 0, b[:, 1] > 0)
+                    + hearing_log_odds(len(common), len(parent["levels"]), detection_prob))
     if not odds:
         return False
     mixture = _log_mean_exp(np.array(odds), np.full(len(odds), 1.0 / len(odds)))
@@ -135,11 +162,9 @@ def is_echo_set(later: dict, earlier: list[dict]) -> bool:
 
 def level_set(picks: Picks, rows: np.ndarray, t0_s: float, levels) -> dict:
     """A set of arrivals as :func:`is_echo_set` reads it: its t0 and per
-    sensor (level dB, clipped) of its first pulse there."""
-    if levels is None:
-        return {"t0_s": t0_s, "levels": {}}
-    level_db, clipped = levels
+    sensor (level dB, clipped) of its first pulse there; the level NaN where ``levels`` is None."""
     out: dict = {}
     for r in rows[np.argsort(picks.t_s[rows], kind="stable")]:
-        out.setdefault(int(picks.sensor[r]), (float(level_db[r]), float(clipped[r])))
+        level = (float(levels[0][r]), float(levels[1][r])) if levels is not None else (math.nan, 0.0)
+        out.setdefault(int(picks.sensor[r]), level)
     return {"t0_s": t0_s, "levels": out}
