@@ -33,7 +33,9 @@
     L.control.scale({imperial: false}).addTo(map);
     if (config.basemap) {
       const b = config.basemap, w = b.bounds;
-      L.tileLayer(b.url, {minNativeZoom: b.min_zoom, maxNativeZoom: b.max_zoom, maxZoom: WGS84_MAX_ZOOM,
+      // No tiles below the file's least zoom: Leaflet would otherwise ask for every tile of it under a far view.
+      map.setView([(w[1] + w[3]) / 2, (w[0] + w[2]) / 2], b.min_zoom);
+      L.tileLayer(b.url, {minZoom: b.min_zoom, maxNativeZoom: b.max_zoom, maxZoom: WGS84_MAX_ZOOM,
         bounds: [[w[1], w[0]], [w[3], w[2]]], attribution: escaped(b.attribution), className: "ew-basemap"}).addTo(map);
     }
     return map;
