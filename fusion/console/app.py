@@ -4,10 +4,11 @@ Sessions are signed cookies (itsdangerous, through Starlette's SessionMiddleware
 user; the role is read from the database at each request, so a changed role applies at once.
 Every POST carries the session's CSRF token in a form field ``csrf`` and is refused (403)
 without it.  Pages are Jinja2 templates with autoescaping: node ids, site names and reasons
-holding markup are shown as text; the only script is the console's own static file, and the
-Content-Security-Policy allows no other.  Live revisions come from the service's
-:class:`fusion.server.live.Broadcast` and go to browsers as server-sent events; a page
-reloads its list and map from ``/live`` when one arrives.
+holding markup are shown as text; the only scripts are the console's own static files and the
+map library it serves (fusion.console.maproutes), and the Content-Security-Policy allows no
+other.  Live revisions come from the service's :class:`fusion.server.live.Broadcast` and go to
+browsers as server-sent events; a page reloads its list from ``/live`` and its map from
+``/map/data`` when one arrives.
 
 Example::
 
