@@ -63,6 +63,7 @@ class ConsoleSite:
         self.site, self.broker, self.base_url, self.db, self.shots_dir = site, broker, base_url, db, shots_dir
         self.positions = positions   # as in the registry
         self.requests: list[str] = []   # every URL a page of the tests asked for
+        self.page_errors: list[str] = []   # every script error on a page of the tests
         self.alerts = Collector(broker.url, INCIDENT_TOPIC).start()
         self.published = threading.Event()
 
@@ -157,13 +158,14 @@ def browser():
         chromium.close()
 
 
-def _login(browser, base_url: str, name: str, requests: list[str] | None = None):
+def _login(browser, base_url: str, name: str, site: ConsoleSite | None = None):
     """A new browser context signed in as ``name``; returns its page (on the live list).
-    Every URL its pages ask for is added to ``requests``."""
+    Every URL its pages ask for and every script error on them is kept in the ``site``."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    if requests is not None:
-        context.on("request", lambda r: requests.append(r.url))
     page = context.new_page()
+    if site is not None:
+        context.on("request", lambda r: site.requests.append(r.url))
+        page.on("pageerror", lambda e: site.page_errors.append(str(e)))
     page.goto(base_url + "/")
     assert page.url == base_url + "/login"
     page.fill("input[name=name]", name)
@@ -176,7 +178,7 @@ def _login(browser, base_url: str, name: str, requests: list[str] | None = None)
 def test_page_without_session_goes_to_login(console_site, browser):
     context = browser.new_context()
     page = context.new_page()
-    for path in ("/", "/incident/anything", "/live"):
+    for path in ("/", "/incident/anything", "/live", "/map/data", "/map/data/anything", "/map/layer/0", "/map/tiles/0/0/0"):
         page.goto(console_site.base_url + path)
         assert page.url == console_site.base_url + "/login", path
         assert page.locator("#login").is_visible()
@@ -188,7 +190,7 @@ def test_page_without_session_goes_to_login(console_site, browser):
 
 
 def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_site, browser):
-    page = _login(browser, console_site.base_url, "ann", console_site.requests)
+    page = _login(browser, console_site.base_url, "ann", console_site)
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     assert page.locator("tr.incident").count() == 0
@@ -297,9 +299,9 @@ def _street_meets_its_sensors(page, site) -> None:
 
 
 def _only_own_origin(site, expected_paths: list[str]) -> None:
-    """Every request the pages made went to the console itself, and the map's own were among them."""
+    """Every request the pages made went to the console itself, and the map's own were among them; no script failed."""
     foreign = [u for u in site.requests if not u.startswith(site.base_url + "/")]
-    assert foreign == []
+    assert foreign == [] and site.page_errors == []
     paths = {u[len(site.base_url):] for u in site.requests}
     assert set(expected_paths) <= paths, sorted(paths)
 
@@ -371,7 +373,7 @@ def test_markup_node_id_is_shown_as_text(console_site, browser):
 def test_lat_lon_site_map_with_city_basemap(wgs84_site, browser):
     """A site whose registry gives lat/lon: shots, ellipses and the streets layer over the city's own basemap
     tiles (MBTiles), every request to the console itself."""
-    page = _login(browser, wgs84_site.base_url, "ann", wgs84_site.requests)
+    page = _login(browser, wgs84_site.base_url, "ann", wgs84_site)
     page.wait_for_selector("#map img.leaflet-tile-loaded")
     wgs84_site.publish()
     incident = _on_map_within_bound(page, wgs84_site)
