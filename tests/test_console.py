@@ -7,6 +7,7 @@ markup: the console must show it as text.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import pathlib
@@ -23,7 +24,7 @@ from fusion.server.audit import AuditLog
 from fusion.server.registry import write_registry
 from fusion.server.store import Store
 from fusion_site import build_site, fusion_process, write_fusion_config
-from map_files import tile_png, tiles_over, write_lines, write_mbtiles
+from map_files import tile_png, tile_xy, tiles_over, write_lines, write_mbtiles
 from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -382,6 +383,7 @@ def test_lat_lon_site_map_with_city_basemap(wgs84_site, browser):
     assert "lat" in final["shots"][0] and "x" not in final["shots"][0]
     _map_shows_revision(page, wgs84_site, final)
     _street_meets_its_sensors(page, wgs84_site)
+    _tiles_under_their_sensors(page, wgs84_site)
     page.locator("#map").screenshot(path=str(wgs84_site.shots_dir / "5-lat-lon-map.png"))
     page.goto(f"{wgs84_site.base_url}/incident/{incident}")
     _map_shows_revision(page, wgs84_site, final)
@@ -391,6 +393,22 @@ def test_lat_lon_site_map_with_city_basemap(wgs84_site, browser):
     _only_own_origin(wgs84_site, ["/vendor/leaflet/leaflet.js", "/map/layer/0", f"/map/data/{incident}"])
     print(f"{len(tiles)} tiles asked for; screenshots in {wgs84_site.shots_dir}")
     page.context.close()
+
+
+def _tiles_under_their_sensors(page, site) -> None:
+    """The basemap lies right under the sensors: the tile drawn under each sensor's marker is the tile
+    (z/x/y of its URL) that holds the sensor's lat/lon."""
+    tiles = []
+    for img in page.locator("#map img.leaflet-tile-loaded").element_handles():
+        z, x, y = (int(v) for v in img.get_attribute("src").rsplit("/", 3)[1:])
+        tiles.append(((z, x, y), img.bounding_box()))
+    # The level on screen (a level left from a zoom may linger under it until Leaflet prunes it).
+    z = collections.Counter(key[0] for key, _ in tiles).most_common(1)[0][0]
+    for name, pos in site.positions.items():
+        cx, cy = _centre(page.locator(f"#map path.ew-sensor[data-sensor='{name}']").bounding_box())
+        under = [key for key, box in tiles
+                 if key[0] == z and box["x"] < cx < box["x"] + box["width"] and box["y"] < cy < box["y"] + box["height"]]
+        assert under == [(z, *tile_xy(pos["lat"], pos["lon"], z))], name
 
 
 def _final_alert(site, incident: str) -> dict:
