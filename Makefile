@@ -25,12 +25,23 @@ $(BENCH_STAMP): $(STAMP)
 	-$(PY) -m pip install -q 'aubio>=0.4.9,<0.5' || echo "aubio did not install; its benchmark row is skipped"
 	touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) console-js
 	$(PY) -m simulator.demo
+
+# The console's JavaScript (Leaflet) from npm, as fusion/console/package-lock.json pins it, into
+# fusion/console/node_modules (never into git); the console serves it from there.
+CONSOLE_JS := fusion/console/node_modules/.package-lock.json
+.PHONY: console-js
+console-js: $(CONSOLE_JS)
+
+$(CONSOLE_JS): fusion/console/package.json fusion/console/package-lock.json
+	@command -v npm >/dev/null || { echo "npm missing: apt-get install nodejs npm (.ci/run does)"; exit 1; }
+	cd fusion/console && npm ci --no-audit --no-fund
+	touch $@
 
 # Everything but hardware in the loop (make hil, which .ci/run runs next) and the package
 # test (make deb-test: it builds under emulation for tens of minutes).
-test: $(STAMP)
+test: $(STAMP) console-js
 	$(PY) -m pytest -q -m "not hil and not package"
 
 # Hardware in the loop (tests/test_hil.py): a virtual microphone, a GPS on a pty, the site
@@ -67,14 +78,14 @@ deb-test: $(STAMP)
 
 # The quick loop: no broker, database, node or server process, nothing slower than ~5 s.
 .PHONY: test-fast
-test-fast: $(STAMP)
+test-fast: $(STAMP) console-js
 	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster"
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info earwitness/_native*.so earwitness/_native.c earwitness/_native.o .pytest_cache
+	rm -rf $(VENV) build *.egg-info fusion/console/node_modules earwitness/_native*.so earwitness/_native.c earwitness/_native.o .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # make lint: ruff (style, imports, bugbear, complexity), the import contracts of README's

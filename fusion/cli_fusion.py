@@ -27,6 +27,8 @@ The configuration (TOML; relative paths are relative to the file)::
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion-tls.key"
     # [console]                           # the operator console (fusion.console); users: `earwitness console adduser`
     # listen = "127.0.0.1:8080"
+    # layers = ["streets.geojson"]        # the city's own map layers, in the registry's frame (fusion.console.citymap)
+    # basemap = "city.pmtiles"            # or .mbtiles: raster tiles for a lat/lon site
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -69,6 +71,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "console": ((dict,), False),
 }
 DEFAULT_SIGNING_KEY = "fusion.key"
+CITY_SETTINGS = ("layers", "basemap")   # [console]'s map files (fusion.console.citymap)
 
 
 def add_arguments(parser):
@@ -93,6 +96,7 @@ def load_config(path: str | pathlib.Path):
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
     values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
     values["console_listen"] = _console_listen(path, data.get("console"))
+    values["console_city"] = _console_city(path, data.get("console"))
     return FusionConfig(**values)
 
 
@@ -102,13 +106,23 @@ def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
 
     if console is None:
         return None
-    if set(console) != {"listen"} or not isinstance(console["listen"], str):
-        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" only')
+    if not set(console) <= {"listen", *CITY_SETTINGS} or not isinstance(console.get("listen"), str):
+        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" and, optionally, {" and ".join(CITY_SETTINGS)}')
     try:
         parse_listen(console["listen"])
     except ValueError as exc:
         raise UserError(f"{path}: [console] {exc}") from None
     return console["listen"]
+
+
+def _console_city(path: pathlib.Path, console: dict | None):
+    """[console]'s layers and basemap, each file read and checked now (fusion.console.citymap.CityMap)."""
+    from fusion.console.citymap import CityMapError, city_map
+
+    try:
+        return city_map(path.parent, console or {})
+    except CityMapError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 def _read(path: pathlib.Path) -> dict:
@@ -231,11 +245,11 @@ def _start_console(config, service):
     # made at each start, so a restart signs everyone out.
     # People's actions (reviews, logins) go to the server's hash-chained audit log.
     on_action = service.audit.append if service.audit is not None else None
-    app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
-                      secret=secrets.token_bytes(32), on_action=on_action)
     try:
+        app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
+                          secret=secrets.token_bytes(32), on_action=on_action, city=config.console_city)
         server = ConsoleServer(app, config.console_listen).start()
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError) as exc:   # cannot listen; map files in another frame; no map library
         service.stop()
         raise UserError(str(exc)) from None
     logging.getLogger("fusion").info("console on http://%s/", config.console_listen)

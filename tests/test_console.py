@@ -7,6 +7,8 @@ markup: the console must show it as text.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import pathlib
 import signal
@@ -15,12 +17,14 @@ import sys
 import threading
 import time
 
+import pymap3d
 import pytest
 
 from fusion.server.audit import AuditLog
 from fusion.server.registry import write_registry
 from fusion.server.store import Store
 from fusion_site import build_site, fusion_process, write_fusion_config
+from map_files import tile_png, tile_xy, tiles_over, write_lines, write_mbtiles
 from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -35,6 +39,14 @@ MARKUP_OFFSET_M = 300.0
 ALERT_TO_SCREEN_S = 2.0
 WAIT_S = 60.0
 WAIT_MS = int(WAIT_S * 1000)
+# The lat/lon site: the Pittsburgh test's local metres placed about here; its basemap's tiles cover the
+# sensors and this much more, at these zooms.
+WGS84_ORIGIN = (40.4406, -79.9959, 230.0)
+BASEMAP_PAD_DEG = 0.01
+BASEMAP_ZOOMS = range(11, 17)
+BASEMAP_RGB = (226, 236, 214)
+# A street drawn through two sensors meets them to this many pixels (lines are 2 px wide).
+MEET_PX = 2.0
 USERS = {"ann": ("reviewer", "ann's long passphrase"), "dan": ("dispatcher", "dan's long passphrase")}
 
 
@@ -47,8 +59,12 @@ def _adduser(db: pathlib.Path, name: str, role: str, password: str) -> None:
 class ConsoleSite:
     """The running site: broker, fusion process with its console, the stand-in nodes' messages."""
 
-    def __init__(self, site, broker: Mosquitto, base_url: str, db: pathlib.Path, shots_dir: pathlib.Path):
+    def __init__(self, site, broker: Mosquitto, base_url: str, db: pathlib.Path, shots_dir: pathlib.Path,
+                 positions: dict[str, dict]):
         self.site, self.broker, self.base_url, self.db, self.shots_dir = site, broker, base_url, db, shots_dir
+        self.positions = positions   # as in the registry
+        self.requests: list[str] = []   # every URL a page of the tests asked for
+        self.page_errors: list[str] = []   # every script error on a page of the tests
         self.alerts = Collector(broker.url, INCIDENT_TOPIC).start()
         self.published = threading.Event()
 
@@ -66,24 +82,43 @@ class ConsoleSite:
         return self.alerts.json(INCIDENT_TOPIC)[0]["incident"]
 
 
-@pytest.fixture(scope="module")
-def console_site(pittsburgh, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console")
+def _streets_through(positions: dict[str, dict], keys: tuple[str, str]) -> dict[str, list[list[float]]]:
+    """A street from the first sensor to the second (in the registry's frame), so the map shows whether they meet."""
+    a, b = sorted(positions)[:2]
+    return {"Sensor Row": [[positions[n][keys[0]], positions[n][keys[1]]] for n in (a, b)]}
+
+
+@contextlib.contextmanager
+def _running_site(pittsburgh, tmp: pathlib.Path, wgs84: bool = False):
+    """The broker and the fusion process with its console, the registry in local metres or (``wgs84``) lat/lon,
+    a streets layer through two sensors and, for a lat/lon site, a basemap of the city's own tiles."""
     site = build_site(pittsburgh[0], tmp / "site")
-    nodes = {n: (bytes(k.verify_key).hex(), dict(zip("xyz", site.positions[n]))) for n, k in site.keys.items()}
+    positions = {n: dict(zip("xyz", site.positions[n])) for n in site.keys}
     x0, y0, z0 = site.positions[sorted(site.positions)[0]]
-    nodes[MARKUP_NODE] = ("ab" * 32, {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0})
-    write_registry(site.registry_path, nodes)
+    positions[MARKUP_NODE] = {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0}
+    keys = {n: (bytes(k.verify_key).hex(),) for n, k in site.keys.items()} | {MARKUP_NODE: ("ab" * 32,)}
+    extra = ""
+    if wgs84:
+        positions = {n: _lat_lon(p) for n, p in positions.items()}
+        lats, lons = [p["lat"] for p in positions.values()], [p["lon"] for p in positions.values()]
+        box = (min(lons) - BASEMAP_PAD_DEG, min(lats) - BASEMAP_PAD_DEG, max(lons) + BASEMAP_PAD_DEG, max(lats) + BASEMAP_PAD_DEG)
+        tiles = {k: tile_png(BASEMAP_RGB) for k in tiles_over(box, BASEMAP_ZOOMS)}
+        write_mbtiles(tmp / "city.mbtiles", tiles, box)
+        extra = 'basemap = "city.mbtiles"\n'
+    write_registry(site.registry_path, {n: (keys[n][0], p) for n, p in positions.items()})
+    write_lines(tmp / "streets.geojson", _streets_through(positions, ("lon", "lat") if wgs84 else ("x", "y")))
     db = tmp / "fusion.db"
     for name, (role, password) in USERS.items():
         _adduser(db, name, role, password)
     broker = Mosquitto(tmp / "mosquitto", persistence=True).start()
     port = free_port()
     config = write_fusion_config(tmp / "fusion.toml", SITE, broker.url, site.registry_path, "fusion-console",
-                                 site.temperature_c, extra=f'[console]\nlisten = "127.0.0.1:{port}"\n')
+                                 site.temperature_c, extra=f'[console]\nlisten = "127.0.0.1:{port}"\n'
+                                                           f'layers = ["streets.geojson"]\n{extra}')
     log = tmp / "fusion.log"
     proc = fusion_process(config, log)
-    running = ConsoleSite(site, broker, f"http://127.0.0.1:{port}", db, tmp_path_factory.mktemp("screenshots"))
+    running = ConsoleSite(site, broker, f"http://127.0.0.1:{port}", db, tmp / "screenshots", positions)
+    running.shots_dir.mkdir()
     try:
         assert wait_until(lambda: "console on" in log.read_text(), WAIT_S), log.read_text()
         yield running
@@ -93,6 +128,23 @@ def console_site(pittsburgh, tmp_path_factory):
         code = proc.wait(timeout=WAIT_S)
         broker.stop()
     assert code == 0, log.read_text()
+
+
+def _lat_lon(position: dict) -> dict:
+    lat, lon, alt = pymap3d.enu2geodetic(position["x"], position["y"], position["z"], *WGS84_ORIGIN)
+    return {"lat": float(lat), "lon": float(lon), "alt": float(alt)}
+
+
+@pytest.fixture(scope="module")
+def console_site(pittsburgh, tmp_path_factory):
+    with _running_site(pittsburgh, tmp_path_factory.mktemp("console")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def wgs84_site(pittsburgh, tmp_path_factory):
+    with _running_site(pittsburgh, tmp_path_factory.mktemp("console-wgs84"), wgs84=True) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +159,14 @@ def browser():
         chromium.close()
 
 
-def _login(browser, base_url: str, name: str):
-    """A new browser context signed in as ``name``; returns its page (on the live list)."""
+def _login(browser, base_url: str, name: str, site: ConsoleSite | None = None):
+    """A new browser context signed in as ``name``; returns its page (on the live list).
+    Every URL its pages ask for and every script error on them is kept in the ``site``."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    if site is not None:
+        context.on("request", lambda r: site.requests.append(r.url))
+        page.on("pageerror", lambda e: site.page_errors.append(str(e)))
     page.goto(base_url + "/")
     assert page.url == base_url + "/login"
     page.fill("input[name=name]", name)
@@ -123,7 +179,7 @@ def _login(browser, base_url: str, name: str):
 def test_page_without_session_goes_to_login(console_site, browser):
     context = browser.new_context()
     page = context.new_page()
-    for path in ("/", "/incident/anything", "/live"):
+    for path in ("/", "/incident/anything", "/live", "/map/data", "/map/data/anything", "/map/layer/0", "/map/tiles/0/0/0"):
         page.goto(console_site.base_url + path)
         assert page.url == console_site.base_url + "/login", path
         assert page.locator("#login").is_visible()
@@ -135,31 +191,32 @@ def test_page_without_session_goes_to_login(console_site, browser):
 
 
 def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_site, browser):
-    page = _login(browser, console_site.base_url, "ann")
+    page = _login(browser, console_site.base_url, "ann", console_site)
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     assert page.locator("tr.incident").count() == 0
+    page.wait_for_selector("#map path.ew-sensor")
+    assert page.locator("#map path.ew-shot").count() == 0
     console_site.publish()
-    # No reload: the row comes through the server-sent events.
-    row = page.wait_for_selector("tr.incident", timeout=WAIT_MS)
-    on_screen_s = time.monotonic()
-    first_alert = console_site.alerts.received(INCIDENT_TOPIC)[0]
-    incident = json.loads(first_alert.payload)["incident"]
-    delay_s = on_screen_s - first_alert.at_s
-    print(f"incident {incident} on screen {delay_s:.3f} s after its first alert")
-    assert delay_s <= ALERT_TO_SCREEN_S
-    assert row.get_attribute("data-incident") == incident
-    page.wait_for_selector("svg.map ellipse.ellipse")
+    # No reload: the map's shot and the list's row come through the server-sent events.
+    incident = _on_map_within_bound(page, console_site)
+    _in_list_within_bound(page, console_site, incident)
+    page.wait_for_selector(f"#map path.ew-ellipse[data-incident='{incident}']")
     page.screenshot(path=str(console_site.shots_dir / "1-live-list.png"), full_page=True)
     # Later revisions follow on the same page: the incident goes final when its window closes.
     page.wait_for_selector(f"tr.incident[data-incident='{incident}'] td.status-final", timeout=WAIT_MS)
     final = [json.loads(m.payload) for m in console_site.alerts.received(INCIDENT_TOPIC)][-1]
     assert final["status"] == "final"
     assert page.locator(f"tr.incident[data-incident='{incident}'] td.status-final").inner_text() == f"final r{final['revision']}"
+    _map_shows_revision(page, console_site, final)
+    _street_meets_its_sensors(page, console_site)
+    page.locator("#map").screenshot(path=str(console_site.shots_dir / "1-live-map.png"))
 
     page.click(f"tr.incident[data-incident='{incident}'] a")
     page.wait_for_selector("#shots tr.shot-row")
     assert "(95%)" in page.locator("#shots").inner_text()
+    _map_shows_revision(page, console_site, final)
+    page.locator("#map").screenshot(path=str(console_site.shots_dir / "2-incident-map.png"))
     assert page.locator("#revisions tbody tr").count() >= 1
     reviewed = _revision(page)
     page.select_option("#review select[name=action]", "confirm")
@@ -186,7 +243,68 @@ def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_si
     actions = [(e["actor"], e["action"]) for e in log.entries(subject=f"incident/{incident}")]
     assert ("ann", "confirm") in actions and ("ann", "disposition") in actions, actions
     print(f"screenshots in {console_site.shots_dir}")
+    _only_own_origin(console_site, ["/vendor/leaflet/leaflet.js", "/map/data", "/map/layer/0"])
     page.context.close()
+
+
+def _in_list_within_bound(page, site, incident: str) -> None:
+    row = page.wait_for_selector("tr.incident", timeout=WAIT_MS)
+    delay_s = time.monotonic() - site.alerts.received(INCIDENT_TOPIC)[0].at_s
+    print(f"incident {incident} in the list {delay_s:.3f} s after its first alert")
+    assert delay_s <= ALERT_TO_SCREEN_S
+    assert row.get_attribute("data-incident") == incident
+
+
+def _on_map_within_bound(page, site) -> str:
+    """The first incident's shot appears on the map within the bound of its alert's arrival; its id."""
+    page.wait_for_selector("#map path.ew-shot", timeout=WAIT_MS)
+    on_map_s = time.monotonic()
+    first_alert = site.alerts.received(INCIDENT_TOPIC)[0]
+    incident = json.loads(first_alert.payload)["incident"]
+    delay_s = on_map_s - first_alert.at_s
+    print(f"incident {incident} on the map {delay_s:.3f} s after its first alert")
+    assert delay_s <= ALERT_TO_SCREEN_S
+    assert page.locator(f"#map path.ew-shot[data-incident='{incident}']").count() >= 1
+    return incident
+
+
+def _map_shows_revision(page, site, alert: dict) -> None:
+    """The map shows the alert's revision: a shot and a 95% ellipse per located shot, the sensors that heard
+    them ringed and a line from each shot to each of them."""
+    incident = alert["incident"]
+    page.wait_for_function("([id, r]) => window.earwitnessMap && window.earwitnessMap.drawn('shot').some("
+                           "p => p.incident === id && p.revision === r)", arg=[incident, alert["revision"]], timeout=WAIT_MS)
+    shots = [s for s in alert["shots"] if "x" in s or "lat" in s]
+    assert page.locator(f"#map path.ew-shot[data-incident='{incident}']").count() == len(shots) > 0
+    assert page.locator(f"#map path.ew-ellipse[data-incident='{incident}']").count() == len(shots)
+    heard = {n for s in shots for n in s["sensors"]}
+    assert {e.get_attribute("data-sensor") for e in page.locator("#map path.ew-sensor.ew-heard").element_handles()} == heard
+    lines = sum(len(s["sensors"]) for s in shots)
+    assert page.locator(f"#map path.ew-heard[data-incident='{incident}']").count() == lines
+
+
+def _centre(box: dict) -> tuple[float, float]:
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def _street_meets_its_sensors(page, site) -> None:
+    """The streets layer's line, drawn through two sensors in the registry's frame, meets their markers on screen:
+    the layer and the sensors are placed alike."""
+    street = page.locator("#map path.ew-city[data-layer='streets']")
+    assert street.count() == 1
+    box = street.bounding_box()
+    a, b = (_centre(page.locator(f"#map path.ew-sensor[data-sensor='{n}']").bounding_box()) for n in sorted(site.positions)[:2])
+    corners = ((box["x"], box["y"]), (box["x"] + box["width"], box["y"] + box["height"]))
+    ends = ((min(a[0], b[0]), min(a[1], b[1])), (max(a[0], b[0]), max(a[1], b[1])))
+    assert all(abs(c - e) <= MEET_PX for corner, end in zip(corners, ends) for c, e in zip(corner, end)), (corners, ends)
+
+
+def _only_own_origin(site, expected_paths: list[str]) -> None:
+    """Every request the pages made went to the console itself, and the map's own were among them; no script failed."""
+    foreign = [u for u in site.requests if not u.startswith(site.base_url + "/")]
+    assert foreign == [] and site.page_errors == []
+    paths = {u[len(site.base_url):] for u in site.requests}
+    assert set(expected_paths) <= paths, sorted(paths)
 
 
 def _revision(page) -> int:
@@ -241,10 +359,62 @@ def test_markup_node_id_is_shown_as_text(console_site, browser):
     page = _login(browser, console_site.base_url, "ann")
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    label = page.locator("svg.map text", has_text=MARKUP_NODE)
+    page.wait_for_selector("#map .ew-label")
+    label = page.locator("#map .ew-label", has_text=MARKUP_NODE)
     assert label.count() == 1 and label.text_content() == MARKUP_NODE
-    assert page.locator("script").count() == 1   # the console's own; none from the node id
+    # The console's own scripts (its two and the map library it serves); none from the node id.
+    sources = [s.get_attribute("src") for s in page.locator("script").element_handles()]
+    assert sorted(sources) == ["/static/console.js", "/static/map.js", "/vendor/leaflet/leaflet.js"]
     assert page.locator("#incidents").is_visible()   # the rest of the page was not swallowed by a script
     page.screenshot(path=str(console_site.shots_dir / "4-markup-node.png"), full_page=True)
     assert dialogs == []
     page.context.close()
+
+
+def test_lat_lon_site_map_with_city_basemap(wgs84_site, browser):
+    """A site whose registry gives lat/lon: shots, ellipses and the streets layer over the city's own basemap
+    tiles (MBTiles), every request to the console itself."""
+    page = _login(browser, wgs84_site.base_url, "ann", wgs84_site)
+    page.wait_for_selector("#map img.leaflet-tile-loaded")
+    wgs84_site.publish()
+    incident = _on_map_within_bound(page, wgs84_site)
+    page.wait_for_selector(f"#map path.ew-ellipse[data-incident='{incident}']")
+    final = _final_alert(wgs84_site, incident)
+    assert "lat" in final["shots"][0] and "x" not in final["shots"][0]
+    _map_shows_revision(page, wgs84_site, final)
+    _street_meets_its_sensors(page, wgs84_site)
+    _tiles_under_their_sensors(page, wgs84_site)
+    page.locator("#map").screenshot(path=str(wgs84_site.shots_dir / "5-lat-lon-map.png"))
+    page.goto(f"{wgs84_site.base_url}/incident/{incident}")
+    _map_shows_revision(page, wgs84_site, final)
+    page.locator("#map").screenshot(path=str(wgs84_site.shots_dir / "6-lat-lon-incident-map.png"))
+    tiles = [u for u in wgs84_site.requests if "/map/tiles/" in u]
+    assert tiles and page.locator("#map img.leaflet-tile-loaded").count() > 0
+    _only_own_origin(wgs84_site, ["/vendor/leaflet/leaflet.js", "/map/layer/0", f"/map/data/{incident}"])
+    print(f"{len(tiles)} tiles asked for; screenshots in {wgs84_site.shots_dir}")
+    page.context.close()
+
+
+def _tiles_under_their_sensors(page, site) -> None:
+    """The basemap lies right under the sensors: the tile drawn under each sensor's marker is the tile
+    (z/x/y of its URL) that holds the sensor's lat/lon."""
+    tiles = []
+    for img in page.locator("#map img.leaflet-tile-loaded").element_handles():
+        z, x, y = (int(v) for v in img.get_attribute("src").rsplit("/", 3)[1:])
+        tiles.append(((z, x, y), img.bounding_box()))
+    # The level on screen (a level left from a zoom may linger under it until Leaflet prunes it).
+    z = collections.Counter(key[0] for key, _ in tiles).most_common(1)[0][0]
+    for name, pos in site.positions.items():
+        cx, cy = _centre(page.locator(f"#map path.ew-sensor[data-sensor='{name}']").bounding_box())
+        under = [key for key, box in tiles
+                 if key[0] == z and box["x"] < cx < box["x"] + box["width"] and box["y"] < cy < box["y"] + box["height"]]
+        assert under == [(z, *tile_xy(pos["lat"], pos["lon"], z))], name
+
+
+def _final_alert(site, incident: str) -> dict:
+    """The incident's final revision, once it is out."""
+    def final():
+        alerts = [json.loads(m.payload) for m in site.alerts.received(INCIDENT_TOPIC)]
+        return next((a for a in alerts if a["incident"] == incident and a["status"] == "final"), None)
+    assert wait_until(final, WAIT_S)
+    return final()

@@ -1,7 +1,6 @@
-"""The console's parts on their own: accounts, review rules, the live broadcast, the map, the config."""
+"""The console's parts on their own: accounts, review rules, the live broadcast, the config (the map: test_console_map.py)."""
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 
@@ -10,7 +9,6 @@ import pytest
 from earwitness.cli import UserError
 from fusion.cli_fusion import load_config
 from fusion.console.accounts import AccountError, Accounts
-from fusion.console.mapview import map_view
 from fusion.console.reviews import Forbidden, InvalidAction, Reviews
 from fusion.console.server import parse_listen
 from fusion.locator.sensors import Sensors
@@ -78,21 +76,6 @@ def test_broadcast_reaches_every_subscriber_until_it_leaves():
     live.publish({"incident": "x", "revision": 2})
     assert [i["revision"] for i in got_a] == [1] and [i["revision"] for i in got_b] == [1, 2]
     assert live.subscribers == 2
-
-
-def test_map_puts_north_up_and_turns_ellipses_by_bearing():
-    sensors = Sensors(["a", "b"], [[0.0, 0.0, 0.0], [1000.0, 1000.0, 0.0]])
-    inc = {"incident": "i", "shots": [{"x": 500.0, "y": 800.0, "err_m": 9.0,
-                                       "ellipse": {"semi_major_m": 20.0, "semi_minor_m": 5.0, "orientation_deg": 0.0}}]}
-    view = map_view(sensors, [inc])
-    a, b = view.sensors
-    assert a["x"] < b["x"] and a["y"] > b["y"]          # b is north-east of a: right of it and higher on screen
-    (shot,) = view.shots
-    assert math.isclose(shot["x"] - a["x"], 500.0) and math.isclose(a["y"] - shot["y"], 800.0)
-    assert (shot["rx"], shot["ry"], shot["rotate_deg"]) == (20.0, 5.0, -90.0)   # major axis north-south: vertical
-    close = map_view(sensors, [inc], around_shots_m=100.0)
-    assert close.sensors == [] and math.isclose(close.width_m, 200.0 * (1 + 2 * 0.08))   # both sensors out of it
-    assert math.isclose(close.shots[0]["x"], close.width_m / 2)
 
 
 def test_console_listen_setting(tmp_path):

@@ -4,10 +4,11 @@ Sessions are signed cookies (itsdangerous, through Starlette's SessionMiddleware
 user; the role is read from the database at each request, so a changed role applies at once.
 Every POST carries the session's CSRF token in a form field ``csrf`` and is refused (403)
 without it.  Pages are Jinja2 templates with autoescaping: node ids, site names and reasons
-holding markup are shown as text; the only script is the console's own static file, and the
-Content-Security-Policy allows no other.  Live revisions come from the service's
-:class:`fusion.server.live.Broadcast` and go to browsers as server-sent events; a page
-reloads its list and map from ``/live`` when one arrives.
+holding markup are shown as text; the only scripts are the console's own static files and the
+map library it serves (fusion.console.maproutes), and the Content-Security-Policy allows no
+other.  Live revisions come from the service's :class:`fusion.server.live.Broadcast` and go to
+browsers as server-sent events; a page reloads its list from ``/live`` and its map from
+``/map/data`` when one arrives.
 
 Example::
 
@@ -33,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fusion.console.accounts import Accounts
-from fusion.console.mapview import map_view
+from fusion.console.maproutes import MapRoutes
 from fusion.console.reviews import ACTIONS, CLASSES, DISPOSITIONS, PERMITTED, Forbidden, InvalidAction, Reviews, no_audit
 
 HERE = pathlib.Path(__file__).parent
@@ -45,8 +46,6 @@ QUEUE_MAX = 100
 SESSION_MAX_AGE_S = 12 * 3600
 CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 SEE_OTHER = 303
-# The incident page's second map: this far round the shots, where a 95% ellipse of metres shows.
-CLOSEUP_M = 100.0
 
 
 def utc(t_ns: int | None) -> str:
@@ -66,8 +65,9 @@ def _templates() -> jinja2.Environment:
 class Console:
     """The application's state and handlers."""
 
-    def __init__(self, store, registry, live, on_action=None):
+    def __init__(self, store, registry, live, on_action=None, city=None):
         self.store, self.registry, self.live = store, registry, live
+        self.maps = MapRoutes(store, registry, city)   # the map's data, layers, tiles and library
         self.accounts = Accounts(store)
         self.audit = on_action or no_audit   # (actor, action, subject, body): the audit log's append
         self.reviews = Reviews(store, self.audit)
@@ -109,15 +109,15 @@ class Console:
         return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
 
     async def index(self, request: Request) -> Response:
-        return self.render(request, "index.html", **await asyncio.to_thread(self._live_context))
+        context = await asyncio.to_thread(self._live_context)
+        return self.render(request, "index.html", map_config=self.maps.page_config(), **context)
 
     async def live_fragment(self, request: Request) -> Response:
         return self.render(request, "live.html", **await asyncio.to_thread(self._live_context))
 
     def _live_context(self) -> dict:
         incidents = list(reversed(self.store.incidents()))   # newest first
-        return {"incidents": incidents, "map": map_view(self.registry.sensors, incidents),
-                "reviews": self.reviews.latest()}
+        return {"incidents": incidents, "reviews": self.reviews.latest()}
 
     async def incident(self, request: Request) -> Response:
         incident_id = request.path_params["incident"]
@@ -133,8 +133,7 @@ class Console:
         pulses = self.store.incident_pulses(incident_id)
         return {"inc": inc, "shots": sorted(inc.get("shots", []), key=lambda s: s["t_ns"]), "pulses": pulses,
                 "heard": _heard(pulses), "revisions": self.store.revisions(incident_id),
-                "actions": self.reviews.of(incident_id), "map": map_view(self.registry.sensors, [inc]),
-                "closeup": map_view(self.registry.sensors, [inc], around_shots_m=CLOSEUP_M),
+                "actions": self.reviews.of(incident_id), "map_config": self.maps.page_config(incident_id),
                 "review_actions": ACTIONS, "classes": CLASSES, "dispositions": DISPOSITIONS}
 
     async def review(self, request: Request) -> Response:
@@ -227,9 +226,10 @@ async def _checked_form(request: Request) -> dict[str, str]:
     return form
 
 
-def console_app(store, registry, live, secret: bytes, on_action=None) -> Starlette:
-    """The ASGI application over the fusion ``store``, the node ``registry`` and the service's ``live`` broadcast."""
-    console = Console(store, registry, live, on_action)
+def console_app(store, registry, live, secret: bytes, on_action=None, city=None) -> Starlette:
+    """The ASGI application over the fusion ``store``, the node ``registry`` and the service's ``live`` broadcast;
+    ``city``: the city's map layers and basemap (fusion.console.citymap.CityMap), if it gave any."""
+    console = Console(store, registry, live, on_action, city)
     signed_in = _signed_in(console)
     routes = [
         Route("/login", console.login_page, name="login", methods=["GET"]),
@@ -242,6 +242,7 @@ def console_app(store, registry, live, secret: bytes, on_action=None) -> Starlet
         Route("/incident/{incident}/review", signed_in(console.review), methods=["POST"]),
         Route("/incident/{incident}/disposition", signed_in(console.review), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        *console.maps.routes(signed_in),
     ]
     middleware = [Middleware(SecurityHeaders),
                   Middleware(SessionMiddleware, secret_key=secret.hex(), session_cookie="ew_console",
