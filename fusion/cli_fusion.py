@@ -27,6 +27,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion-tls.key"
     # [console]                           # the operator console (fusion.console); users: `earwitness console adduser`
     # listen = "127.0.0.1:8080"
+    # areas = "areas.geojson"             # neighbourhoods of its unreported-gunfire page (as `earwitness unreported --areas`)
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -93,6 +94,8 @@ def load_config(path: str | pathlib.Path):
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
     values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
     values["console_listen"] = _console_listen(path, data.get("console"))
+    if "areas" in (data.get("console") or {}):
+        values["console_areas"] = path.parent / data["console"]["areas"]
     return FusionConfig(**values)
 
 
@@ -102,8 +105,8 @@ def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
 
     if console is None:
         return None
-    if set(console) != {"listen"} or not isinstance(console["listen"], str):
-        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" only')
+    if set(console) - {"areas"} != {"listen"} or not all(isinstance(v, str) for v in console.values()):
+        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" and optionally areas = "AREAS.geojson" only')
     try:
         parse_listen(console["listen"])
     except ValueError as exc:
@@ -232,7 +235,7 @@ def _start_console(config, service):
     # People's actions (reviews, logins) go to the server's hash-chained audit log.
     on_action = service.audit.append if service.audit is not None else None
     app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
-                      secret=secrets.token_bytes(32), on_action=on_action)
+                      secret=secrets.token_bytes(32), on_action=on_action, areas=config.console_areas)
     try:
         server = ConsoleServer(app, config.console_listen).start()
     except OSError as exc:
