@@ -74,8 +74,9 @@ def choropleth(areas: list[Area], rows: dict[str, dict], incidents: list[dict], 
         return None
     extent = max(max(xs) - min(xs), max(ys) - min(ys), MIN_EXTENT_M)
     pad = extent * PAD_FRACTION
-    x0, y0 = min(xs) - pad, -(max(ys) + pad)    # SVG's y points down: north is -y
-    size = extent + 2 * pad
+    width, height = (max(max(v) - min(v), MIN_EXTENT_M) + 2 * pad for v in (xs, ys))
+    x0 = (max(xs) + min(xs) - width) / 2
+    y0 = -(max(ys) + min(ys) + height) / 2    # SVG's y points down: north is -y
     cmap = matplotlib.colormaps[COLORMAP]
     drawn = []
     for area in areas:
@@ -86,8 +87,8 @@ def choropleth(areas: list[Area], rows: dict[str, dict], incidents: list[dict], 
                       "fill": NO_DATA_FILL if share is None else matplotlib.colors.to_hex(cmap(share))})
     dots = [{"incident": i["incident"], "x": p[0], "y": -p[1], "called": i["incident"] in called}
             for i, p in zip(incidents, xy)]
-    return Choropleth(f"{x0:.1f} {y0:.1f} {size:.1f} {size:.1f}", size, extent * DOT_FRACTION, extent * LABEL_FRACTION,
-                      drawn, dots)
+    return Choropleth(f"{x0:.1f} {y0:.1f} {width:.1f} {height:.1f}", width, extent * DOT_FRACTION,
+                      extent * LABEL_FRACTION, drawn, dots)
 
 
 def _path(polygon) -> str:
