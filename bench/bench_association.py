@@ -5,7 +5,7 @@ sensors reported, and from the audio (``earwitness detect`` on each test's WAVs,
 ``locate``); then the harder inputs of tests/pittsburgh_harder.py (thinned to 3-8 sensors, two
 bursts merged to interleave, NLOS-delayed sensors). Printed beside the figures before the burst
 model (fusion/locator/burst.py) and issue 14's targets. The burst model's completion of rounds
-is opt-in (``--complete-bursts``; fusion/locator/echosets.py keeps echo sets out): measured with it here.
+is on by default (``--no-complete-bursts`` turns it off; fusion/locator/echosets.py keeps echo sets out): measured with it here.
 
 Validation: the burst model's constants are physical priors (burst.py), none set on Pittsburgh
 data, so each position's figures are held out with respect to them; the association constants

@@ -29,6 +29,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # listen = "127.0.0.1:8080"
     # layers = ["streets.geojson"]        # the city's own map layers, in the registry's frame (fusion.console.citymap)
     # basemap = "city.pmtiles"            # or .mbtiles: raster tiles for a lat/lon site
+    # areas = "areas.geojson"             # neighbourhoods of its unreported-gunfire page (as `earwitness unreported --areas`)
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -97,6 +98,8 @@ def load_config(path: str | pathlib.Path):
     values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
     values["console_listen"] = _console_listen(path, data.get("console"))
     values["console_city"] = _console_city(path, data.get("console"))
+    if "areas" in (data.get("console") or {}):
+        values["console_areas"] = path.parent / data["console"]["areas"]
     return FusionConfig(**values)
 
 
@@ -106,8 +109,11 @@ def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
 
     if console is None:
         return None
-    if not set(console) <= {"listen", *CITY_SETTINGS} or not isinstance(console.get("listen"), str):
-        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" and, optionally, {" and ".join(CITY_SETTINGS)}')
+    texts = [console.get(k) for k in ("listen", "areas") if k in console]
+    if not set(console) <= {"listen", "areas", *CITY_SETTINGS} or "listen" not in console \
+            or not all(isinstance(v, str) for v in texts):
+        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" and, optionally, areas = "AREAS.geojson", '
+                        f'{" and ".join(CITY_SETTINGS)}')
     try:
         parse_listen(console["listen"])
     except ValueError as exc:
@@ -247,7 +253,8 @@ def _start_console(config, service):
     on_action = service.audit.append if service.audit is not None else None
     try:
         app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
-                          secret=secrets.token_bytes(32), on_action=on_action, city=config.console_city)
+                          secret=secrets.token_bytes(32), on_action=on_action, city=config.console_city,
+                          areas=config.console_areas)
         server = ConsoleServer(app, config.console_listen).start()
     except (OSError, ValueError, RuntimeError) as exc:   # cannot listen; map files in another frame; no map library
         service.stop()

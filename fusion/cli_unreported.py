@@ -28,13 +28,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import shapely
-
     from fusion.forensics.calls import CallsError, parse_time_ns, time_zone
     from fusion.forensics.frame import FrameError, Plane
-    from fusion.forensics.geojson import Area, GeoJSONError, read_polygons
-    from fusion.forensics.unreported import count_by_area
-    from fusion.server.calls import WITHDRAWN, CallLog
+    from fusion.forensics.geojson import GeoJSONError, read_polygons
+    from fusion.forensics.unreported import tally
+    from fusion.server.calls import counted_incidents
     from fusion.unreported import write_outputs
 
     try:
@@ -44,21 +42,16 @@ def run(args) -> int:
     classes = {c.strip() for c in args.classes.split(",") if c.strip()}
     store = open_store(args)
     try:
-        incidents = [i for i in store.incidents(t0, t1) if i.get("class") in classes and i.get("status") != WITHDRAWN]
-        called = {m["incident"] for m in CallLog(store).matches()}
+        incidents, called = counted_incidents(store, classes, t0, t1)
     finally:
         store.close()
     plane = Plane.around(incidents)
     try:
-        if args.areas:
-            areas = read_polygons(args.areas, plane)
-        else:
-            everything = shapely.box(-1e12, -1e12, 1e12, 1e12)   # no areas given: one that holds every incident
-            areas = [Area("all", everything)]
-        counts = count_by_area(areas, incidents, called, plane)
+        areas = read_polygons(args.areas, plane) if args.areas else []
+        counts = tally(areas, incidents, called, plane)
     except (GeoJSONError, FrameError) as exc:
         raise UserError(str(exc)) from None
-    paths = write_outputs(pathlib.Path(args.out), areas if args.areas else [], counts, incidents, called, plane,
+    paths = write_outputs(pathlib.Path(args.out), areas, counts, incidents, called, plane,
                           f"Nobody called in: {len(incidents)} incidents classed {', '.join(sorted(classes))}")
     for c in counts:
         row = c.row()

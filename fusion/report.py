@@ -36,6 +36,7 @@ from matplotlib.patches import Ellipse
 
 import earwitness
 from earwitness.units import NS_PER_S
+from fusion.console.waveforms import min_max_envelope
 
 # Embed TrueType fonts in PDFs so the text stays searchable and extractable.
 matplotlib.rcParams["pdf.fonttype"] = 42
@@ -319,7 +320,7 @@ def waveform_figure(data: ReportData) -> Figure | None:
         mono = samples[:, 0]
         t_s = (clip["t0_ns"] - t0_ns) / NS_PER_S + np.arange(len(mono)) / rate_hz
         keep = (t_s >= lo_s) & (t_s <= hi_s)
-        ax.plot(*_min_max_envelope(t_s[keep] * MS_PER_S, mono[keep]), lw=0.5, color="k")
+        ax.plot(*min_max_envelope(t_s[keep] * MS_PER_S, mono[keep], WAVE_BUCKETS), lw=0.5, color="k")
         for p in data.pulses:
             if p.get("sensor", p["node"]) == clip["node"]:
                 ax.axvline((p["t_ns"] - t0_ns) / NS_PER_S * MS_PER_S, color="tab:green" if p["used"] else "tab:red",
@@ -330,18 +331,6 @@ def waveform_figure(data: ReportData) -> Figure | None:
     axes[-1].set_xlabel("ms after the first discharge")
     fig.tight_layout()
     return fig
-
-
-def _min_max_envelope(t: np.ndarray, y: np.ndarray, buckets: int = WAVE_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
-    """Min/max per bucket, interleaved: looks like the full trace at page resolution with far fewer
-    points (a 10 s clip is 120,000 samples per panel, slow to draw and heavy in a PDF)."""
-    per = len(y) // buckets
-    if per < 2:
-        return t, y
-    n = per * buckets
-    yb = y[:n].reshape(buckets, per)
-    tb = t[:n].reshape(buckets, per)[:, 0]
-    return np.repeat(tb, 2), np.column_stack([yb.min(axis=1), yb.max(axis=1)]).ravel()
 
 
 def _arrival_span_s(data: ReportData) -> tuple[float, float]:

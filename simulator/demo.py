@@ -10,12 +10,15 @@ fusion server asked the nodes for),
 the alerts (``alerts.jsonl``), the score (``score.json``), the fusion database, and the nodes'
 and the server's log lines (``demo.log``: 64 nodes each say when their outbox starts and when
 their PPS comes and goes, which would bury the alerts on the terminal).
+The fusion server has a camera registry (``cameras.csv``, written from DEMO_CAMERAS): street
+cameras near the house, the exchange and the park, so the alerts list the cameras to pull.
 
 The clip generator below (a few Friedlander blasts over noise) is what the detector tests
 and benchmark feed in.
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import pathlib
@@ -63,6 +66,12 @@ def gunshot_clip(rate_hz: float, seconds: float, shots_s, seed: int = 0, noise_d
 
 
 DEMO_SCENARIO = "city_demo"
+# The demo's camera registry (Cameras CSV, the scenario's local metres): camera, x, y, heading_deg,
+# fov_deg, range_m. A pan-tilt camera at the house's corner, a fixed one up the street facing it,
+# one at the school looking at the exchange, one at the park's gate, and a depot camera nowhere near.
+DEMO_CAMERAS = [("main-st-ptz", 1250.0, 1600.0, "", "", "200"), ("elm-ave", 1100.0, 1700.0, "120", "90", "200"),
+                ("school-north", 760.0, 2420.0, "315", "70", "150"), ("park-gate", 2450.0, 900.0, "210", "100", "200"),
+                ("bus-depot", 3000.0, 300.0, "0", "90", "150")]
 REPORT_MATCH_S = 2.0   # the report's incident: located within this of the true incident's first shot
 OUT_DIR = "out"
 
@@ -78,6 +87,16 @@ def _most_shooters(scn, incidents: list[dict]) -> dict | None:
     target = max(true, key=lambda t: len({s[2] for s in t["shots"]}))["shots"][0][0]
     near = min(incidents, key=lambda i: abs(i["t_ns"] - target))
     return near if abs(near["t_ns"] - target) <= REPORT_MATCH_S * 1e9 else None
+
+
+def write_cameras(path: pathlib.Path) -> pathlib.Path:
+    """The demo's camera registry as a Cameras CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["camera", "x", "y", "heading_deg", "fov_deg", "range_m"])
+        out.writerows(DEMO_CAMERAS)
+    return path
 
 
 def main() -> int:
@@ -97,7 +116,7 @@ def main() -> int:
     print(f"earwitness demo: {scn.name}: {scn.array.area_m2() / SQ_MI_M2:.1f} sq mi, {len(scn.array)} sensors, "
           f"{len(scn.events)} events over {scn.duration_s:g} s; files in {out}/")
     try:
-        result = live.run(scn, out=out, progress=True, evidence=True)
+        result = live.run(scn, out=out, progress=True, evidence=True, cameras=write_cameras(out / "cameras.csv"))
     except BrokerError as exc:
         print(f"earwitness demo: error: {exc}", file=sys.stderr)
         return 2
@@ -109,7 +128,7 @@ def main() -> int:
                                                indent=1, sort_keys=True) + "\n")
     png = plot.write_map(scn, result.incidents, out / "map.png",
                          title=f"{scn.name}: true and located shots ({len(scn.array)} sensors)")
-    written = [png, out / "alerts.jsonl", out / "score.json", result.database, log_path]
+    written = [png, out / "alerts.jsonl", out / "score.json", out / "cameras.csv", result.database, log_path]
     for old in out.glob("report-*.html"):   # an earlier run's
         old.unlink()
     pick = _most_shooters(scn, result.incidents)

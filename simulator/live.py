@@ -224,7 +224,8 @@ def _percentiles(values) -> tuple[float | None, float | None]:
 
 
 def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None, out=None,
-        progress: bool = True, temperature: bool = True, evidence: bool = False) -> LiveResult:
+        progress: bool = True, temperature: bool = True, evidence: bool = False,
+        cameras: str | pathlib.Path | None = None) -> LiveResult:
     """Run ``scn`` live and score it (see the module docstring).
 
     Parameters
@@ -246,6 +247,9 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         The nodes keep evidence audio and stay up until the fusion server has finalised
         its incidents (one propagation window after their last pulse) and collected the
         audio clips it asks for: the forensic reports then show the waveforms.
+    cameras : path-like, optional
+        A Cameras CSV (fusion.forensics.cameras) for the fusion server: the alerts list the
+        cameras that see each incident, with the video to pull.
     """
     t0 = time.monotonic()
     hold = threading.Event() if evidence else None
@@ -262,7 +266,8 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         database.unlink(missing_ok=True)
         service = mqtt_service(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
                                              client_id=f"earwitness-sim-fusion-{int(time.time_ns())}",
-                                             temperature_c=scn.atmosphere.temperature_c if temperature else None))
+                                             temperature_c=scn.atmosphere.temperature_c if temperature else None,
+                                             cameras=pathlib.Path(cameras) if cameras else None))
         service.start()
         say(f"live: {scn.name}: {len(scn.array)} sensors, {len(scn.events)} events, broker {url}")
         bar = Progress("live: render + nodes", len(scn.array)) if progress else None
@@ -384,13 +389,14 @@ def _alert_latency_s(alerts, arrivals_s, origin, speed) -> list[float]:
 def format_alerts(incidents: list[dict]) -> str:
     """The incidents (last revisions) as a text table, one line each."""
     rows = [("incident", "status", "rev", "class", "conf", "discharge (UTC)", "position", "err m", "rounds", "shooters",
-             "sensors")]
+             "sensors", "cameras")]
     for inc in incidents:
         where = (f"{inc['x']:.1f}, {inc['y']:.1f}" if "x" in inc else f"{inc['lat']:.6f}, {inc['lon']:.6f}")
         rows.append((inc["incident"], inc.get("status", ""), str(inc.get("revision", "")), str(inc.get("class", "")),
                      str(inc.get("confidence", "")), render.utc_iso(inc["t_ns"]), where,
                      f"{float(inc.get('err_m', float('nan'))):.1f}", str(inc.get("rounds", "")),
-                     str(inc.get("shooters", "")), str(len(inc.get("sensors", [])))))
+                     str(inc.get("shooters", "")), str(len(inc.get("sensors", []))),
+                     ", ".join(f"{c['camera']} {c['distance_m']:.0f} m" for c in inc.get("cameras", [])) or "-"))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

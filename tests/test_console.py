@@ -30,7 +30,8 @@ from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
+# Autoplay without a click: a test plays the incident page's clips (it has no user gesture to give).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"]
 SITE = "pgh"
 INCIDENT_TOPIC = f"ew/v1/{SITE}/incident"
 MARKUP_NODE = "<script>alert(1)"

@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fusion.console.accounts import Accounts
+from fusion.console.casework_pages import CaseworkPages, incident_casework
 from fusion.console.maproutes import MapRoutes
 from fusion.console.reviews import ACTIONS, CLASSES, DISPOSITIONS, PERMITTED, Forbidden, InvalidAction, Reviews, no_audit
 
@@ -132,9 +133,10 @@ class Console:
             return None
         pulses = self.store.incident_pulses(incident_id)
         return {"inc": inc, "shots": sorted(inc.get("shots", []), key=lambda s: s["t_ns"]), "pulses": pulses,
-                "heard": _heard(pulses), "revisions": self.store.revisions(incident_id),
+                "heard": _heard(pulses),
                 "actions": self.reviews.of(incident_id), "map_config": self.maps.page_config(incident_id),
-                "review_actions": ACTIONS, "classes": CLASSES, "dispositions": DISPOSITIONS}
+                "review_actions": ACTIONS, "classes": CLASSES, "dispositions": DISPOSITIONS,
+                **incident_casework(self.store, inc, pulses)}
 
     async def review(self, request: Request) -> Response:
         form = await _checked_form(request)
@@ -226,9 +228,10 @@ async def _checked_form(request: Request) -> dict[str, str]:
     return form
 
 
-def console_app(store, registry, live, secret: bytes, on_action=None, city=None) -> Starlette:
+def console_app(store, registry, live, secret: bytes, on_action=None, city=None, areas=None) -> Starlette:
     """The ASGI application over the fusion ``store``, the node ``registry`` and the service's ``live`` broadcast;
-    ``city``: the city's map layers and basemap (fusion.console.citymap.CityMap), if it gave any."""
+    ``city``: the city's map layers and basemap (fusion.console.citymap.CityMap), if it gave any;
+    ``areas``: the neighbourhoods' GeoJSON of the unreported page (None: one area)."""
     console = Console(store, registry, live, on_action, city)
     signed_in = _signed_in(console)
     routes = [
@@ -241,6 +244,7 @@ def console_app(store, registry, live, secret: bytes, on_action=None, city=None)
         Route("/incident/{incident}", signed_in(console.incident), name="incident"),
         Route("/incident/{incident}/review", signed_in(console.review), methods=["POST"]),
         Route("/incident/{incident}/disposition", signed_in(console.review), methods=["POST"]),
+        *CaseworkPages(console, areas).routes(signed_in),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         *console.maps.routes(signed_in),
     ]

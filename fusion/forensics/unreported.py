@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import shapely
 from scipy import stats
 from shapely.geometry import Point
 
@@ -23,6 +24,9 @@ from fusion.forensics.geojson import Area
 
 CONFIDENCE = 0.95
 OUTSIDE = "(outside every area)"
+# Without areas, one that holds every incident (plane metres: far beyond any city).
+EVERYWHERE_M = 1e12
+ALL = "all"
 SHARE_DECIMALS = 4
 
 
@@ -71,3 +75,10 @@ def count_by_area(areas: list[Area], incidents: list[dict], called: set[str], pl
             if inc["incident"] in called:
                 c.called.append(inc["incident"])
     return counts + ([outside] if outside.n else [])
+
+
+def tally(areas: list[Area] | None, incidents: list[dict], called: set[str], plane: Plane) -> list[AreaCount]:
+    """:func:`count_by_area` over ``areas``, or over one area ``"all"`` holding everything when there are none."""
+    if not areas:
+        areas = [Area(ALL, shapely.box(-EVERYWHERE_M, -EVERYWHERE_M, EVERYWHERE_M, EVERYWHERE_M))]
+    return count_by_area(areas, incidents, called, plane)

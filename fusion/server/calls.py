@@ -121,3 +121,11 @@ class CallLog:
         if incident.get("status") == WITHDRAWN:
             return []
         return match(incident, self.calls(*call_window_ns(incident, rule)), rule)
+
+
+def counted_incidents(store: Store, classes: set[str], t0_ns: int | None = None,
+                      t1_ns: int | None = None) -> tuple[list[dict], set[str]]:
+    """What `earwitness unreported` and the console count: the latest revisions of incidents of
+    ``classes`` in [t0_ns, t1_ns] (withdrawn ones left out), and the ids a stored call matched."""
+    incidents = [i for i in store.incidents(t0_ns, t1_ns) if i.get("class") in classes and i.get("status") != WITHDRAWN]
+    return incidents, {m["incident"] for m in CallLog(store).matches()}
