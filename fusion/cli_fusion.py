@@ -27,6 +27,9 @@ The configuration (TOML; relative paths are relative to the file)::
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion-tls.key"
     # [console]                           # the operator console (fusion.console); users: `earwitness console adduser`
     # listen = "127.0.0.1:8080"
+    # tls_cert = "console.pem"; tls_key = "console.key"   # HTTPS (cookies Secure)
+    # idle_s = 1800                       # a session unused this long ends
+    # areas = "areas.geojson"             # neighbourhoods of the transparency dashboard (earwitness stats)
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -92,23 +95,24 @@ def load_config(path: str | pathlib.Path):
     values.update(registry=path.parent / data["registry"], database=database, tls=tls)
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
     values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
-    values["console_listen"] = _console_listen(path, data.get("console"))
+    values["console"] = _console_settings(path, data.get("console"))
+    values["console_listen"] = values["console"].listen if values["console"] else None
     return FusionConfig(**values)
 
 
-def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
-    """[console]'s listen = "HOST:PORT", checked."""
-    from fusion.console.server import parse_listen
+def _console_settings(path: pathlib.Path, console: dict | None):
+    """[console]'s settings (fusion.console.settings), checked (the TLS files loaded); None without the table."""
+    from fusion.console.settings import SettingsError, check_tls, parse_settings
 
     if console is None:
         return None
-    if set(console) != {"listen"} or not isinstance(console["listen"], str):
-        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" only')
     try:
-        parse_listen(console["listen"])
-    except ValueError as exc:
-        raise UserError(f"{path}: [console] {exc}") from None
-    return console["listen"]
+        settings = parse_settings(path.parent, console)
+        if settings.tls:
+            check_tls(settings.tls_cert, settings.tls_key)
+        return settings
+    except SettingsError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 def _read(path: pathlib.Path) -> dict:
@@ -225,18 +229,20 @@ def _start_console(config, service):
     from fusion.console.server import ConsoleServer
     from fusion.server.store import Store
 
-    if config.console_listen is None:
+    settings = config.console
+    if settings is None:
         return None
     # Its own connections: the service closes its store at stop.  Sessions are signed with a key
     # made at each start, so a restart signs everyone out.
     # People's actions (reviews, logins) go to the server's hash-chained audit log.
     on_action = service.audit.append if service.audit is not None else None
     app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
-                      secret=secrets.token_bytes(32), on_action=on_action)
+                      secret=secrets.token_bytes(32), on_action=on_action, idle_s=settings.idle_s, https=settings.tls,
+                      areas=settings.areas)
     try:
-        server = ConsoleServer(app, config.console_listen).start()
+        server = ConsoleServer(app, settings.listen, settings.tls_cert, settings.tls_key).start()
     except OSError as exc:
         service.stop()
         raise UserError(str(exc)) from None
-    logging.getLogger("fusion").info("console on http://%s/", config.console_listen)
+    logging.getLogger("fusion").info("console on %s://%s/", "https" if settings.tls else "http", settings.listen)
     return server

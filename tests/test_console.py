@@ -198,16 +198,22 @@ def test_dispatcher_cannot_dismiss(console_site, browser):
     incident = console_site.incident_id()
     page = _login(browser, console_site.base_url, "dan")
     page.goto(f"{console_site.base_url}/incident/{incident}")
-    assert page.locator("#review option[value=dismiss]").is_disabled()
-    token = page.locator("#review input[name=csrf]").input_value()
+    # No review form at all (a dispatcher may not confirm, dismiss or reclassify); the disposition form is there.
+    assert page.locator("#review").count() == 0 and page.locator("#review button").count() == 0
+    assert page.locator("#disposition button[type=submit]").is_visible()
+    token = page.locator("#disposition input[name=csrf]").input_value()
     before = page.locator("#actions tr.action-row").count()
-    for action in ("dismiss", "reclassify"):
+    for action in ("dismiss", "reclassify", "confirm"):
         response = page.request.post(f"{console_site.base_url}/incident/{incident}/review", max_redirects=0,
                                      form={"csrf": token, "action": action, "reason": "not a gunshot", "class": "fireworks",
                                            "revision": "1"})
         assert response.status == 403, action
     page.reload()
     assert page.locator("#actions tr.action-row").count() == before
+    # Each forged attempt is an audit entry naming the dispatcher.
+    refused = [e["body"]["wanted"] for e in AuditLog(Store(str(console_site.db))).entries(action="refused")
+               if e["actor"] == "dan" and e["subject"] == f"/incident/{incident}/review"]
+    assert refused == ["dismiss", "reclassify", "confirm"], refused
     page.screenshot(path=str(console_site.shots_dir / "3-dispatcher.png"), full_page=True)
     page.context.close()
 

@@ -98,6 +98,7 @@ class FusionConfig:
     health_s: float = DEFAULT_HEALTH_S
     cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
     console_listen: str | None = None         # [console] listen = "HOST:PORT": serve the operator console
+    console: object | None = None             # [console]'s settings (fusion.console.settings.ConsoleSettings)
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
     signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
 
