@@ -24,6 +24,7 @@ NAME_MAX = 64
 DEFAULT_IDLE_S = 30 * 60
 # A session's last use is written at most this often (not at every request of a page's burst).
 TOUCH_NS = 5 * 10**9
+TOUCHES_PER_IDLE = 4   # ... and several times within the idle limit, however short
 NS_PER_S = 10**9
 
 metadata = sa.MetaData()
@@ -50,6 +51,7 @@ class Sessions:
     def __init__(self, store, idle_s: float = DEFAULT_IDLE_S):
         self.engine, self.writer = store.engine, store.writer
         self.idle_ns = int(idle_s * NS_PER_S)
+        self.touch_ns = min(TOUCH_NS, self.idle_ns // TOUCHES_PER_IDLE)
         metadata.create_all(self.writer)
 
     def open(self, user: str) -> str:
@@ -72,7 +74,7 @@ class Sessions:
         if now - row.seen_ns > self.idle_ns:
             self.end(token, "idle")
             return None
-        if now - row.seen_ns > TOUCH_NS:
+        if now - row.seen_ns > self.touch_ns:
             with self.writer.begin() as conn:
                 conn.execute(sessions.update().where(sessions.c.token_sha256 == key).values(seen_ns=now))
         return str(row.user_name)
