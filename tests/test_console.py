@@ -7,6 +7,7 @@ markup: the console must show it as text.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import signal
@@ -66,14 +67,20 @@ class ConsoleSite:
         return self.alerts.json(INCIDENT_TOPIC)[0]["incident"]
 
 
+def markup_site(test: pathlib.Path, folder: pathlib.Path, markup_node: str):
+    """A Pittsburgh test as a site whose registry also lists a node ``markup_node`` (an id holding markup)."""
+    site = build_site(test, folder)
+    nodes = {n: (bytes(k.verify_key).hex(), dict(zip("xyz", site.positions[n]))) for n, k in site.keys.items()}
+    x0, y0, z0 = site.positions[sorted(site.positions)[0]]
+    nodes[markup_node] = ("ab" * 32, {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0})
+    write_registry(site.registry_path, nodes)
+    return site
+
+
 @pytest.fixture(scope="module")
 def console_site(pittsburgh, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console")
-    site = build_site(pittsburgh[0], tmp / "site")
-    nodes = {n: (bytes(k.verify_key).hex(), dict(zip("xyz", site.positions[n]))) for n, k in site.keys.items()}
-    x0, y0, z0 = site.positions[sorted(site.positions)[0]]
-    nodes[MARKUP_NODE] = ("ab" * 32, {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0})
-    write_registry(site.registry_path, nodes)
+    site = markup_site(pittsburgh[0], tmp / "site", MARKUP_NODE)
     db = tmp / "fusion.db"
     for name, (role, password) in USERS.items():
         _adduser(db, name, role, password)
@@ -81,17 +88,25 @@ def console_site(pittsburgh, tmp_path_factory):
     port = free_port()
     config = write_fusion_config(tmp / "fusion.toml", SITE, broker.url, site.registry_path, "fusion-console",
                                  site.temperature_c, extra=f'[console]\nlisten = "127.0.0.1:{port}"\n')
-    log = tmp / "fusion.log"
-    proc = fusion_process(config, log)
     running = ConsoleSite(site, broker, f"http://127.0.0.1:{port}", db, tmp_path_factory.mktemp("screenshots"))
     try:
-        assert wait_until(lambda: "console on" in log.read_text(), WAIT_S), log.read_text()
-        yield running
+        with fusion_console(config, tmp / "fusion.log"):
+            yield running
     finally:
         running.alerts.close()
+        broker.stop()
+
+
+@contextlib.contextmanager
+def fusion_console(config: pathlib.Path, log: pathlib.Path):
+    """The real fusion process on ``config``, once its console serves; stopped after (and it must exit 0)."""
+    proc = fusion_process(config, log)
+    try:
+        assert wait_until(lambda: "console on" in log.read_text(), WAIT_S), log.read_text()
+        yield proc
+    finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=WAIT_S)
-        broker.stop()
     assert code == 0, log.read_text()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import ssl
 import subprocess
 import sys
@@ -20,21 +19,21 @@ import urllib.request
 
 import pytest
 
+import test_console
 from fusion.console import roles
 from fusion.server.audit import AuditLog
-from fusion.server.registry import write_registry
 from fusion.server.store import Store
-from fusion_site import build_site, fusion_process, write_fusion_config
+from fusion_site import write_fusion_config
 from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_until
-from test_console import CHROMIUM_ARGS, _adduser, browser  # noqa: F401  (browser: the shared Chromium fixture)
+from test_console import _adduser, fusion_console, markup_site
 from test_console_admin_parts import _self_signed
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+browser = test_console.browser   # the shared Chromium fixture (Debian's, through Playwright)
 
 SITE = "<script>alert(2)"            # a site name holding markup: every incident id holds it too
 INCIDENT_TOPIC = f"ew/v1/{SITE}/incident"
 MARKUP_NODE = "<img src=x onerror=alert(3)>"
-MARKUP_OFFSET_M = 300.0
 AREA_HALF_M = 1000.0                 # the "Range" area: this far round the firing position
 WAIT_S = 60.0
 USERS = {"ada": ("admin", "ada's long passphrase"), "aud": ("auditor", "aud's long passphrase"),
@@ -71,11 +70,7 @@ class AdminSite:
 @pytest.fixture(scope="module")
 def admin_site(pittsburgh, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console-admin")
-    site = build_site(pittsburgh[0], tmp / "site")
-    nodes = {n: (bytes(k.verify_key).hex(), dict(zip("xyz", site.positions[n]))) for n, k in site.keys.items()}
-    x0, y0, z0 = site.positions[sorted(site.positions)[0]]
-    nodes[MARKUP_NODE] = ("cd" * 32, {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0})
-    write_registry(site.registry_path, nodes)
+    site = markup_site(pittsburgh[0], tmp / "site", MARKUP_NODE)
     sx, sy, _ = site.survey_xyz
     ring = [[sx - AREA_HALF_M, sy - AREA_HALF_M], [sx + AREA_HALF_M, sy - AREA_HALF_M], [sx + AREA_HALF_M, sy + AREA_HALF_M],
             [sx - AREA_HALF_M, sy + AREA_HALF_M], [sx - AREA_HALF_M, sy - AREA_HALF_M]]
@@ -93,20 +88,16 @@ def admin_site(pittsburgh, tmp_path_factory):
                f'areas = "{tmp / "areas.geojson"}"\n')
     config = write_fusion_config(tmp / "fusion.toml", SITE, broker.url, site.registry_path, "fusion-console-admin",
                                  site.temperature_c, extra=console)
-    log = tmp / "fusion.log"
-    proc = fusion_process(config, log)
     running = AdminSite(site, broker, f"https://127.0.0.1:{port}", db, cert, tmp_path_factory.mktemp("screenshots"))
     running.config = config
     try:
-        assert wait_until(lambda: "console on https://" in log.read_text(), WAIT_S), log.read_text()
-        yield running
+        with fusion_console(config, tmp / "fusion.log"):
+            assert "console on https://127.0.0.1" in (tmp / "fusion.log").read_text()
+            yield running
     finally:
         running.alerts.close()
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=WAIT_S)
         broker.stop()
         print(f"screenshots in {running.shots_dir}")
-    assert code == 0, log.read_text()
 
 
 def _context(browser, **options):
@@ -271,12 +262,12 @@ def test_dashboard_shows_the_figures_of_earwitness_stats(admin_site, browser):
         shown = [[td.inner_text() for td in tr.locator("td").all()] for tr in page.locator("#stats tr.stats-row").all()]
         assert [r[:7] for r in shown] == [[str(r[c]) for c in (by, "alerts", *("confirmed", "dismissed", "reclassified",
                                                                               "unreviewed", "casings found"))] for r in rows]
-        header = [th.inner_text() for th in page.locator("#stats th").all()]
+        header = [th.get_attribute("data-col") or th.inner_text() for th in page.locator("#stats th").all()]
         for cells, row in zip(shown, rows):
             for name in ("confirmed", "evidence"):
-                for suffix in ("_share", "_ci_low", "_ci_high"):
-                    value = row[name + suffix]
-                    assert cells[header.index(name + suffix)] == ("-" if value is None else f"{value * 100:.1f}%")
+                share, lo, hi = (row[name + suffix] for suffix in ("_share", "_ci_low", "_ci_high"))
+                expected = "-" if share is None else f"{share * 100:.1f}% ({lo * 100:.1f}-{hi * 100:.1f}%)"
+                assert cells[header.index(name + "_share")] == expected
         if by == "area":
             assert [(r["area"], r["alerts"], r["confirmed"], r["evidence"]) for r in rows] == [
                 ("Elsewhere", 0, 0, 0), ("Range", 1, 1, 1)]

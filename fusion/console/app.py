@@ -279,6 +279,9 @@ def _guard(console: Console):
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
+    # No audit entry: without the token nothing says who sent it (a forged form comes from another site).
+    log.warning("console: refused %s %s from %s: %s", request.method, request.url.path,
+                request.client.host if request.client else "?", exc)
     return PlainTextResponse(f"refused: {exc}", status_code=403)
 
 

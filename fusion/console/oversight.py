@@ -12,12 +12,13 @@ from starlette.routing import Route
 
 from fusion.console import roles
 from fusion.console.stats import transparency
-from fusion.forensics.transparency import DIMENSIONS
+from fusion.forensics.transparency import DIMENSIONS, SHARES
 from fusion.server.audit import AuditLog
 
 # Entries shown, newest first (the verification covers all of them).
 AUDIT_PAGE_ENTRIES = 500
 DEFAULT_BY = ("area",)
+SHARE_COLUMNS = [f"{name}{suffix}" for name in SHARES for suffix in ("_share", "_ci_low", "_ci_high")]
 
 
 def oversight_routes(console, needs) -> list[Route]:
@@ -45,4 +46,5 @@ class OversightPages:
         except ValueError as exc:   # a bad areas file: the page says why
             return self.console.render(request, "dashboard.html", status=500, table=None, error=str(exc),
                                        dimensions=DIMENSIONS, by=by)
-        return self.console.render(request, "dashboard.html", table=table, error=None, dimensions=DIMENSIONS, by=by)
+        return self.console.render(request, "dashboard.html", table=table, error=None, dimensions=DIMENSIONS, by=by,
+                                   shares=SHARES, share_columns=SHARE_COLUMNS)
