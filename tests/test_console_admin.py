@@ -8,12 +8,14 @@ the console must show them as text.  Screenshots go to a pytest temporary folder
 """
 from __future__ import annotations
 
+import http.client
 import json
 import pathlib
 import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -21,6 +23,7 @@ import pytest
 
 import test_console
 from fusion.console import roles
+from fusion.console.app import KEEPALIVE_S
 from fusion.server.audit import AuditLog
 from fusion.server.store import Store
 from fusion_site import write_fusion_config
@@ -219,6 +222,25 @@ def test_logout_ends_the_session_on_the_server(admin_site, browser, tmp_path):
     replay.context.close()
     actions = [(e["actor"], e["action"]) for e in admin_site.audit()]
     assert ("dan", "logout") in actions
+
+
+def test_open_event_stream_ends_with_its_session(admin_site, browser):
+    page = _login(browser, admin_site.base_url, "dan")
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "ew_console"]
+    host, port = admin_site.base_url.removeprefix("https://").split(":")
+    conn = http.client.HTTPSConnection(host, int(port), timeout=WAIT_S,
+                                       context=ssl.create_default_context(cafile=str(admin_site.cert)))
+    conn.request("GET", "/events", headers={"Cookie": f"ew_console={cookie['value']}"})
+    stream = conn.getresponse()
+    assert stream.status == 200 and stream.readline() == b": connected\n"
+    page.click("header button[type=submit]")   # log out in the browser
+    page.wait_for_url(admin_site.base_url + "/login")
+    t0 = time.monotonic()
+    rest = stream.read()   # the server ends the stream at its next event or keepalive
+    print(f"event stream ended {time.monotonic() - t0:.1f} s after the logout; it sent {rest!r} meanwhile")
+    assert time.monotonic() - t0 < KEEPALIVE_S + WAIT_S / 4 and b"revision" not in rest
+    conn.close()
+    page.context.close()
 
 
 def test_markup_in_site_and_node_names_is_shown_as_text(admin_site, browser):

@@ -275,3 +275,21 @@ def test_console_command_manages_users_and_audits_it(tmp_path):
         assert AuditLog(store).verify().problem is None
     assert entries == [("user-add", "user/ann", {"role": "reviewer"}), ("user-role", "user/ann", {"role": "auditor"}),
                        ("user-disable", "user/ann", {"sessions_ended": 1})]
+
+
+def test_every_route_names_its_permission(tmp_path):
+    from starlette.routing import Route
+
+    from fusion.console.app import console_app
+
+    with Store(tmp_path / "fusion.db") as store:
+        app = console_app(store, None, None, secret=b"k" * 32)
+    needed = {(r.path, tuple(sorted(r.methods))): getattr(r.endpoint, "permission", "unguarded")
+              for r in app.routes if isinstance(r, Route)}
+    open_to_all = {("/login", ("GET", "HEAD")): "unguarded", ("/login", ("POST",)): "unguarded"}
+    assert {k: v for k, v in needed.items() if v == "unguarded"} == open_to_all
+    assert needed[("/logout", ("POST",))] is None   # any signed-in user
+    assert needed[("/audit", ("GET", "HEAD"))] == roles.AUDIT and needed[("/dashboard", ("GET", "HEAD"))] == roles.DASHBOARD
+    assert all(v == roles.USERS for (path, _), v in needed.items() if path.startswith("/users"))
+    assert needed[("/incident/{incident}/disposition", ("POST",))] == roles.DISPOSITION
+    assert set(needed.values()) - {"unguarded", None} <= set(roles.PERMISSIONS)
