@@ -71,7 +71,8 @@ def check_tls(cert: pathlib.Path, key: pathlib.Path) -> None:
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except ssl.SSLError as exc:
-        reason = exc.reason or str(exc).splitlines()[0]
-        raise SettingsError(f"[console] tls_cert {cert} / tls_key {key}: not a PEM certificate and its key ({reason})") from None
+        # OpenSSL's reason, when it has a useful one (a key that does not match, ...): "PEM lib" says nothing.
+        reason = f" ({exc.reason.lower().replace('_', ' ')})" if exc.reason and exc.reason != "PEM lib" else ""
+        raise SettingsError(f"[console] tls_cert {cert} / tls_key {key}: not a PEM certificate and its key{reason}") from None
     except OSError as exc:
         raise SettingsError(f"[console] tls_cert {cert} / tls_key {key}: {exc.strerror or exc}") from None
