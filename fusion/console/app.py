@@ -271,7 +271,7 @@ def _guard(console: Console):
                     return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
                 return PlainTextResponse("not signed in", status_code=401)
             if permission is not None and not roles.may(user["role"], permission):
-                return await asyncio.to_thread(console.refuse, request, permission, f"a {user['role']} may not {permission}")
+                return await asyncio.to_thread(console.refuse, request, permission, roles.refusal(user["role"], permission))
             return await handler(request)
         guarded.permission = permission   # type: ignore[attr-defined]  # tests list every route's
         return guarded

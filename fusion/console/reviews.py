@@ -23,7 +23,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from fusion.console.roles import DISPOSITION, MATRIX, REVIEW_ACTIONS, may
+from fusion.console.roles import DISPOSITION, MATRIX, REVIEW_ACTIONS, may, refusal
 
 ACTIONS = REVIEW_ACTIONS
 DISPOSITIONS = ("casings found", "victim", "damage", "nothing found", "not attended")
@@ -121,4 +121,4 @@ class Reviews:
 
 def _allowed(role: str, action: str) -> None:
     if not may(role, action):
-        raise Forbidden(f"a {role} may not {action}")
+        raise Forbidden(refusal(role, action))

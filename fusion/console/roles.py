@@ -36,3 +36,14 @@ MATRIX: dict[str, frozenset[str]] = {
 def may(role: str | None, permission: str) -> bool:
     """Whether ``role`` has ``permission`` (an unknown role has none)."""
     return permission in MATRIX.get(role or "", frozenset())
+
+
+# What a refusal says each permission is for.
+DOING = {LIVE: "watch the live list", INCIDENT: "see incidents", DISPOSITION: "record a disposition",
+         DASHBOARD: "see the transparency dashboard", AUDIT: "see the audit log", USERS: "manage users"}
+
+
+def refusal(role: str, permission: str) -> str:
+    """``"an auditor may not manage users"``."""
+    article = "an" if role[:1] in "aeiou" else "a"
+    return f"{article} {role} may not {DOING.get(permission, permission)}"
