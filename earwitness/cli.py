@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("fusion.cli_audit", "audit log: check its hash chain and signatures (earwitness audit verify)"),
     "evidence": ("fusion.cli_evidence", "export an incident's evidence bundle (signed pulses, registry, clips, audit) as a zip"),
     "verify": ("fusion.cli_verify", "check an evidence bundle: every signature and hash; recompute location and rounds"),
-    "console": ("fusion.cli_console", "the operator console's users: add one with a role (console adduser)"),
+    "console": ("fusion.cli_console", "the operator console's users: add, set a role, disable, enable, list"),
+    "stats": ("fusion.cli_stats", "transparency figures: alerts, reviews, dispositions by area, month, class, confidence"),
     "unreported": ("fusion.cli_unreported", "per area, gunfire with and without a matching 911 call (CSV, GeoJSON, map)"),
 }
 

@@ -29,7 +29,9 @@ The configuration (TOML; relative paths are relative to the file)::
     # listen = "127.0.0.1:8080"
     # layers = ["streets.geojson"]        # the city's own map layers, in the registry's frame (fusion.console.citymap)
     # basemap = "city.pmtiles"            # or .mbtiles: raster tiles for a lat/lon site
-    # areas = "areas.geojson"             # neighbourhoods of its unreported-gunfire page (as `earwitness unreported --areas`)
+    # tls_cert = "console.pem"; tls_key = "console.key"   # HTTPS (cookies Secure)
+    # idle_s = 1800                       # a session unused this long ends
+    # areas = "areas.geojson"             # neighbourhoods: transparency dashboard (earwitness stats), unreported page
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -72,7 +74,6 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "console": ((dict,), False),
 }
 DEFAULT_SIGNING_KEY = "fusion.key"
-CITY_SETTINGS = ("layers", "basemap")   # [console]'s map files (fusion.console.citymap)
 
 
 def add_arguments(parser):
@@ -96,29 +97,25 @@ def load_config(path: str | pathlib.Path):
     values.update(registry=path.parent / data["registry"], database=database, tls=tls)
     values.update({k: path.parent / data[k] for k in ("cameras", "buildings") if k in data})
     values.update(signing_key=path.parent / data.get("signing_key", DEFAULT_SIGNING_KEY))
-    values["console_listen"] = _console_listen(path, data.get("console"))
+    values["console"] = _console_settings(path, data.get("console"))
+    values["console_listen"] = values["console"].listen if values["console"] else None
     values["console_city"] = _console_city(path, data.get("console"))
-    if "areas" in (data.get("console") or {}):
-        values["console_areas"] = path.parent / data["console"]["areas"]
     return FusionConfig(**values)
 
 
-def _console_listen(path: pathlib.Path, console: dict | None) -> str | None:
-    """[console]'s listen = "HOST:PORT", checked."""
-    from fusion.console.server import parse_listen
+def _console_settings(path: pathlib.Path, console: dict | None):
+    """[console]'s settings (fusion.console.settings), checked (the TLS files loaded); None without the table."""
+    from fusion.console.settings import SettingsError, check_tls, parse_settings
 
     if console is None:
         return None
-    texts = [console.get(k) for k in ("listen", "areas") if k in console]
-    if not set(console) <= {"listen", "areas", *CITY_SETTINGS} or "listen" not in console \
-            or not all(isinstance(v, str) for v in texts):
-        raise UserError(f'{path}: [console] takes listen = "HOST:PORT" and, optionally, areas = "AREAS.geojson", '
-                        f'{" and ".join(CITY_SETTINGS)}')
     try:
-        parse_listen(console["listen"])
-    except ValueError as exc:
-        raise UserError(f"{path}: [console] {exc}") from None
-    return console["listen"]
+        settings = parse_settings(path.parent, console)
+        if settings.tls:
+            check_tls(settings.tls_cert, settings.tls_key)
+        return settings
+    except SettingsError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 def _console_city(path: pathlib.Path, console: dict | None):
@@ -245,7 +242,8 @@ def _start_console(config, service):
     from fusion.console.server import ConsoleServer
     from fusion.server.store import Store
 
-    if config.console_listen is None:
+    settings = config.console
+    if settings is None:
         return None
     # Its own connections: the service closes its store at stop.  Sessions are signed with a key
     # made at each start, so a restart signs everyone out.
@@ -253,11 +251,11 @@ def _start_console(config, service):
     on_action = service.audit.append if service.audit is not None else None
     try:
         app = console_app(Store(config.database, schema=config.schema), service.registry, service.live,
-                          secret=secrets.token_bytes(32), on_action=on_action, city=config.console_city,
-                          areas=config.console_areas)
-        server = ConsoleServer(app, config.console_listen).start()
+                          secret=secrets.token_bytes(32), on_action=on_action, idle_s=settings.idle_s,
+                          https=settings.tls, areas=settings.areas, city=config.console_city)
+        server = ConsoleServer(app, settings.listen, settings.tls_cert, settings.tls_key).start()
     except (OSError, ValueError, RuntimeError) as exc:   # cannot listen; map files in another frame; no map library
         service.stop()
         raise UserError(str(exc)) from None
-    logging.getLogger("fusion").info("console on http://%s/", config.console_listen)
+    logging.getLogger("fusion").info("console on %s://%s/", "https" if settings.tls else "http", settings.listen)
     return server

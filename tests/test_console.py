@@ -83,6 +83,21 @@ class ConsoleSite:
         return self.alerts.json(INCIDENT_TOPIC)[0]["incident"]
 
 
+def markup_site(test: pathlib.Path, folder: pathlib.Path, markup_node: str):
+    """A Pittsburgh test as a site whose registry also lists a node ``markup_node`` (an id holding markup)."""
+    site = build_site(test, folder)
+    write_registry(site.registry_path, _markup_nodes(site, markup_node))
+    return site
+
+
+def _markup_nodes(site, markup_node: str) -> dict[str, tuple[str, dict]]:
+    """The site's nodes ({id: (public key hex, position)}) and ``markup_node`` beside its first."""
+    nodes = {n: (bytes(k.verify_key).hex(), dict(zip("xyz", site.positions[n]))) for n, k in site.keys.items()}
+    x0, y0, z0 = site.positions[sorted(site.positions)[0]]
+    nodes[markup_node] = ("ab" * 32, {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0})
+    return nodes
+
+
 def _streets_through(positions: dict[str, dict], keys: tuple[str, str]) -> dict[str, list[list[float]]]:
     """A street from the first sensor to the second (in the registry's frame), so the map shows whether they meet."""
     a, b = sorted(positions)[:2]
@@ -94,10 +109,8 @@ def _running_site(pittsburgh, tmp: pathlib.Path, wgs84: bool = False):
     """The broker and the fusion process with its console, the registry in local metres or (``wgs84``) lat/lon,
     a streets layer through two sensors and, for a lat/lon site, a basemap of the city's own tiles."""
     site = build_site(pittsburgh[0], tmp / "site")
-    positions = {n: dict(zip("xyz", site.positions[n])) for n in site.keys}
-    x0, y0, z0 = site.positions[sorted(site.positions)[0]]
-    positions[MARKUP_NODE] = {"x": x0 + MARKUP_OFFSET_M, "y": y0 + MARKUP_OFFSET_M, "z": z0}
-    keys = {n: (bytes(k.verify_key).hex(),) for n, k in site.keys.items()} | {MARKUP_NODE: ("ab" * 32,)}
+    nodes = _markup_nodes(site, MARKUP_NODE)
+    positions = {n: p for n, (_, p) in nodes.items()}
     extra = ""
     if wgs84:
         positions = {n: _lat_lon(p) for n, p in positions.items()}
@@ -106,7 +119,7 @@ def _running_site(pittsburgh, tmp: pathlib.Path, wgs84: bool = False):
         tiles = {k: tile_png(BASEMAP_RGB) for k in tiles_over(box, BASEMAP_ZOOMS)}
         write_mbtiles(tmp / "city.mbtiles", tiles, box)
         extra = 'basemap = "city.mbtiles"\n'
-    write_registry(site.registry_path, {n: (keys[n][0], p) for n, p in positions.items()})
+    write_registry(site.registry_path, {n: (nodes[n][0], p) for n, p in positions.items()})
     write_lines(tmp / "streets.geojson", _streets_through(positions, ("lon", "lat") if wgs84 else ("x", "y")))
     db = tmp / "fusion.db"
     for name, (role, password) in USERS.items():
@@ -116,18 +129,26 @@ def _running_site(pittsburgh, tmp: pathlib.Path, wgs84: bool = False):
     config = write_fusion_config(tmp / "fusion.toml", SITE, broker.url, site.registry_path, "fusion-console",
                                  site.temperature_c, extra=f'[console]\nlisten = "127.0.0.1:{port}"\n'
                                                            f'layers = ["streets.geojson"]\n{extra}')
-    log = tmp / "fusion.log"
-    proc = fusion_process(config, log)
     running = ConsoleSite(site, broker, f"http://127.0.0.1:{port}", db, tmp / "screenshots", positions)
     running.shots_dir.mkdir()
     try:
-        assert wait_until(lambda: "console on" in log.read_text(), WAIT_S), log.read_text()
-        yield running
+        with fusion_console(config, tmp / "fusion.log"):
+            yield running
     finally:
         running.alerts.close()
+        broker.stop()
+
+
+@contextlib.contextmanager
+def fusion_console(config: pathlib.Path, log: pathlib.Path):
+    """The real fusion process on ``config``, once its console serves; stopped after (and it must exit 0)."""
+    proc = fusion_process(config, log)
+    try:
+        assert wait_until(lambda: "console on" in log.read_text(), WAIT_S), log.read_text()
+        yield proc
+    finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=WAIT_S)
-        broker.stop()
     assert code == 0, log.read_text()
 
 
@@ -317,16 +338,22 @@ def test_dispatcher_cannot_dismiss(console_site, browser):
     incident = console_site.incident_id()
     page = _login(browser, console_site.base_url, "dan")
     page.goto(f"{console_site.base_url}/incident/{incident}")
-    assert page.locator("#review option[value=dismiss]").is_disabled()
-    token = page.locator("#review input[name=csrf]").input_value()
+    # No review form at all (a dispatcher may not confirm, dismiss or reclassify); the disposition form is there.
+    assert page.locator("#review").count() == 0 and page.locator("#review button").count() == 0
+    assert page.locator("#disposition button[type=submit]").is_visible()
+    token = page.locator("#disposition input[name=csrf]").input_value()
     before = page.locator("#actions tr.action-row").count()
-    for action in ("dismiss", "reclassify"):
+    for action in ("dismiss", "reclassify", "confirm"):
         response = page.request.post(f"{console_site.base_url}/incident/{incident}/review", max_redirects=0,
                                      form={"csrf": token, "action": action, "reason": "not a gunshot", "class": "fireworks",
                                            "revision": "1"})
         assert response.status == 403, action
     page.reload()
     assert page.locator("#actions tr.action-row").count() == before
+    # Each forged attempt is an audit entry naming the dispatcher.
+    refused = [e["body"]["wanted"] for e in AuditLog(Store(str(console_site.db))).entries(action="refused")
+               if e["actor"] == "dan" and e["subject"] == f"/incident/{incident}/review"]
+    assert refused == ["dismiss", "reclassify", "confirm"], refused
     page.screenshot(path=str(console_site.shots_dir / "3-dispatcher.png"), full_page=True)
     page.context.close()
 

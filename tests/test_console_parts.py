@@ -46,6 +46,8 @@ def test_review_rules_and_audit_hook(store):
         reviews.review("dan", "dispatcher", "pgh-1", 1, "dismiss", "looks like fireworks")
     with pytest.raises(Forbidden):
         reviews.review("dan", "dispatcher", "pgh-1", 1, "reclassify", "fireworks", "fireworks")
+    with pytest.raises(Forbidden):   # a dispatcher records dispositions, reviews are the reviewers'
+        reviews.review("dan", "dispatcher", "pgh-1", 1, "confirm", "caller heard shots")
     with pytest.raises(Forbidden):
         reviews.review("eve", "auditor", "pgh-1", 1, "confirm", "reads only")
     with pytest.raises(InvalidAction):
@@ -54,15 +56,15 @@ def test_review_rules_and_audit_hook(store):
         reviews.review("ann", "reviewer", "pgh-1", 1, "reclassify", "no class given")
     with pytest.raises(InvalidAction):
         reviews.disposition("dan", "dispatcher", "pgh-1", "found a cat", "")
-    reviews.review("dan", "dispatcher", "pgh-1", 1, "confirm", "caller heard shots")
+    reviews.review("rob", "reviewer", "pgh-1", 1, "confirm", "caller heard shots")
     reviews.review("ann", "reviewer", "pgh-1", 2, "reclassify", "crackle, no echo", "fireworks")
     reviews.disposition("dan", "dispatcher", "pgh-1", "nothing found", "")
     rows = reviews.of("pgh-1")
     assert [(r["actor"], r["action"], r["value"], r["revision"]) for r in rows] == [
-        ("dan", "confirm", None, 1), ("ann", "reclassify", "fireworks", 2), ("dan", "disposition", "nothing found", None)]
+        ("rob", "confirm", None, 1), ("ann", "reclassify", "fireworks", 2), ("dan", "disposition", "nothing found", None)]
     assert reviews.latest()["pgh-1"]["action"] == "reclassify"
     assert [(actor, action, subject) for actor, action, subject, _ in audited] == [
-        ("dan", "confirm", "incident/pgh-1"), ("ann", "reclassify", "incident/pgh-1"), ("dan", "disposition", "incident/pgh-1")]
+        ("rob", "confirm", "incident/pgh-1"), ("ann", "reclassify", "incident/pgh-1"), ("dan", "disposition", "incident/pgh-1")]
     assert audited[1][3]["reason"] == "crackle, no echo"
 
 

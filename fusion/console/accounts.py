@@ -1,11 +1,7 @@
 """Console users: names, roles and argon2id password hashes, kept in the fusion store's database.
 
-Roles (what each may do is :mod:`fusion.console.reviews`'s):
-
-- ``dispatcher``: watches the live map, confirms an alert, records an officer's disposition;
-- ``reviewer``: confirms, dismisses or reclassifies alerts;
-- ``analyst``, ``auditor``: read only (statistics and the audit trail come with their pages);
-- ``admin``: everything.
+Roles and what each may do: :mod:`fusion.console.roles`.  A disabled user cannot log in and
+their sessions end (:mod:`fusion.console.sessions`); they stay listed, with their actions.
 
 Passwords are hashed with argon2-cffi's defaults (RFC 9106 argon2id); a hash made with older
 parameters is rehashed at the next login.
@@ -23,7 +19,8 @@ import time
 import argon2
 import sqlalchemy as sa
 
-ROLES = ("dispatcher", "reviewer", "analyst", "auditor", "admin")
+from fusion.console.roles import ROLES
+
 NAME_MAX = 64
 MIN_PASSWORD_LEN = 8
 
@@ -35,6 +32,7 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("disabled_ns", sa.BigInteger, nullable=True),   # when disabled; None: active
 )
 
 
@@ -50,13 +48,13 @@ class Accounts:
         self.engine, self.writer = store.engine, store.writer
         self.hasher = argon2.PasswordHasher()
         metadata.create_all(self.writer)
+        _add_disabled_column(self.writer)
 
     def add(self, name: str, role: str, password: str) -> None:
         """Add a user, or give an existing one a new role and password."""
         if not name or len(name) > NAME_MAX or not name.isprintable() or name != name.strip():
             raise AccountError(f"user name must be 1 to {NAME_MAX} printable characters without outer spaces")
-        if role not in ROLES:
-            raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        _check_role(role)
         if len(password) < MIN_PASSWORD_LEN:
             raise AccountError(f"password must have at least {MIN_PASSWORD_LEN} characters")
         row = {"role": role, "password_hash": self.hasher.hash(password), "created_ns": time.time_ns()}
@@ -68,7 +66,8 @@ class Accounts:
     def authenticate(self, name: str, password: str) -> str | None:
         """The user's role if the password is theirs, else None."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(users.c.role, users.c.password_hash).where(users.c.name == name)).first()
+            row = conn.execute(sa.select(users.c.role, users.c.password_hash)
+                               .where(users.c.name == name, users.c.disabled_ns.is_(None))).first()
         if row is None:
             # Hash anyway: an unknown name takes as long as a wrong password.
             self.hasher.hash(password)
@@ -83,6 +82,39 @@ class Accounts:
         return str(row.role)
 
     def role(self, name: str) -> str | None:
-        """A user's role now (a session outlives a role change only until its next request)."""
+        """An active user's role now (None if unknown or disabled): read at every request, so a
+        changed role applies at once."""
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(users.c.role).where(users.c.name == name)).scalar()
+            return conn.execute(sa.select(users.c.role).where(users.c.name == name, users.c.disabled_ns.is_(None))).scalar()
+
+    def set_role(self, name: str, role: str) -> None:
+        """Give an existing user another role."""
+        _check_role(role)
+        self._update(name, role=role)
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable a user (no login, no session) or enable them again."""
+        self._update(name, disabled_ns=time.time_ns() if disabled else None)
+
+    def _update(self, name: str, **values) -> None:
+        with self.writer.begin() as conn:
+            if not conn.execute(users.update().where(users.c.name == name).values(**values)).rowcount:
+                raise AccountError(f"no user {name!r}")
+
+    def all(self) -> list[dict]:
+        """Every user (name, role, created_ns, disabled_ns), by name; never the hash."""
+        query = sa.select(users.c.name, users.c.role, users.c.created_ns, users.c.disabled_ns).order_by(users.c.name)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+
+
+def _add_disabled_column(engine) -> None:
+    """A users table made before users could be disabled gets the column (nobody disabled)."""
+    if "disabled_ns" not in {c["name"] for c in sa.inspect(engine).get_columns(users.name)}:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {users.name} ADD COLUMN disabled_ns BIGINT"))

@@ -1,7 +1,10 @@
 """The console's web application (Starlette): login, live incident list and map, incident pages, review.
 
-Sessions are signed cookies (itsdangerous, through Starlette's SessionMiddleware) naming the
-user; the role is read from the database at each request, so a changed role applies at once.
+Sessions are records on the server (:mod:`fusion.console.sessions`) named by a token in a signed
+cookie (itsdangerous, through Starlette's SessionMiddleware; Secure under TLS): logout, a
+disabled user or an idle limit ends one at its next request.  The role is read from the
+database at each request, and every route needs a permission of :mod:`fusion.console.roles`'s
+matrix: a role without it gets 403, and the refusal is an audit entry naming the user.
 Every POST carries the session's CSRF token in a form field ``csrf`` and is refused (403)
 without it.  Pages are Jinja2 templates with autoescaping: node ids, site names and reasons
 holding markup are shown as text; the only scripts are the console's own static files and the
@@ -18,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import json
+import logging
 import pathlib
 import secrets
-import urllib.parse
 
 import jinja2
 from starlette.applications import Starlette
@@ -33,13 +35,20 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from fusion.console import roles
 from fusion.console.accounts import Accounts
+from fusion.console.admin import admin_routes
 from fusion.console.casework_pages import CaseworkPages, incident_casework
+from fusion.console.forms import CsrfRefused
+from fusion.console.forms import checked_form as _checked_form
+from fusion.console.forms import csrf_token as _csrf
 from fusion.console.maproutes import MapRoutes
+from fusion.console.oversight import oversight_routes
 from fusion.console.reviews import ACTIONS, CLASSES, DISPOSITIONS, PERMITTED, Forbidden, InvalidAction, Reviews, no_audit
+from fusion.console.sessions import DEFAULT_IDLE_S, Sessions
 
 HERE = pathlib.Path(__file__).parent
-FORM_MAX_BYTES = 64 * 1024
+log = logging.getLogger(__name__)
 # An idle event stream sends a comment this often, so proxies keep it open and a gone browser is noticed.
 KEEPALIVE_S = 15.0
 # Revisions held for a slow browser before the oldest are dropped (it reloads the list anyway).
@@ -66,10 +75,12 @@ def _templates() -> jinja2.Environment:
 class Console:
     """The application's state and handlers."""
 
-    def __init__(self, store, registry, live, on_action=None, city=None):
+    def __init__(self, store, registry, live, on_action=None, idle_s: float = DEFAULT_IDLE_S, areas=None, city=None):
         self.store, self.registry, self.live = store, registry, live
+        self.areas = areas   # the neighbourhood polygons (a GeoJSON path) of the dashboard and the unreported page, or None
         self.maps = MapRoutes(store, registry, city)   # the map's data, layers, tiles and library
         self.accounts = Accounts(store)
+        self.sessions = Sessions(store, idle_s)
         self.audit = on_action or no_audit   # (actor, action, subject, body): the audit log's append
         self.reviews = Reviews(store, self.audit)
         self.env = _templates()
@@ -81,11 +92,12 @@ class Console:
         return HTMLResponse(html, status_code=status)
 
     def user(self, request: Request) -> dict | None:
-        name = request.session.get("user")
+        """The signed-in user (name, role, permissions) of a good session, else None."""
+        name = self.sessions.user(request.session.get("sid"))
         role = self.accounts.role(name) if name else None
         if role is None:
             return None
-        request.state.user = {"name": name, "role": role, "may": PERMITTED[role]}
+        request.state.user = {"name": name, "role": role, "may": PERMITTED[role]}   # roles.MATRIX
         return request.state.user
 
     # -- pages --------------------------------------------------------------------------------
@@ -99,13 +111,15 @@ class Console:
             self.audit(form.get("name", ""), "login-refused", "console", {})
             return self.render(request, "login.html", status=401, error="Wrong name or password.")
         self.audit(form["name"], "login", "console", {"role": role})
+        token = await asyncio.to_thread(self.sessions.open, form["name"])
         request.session.clear()
-        request.session.update(user=form["name"], csrf=secrets.token_urlsafe(32))   # a new token per session
+        request.session.update(sid=token, csrf=secrets.token_urlsafe(32))   # a new token per session
         return RedirectResponse(request.url_for("index"), status_code=SEE_OTHER)
 
     async def logout(self, request: Request) -> Response:
         await _checked_form(request)
         self.audit(request.state.user["name"], "logout", "console", {})
+        self.sessions.end(request.session.get("sid"), "logout")
         request.session.clear()
         return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
 
@@ -152,10 +166,19 @@ class Console:
                 self.reviews.review(user["name"], user["role"], incident_id, _reviewed(form, inc), form.get("action", ""),
                                     form.get("reason", ""), form.get("class") or None)
         except Forbidden as exc:
-            return PlainTextResponse(f"forbidden: {exc}", status_code=403)
+            return self.refuse(request, form.get("action") or "disposition", str(exc))
         except InvalidAction as exc:
             return PlainTextResponse(str(exc), status_code=400)
         return RedirectResponse(request.url_for("incident", incident=incident_id), status_code=SEE_OTHER)
+
+    def refuse(self, request: Request, wanted: str, why: str) -> Response:
+        """403 for a user whose role lacks a permission; the attempt is an audit entry naming them."""
+        user = request.state.user
+        log.warning("console: %s (%s) refused %s %s: %s", user["name"], user["role"], request.method, request.url.path, why)
+        self.audit(user["name"], "refused", request.url.path, {"role": user["role"], "method": request.method, "wanted": wanted})
+        if request.method == "GET":
+            return self.render(request, "forbidden.html", status=403, why=why)
+        return PlainTextResponse(f"forbidden: {why}", status_code=403)
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: one ``revision`` event per published revision (its id, revision and status)."""
@@ -168,7 +191,9 @@ class Console:
             queue.put_nowait(item)
 
         unsubscribe = self.live.subscribe(lambda item: loop.call_soon_threadsafe(offer, item))
-        return StreamingResponse(_event_stream(queue, unsubscribe), media_type="text/event-stream",
+        sid = request.session.get("sid")
+        return StreamingResponse(_event_stream(queue, unsubscribe, lambda: self.sessions.user(sid) is not None),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -190,13 +215,18 @@ def _heard(pulses: list[dict]) -> list[dict]:
     return list(by_sensor.values())
 
 
-async def _event_stream(queue: asyncio.Queue, unsubscribe):
+async def _event_stream(queue: asyncio.Queue, unsubscribe, signed_in):
+    """The stream, until the browser goes or its session ends (checked at each event and keepalive)."""
     try:
         yield ": connected\n\n"
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except asyncio.TimeoutError:
+                item = None
+            if not await asyncio.to_thread(signed_in):
+                return
+            if item is None:
                 yield ": keepalive\n\n"
                 continue
             data = json.dumps({k: item.get(k) for k in ("incident", "revision", "status")})
@@ -205,69 +235,58 @@ async def _event_stream(queue: asyncio.Queue, unsubscribe):
         unsubscribe()
 
 
-def _csrf(request: Request) -> str:
-    """The session's CSRF token (made at the first page, renewed at login)."""
-    if "csrf" not in request.session:
-        request.session["csrf"] = secrets.token_urlsafe(32)
-    return request.session["csrf"]
-
-
-class CsrfRefused(Exception):
-    pass
-
-
-async def _checked_form(request: Request) -> dict[str, str]:
-    """The POSTed form (URL-encoded), only if it carries the session's CSRF token."""
-    body = await request.body()
-    if len(body) > FORM_MAX_BYTES:
-        raise CsrfRefused("form too large")
-    form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
-    token = request.session.get("csrf")
-    if not token or not hmac.compare_digest(form.get("csrf", ""), token):
-        raise CsrfRefused("missing or wrong CSRF token")
-    return form
-
-
-def console_app(store, registry, live, secret: bytes, on_action=None, city=None, areas=None) -> Starlette:
-    """The ASGI application over the fusion ``store``, the node ``registry`` and the service's ``live`` broadcast;
-    ``city``: the city's map layers and basemap (fusion.console.citymap.CityMap), if it gave any;
-    ``areas``: the neighbourhoods' GeoJSON of the unreported page (None: one area)."""
-    console = Console(store, registry, live, on_action, city)
-    signed_in = _signed_in(console)
+def console_app(store, registry, live, secret: bytes, on_action=None, idle_s: float = DEFAULT_IDLE_S,  # noqa: PLR0913
+                https: bool = False, areas=None, city=None) -> Starlette:
+    """The ASGI application over the fusion ``store``, the node ``registry`` and the service's ``live``
+    broadcast; ``https``: cookies only over TLS; ``areas``: the neighbourhoods' GeoJSON polygons of the
+    dashboard and the unreported page; ``city``: the city's map layers and basemap
+    (fusion.console.citymap.CityMap), if it gave any."""
+    console = Console(store, registry, live, on_action, idle_s, areas, city)
+    needs = _guard(console)
     routes = [
         Route("/login", console.login_page, name="login", methods=["GET"]),
         Route("/login", console.login, methods=["POST"]),
-        Route("/logout", signed_in(console.logout), methods=["POST"]),
-        Route("/", signed_in(console.index), name="index"),
-        Route("/live", signed_in(console.live_fragment)),
-        Route("/events", signed_in(console.events)),
-        Route("/incident/{incident}", signed_in(console.incident), name="incident"),
-        Route("/incident/{incident}/review", signed_in(console.review), methods=["POST"]),
-        Route("/incident/{incident}/disposition", signed_in(console.review), methods=["POST"]),
-        *CaseworkPages(console, areas).routes(signed_in),
+        Route("/logout", needs(None, console.logout), methods=["POST"]),
+        Route("/", needs(roles.LIVE, console.index), name="index"),
+        Route("/live", needs(roles.LIVE, console.live_fragment)),
+        Route("/events", needs(roles.LIVE, console.events)),
+        Route("/incident/{incident}", needs(roles.INCIDENT, console.incident), name="incident"),
+        Route("/incident/{incident}/review", needs(roles.INCIDENT, console.review), methods=["POST"]),
+        Route("/incident/{incident}/disposition", needs(roles.DISPOSITION, console.review), methods=["POST"]),
+        *admin_routes(console, needs),
+        *oversight_routes(console, needs),
+        *CaseworkPages(console, areas).routes(lambda handler: needs(roles.INCIDENT, handler)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-        *console.maps.routes(signed_in),
+        *console.maps.routes(lambda handler: needs(roles.LIVE, handler)),
     ]
     middleware = [Middleware(SecurityHeaders),
                   Middleware(SessionMiddleware, secret_key=secret.hex(), session_cookie="ew_console",
-                             max_age=SESSION_MAX_AGE_S, same_site="strict")]
+                             max_age=SESSION_MAX_AGE_S, same_site="strict", https_only=https)]
     return Starlette(routes=routes, middleware=middleware, exception_handlers={CsrfRefused: _refused})
 
 
-def _signed_in(console: Console):
-    """Wrap a handler: without a valid session, GETs go to the login page and POSTs are refused."""
-    def wrap(handler):
+def _guard(console: Console):
+    """``needs(permission, handler)``: without a good session GETs go to the login page and POSTs
+    get 401; a role without ``permission`` (None: any signed-in user) gets 403, audited."""
+    def needs(permission: str | None, handler):
         async def guarded(request: Request) -> Response:
-            if console.user(request) is None:
+            user = await asyncio.to_thread(console.user, request)
+            if user is None:
                 if request.method == "GET":
                     return RedirectResponse(request.url_for("login"), status_code=SEE_OTHER)
                 return PlainTextResponse("not signed in", status_code=401)
+            if permission is not None and not roles.may(user["role"], permission):
+                return await asyncio.to_thread(console.refuse, request, permission, roles.refusal(user["role"], permission))
             return await handler(request)
+        guarded.permission = permission   # type: ignore[attr-defined]  # tests list every route's
         return guarded
-    return wrap
+    return needs
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
+    # No audit entry: without the token nothing says who sent it (a forged form comes from another site).
+    log.warning("console: refused %s %s from %s: %s", request.method, request.url.path,
+                request.client.host if request.client else "?", exc)
     return PlainTextResponse(f"refused: {exc}", status_code=403)
 
 

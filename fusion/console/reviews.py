@@ -5,8 +5,9 @@ screen; both stay), naming who, when, on which revision, and why.  Every one is 
 ``on_action(actor, action, subject, body)``: the hook the hash-chained audit log
 (``fusion.server.audit``) is connected to; until then it does nothing.
 
-Who may do what (``PERMITTED``): a dispatcher confirms and records dispositions but may not
-dismiss or reclassify an alert; a reviewer and an admin may do all; analysts and auditors read.
+Who may do what is :mod:`fusion.console.roles`'s matrix: a dispatcher records dispositions but
+may not confirm, dismiss or reclassify an alert; a reviewer and an admin may do all; analysts
+and auditors read.
 
 Example::
 
@@ -22,17 +23,13 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-ACTIONS = ("confirm", "dismiss", "reclassify")
+from fusion.console.roles import DISPOSITION, MATRIX, REVIEW_ACTIONS, may, refusal
+
+ACTIONS = REVIEW_ACTIONS
 DISPOSITIONS = ("casings found", "victim", "damage", "nothing found", "not attended")
 # fusion.locator.classify's classes: what an alert may be reclassified as.
 CLASSES = ("gunfire", "fireworks", "other", "unknown")
-PERMITTED = {
-    "dispatcher": {"confirm", "disposition"},
-    "reviewer": {"confirm", "dismiss", "reclassify", "disposition"},
-    "admin": {"confirm", "dismiss", "reclassify", "disposition"},
-    "analyst": set(),
-    "auditor": set(),
-}
+PERMITTED = MATRIX
 REASON_MAX = 2000
 
 metadata = sa.MetaData()
@@ -84,7 +81,7 @@ class Reviews:
 
     def disposition(self, actor: str, role: str, incident: str, disposition: str, note: str) -> dict:
         """Record what officers found at the scene."""
-        _allowed(role, "disposition")
+        _allowed(role, DISPOSITION)
         if disposition not in DISPOSITIONS:
             raise InvalidAction(f"disposition must be one of {', '.join(DISPOSITIONS)}")
         return self._record(incident, None, actor, role, "disposition", disposition, note, reason_required=False)
@@ -110,6 +107,11 @@ class Reviews:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def all(self) -> list[dict]:
+        """Every review and disposition, oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(actions).order_by(actions.c.id))]
+
     def latest(self) -> dict[str, dict]:
         """Each incident's latest review (not disposition), by incident id."""
         query = sa.select(actions).where(actions.c.action != "disposition").order_by(actions.c.id)
@@ -118,5 +120,5 @@ class Reviews:
 
 
 def _allowed(role: str, action: str) -> None:
-    if action not in PERMITTED.get(role, set()):
-        raise Forbidden(f"a {role} may not {action}")
+    if not may(role, action):
+        raise Forbidden(refusal(role, action))

@@ -3,6 +3,7 @@
 Example::
 
     server = ConsoleServer(app, "127.0.0.1:8080").start()   # OSError if it cannot listen
+    server = ConsoleServer(app, "0.0.0.0:8443", tls_cert="console.pem", tls_key="console.key").start()   # HTTPS
     ...
     server.stop()
 """
@@ -32,11 +33,13 @@ def parse_listen(text: str) -> tuple[str, int]:
 class ConsoleServer:
     """The ASGI ``app`` served on ``listen`` until :meth:`stop`."""
 
-    def __init__(self, app, listen: str):
+    def __init__(self, app, listen: str, tls_cert=None, tls_key=None):
+        """With ``tls_cert`` and ``tls_key`` (PEM files) it serves HTTPS only."""
         self.address = parse_listen(listen)
         self.listen = listen
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)} if tls_cert else {}
         config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=GRACEFUL_S,
-                                access_log=False)
+                                access_log=False, **tls)
         self.server = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
 

@@ -99,7 +99,7 @@ class FusionConfig:
     cameras: pathlib.Path | None = None       # Cameras CSV (fusion.forensics.cameras)
     console_listen: str | None = None         # [console] listen = "HOST:PORT": serve the operator console
     console_city: object = None               # [console] layers and basemap (fusion.console.citymap.CityMap)
-    console_areas: pathlib.Path | None = None  # [console] areas: neighbourhoods GeoJSON of its unreported page
+    console: object | None = None             # [console]'s settings (fusion.console.settings.ConsoleSettings)
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
     signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
 
