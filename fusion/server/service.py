@@ -100,6 +100,7 @@ class FusionConfig:
     console_listen: str | None = None         # [console] listen = "HOST:PORT": serve the operator console
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
     signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
+    timezone: str | None = None               # the site's time zone (IANA name): local times in reports
 
 
 class FusionService:
