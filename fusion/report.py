@@ -47,7 +47,12 @@ matplotlib.rcParams["pdf.fonttype"] = 42
 ROWS_PER_PDF_PAGE = 80
 LINES_PER_TEXT_PAGE = 70
 PDF_LINE_CHARS = 105
-PDF_TABLE_CHARS = 140      # monospaced 6.5 pt across an A4 page
+PDF_TABLE_CHARS = 150         # monospaced TABLE_FONT_PT across an A4 page
+TABLE_FONT_PT = 6.0
+TEXT_FONT_PT = 8.0
+MIN_LAST_COLUMN_CHARS = 30    # narrower than this, a table's last column goes on lines of its own
+CONTINUED = "    ... "
+FIGURES_BEFORE = "residuals"   # HTML: the figures after the tables an officer needs, before the analyst's
 
 
 @dataclasses.dataclass
@@ -163,8 +168,8 @@ def render_html(data: ReportData, out: pathlib.Path) -> None:
              "padding-left:8px}section.human{border-left:4px solid #c63;padding-left:8px}</style></head><body>",
              f"<h1>{html.escape(data.title)}</h1><ul class='summary'>",
              *(f"<li>{html.escape(line)}</li>" for line in rc.summary_lines(data)), "</ul>"]
-    for k, (title, cls, header, rows, note) in enumerate(sections(data)):
-        if k == 4:   # after the tables an officer needs, before the analyst's: the figures
+    for title, cls, header, rows, note in sections(data):
+        if cls == FIGURES_BEFORE:
             parts += _html_figures(data)
         parts.append(f"<section class='{cls}'><h2>{html.escape(title)}</h2>")
         parts.append(f"<p class='note'>{html.escape(note)}</p>" if note else "")
@@ -184,25 +189,31 @@ def _text_pages(title: str, lines: list[str], wrap: bool = True) -> list[Figure]
     for start in range(0, max(len(lines), 1), per_page):
         fig = Figure(figsize=PAGE_SIZE_IN, dpi=FIG_DPI)
         fig.text(0.06, 0.95, title if start == 0 else f"{title} (continued)", fontsize=13, weight="bold", va="top")
-        fig.text(0.06 if wrap else 0.04, 0.91, "\n".join(lines[start:start + per_page]), fontsize=8 if wrap else 6.5,
-                 va="top", family="monospace")
+        fig.text(0.06 if wrap else 0.04, 0.91, "\n".join(lines[start:start + per_page]),
+                 fontsize=TEXT_FONT_PT if wrap else TABLE_FONT_PT, va="top", family="monospace")
         pages.append(fig)
     return pages
 
 
 def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
     """A table as aligned monospaced lines (matplotlib's table artist is slow to lay out at this size);
-    a last column too wide for the page (a reviewer's reason) wraps onto lines of its own."""
+    a last column too wide for the page (a reviewer's reason, a link) wraps, on lines of its own if
+    the others leave it too little room."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     indent = sum(w + 2 for w in widths[:-1])
-    widths[-1] = max(len(header[-1]), min(widths[-1], PDF_TABLE_CHARS - indent))
+    below = PDF_TABLE_CHARS - indent < min(widths[-1], MIN_LAST_COLUMN_CHARS)
+    if below:
+        indent = len(CONTINUED)
+    room = max(PDF_TABLE_CHARS - indent, MIN_LAST_COLUMN_CHARS)
 
-    def lines(cells):
-        last = textwrap.wrap(str(cells[-1]), widths[-1]) or [""]
-        first = "  ".join(str(c).ljust(w) for c, w in zip(cells[:-1], widths)) + "  " + last[0]
-        return [first.rstrip(), *(" " * indent + more for more in last[1:])]
+    def lines(cells, rule=False):
+        first = "  ".join(str(c).ljust(w) for c, w in zip(cells[:-1], widths))
+        last = [str(cells[-1])[:room]] if rule else (textwrap.wrap(str(cells[-1]), room) or [""])
+        if below:
+            return [first.rstrip(), *(CONTINUED + more for more in last)]
+        return [(first + "  " + last[0]).rstrip(), *(" " * indent + more for more in last[1:])]
 
-    out = lines(header) + lines(["-" * w for w in widths])
+    out = lines(header) + lines(["-" * w for w in widths], rule=True)
     for row in rows:
         out += lines(row)
     return out
@@ -212,14 +223,16 @@ def _section_lines(data: ReportData, wanted: tuple[str, ...]) -> list[str]:
     lines: list[str] = []
     for title, cls, header, rows, note in sections(data):
         if cls in wanted:
-            lines += ["", f"{title}:"] + ([note] if note else []) + (_table_lines(header, rows) if rows else [])
+            lines += ["", f"{title}:", *textwrap.wrap(note, PDF_TABLE_CHARS)] + (_table_lines(header, rows) if rows else [])
     return lines
 
 
 def render_pdf(data: ReportData, out: pathlib.Path) -> None:
-    """Write the report as a PDF: summary and shots, map, waveforms, picks, sensors and residuals,
-    machine and people, pulses, revisions and hashes."""
-    pages = _text_pages(data.title, rc.summary_lines(data) + _section_lines(data, ("shots", "cameras", "casings")))
+    """Write the report as a PDF: summary; shots, cameras and casings; map, waveforms, picks; sensors and
+    residuals; machine and people; pulses; revisions and hashes."""
+    pages = _text_pages(data.title, rc.summary_lines(data))
+    pages += _text_pages("Shots in discharge order, cameras to pull, casing search area",
+                         _section_lines(data, ("shots", "cameras", "casings")), wrap=False)
     pages.append(map_figure(data))
     wave = waveform_figure(data)
     if wave is not None:

@@ -29,7 +29,7 @@ PULSE_HEADER = ["sensor", "arrival (UTC)", "timing source", "uncertainty", "node
                 "reason", "SHA-256 (first 16)"]
 REVISION_HEADER = ["revision", "status", "stored at (UTC)", "radius 95% (m)", "rounds", "sensors"]
 SENSOR_HEADER = ["sensor", "position", "where the position came from", "heard", "residual RMS (ms)"]
-CAMERA_HEADER = ["camera", "distance (m)", "bearing of the shot (deg)", "pull video from", "to", "link"]
+CAMERA_HEADER = ["camera", "distance (m)", "bearing (deg)", "pull video from", "to", "link"]
 CASING_HEADER = ["shot", "search centre", "radius (m)", "of which ejection (m)", "area (m2)"]
 
 
@@ -63,19 +63,23 @@ class Clock:
     def utc(self, t_ns: int) -> str:
         return self._stamp(t_ns, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + f".{t_ns % NS_PER_S // 1000:06d} UTC"
 
-    def local(self, t_ns: int) -> str:
-        """Local date and time to the ms, with the zone's abbreviation and UTC offset; "" without a zone."""
+    def local(self, t_ns: int, offset: bool = True) -> str:
+        """Local date and time to the ms, with the zone's abbreviation (and UTC offset); "" without a zone."""
         if self._tz is None:
             return ""
         stamp = self._stamp(t_ns, self._tz)
-        return stamp.strftime("%Y-%m-%d %H:%M:%S") + f".{t_ns % NS_PER_S // NS_PER_MS:03d} {stamp.strftime('%Z (UTC%z)')}"
+        zone = stamp.strftime("%Z (UTC%z)" if offset else "%Z")
+        return stamp.strftime("%Y-%m-%d %H:%M:%S") + f".{t_ns % NS_PER_S // NS_PER_MS:03d} {zone}"
 
     def when(self, t_ns: int) -> str:
-        """UTC to the ms, and the local time beside it (to the second, its zone's abbreviation) when the zone is known."""
+        """UTC to the ms and, when the zone is known, the local time beside it to the second with its zone's
+        abbreviation (and its date when that differs from the UTC date)."""
         utc = self.utc(t_ns)[:-len("000 UTC")] + " UTC"
         if self._tz is None:
             return utc
-        return f"{utc} / {self._stamp(t_ns, self._tz).strftime('%Y-%m-%d %H:%M:%S %Z')}"
+        local = self._stamp(t_ns, self._tz)
+        same_day = local.date() == self._stamp(t_ns, dt.timezone.utc).date()
+        return f"{utc} ({local.strftime('%H:%M:%S %Z' if same_day else '%Y-%m-%d %H:%M:%S %Z')})"
 
     def zone_line(self) -> str:
         if self._tz is None:
@@ -119,7 +123,8 @@ def shots_in_order(data) -> list[dict]:
 
 def shot_rows(data) -> list[list[str]]:
     """Shots in discharge order: #, time (UTC, local), position, 95% radius and ellipse, shooter, sensors."""
-    return [[str(i), data.clock.utc(s["t_ns"]), data.clock.local(s["t_ns"]) or "-", position_text(s), radius_text(s),
+    return [[str(i), data.clock.utc(s["t_ns"]), data.clock.local(s["t_ns"], offset=False) or "-", position_text(s),
+             radius_text(s),
              ellipse_text(s), str(s.get("shooter", 0)), str(len(s.get("sensors", [])))]
             for i, s in enumerate(shots_in_order(data), 1)]
 

@@ -25,9 +25,9 @@ from typing import Callable
 from fusion.server import audit
 
 HUMAN_SUBJECT = "incident/{}"       # the console's subject for an incident (fusion.console.reviews)
-MACHINE_HEADER = ["audit entry", "when", "actor", "revision", "status", "class", "rounds", "position",
-                  "95% radius (m)", "entry hash (first 16)"]
-HUMAN_HEADER = ["audit entry", "when", "who", "role", "action", "value", "on revision", "why"]
+MACHINE_HEADER = ["entry", "when", "actor", "revision", "status", "class", "rounds", "position", "radius 95% m",
+                  "entry hash"]
+HUMAN_HEADER = ["entry", "when", "who", "role", "action", "value", "on revision", "why"]
 HASH_SHOWN_CHARS = 16
 NO_ENTRY = "none (stored without an audit log)"
 

@@ -64,9 +64,8 @@ def test_pdf_report_of_a_pittsburgh_test(reported):
     assert main(["report", final.incident["incident"], "--db", str(db), "--out", str(out)]) == 0
     reader = pypdf.PdfReader(out)
     assert len(reader.pages) >= 4
-    first = reader.pages[0].extract_text()
-    assert final.incident["incident"] in first and "Shots in discharge order" in first
     texts = [page.extract_text() for page in reader.pages]
+    assert final.incident["incident"] in texts[0] and "Shots in discharge order" in texts[1]
     assert all(c["sha256"] in texts[-1] for c in clips)
     # In order: the map, the waveforms, the picks close up, ..., the pulses.
     order = [next(i for i, text in enumerate(texts) if title in text) for title in (

@@ -138,9 +138,10 @@ def run(pittsburgh, tmp_path_factory):
             "quiet_xyz": quiet_xyz, "registry_sha": hashlib.sha256(site.registry_path.read_bytes()).hexdigest()}
 
 
-def _local(t_ns: int) -> str:
+def _local(t_ns: int, offset: bool = True) -> str:
     stamp = dt.datetime.fromtimestamp(t_ns // 10**9, tz=zoneinfo.ZoneInfo(ZONE))
-    return stamp.strftime("%Y-%m-%d %H:%M:%S") + f".{t_ns % 10**9 // 10**6:03d} {stamp.strftime('%Z (UTC%z)')}"
+    zone = stamp.strftime("%Z (UTC%z)" if offset else "%Z")
+    return stamp.strftime("%Y-%m-%d %H:%M:%S") + f".{t_ns % 10**9 // 10**6:03d} {zone}"
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,7 @@ def test_times_radius_registry_and_signatures(run, expected, html_page):
     shots = html_page.tables["shots"][1:]
     assert len(shots) == inc["rounds"] >= 1
     for row, shot in zip(shots, _shots(inc)):
-        assert row[2] == _local(shot["t_ns"])
+        assert row[2] == _local(shot["t_ns"], offset=False)
         assert row[4] == f"{shot['err_m']:.1f} m (95%)" and row[5].endswith("(95%)")
         assert row[5].startswith(f"{shot['ellipse']['semi_major_m']:.1f} x {shot['ellipse']['semi_minor_m']:.1f} m")
     assert f"SHA-256 {run['registry_sha']}" in text
@@ -239,7 +240,7 @@ def test_cameras_and_casings(run, html_page):
     (cam,) = html_page.tables["cameras"][1:]
     assert cam[0] == "cam-kerb" and cam[5] == "rtsp://cams.example/kerb"
     (seen,) = inc["cameras"]
-    assert cam[1] == f"{seen['distance_m']:.0f}" and " UTC / " in cam[3] and ("EST" in cam[3] or "EDT" in cam[3])
+    assert cam[1] == f"{seen['distance_m']:.0f}" and cam[3] == _when(seen["pull_from_ns"]) and cam[4] == _when(seen["pull_to_ns"])
     rows = html_page.tables["casings"][1:]
     assert [int(r[0]) for r in rows] == list(range(1, inc["rounds"] + 1))
     for row, shot in zip(rows, _shots(inc)):
@@ -263,9 +264,11 @@ def test_machine_and_people_are_apart_with_who_when_why(run, expected, html_page
 
 
 def _when(t_ns: int) -> str:
-    utc = dt.datetime.fromtimestamp(t_ns // 10**9, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    local = dt.datetime.fromtimestamp(t_ns // 10**9, tz=zoneinfo.ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:%M:%S %Z")
-    return f"{utc}.{t_ns % 10**9 // 10**6:03d} UTC / {local}"
+    """UTC to the ms, the local time beside it (its date too when not the UTC date)."""
+    utc = dt.datetime.fromtimestamp(t_ns // 10**9, tz=dt.timezone.utc)
+    local = dt.datetime.fromtimestamp(t_ns // 10**9, tz=zoneinfo.ZoneInfo(ZONE))
+    day = "" if local.date() == utc.date() else local.strftime("%Y-%m-%d ")
+    return f"{utc:%Y-%m-%d %H:%M:%S}.{t_ns % 10**9 // 10**6:03d} UTC ({day}{local:%H:%M:%S %Z})"
 
 
 @pytest.mark.slow
