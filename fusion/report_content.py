@@ -26,7 +26,7 @@ TIMING_TEXT = {"pps-audio": "PPS (in the audio)", "pps-kernel": "PPS (kernel)", 
 
 SHOT_HEADER = ["#", "discharge time (UTC)", "local time", "position", "radius 95% (m)", "ellipse 95%", "shooter", "sensors"]
 PULSE_HEADER = ["sensor", "arrival (UTC)", "timing source", "uncertainty", "node's timing state", "SNR (dB)", "used",
-                "reason", "SHA-256 (first 16)"]
+                "SHA-256 (first 16)", "reason"]
 REVISION_HEADER = ["revision", "status", "stored at (UTC)", "radius 95% (m)", "rounds", "sensors"]
 SENSOR_HEADER = ["sensor", "position", "where the position came from", "heard", "residual RMS (ms)"]
 CAMERA_HEADER = ["camera", "distance (m)", "bearing (deg)", "pull video from", "to", "link"]
@@ -154,8 +154,8 @@ def pulse_rows(data) -> list[list[str]]:
         # Time of day only: the date is in the summary, and the table must fit a page.
         rows.append([node, data.clock.utc(p["t_ns"])[len("YYYY-MM-DD "):], TIMING_TEXT.get(p.get("timing"), str(p.get("timing"))),
                      unc_text(p.get("t_unc_ns")), timing_state(data, node, p["t_ns"]),
-                     "" if snr is None else f"{float(snr):.1f}", "yes" if p["used"] else "no", p["reason"],
-                     p["sha256"][:HASH_SHOWN_CHARS]])
+                     "" if snr is None else f"{float(snr):.1f}", "yes" if p["used"] else "no",
+                     p["sha256"][:HASH_SHOWN_CHARS], p["reason"]])
     return rows
 
 

@@ -48,7 +48,7 @@ def test_html_report_of_a_pittsburgh_test(reported):
     # echoes farther out (a stray noise pulse seconds away from every shot is not evidence of it).
     assert len(pulses) == len(final.used) + len(final.rejected) >= MIN_EVIDENCE_SHARE * len(site.pulses)
     used = [r for r in pulses if r[6] == "yes"]
-    assert len(used) >= 4 * site.rounds and any(r[6] == "no" and ("echo" in r[7] or "noise" in r[7]) for r in pulses)
+    assert len(used) >= 4 * site.rounds and any(r[6] == "no" and ("echo" in r[8] or "noise" in r[8]) for r in pulses)
     assert f"temperature {site.temperature_c:.1f} C" in text
     assert "earwitness 0.1.0" in text
     for clip in clips:
