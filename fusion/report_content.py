@@ -196,10 +196,13 @@ def camera_rows(data) -> list[list[str]]:
 
 
 def camera_note(data) -> str:
+    """Above the cameras table.  The server lists no camera both without a camera registry and when none of
+    its cameras sees the position: the incident does not tell the two apart, and neither does this."""
     if "cameras" not in data.incident:
-        return "No camera registry is configured for this site (cameras in fusion.toml): no cameras to pull."
+        return "Cameras to pull: not computed for this incident (stored before the server listed cameras)."
     if not data.incident["cameras"]:
-        return "Cameras: none in the camera registry sees the located position."
+        return ("No camera to pull: no camera registry is configured (cameras in fusion.toml), or none of its cameras "
+                "sees the located position.")
     return "Cameras to pull video from (those of the camera registry that see the located position):"
 
 
