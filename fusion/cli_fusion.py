@@ -23,6 +23,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # cameras = "cameras.csv"             # camera,lat,lon[,heading_deg,fov_deg,range_m,url]: alerts list those that see
     # buildings = "buildings.geojson"     # footprints that block a camera's view (fusion.forensics.cameras)
     # signing_key = "fusion.key"          # the server's Ed25519 key (default fusion.key beside this file)
+    # timezone = "America/New_York"       # the site's time zone (IANA): reports show local time beside UTC
     # [tls]
     # ca = "ca.pem"; cert = "fusion.pem"; key = "fusion-tls.key"
     # [console]                           # the operator console (fusion.console); users: `earwitness console adduser`
@@ -71,7 +72,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
     "cameras": ((str,), False), "buildings": ((str,), False), "signing_key": ((str,), False),
-    "console": ((dict,), False),
+    "console": ((dict,), False), "timezone": ((str,), False),
 }
 DEFAULT_SIGNING_KEY = "fusion.key"
 
@@ -179,6 +180,18 @@ def _check(path: pathlib.Path, data: dict) -> None:
         raise UserError(f"{path}: need workers >= 1 and 0 <= worker_index < workers")
     if data.get("cell_m", 1.0) <= 0 or data.get("halo_m", 0.0) < 0:
         raise UserError(f"{path}: need cell_m > 0 and halo_m >= 0")
+    _check_zone(path, data.get("timezone"))
+
+
+def _check_zone(path: pathlib.Path, zone: str | None) -> None:
+    """timezone = an IANA name this machine knows (the reports' local time)."""
+    from fusion.report_content import check_zone
+
+    if zone is not None:
+        try:
+            check_zone(zone)
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
 
 
 def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:

@@ -7,10 +7,12 @@ arrival order.  Nothing of the data is copied into the repository.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -127,3 +129,33 @@ class EvidenceNodes:
 
     def close(self):
         self.c.close()
+
+
+def final_with_clips(store, clips: int) -> dict | None:
+    """The first final incident of ``store`` once it holds ``clips`` clips, else None."""
+    done = [i for i in store.incidents() if i["status"] == "final"]
+    return done[0] if done and len(store.clips(done[0]["incident"])) == clips else None
+
+
+@contextlib.contextmanager
+def fusion_run(work: pathlib.Path, site: Site, site_name: str, client_id: str, extra: str = "", wait_s: float = 120.0):
+    """A real mosquitto, the stand-in evidence nodes and the real `earwitness fusion` process (config in
+    ``work``, database ``work/fusion.db``), running: yields (broker URL, its log, the database, the config);
+    stopped by SIGTERM after, which must end it cleanly."""
+    from simulator.broker import Mosquitto, wait_until
+
+    broker = Mosquitto(work / "mosquitto").start()
+    nodes = EvidenceNodes(broker.url, site, site_name)
+    config = write_fusion_config(work / "fusion.toml", site_name, broker.url, site.registry_path, client_id,
+                                 site.temperature_c, extra=extra)
+    log = work / "fusion.log"
+    proc = fusion_process(config, log)
+    try:
+        assert wait_until(lambda: "running" in log.read_text(), wait_s), log.read_text()
+        yield broker.url, log, work / "fusion.db", config
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        nodes.close()
+        broker.stop()
+    assert code == 0, log.read_text()

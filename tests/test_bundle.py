@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import zipfile
 
 import nacl.signing
@@ -17,8 +16,8 @@ import pytest
 from earwitness.cli import main
 from fusion.server.audit import AuditLog
 from fusion.server.store import Store
-from fusion_site import EvidenceNodes, build_site, fusion_process, write_fusion_config
-from simulator.broker import Mosquitto, publish_all, wait_until
+from fusion_site import build_site, final_with_clips, fusion_run
+from simulator.broker import publish_all, wait_until
 
 SITE = "pgh"
 WAIT_S = 90.0
@@ -30,28 +29,11 @@ def run(pittsburgh, tmp_path_factory):
     """A real server run to a final incident with its clips; yields (folder, database, incident id)."""
     work = tmp_path_factory.mktemp("bundle")
     site = build_site(pittsburgh[0], work / "site")
-    broker = Mosquitto(work / "mosquitto").start()
-    nodes = EvidenceNodes(broker.url, site, SITE)
-    config = write_fusion_config(work / "fusion.toml", SITE, broker.url, site.registry_path, "fusion-bundle",
-                                 site.temperature_c)
-    log = work / "fusion.log"
-    proc = fusion_process(config, log)
-    db = work / "fusion.db"
-    try:
-        assert wait_until(lambda: "running" in log.read_text(), WAIT_S), log.read_text()
-        publish_all(broker.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+    with fusion_run(work, site, SITE, "fusion-bundle", wait_s=WAIT_S) as (url, log, db, _):
+        publish_all(url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
         with Store(db) as store:
-            def final_with_clips():
-                done = [i for i in store.incidents() if i["status"] == "final"]
-                return done and len(store.clips(done[0]["incident"])) == len(site.wavs)
-            assert wait_until(final_with_clips, WAIT_S), log.read_text()
-            incident = next(i for i in store.incidents() if i["status"] == "final")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        nodes.close()
-        broker.stop()
-    assert code == 0, log.read_text()
+            assert wait_until(lambda: final_with_clips(store, len(site.wavs)), WAIT_S), log.read_text()
+            incident = final_with_clips(store, len(site.wavs))
     assert "made one (public key" in log.read_text()   # the key made at first start, said in one line
     yield work, db, incident
 

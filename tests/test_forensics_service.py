@@ -63,4 +63,4 @@ def test_alerts_list_cameras_casings_and_cue_the_camera(pittsburgh, mosquitto, t
         stored = store.incident(final["incident"])
         assert stored["cameras"] == final["cameras"]
         page = write_report(store, final["incident"], tmp_path / "report.html").read_text()
-    assert "Camera looking:" in page and "Casings, shot 1: search within" in page and "911 calls matched: none" in page
+    assert "<td>looking</td>" in page and "Where to search for casings, per shot" in page and "911 calls matched: none" in page

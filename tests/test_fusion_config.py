@@ -28,6 +28,8 @@ def registry(tmp_path):
     ('site = "s"\nbroker = "mqtt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "cannot reach the broker"),
     ('site = [\n', "not valid TOML"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmax_range_m = 0\n', "max_range_m must be"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntimezone = "Mars/Olympus"\n',
+     "timezone 'Mars/Olympus' is not a known IANA time zone name"),
 ])
 def test_bad_config_is_one_line(tmp_path, registry, capsys, text, message):
     config = tmp_path / "fusion.toml"
@@ -46,6 +48,7 @@ def test_bad_config_is_one_line(tmp_path, registry, capsys, text, message):
     ('[[node]]\nid = "a"\npublic_key = "' + KEY + '"\nx = 1.0\ny = 1.0\n[[node]]\nid = "b"\npublic_key = "' + KEY
      + '"\nlat = 1.0\nlon = 1.0\n', "mixes local"),
     ("", "no [[node]] entries"),
+    ('[[node]]\nid = "a"\npublic_key = "' + KEY + '"\nx = 1.0\ny = 1.0\nsurvey = 3\n', "survey must be a string"),
 ])
 def test_bad_registry(tmp_path, nodes, message):
     path = tmp_path / "nodes.toml"

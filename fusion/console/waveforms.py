@@ -21,6 +21,8 @@ import math
 import numpy as np
 import soundfile
 
+from fusion.waveforms import min_max_envelope
+
 MS_PER_S = 1000.0
 NS_PER_MS = 1_000_000
 # The zoom round each pick: enough for the onset and the first echo of a nearby wall.
@@ -140,18 +142,6 @@ def _plot(t_ms: np.ndarray, fs: np.ndarray, picks: list[dict], first_ns: int, fr
         if lo <= at_ms <= hi:
             marks.append({"x": axis.x(at_ms), "used": bool(p.get("used")), "label": f"{_label(at_ms)} ms"})
     return Plot(axis, points, marks, title)
-
-
-def min_max_envelope(t: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max per bucket, interleaved: looks like the full trace at screen or page resolution with
-    far fewer points (a 10 s clip is 120,000 samples); short traces as they are."""
-    per = len(y) // buckets
-    if per < 2:
-        return t, y
-    n = per * buckets
-    yb = y[:n].reshape(buckets, per)
-    tb = t[:n].reshape(buckets, per)[:, 0]
-    return np.repeat(tb, 2), np.column_stack([yb.min(axis=1), yb.max(axis=1)]).ravel()
 
 
 def _nice_ceiling(value: float) -> float:

@@ -74,12 +74,12 @@ def bundle_files(store: Store, incident_id: str, signing_key: nacl.signing.Signi
         raise BundleError(f"no incident {incident_id!r} in the store")
     log = audit.AuditLog(store)
     entries = log.entries(subject=incident_id)
-    registry_entry = _registry_entry(log, entries)
+    entered = registry_entry(log, entries)
     files: dict[str, bytes] = {
         "revisions.json": _json([{"revision": r.revision, "status": r.status, "body": r.body, "meta": r.meta,
                                   "created_ns": r.created_ns} for r in rows]),
-        "registry.toml": registry_entry["body"]["text"].encode("utf-8"),
-        "audit.json": _json([registry_entry, *entries]),
+        "registry.toml": entered["body"]["text"].encode("utf-8"),
+        "audit.json": _json([entered, *entries]),
     }
     index = []
     for i, p in enumerate(store.incident_pulses(incident_id), 1):
@@ -108,7 +108,7 @@ def bundle_files(store: Store, incident_id: str, signing_key: nacl.signing.Signi
     return files
 
 
-def _registry_entry(log: audit.AuditLog, entries: list[dict]) -> dict:
+def registry_entry(log: audit.AuditLog, entries: list[dict]) -> dict:
     """The registry entered last before the incident's first revision entry (else the last one)."""
     first = min((e["seq"] for e in entries), default=math.inf)
     found = log.entries(action=audit.REGISTRY)

@@ -9,6 +9,7 @@
     y = -40.0
     z = 12.0
     # ... or lat = 40.44, lon = -79.99, alt = 260.0 (WGS84); one frame for the whole site
+    survey = "RTK GNSS, city survey 2026-03-14"   # optional: where the position came from (the report shows it)
     # A replaced node (new hardware, new key): its former key verifies only what it signed
     # before the replacement (stored pulses, evidence), never anything newer.
     retired_keys = [{ public_key = "9f00...", until = 2026-12-01T09:00:00Z }]
@@ -39,7 +40,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 LOCAL_KEYS = ("x", "y", "z")
 WGS84_KEYS = ("lat", "lon", "alt")
-NODE_KEYS = {"id", "public_key", "retired_keys", *LOCAL_KEYS, *WGS84_KEYS}
+NODE_KEYS = {"id", "public_key", "retired_keys", "survey", *LOCAL_KEYS, *WGS84_KEYS}
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _NS_PER_US = 1000
 
@@ -86,6 +87,8 @@ def registry_from_nodes(nodes: list[dict], where: str = "registry") -> Registry:
         if frame is not None and this_frame is not frame:
             raise RegistryError(f"{here}: mixes local x/y/z and WGS84 lat/lon/alt positions")
         frame = this_frame
+        if not isinstance(node.get("survey", ""), str):
+            raise RegistryError(f"{here} ({name}): survey must be a string (where the position came from)")
         pos = {}
         for key in this_frame:
             value = node.get(key, 0.0 if key in ("z", "alt") else None)

@@ -102,6 +102,7 @@ class FusionConfig:
     console: object | None = None             # [console]'s settings (fusion.console.settings.ConsoleSettings)
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
     signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
+    timezone: str | None = None               # the site's time zone (IANA name): local times in reports
 
 
 class FusionService:
