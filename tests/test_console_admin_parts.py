@@ -20,11 +20,13 @@ from fusion.console.accounts import AccountError, Accounts
 from fusion.console.reviews import Reviews
 from fusion.console.sessions import Sessions
 from fusion.server.audit import AuditLog
+from fusion.server.registry import load_registry, write_registry
 from fusion.server.store import Store
 from fusion_db import database
 
 KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
-IDLE_S = 1.0
+# Long against a loaded machine's query time (a session used every IDLE_S / 2 must live on), short for a test.
+IDLE_S = 3.0
 COMMAND_TIMEOUT_S = 120
 
 
@@ -39,6 +41,7 @@ def test_matrix_gives_each_role_what_the_issue_says():
     assert not roles.may("boss", roles.LIVE) and not roles.may(None, roles.LIVE)
 
 
+@pytest.mark.slow   # idles the sessions for 9 s
 @pytest.mark.parametrize("kind", KINDS)
 def test_sessions_end_at_logout_disable_and_idle(kind, tmp_path):
     with database(kind, tmp_path) as (url, schema), Store(url, schema=schema) as store:
@@ -282,8 +285,10 @@ def test_every_route_names_its_permission(tmp_path):
 
     from fusion.console.app import console_app
 
+    nodes = {"s1": ("ab" * 32, {"x": 0.0, "y": 0.0, "z": 0.0}), "s2": ("cd" * 32, {"x": 100.0, "y": 0.0, "z": 0.0})}
+    registry = load_registry(write_registry(tmp_path / "nodes.toml", nodes))
     with Store(tmp_path / "fusion.db") as store:
-        app = console_app(store, None, None, secret=b"k" * 32)
+        app = console_app(store, registry, None, secret=b"k" * 32)
     needed = {(r.path, tuple(sorted(r.methods))): getattr(r.endpoint, "permission", "unguarded")
               for r in app.routes if isinstance(r, Route)}
     open_to_all = {("/login", ("GET", "HEAD")): "unguarded", ("/login", ("POST",)): "unguarded"}

@@ -147,11 +147,11 @@ def test_console_areas_in_the_fusion_config(tmp_path):
     base = 'site = "s"\nbroker = "mqtt://127.0.0.1:1"\nregistry = "nodes.toml"\n[console]\nlisten = "127.0.0.1:8080"\n'
     path = tmp_path / "fusion.toml"
     path.write_text(base + 'areas = "areas.geojson"\n')
-    assert load_config(path).console_areas == tmp_path / "areas.geojson"
+    assert load_config(path).console.areas == tmp_path / "areas.geojson"
     path.write_text(base)
-    assert load_config(path).console_areas is None
+    assert load_config(path).console.areas is None
     path.write_text(base + 'area = "typo.geojson"\n')
-    with pytest.raises(UserError, match=r'\[console\] takes listen = "HOST:PORT" and, optionally, areas'):
+    with pytest.raises(UserError, match=r"\[console\] unknown setting\(s\) area; it takes listen, .*areas"):
         load_config(path)
 
 
