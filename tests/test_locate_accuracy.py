@@ -27,9 +27,12 @@ SCENES = 40
 # 0.89). Bounds a little below guard against regressions; issue 14's targets (rounds located >= 0.98,
 # rounds exact >= 0.95, sharpness <= 2.5) are not reached yet; coverage (0.93-0.98) is. With burst
 # completion on by default (echo sets kept out by their levels, station terms) and a sensor's hearing
-# marginalised once per burst: the same.
+# marginalised once per burst: the same. With association's small-array rule counting the stretch's
+# sensors (a chunk's leftover echoes made false shots): rounds located 0.961 (a round only that rule
+# kept in a later chunk is now left to burst completion), rounds exact 0.925, within 25 m 0.975,
+# median 2.23 m, coverage 0.992, sharpness 3.03.
 MIN_ROUNDS_LOCATED = 0.95
-MIN_ROUNDS_EXACT = 0.87
+MIN_ROUNDS_EXACT = 0.92
 MIN_WITHIN_25M = 0.95
 MAX_MEDIAN_ERR_M = 2.6
 MIN_ERR_COVERAGE = 0.95
