@@ -495,8 +495,10 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
                      bounds=config.bounds or search_bounds(picks.xy))
     available = np.ones(len(picks), dtype=bool)
     shots: list[Shot] = []
-    # A small array cannot reach significance: then the best set short of one sensor is kept. The
-    # array is the stretch's: a chunk's few leftover pulses (the far sensors' echoes) are no small array.
+    # A small array cannot reach significance (chance_support's count: a Bonferroni-bounded false-alarm
+    # rate, as in CFAR detection): then the best set short of one sensor is kept. The array is the
+    # stretch's: a chunk's few leftover pulses (a widely heard shot's far echoes) are no small array,
+    # and are held to the count; a round among them is the burst model's to find at its shooter's place.
     most = (config.array_sensors or picks.n_sensors()) - 1
     while picks.n_sensors(available) >= config.min_sensors:
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
