@@ -42,6 +42,14 @@ TARGETS = {  # issue 14, "Must show"
     "audio": "rounds located >= 0.85, rounds exact >= 0.85, within 25 m >= 0.95",
     "synthetic": "rounds located >= 0.98, rounds exact >= 0.95; err_m coverage 0.93-0.98, sharpness <= 2.5",
 }
+# Before association's small-array rule counted the stretch's sensors (not a chunk's), 300 scenes, seed 2018:
+# rounds located, rounds exact, tests within 25 m, err_m coverage, sharpness.
+SYNTHETIC_BEFORE = {"default": "0.936, 0.890, 0.960, coverage 0.973, sharpness 2.50",
+                    "--complete-bursts": "0.968, 0.943, 0.960, coverage 0.974, sharpness 2.49"}
+# Failed scenes then, by kind (of 300): the default's, then with --complete-bursts.
+BEFORE_SCENES = 300  # the before figures are of the default run (300 scenes, seed 2018)
+FAILURES_BEFORE = {"": "rounds lost 17, nothing located 11, shot > 25 m off 5, extra round 1",
+                   "with --complete-bursts": "nothing located 11, shot > 25 m off 5, extra round 1"}
 ROWS = (("rounds_located", "rounds located", ".3f"), ("rounds_exact", "rounds exact", ".3f"),
         ("within_25m", "tests within 25 m", ".3f"), ("median_err_m", "median error m", ".2f"),
         ("rms_err_m", "RMS error m", ".2f"), ("err_coverage", "err_m coverage", ".3f"),
@@ -146,11 +154,15 @@ def synthetic(tests, workdir: pathlib.Path) -> None:
     start = time.perf_counter()
     scenes = pl.scenes(tests, SCENES, seed=SEED)
     ours, oracle = pl.cases(scenes, workdir / "synthetic")
+    completed, _ = pl.cases(scenes, workdir / "synthetic-completed", ["--complete-bursts"])
     print(f"\nPittsburgh-like synthetic scenes: {SCENES}, seed {SEED}, layouts of FP1-FP3, 1-5 rounds "
           f"0.2-1.5 s apart, NLOS, echoes, noise, survey error ({time.perf_counter() - start:.0f} s)")
     print(header())
     print(format_row("ours", score(ours)))
+    print(format_row("ours, --complete-bursts", score(completed)))
     print(format_row("oracle (true first arrivals)", score(oracle)))
+    for name, figures in SYNTHETIC_BEFORE.items():
+        print(f"  before ({name}): located, exact, within 25 m {figures}")
     print("(the oracle is given each round's arrivals: its rounds exact is 1 by construction; its err_m is the")
     print(" formal radius from timing noise alone, shown for comparison)")
     print(f"target (issue 14): {TARGETS['synthetic']}")
@@ -166,10 +178,11 @@ def synthetic(tests, workdir: pathlib.Path) -> None:
             print(format_row(f"  {cond} ours", figures))
             print(format_row(f"  {cond} oracle", theirs[cond]))
     failures(ours)
+    failures(completed, "with --complete-bursts")
     one_at_a_time(tests, workdir)
 
 
-def failures(ours) -> None:
+def failures(ours, label: str = "") -> None:
     """Each failed scene once, by what went wrong and how many sensors heard it."""
     from locator_scoring import failure
 
@@ -179,10 +192,12 @@ def failures(ours) -> None:
         if kind:
             table[kind, _band(case.tags["hearing"])] = table.get((kind, _band(case.tags["hearing"])), 0) + 1
     bands = sorted({b for _, b in table})
-    print(f"\n  failed scenes by kind (columns: sensors hearing; of {len(ours)} scenes)")
+    print(f"\n  failed scenes by kind{' ' + label if label else ''} (columns: sensors hearing; of {len(ours)} scenes)")
     print(f"  {'':<20s}" + "".join(f"{b:>8s}" for b in bands))
     for kind in sorted({k for k, _ in table}):
         print(f"  {kind:<20s}" + "".join(f"{table.get((kind, b), 0):>8d}" for b in bands))
+    if label in FAILURES_BEFORE and len(ours) == BEFORE_SCENES:
+        print(f"  before: {FAILURES_BEFORE[label]}")
 
 
 def one_at_a_time(tests, workdir: pathlib.Path) -> None:

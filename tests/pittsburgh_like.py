@@ -268,13 +268,13 @@ def oracle_groups(sc: Scene) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
             for firsts in sc.first_arrivals]
 
 
-def cases(scenes_: list[Scene], workdir: pathlib.Path) -> tuple[list[Case], list[Case]]:
-    """`earwitness locate` on each scene (told the temperature with its error) and the oracle on
-    its true first arrivals, as scored cases tagged with the scene's conditions."""
+def cases(scenes_: list[Scene], workdir: pathlib.Path, args=()) -> tuple[list[Case], list[Case]]:
+    """`earwitness locate` on each scene (told the temperature with its error; ``args``: further CLI
+    arguments) and the oracle on its true first arrivals, as scored cases tagged with the scene's conditions."""
     ours, best = [], []
     for sc in scenes_:
         sensors, pulses = write(sc, workdir / sc.name)
-        extra = ["--temperature-c", f"{sc.temperature_told_c:.2f}"]
+        extra = ["--temperature-c", f"{sc.temperature_told_c:.2f}", *args]
         ours.append(locate_case(sc.name, sensors, pulses, sc.source_m, sc.rounds, extra, sc.tags))
         c = speed_of_sound(sc.temperature_told_c)
         best.append(Case(sc.name, sc.source_m[:2], sc.rounds, oracle.incident(oracle_groups(sc), c), tags=sc.tags))

@@ -27,9 +27,12 @@ SCENES = 40
 # 0.89). Bounds a little below guard against regressions; issue 14's targets (rounds located >= 0.98,
 # rounds exact >= 0.95, sharpness <= 2.5) are not reached yet; coverage (0.93-0.98) is. With burst
 # completion on by default (echo sets kept out by their levels, station terms) and a sensor's hearing
-# marginalised once per burst: the same.
+# marginalised once per burst: the same. With association's small-array rule counting the stretch's
+# sensors (a chunk's leftover echoes made false shots): rounds located 0.961 (a round only that rule
+# kept in a later chunk is now left to burst completion), rounds exact 0.925, within 25 m 0.975,
+# median 2.23 m, coverage 0.992, sharpness 3.03.
 MIN_ROUNDS_LOCATED = 0.95
-MIN_ROUNDS_EXACT = 0.87
+MIN_ROUNDS_EXACT = 0.92
 MIN_WITHIN_25M = 0.95
 MAX_MEDIAN_ERR_M = 2.6
 MIN_ERR_COVERAGE = 0.95
@@ -151,3 +154,25 @@ def test_leave_one_position_out_never_fits_on_the_held_out_position(pittsburgh):
 
     lopo.lopo(pittsburgh, scorer, fit)
     assert seen == {"FP1": ["FP2", "FP3"], "FP2": ["FP1", "FP3"], "FP3": ["FP1", "FP2"]}
+
+
+# Scenes of the 300 (seed 2018) where a widely heard burst left, in the chunk after it, a few far
+# sensors' echoes that association took for a shot 200-700 m off (a chunk's sensors were counted as
+# a small array, where the best set short of one sensor is kept without a significance count).
+LEFTOVER_ECHO_SCENES = (47, 125, 201, 236)
+LEFTOVER_SEED = 2018
+
+
+def test_leftover_echoes_of_a_widely_heard_burst_make_no_false_shot(layouts, tmp_path):
+    logging.getLogger("fusion").setLevel(logging.ERROR)
+    lays = pl.layouts(layouts)
+    names = sorted(lays)
+    scenes = [pl.scene(np.random.default_rng((LEFTOVER_SEED, i)), names[i % len(names)], lays[names[i % len(names)]],
+                       pl.Conditions(), f"scene_{i:04d}") for i in LEFTOVER_ECHO_SCENES]
+    for args in ([], ["--complete-bursts"]):
+        ours, _ = pl.cases(scenes, tmp_path / "-".join(["run", *args]), args)
+        for case in ours:
+            figures = case_figures(case)
+            assert figures["all_err_m"] and max(figures["all_err_m"]) <= 25.0, (case.name, args, figures["all_err_m"])
+            if args:  # completion recovers the rounds association alone misses in these interleaved bursts
+                assert figures["located"] == case.rounds and figures["exact"], case.name

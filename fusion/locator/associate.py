@@ -166,6 +166,9 @@ class SearchConfig:
         Budget of every seed search in steps (MAX_SEED_STEPS).
     dense_work : float
         Budget of a dense input's seed searches in work (DENSE_SEED_WORK).
+    array_sensors : int, optional
+        Sensors of the whole stretch (a chunk of it may hold few): where so few that no set can
+        reach significance by count, the best set short of one sensor is kept. Default: the picks'.
     """
 
     c: float
@@ -179,6 +182,7 @@ class SearchConfig:
     geometry: Geometry = field(default_factory=lambda: SELECTION_GEOMETRY)
     max_steps: int = MAX_SEED_STEPS
     dense_work: float = DENSE_SEED_WORK
+    array_sensors: int | None = None
 
     @property
     def window_s(self) -> float:
@@ -491,8 +495,11 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
                      bounds=config.bounds or search_bounds(picks.xy))
     available = np.ones(len(picks), dtype=bool)
     shots: list[Shot] = []
-    # A small array cannot reach significance: then the best set short of one sensor is kept.
-    most = picks.n_sensors() - 1
+    # A small array cannot reach significance (chance_support's count: a Bonferroni-bounded false-alarm
+    # rate, as in CFAR detection): then the best set short of one sensor is kept. The array is the
+    # stretch's: a chunk's few leftover pulses (a widely heard shot's far echoes) are no small array,
+    # and are held to the count; a round among them is the burst model's to find at its shooter's place.
+    most = (config.array_sensors or picks.n_sensors()) - 1
     while picks.n_sensors(available) >= config.min_sensors:
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
         if prior is not None and config.dense:
