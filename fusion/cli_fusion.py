@@ -3,7 +3,7 @@
 The configuration (TOML; relative paths are relative to the file)::
 
     site = "pgh"                          # topics ew/v1/{site}/...
-    broker = "mqtt://127.0.0.1:1883"      # mqtts:// for TLS
+    broker = "mqtt://127.0.0.1:1883"      # mqtts:// for TLS; a NATS JetStream cluster: "nats://a:4222,nats://b:4222,..."
     registry = "nodes.toml"               # the nodes: id, public key, position
     database = "fusion.db"                # SQLite file, or postgresql://user@host/db
     # schema = "pgh"                      # PostgreSQL schema
@@ -136,12 +136,13 @@ def _read(path: pathlib.Path) -> dict:
 def _check(path: pathlib.Path, data: dict) -> None:
     """The settings' values within their ranges."""
     from fusion.transport.mqttlink import parse_mqtt_url
+    from fusion.transport.natslink import is_nats_url, parse_nats_urls
 
     site = data["site"]
     if not site or any(c in site for c in "/+#"):
         raise UserError(f"{path}: site must be a non-empty name without / + #")
     try:
-        parse_mqtt_url(data["broker"])
+        parse_nats_urls(data["broker"]) if is_nats_url(data["broker"]) else parse_mqtt_url(data["broker"])
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
     if data.get("mode", "2d") not in MODES:
@@ -181,12 +182,12 @@ def run(args) -> int:
     from fusion.forensics.geojson import GeoJSONError
     from fusion.server.audit import SigningKeyError
     from fusion.server.registry import RegistryError
-    from fusion.transport import mqtt_service
+    from fusion.transport import fusion_service
 
     mask_logging(args.log_level, LOG_FORMAT)
     config = load_config(args.config)
     try:
-        service = mqtt_service(config)
+        service = fusion_service(config)
     except (RegistryError, CamerasError, GeoJSONError) as exc:
         raise UserError(str(exc)) from None
     except (ValueError, sa.exc.SQLAlchemyError) as exc:
