@@ -8,7 +8,8 @@ The configuration (TOML; relative paths are relative to the file)::
     database = "fusion.db"                # SQLite file, or postgresql://user@host/db
     # schema = "pgh"                      # PostgreSQL schema
     # client_id = "fusion-pgh-1"          # stable: the broker keeps this session's messages
-    # workers = 2; worker_index = 0       # several workers share the site (fusion.server.partition)
+    # workers = 2; worker_index = 0       # several workers share the site (fusion.server.partition); on
+    #                                     # PostgreSQL each slot is leased and a dead worker's slot taken over
     # shared_group = "fusion"             # their MQTT v5 shared subscription (default "fusion")
     # cell_m = 4000.0; halo_m = 2500.0    # spatial cells each owned by one worker, and their halo
     # temperature_c = 4.0                 # else the locator estimates the speed of sound
@@ -186,6 +187,8 @@ def run(args) -> int:
 
     mask_logging(args.log_level, LOG_FORMAT)
     config = load_config(args.config)
+    if config.workers > 1 and config.database.startswith(("postgresql://", "postgres://")):
+        return _run_slots(config)
     try:
         service = fusion_service(config)
     except (RegistryError, CamerasError, GeoJSONError) as exc:
@@ -215,6 +218,34 @@ def run(args) -> int:
     counts = dict(service.ingest.rejected)
     logging.getLogger("fusion").info("stopped: %d pulses accepted, rejected %s, %d alerts",
                                      service.ingest.accepted, counts, service.alerts_published)
+    return 0
+
+
+def _run_slots(config) -> int:
+    """Several workers on one PostgreSQL store: run the slots this process holds the lease of, and
+    take over those of workers that died (:mod:`fusion.transport.slots`)."""
+    import sqlalchemy as sa
+
+    from fusion.server.registry import RegistryError
+    from fusion.transport.slots import SlotRunner
+
+    try:
+        runner = SlotRunner(config).start()
+    except RegistryError as exc:
+        raise UserError(str(exc)) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
+    except (OSError, ConnectionError) as exc:
+        raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    logging.getLogger("fusion").info("fusion server for site %s running: slot(s) %s of %d", config.site,
+                                     sorted(runner.services), config.workers)
+    while not done.wait(SIGNAL_POLL_S):
+        pass
+    runner.stop()
+    logging.getLogger("fusion").info("stopped: %d slot(s) taken over", runner.takeovers)
     return 0
 
 

@@ -173,28 +173,27 @@ def read_stream(url: str, stream: str, timeout_s: float = READ_TIMEOUT_S) -> lis
     import nats
     import nats.errors
 
+    async def read_once(js) -> list[tuple[str, bytes, int]]:
+        total = (await js.stream_info(stream)).state.messages
+        sub = await js.pull_subscribe("", stream=stream)
+        out: list[tuple[str, bytes, int]] = []
+        while len(out) < total:
+            msgs = await sub.fetch(min(READ_BATCH, total - len(out)), timeout=timeout_s)
+            out += [(m.subject, m.data, int(m.metadata.timestamp.timestamp() * 1e9)) for m in msgs]
+        await sub.unsubscribe()
+        return out
+
     async def read() -> list[tuple[str, bytes, int]]:
         nc = await nats.connect(servers=url.split(","), connect_timeout=timeout_s, error_cb=_quiet)
         try:
             js = nc.jetstream(timeout=timeout_s)
             for attempt in range(READ_ATTEMPTS):   # the stream may be electing a leader after a kill
                 try:
-                    total = (await js.stream_info(stream)).state.messages
-                    break
+                    return await read_once(js)
                 except nats.errors.TimeoutError:
                     if attempt == READ_ATTEMPTS - 1:
                         raise
-            sub = await js.pull_subscribe("", stream=stream)
-            out: list[tuple[str, bytes, int]] = []
-            while len(out) < total:
-                try:
-                    msgs = await sub.fetch(READ_BATCH, timeout=timeout_s)
-                except nats.errors.TimeoutError:
-                    break
-                for m in msgs:
-                    out.append((m.subject, m.data, int(m.metadata.timestamp.timestamp() * 1e9)))
-                    await m.ack()
-            return out
+            return []
         finally:
             await nc.close()
 

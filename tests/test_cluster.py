@@ -4,6 +4,7 @@ replicated streams into PostgreSQL; servers killed with SIGKILL mid-run."""
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import nacl.signing
@@ -27,6 +28,9 @@ NODE, SITE = "roof-1", "test"
 WAIT_S = 60.0
 CITY_SECONDS = 20.0        # a slice of the city's night: 33 incidents
 KILL_AT_S = 8.0            # into the publishing: a server dies
+WORKER_KILL_AT_S = 8.0     # with three workers: worker 0 dies (its slot is taken over 10 s after the workers start)
+SERVER_KILL_AT_S = 16.0    # and then a server
+SAME_SHOT_M, SAME_SHOT_S = 50.0, 0.5   # two final incidents this close are one shot alerted twice
 FLEET_RANGE_M = 2500.0     # the fleet model's farthest first arrival: as a city configures its server
 
 
@@ -96,59 +100,129 @@ def test_alerts_are_stored_once_however_often_sent(cluster):
     assert sorted(data for _, data, _ in out) == [b'{"incident": "a", "revision": %d}' % k for k in range(3)]
 
 
-def _failover_gap_s(received_ns: list[int], kill_ns: int) -> tuple[float, float]:
-    """The longest pause between consecutive stored pulses' arrivals at the worker: before the
-    kill, and from the kill on (the failover gap)."""
-    before = sorted(t for t in received_ns if t < kill_ns)
-    after = sorted([kill_ns] + [t for t in received_ns if t >= kill_ns])
-    gap = lambda ts: max((b - a for a, b in zip(ts, ts[1:])), default=0) / 1e9   # noqa: E731
-    return gap(before), gap(after)
+def _longest_pause_s(times_ns: list[int], from_ns: int, to_ns: int | None = None) -> float:
+    """The longest pause (s) between consecutive times within [from_ns, to_ns), counting from from_ns."""
+    ts = sorted([from_ns] + [t for t in times_ns if t >= from_ns and (to_ns is None or t < to_ns)])
+    return max((b - a for a, b in zip(ts, ts[1:])), default=0) / 1e9
 
 
-def test_one_worker_stores_every_accepted_pulse_of_a_city_through_a_server_kill(cluster, tmp_path):
-    """A 1,000-sensor city's fleet pulses through the cluster to one fusion worker process on
-    PostgreSQL; the server leading the gateway's stream of pulses is killed mid-run: every pulse a gateway
-    accepted is stored once, alerts keep coming, each revision published once."""
+def _run_city(cluster, tmp_path, workers: int, kills: dict) -> dict:
+    """A 1,000-sensor city's fleet pulses published through the cluster to ``workers`` fusion
+    worker processes on one PostgreSQL store; ``kills``: {seconds into the publishing: what to
+    SIGKILL} ("server": the server leading the pulses' stream, "worker": worker 0).  Returns what
+    was accepted, stored and alerted, and when each kill happened."""
     scn = cityfleet.city_scenario(CITY_SECONDS)
     pulses, _ = fleet.pulses(scn)
     signers, registry = cityfleet.provision(scn, tmp_path)
     items = cityfleet.signed(pulses, signers)
-    names = streams(live.SITE, 1)
+    procs, logs, killed = [], [], {}
     with database("postgresql", tmp_path) as (url, schema):
-        conf = write_fusion_config(tmp_path / "fusion.toml", live.SITE, cluster.url, registry, "worker-0",
-                                   scn.atmosphere.temperature_c, database=url,
-                                   extra=f'schema = "{schema}"\nmax_range_m = {FLEET_RANGE_M}\nrequest_clips = false\n')
-        log = tmp_path / "fusion.log"
-        worker = fusion_process(conf, log)
+        for k in range(workers):
+            shared = f"workers = {workers}\nworker_index = {k}\n" if workers > 1 else ""
+            conf = write_fusion_config(tmp_path / f"fusion-{k}.toml", live.SITE, cluster.url, registry, f"worker-{k}",
+                                       scn.atmosphere.temperature_c, database=url,
+                                       extra=f'schema = "{schema}"\nmax_range_m = {FLEET_RANGE_M}\n'
+                                             f'request_clips = false\n{shared}')
+            logs.append(tmp_path / f"fusion-{k}.log")
+            procs.append(fusion_process(conf, logs[-1]))
         try:
-            assert wait_until(lambda: "running" in log.read_text(), WAIT_S), log.read_text()[-2000:]
+            assert wait_until(lambda: all("running" in log.read_text() for log in logs), WAIT_S)
             nodes = cityfleet.FleetPublisher(cluster.mqtt_urls, protocol="3.1.1").start()
-            killed = {}
 
-            def kill_leader(elapsed_s):
-                if elapsed_s >= KILL_AT_S and not killed:
-                    leader = stream_leader(cluster.url, MQTT_MSGS_STREAM)
-                    killed.update(server=leader, at_ns=time.time_ns())
-                    cluster.kill(int(leader[1:]))
+            def on_second(elapsed_s):
+                for at_s, what in kills.items():
+                    if elapsed_s >= at_s and what not in killed:
+                        killed[what] = time.time_ns()
+                        if what == "worker":
+                            procs[0].kill()
+                        else:
+                            killed["server_name"] = stream_leader(cluster.url, MQTT_MSGS_STREAM)
+                            cluster.kill(int(killed["server_name"][1:]))
 
-            nodes.publish_paced(items, scn.start_ns, on_second=kill_leader)
+            nodes.publish_paced(items, scn.start_ns, on_second=on_second)
+            killed["published"] = time.time_ns()
             assert wait_until(lambda: nodes.accepted == len(items), WAIT_S), (nodes.accepted, len(items))
             with Store(url, schema=schema) as store:
                 assert wait_until(lambda: store.count_pulses() == len(items), WAIT_S), (store.count_pulses(), len(items))
                 stored = store.pulses()
             nodes.close()
         finally:
-            worker.terminate()
-            worker.wait(WAIT_S)
-        alerts = read_stream(cluster.url, names["out"].name)
-    assert killed, "the run ended before the kill"
-    assert len(stored) == len({(p["node"], p["seq"]) for p in stored}) == len(items)   # each once
-    incident_alerts = [json.loads(d) for s, d, _ in alerts if s == "ew.v1.sim.incident"]
-    revisions = [(a["incident"], a["revision"]) for a in incident_alerts]
+            for proc in procs:   # all at once: a worker stopping first would hand its slot to another
+                proc.terminate()
+            for proc in procs:
+                proc.wait(WAIT_S)
+        alerts = read_stream(cluster.url, streams(live.SITE, 1)["out"].name)
+    assert set(kills.values()) <= set(killed), f"the run ended before {set(kills.values()) - set(killed)}"
+    incident = [(json.loads(d), t) for s, d, t in alerts if s == f"ew.v1.{live.SITE}.incident"]
+    return {"items": items, "stored": stored, "alerts": incident, "killed": killed, "logs": logs, "scenario": scn}
+
+
+def test_one_worker_stores_every_accepted_pulse_of_a_city_through_a_server_kill(cluster, tmp_path):
+    """A 1,000-sensor city's fleet pulses through the cluster to one fusion worker process on
+    PostgreSQL; the server leading the gateway's stream of pulses is killed mid-run: every pulse a
+    gateway accepted is stored once, alerts keep coming, each revision published once."""
+    run = _run_city(cluster, tmp_path, 1, {KILL_AT_S: "server"})
+    stored, killed = run["stored"], run["killed"]
+    assert len(stored) == len({(p["node"], p["seq"]) for p in stored}) == len(run["items"])   # each once
+    revisions = [(a["incident"], a["revision"]) for a, _ in run["alerts"]]
     assert len(revisions) == len(set(revisions))
-    after_kill = [t for s, _, t in alerts if s == "ew.v1.sim.incident" and t > killed["at_ns"]]
+    after_kill = [t for _, t in run["alerts"] if t > killed["server"]]
     assert after_kill, "no alert after the kill"
-    before_s, gap_s = _failover_gap_s([p["received_ns"] for p in stored], killed["at_ns"])
-    print(f"\none worker, server {killed['server']} (leading the pulses' stream) killed: {len(items)} pulses accepted and "
-          f"stored, {len(incident_alerts)} alerts ({len(after_kill)} after the kill); longest pause in ingest "
+    received = [p["received_ns"] for p in stored]
+    before_s, gap_s = _longest_pause_s(received, min(received), killed["server"]), _longest_pause_s(received, killed["server"])
+    print(f"\none worker, server {killed['server_name']} (leading the pulses' stream) killed: {len(stored)} pulses "
+          f"accepted and stored, {len(revisions)} alerts ({len(after_kill)} after the kill); longest pause in ingest "
           f"{before_s:.2f} s before the kill, {gap_s:.2f} s from it (the failover gap)")
+
+
+def _duplicates(finals: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of final incidents (different ids) at one place and time: one shot alerted twice."""
+    out = []
+    for i, a in enumerate(finals):
+        for b in finals[i + 1:]:
+            if abs(a["t_ns"] - b["t_ns"]) < SAME_SHOT_S * 1e9 and math.hypot(a["x"] - b["x"], a["y"] - b["y"]) < SAME_SHOT_M:
+                out.append((a["incident"], b["incident"]))
+    return out
+
+
+def test_three_workers_survive_a_worker_and_a_server_killed(cluster, tmp_path):
+    """Three fusion worker processes share a 1,000-sensor city (a slot each, leased in PostgreSQL);
+    worker 0 is killed, then the server leading the pulses' stream: a surviving worker takes over
+    slot 0 and continues its incidents, every accepted pulse is stored once, every incident is
+    alerted once across the workers (each revision once, no shot under two ids), alerts keep coming."""
+    run = _run_city(cluster, tmp_path, 3, {WORKER_KILL_AT_S: "worker", SERVER_KILL_AT_S: "server"})
+    stored, killed, alerts = run["stored"], run["killed"], run["alerts"]
+    assert len(stored) == len({(p["node"], p["seq"]) for p in stored}) == len(run["items"])
+    revisions = [(a["incident"], a["revision"]) for a, _ in alerts]
+    assert len(revisions) == len(set(revisions))
+    last = {}
+    for a, _ in alerts:
+        last[a["incident"]] = a
+    finals = [a for a in last.values() if a["status"] == "final"]
+    assert finals and _duplicates(finals) == []
+    taken_ns = _logged_ns(run["logs"][1:], "took over slot 0")
+    assert taken_ns < killed["published"], "slot 0 was taken over only after the run"
+    assert [t for _, t in alerts if t > killed["worker"]] and [t for _, t in alerts if t > killed["server"]]
+    truth = len(run["scenario"].events)
+    times = sorted(t for _, t in alerts)
+    taken_s = (taken_ns - killed["worker"]) / 1e9
+    after_worker_s = (min(t for t in times if t > killed["worker"]) - killed["worker"]) / 1e9
+    after_server_s = (min(t for t in times if t > killed["server"]) - killed["server"]) / 1e9
+    normal_s = _longest_pause_s(times, min(times), killed["worker"])
+    print(f"\nthree workers: worker 0 killed, then server {killed['server_name']}: {len(stored)} pulses accepted and "
+          f"stored once; {len(finals)} final incidents of {truth} fired, {len(revisions)} alerts, none twice. "
+          f"Slot 0 taken over {taken_s:.1f} s after the worker's kill (the failover gap); next alert "
+          f"{after_worker_s:.1f} s after it and {after_server_s:.1f} s after the server's kill "
+          f"(longest pause between alerts before the kills: {normal_s:.1f} s)")
+
+
+def _logged_ns(logs: list, text: str) -> int:
+    """When (ns, UTC) the first of the fusion logs' lines containing ``text`` was written."""
+    import datetime
+
+    for log in logs:
+        for line in log.read_text().splitlines():
+            if text in line:
+                at = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=datetime.timezone.utc)
+                return int(at.timestamp() * 1e9)
+    raise AssertionError(f"no fusion log says {text!r}")

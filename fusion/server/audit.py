@@ -137,7 +137,7 @@ class AuditLog:
     def __init__(self, store: Store, signing_key: nacl.signing.SigningKey | None = None):
         self.store = store
         self.signing_key = signing_key
-        metadata.create_all(store.writer)
+        store.create_tables(metadata)
 
     def record_revisions(self) -> None:
         """Enter every revision the store saves from now on, in the transaction that saves it.

@@ -117,7 +117,7 @@ class FusionService:
         self.partition = None
         if config.workers > 1:
             self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
-            subscribed += [self._cell_topic(c) for c in self.partition.owned_cells()]
+            subscribed.append(topics.worker_pulses(site, config.worker_index))
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
         self.link = connect(client_id, subscribed)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
@@ -324,7 +324,7 @@ class FusionService:
         if not self._pending:
             self._pending, self._done = self.link.take(BATCH_MAX, TICK_S), set()
         batch = self._pending
-        cell_prefix = topics.cell_root(self.config.site)
+        cell_prefix = topics.worker_root(self.config.site)
         todo = [(t, m) for t, m in batch if id(m) not in self._done]
         from_nodes = [(t, m) for t, m in todo if not m.topic.startswith(cell_prefix)]
         pulses_batch = [(t, m) for t, m in from_nodes if not m.topic.endswith(("/health", "/clip"))]
@@ -355,13 +355,14 @@ class FusionService:
             self._hand(accepted)
             return
         # Forwarded before the node's message is acknowledged: QoS 1 on one connection, in order.
-        # One message per cell per batch (a JSON list): a node's pulse goes to up to four cells.
-        by_cell = collections.defaultdict(list)
+        # One message per owning worker per batch (a JSON list): a node's pulse goes to the owners
+        # of up to four cells, each once.
+        by_owner = collections.defaultdict(list)
         for pulse in accepted:
-            for cell in self.partition.node_cells[pulse["sensor"]]:
-                by_cell[cell].append(pulse)
-        for cell, pulses in by_cell.items():
-            self.link.publish(self._cell_topic(cell), json.dumps(pulses).encode())
+            for owner in sorted({self.partition.owner(cell) for cell in self.partition.node_cells[pulse["sensor"]]}):
+                by_owner[owner].append(pulse)
+        for owner, pulses in by_owner.items():
+            self.link.publish(topics.worker_pulses(self.config.site, owner), json.dumps(pulses).encode())
 
     def _hand(self, pulses: list[dict]) -> None:
         if pulses:
@@ -377,9 +378,6 @@ class FusionService:
     def finalise_open_incidents(self) -> None:
         """Have the locator finalise every open incident at its next round (end of a replay, an operator's call)."""
         self._flush.set()
-
-    def _cell_topic(self, cell) -> str:
-        return topics.cell_pulses(self.config.site, Partition.cell_name(cell))
 
     def _emit_rounds(self) -> None:
         """Store each locator round (its revisions and checkpoint, one transaction) and publish it, oldest first."""

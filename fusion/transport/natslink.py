@@ -62,6 +62,9 @@ KEEP_S = 7 * 24 * 3600
 # The same message (subject and bytes) published again within this window is stored once.
 DUPLICATE_WINDOW_S = 600
 CONNECT_TIMEOUT_S = 10.0
+# Making the streams and consumers waits this long at most: after a server died, their replicas
+# elect leaders first (seconds).
+SETUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 PUBLISH_TIMEOUT_S = 5.0
 RETRY_S = 0.5
@@ -182,10 +185,11 @@ class NatsLink:
         self._nc = None
         self._js = None
         self._fetchers: list[asyncio.Task] = []
+        self._publishing: set = set()   # publishes not stored yet: given a while at stop
         self._closing = False
 
     # -- the caller's side --------------------------------------------------------------------
-    def start(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def start(self, timeout_s: float = SETUP_TIMEOUT_S) -> None:
         """Connect, make the streams and consumers (if absent) and start pulling; OSError if no server answers."""
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
@@ -236,6 +240,19 @@ class NatsLink:
                                       reconnected_cb=self._reconnected, error_cb=self._error)
         self.connected.set()
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        while True:
+            try:
+                await self._setup()
+                break
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:   # electing leaders
+                log.warning("streams not ready (%s); again", type(exc).__name__)
+                for task in self._fetchers:
+                    task.cancel()
+                self._fetchers = []
+                await asyncio.sleep(RETRY_S)
+        self.subscribed.set()
+
+    async def _setup(self) -> None:
         for config in streams(self.site, self.replicas).values():
             await _ensure_stream(self._js, config)
         await _ensure_stream(self._js, StreamConfig(name=MQTT_MSGS_STREAM, subjects=[MQTT_MSGS_PREFIX + ">"],
@@ -248,7 +265,6 @@ class NatsLink:
             await _ensure_consumer(self._js, stream, config)
             sub = await self._js.pull_subscribe_bind(durable, stream=stream)
             self._fetchers.append(asyncio.ensure_future(self._fetch(sub)))
-        self.subscribed.set()
 
     async def _fetch(self, sub) -> None:
         while not self._closing:
@@ -280,6 +296,14 @@ class NatsLink:
             log.warning("acknowledgement of %d message(s) failed (%s); they come again", len(raws), exc)
 
     async def _publish(self, subject: str, data: bytes, msg_id: str):
+        task = asyncio.current_task()
+        self._publishing.add(task)
+        try:
+            return await self._publish_until_stored(subject, data, msg_id)
+        finally:
+            self._publishing.discard(task)
+
+    async def _publish_until_stored(self, subject: str, data: bytes, msg_id: str):
         while True:
             try:
                 return await self._js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
@@ -293,6 +317,11 @@ class NatsLink:
         for task in self._fetchers:
             task.cancel()
         await asyncio.gather(*self._fetchers, return_exceptions=True)
+        if self._publishing:
+            await asyncio.wait(list(self._publishing), timeout=PUBLISH_TIMEOUT_S)
+        for task in list(self._publishing):   # not stored: the outbox sends them at the next start
+            task.cancel()
+        await asyncio.gather(*self._publishing, return_exceptions=True)
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await self._nc.flush(PUBLISH_TIMEOUT_S)   # the last acknowledgements
