@@ -226,12 +226,13 @@ def _run_slots(config) -> int:
     take over those of workers that died (:mod:`fusion.transport.slots`)."""
     import sqlalchemy as sa
 
+    from fusion.server.audit import SigningKeyError
     from fusion.server.registry import RegistryError
     from fusion.transport.slots import SlotRunner
 
     try:
         runner = SlotRunner(config).start()
-    except RegistryError as exc:
+    except (RegistryError, SigningKeyError) as exc:
         raise UserError(str(exc)) from None
     except sa.exc.SQLAlchemyError as exc:
         raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None

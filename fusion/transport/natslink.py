@@ -244,7 +244,8 @@ class NatsLink:
             try:
                 await self._setup()
                 break
-            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:   # electing leaders
+            # electing leaders, or a stream made a moment ago not known everywhere yet
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.js.errors.NotFoundError) as exc:
                 log.warning("streams not ready (%s); again", type(exc).__name__)
                 for task in self._fetchers:
                     task.cancel()

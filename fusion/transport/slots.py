@@ -59,8 +59,9 @@ class SlotRunner:
     def stop(self) -> None:
         """Stop every slot it runs (final revisions published) and give their leases back."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        watcher, self._thread = self._thread, None
+        if watcher is not None:
+            watcher.join()
         with self._lock:
             for slot, service in list(self.services.items()):
                 service.stop()
