@@ -187,8 +187,12 @@ def run(args) -> int:
 
     mask_logging(args.log_level, LOG_FORMAT)
     config = load_config(args.config)
+    # Before the start: a SIGTERM while starting (a supervisor that gave up waiting) still stops cleanly.
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
     if config.workers > 1 and config.database.startswith(("postgresql://", "postgres://")):
-        return _run_slots(config)
+        return _run_slots(config, done)
     try:
         service = fusion_service(config)
     except (RegistryError, CamerasError, GeoJSONError) as exc:
@@ -205,9 +209,6 @@ def run(args) -> int:
         service.store.close()
         raise UserError(str(exc)) from None
     console = _start_console(config, service)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     logging.getLogger("fusion").info("fusion server for site %s running; %d nodes registered",
                                      config.site, len(service.registry.positions))
     while not done.wait(SIGNAL_POLL_S):
@@ -221,7 +222,7 @@ def run(args) -> int:
     return 0
 
 
-def _run_slots(config) -> int:
+def _run_slots(config, done: threading.Event) -> int:
     """Several workers on one PostgreSQL store: run the slots this process holds the lease of, and
     take over those of workers that died (:mod:`fusion.transport.slots`)."""
     import sqlalchemy as sa
@@ -238,9 +239,6 @@ def _run_slots(config) -> int:
         raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
     except (OSError, ConnectionError) as exc:
         raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     logging.getLogger("fusion").info("fusion server for site %s running: slot(s) %s of %d", config.site,
                                      sorted(runner.services), config.workers)
     while not done.wait(SIGNAL_POLL_S):

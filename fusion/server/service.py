@@ -69,6 +69,8 @@ TICK_S = 0.05
 RETRY_S = 0.5
 # The server's health goes out on ew/v1/{site}/fusion/health this often.
 DEFAULT_HEALTH_S = 10.0
+# Pulse ids remembered against a forwarded message delivered again: hours of a city's pulses.
+SEEN_IDS_MAX = 2_000_000
 
 
 @dataclasses.dataclass
@@ -142,6 +144,7 @@ class FusionService:
         self._updates: queue.Queue = queue.Queue()
         # Pulses handed to the locator and taken in by the tracker (each written by one thread only).
         self._handed = self._located = 0
+        self._seen = RecentIds(SEEN_IDS_MAX)   # pulse ids handed to the tracker (or taken back at resume)
         self._stop_locator = threading.Event()
         self._locator: threading.Thread | None = None
         # Locator rounds (revisions, tracker checkpoint) not yet stored, oldest first.
@@ -223,6 +226,8 @@ class FusionService:
             published = [b for b in published if self.partition.owns(b)]
         recent = self.store.incidents(t0_ns=from_t_ns) if from_t_ns is not None else []
         opened = [(b, b["status"], self.store.incident_pulses(b["incident"])) for b in published]
+        for pulse in pulses + [p for _, _, ps in opened for p in ps]:
+            self._seen.add(pulse["id"])
         updates = self.tracker.resume(state, pulses, opened, recent, now_ns)
         self._saved_state = state
         self._updates.put((updates, self.tracker.checkpoint()))
@@ -365,6 +370,9 @@ class FusionService:
             self.link.publish(topics.worker_pulses(self.config.site, owner), json.dumps(pulses).encode())
 
     def _hand(self, pulses: list[dict]) -> None:
+        # A forwarded message comes again after a crash or a slot's takeover (it was not
+        # acknowledged), while its pulses were taken back from the store: the tracker gets each once.
+        pulses = [p for p in pulses if self._seen.add(p["id"])]
         if pulses:
             self._handed += len(pulses)
             self._to_locate.put(pulses)
@@ -462,6 +470,22 @@ class FusionService:
 
     def _publish_deadletter(self, topic: str, payload: bytes) -> None:
         self.link.publish(topic, payload)
+
+
+class RecentIds:
+    """The last ``limit`` ids added; :meth:`add` says whether an id is new."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._ids: dict[int, None] = {}   # insertion-ordered: the oldest first
+
+    def add(self, key: int) -> bool:
+        if key in self._ids:
+            return False
+        self._ids[key] = None
+        if len(self._ids) > self.limit:
+            del self._ids[next(iter(self._ids))]
+        return True
 
 
 def _cell_pulses(msg) -> list[dict]:

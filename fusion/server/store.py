@@ -198,6 +198,7 @@ class Store:
             sa.event.listen(self.writer, "begin", _sqlite_begin_immediate)
         elif schema:
             with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": CREATE_LOCK_KEY})   # see create_tables
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         self.create_tables(metadata)
         insert = (sqlite_insert if self.is_sqlite else postgresql_insert)(pulses)
