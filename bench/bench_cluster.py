@@ -60,6 +60,9 @@ def _start_workers(tmp, name, broker, registry, schema, workers) -> tuple[list[s
                                       stdout=subprocess.DEVNULL, stderr=open(logs[-1], "ab")))
     if not wait_until(lambda: all("running" in log.read_text() for log in logs), WAIT_S):
         tails = "; ".join(log.read_text().strip().splitlines()[-1][:300] for log in logs if log.read_text().strip())
+        for proc in procs:   # those that did start must not outlive the benchmark
+            proc.kill()
+            proc.wait()
         raise RuntimeError(f"{name}: the workers did not start: {tails}")
     return procs, logs
 
