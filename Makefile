@@ -42,7 +42,7 @@ $(CONSOLE_JS): fusion/console/package.json fusion/console/package-lock.json
 # Everything but hardware in the loop (make hil, which .ci/run runs next) and the package
 # test (make deb-test: it builds under emulation for tens of minutes).
 test: $(STAMP) console-js
-	$(PY) -m pytest -q -m "not hil and not package"
+	$(PY) -m pytest -q -m "not hil and not package and not cluster"
 
 # Hardware in the loop (tests/test_hil.py): a virtual microphone, a GPS on a pty, the site
 # broker with TLS and its ACL, the real node and fusion processes. Needs pulseaudio,
@@ -75,6 +75,12 @@ endif
 
 deb-test: $(STAMP)
 	EARWITNESS_DEB_ARCH=$(ARCH) $(PY) -m pytest -q -m package
+
+# The cluster engine (tests/test_cluster.py): a 3-server NATS JetStream cluster on loopback
+# (nats-server; .ci/run installs it), fusion workers on PostgreSQL, servers and workers killed.
+.PHONY: cluster
+cluster: $(STAMP)
+	$(PY) -m pytest -q -m cluster
 
 # The quick loop: no broker, database, node or server process, nothing slower than ~5 s.
 .PHONY: test-fast

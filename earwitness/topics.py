@@ -71,14 +71,14 @@ def camera_cue(site: str, camera: str) -> str:
     return f"{site_root(site)}/camera/{camera}/cue"
 
 
-def cell_pulses(site: str, cell: str) -> str:
-    """Verified pulses forwarded between fusion workers to the worker owning spatial cell ``cell``."""
-    return f"{site_root(site)}/cell/{cell}/pulse"
+def worker_pulses(site: str, slot: int) -> str:
+    """Verified pulses forwarded between fusion workers to worker slot ``slot`` (the owner of their cells)."""
+    return f"{worker_root(site)}{slot}/pulse"
 
 
-def cell_root(site: str) -> str:
-    """The prefix of every cell topic (what a worker forwards, not what a node sends)."""
-    return f"{site_root(site)}/cell/"
+def worker_root(site: str) -> str:
+    """The prefix of every worker topic (what a worker forwards, not what a node sends)."""
+    return f"{site_root(site)}/worker/"
 
 
 def shared(group: str, topic: str) -> str:

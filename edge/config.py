@@ -17,7 +17,8 @@ Every mistake is reported as one line naming the file, the key and what is wrong
     pps_channel = 1             # omit when PPS is not wired into the audio
 
     [mqtt]
-    url = "mqtts://broker.example:8883"
+    url = "mqtts://broker.example:8883"   # several, comma separated: failover among them
+    # protocol = "5"            # "3.1.1" for a NATS cluster's MQTT gateway
     ca = "ca.pem"
     cert = "node.pem"
     cert_key = "node-key.pem"
@@ -41,6 +42,7 @@ SOURCES = ("device", "wav", "stdin")
 PCM_FORMATS = ("int16", "int32", "float32")
 PPS_MODES = ("audio", "kernel", "none")
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 class ConfigError(ValueError):
@@ -81,7 +83,8 @@ class TimingSection:
 
 @dataclasses.dataclass
 class MqttSection:
-    url: str = "mqtt://127.0.0.1:1883"
+    url: str = "mqtt://127.0.0.1:1883"   # or several, comma separated: the node fails over among them
+    protocol: str = "5"                 # MQTT version: "5", or "3.1.1" (a NATS cluster's MQTT gateway)
     username: typing.Optional[str] = None
     password: typing.Optional[str] = None
     ca: typing.Optional[pathlib.Path] = None
@@ -94,17 +97,30 @@ class MqttSection:
     inflight: int = 64  # pulses handed to the client library at once
 
     @property
+    def urls(self) -> list[str]:
+        """The brokers to try, in order (``url`` split at commas)."""
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+    @property
     def tls(self) -> bool:
-        return urllib.parse.urlsplit(self.url).scheme == "mqtts"
+        return urllib.parse.urlsplit(self.urls[0]).scheme == "mqtts"
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of each broker."""
+        out = []
+        for url in self.urls:
+            parts = urllib.parse.urlsplit(url)
+            out.append((parts.hostname or "", parts.port or MQTT_SCHEMES[parts.scheme]))
+        return out
 
     @property
     def host(self) -> str:
-        return urllib.parse.urlsplit(self.url).hostname or ""
+        return self.brokers[0][0]
 
     @property
     def port(self) -> int:
-        parts = urllib.parse.urlsplit(self.url)
-        return parts.port or MQTT_SCHEMES[parts.scheme]
+        return self.brokers[0][1]
 
 
 @dataclasses.dataclass
@@ -241,14 +257,25 @@ def _check_timing(t: TimingSection, a: AudioSection, fail: typing.Callable[[str]
         fail("timing.pps = 'kernel' needs timing.pps_device (e.g. /dev/pps0)")
 
 
+def _check_mqtt_urls(m: MqttSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:
+    if not m.urls:
+        fail("mqtt.url is empty")
+    for url in m.urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+            fail(f"mqtt.url must look like mqtt://host:1883 or mqtts://host:8883, not {url!r}")
+        try:
+            _ = parts.port  # parsed on access
+        except ValueError:
+            fail(f"mqtt.url has a bad port: {url!r}")
+    if len({urllib.parse.urlsplit(u).scheme for u in m.urls}) > 1:
+        fail("mqtt.url: all brokers mqtt:// or all mqtts://")
+
+
 def _check_mqtt(m: MqttSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:
-    parts = urllib.parse.urlsplit(m.url)
-    if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
-        fail(f"mqtt.url must look like mqtt://host:1883 or mqtts://host:8883, not {m.url!r}")
-    try:
-        _ = parts.port  # parsed on access
-    except ValueError:
-        fail(f"mqtt.url has a bad port: {m.url!r}")
+    _check_mqtt_urls(m, fail)
+    if m.protocol not in MQTT_PROTOCOLS:
+        fail(f"mqtt.protocol must be one of {', '.join(MQTT_PROTOCOLS)}, not {m.protocol!r}")
     if (m.cert is None) != (m.cert_key is None):
         fail("mqtt.cert and mqtt.cert_key go together (client certificate and its key)")
     if (m.cert or m.ca) and not m.tls:

@@ -4,6 +4,11 @@ Topics (DESIGN.md): ``ew/v1/{site}/node/{node}/pulse`` (signed binary, QoS 1),
 ``.../status`` (retained ``online``; last will ``offline``), ``.../health`` (JSON),
 ``.../cmd`` (subscribed), ``.../clip`` (JSON answers to clip commands).
 
+``[mqtt] url`` may name several brokers (the servers of a cluster, comma separated): when the
+connection drops or cannot be made, the next one is tried, round the list.  MQTT v5 by default;
+``protocol = "3.1.1"`` for a NATS cluster's MQTT gateway, which speaks only that (a persistent
+session there is ``clean_session = false``).
+
 paho-mqtt's own queue lives in memory, so pulses are handed to it from the outbox at most
 ``inflight`` at a time and deleted from the outbox only in ``on_publish``, i.e. on the
 broker's PUBACK.  paho re-sends those in flight after a reconnect; after a restart of the
@@ -89,11 +94,16 @@ class Publisher:
         self._inflight_seqs: set[int] = set()
         self._retry: collections.deque[tuple[float, int]] = collections.deque()
         self._cursor = 0  # highest seq handed to paho
+        self._broker = 0  # which of the configured brokers the client connects to
         self._sender: threading.Thread | None = None
         self.client = self._make_client(f"ew-{site}-{node}")
 
     def _make_client(self, client_id: str) -> mqtt.Client:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if self.cfg.protocol == "3.1.1":
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                            clean_session=False)
+        else:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.max_inflight_messages_set(self.cfg.inflight)
         c.reconnect_delay_set(min_delay=max(1, round(self.cfg.reconnect_min_s)),
                               max_delay=max(1, round(self.cfg.reconnect_max_s)))
@@ -107,6 +117,7 @@ class Publisher:
                       cert_reqs=ssl.CERT_REQUIRED)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         return c
@@ -115,10 +126,13 @@ class Publisher:
 
     def start(self) -> "Publisher":
         """Connect in the background (never blocks on the network) and start sending."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
-                                  clean_start=False, properties=props)
+        host, port = self.cfg.brokers[0]
+        if self.cfg.protocol == "3.1.1":
+            self.client.connect_async(host, port, keepalive=self.cfg.keepalive_s)
+        else:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self.client.connect_async(host, port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props)
         self.client.loop_start()
         self._sender = threading.Thread(target=self._send_loop, name="ew-publisher", daemon=True)
         self._sender.start()
@@ -156,7 +170,7 @@ class Publisher:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
-        log.info("connected to %s:%s", self.cfg.host, self.cfg.port)
+        log.info("connected to %s:%s", client.host, client.port)
         client.publish(self.topics.status, STATUS_ONLINE, qos=QOS_AT_LEAST_ONCE, retain=True)
         client.subscribe(self.topics.cmd, qos=QOS_AT_LEAST_ONCE)
         self._wake.set()
@@ -164,6 +178,21 @@ class Publisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); pulses wait in the outbox", reason_code)
+            self._next_broker(client)
+
+    def _on_connect_fail(self, client, userdata):
+        self._next_broker(client)
+
+    def _next_broker(self, client: mqtt.Client) -> None:
+        """Connect to the next configured broker from now on (one broker: the same again)."""
+        brokers = self.cfg.brokers
+        if len(brokers) < 2 or self._stop.is_set():
+            return
+        self._broker = (self._broker + 1) % len(brokers)
+        # paho's host/port setters refuse while the state is "connection lost", which is when
+        # its loop reconnects: so its attributes are set (paho 2.x keeps them there; pinned <3).
+        client._host, client._port = brokers[self._broker]
+        log.info("next broker: %s:%s", *brokers[self._broker])
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         self._acks.put((mid, reason_code.is_failure if reason_code is not None else False))

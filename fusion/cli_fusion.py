@@ -3,12 +3,13 @@
 The configuration (TOML; relative paths are relative to the file)::
 
     site = "pgh"                          # topics ew/v1/{site}/...
-    broker = "mqtt://127.0.0.1:1883"      # mqtts:// for TLS
+    broker = "mqtt://127.0.0.1:1883"      # mqtts:// for TLS; a NATS JetStream cluster: "nats://a:4222,nats://b:4222,..."
     registry = "nodes.toml"               # the nodes: id, public key, position
     database = "fusion.db"                # SQLite file, or postgresql://user@host/db
     # schema = "pgh"                      # PostgreSQL schema
     # client_id = "fusion-pgh-1"          # stable: the broker keeps this session's messages
-    # workers = 2; worker_index = 0       # several workers share the site (fusion.server.partition)
+    # workers = 2; worker_index = 0       # several workers share the site (fusion.server.partition); on
+    #                                     # PostgreSQL each slot is leased and a dead worker's slot taken over
     # shared_group = "fusion"             # their MQTT v5 shared subscription (default "fusion")
     # cell_m = 4000.0; halo_m = 2500.0    # spatial cells each owned by one worker, and their halo
     # temperature_c = 4.0                 # else the locator estimates the speed of sound
@@ -154,12 +155,13 @@ def _read(path: pathlib.Path) -> dict:
 def _check(path: pathlib.Path, data: dict) -> None:
     """The settings' values within their ranges."""
     from fusion.transport.mqttlink import parse_mqtt_url
+    from fusion.transport.natslink import is_nats_url, parse_nats_urls
 
     site = data["site"]
     if not site or any(c in site for c in "/+#"):
         raise UserError(f"{path}: site must be a non-empty name without / + #")
     try:
-        parse_mqtt_url(data["broker"])
+        parse_nats_urls(data["broker"]) if is_nats_url(data["broker"]) else parse_mqtt_url(data["broker"])
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
     if data.get("mode", "2d") not in MODES:
@@ -211,12 +213,18 @@ def run(args) -> int:
     from fusion.forensics.geojson import GeoJSONError
     from fusion.server.audit import SigningKeyError
     from fusion.server.registry import RegistryError
-    from fusion.transport import mqtt_service
+    from fusion.transport import fusion_service
 
     mask_logging(args.log_level, LOG_FORMAT)
     config = load_config(args.config)
+    # Before the start: a SIGTERM while starting (a supervisor that gave up waiting) still stops cleanly.
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    if config.workers > 1 and config.database.startswith(("postgresql://", "postgres://")):
+        return _run_slots(config, done)
     try:
-        service = mqtt_service(config)
+        service = fusion_service(config)
     except (RegistryError, CamerasError, GeoJSONError) as exc:
         raise UserError(str(exc)) from None
     except (ValueError, sa.exc.SQLAlchemyError) as exc:
@@ -231,9 +239,6 @@ def run(args) -> int:
         service.store.close()
         raise UserError(str(exc)) from None
     console = _start_console(config, service)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     logging.getLogger("fusion").info("fusion server for site %s running; %d nodes registered",
                                      config.site, len(service.registry.positions))
     while not done.wait(SIGNAL_POLL_S):
@@ -244,6 +249,32 @@ def run(args) -> int:
     counts = dict(service.ingest.rejected)
     logging.getLogger("fusion").info("stopped: %d pulses accepted, rejected %s, %d alerts",
                                      service.ingest.accepted, counts, service.alerts_published)
+    return 0
+
+
+def _run_slots(config, done: threading.Event) -> int:
+    """Several workers on one PostgreSQL store: run the slots this process holds the lease of, and
+    take over those of workers that died (:mod:`fusion.transport.slots`)."""
+    import sqlalchemy as sa
+
+    from fusion.server.audit import SigningKeyError
+    from fusion.server.registry import RegistryError
+    from fusion.transport.slots import SlotRunner
+
+    try:
+        runner = SlotRunner(config).start()
+    except (RegistryError, SigningKeyError) as exc:
+        raise UserError(str(exc)) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
+    except (OSError, ConnectionError) as exc:
+        raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+    logging.getLogger("fusion").info("fusion server for site %s running: slot(s) %s of %d", config.site,
+                                     sorted(runner.services), config.workers)
+    while not done.wait(SIGNAL_POLL_S):
+        pass
+    runner.stop()
+    logging.getLogger("fusion").info("stopped: %d slot(s) taken over", runner.takeovers)
     return 0
 
 

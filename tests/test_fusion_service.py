@@ -210,7 +210,7 @@ def test_forwarded_cell_messages_keep_only_well_formed_pulses():
     from fusion.transport.mqttwire import Publish
 
     def msg(payload: bytes) -> Publish:
-        return Publish(f"ew/v1/{SITE}/cell/0_0/pulse", payload, 1, False, False, 1)
+        return Publish(f"ew/v1/{SITE}/worker/0/pulse", payload, 1, False, False, 1)
 
     good = {"id": 3, "sensor": "n1", "t_ns": 5}
     assert _cell_pulses(msg(json.dumps([good, {"id": "x", "sensor": "n2"}, 7]).encode())) == [good]

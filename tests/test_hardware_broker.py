@@ -106,7 +106,7 @@ def test_fusion_cannot_forge_a_pulse(site):
 
 def test_fusion_workers_forward_pulses_to_cells_and_nodes_cannot(site):
     """Scale-out: a worker forwards pulses to the worker owning a cell; a node may not inject there."""
-    cell = f"ew/v1/{SITE}/cell/0_0/pulse"
+    cell = f"ew/v1/{SITE}/worker/0/pulse"
     owner, other, node = site["connect"](FUSION), site["connect"](FUSION), site["connect"](NODE_A)
     assert owner.subscribe(cell)
     node.publish(cell, b"injected by a node")

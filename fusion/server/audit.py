@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -98,11 +99,15 @@ def server_key(path: str | pathlib.Path) -> nacl.signing.SigningKey:
     """The server's signing key at ``path``; made (and the public half written to ``path.pub``) if absent."""
     path = pathlib.Path(path)
     try:
-        if not path.exists():
-            public = keys.generate(path)
-            log.warning("no signing key at %s: made one (public key %s in %s); it signs the audit log and evidence "
-                        "bundles, keep it", path, keys.public_hex(public), keys.public_path(path))
-        return keys.load_signing_key(path)
+        # Workers started together on one configuration folder: one makes the key, the others wait
+        # for it to be written whole before they read it.
+        with open(f"{path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                public = keys.generate(path)
+                log.warning("no signing key at %s: made one (public key %s in %s); it signs the audit log and "
+                            "evidence bundles, keep it", path, keys.public_hex(public), keys.public_path(path))
+            return keys.load_signing_key(path)
     except OSError as exc:
         raise SigningKeyError(f"signing key {path}: {exc.strerror or exc}") from None
     except ValueError as exc:   # its message names the file
@@ -137,7 +142,7 @@ class AuditLog:
     def __init__(self, store: Store, signing_key: nacl.signing.SigningKey | None = None):
         self.store = store
         self.signing_key = signing_key
-        metadata.create_all(store.writer)
+        store.create_tables(metadata)
 
     def record_revisions(self) -> None:
         """Enter every revision the store saves from now on, in the transaction that saves it.

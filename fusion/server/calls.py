@@ -58,7 +58,7 @@ class CallLog:
 
     def __init__(self, store: Store):
         self.store = store
-        metadata.create_all(store.writer)
+        store.create_tables(metadata)
 
     def _insert(self, table):
         return (sqlite_insert if self.store.is_sqlite else postgresql_insert)(table)

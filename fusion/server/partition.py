@@ -2,9 +2,9 @@
 
 Ingest is shared (an MQTT v5 shared subscription hands each pulse message to one worker),
 but location needs every pulse of an incident in one place.  So the worker that ingests a
-pulse forwards it to the cells whose square, grown by ``halo_m``, contains the pulse's node
-(topic ``ew/v1/{site}/cell/{i}_{j}/pulse``); each worker subscribes to the cells it owns and
-locates from what they bring.  A shot near a border is heard by sensors of both cells and may
+pulse forwards it to the owners of the cells whose square, grown by ``halo_m``, contains the
+pulse's node (topic ``ew/v1/{site}/worker/{k}/pulse``, once per owner); each worker locates from
+what its topic brings.  A shot near a border is heard by sensors of both cells and may
 be located by both workers, but only the owner of the cell of the node nearest to the shot
 publishes it: each incident is located once.  (A node, not the estimated position itself,
 decides, so that every worker that located the same position agrees on its owner whatever

@@ -69,6 +69,8 @@ TICK_S = 0.05
 RETRY_S = 0.5
 # The server's health goes out on ew/v1/{site}/fusion/health this often.
 DEFAULT_HEALTH_S = 10.0
+# Pulse ids remembered against a forwarded message delivered again: hours of a city's pulses.
+SEEN_IDS_MAX = 2_000_000
 
 
 @dataclasses.dataclass
@@ -120,7 +122,7 @@ class FusionService:
         self.partition = None
         if config.workers > 1:
             self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
-            subscribed += [self._cell_topic(c) for c in self.partition.owned_cells()]
+            subscribed.append(topics.worker_pulses(site, config.worker_index))
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
         self.link = connect(client_id, subscribed)
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
@@ -145,6 +147,7 @@ class FusionService:
         self._updates: queue.Queue = queue.Queue()
         # Pulses handed to the locator and taken in by the tracker (each written by one thread only).
         self._handed = self._located = 0
+        self._seen = RecentIds(SEEN_IDS_MAX)   # pulse ids handed to the tracker (or taken back at resume)
         self._stop_locator = threading.Event()
         self._locator: threading.Thread | None = None
         # Locator rounds (revisions, tracker checkpoint) not yet stored, oldest first.
@@ -226,6 +229,8 @@ class FusionService:
             published = [b for b in published if self.partition.owns(b)]
         recent = self.store.incidents(t0_ns=from_t_ns) if from_t_ns is not None else []
         opened = [(b, b["status"], self.store.incident_pulses(b["incident"])) for b in published]
+        for pulse in pulses + [p for _, _, ps in opened for p in ps]:
+            self._seen.add(pulse["id"])
         updates = self.tracker.resume(state, pulses, opened, recent, now_ns)
         self._saved_state = state
         self._updates.put((updates, self.tracker.checkpoint()))
@@ -327,7 +332,7 @@ class FusionService:
         if not self._pending:
             self._pending, self._done = self.link.take(BATCH_MAX, TICK_S), set()
         batch = self._pending
-        cell_prefix = topics.cell_root(self.config.site)
+        cell_prefix = topics.worker_root(self.config.site)
         todo = [(t, m) for t, m in batch if id(m) not in self._done]
         from_nodes = [(t, m) for t, m in todo if not m.topic.startswith(cell_prefix)]
         pulses_batch = [(t, m) for t, m in from_nodes if not m.topic.endswith(("/health", "/clip"))]
@@ -358,15 +363,19 @@ class FusionService:
             self._hand(accepted)
             return
         # Forwarded before the node's message is acknowledged: QoS 1 on one connection, in order.
-        # One message per cell per batch (a JSON list): a node's pulse goes to up to four cells.
-        by_cell = collections.defaultdict(list)
+        # One message per owning worker per batch (a JSON list): a node's pulse goes to the owners
+        # of up to four cells, each once.
+        by_owner = collections.defaultdict(list)
         for pulse in accepted:
-            for cell in self.partition.node_cells[pulse["sensor"]]:
-                by_cell[cell].append(pulse)
-        for cell, pulses in by_cell.items():
-            self.link.publish(self._cell_topic(cell), json.dumps(pulses).encode())
+            for owner in sorted({self.partition.owner(cell) for cell in self.partition.node_cells[pulse["sensor"]]}):
+                by_owner[owner].append(pulse)
+        for owner, pulses in by_owner.items():
+            self.link.publish(topics.worker_pulses(self.config.site, owner), json.dumps(pulses).encode())
 
     def _hand(self, pulses: list[dict]) -> None:
+        # A forwarded message comes again after a crash or a slot's takeover (it was not
+        # acknowledged), while its pulses were taken back from the store: the tracker gets each once.
+        pulses = [p for p in pulses if self._seen.add(p["id"])]
         if pulses:
             self._handed += len(pulses)
             self._to_locate.put(pulses)
@@ -380,9 +389,6 @@ class FusionService:
     def finalise_open_incidents(self) -> None:
         """Have the locator finalise every open incident at its next round (end of a replay, an operator's call)."""
         self._flush.set()
-
-    def _cell_topic(self, cell) -> str:
-        return topics.cell_pulses(self.config.site, Partition.cell_name(cell))
 
     def _emit_rounds(self) -> None:
         """Store each locator round (its revisions and checkpoint, one transaction) and publish it, oldest first."""
@@ -467,6 +473,22 @@ class FusionService:
 
     def _publish_deadletter(self, topic: str, payload: bytes) -> None:
         self.link.publish(topic, payload)
+
+
+class RecentIds:
+    """The last ``limit`` ids added; :meth:`add` says whether an id is new."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._ids: dict[int, None] = {}   # insertion-ordered: the oldest first
+
+    def add(self, key: int) -> bool:
+        if key in self._ids:
+            return False
+        self._ids[key] = None
+        if len(self._ids) > self.limit:
+            del self._ids[next(iter(self._ids))]
+        return True
 
 
 def _cell_pulses(msg) -> list[dict]:

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 STATUSES = ("preliminary", "revised", "final", "withdrawn")
 OPEN_STATUSES = ("preliminary", "revised")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+CREATE_LOCK_KEY = 0x4557_5354_4F52_4500   # a PostgreSQL advisory lock key: "EWSTORE"
 
 metadata = sa.MetaData()
 
@@ -197,11 +198,22 @@ class Store:
             sa.event.listen(self.writer, "begin", _sqlite_begin_immediate)
         elif schema:
             with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": CREATE_LOCK_KEY})   # see create_tables
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        metadata.create_all(self.writer)
+        self.create_tables(metadata)
         insert = (sqlite_insert if self.is_sqlite else postgresql_insert)(pulses)
         self._insert_new = (insert.on_conflict_do_nothing(index_elements=["node", "seq"])
                             .returning(pulses.c.id, pulses.c.node, pulses.c.seq))
+
+    def create_tables(self, tables: sa.MetaData) -> None:
+        """Create ``tables`` where missing; on PostgreSQL under a lock: workers starting together on a
+        new database would race to create them."""
+        if self.is_sqlite:
+            tables.create_all(self.writer)
+            return
+        with self.writer.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": CREATE_LOCK_KEY})
+            tables.create_all(conn)
 
     def close(self) -> None:
         self.engine.dispose()

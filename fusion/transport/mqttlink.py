@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import select
 import socket
 import ssl
@@ -39,6 +38,7 @@ import urllib.parse
 from typing import Iterable
 
 from fusion.transport import mqttwire
+from fusion.transport.inbox import Inbox
 from fusion.transport.mqttwire import Publish
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,7 @@ class MqttLink:
             self._ssl = ssl.create_default_context(cafile=tls.get("ca"))
             if tls.get("cert"):
                 self._ssl.load_cert_chain(tls["cert"], tls.get("key"))
-        self._inbox: queue.Queue = queue.Queue()   # lists of (received_ns, Publish), one per received chunk
-        self._leftover: list = []
+        self._inbox = Inbox()   # lists of (received_ns, Publish), one per received chunk
         self._lock = threading.Lock()              # guards _out, _generation
         self._out: collections.deque = collections.deque()   # bytes (acks) and _Outgoing, in order
         self._inflight: dict[int, tuple[bytes, Delivery]] = {}   # our QoS 1 publishes not yet acknowledged
@@ -204,20 +203,7 @@ class MqttLink:
 
     def take(self, max_items: int, timeout_s: float) -> list:
         """Up to ``max_items`` ``(received_ns, msg)``: waits ``timeout_s`` for the first, then takes what is there."""
-        items = self._leftover
-        if not items:
-            try:
-                items = self._inbox.get(timeout=timeout_s)
-            except queue.Empty:
-                return []
-        items = list(items)
-        while len(items) < max_items:
-            try:
-                items += self._inbox.get_nowait()
-            except queue.Empty:
-                break
-        self._leftover = items[max_items:]
-        return items[:max_items]
+        return self._inbox.take(max_items, timeout_s)
 
     def ack(self, msgs: Iterable[Publish]) -> None:
         """Acknowledge QoS 1 messages (one write): the broker may forget them now.
