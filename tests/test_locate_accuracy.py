@@ -32,7 +32,7 @@ SCENES = 40
 # kept in a later chunk is now left to burst completion), rounds exact 0.925, within 25 m 0.975,
 # median 2.23 m, coverage 0.992, sharpness 3.03. With burst completion on by default (echo sets
 # also told by which sensors heard them): rounds located 0.976, exact 0.975, within 25 m 0.975,
-# median 2.14 m, coverage 0.992, sharpness 3.16 (a completed round's err_m is its burst's).
+# median 2.14 m, coverage 0.992, sharpness 3.16.
 MIN_ROUNDS_LOCATED = 0.97
 MIN_ROUNDS_EXACT = 0.97
 MIN_WITHIN_25M = 0.95
