@@ -42,7 +42,15 @@ cp "$deb" "$stage/tmp/node.deb"
 rm "$stage/tmp/node.deb"
 
 e=$stage/etc
-install -m 644 "$hw/chrony/chrony.conf" "$e/chrony/chrony.conf"
+# Debian 12's arm64 kernel has no pps-gpio driver (CONFIG_PPS_CLIENT_GPIO is not set) and its
+# raspi-firmware no device-tree overlays: there is no /dev/pps0, and chronyd stops at a refclock
+# it cannot open. The image's chrony keeps NMEA and network time; the node times its pulses by
+# the PPS in audio input 2 (timing.pps = "audio"), which needs no kernel driver.
+sed 's|^refclock PPS |# no /dev/pps0 with Debian 12'"'"'s kernel (hardware/README.md): refclock PPS |' \
+    "$hw/chrony/chrony.conf" > "$e/chrony/chrony.conf"
+# Without the disable-bt overlay the GPIO14/15 UART is the mini UART, ttyS1 under Debian's
+# kernel (ttyAMA0 is the Bluetooth's): the template first boot provisions from says so.
+sed -i 's|^gps_port = "/dev/ttyAMA0"|gps_port = "/dev/ttyS1"|' "$stage/usr/share/earwitness/node.toml"
 install -m 644 "$hw/gpsd/gpsd.default" "$e/default/gpsd"
 install -m 644 "$here/sshd.conf" "$e/ssh/sshd_config.d/earwitness.conf"
 install -D -m 644 "$here/wired.network" "$e/systemd/network/20-wired.network"
@@ -70,7 +78,9 @@ mv "$stage/boot/firmware" "$bootfiles"
 mkdir "$stage/boot/firmware"
 [ -f "$bootfiles/cmdline.txt" ] || die "raspi-firmware wrote no cmdline.txt into /boot/firmware"
 grep -q "LABEL=$ROOT_LABEL" "$bootfiles/cmdline.txt" || die "cmdline.txt does not boot LABEL=$ROOT_LABEL"
-{ echo; cat "$hw/boot/config.txt"; } >> "$bootfiles/config.txt"
+# raspi-firmware writes config.txt anew at every kernel update, with raspi-firmware-custom appended
+install -m 644 "$hw/boot/config.txt" "$e/default/raspi-firmware-custom"
+{ echo; echo "# Inserted by /etc/default/raspi-firmware-custom"; cat "$hw/boot/config.txt"; } >> "$bootfiles/config.txt"
 
 echo "build-image.sh: partitions and image" >&2
 boot_fs=$cache/boot.vfat root_fs=$cache/root.ext4

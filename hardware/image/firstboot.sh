@@ -111,4 +111,5 @@ if [ -f "$etc/node.toml" ] && [ ! -f "$etc/node.pem" ]; then
 elif [ ! -f "$etc/node.toml" ]; then
     say "not provisioned: put earwitness.toml on the boot partition and reboot"
 fi
+sync  # the installer may pull the power once the console shows the request
 exit 0
