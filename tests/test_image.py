@@ -40,7 +40,9 @@ START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 SHOTS_S = [1.3, 2.9, 4.4]
 ADC = Adc(t0_s=START_NS / 1e9 + 0.25, ppm=30.0)
 PPS_TOL_NS = 5_000  # the node's streaming clock model against detect's, both from the PPS channel
-CSR_RE = re.compile(r"-----BEGIN CERTIFICATE REQUEST-----\n.*?-----END CERTIFICATE REQUEST-----\n", re.S)
+CSR_RE = re.compile(r"^-----BEGIN CERTIFICATE REQUEST-----\n.*?-----END CERTIFICATE REQUEST-----\n", re.S | re.M)
+# the journal's copy on the console: "[  107.03] firstboot.sh[340]: " before each line
+JOURNAL_PREFIX_RE = re.compile(r"^\[\s*[\d.]+\] firstboot\.sh\[\d+\]: ", re.M)
 DROP_IN = "/etc/systemd/system/earwitness-node.service.d/image-test.conf"
 
 tools = [t for t in ("qemu-system-aarch64", "debugfs", "mcopy", "mkfs.vfat", "sfdisk", "mmdebstrap", "qemu-aarch64-static",
@@ -124,7 +126,7 @@ def test_the_image_boots_provisions_itself_and_its_node_detects_as_this_machine_
         off_s = first.pull_plug()  # first boot synced before it said so
     finally:
         first.kill()
-    console = first.text()
+    console = JOURNAL_PREFIX_RE.sub("", first.text())
     public_hex = re.search(r"earwitness-firstboot: public key: ([0-9a-f]{64})", console).group(1)
     csr = CSR_RE.search(console).group(0)
     assert disk.boot_get(f"{NODE}.csr", tmp_path / "from-boot.csr").read_text() == csr
