@@ -123,6 +123,7 @@ def test_the_image_boots_provisions_itself_and_its_node_detects_as_this_machine_
     first = boot(disk, tmp_path, "boot1")
     try:
         provisioned_s = first.wait_for("earwitness-firstboot: waiting for the node's certificate", BOOT_TIMEOUT_S)
+        first.wait_for("Finished earwitness-firstboot.service", BOOT_TIMEOUT_S)  # its last step: sync
         off_s = first.pull_plug()  # first boot synced before it said so
     finally:
         first.kill()
