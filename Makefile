@@ -42,14 +42,14 @@ $(CONSOLE_JS): fusion/console/package.json fusion/console/package-lock.json
 # Everything but hardware in the loop (make hil, which .ci/run runs next) and the package
 # test (make deb-test: it builds under emulation for tens of minutes).
 test: $(STAMP) console-js
-	$(PY) -m pytest -q -m "not hil and not package and not cluster"
+	$(PY) -m pytest -q -m "not hil and not package and not cluster and not image"
 
 # Hardware in the loop (tests/test_hil.py): a virtual microphone, a GPS on a pty, the site
 # broker with TLS and its ACL, the real node and fusion processes. Needs pulseaudio,
 # libasound2-plugins, libportaudio2 (.ci/run installs them).
 .PHONY: hil
 hil: $(STAMP)
-	$(PY) -m pytest -q -m "hil and not package"
+	$(PY) -m pytest -q -m "hil and not package and not image"
 
 # make deb [ARCH=arm64]: the node's .deb in build/; another ARCH is built inside a Debian 12
 # rootfs of it under qemu-user-static (hardware/packaging/cross-deb.sh; rootfs cached in build/ARCH).
@@ -59,8 +59,8 @@ NATIVE_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
 ARCH ?= $(NATIVE_ARCH)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 DEB := build/earwitness-node_$(VERSION)_$(ARCH).deb
-# rebuilt only when what goes into it changed
-DEB_INPUTS := $(SOURCES) $(shell git ls-files earwitness edge fusion simulator hardware 2>/dev/null)
+# rebuilt only when what goes into it changed (hardware/image/ goes into the image only)
+DEB_INPUTS := $(SOURCES) $(filter-out hardware/image/%,$(shell git ls-files earwitness edge fusion simulator hardware 2>/dev/null))
 .PHONY: deb deb-test
 # a build that failed half-way leaves no .deb that looks up to date
 .DELETE_ON_ERROR:
@@ -82,10 +82,26 @@ deb-test: $(STAMP)
 cluster: $(STAMP)
 	$(PY) -m pytest -q -m cluster
 
+# make image: build/earwitness-node-arm64.img, Debian 12 arm64 for the Raspberry Pi with the node's
+# package (make deb ARCH=arm64) installed and configured from hardware/ (hardware/image/build-image.sh;
+# the operating system is made once under emulation and kept in build/arm64/image-rootfs).
+# make image-test: boots it in qemu-system-aarch64 without network, provisions it, lets its node
+# detect the shots of a WAV and compares its outbox with `earwitness detect` (tests/test_image.py).
+IMAGE := build/earwitness-node-arm64.img
+.PHONY: image image-test
+image:
+	$(MAKE) ARCH=arm64 $(IMAGE)
+
+$(IMAGE): $(DEB) $(shell git ls-files hardware 2>/dev/null)
+	hardware/image/build-image.sh $(DEB) $@
+
+image-test: $(STAMP)
+	$(PY) -m pytest -q -m image
+
 # The quick loop: no broker, database, node or server process, nothing slower than ~5 s.
 .PHONY: test-fast
 test-fast: $(STAMP) console-js
-	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster"
+	$(PY) -m pytest -q -m "not slow and not integration and not hil and not browser and not cluster and not image"
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench
