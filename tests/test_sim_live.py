@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from earwitness.cli import main
+from earwitness.units import NS_PER_S
 from edge.audio import ArraySource, AudioError, Ring
+from fusion.locator.sensors import Sensors
+from fusion.server import evidence
 from simulator import broker as sim_broker
 from simulator import live, scenario
 
@@ -93,11 +96,19 @@ def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
     (inc,) = result.incidents
     with Store(str(result.database)) as store:
         data = gather(store, inc["incident"])
-    # Every node the incident used sent its signed audio around its arrivals.
-    assert {c["node"] for c in data.clips} == set(inc["sensors"])
-    for clip in data.clips:
+    # Every node the incident used sent its signed audio around its arrivals; the nearby nodes that
+    # did not trigger, theirs from when the shots' sound passed them.
+    triggered = [c for c in data.clips if c["node"] in inc["sensors"]]
+    assert {c["node"] for c in triggered} == set(inc["sensors"])
+    for clip in triggered:
         first = min(p["t_ns"] for p in data.pulses if p.get("sensor", p["node"]) == clip["node"])
         assert clip["t0_ns"] < first
+    sensors = Sensors.from_local({sid: tuple(xyz) for sid, xyz in zip(scn.array.ids, scn.array.xyz)})
+    quiet = evidence.quiet_clip_requests(inc, sensors)
+    assert {c["node"] for c in data.clips if c["node"] not in inc["sensors"]} == set(quiet)
+    for clip in data.clips:
+        if clip["node"] in quiet:   # it starts before the first shot's sound passed the node
+            assert clip["t0_ns"] < quiet[clip["node"]]["t0_ns"] + evidence.CLIP_BEFORE_S * NS_PER_S
 
 
 @pytest.mark.integration

@@ -5,9 +5,12 @@ When an incident is final the server publishes, for every participating node, a 
 
     {"cmd": "clip", "id": "<incident>|<node>", "t0_ns": ..., "t1_ns": ...}
 
-covering the node's arrivals with a margin.  The node answers on ``.../clip`` with the clip
-(:func:`earwitness.clip.clip_message`): FLAC audio in base64, the UTC of its first and last
-samples, its SHA-256, all signed with the node's Ed25519 key.  :func:`verify_clip` checks
+covering the node's arrivals with a margin; and to every node that did not trigger but is no farther
+from the shots than the farthest node that heard them (:func:`quiet_clip_requests`), covering when
+the shots' sound passed it: what a sensor nearby heard, or did not, is evidence too.  The node
+answers on ``.../clip`` with the clip (:func:`earwitness.clip.clip_message`): FLAC audio in
+base64, the UTC of its first and last samples, its SHA-256, all signed with the node's Ed25519
+key.  :func:`verify_clip` checks
 the topic, the signature against the registry and the audio's digest before anything is
 stored; the store keeps the FLAC bytes with their SHA-256.
 """
@@ -19,10 +22,12 @@ import hashlib
 import json
 
 import nacl.exceptions
+import numpy as np
 
 from earwitness.clip import MAX_CLIP_S, canonical_json
 from earwitness.units import NS_PER_S
 from earwitness.wire import node_id
+from fusion.locator.sensors import Sensors
 from fusion.server.registry import Registry
 
 CLIP_BEFORE_S = 0.5    # before a node's first arrival: the noise floor, for the analyst
@@ -48,6 +53,29 @@ def clip_requests(incident_id: str, pulses: list[dict], nodes: list[str]) -> dic
         t0 = min(times) - int(CLIP_BEFORE_S * NS_PER_S)
         t1 = min(max(times) + int(CLIP_AFTER_S * NS_PER_S), t0 + int(MAX_CLIP_S * NS_PER_S))
         requests[node] = {"cmd": "clip", "id": f"{incident_id}{ID_SEPARATOR}{node}", "t0_ns": t0, "t1_ns": t1}
+    return requests
+
+
+def quiet_clip_requests(inc: dict, sensors: Sensors) -> dict[str, dict]:
+    """Clip commands for the nodes of ``sensors`` that did not trigger on the incident ``inc`` yet are no
+    farther from its nearest shot than the farthest node that did: each from when the first shot's
+    sound reached it (at the incident's ``c_mps``) less a margin to when the last one's did plus one,
+    as :func:`clip_requests` times a node that triggered."""
+    heard = [sensors.index[n] for n in inc.get("sensors", []) if n in sensors.index]
+    shots = inc.get("shots", [])
+    if not heard or not shots:
+        return {}
+    places = np.array([sensors.to_enu(s)[:2] for s in shots], dtype=float)
+    dist_m = np.linalg.norm(sensors.enu_m[:, None, :2] - places[None, :, :], axis=2)   # sensor x shot
+    reach_m = float(dist_m[heard].min(axis=1).max())
+    requests = {}
+    for node, i in sorted(sensors.index.items()):
+        if i in heard or dist_m[i].min() > reach_m:
+            continue
+        passes = [int(s["t_ns"]) + int(d / inc["c_mps"] * NS_PER_S) for s, d in zip(shots, dist_m[i])]
+        t0 = min(passes) - int(CLIP_BEFORE_S * NS_PER_S)
+        t1 = min(max(passes) + int(CLIP_AFTER_S * NS_PER_S), t0 + int(MAX_CLIP_S * NS_PER_S))
+        requests[node] = {"cmd": "clip", "id": f"{inc['incident']}{ID_SEPARATOR}{node}", "t0_ns": t0, "t1_ns": t1}
     return requests
 
 

@@ -419,7 +419,7 @@ class FusionService:
     def _messages(self, update: Update, revision: int, sent_ns: int) -> list[tuple[str, bytes]]:
         """What a revision sends: the alert as JSON and as CAP, cues to the cameras that see it, and for
         a final one the clip requests to every node that took part (their audio around their
-        arrivals, answered on .../clip)."""
+        arrivals, answered on .../clip) and to the nearby ones that did not."""
         inc, site = update.incident, self.config.site
         cap = alerts.alert_cap(inc, revision, update.status, sender=self.config.cap_sender, site=site, sent_ns=sent_ns,
                                previous_sent_ns=self._last_sent_ns.get(inc["incident"]), cap_status=self.config.cap_status)
@@ -429,6 +429,7 @@ class FusionService:
         if update.status == "final" and self.config.request_clips:
             used = self.store.pulses(ids=update.used) if update.used else []
             requests = evidence.clip_requests(inc["incident"], used, inc.get("sensors", []))
+            requests |= evidence.quiet_clip_requests(inc, self.registry.sensors)   # nearby nodes that did not trigger
             out += [(topics.command(site, node), json.dumps(command).encode()) for node, command in requests.items()]
             self.clips_requested += len(requests)
         return out
