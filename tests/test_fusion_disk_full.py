@@ -41,7 +41,8 @@ def small_disk(tmp_path):
 def _fill(folder) -> int:
     """Write a filler file until the disk is full; its size."""
     size = 0
-    with open(folder / "filler", "wb") as fh:
+    # Unbuffered: a buffered file would flush its unwritten rest at close and raise ENOSPC again there.
+    with open(folder / "filler", "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * FILL_CHUNK_BYTES)
