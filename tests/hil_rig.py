@@ -144,3 +144,14 @@ def schedule(t0_s: float, lead_s: float = 2.0) -> tuple[int, float]:
 
 def sleep_until(t_s: float) -> None:
     time.sleep(max(0.0, t_s - time.time()))
+
+
+def node_toml_from(template: pathlib.Path, substitutions: dict[str, str], out: pathlib.Path) -> pathlib.Path:
+    """``template`` (hardware/node/node.toml) with each of ``substitutions`` swapped, written to ``out``;
+    a line the template no longer holds fails the test that asked for it."""
+    conf = template.read_text()
+    for old, new in substitutions.items():
+        assert old in conf, f"{template} no longer has {old!r}: update this test"
+        conf = conf.replace(old, new)
+    out.write_text(conf)
+    return out

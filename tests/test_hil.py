@@ -37,6 +37,7 @@ from tls_certs import make_pki
 pytestmark = [pytest.mark.hil, pytest.mark.integration, pytest.mark.slow]
 
 HARDWARE = pathlib.Path(__file__).resolve().parents[1] / "hardware"
+TEMPLATE = HARDWARE / "node" / "node.toml"
 SITE, NODE_A, NODE_B = "pgh", "roof-a", "roof-b"
 TRUTH_TOL_NS = 50_000
 T0_S = 0.5  # the WAVs' sample 0 is half a second past a PPS edge
@@ -56,7 +57,6 @@ def node_config(name: str, cert: str, folder: pathlib.Path, pki: dict, port: int
     folder.mkdir(parents=True, exist_ok=True)
     public = keys.generate(folder / "node.key")
     (folder / "node.pub.hex").write_text(keys.public_hex(public))
-    conf = (HARDWARE / "node" / "node.toml").read_text()
     substitutions = {
         'name = "roof-17"': f'name = "{name}"',
         'site = "pgh"': f'site = "{SITE}"',
@@ -71,12 +71,7 @@ def node_config(name: str, cert: str, folder: pathlib.Path, pki: dict, port: int
         "reconnect_max_s = 60": "reconnect_max_s = 2",
         "health_interval_s = 60": f"health_interval_s = {HEALTH_INTERVAL_S}",
     }
-    for old, new in substitutions.items():
-        assert old in conf, f"hardware/node/node.toml no longer has {old!r}: update this test"
-        conf = conf.replace(old, new)
-    path = folder / "node.toml"
-    path.write_text(conf)
-    return path
+    return hil_rig.node_toml_from(TEMPLATE, substitutions, folder / "node.toml")
 
 
 def start_node(config: pathlib.Path, env: dict, log: pathlib.Path) -> subprocess.Popen:

@@ -21,6 +21,7 @@ import sys
 
 import pytest
 
+import hil_rig
 import node_audio
 from disk_image import DiskImage, Guest, run
 from earwitness import wire
@@ -31,6 +32,7 @@ from tls_certs import make_pki, sign
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "hardware" / "node" / "node.toml"
 IMAGE = REPO / "build" / "earwitness-node-arm64.img"
 BUILD_TIMEOUT_S = 3 * 3600
 BOOT_TIMEOUT_S = 600  # to the first boot's provisioning under full emulation on a busy machine
@@ -62,19 +64,13 @@ def provisioning(folder: pathlib.Path, ca: pathlib.Path) -> pathlib.Path:
 
 def wav_template(folder: pathlib.Path) -> pathlib.Path:
     """hardware/node/node.toml with the sound card swapped for the WAV on the boot partition."""
-    conf = (REPO / "hardware" / "node" / "node.toml").read_text()
     substitutions = {
         'source = "device"': f'source = "wav"\npath = "/boot/firmware/shots.wav"\nrealtime = false\n'
                              f'start_utc = "{format_utc_ns(START_NS)}"',
         'gps_port = "/dev/ttyAMA0"': "",  # the guest's ttyAMA0 is its console; the WAV's PPS times it
         "[outbox]": "[outbox]\ndrain_timeout_s = 5",
     }
-    for old, new in substitutions.items():
-        assert old in conf, f"hardware/node/node.toml no longer has {old!r}: update this test"
-        conf = conf.replace(old, new)
-    path = folder / "node.toml"
-    path.write_text(conf)
-    return path
+    return hil_rig.node_toml_from(TEMPLATE, substitutions, folder / "node.toml")
 
 
 def boot(disk: DiskImage, folder: pathlib.Path, name: str) -> Guest:
