@@ -156,7 +156,8 @@ def test_rounding_to_the_millisecond_is_detected():
 # need err_m >= 6.0 m, FP3's <= 3.6 m, and FP2's own fits look no worse than FP3's. Per-shot
 # terms tried leave-one-position-out (an isotropic term growing with the source's offset from its
 # sensors' centroid, the residuals' excess on or off, the frame and wind fitted 0-2.5 m, 0-2 m/s
-# beside the per-path term): no setting meets every fold, none even in-sample.
+# beside the per-path term; a sweep kept out of the repository, its figures in the commit that added
+# this note): no setting meets every fold, none even in-sample.
 FOLD_MIN_COVERAGE = 0.90
 ISSUE_MAX_SHARPNESS = 2.5
 FOLD_MAX_SHARPNESS = {"FP1": ISSUE_MAX_SHARPNESS, "FP2": 1.5, "FP3": 5.0}
