@@ -129,6 +129,58 @@ def test_err_m_follows_the_shot_distance_and_residuals_over_the_frame():
     assert noisy > 1.5 * near
 
 
+# A 4-sensor square 400 m a side and a shot outside it, south-west: the two sensors across the
+# square from it are checked by the others with redundancy numbers of 0.003-0.01.
+SQUARE_M = np.array([[0.0, 0.0, 0.0], [400.0, 0.0, 0.0], [0.0, 400.0, 0.0], [420.0, 380.0, 0.0]])
+OUTSIDE_M = np.array([-150.0, -100.0])
+WRONG_PICK_S = 0.04   # an echo picked instead of the direct sound, within the association's retry tolerance
+
+
+def _fix(sensors: np.ndarray, source: np.ndarray, wrong_pick_s: float,
+         budget=uncertainty.BUDGET) -> tuple[float, float, np.ndarray]:
+    """(true error m, err_m, redundancy numbers) of the fix whose least-checked arrival comes ``wrong_pick_s`` late."""
+    c = 343.0
+    geometry = Geometry("2d")
+    t_s = np.linalg.norm(sensors[:, :2] - source, axis=1) / c
+    sigma = np.full(len(t_s), 1e-3)
+
+    def arrivals(times):
+        fit = fit_shots([(sensors, times, sigma)], c, geometry, [(source + 5.0, 0.0)])
+        return fit, uncertainty.arrivals_of_fit(fit, [(sensors, times, sigma)], [np.full(len(times), np.nan)],
+                                                geometry, False)
+
+    fit, arr = arrivals(t_s)
+    w = 1.0 / arr.fit_sigma_s**2
+    a = np.linalg.solve(arr.jac_s.T @ (arr.jac_s * w[:, None]), (arr.jac_s * w[:, None]).T)
+    r = uncertainty.redundancy_numbers(arr, a)
+    late = t_s.copy()
+    late[int(np.argmin(r))] += wrong_pick_s
+    fit, arr = arrivals(late)
+    true_m = float(np.hypot(*(np.asarray(fit.positions[0])[:2] - source)))
+    return true_m, uncertainty.shot_uncertainties(arr, budget)[0]["err_m"], r
+
+
+def test_a_wrong_pick_the_geometry_cannot_check_is_inside_err_m():
+    """Term (i): a 4-sensor fix outside its sensors, one arrival 40 ms late where the others cannot
+    check it. Its residuals stay near 1 ms, so the residual check sees nothing and the budget
+    without (i) gives a radius half the true error; with (i) the radius holds it."""
+    true_m, err_m, r = _fix(SQUARE_M, OUTSIDE_M, WRONG_PICK_S)
+    _, err_before_m, _ = _fix(SQUARE_M, OUTSIDE_M, WRONG_PICK_S, replace(uncertainty.BUDGET, gross_sd_s=0.0))
+    print(f"\nredundancy {np.round(r, 3)}: true error {true_m:.1f} m, err_m {err_m:.1f} m (without (i) {err_before_m:.1f} m)")
+    assert r.min() < uncertainty.R_UNCONTROLLED
+    assert err_before_m < true_m <= err_m
+
+
+def test_fixes_the_geometry_checks_keep_their_radius():
+    """Term (i) touches no fix whose arrivals all check one another: 8 sensors about the shot."""
+    angles = np.linspace(0.0, 2.0 * math.pi, 8, endpoint=False)
+    ring = np.column_stack([400.0 * np.sin(angles), 400.0 * np.cos(angles), np.zeros(8)])
+    _, err_m, r = _fix(ring, np.array([30.0, -20.0]), 0.0)
+    _, err_before_m, _ = _fix(ring, np.array([30.0, -20.0]), 0.0, replace(uncertainty.BUDGET, gross_sd_s=0.0))
+    assert r.min() >= uncertainty.R_UNCONTROLLED
+    assert err_m == err_before_m
+
+
 def test_ellipse_of_a_known_covariance():
     """Bearing clockwise from north and chi-square(2) semi-axes of a stated covariance."""
     theta = math.radians(30.0)   # major axis 30 deg east of north

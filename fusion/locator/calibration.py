@@ -21,11 +21,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fusion.locator.locate import RETRY_TOLERANCE_S
 from fusion.locator.multilaterate import CONFIDENCE
 from fusion.locator.uncertainty import BUDGET, Arrivals, Budget, shot_uncertainties
 
 # The grid: per-path relative c error 0-2.5 % by 0.125 % (a 4 m/s wind along a path is 1.2 %).
 C_PATH_GRID = np.arange(0.0, 0.02501, 0.00125)
+# Term (i)'s gross error on a poorly controlled arrival: 0 to the association's retry tolerance (a
+# wrong pick it accepts errs by at most that), by 2.5 ms.
+GROSS_GRID_S = np.arange(0.0, RETRY_TOLERANCE_S + 1e-9, 0.0025)
 
 
 @dataclass(frozen=True)
@@ -58,19 +62,33 @@ def score(records: list[Record], budget: Budget) -> dict:
             "median_err_m": float(np.median(err)), "median_true_m": float(np.median(true))}
 
 
-def fit_budget(records: list[Record], base: Budget = BUDGET, target: float = CONFIDENCE) -> Budget:
-    """``base`` with the sharpest per-path c error of the grid whose coverage of ``records`` is at least ``target``.
-
-    Sharpest: the smallest median ``err_m``. Where no value of the grid reaches the target,
-    the one with the highest coverage.
-    """
+def _sharpest_covering(records: list[Record], budgets, target: float) -> Budget:
+    """Of ``budgets``, the sharpest (smallest median err_m) whose coverage of ``records`` is at least
+    ``target``; where none reaches it, the one with the highest coverage."""
     true = np.array([r.true_err_m for r in records])
-    best, best_key = base, None
-    for c_rel in C_PATH_GRID:
-        budget = replace(base, c_path_rel_sd=float(c_rel))
+    best, best_key = None, None
+    for budget in budgets:
         err = radii_m(records, budget)
         coverage = float(np.mean(true <= err))
         key = (coverage < target, -coverage if coverage < target else 0.0, float(np.median(err)))
         if best_key is None or key < best_key:
             best, best_key = budget, key
     return best
+
+
+def fit_budget(records: list[Record], base: Budget = BUDGET, target: float = CONFIDENCE) -> Budget:
+    """``base`` with the sharpest per-path c error of the grid whose coverage of ``records`` is at least ``target``.
+
+    Sharpest: the smallest median ``err_m``. Where no value of the grid reaches the target,
+    the one with the highest coverage.
+    """
+    return _sharpest_covering(records, (replace(base, c_path_rel_sd=float(c)) for c in C_PATH_GRID), target)
+
+
+def fit_gross(records: list[Record], base: Budget = BUDGET, target: float = CONFIDENCE) -> Budget:
+    """``base`` with term (i)'s gross error (on poorly controlled arrivals) fitted as :func:`fit_budget` fits (d).
+
+    Only shots with an arrival below :data:`fusion.locator.uncertainty.R_UNCONTROLLED` move with
+    it: fitted on few-sensor fixes (the Pittsburgh audio path), where they are.
+    """
+    return _sharpest_covering(records, (replace(base, gross_sd_s=float(g)) for g in GROSS_GRID_S), target)

@@ -23,7 +23,12 @@ Each arrival time i used by the final fit errs by the sum of independent parts; 
           + (g) p_i^2                     in the "2d" geometry, the path the plane leaves out: a
                                           sensor dz_i above or below the shot's plane (the sensors'
                                           median height) is sqrt(d^2 + dz^2) - d further (Pittsburgh's
-                                          hills: up to 8 m of path); p_i is that over c.
+                                          hills: up to 8 m of path); p_i is that over c;
+          + (i) G^2 where r_i < 0.1       an arrival the others barely check (its redundancy number
+                                          r_i, below): a wrong pick on it (an echo, a late NLOS
+                                          arrival the association's tolerance let in) moves the
+                                          solution and leaves almost no residual, so neither the
+                                          outlier rule nor the residuals' excess can see it.
 
 plus parts correlated between arrivals, which move the solution more than they show in its
 residuals:
@@ -60,6 +65,17 @@ variance is taken as estimated from the fit's dof residuals, scaled by the exces
 to the 95 % quantile of F(2, dof) rather than chi-square(2) (Mikhail & Ackermann §4.7); the
 correlated parts and (h) are added as stated. So a shot's radius follows its own geometry,
 residuals and distances, over a floor (h) that no fit can see below.
+
+(i), the arrivals the geometry cannot check: an arrival's redundancy number ``r_i = P_ii`` (the
+share of an error on it that shows in its own residual; Baarda, "A testing procedure for use in
+geodetic networks", 1968; Förstner, "The reliability of block triangulation", PE&RS 51, 1985)
+is near 1 where many sensors check one another and near 0 where the fix passes through the
+arrival whatever it is: 4 sensors in 2D leave one redundant arrival for all four, and a shot
+outside its sensors' hull often has one with r_i of 0.01-0.05. Those below R_UNCONTROLLED
+(Förstner's "poorly controlled", r_i < 0.1) carry a gross error of sd GROSS_SD_S, which enters
+the propagation (``A_i A_i^T G^2``) but not the residual check. Fixes on many sensors have none
+and keep their radius; a 4-sensor fix from bad geometry gets the radius its unchecked arrival
+allows.
 
 The 95 % region
 ---------------
@@ -132,6 +148,15 @@ FRAME_TYPICAL_M = 2.5
 FRAME_SD_M = FRAME_TYPICAL_M / math.sqrt(math.pi / 2.0)
 # Quantile of the 95 % ellipse: chi-square with 2 degrees of freedom.
 CHI2_2D = float(special.chdtri(2, 1.0 - CONFIDENCE))
+# (i) An arrival is "poorly controlled" below this redundancy number (Förstner 1985: r_i < 0.1, an
+# error on it shows less than a tenth in its own residual). Stated, not fitted.
+R_UNCONTROLLED = 0.1
+# (i) sd of a gross error on a poorly controlled arrival: fitted (fusion.locator.calibration.fit_gross: the
+# sharpest value of its grid, 0 to the association's retry tolerance, whose err_m holds >= 95 %) on the
+# Pittsburgh 2018 FP1-FP3 audio path (`earwitness detect` on each test's 4-5 WAVs, then locate): the
+# commercial picks on many sensors leave no arrival below R_UNCONTROLLED, so they cannot fit it. Shipped:
+# fitted on all three positions; held-out figures in the README and bench/bench_uncertainty.py.
+GROSS_SD_S = 0.025
 ORIENTATION_DECIMALS = 1
 AXIS_DECIMALS = 2
 
@@ -139,7 +164,7 @@ AXIS_DECIMALS = 2
 @dataclass(frozen=True)
 class Budget:
     """The budget's constants (module docstring): (a) default pick sigma, (c) survey, (d) per-path c and wind, (e) NLOS,
-    (f) the stated temperature's c, (h) the frame."""
+    (f) the stated temperature's c, (h) the frame, (i) a gross error on an arrival the others barely check."""
 
     pick_sd_s: float = DEFAULT_PICK_SD_S
     survey_sd_m: float = SURVEY_SD_M
@@ -148,6 +173,7 @@ class Budget:
     wind_sd_m_s: float = WIND_SD_M_S
     c_common_rel_sd: float = C_COMMON_REL_SD
     frame_sd_m: float = FRAME_SD_M
+    gross_sd_s: float = GROSS_SD_S
 
 
 BUDGET = Budget()
@@ -257,10 +283,27 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
         a = np.linalg.solve(arr.jac_s.T @ jw, jw.T)
     except np.linalg.LinAlgError:
         return [np.full((2, 2), np.inf) for _ in range(n_shots)]
-    cov = a @ (var[:, None] * a.T) * _independent_scale(arr, a, var, cov_corr) + a @ cov_corr @ a.T
+    cov = (a @ (var[:, None] * a.T) * _independent_scale(arr, a, var, cov_corr) + a @ cov_corr @ a.T
+           + _unchecked_cov(arr, a, budget))
     per = arr.dims + 1
     frame = budget.frame_sd_m**2 * np.eye(2)
     return [cov[j * per: j * per + 2, j * per: j * per + 2] + frame for j in range(n_shots)]
+
+
+def redundancy_numbers(arr: Arrivals, a: np.ndarray) -> np.ndarray:
+    """Per arrival ``r_i = P_ii``, ``P = I - J A``: the share of an error on it that shows in its own residual (Baarda 1968)."""
+    return np.diag(np.eye(len(arr.fit_sigma_s)) - arr.jac_s @ a)
+
+
+def _unchecked_cov(arr: Arrivals, a: np.ndarray, budget: Budget) -> np.ndarray:
+    """Term (i): ``G^2 sum A_i A_i^T`` over the arrivals with redundancy number below R_UNCONTROLLED.
+
+    A gross error on such an arrival passes into the solution with almost no residual (module
+    docstring), so it is added as stated, beside the residual check rather than in it.
+    """
+    unchecked = redundancy_numbers(arr, a) < R_UNCONTROLLED
+    cols = a[:, unchecked]
+    return budget.gross_sd_s**2 * (cols @ cols.T)
 
 
 def _independent_scale(arr: Arrivals, a: np.ndarray, var: np.ndarray, cov_corr: np.ndarray) -> float:
