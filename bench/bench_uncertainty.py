@@ -7,16 +7,22 @@ over median true error), each fold printed; then fitted on all three (the consta
 in-sample). Simulation: the shipped budget on the simulator's fleet pulses of library scenarios
 (sensors where their GPS says; wind, NLOS, echoes). Targets (issue 14): coverage >= 0.90 held
 out, 0.93-0.98 in simulation, sharpness <= 2.5. The wind and frame terms are stated, not fitted
-(fusion.locator.calibration); a last block shows what the folds do with other stated values.
+(fusion.locator.calibration); a block shows what the folds do with other stated values. The audio
+path (`earwitness detect` on each test's 4-5 WAVs, then the locator; every shot put out) is where
+term (i), the gross error on arrivals the geometry barely checks, is fitted (calibration.fit_gross):
+its folds fit it on two positions' audio, then the per-path term on their pulses, and score both
+paths of the third, beside the budget without (i).
 """
 from __future__ import annotations
 
 import pathlib
 import sys
+import tempfile
+from dataclasses import replace
 
 import numpy as np
 
-from earwitness.units import NS_PER_S
+from earwitness.units import NS_PER_MS, NS_PER_S
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))   # the test helpers read the shared data
@@ -44,6 +50,26 @@ def _folds(by_position: dict, base) -> None:
         budget = calibration.fit_budget(train, base)
         print(_line(f"  {held} held out", calibration.score(by_position[held], budget)),
               f" fitted: c per path {budget.c_path_rel_sd:.5f}")
+
+
+def _audio_folds(by_audio: dict, by_position: dict) -> None:
+    """Each position held out: term (i) fitted on the other two's audio, (d) on their pulses; both paths scored."""
+    from fusion.locator import calibration, uncertainty
+
+    for held in sorted(by_audio):
+        train_audio = [r for fp, recs in by_audio.items() if fp != held for r in recs]
+        train_pulses = [r for fp, recs in by_position.items() if fp != held for r in recs]
+        for label, base in (("no (i)", replace(uncertainty.BUDGET, gross_sd_s=0.0)),
+                            ("with (i)", calibration.fit_gross(train_audio))):
+            budget = calibration.fit_budget(train_pulses, base)
+            print(_line(f"  {held} audio, {label}", calibration.score(by_audio[held], budget)),
+                  f" fitted: gross {budget.gross_sd_s * NS_PER_S / NS_PER_MS:.1f} ms")
+            print(_line(f"  {held} pulses, {label}", calibration.score(by_position[held], budget)),
+                  f" fitted: c per path {budget.c_path_rel_sd:.5f}")
+    every = [r for recs in by_audio.values() for r in recs]
+    fitted = calibration.fit_gross(every)
+    print(_line("  audio, all three, in-sample", calibration.score(every, fitted)),
+          f" fitted: gross {fitted.gross_sd_s * NS_PER_S / NS_PER_MS:.1f} ms")
 
 
 def _oracle_offset_m(tests) -> np.ndarray:
@@ -124,6 +150,9 @@ def main() -> None:
               f" fitted: c per path {budget.c_path_rel_sd:.5f}")
         print(_line("  shipped constants", calibration.score(everything, uncertainty.BUDGET)))
         _stated_alternatives(by_position)
+        print("The audio path (detect, then locate), leave-one-position-out, every shot put out:")
+        with tempfile.TemporaryDirectory(prefix="ew-uncertainty-") as tmp:
+            _audio_folds(ur.pittsburgh_audio_records(tests, pathlib.Path(tmp)), by_position)
         _per_position(tests, by_vectors)
     else:
         print("bench_uncertainty: Pittsburgh data absent (../shared/data/pittsburgh-2018); skipped")

@@ -6,7 +6,8 @@ locator runs) and its true horizontal error:
 
 - Pittsburgh FP1-FP3 (TN098 supplement, ShotSpotter Inc., CC BY 4.0): every reported pulse of
   a test in, shots within WITHIN_M of the surveyed firing position scored against it, grouped
-  by firing position for leave-one-position-out;
+  by firing position for leave-one-position-out; or the audio path (`detect` on the test's WAVs),
+  every shot put out;
 - simulated shots: the simulator's fleet pulses of a library scenario (sensors where their GPS
   says, i.e. with survey error; wind, NLOS, echoes) or tests/synthetic_shots.py scenes, each
   shot matched to the true discharge nearest in time within WITHIN_M.
@@ -89,6 +90,26 @@ def pittsburgh_error_vectors(tests, with_temperature: bool = True) -> dict[str, 
 def pittsburgh_records(tests, with_temperature: bool = True) -> dict[str, list[Record]]:
     """Per firing position (FP1, ...) the records of its shots within WITHIN_M of the survey."""
     return {fp: [rec for _, rec in shots] for fp, shots in pittsburgh_error_vectors(tests, with_temperature).items()}
+
+
+def pittsburgh_audio_records(tests, workdir) -> dict[str, list[Record]]:
+    """Per firing position the records of every shot located through the audio path (`earwitness detect`
+    on the test's 4-5 WAVs, then the locator), each scored against the survey however far off, as the
+    accuracy scoring counts a misplaced shot (tests/locator_scoring.py)."""
+    import locator_lopo
+    from fusion.locator.pulses import read_pulses
+    from fusion.locator.sensors import read_sensors
+
+    by_position: dict[str, list[Record]] = {}
+    for test in tests:
+        sensors_csv, pulses_jsonl = locator_lopo.detect_inputs(test, workdir / test.name / "audio")
+        sensors = read_sensors(sensors_csv)
+        survey, _ = pp.survey(test)
+        for shot, rec in locate_recorded(read_pulses(pulses_jsonl, sensors), sensors, pp.temperature_c(test)):
+            if rec is not None:
+                err = math.hypot(shot["x"] - survey[0], shot["y"] - survey[1])
+                by_position.setdefault(test.parent.name, []).append(Record(rec.arrivals, rec.shot, err))
+    return by_position
 
 
 def match_truth(shots_and_records, truth: list[dict]) -> list[Record]:

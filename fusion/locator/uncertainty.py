@@ -88,8 +88,9 @@ integral, not the ellipse's major axis).
 
 Of the constants that physics does not fix, C_PATH_REL_SD was fitted on the Pittsburgh 2018
 live-fire data (TN098 supplement, ShotSpotter Inc., CC BY 4.0), FP1-FP3, and scored by
-leave-one-position-out (``python -m bench.bench_uncertainty``); SURVEY_SD_M and NLOS_SD_S, which
-the data cannot separate, and the wind and frame, which two firing positions cannot estimate
+leave-one-position-out (``python -m bench.bench_uncertainty``), and GROSS_SD_S (i) the same way on
+the audio path's few-sensor fixes, where the arrivals below R_UNCONTROLLED are; SURVEY_SD_M and
+NLOS_SD_S, which the data cannot separate, and the wind and frame, which two firing positions cannot estimate
 (each position is one draw of them), are held at stated values. See their comments.
 """
 from __future__ import annotations
@@ -154,7 +155,7 @@ R_UNCONTROLLED = 0.1
 # (i) sd of a gross error on a poorly controlled arrival: fitted (fusion.locator.calibration.fit_gross: the
 # sharpest value of its grid, 0 to the association's retry tolerance, whose err_m holds >= 95 %) on the
 # Pittsburgh 2018 FP1-FP3 audio path (`earwitness detect` on each test's 4-5 WAVs, then locate): the
-# commercial picks on many sensors leave no arrival below R_UNCONTROLLED, so they cannot fit it. Shipped:
+# commercial picks, on 12-21 sensors a shot, leave (almost) no arrival below R_UNCONTROLLED and cannot fit it. Shipped:
 # fitted on all three positions; held-out figures in the README and bench/bench_uncertainty.py.
 GROSS_SD_S = 0.025
 ORIENTATION_DECIMALS = 1
