@@ -90,8 +90,9 @@ Of the constants that physics does not fix, C_PATH_REL_SD was fitted on the Pitt
 live-fire data (TN098 supplement, ShotSpotter Inc., CC BY 4.0), FP1-FP3, and scored by
 leave-one-position-out (``python -m bench.bench_uncertainty``), and GROSS_SD_S (i) the same way on
 the audio path's few-sensor fixes, where the arrivals below R_UNCONTROLLED are; SURVEY_SD_M and
-NLOS_SD_S, which the data cannot separate, and the wind and frame, which two firing positions cannot estimate
-(each position is one draw of them), are held at stated values. See their comments.
+NLOS_SD_S, which the data cannot separate, and the wind and frame, which two firing positions
+cannot estimate (each position is one draw of them), are held at stated values. See their
+comments.
 """
 from __future__ import annotations
 
@@ -155,8 +156,8 @@ R_UNCONTROLLED = 0.1
 # (i) sd of a gross error on a poorly controlled arrival: fitted (fusion.locator.calibration.fit_gross: the
 # sharpest value of its grid, 0 to the association's retry tolerance, whose err_m holds >= 95 %) on the
 # Pittsburgh 2018 FP1-FP3 audio path (`earwitness detect` on each test's 4-5 WAVs, then locate): the
-# commercial picks, on 12-21 sensors a shot, leave (almost) no arrival below R_UNCONTROLLED and cannot fit it. Shipped:
-# fitted on all three positions; held-out figures in the README and bench/bench_uncertainty.py.
+# commercial picks (12-21 sensors a shot) leave none of FP1-FP3's 108 shots an arrival below R_UNCONTROLLED, so they
+# cannot fit it. Shipped: fitted on all three positions; held-out figures in the README and bench/bench_uncertainty.py.
 GROSS_SD_S = 0.025
 ORIENTATION_DECIMALS = 1
 AXIS_DECIMALS = 2
@@ -277,11 +278,9 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
     if not arr.c_fitted:
         common = budget.c_common_rel_sd * arr.travel_s
         cov_corr = cov_corr + np.outer(common, common)
-    w = 1.0 / arr.fit_sigma_s**2
-    jw = arr.jac_s * w[:, None]
     n_shots = int(arr.shot.max()) + 1
     try:
-        a = np.linalg.solve(arr.jac_s.T @ jw, jw.T)
+        a = estimator(arr)
     except np.linalg.LinAlgError:
         return [np.full((2, 2), np.inf) for _ in range(n_shots)]
     cov = (a @ (var[:, None] * a.T) * _independent_scale(arr, a, var, cov_corr) + a @ cov_corr @ a.T
@@ -291,8 +290,15 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
     return [cov[j * per: j * per + 2, j * per: j * per + 2] + frame for j in range(n_shots)]
 
 
-def redundancy_numbers(arr: Arrivals, a: np.ndarray) -> np.ndarray:
+def estimator(arr: Arrivals) -> np.ndarray:
+    """``A = (J^T W J)^-1 J^T W``: how the fit's unknowns move with its arrivals (raises LinAlgError where singular)."""
+    jw = arr.jac_s / arr.fit_sigma_s[:, None] ** 2
+    return np.linalg.solve(arr.jac_s.T @ jw, jw.T)
+
+
+def redundancy_numbers(arr: Arrivals, a: np.ndarray | None = None) -> np.ndarray:
     """Per arrival ``r_i = P_ii``, ``P = I - J A``: the share of an error on it that shows in its own residual (Baarda 1968)."""
+    a = estimator(arr) if a is None else a
     return np.diag(np.eye(len(arr.fit_sigma_s)) - arr.jac_s @ a)
 
 
