@@ -108,9 +108,10 @@ def differs(old: Incident, new: Incident) -> bool:
 
 
 def heard_by_more(old: Incident, new: Incident) -> bool:
-    """Whether a new location has sensors the old one had not: news for a final incident, whose
-    last revision is the record its report and clip requests are made from."""
-    return not set(new.get("sensors") or ()) <= set(old.get("sensors") or ())
+    """Whether a new location rests on more sensors than the old one: news for a final incident,
+    whose last revision is the record its report and clip requests are made from (a relocation
+    of as many, as after a takeover's resume, is not)."""
+    return len(new.get("sensors") or ()) > len(old.get("sensors") or ())
 
 
 class Revisions:
