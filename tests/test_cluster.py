@@ -3,6 +3,7 @@ publishing MQTT 3.1.1 QoS 1 to its gateways with failover, fusion workers pullin
 replicated streams into PostgreSQL; servers killed with SIGKILL mid-run."""
 from __future__ import annotations
 
+import collections
 import json
 import math
 import time
@@ -217,7 +218,8 @@ def test_three_workers_survive_a_worker_and_a_server_killed(cluster, tmp_path):
           f"({len(doubled)} shot(s) alerted under two ids: {[(a['incident'], b['incident']) for a, b in doubled]}). "
           f"Slot 0 taken over {taken_s:.1f} s after the worker's kill (the failover gap); next alert "
           f"{after_worker_s:.1f} s after it and {after_server_s:.1f} s after the server's kill "
-          f"(longest pause between alerts before the kills: {normal_s:.1f} s)")
+          f"(longest pause between alerts before the kills: {normal_s:.1f} s); incidents by last status: "
+          f"{dict(collections.Counter(a['status'] for a in last.values()))}")
     assert not doubled, f"shots alerted under two ids: {[(a['incident'], b['incident']) for a, b in doubled]}"
 
 

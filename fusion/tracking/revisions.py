@@ -41,6 +41,9 @@ POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
 # nor moves or error changes smaller than this share of the error radius.
 REVISION_ERR_SHARE = 0.5
+# Two located shots this close (or within their 95 % circles, if wider) and as close in time as two
+# arrivals of one sound are one shot: a final incident's late pulses, not a new incident.
+SAME_SHOT_M = 10.0
 M_PER_DEGREE = 111_320.0
 # What the classifier adds to a body (fusion.locator.classify.classify), and what a stored
 # revision adds beside the incident.
@@ -293,23 +296,26 @@ class Revisions:
         """Whether every shot of ``other`` is one of ``incident``'s (as close in time as two
         arrivals of one sound can be, and within the anchor range)."""
         mine = self._shots(incident)
-        return bool(other.get("shots")) and all(any(self._one_shot(shot, m) for m in mine) for shot in other["shots"])
+        return bool(other.get("shots")) and all(any(self._near(shot, m, self.reach.anchor_range_m) for m in mine)
+                                                for shot in other["shots"])
 
     def _shares_shot(self, incident: Incident, other: Incident) -> bool:
-        """Whether a shot of ``other`` is one of ``incident``'s: two incidents never share one."""
+        """Whether a shot of ``other`` is one of ``incident``'s: as close in time as two arrivals of
+        one sound can be, their 95 % circles (at least SAME_SHOT_M wide) overlapping.  Two shots
+        of a busy city's incidents can be that close in time, but not in place as well."""
         mine = self._shots(incident)
-        return any(self._one_shot(shot, m) for shot in other.get("shots", []) for m in mine)
+        return any(self._near(shot, m, max(SAME_SHOT_M, float(shot.get("err_m", 0)) + float(m[2])))
+                   for shot in other.get("shots", []) for m in mine)
 
-    def _shots(self, incident: Incident) -> list[tuple[int, object]]:
-        """An incident's shots as (t_ns, (east, north) metres)."""
-        return [(s["t_ns"], self.reach.enu_xy(s)) for s in incident.get("shots", [])]
+    def _shots(self, incident: Incident) -> list[tuple[int, object, float]]:
+        """An incident's shots as (t_ns, (east, north) metres, err_m)."""
+        return [(s["t_ns"], self.reach.enu_xy(s), float(s.get("err_m", 0))) for s in incident.get("shots", [])]
 
-    def _one_shot(self, shot: dict, mine: tuple[int, object]) -> bool:
-        """Whether a shot is one located as ``mine`` (t_ns, xy): as close in time as two arrivals of
-        one sound can be, and within the anchor range."""
-        t_ns, xy = mine
-        reach = self.reach
-        return abs(t_ns - shot["t_ns"]) <= reach.pair_slack_ns and math.dist(xy, reach.enu_xy(shot)) <= reach.anchor_range_m
+    def _near(self, shot: dict, mine: tuple[int, object, float], dist_m: float) -> bool:
+        """Whether a shot is as close in time as two arrivals of one sound can be to one located as
+        ``mine`` (t_ns, xy, err_m), and within ``dist_m`` of it."""
+        t_ns, xy, _ = mine
+        return abs(t_ns - shot["t_ns"]) <= self.reach.pair_slack_ns and math.dist(xy, self.reach.enu_xy(shot)) <= dist_m
 
     def _same_incident(self, old: Incident, new: Incident) -> bool:
         """Whether a located incident is one tracked before under another anchor: close in time and place."""
