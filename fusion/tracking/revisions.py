@@ -41,9 +41,6 @@ POSITION_STEP_M = 0.5
 ERROR_STEP_M = 0.5
 # nor moves or error changes smaller than this share of the error radius.
 REVISION_ERR_SHARE = 0.5
-# Two located shots this close (or within their 95 % circles, if wider) and as close in time as two
-# arrivals of one sound are one shot: a final incident's late pulses, not a new incident.
-SAME_SHOT_M = 10.0
 M_PER_DEGREE = 111_320.0
 # What the classifier adds to a body (fusion.locator.classify.classify), and what a stored
 # revision adds beside the incident.
@@ -85,6 +82,9 @@ class Tracked:
     changed: bool = True
     call: dict = dataclasses.field(default_factory=dict)   # the classifier's last call
     carries: Call = Call.NONE
+    # Final once, and taken back for late pulses of its shots: only those revise it (an incident
+    # merely close in time and place, as an orphan pairs with, is another one).
+    reopened: bool = False
 
     @property
     def published(self) -> bool:
@@ -185,7 +185,8 @@ class Revisions:
         """An incident whose anchor changed keeps its id (taken from ``loose``); one sharing a shot
         with a final incident is that one's late pulses and revises it; else it is new."""
         for s, inc, mine in unmatched:
-            best = min((t for t in loose if self._same_incident(t.body, inc)),
+            best = min((t for t in loose if self._same_incident(t.body, inc)
+                        and (not t.reopened or self._shares_shot(t.body, inc))),
                        key=lambda t: abs(t.body["t_ns"] - inc["t_ns"]), default=None)
             if best is not None:
                 loose.remove(best)
@@ -193,6 +194,7 @@ class Revisions:
                 best = next((t for t in self.finals if self._shares_shot(t.body, inc)), None)
                 if best is not None:
                     self.finals.remove(best)
+                    best.reopened = True
             if best is not None:
                 self._revise(best, inc, s)
             else:
@@ -293,29 +295,27 @@ class Revisions:
         tracked.received_ns = s.received_ns
 
     def _absorbs(self, incident: Incident, other: Incident) -> bool:
-        """Whether every shot of ``other`` is one of ``incident``'s (as close in time as two
-        arrivals of one sound can be, and within the anchor range)."""
+        """Whether every shot of ``other`` is one of ``incident``'s (see _one_shot)."""
         mine = self._shots(incident)
-        return bool(other.get("shots")) and all(any(self._near(shot, m, self.reach.anchor_range_m) for m in mine)
-                                                for shot in other["shots"])
+        return bool(other.get("shots")) and all(any(self._one_shot(shot, m) for m in mine) for shot in other["shots"])
 
     def _shares_shot(self, incident: Incident, other: Incident) -> bool:
-        """Whether a shot of ``other`` is one of ``incident``'s: as close in time as two arrivals of
-        one sound can be, their 95 % circles (at least SAME_SHOT_M wide) overlapping.  Two shots
-        of a busy city's incidents can be that close in time, but not in place as well."""
+        """Whether a shot of ``other`` is one of ``incident``'s (see _one_shot): a busy city's
+        incidents this close in time lie farther apart (in the fleet city, 1.9 km or more)."""
         mine = self._shots(incident)
-        return any(self._near(shot, m, max(SAME_SHOT_M, float(shot.get("err_m", 0)) + float(m[2])))
-                   for shot in other.get("shots", []) for m in mine)
+        return any(self._one_shot(shot, m) for shot in other.get("shots", []) for m in mine)
 
-    def _shots(self, incident: Incident) -> list[tuple[int, object, float]]:
-        """An incident's shots as (t_ns, (east, north) metres, err_m)."""
-        return [(s["t_ns"], self.reach.enu_xy(s), float(s.get("err_m", 0))) for s in incident.get("shots", [])]
+    def _shots(self, incident: Incident) -> list[tuple[int, object]]:
+        """An incident's shots as (t_ns, (east, north) metres)."""
+        return [(s["t_ns"], self.reach.enu_xy(s)) for s in incident.get("shots", [])]
 
-    def _near(self, shot: dict, mine: tuple[int, object, float], dist_m: float) -> bool:
-        """Whether a shot is as close in time as two arrivals of one sound can be to one located as
-        ``mine`` (t_ns, xy, err_m), and within ``dist_m`` of it."""
-        t_ns, xy, _ = mine
-        return abs(t_ns - shot["t_ns"]) <= self.reach.pair_slack_ns and math.dist(xy, self.reach.enu_xy(shot)) <= dist_m
+    def _one_shot(self, shot: dict, mine: tuple[int, object]) -> bool:
+        """Whether a shot is one located as ``mine`` (t_ns, xy): as close in time as two arrivals of
+        one sound can be, and within the anchor range (a shot located from part of its pulses
+        may lie tens of metres off, farther than its error says)."""
+        t_ns, xy = mine
+        reach = self.reach
+        return abs(t_ns - shot["t_ns"]) <= reach.pair_slack_ns and math.dist(xy, reach.enu_xy(shot)) <= reach.anchor_range_m
 
     def _same_incident(self, old: Incident, new: Incident) -> bool:
         """Whether a located incident is one tracked before under another anchor: close in time and place."""
