@@ -175,6 +175,36 @@ def test_two_workers_share_a_site_and_locate_a_border_incident_once(site, mosqui
 
 
 @pytest.mark.integration
+def test_a_worker_whose_slot_was_taken_over_writes_nothing_more_for_it(site, mosquitto, tmp_path):
+    """A worker locates an incident; another process starts its slot (a takeover: the first lost
+    its lease and has not noticed).  The first one's final revision is refused by the store (the
+    slot's epoch moved on) and it stops the slot; the new one finalises the incident, once."""
+    alerts = Collector(mosquitto.url, INCIDENT).start()
+    stale = mqtt_service(_config(tmp_path, mosquitto, site, client_id="fusion-stale", request_clips=False)).start()
+    current = None
+    try:
+        publish_all(mosquitto.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert wait_until(lambda: any(a["rounds"] == site.rounds for a in alerts.json(INCIDENT)), WAIT_S)
+        assert wait_until(lambda: stale.locator_idle, WAIT_S)
+        current = mqtt_service(_config(tmp_path, mosquitto, site, client_id="fusion-current", request_clips=False)).start()
+        stale.finalise_open_incidents()
+        assert wait_until(lambda: stale.fenced, WAIT_S)
+        current.finalise_open_incidents()
+        assert wait_until(lambda: any(a["status"] == "final" for a in alerts.json(INCIDENT)), WAIT_S)
+    finally:
+        stale.stop(finalise=True)
+        if current is not None:
+            current.stop(finalise=True)
+    alerts.close()
+    got = alerts.json(INCIDENT)
+    assert [a["status"] for a in got].count("final") == 1 and got[-1]["status"] == "final"
+    assert [a["revision"] for a in got] == list(range(1, len(got) + 1))
+    assert current.alerts_published == 1 and stale.alerts_published == len(got) - 1
+    with Store(tmp_path / "fusion.db") as store:
+        assert [r["status"] for r in store.revisions(got[-1]["incident"])] == [a["status"] for a in got]
+
+
+@pytest.mark.integration
 def test_final_incident_collects_signed_clips_and_reports_them(site, mosquitto, tmp_path):
     """A final incident asks its nodes for audio; verified clips are stored and drawn in the report."""
     nodes = EvidenceNodes(mosquitto.url, site, SITE)

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from fusion.server.store import PulseRecord, Store
+from fusion.server.store import PulseRecord, Revision, SlotFenced, Store
 from fusion_db import database
 
 
@@ -65,6 +65,30 @@ def test_every_incident_revision_is_kept(store):
     assert store.incident("i1")["status"] == "withdrawn" and store.incident("i1")["merged_into"] == "i2"
 
 
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def test_a_slot_started_again_refuses_the_writes_of_its_earlier_worker(kind, tmp_path):
+    """Worker A runs slot "s/0"; B takes it over (A lost the lease and has not noticed): A's next
+    round stores nothing (no revision, outbox message or checkpoint) and raises; B's goes in."""
+    inc = {"incident": "i1", "t_ns": 90, "x": 1.0, "y": 2.0, "err_m": 9.0, "rounds": 1, "shooters": 1, "shots": [],
+           "sensors": ["a"]}
+
+    def sends(number, revision):
+        return [("ew/v1/s/incident", b"%d" % number)]
+
+    with database(kind, tmp_path) as (url, schema), Store(url, schema=schema) as store, \
+            Store(url, schema=schema) as other:
+        first = store.take_slot("s/0")
+        assert store.save_round([Revision(inc, "preliminary", [], {}, {})], "s/0", {"by": "A"}, sends, epoch=first) == [1]
+        second = other.take_slot("s/0")
+        assert second == first + 1 and store.take_slot("s/1") == 1   # each slot its own epochs
+        with pytest.raises(SlotFenced, match=r"slot s/0 was started again elsewhere \(epoch 2, this worker's 1\)"):
+            store.save_round([Revision(inc, "final", [], {}, {})], "s/0", {"by": "A late"}, sends, epoch=first)
+        assert [r["status"] for r in store.revisions("i1")] == ["preliminary"]
+        assert [p for _, _, p in store.outbox("s/0")] == [b"1"] and store.tracker_state("s/0") == {"by": "A"}
+        assert other.save_round([Revision(inc, "final", [], {}, {})], "s/0", {"by": "B"}, sends, epoch=second) == [2]
+        assert store.tracker_state("s/0") == {"by": "B"} and [p for _, _, p in store.outbox("s/0")] == [b"1", b"2"]
+
+
 def test_health_and_clips(store):
     store.record_health("a", 5, {"sats": 9, "pps": True})
     store.record_health("b", 6, {"sats": 3})
@@ -81,7 +105,7 @@ def test_committed_pulses_survive_kill_9(tmp_path):
     db = tmp_path / "kill.db"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from fusion.server.store import PulseRecord, Store
+        from fusion.server.store import PulseRecord, Revision, SlotFenced, Store
         s = Store({str(db)!r})
         for batch in range(20):
             s.add_pulses([PulseRecord("n", batch * 50 + i, {{"sensor": "n", "t_ns": i}}, b"x") for i in range(50)])

@@ -1,4 +1,5 @@
-"""fusion.tracking.lifecycle on its own: every allowed transition, every forbidden one, the terminal states."""
+"""fusion.tracking.lifecycle on its own: every allowed transition, every forbidden one, the terminal states
+(a final incident is not one: late pulses of its shots revise it)."""
 from __future__ import annotations
 
 import itertools
@@ -17,6 +18,9 @@ ALLOWED = [
     (Status.REVISED, Status.REVISED),
     (Status.REVISED, Status.FINAL),
     (Status.REVISED, Status.WITHDRAWN),
+    (Status.FINAL, Status.REVISED),      # late pulses of its shots (issue 19: one shot, one id)
+    (Status.FINAL, Status.FINAL),
+    (Status.FINAL, Status.WITHDRAWN),
 ]
 FORBIDDEN = [pair for pair in itertools.product(Status, Status) if pair not in ALLOWED]
 
@@ -37,8 +41,8 @@ def test_a_forbidden_transition_raises(start, to):
         advance(start, to)
 
 
-def test_final_withdrawn_and_discarded_are_terminal():
-    assert TERMINAL == {Status.FINAL, Status.WITHDRAWN, Status.DISCARDED}
+def test_withdrawn_and_discarded_are_terminal():
+    assert TERMINAL == {Status.WITHDRAWN, Status.DISCARDED}
     for state in TERMINAL:
         for to in Status:
             with pytest.raises(TransitionError):

@@ -57,7 +57,7 @@ from fusion.server.link import Delivery, LinkFactory
 from fusion.server.live import Broadcast
 from fusion.server.partition import Partition
 from fusion.server.registry import load_registry
-from fusion.server.store import Revision, Store
+from fusion.server.store import Revision, SlotFenced, Store
 from fusion.tracking.incidents import DEFAULT_MAX_RANGE_M, IncidentTracker, Update
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,8 @@ class FusionService:
         self._rounds: list[tuple[list[Update], dict]] = []
         self._saved_state: dict | None = None
         self._worker_key = f"{site}/{config.worker_index}"
+        self._epoch: int | None = None         # the slot's epoch at our start (Store.take_slot): our writes' fence
+        self.fenced = False                    # the slot was started again elsewhere: we store nothing more for it
         self._failing: str | None = None      # the step failure being retried, logged once
         self._unsent: dict[int, Delivery] = {}   # outbox row id -> its publish's delivery handle
         self.server_health = ServerHealth(self.registry.positions, time.time_ns())
@@ -181,10 +183,11 @@ class FusionService:
         if self._locator:
             self._locator.join()
         self._rounds += self._take_rounds()
-        if finalise:
+        if finalise and not self.fenced:
             self._rounds.append((self.tracker.flush(), self.tracker.checkpoint()))
         try:
-            self._emit_rounds()
+            if not self.fenced:   # its rounds are the slot's new worker's to make
+                self._emit_rounds()
         except Exception as exc:  # noqa: BLE001 - stored later: the checkpoint before them is resumed from
             log.error("stopped with %d revision round(s) unstored (%s); the next start resumes them",
                       len(self._rounds), _one_line(exc))
@@ -213,11 +216,12 @@ class FusionService:
     def _resume(self) -> None:
         """Take back the tracker's state of before a stop or crash: the open windows' stored pulses
         and the incidents published and not yet final (see IncidentTracker.resume)."""
+        self._epoch = self.store.take_slot(self._worker_key)   # first: a stale holder's rounds stop here
         now_ns = time.time_ns()
         state = self.store.tracker_state(self._worker_key)
         if state is None:   # a new database: every pulse from now on is the tracker's
             state = dict(self.tracker.checkpoint(), received_through_ns=now_ns)
-            self.store.save_round([], self._worker_key, state)
+            self.store.save_round([], self._worker_key, state, epoch=self._epoch)
             self._saved_state = state
             return
         from_t_ns, from_received_ns = IncidentTracker.resume_range(state)
@@ -242,6 +246,8 @@ class FusionService:
             self._watch_link()
             try:
                 self.step()
+            except SlotFenced as exc:
+                self._fence(exc)
             except Exception as exc:  # noqa: BLE001 - a bug or a database outage must not kill the worker
                 self._step_failed(exc)
                 self._stop.wait(RETRY_S)
@@ -249,6 +255,12 @@ class FusionService:
                 if self._failing is not None:
                     log.info("fusion worker working again after: %s", self._failing)
                     self._failing = None
+
+    def _fence(self, exc: SlotFenced) -> None:
+        """Another worker runs our slot now (we lost its lease and had not noticed): stop working it."""
+        log.error("%s; stopping the slot", exc)
+        self.fenced = True
+        self._stop.set()
 
     def _watch_link(self) -> None:
         """Count and log the broker connection coming back; publish the server's health when due."""
@@ -409,7 +421,7 @@ class FusionService:
         revisions = [Revision(u.incident, u.status, u.used, u.rejected, u.meta) for u in updates]
         of = {id(r): u for r, u in zip(revisions, updates)}
         numbers = self.store.save_round(revisions, self._worker_key, saving,
-                                        lambda number, r: self._messages(of[id(r)], number, sent_ns))
+                                        lambda number, r: self._messages(of[id(r)], number, sent_ns), epoch=self._epoch)
         if saving is not None:
             self._saved_state = saving
         self._send_outbox()
@@ -436,6 +448,8 @@ class FusionService:
 
     def _send_outbox(self) -> None:
         """Publish what the outbox holds and is not on its way yet."""
+        if self.fenced:   # the slot's outbox is its new worker's to send
+            return
         for row_id, topic, payload in self.store.outbox(self._worker_key):
             if row_id not in self._unsent:
                 self._unsent[row_id] = self.link.publish(topic, payload)

@@ -103,6 +103,16 @@ outbox = sa.Table(
     sa.Column("created_ns", sa.BigInteger, nullable=False),
 )
 
+# Each worker slot's epoch: one more at every start of the slot (its own worker's or a takeover,
+# Store.take_slot).  A round is stored only under the epoch its worker started the slot with,
+# checked in the round's own transaction: a worker that lost the slot's lease and has not
+# noticed yet (a stalled process, a cut link) writes no revision, checkpoint or outbox for it.
+slot_epochs = sa.Table(
+    "slot_epochs", metadata,
+    sa.Column("worker", sa.String(64), primary_key=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+)
+
 clips = sa.Table(
     "clips", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
@@ -115,6 +125,11 @@ clips = sa.Table(
     sa.Column("received_ns", sa.BigInteger, nullable=False),
 )
 sa.Index("clips_incident", clips.c.incident)
+
+
+class SlotFenced(RuntimeError):
+    """The slot was started again since this worker started it (another worker took it over):
+    what this one would store for it is refused."""
 
 
 @dataclasses.dataclass
@@ -307,15 +322,20 @@ class Store:
         return self.save_round([Revision(incident, status, pulse_ids, rejected, meta)])[0]
 
     def save_round(self, revisions_: list["Revision"], worker: str | None = None, state: dict | None = None,
-                   outgoing: Callable[[int, "Revision"], list[tuple[str, bytes]]] | None = None) -> list[int]:
+                   outgoing: Callable[[int, "Revision"], list[tuple[str, bytes]]] | None = None,
+                   epoch: int | None = None) -> list[int]:
         """Store revisions and, with ``worker``, that worker's tracker checkpoint ``state`` (unless
         None) and the messages ``outgoing(number, revision)`` makes of each revision (its outbox),
-        in one transaction (a crash keeps all or none); returns each revision's number."""
+        in one transaction (a crash keeps all or none); returns each revision's number.  With
+        ``epoch`` (:meth:`take_slot`'s), nothing is stored and SlotFenced raised if the slot was
+        started again since."""
         for r in revisions_:
             if r.status not in STATUSES:
                 raise ValueError(f"status must be one of {STATUSES}, not {r.status!r}")
         now_ns = time.time_ns()
         with self.writer.begin() as conn:
+            if epoch is not None:
+                self._check_epoch(conn, worker, epoch)
             numbers = [self._save_revision(conn, r, now_ns) for r in revisions_]
             for hook in self.revision_hooks:
                 hook(conn, [(str(r.incident["incident"]), n) for r, n in zip(revisions_, numbers)])
@@ -328,6 +348,27 @@ class Store:
                 if conn.execute(sa.update(tracker_state).where(tracker_state.c.worker == worker).values(**row)).rowcount == 0:
                     conn.execute(tracker_state.insert().values(worker=worker, **row))
         return numbers
+
+    def take_slot(self, worker: str) -> int:
+        """Start worker slot ``worker`` (its own worker's start or a takeover): its new epoch, under
+        which :meth:`save_round` stores for it from now on (and no longer under the one before)."""
+        with self.writer.begin() as conn:
+            bump = sa.update(slot_epochs).where(slot_epochs.c.worker == worker).values(epoch=slot_epochs.c.epoch + 1)
+            epoch = conn.execute(bump.returning(slot_epochs.c.epoch)).scalar()
+            if epoch is None:
+                epoch = 1
+                conn.execute(slot_epochs.insert().values(worker=worker, epoch=epoch))
+        return int(epoch)
+
+    @staticmethod
+    def _check_epoch(conn, worker: str | None, epoch: int) -> None:
+        """Raise SlotFenced unless the slot is at ``epoch``; its row stays locked to the end of the
+        transaction, so a takeover's :meth:`take_slot` waits for the round (and its resume sees it)."""
+        query = sa.select(slot_epochs.c.epoch).where(slot_epochs.c.worker == worker).with_for_update()
+        now = conn.execute(query).scalar()
+        if now != epoch:
+            raise SlotFenced(f"slot {worker} was started again elsewhere (epoch {now}, this worker's {epoch}): "
+                             f"this worker stores nothing more for it")
 
     @staticmethod
     def _save_revision(conn, r: "Revision", now_ns: int) -> int:

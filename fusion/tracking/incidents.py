@@ -25,7 +25,9 @@ turn out to be another's (a burst's round located from its own anchor before the
 took it in), and ``final`` once no pulse has come into its window's reach for one window
 (``window_ns``: the time sound needs to cross the window, plus the margin) of wall-clock time
 and every earlier window has closed (an earlier window's shots decide what this one may keep);
-one never published is discarded.  It is classified (:func:`fusion.locator.classify.classify`)
+one never published is discarded.  Late pulses of a final incident's shots (a node's outbox
+after an outage, a broker's failover pause) revise it under its id: a shot is alerted once.
+It is classified (:func:`fusion.locator.classify.classify`)
 when first published and when final, from its arrivals, the pulses around them (its window, its
 arrivals beyond, its sensors' pulses just before and after) and the incidents classified
 shortly before it.

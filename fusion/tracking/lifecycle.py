@@ -7,7 +7,8 @@ States:
   not published, located again at each new pulse until a spare sensor confirms it.
 - ``preliminary``: published for the first time.
 - ``revised``: published again: more pulses moved it or changed its rounds, shooters or error.
-- ``final`` (terminal): its window, and every earlier one, closed; classified once more.
+- ``final``: its window, and every earlier one, closed; classified once more.  Late pulses of
+  its shots (a node's outbox after an outage, a broker's failover pause) may still revise it.
 - ``withdrawn`` (terminal): its shots turned out to be another published incident's
   (the revision names it in ``merged_into``).
 - ``discarded`` (terminal): dropped before it was ever published, so nobody hears of it.
@@ -27,6 +28,10 @@ from              to               when
 ``revised``       ``revised``      as from ``preliminary``
 ``revised``       ``final``        as from ``preliminary``
 ``revised``       ``withdrawn``    as from ``preliminary``
+``final``         ``revised``      late pulses of its shots change it (a window of theirs
+                                   locates one of its shots)
+``final``         ``final``        as to ``revised``, and their window closes at once
+``final``         ``withdrawn``    late pulses show its shots are another incident's
 ================  ===============  ==========================================================
 
 Only a published incident can be withdrawn: one never published is discarded instead.
@@ -34,7 +39,7 @@ Only a published incident can be withdrawn: one never published is discarded ins
 Example::
 
     status = advance(Status.HELD_BACK, Status.PRELIMINARY)
-    advance(Status.FINAL, Status.REVISED)    # raises TransitionError
+    advance(Status.WITHDRAWN, Status.REVISED)    # raises TransitionError
 """
 from __future__ import annotations
 
@@ -57,7 +62,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.HELD_BACK: frozenset({Status.PRELIMINARY, Status.FINAL, Status.DISCARDED}),
     Status.PRELIMINARY: frozenset({Status.REVISED, Status.FINAL, Status.WITHDRAWN}),
     Status.REVISED: frozenset({Status.REVISED, Status.FINAL, Status.WITHDRAWN}),
-    Status.FINAL: frozenset(),
+    # Reopened by late pulses of its shots: one shot is alerted under one id, however late its pulses.
+    Status.FINAL: frozenset({Status.REVISED, Status.FINAL, Status.WITHDRAWN}),
     Status.WITHDRAWN: frozenset(),
     Status.DISCARDED: frozenset(),
 }

@@ -7,7 +7,10 @@ is held back until a sensor beyond the fewest that fix a shot confirms it, then 
 ``preliminary`` the first time, ``revised`` when more pulses change it by more than its error
 says, ``withdrawn`` (with ``merged_into``) if its shots turn out to be another's, and ``final``
 when its window closes (a published incident no window locates any more, an *orphan*, once
-no pulse has come into its reach for one window).  It is classified
+no pulse has come into its reach for one window).  A final incident is remembered for as long
+as its pulses are held: late pulses of its shots (a node's outbox after an outage, a broker's
+failover pause) that a later window locates revise it, under its id, rather than alerting the
+shot a second time.  It is classified
 (:func:`fusion.locator.classify.classify`) when first published and when final, from its
 arrivals, the pulses around them and the incidents classified shortly before it.
 
@@ -79,6 +82,9 @@ class Tracked:
     changed: bool = True
     call: dict = dataclasses.field(default_factory=dict)   # the classifier's last call
     carries: Call = Call.NONE
+    # Final once, and taken back for late pulses of its shots: only those revise it (an incident
+    # merely close in time and place, as an orphan pairs with, is another one).
+    reopened: bool = False
 
     @property
     def published(self) -> bool:
@@ -104,6 +110,13 @@ def differs(old: Incident, new: Incident) -> bool:
     return move_m >= max(POSITION_STEP_M, REVISION_ERR_SHARE * err_m)
 
 
+def heard_by_more(old: Incident, new: Incident) -> bool:
+    """Whether a new location rests on more sensors than the old one: news for a final incident,
+    whose last revision is the record its report and clip requests are made from (a relocation
+    of as many, as after a takeover's resume, is not)."""
+    return len(new.get("sensors") or ()) > len(old.get("sensors") or ())
+
+
 class Revisions:
     """The tracked incidents (by the anchor whose window keeps them, and the orphans) and their revisions.
 
@@ -118,6 +131,7 @@ class Revisions:
         self.positions = positions
         self.tracked: dict[object, list[Tracked]] = {}   # by anchor id
         self.orphans: list[Tracked] = []                 # published, but no window locates them any more
+        self.finals: list[Tracked] = []                  # final, and late pulses of their shots may revise them
         self._incident_ids: dict[str, int] = {}          # ids given, with their incident time
         self._recent: dict[str, dict] = {}               # classified incidents by id (a mortar's launch for its burst)
 
@@ -168,12 +182,20 @@ class Revisions:
         return loose, unmatched
 
     def _pair_moved(self, unmatched: list, loose: list[Tracked]) -> None:
-        """An incident whose anchor changed keeps its id (taken from ``loose``); else it is new."""
+        """An incident whose anchor changed keeps its id (taken from ``loose``); one sharing a shot
+        with a final incident is that one's late pulses and revises it; else it is new."""
         for s, inc, mine in unmatched:
-            best = min((t for t in loose if self._same_incident(t.body, inc)),
+            best = min((t for t in loose if self._same_incident(t.body, inc)
+                        and (not t.reopened or self._shares_shot(t.body, inc))),
                        key=lambda t: abs(t.body["t_ns"] - inc["t_ns"]), default=None)
             if best is not None:
                 loose.remove(best)
+            else:
+                best = next((t for t in self.finals if self._shares_shot(t.body, inc)), None)
+                if best is not None:
+                    self.finals.remove(best)
+                    best.reopened = True
+            if best is not None:
                 self._revise(best, inc, s)
             else:
                 best = Tracked(self._new_id(inc), inc, [r.pulse for r in s.pulses], s.received_ns)
@@ -207,7 +229,7 @@ class Revisions:
         updates = []
         for k, s in enumerate(swept):
             for tracked in self.tracked.get(s.anchor.id, []):
-                updates += self._revision(tracked, k < closed)
+                updates += self._finalised(tracked) if k < closed else self._revision(tracked, False)
         for s in swept[:closed]:
             self.tracked.pop(s.anchor.id, None)
         return updates
@@ -219,9 +241,17 @@ class Revisions:
         updates = []
         for tracked in orphans:
             if now_ns is None or now_ns - tracked.received_ns > self.reach.window_ns:
-                updates += self._revision(tracked, True)
+                updates += self._finalised(tracked)
             else:
                 self.orphans.append(tracked)
+        return updates
+
+    def _finalised(self, tracked: Tracked) -> list[Update]:
+        """The final revision of a tracked incident whose window closed (none if it is final as it
+        stands); a final one is remembered for its late pulses."""
+        updates = self._revision(tracked, True)
+        if tracked.status is Status.FINAL:
+            self.finals.append(tracked)
         return updates
 
     def orphans_due_ns(self) -> int | None:
@@ -231,11 +261,16 @@ class Revisions:
     def restore(self, published: list[tuple[Incident, str, list[dict]]], recent: list[Incident], now_ns: int) -> None:
         """Take back, after a restart, the incidents published and not yet final (each as last
         published, its status and its evidence pulses) as orphans a relocation pairs with, and
-        the ids and classifications of the ``recent`` ones."""
+        the ids and classifications of the ``recent`` ones (and the final ones among them, which
+        late pulses of their shots revise)."""
         for body in recent:
             self._incident_ids[body["incident"]] = body["t_ns"]
             if body.get("status") != Status.WITHDRAWN.value and "class" in body:
                 self._recent[body["incident"]] = body
+            if body.get("status") == Status.FINAL.value and body.get("shots"):
+                incident = {k: v for k, v in body.items() if k not in RESTORED_KEYS}
+                self.finals.append(Tracked(body["incident"], incident, [], now_ns, status=Status.FINAL, changed=False,
+                                           call={k: body[k] for k in CALL_KEYS if k in body}, carries=Call.CARRIED))
         for body, status, pulses in published:
             incident = {k: v for k, v in body.items() if k not in RESTORED_KEYS}
             # A preliminary's call was made on the body it went out with; a revision carries an earlier one.
@@ -249,23 +284,38 @@ class Revisions:
         """Drop the ids given and the incidents classified before ``horizon_ns``."""
         self._incident_ids = {k: t for k, t in self._incident_ids.items() if t >= horizon_ns}
         self._recent = {k: b for k, b in self._recent.items() if b["t_ns"] >= horizon_ns}
+        self.finals = [t for t in self.finals if t.body["t_ns"] >= horizon_ns]
 
     def _revise(self, tracked: Tracked, incident: Incident, s: Swept) -> None:
-        tracked.changed = tracked.changed or differs(tracked.body, incident)
+        tracked.changed = tracked.changed or differs(tracked.body, incident) or (
+            tracked.status is Status.FINAL and heard_by_more(tracked.body, incident))
         if incident is not tracked.body:
             tracked.body, tracked.carries = incident, Call.NONE
         tracked.pulses = [r.pulse for r in s.pulses]
         tracked.received_ns = s.received_ns
 
     def _absorbs(self, incident: Incident, other: Incident) -> bool:
-        """Whether every shot of ``other`` is one of ``incident``'s (as close in time as two
-        arrivals of one sound can be, and within the anchor range)."""
+        """Whether every shot of ``other`` is one of ``incident``'s (see _one_shot)."""
+        mine = self._shots(incident)
+        return bool(other.get("shots")) and all(any(self._one_shot(shot, m) for m in mine) for shot in other["shots"])
+
+    def _shares_shot(self, incident: Incident, other: Incident) -> bool:
+        """Whether a shot of ``other`` is one of ``incident``'s (see _one_shot): a busy city's
+        incidents this close in time lie farther apart (in the fleet city, 1.9 km or more)."""
+        mine = self._shots(incident)
+        return any(self._one_shot(shot, m) for shot in other.get("shots", []) for m in mine)
+
+    def _shots(self, incident: Incident) -> list[tuple[int, object]]:
+        """An incident's shots as (t_ns, (east, north) metres)."""
+        return [(s["t_ns"], self.reach.enu_xy(s)) for s in incident.get("shots", [])]
+
+    def _one_shot(self, shot: dict, mine: tuple[int, object]) -> bool:
+        """Whether a shot is one located as ``mine`` (t_ns, xy): as close in time as two arrivals of
+        one sound can be, and within the anchor range (a shot located from part of its pulses
+        may lie tens of metres off, farther than its error says)."""
+        t_ns, xy = mine
         reach = self.reach
-        mine = [(s["t_ns"], reach.enu_xy(s)) for s in incident.get("shots", [])]
-        return bool(other.get("shots")) and all(
-            any(abs(t_ns - shot["t_ns"]) <= reach.pair_slack_ns and math.dist(xy, reach.enu_xy(shot)) <= reach.anchor_range_m
-                for t_ns, xy in mine)
-            for shot in other["shots"])
+        return abs(t_ns - shot["t_ns"]) <= reach.pair_slack_ns and math.dist(xy, reach.enu_xy(shot)) <= reach.anchor_range_m
 
     def _same_incident(self, old: Incident, new: Incident) -> bool:
         """Whether a located incident is one tracked before under another anchor: close in time and place."""
@@ -286,8 +336,8 @@ class Revisions:
             if final:
                 tracked.advance(Status.DISCARDED)   # its window closed unconfirmed: it never goes out
             return None   # unconfirmed: kept (a later pulse may confirm it), not published
-        if final:
-            return Status.FINAL
+        if final:   # a final one late pulses did not change is final as it stands
+            return None if tracked.status is Status.FINAL and not tracked.changed else Status.FINAL
         if not tracked.published:
             return Status.PRELIMINARY
         return Status.REVISED if tracked.changed else None

@@ -318,14 +318,18 @@ class NatsLink:
         for task in self._fetchers:
             task.cancel()
         await asyncio.gather(*self._fetchers, return_exceptions=True)
-        if self._publishing:
+        # No server reached: nothing can be stored or flushed now, so a stop does not wait for it
+        # (it took PUBLISH_TIMEOUT_S more with every server down).
+        reachable = self._nc is not None and self._nc.is_connected
+        if self._publishing and reachable:
             await asyncio.wait(list(self._publishing), timeout=PUBLISH_TIMEOUT_S)
         for task in list(self._publishing):   # not stored: the outbox sends them at the next start
             task.cancel()
         await asyncio.gather(*self._publishing, return_exceptions=True)
         if self._nc is not None and not self._nc.is_closed:
             try:
-                await self._nc.flush(PUBLISH_TIMEOUT_S)   # the last acknowledgements
+                if reachable:
+                    await self._nc.flush(PUBLISH_TIMEOUT_S)   # the last acknowledgements
             finally:
                 await self._nc.close()
         self.connected.clear()

@@ -6,7 +6,9 @@ it holds that slot's lease (:mod:`fusion.server.lease`).  Once it has run ``TAKE
 lease is free: the slot of a worker that died.  Each slot it runs is a
 :class:`fusion.server.service.FusionService` of its own (its link, tracker and outbox, resumed from
 the shared store), so a taken-over slot continues the incidents of the dead worker under their
-ids.  A slot whose lease is lost is stopped.
+ids.  A slot whose lease is lost is stopped, and so is one whose store refuses our writes because
+another process started it since (:meth:`fusion.server.store.Store.take_slot`: the fence for a
+lease lost unnoticed).
 
 Example::
 
@@ -84,10 +86,13 @@ class SlotRunner:
     def _tick(self) -> None:
         with self._lock:
             for slot, service in list(self.services.items()):
-                if not self.leases[slot].alive():
-                    log.error("lost the lease of slot %d (database connection gone): stopping it", slot)
+                fenced = service.fenced   # another process started the slot while we held it, as we thought
+                if fenced or not self.leases[slot].alive():
+                    if not fenced:
+                        log.error("lost the lease of slot %d (database connection gone): stopping it", slot)
                     del self.services[slot]
                     service.stop(finalise=False)
+                    self.leases[slot].release()
             wanted = [self.config.worker_index]
             if time.monotonic() - self._started >= self.takeover_after_s:
                 wanted += [s for s in range(self.config.workers) if s != self.config.worker_index]
