@@ -59,8 +59,11 @@ done
 [ -x "$earwitness" ] || die "no earwitness program at $earwitness (install the package or give --earwitness)"
 [ -z "$ca" ] || [ -f "$ca" ] || die "no CA file $ca"
 
+# The node runs as its own user: it must reach into DEST and read the CA, its certificate and
+# node.toml; only the two private keys are its alone (0600, chowned below).
+[ -d "$dest" ] || install -d -m 755 "$dest"
+chmod go+x "$dest"
 umask 077
-mkdir -p "$dest"
 
 if [ -f "$dest/node.key" ]; then
     echo "keeping the existing signing key $dest/node.key" >&2
@@ -75,7 +78,8 @@ else
 fi
 openssl req -new -key "$dest/node-key.pem" -subj "/CN=$node" -out "$dest/$node.csr"
 
-[ -z "$ca" ] || cp "$ca" "$dest/ca.pem"
+[ -z "$ca" ] || install -m 644 "$ca" "$dest/ca.pem"
+chmod 644 "$dest/$node.csr"
 
 # Values only: every comment and key of the template stays.
 sed -e "s|^name = \"[^\"]*\"|name = \"$node\"|" \

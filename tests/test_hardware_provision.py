@@ -24,6 +24,10 @@ def test_a_provisioned_node_has_a_config_the_node_accepts_and_its_keys(tmp_path)
     assert cfg.node.data_dir == dest / "var"
     assert keys.public_hex(keys.load_signing_key(cfg.node.key).verify_key) == public
     assert (cfg.node.key.stat().st_mode & 0o777) == 0o600 and (cfg.mqtt.cert_key.stat().st_mode & 0o777) == 0o600
+    # the node's own user (not root) enters the folder and reads the CA and its config (the image's
+    # first boot once left ca.pem 0600 root's: "Permission denied" at the node's start)
+    assert dest.stat().st_mode & 0o755 == 0o755
+    assert all((dest / name).stat().st_mode & 0o777 == 0o644 for name in ("ca.pem", "node.toml", "node.key.pub", f"{NODE}.csr"))
     subject = _openssl("x509", "-in", dest / "node.pem", "-noout", "-subject")
     assert subject.strip().replace(" ", "").endswith(f"CN={NODE}")
     # the certificate belongs to the TLS key provision.sh made
