@@ -147,19 +147,28 @@ def _member_mask(ratio, per_sensor, sensor, hears: np.ndarray) -> np.ndarray:
                                                               DETECTION_PROB))
 
 
-def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=()) -> list[tuple[float, np.ndarray]]:
+def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(), joint_hearing: bool = False) -> list[tuple[float, np.ndarray]]:
     """Rounds among implied discharge times at one place, best first, by the Bayes-factor test of the module doc.
 
     ``emit_s``, ``sensor``, ``sigma_s`` and ``rate`` (clutter) are per pulse, ``sensor`` an
     index into ``hears`` (per sensor of the stretch, the probability it hears the burst); rounds are
     kept at least MIN_ROUND_GAP_S from each other and from ``taken_t0_s``. Returns
     (t0_s, member rows, log Bayes factor) per round; each pulse joins at most one round.
+
+    Whether a sensor hears the burst is one unknown for all its rounds: after each round taken,
+    ``hears`` becomes its posterior given that round (so a sensor silent in the first round is
+    not charged a full miss again in every later one), and a round's Bayes factor is its increment
+    to the burst's. The first rounds of a burst few of many sensors hear may so come out below one
+    while the burst as a whole is well above: rounds are taken while the burst's total is not yet
+    positive, then until a round adds nothing, and the best-scoring prefix is kept.
     """
     duration_s = float(np.ptp(emit_s)) if len(emit_s) else 0.0
-    hears = np.asarray(hears, dtype=float)
+    hears = np.asarray(hears, dtype=float).copy()
     free = np.ones(len(emit_s), dtype=bool)
     taken = list(taken_t0_s)
     rounds = []
+    total = 0.0
+    best_total, best_n = 0.0, 0
     for _ in range(MAX_ROUNDS):
         cand = np.flatnonzero(free)
         if len(cand) < MIN_ROUND_SENSORS:
@@ -182,13 +191,24 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=()) -> list[tup
         llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), hears)[0]
         sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
-        evidence = max(float(llr_t0[0]), float(llr[best])) - occam
-        if evidence <= 0.0:
+        at_t0 = max(float(llr_t0[0]), float(llr[best]))
+        evidence = at_t0 - occam
+        if evidence <= 0.0 and (total > 0.0 or not joint_hearing):
             break  # the best remaining round is not worth its parameter: none further is
         rounds.append((t0, members, evidence))
         taken.append(t0)
         free[members] = False
-    return rounds
+        total += evidence
+        if total > best_total:
+            best_total, best_n = total, len(rounds)
+        if not joint_hearing:
+            continue
+        # The sensors' hearing, given this round: h' = h term / (1 - h + h term) (Bayes' rule).
+        t0_at = np.array([t0 if float(llr_t0[0]) >= float(llr[best]) else float(t0s[best])])
+        per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0_at, hears)[2][0]
+        term = DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB
+        hears = hears * term / (1.0 - hears + hears * term)
+    return rounds[:best_n]
 
 
 def _implied(picks: Picks, rows, position, c: float, geometry: Geometry) -> np.ndarray:
@@ -410,7 +430,7 @@ def voted_places(picks: Picks, rows: np.ndarray, c: float, bounds) -> np.ndarray
 
 
 def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float,
-             hear_prior: float = 1.0):
+             hear_prior: float = 1.0, joint_hearing: bool = False):
     """The rounds of a burst fired from near ``position`` among ``rows``, refined jointly.
 
     Rounds by :func:`find_rounds`, then the place and every round's t0 fitted together (robust
@@ -431,7 +451,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
-        found = find_rounds(emit, sensor, sigma, rate, hears)
+        found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
         if len(found) < 2:
             return [], 0.0
         groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
@@ -489,23 +509,16 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     """
     if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
         return []
-    best: tuple[list[Shot], float] = ([], -math.inf)
     x0, y0, x1, y1 = bounds
-    for place in voted_places(picks, rows, c, bounds):
-        start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        # No anchor says which sensors hear the burst: every one of them (a few sensors that all
-        # reported it), or each as likely as not (a few among many); the likelier is kept.
-        shots, score = max((burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), prior)
-                            for prior in (1.0, HEAR_PRIOR)), key=lambda found: (len(found[0]) > 0, found[1]))
-        if not shots or score <= 0.0:
-            continue
-        heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
-        rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
-        range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
-        score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
-        if (len(shots), score) > (len(best[0]), best[1]):
-            best = (shots, score)
-    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0))
+    # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
+    # that passes so passes easily); where that finds none, with hearing one unknown per burst
+    # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
+    joint = False
+    best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+    if not best[0]:
+        joint = True
+        best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
     if rival is not None:
         log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
                     "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
@@ -515,7 +528,31 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     return best[0]
 
 
-def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float):
+def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
+                     joint_hearing: bool) -> tuple[list[Shot], float]:
+    """Of the voted places (:func:`voted_places`), the burst with most rounds, then the best score
+    (its Bayes factor less the range prior of :func:`few_sensor_burst`): (rounds, score)."""
+    best: tuple[list[Shot], float] = ([], -math.inf)
+    x0, y0, x1, y1 = bounds
+    for place in voted_places(picks, rows, c, bounds):
+        start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
+        # No anchor says which sensors hear the burst: every one of them (a few sensors that all
+        # reported it), or each as likely as not (a few among many); the likelier is kept.
+        shots, score = max((burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), prior,
+                                     joint_hearing)
+                            for prior in (1.0, HEAR_PRIOR)), key=lambda found: (len(found[0]) > 0, found[1]))
+        if not shots or score <= 0.0:
+            continue
+        heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
+        rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
+        range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
+        score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
+        if (len(shots), score) > (len(best[0]), best[1]):
+            best = (shots, score)
+    return best
+
+
+def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
 
     Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
@@ -534,7 +571,7 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
         if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
             continue
         start = point if geometry.dims == 2 else np.append(point, np.median(picks.pos_m[rows, 2]))
-        other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
+        other, other_score = burst_at(picks, rows, start, c, geometry, area_m2, joint_hearing=joint_hearing)
         if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
                 other_score >= score - AMBIGUITY_NATS:
             return other[0].position
