@@ -52,6 +52,12 @@ log = logging.getLogger(__name__)
 # Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
 # shadowed; as likely as not), where no round of it says so.
 HEAR_PRIOR = 0.5
+# Shares of a stretch's sensors that may hear a burst no round of it says which, equally likely a
+# priori (where its hearing is one unknown per burst: few_sensor_burst), halving from all: a burst
+# among a city's reporting sensors may be heard by an eighth of them.
+HEAR_SHARES = (1.0, 0.5, 0.25, 0.125)
+# Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
+HEAR_MAX = 0.95
 # Probability that a sensor which hears a burst hears a given round's first arrival at all.
 DETECTION_PROB = 0.8
 # Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
@@ -447,7 +453,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     shots: list[Shot] = []
     scatter = 0.0
     evidence = 0.0
-    hears = np.full(len(labels), hear_prior)
+    hears = np.array(np.broadcast_to(np.asarray(hear_prior, dtype=float), len(labels)))
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
@@ -465,7 +471,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
         det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / max(fit.variance_factor, 1e-12)))
         posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
-        hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), hear_prior)
+        hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
         evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - math.log(max(area_m2 / posterior_m2, 1.0))
     return shots, evidence
 
@@ -477,7 +483,7 @@ def _t0_occam(emit_s: np.ndarray, member_sigma_s: np.ndarray) -> float:
     return math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
 
 
-def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior: float) -> tuple[np.ndarray, float]:
+def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior) -> tuple[np.ndarray, float]:
     """Per sensor the posterior that it hears the burst, and the burst's log-likelihood ratio against clutter.
 
     Whether a sensor hears a burst belongs to the (place, sensor), not to each round: it is
@@ -489,10 +495,11 @@ def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior: float) -> tuple[
     t0s = np.array([t0 for t0, _, _ in found])
     per_sensor = _round_scores(emit_s, sensor, sigma_s, rate, t0s, np.ones(n_sensors))[2]
     log_heard = np.log(DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB).sum(axis=0)
-    if hear_prior >= 1.0:
+    if np.all(hear_prior >= 1.0):
         return np.ones(n_sensors), float(log_heard.sum())
-    log_marginal = np.logaddexp(math.log1p(-hear_prior), math.log(hear_prior) + log_heard)
-    return np.exp(math.log(hear_prior) + log_heard - log_marginal), float(log_marginal.sum())
+    log_h = np.log(hear_prior)
+    log_marginal = np.logaddexp(np.log1p(-hear_prior), log_h + log_heard)
+    return np.exp(log_h + log_heard - log_marginal), float(log_marginal.sum())
 
 
 def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:
@@ -536,21 +543,43 @@ def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     x0, y0, x1, y1 = bounds
     for place in voted_places(picks, rows, c, bounds):
         start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        # No anchor says which sensors hear the burst: every one of them (a few sensors that all
-        # reported it), or each as likely as not (a few among many); the likelier is kept.
-        shots, score = max((burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), prior,
-                                     joint_hearing)
-                            for prior in (1.0, HEAR_PRIOR)), key=lambda found: (len(found[0]) > 0, found[1]))
+        shots, score = _unanchored_burst(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), joint_hearing)
         if not shots or score <= 0.0:
             continue
-        heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
-        rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
-        range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
-        score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
+        if not joint_hearing:  # with joint hearing, range is in each sensor's prior (_range_hearing)
+            heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
+            rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
+            range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
+            score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
         if (len(shots), score) > (len(best[0]), best[1]):
             best = (shots, score)
     return best
 
+
+def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry: Geometry, area_m2: float,
+                      joint_hearing: bool) -> tuple[list[Shot], float]:
+    """:func:`burst_at` where no anchor says which sensors hear the burst: (rounds, log Bayes factor).
+
+    Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
+    as not (a few among many); the likelier is kept. With hearing one unknown per burst
+    (``joint_hearing``), the share of sensors that hear is unknown too: a uniform prior over
+    HEAR_SHARES, integrated out (the Bayes factors averaged; the rounds are the likeliest share's).
+    """
+    priors = [_range_hearing(picks, rows, start, q) for q in HEAR_SHARES] if joint_hearing else (1.0, HEAR_PRIOR)
+    found = [burst_at(picks, rows, start, c, geometry, area_m2, prior, joint_hearing) for prior in priors]
+    shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
+    if joint_hearing and shots:
+        score = float(special.logsumexp([f[1] for f in found if f[0]])) - math.log(len(priors))
+    return shots, score
+
+
+def _range_hearing(picks: Picks, rows: np.ndarray, place, share: float) -> np.ndarray:
+    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place``, a
+    ``share`` of them on average, spread in proportion to 1 / range (spherical spreading: a sensor
+    twice as far hears the blast 6 dB lower), at most HEAR_MAX (a near sensor may be shadowed)."""
+    _, first = np.unique(picks.sensor[rows], return_index=True)
+    inverse_m = 1.0 / np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
+    return np.minimum(share * len(first) * inverse_m / inverse_m.sum(), HEAR_MAX)
 
 def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
@@ -571,7 +600,10 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
         if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
             continue
         start = point if geometry.dims == 2 else np.append(point, np.median(picks.pos_m[rows, 2]))
-        other, other_score = burst_at(picks, rows, start, c, geometry, area_m2, joint_hearing=joint_hearing)
+        if joint_hearing:
+            other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
+        else:
+            other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
         if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
                 other_score >= score - AMBIGUITY_NATS:
             return other[0].position
