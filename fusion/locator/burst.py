@@ -20,7 +20,9 @@ the sensor's own rate in the stretch. A round at t0 is then worth, per sensor, t
 ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
 at most one first arrival per round (the pulse most likely to be it). Where no shot says
 which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
-range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`.
+range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`, or, where that finds no
+burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds and the
+share of sensors that hear unknown too (:data:`HEAR_SHARES`, each sensor's prior falling as 1/range).
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -153,7 +155,8 @@ def _member_mask(ratio, per_sensor, sensor, hears: np.ndarray) -> np.ndarray:
                                                               DETECTION_PROB))
 
 
-def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(), joint_hearing: bool = False) -> list[tuple[float, np.ndarray]]:
+def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
+                joint_hearing: bool = False) -> list[tuple[float, np.ndarray]]:
     """Rounds among implied discharge times at one place, best first, by the Bayes-factor test of the module doc.
 
     ``emit_s``, ``sensor``, ``sigma_s`` and ``rate`` (clutter) are per pulse, ``sensor`` an
@@ -161,7 +164,7 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(), joint_heari
     kept at least MIN_ROUND_GAP_S from each other and from ``taken_t0_s``. Returns
     (t0_s, member rows, log Bayes factor) per round; each pulse joins at most one round.
 
-    Whether a sensor hears the burst is one unknown for all its rounds: after each round taken,
+    With ``joint_hearing``, whether a sensor hears the burst is one unknown for all its rounds: after each round taken,
     ``hears`` becomes its posterior given that round (so a sensor silent in the first round is
     not charged a full miss again in every later one), and a round's Bayes factor is its increment
     to the burst's. The first rounds of a burst few of many sensors hear may so come out below one
@@ -445,7 +448,8 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     rounds' own, less the Occam factor of a place searched for over ``area_m2`` (Laplace: its
     prior area over its posterior's, ``2 pi sqrt(det cov)``). No rounds when fewer than two are
     found (one round of three sensors has no degree of freedom to check it). ``hear_prior``: how likely
-    each sensor of the stretch is taken to hear the burst at all.
+    each sensor of the stretch is taken to hear the burst at all (one for all, or per sensor in
+    np.unique order); ``joint_hearing``: see :func:`find_rounds`.
     """
     labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
     rate = clutter_rates(sensor, _duration(picks, rows))
