@@ -27,6 +27,7 @@ import pytest
 import soundfile as sf
 
 import detector_lopo
+import reference_audit
 from edge.utctime import parse_utc_ns
 
 # In-sample with the defaults (trigger_db 9, 12 within echo_ms 750 of a trigger; retrigger_ms 5):
@@ -35,9 +36,16 @@ MIN_RECALL = 0.98
 MAX_MEDIAN_MS = 0.35
 MAX_RAW_MEDIAN_MS = 0.62
 # Held out (trigger_db 9 chosen in every fold): FP1 0.971 / 0.315 ms, FP2 0.993 / 0.402 ms,
-# FP3 0.982 / 0.306 ms; pooled 0.982 / 0.340 ms; spread 0.310, 0.369, 0.319 ms. FP1 misses 3
-# references that lie 3-4.5 ms before any sound in their audio (see detector_lopo), hence its floor.
+# FP3 0.982 / 0.306 ms; pooled 0.982 / 0.340 ms; spread 0.310, 0.369, 0.319 ms. FP1 is under the
+# must-show's 0.98 (166 of 171): of its 5 misses, 3 are double reports (tests/reference_audit.py:
+# the sensor reported the sound twice, the grouping took the earlier report, 3-4 ms before any
+# sound in the audio), 1 a noise-level report 32 ms before the shot the same sensor reported
+# (test_018), 1 a weak third round inside the echo time of the second (test_002), hence its floor.
 FOLD_MIN_RECALL = 0.97
+# Against the references with the 15 double reports moved to the sensor's later report (the
+# sound): FP1 0.988 / 0.290 ms, FP2 0.993 / 0.402 ms, FP3 1.000 / 0.303 ms; pooled 0.994 / 0.339 ms.
+CORRECTED_FOLD_MIN_RECALL = 0.98
+DOUBLE_REPORTS = 15
 HELD_OUT_MIN_RECALL = 0.98
 MUST_MAX_MEDIAN_MS = 0.5
 HELD_OUT_MAX_MEDIAN_MS = 0.35
@@ -145,18 +153,20 @@ def folds(pittsburgh):
     return detector_lopo.leave_one_position_out(pittsburgh)
 
 
-def _print_folds(folds):
+def _print_folds(folds, tests):
     for held, f in folds.items():
         label = {"all": "FP1-FP3 in-sample", "held out": "folds pooled"}.get(held, f"{held} held out")
         print(f"{label:18s} {f['params']}: recall {f['recall']:.3f}, median |dt - 0.5 ms| {f['median_ms']:.3f} ms, "
               f"|dt| {f['median_raw_ms']:.3f} ms, outside the ms {f['median_interval_ms']:.3f} ms, "
               f"spread {f['spread_ms']:.3f} ms")
+        for row in reference_audit.miss_rows(f.get("missed", []), tests):
+            print("    missed: " + reference_audit.format_row(row))
 
 
 @pytest.mark.slow
-def test_leave_one_position_out(folds):
+def test_leave_one_position_out(folds, pittsburgh):
     print()
-    _print_folds(folds)
+    _print_folds(folds, pittsburgh)
     assert folds["all"]["recall"] >= MIN_RECALL
     assert folds["held out"]["recall"] >= HELD_OUT_MIN_RECALL
     assert folds["held out"]["median_ms"] <= HELD_OUT_MAX_MEDIAN_MS
@@ -164,6 +174,42 @@ def test_leave_one_position_out(folds):
         assert folds[held]["recall"] >= FOLD_MIN_RECALL, held
         assert folds[held]["median_ms"] <= MUST_MAX_MEDIAN_MS, held
         assert folds[held]["spread_ms"] <= FOLD_MAX_SPREAD_MS, held
+
+
+@pytest.mark.slow
+def test_leave_one_position_out_against_the_corrected_references(pittsburgh):
+    """Issue 14's must-show, every fold held out, against the references with each double report
+    moved to the sensor's later report (the sound in its audio): recall >= 0.98, median <= 0.5 ms."""
+    folds = detector_lopo.leave_one_position_out(pittsburgh, reference_audit.corrected_references)
+    print("\ndouble reports moved to the later report:")
+    _print_folds(folds, pittsburgh)
+    for held in ("FP1", "FP2", "FP3"):
+        assert folds[held]["recall"] >= CORRECTED_FOLD_MIN_RECALL, held
+        assert folds[held]["median_ms"] <= MUST_MAX_MEDIAN_MS, held
+
+
+# The sound begins at the later report: the audio peaks there at LATER_SOUND_RATIO times its noise
+# rms or more (measured 9-475) and the detector's onset lies within LATER_REPORT_MAX_MS of that
+# report's floored millisecond (measured -0.2 to +1.1 ms: the ms floor and the onset's usual 0-1 ms).
+LATER_SOUND_RATIO = 2 * reference_audit.NO_SOUND_RATIO
+LATER_REPORT_MAX_MS = 1.5
+
+
+def test_double_reports_time_the_sound_at_the_later_report(pittsburgh):
+    """Each double-reported reference (tests/reference_audit.py: no sound in the audio there,
+    though the sensor reported one clearly over its noise, and the same sound reported again
+    1-4 ms later): the audio holds the sound at the later report, and the detector times it there."""
+    reports = {k: v for d in pittsburgh for k, v in reference_audit.double_reports(d).items()}
+    print()
+    for (wav, ref_ns), later_ns in sorted(reports.items()):
+        found = detector_lopo.detect_times([wav])[wav]
+        onset_ns = min(found, key=lambda t, r=later_ns: abs(t - r))
+        ratio = reference_audit.sound_ratio(wav, later_ns)
+        print(f"{wav.name}: later report +{(later_ns - ref_ns) / 1e6:.0f} ms, peak/noise there {ratio:.0f} "
+              f"(at the reference {reference_audit.sound_ratio(wav, ref_ns):.1f}), onset {(onset_ns - later_ns) / 1e6:+.2f} ms")
+        assert ratio >= LATER_SOUND_RATIO, wav.name
+        assert abs(onset_ns - later_ns) <= LATER_REPORT_MAX_MS * 1e6, wav.name
+    assert len(reports) == DOUBLE_REPORTS
 
 
 # First rounds missed at the nearest, clipping sensor: (position, test, sensor).
@@ -205,3 +251,39 @@ def test_the_first_rounds_still_missed_are_off_in_the_reference_not_in_the_audio
               f"{others_ms:.1f} ms at the other sensors")
         assert abs(ref_ms - others_ms) >= REFERENCE_OFF_MS, test
         assert abs(ours_ms - others_ms) <= AGREE_MS, test
+
+
+# test_018 (FP1, one round) at its nearest sensor: the reference is a noise-level report (SNR 3.3 dB)
+# 32 ms before the shot the same sensor reported 31 dB louder. test_002 was fired from the same
+# position: every other sensor's reference relative to the anchor's agrees between the two tests
+# (median within SAME_PLACE_MS; measured 1.0 ms), so does our onset at that sensor against ours at
+# the anchor (measured 1.2 ms); the reference's is off by REFERENCE_OFF_MS or more (measured 29 ms).
+SAME_PLACE = ("FP1", "test_018", "test_002", "SCP-00-BNG-5567", "SCP-00-BNQ-1409")
+SAME_PLACE_MS = 3.0
+SHOT_AFTER_MS = 50.0
+
+
+def test_a_noise_level_reference_before_the_shot_is_off_by_the_same_places_other_test(pittsburgh):
+    """The one first-round miss that is no double report (FP1 test_018): its reference at the
+    nearest sensor is off by tens of ms against another test fired from the same place, while
+    the other sensors' references and our onsets agree between the two."""
+    fp, test, twin, sensor, anchor = SAME_PLACE
+    folders = {(d.parent.name, d.name): d for d in pittsburgh}
+    first = {name: {s: t[0] for s, t in _round_times_ns(folders[fp, name]).items() if 0 in t} for name in (test, twin)}
+    relative_ms = {name: {s: (t - first[name][anchor]) / 1e6 for s, t in first[name].items()} for name in first}
+    others = [abs(relative_ms[test][s] - relative_ms[twin][s]) for s in relative_ms[test]
+              if s in relative_ms[twin] and s not in (sensor, anchor)]
+    ours_ms = {}
+    for name in (test, twin):
+        wavs = [folders[fp, name] / f"{name}.audio.{s}.wav" for s in (sensor, anchor)]
+        found = detector_lopo.detect_times(wavs)
+        # the shot: our first pulse after the sensor's reference, within SHOT_AFTER_MS; at the
+        # anchor our pulse nearest its reference
+        onset = min(t for t in found[wavs[0]] if 0 <= t - first[name][sensor] <= SHOT_AFTER_MS * 1e6)
+        at_anchor = min(found[wavs[1]], key=lambda t, r=first[name][anchor]: abs(t - r))
+        ours_ms[name] = (onset - at_anchor) / 1e6
+    print(f"\n{test} vs {twin} at {sensor}: reference {relative_ms[test][sensor] - relative_ms[twin][sensor]:+.1f} ms, "
+          f"ours {ours_ms[test] - ours_ms[twin]:+.2f} ms, other sensors median {np.median(others):.1f} ms ({len(others)})")
+    assert np.median(others) <= SAME_PLACE_MS
+    assert abs(ours_ms[test] - ours_ms[twin]) <= SAME_PLACE_MS
+    assert abs(relative_ms[test][sensor] - relative_ms[twin][sensor]) >= REFERENCE_OFF_MS

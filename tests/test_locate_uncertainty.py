@@ -152,8 +152,15 @@ def test_rounding_to_the_millisecond_is_detected():
 # coverage target (>= 0.90) holds in every fold; its sharpness target (<= 2.5) in FP1 and FP2, not
 # FP3: its shots lie 1.4 m (median) off its survey, and the fit's own least-squares covariance
 # from its residuals alone (no budget term) is already 2.8x that, the frame (h) that FP2 needs 5 m.
+# No per-shot radius meets both (test_held_out_misses_are_one_offset_per_position): FP2's shots
+# need err_m >= 6.0 m, FP3's <= 3.6 m, and FP2's own fits look no worse than FP3's. Per-shot
+# terms tried leave-one-position-out (an isotropic term growing with the source's offset from its
+# sensors' centroid, the residuals' excess on or off, the frame and wind fitted 0-2.5 m, 0-2 m/s
+# beside the per-path term; a sweep kept out of the repository, its figures in the commit that added
+# this note): no setting meets every fold, none even in-sample.
 FOLD_MIN_COVERAGE = 0.90
-FOLD_MAX_SHARPNESS = {"FP1": 2.5, "FP2": 1.5, "FP3": 5.0}
+ISSUE_MAX_SHARPNESS = 2.5
+FOLD_MAX_SHARPNESS = {"FP1": ISSUE_MAX_SHARPNESS, "FP2": 1.5, "FP3": 5.0}
 IN_SAMPLE_MIN_COVERAGE = 0.95
 IN_SAMPLE_MAX_SHARPNESS = 2.4
 
@@ -176,3 +183,33 @@ def test_budget_held_out_by_firing_position(pittsburgh):
     assert in_sample["sharpness"] <= IN_SAMPLE_MAX_SHARPNESS
     # The constant shipped is the one fitted on all three positions.
     assert fitted.c_path_rel_sd == pytest.approx(uncertainty.C_PATH_REL_SD)
+
+
+# Each position's shots lie about one common offset from its survey: the scatter about it is
+# below the offset where the offset is large (FP1 0.7 of 3.1 m, FP2 0.9 of 5.0 m; FP3 1.6 m about
+# 1.2 m, one shot 8 m off).
+OFFSET_OVER_SCATTER_MIN = 2.0
+
+
+def test_held_out_misses_are_one_offset_per_position(pittsburgh):
+    """Why FP3's sharpness bound is 5.0 and not issue 14's 2.5: to cover 0.90 of FP2's shots err_m
+    must reach the 0.90 quantile of their true error, and to be sharp on FP3 stay under 2.5 x its
+    median; the first exceeds the second, while FP2's shots rest on at least as many sensors with
+    smaller residuals. The error is a per-position offset (the oracle's, on the commercial grouping,
+    is the same: bench_uncertainty), which nothing a shot's own fit shows can tell apart."""
+    by_vectors = ur.pittsburgh_error_vectors(pittsburgh)
+    window, evidence = {}, {}
+    for fp, shots in by_vectors.items():
+        vecs = np.array([v for v, _ in shots])
+        true = np.hypot(*vecs.T)
+        window[fp] = (float(np.quantile(true, FOLD_MIN_COVERAGE)), ISSUE_MAX_SHARPNESS * float(np.median(true)))
+        ev = [ur.shot_evidence(r) for _, r in shots]
+        evidence[fp] = {k: float(np.median([e[k] for e in ev])) for k in ev[0]}
+        offset = vecs.mean(axis=0)
+        scatter = float(np.sqrt(np.mean(np.sum((vecs - offset) ** 2, axis=1))))
+        print(f"\n{fp}: offset {np.hypot(*offset):.2f} m, scatter {scatter:.2f} m, window {window[fp]}, {evidence[fp]}")
+        if fp != "FP3":
+            assert np.hypot(*offset) >= OFFSET_OVER_SCATTER_MIN * scatter, fp
+    assert window["FP2"][0] > window["FP3"][1]
+    assert evidence["FP2"]["sensors_n"] >= evidence["FP3"]["sensors_n"]
+    assert evidence["FP2"]["residual_rms_ms"] < evidence["FP3"]["residual_rms_ms"]

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 import pittsburgh_pulses as pp
-from earwitness.units import NS_PER_S
+from earwitness.units import NS_PER_MS, NS_PER_S
 from fusion.locator import locate as locate_module
 from fusion.locator.calibration import Record
 from fusion.locator.sensors import Sensors
@@ -70,18 +70,25 @@ def locate_recorded(pulses, sensors, temperature_c) -> list[tuple[dict, Record |
     return out
 
 
-def pittsburgh_records(tests, with_temperature: bool = True) -> dict[str, list[Record]]:
-    """Per firing position (FP1, ...) the records of its shots within WITHIN_M of the survey."""
-    by_position: dict[str, list[Record]] = {}
+def pittsburgh_error_vectors(tests, with_temperature: bool = True) -> dict[str, list[tuple[np.ndarray, Record]]]:
+    """Per firing position (FP1, ...) each shot within WITHIN_M of the survey: its error vector
+    (located minus surveyed, east and north, m) and its record."""
+    by_position: dict[str, list[tuple[np.ndarray, Record]]] = {}
     for test in tests:
         positions, pulses = pp.all_pulses(test)
         survey, _ = pp.survey(test)
         temperature = pp.temperature_c(test) if with_temperature else None
         for shot, rec in locate_recorded(pulses, Sensors.from_local(positions), temperature):
-            err = math.hypot(shot["x"] - survey[0], shot["y"] - survey[1])
+            vec = np.array([shot["x"] - survey[0], shot["y"] - survey[1]])
+            err = float(np.hypot(*vec))
             if rec is not None and err <= WITHIN_M:
-                by_position.setdefault(test.parent.name, []).append(Record(rec.arrivals, rec.shot, err))
+                by_position.setdefault(test.parent.name, []).append((vec, Record(rec.arrivals, rec.shot, err)))
     return by_position
+
+
+def pittsburgh_records(tests, with_temperature: bool = True) -> dict[str, list[Record]]:
+    """Per firing position (FP1, ...) the records of its shots within WITHIN_M of the survey."""
+    return {fp: [rec for _, rec in shots] for fp, shots in pittsburgh_error_vectors(tests, with_temperature).items()}
 
 
 def match_truth(shots_and_records, truth: list[dict]) -> list[Record]:
@@ -127,3 +134,16 @@ def pittsburgh_like_records(tests, n: int, seed: int) -> list[Record]:
                 out.append(Record(rec.arrivals, rec.shot, math.hypot(shot["x"] - sc.source_m[0],
                                                                      shot["y"] - sc.source_m[1])))
     return out
+
+
+def shot_evidence(rec: Record) -> dict:
+    """What a located shot's own fit shows of itself: ``sensors_n`` (arrivals it rests on),
+    ``residual_rms_ms`` and ``off_centre`` (the source's distance from the centroid of its sensors
+    over their median range: 0 in the middle of the array, about 1 at its edge)."""
+    arr = rec.arrivals
+    mine = arr.shot == rec.shot
+    range_m = arr.travel_s[mine] * arr.c_m_s
+    sensors_xy = arr.toward_xy[mine] * range_m[:, None]   # relative to the source
+    return {"sensors_n": int(mine.sum()),
+            "residual_rms_ms": float(np.sqrt(np.mean(arr.residual_s[mine] ** 2)) * NS_PER_S / NS_PER_MS),
+            "off_centre": float(np.hypot(*sensors_xy.mean(axis=0)) / np.median(range_m))}

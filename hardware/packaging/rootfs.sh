@@ -24,6 +24,7 @@ make)
     [ -r "$sources" ] || die "no apt sources at $sources (set APT_SOURCES)"
     command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (apt-get install mmdebstrap qemu-user-static binfmt-support)"
     rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"   # mmdebstrap needs the parent of its target (a fresh clone has no build/)
     mmdebstrap --quiet --arch="$arch" --variant=minbase --include="$packages" "$suite" "$dir" "$sources"
     # pip inside reaches the registry through whatever authority this machine trusts
     cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/host-ca-certificates.crt"
