@@ -60,6 +60,10 @@ HEAR_PRIOR = 0.5
 HEAR_SHARES = (1.0, 0.5, 0.25, 0.125)
 # Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
 HEAR_MAX = 0.95
+# Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
+# the square of the stretch; a few sensors' rounds among others' unrelated reports are tens of
+# pulses (the Pittsburgh-like scenes 20-110), a fireworks night's stretches thousands.
+JOINT_HEARING_MAX_PULSES = 300
 # Probability that a sensor which hears a burst hears a given round's first arrival at all.
 DETECTION_PROB = 0.8
 # Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
@@ -169,7 +173,8 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
     not charged a full miss again in every later one), and a round's Bayes factor is its increment
     to the burst's. The first rounds of a burst few of many sensors hear may so come out below one
     while the burst as a whole is well above: rounds are taken while the burst's total is not yet
-    positive, then until a round adds nothing, and the best-scoring prefix is kept.
+    positive (while each adds more than the one before), then until a round adds nothing, and the
+    best-scoring prefix is kept.
     """
     duration_s = float(np.ptp(emit_s)) if len(emit_s) else 0.0
     hears = np.asarray(hears, dtype=float).copy()
@@ -202,8 +207,10 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
         at_t0 = max(float(llr_t0[0]), float(llr[best]))
         evidence = at_t0 - occam
-        if evidence <= 0.0 and (total > 0.0 or not joint_hearing):
-            break  # the best remaining round is not worth its parameter: none further is
+        # The best remaining round is not worth its parameter: none further is, once the burst is
+        # worth its own (or its rounds' increments no longer grow as the hearing charge is paid off).
+        if evidence <= 0.0 and (total > 0.0 or not joint_hearing or (rounds and evidence <= rounds[-1][2])):
+            break
         rounds.append((t0, members, evidence))
         taken.append(t0)
         free[members] = False
@@ -526,7 +533,7 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
     joint = False
     best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
-    if not best[0]:
+    if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
         joint = True
         best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
     rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
