@@ -62,8 +62,8 @@ HEAR_SHARES = (1.0, 0.5, 0.25, 0.125)
 HEAR_MAX = 0.95
 # Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
 # the square of the stretch; a few sensors' rounds among others' unrelated reports are tens of
-# pulses (the Pittsburgh-like scenes 20-110), a fireworks night's stretches thousands.
-JOINT_HEARING_MAX_PULSES = 300
+# pulses (the Pittsburgh-like scenes that need it 50-105), a fireworks night's stretches more.
+JOINT_HEARING_MAX_PULSES = 120
 # Probability that a sensor which hears a burst hears a given round's first arrival at all.
 DETECTION_PROB = 0.8
 # Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
