@@ -53,6 +53,17 @@ def test_a_set_few_of_the_rounds_sensors_heard_is_an_echo_whatever_its_levels():
     assert hearing_log_odds(14, 14, 0.8) > math.log(0.5)
 
 
+def test_a_set_none_of_the_rounds_sensors_heard_is_told_by_their_silence():
+    """No sensor in common: no level to compare, but 0 of the round's n sensors hearing it is
+    P_D's (1 - P_D)^n for a round of that place against 1 / (n + 1) for a partial reflector's echo."""
+    elsewhere = {"t0_s": 0.3, "levels": {s: (-60.0, 0.0) for s in range(10, 14)}}
+    assert hearing_log_odds(0, 6, P_D) == pytest.approx(math.log(0.5 + 0.5 / 7 / 0.2 ** 6))
+    # six silent sensors outweigh the prior odds against an echo set; one or two do not
+    assert is_echo_set(elsewhere, [_set(0.0, ROUND)], P_D)
+    assert not is_echo_set(elsewhere, [_set(0.0, ROUND[:2])], P_D)
+    assert not is_echo_set(elsewhere, [_set(0.0, ROUND[:1])], P_D)
+
+
 def test_an_echo_needs_an_earlier_round_within_the_echo_delay():
     echo = list(np.array(ROUND) - 8.0)
     assert not is_echo_set(_set(0.0, echo), [_set(0.1, ROUND)], P_D)            # the "round" comes after it

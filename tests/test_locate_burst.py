@@ -36,6 +36,22 @@ def test_rounds_sharing_a_place_fit_one_position_from_three_sensors():
     assert fit_shots(groups, C, Geometry("2d"), starts).dof == 0
 
 
+def test_a_bursts_error_radius_rests_on_its_shared_place():
+    """The error budget propagates through the fit's own unknowns: one position for the three
+    rounds, so each round's 95 % radius is that of 9 arrivals for 5 unknowns (a few metres at
+    these ranges), not that of three arrivals fixing a position of their own (singular: it was 1e14 m)."""
+    from fusion.locator.uncertainty import arrivals_of_fit, shot_uncertainties
+
+    rng = np.random.default_rng(2)
+    sensors = np.array([[0.0, 0.0, 10.0], [400.0, 30.0, 12.0], [150.0, 380.0, 8.0]])
+    source, t0s = np.array([170.0, 120.0]), [1.0, 1.45, 1.93]
+    groups = [(sensors, arrivals(sensors[:, :2], source, t0) + rng.normal(0, 3e-4, 3), np.full(3, 1e-3)) for t0 in t0s]
+    fit = fit_shots(groups, C, Geometry("2d"), [(source, t0) for t0 in t0s], places=[0, 0, 0])
+    arr = arrivals_of_fit(fit, groups, [np.full(3, np.nan)] * 3, Geometry("2d"), rounded=False)
+    radii = [u["err_m"] for u in shot_uncertainties(arr)]
+    assert np.allclose(radii, radii[0]) and 1.0 < radii[0] < 50.0
+
+
 def _scene(rng, n_sensors=10, t0s=(1.0, 1.25, 1.5), clutter_per_sensor=6):
     """Implied-time inputs at the true place: per pulse its sensor and time, rounds' arrivals interleaving."""
     sensors = rng.uniform(-600, 600, (n_sensors, 2))
@@ -130,14 +146,14 @@ def test_nlos_delayed_pittsburgh_inputs(pittsburgh, capsys):
 SOURCE_FAR = np.array([-160.0, -240.0])
 
 
-def _few_of_many(seed: int, t0s, duration_s: float):
-    """Forty-two sensors 300 m apart, the five nearest SOURCE_FAR hearing rounds at ``t0s`` (the
+def _few_of_many(seed: int, t0s, duration_s: float, n_hearing: int = 5):
+    """Forty-two sensors 300 m apart, the ``n_hearing`` nearest SOURCE_FAR hearing rounds at ``t0s`` (the
     first round's arrivals first), every sensor reporting unrelated pulses: (picks, hearing sensors)."""
     from fusion.locator.picks import Picks
 
     rng = np.random.default_rng(seed)
     grid = np.array([(x, y) for x in range(-900, 901, 300) for y in range(-750, 751, 300)], dtype=float)
-    hearing = np.argsort(np.hypot(*(grid - SOURCE_FAR).T))[:5]
+    hearing = np.argsort(np.hypot(*(grid - SOURCE_FAR).T))[:n_hearing]
     sensor, t = [], []
     for t0 in t0s:
         sensor += list(hearing)
@@ -160,6 +176,21 @@ def test_a_burst_few_of_many_sensors_hear_is_fixed_by_them():
     shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
     assert len(shots) == 3
     assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
+
+
+def test_a_burst_three_of_many_sensors_hear_is_fixed_with_its_hearing_one_unknown():
+    """Three sensors of forty-two hear five rounds: each round alone (three arrivals, a t0 and the
+    37 silent sensors' prior) is not worth its parameters, the burst is. With each sensor's hearing
+    one unknown for all rounds (its posterior carried from round to round) and the share of sensors
+    hearing integrated out, the five rounds are found at the place."""
+    from fusion.locator.associate import search_bounds
+
+    picks, hearing = _few_of_many(4, (1.0, 1.9, 2.6, 3.7, 4.5), 7.0, n_hearing=3)
+    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
+    assert len(shots) == 5
+    assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
+    assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.9, 2.6, 3.7, 4.5]
+    assert all(set(hearing) <= set(picks.sensor[s.pulses]) for s in shots)
 
 
 def test_completion_finds_a_round_few_of_many_sensors_hear():

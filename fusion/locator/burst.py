@@ -20,7 +20,9 @@ the sensor's own rate in the stretch. A round at t0 is then worth, per sensor, t
 ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
 at most one first arrival per round (the pulse most likely to be it). Where no shot says
 which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
-range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`.
+range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`, or, where that finds no
+burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds and the
+share of sensors that hear unknown too (:data:`HEAR_SHARES`, each sensor's prior falling as 1/range).
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -52,6 +54,16 @@ log = logging.getLogger(__name__)
 # Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
 # shadowed; as likely as not), where no round of it says so.
 HEAR_PRIOR = 0.5
+# Shares of a stretch's sensors that may hear a burst no round of it says which, equally likely a
+# priori (where its hearing is one unknown per burst: few_sensor_burst), halving from all: a burst
+# among a city's reporting sensors may be heard by an eighth of them.
+HEAR_SHARES = (1.0, 0.5, 0.25, 0.125)
+# Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
+HEAR_MAX = 0.95
+# Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
+# the square of the stretch; a few sensors' rounds among others' unrelated reports are tens of
+# pulses (the Pittsburgh-like scenes that need it 50-105), a fireworks night's stretches more.
+JOINT_HEARING_MAX_PULSES = 120
 # Probability that a sensor which hears a burst hears a given round's first arrival at all.
 DETECTION_PROB = 0.8
 # Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
@@ -147,19 +159,30 @@ def _member_mask(ratio, per_sensor, sensor, hears: np.ndarray) -> np.ndarray:
                                                               DETECTION_PROB))
 
 
-def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=()) -> list[tuple[float, np.ndarray]]:
+def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
+                joint_hearing: bool = False) -> list[tuple[float, np.ndarray]]:
     """Rounds among implied discharge times at one place, best first, by the Bayes-factor test of the module doc.
 
     ``emit_s``, ``sensor``, ``sigma_s`` and ``rate`` (clutter) are per pulse, ``sensor`` an
     index into ``hears`` (per sensor of the stretch, the probability it hears the burst); rounds are
     kept at least MIN_ROUND_GAP_S from each other and from ``taken_t0_s``. Returns
     (t0_s, member rows, log Bayes factor) per round; each pulse joins at most one round.
+
+    With ``joint_hearing``, whether a sensor hears the burst is one unknown for all its rounds: after each round taken,
+    ``hears`` becomes its posterior given that round (so a sensor silent in the first round is
+    not charged a full miss again in every later one), and a round's Bayes factor is its increment
+    to the burst's. The first rounds of a burst few of many sensors hear may so come out below one
+    while the burst as a whole is well above: rounds are taken while the burst's total is not yet
+    positive (while each adds more than the one before), then until a round adds nothing, and the
+    best-scoring prefix is kept.
     """
     duration_s = float(np.ptp(emit_s)) if len(emit_s) else 0.0
-    hears = np.asarray(hears, dtype=float)
+    hears = np.asarray(hears, dtype=float).copy()
     free = np.ones(len(emit_s), dtype=bool)
     taken = list(taken_t0_s)
     rounds = []
+    total = 0.0
+    best_total, best_n = 0.0, 0
     for _ in range(MAX_ROUNDS):
         cand = np.flatnonzero(free)
         if len(cand) < MIN_ROUND_SENSORS:
@@ -182,13 +205,26 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=()) -> list[tup
         llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), hears)[0]
         sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
-        evidence = max(float(llr_t0[0]), float(llr[best])) - occam
-        if evidence <= 0.0:
-            break  # the best remaining round is not worth its parameter: none further is
+        at_t0 = max(float(llr_t0[0]), float(llr[best]))
+        evidence = at_t0 - occam
+        # The best remaining round is not worth its parameter: none further is, once the burst is
+        # worth its own (or its rounds' increments no longer grow as the hearing charge is paid off).
+        if evidence <= 0.0 and (total > 0.0 or not joint_hearing or (rounds and evidence <= rounds[-1][2])):
+            break
         rounds.append((t0, members, evidence))
         taken.append(t0)
         free[members] = False
-    return rounds
+        total += evidence
+        if total > best_total:
+            best_total, best_n = total, len(rounds)
+        if not joint_hearing:
+            continue
+        # The sensors' hearing, given this round: h' = h term / (1 - h + h term) (Bayes' rule).
+        t0_at = np.array([t0 if float(llr_t0[0]) >= float(llr[best]) else float(t0s[best])])
+        per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0_at, hears)[2][0]
+        term = DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB
+        hears = hears * term / (1.0 - hears + hears * term)
+    return rounds[:best_n]
 
 
 def _implied(picks: Picks, rows, position, c: float, geometry: Geometry) -> np.ndarray:
@@ -410,7 +446,7 @@ def voted_places(picks: Picks, rows: np.ndarray, c: float, bounds) -> np.ndarray
 
 
 def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float,
-             hear_prior: float = 1.0):
+             hear_prior: float = 1.0, joint_hearing: bool = False):
     """The rounds of a burst fired from near ``position`` among ``rows``, refined jointly.
 
     Rounds by :func:`find_rounds`, then the place and every round's t0 fitted together (robust
@@ -419,7 +455,8 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     rounds' own, less the Occam factor of a place searched for over ``area_m2`` (Laplace: its
     prior area over its posterior's, ``2 pi sqrt(det cov)``). No rounds when fewer than two are
     found (one round of three sensors has no degree of freedom to check it). ``hear_prior``: how likely
-    each sensor of the stretch is taken to hear the burst at all.
+    each sensor of the stretch is taken to hear the burst at all (one for all, or per sensor in
+    np.unique order); ``joint_hearing``: see :func:`find_rounds`.
     """
     labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
     rate = clutter_rates(sensor, _duration(picks, rows))
@@ -427,11 +464,11 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     shots: list[Shot] = []
     scatter = 0.0
     evidence = 0.0
-    hears = np.full(len(labels), hear_prior)
+    hears = np.array(np.broadcast_to(np.asarray(hear_prior, dtype=float), len(labels)))
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
-        found = find_rounds(emit, sensor, sigma, rate, hears)
+        found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
         if len(found) < 2:
             return [], 0.0
         groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
@@ -445,7 +482,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
         det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / max(fit.variance_factor, 1e-12)))
         posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
-        hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), hear_prior)
+        hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
         evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - math.log(max(area_m2 / posterior_m2, 1.0))
     return shots, evidence
 
@@ -457,7 +494,7 @@ def _t0_occam(emit_s: np.ndarray, member_sigma_s: np.ndarray) -> float:
     return math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
 
 
-def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior: float) -> tuple[np.ndarray, float]:
+def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior) -> tuple[np.ndarray, float]:
     """Per sensor the posterior that it hears the burst, and the burst's log-likelihood ratio against clutter.
 
     Whether a sensor hears a burst belongs to the (place, sensor), not to each round: it is
@@ -469,10 +506,11 @@ def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior: float) -> tuple[
     t0s = np.array([t0 for t0, _, _ in found])
     per_sensor = _round_scores(emit_s, sensor, sigma_s, rate, t0s, np.ones(n_sensors))[2]
     log_heard = np.log(DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB).sum(axis=0)
-    if hear_prior >= 1.0:
+    if np.all(hear_prior >= 1.0):
         return np.ones(n_sensors), float(log_heard.sum())
-    log_marginal = np.logaddexp(math.log1p(-hear_prior), math.log(hear_prior) + log_heard)
-    return np.exp(math.log(hear_prior) + log_heard - log_marginal), float(log_marginal.sum())
+    log_h = np.log(hear_prior)
+    log_marginal = np.logaddexp(np.log1p(-hear_prior), log_h + log_heard)
+    return np.exp(log_h + log_heard - log_marginal), float(log_marginal.sum())
 
 
 def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:
@@ -489,23 +527,16 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     """
     if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
         return []
-    best: tuple[list[Shot], float] = ([], -math.inf)
     x0, y0, x1, y1 = bounds
-    for place in voted_places(picks, rows, c, bounds):
-        start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        # No anchor says which sensors hear the burst: every one of them (a few sensors that all
-        # reported it), or each as likely as not (a few among many); the likelier is kept.
-        shots, score = max((burst_at(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), prior)
-                            for prior in (1.0, HEAR_PRIOR)), key=lambda found: (len(found[0]) > 0, found[1]))
-        if not shots or score <= 0.0:
-            continue
-        heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
-        rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
-        range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
-        score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
-        if (len(shots), score) > (len(best[0]), best[1]):
-            best = (shots, score)
-    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0))
+    # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
+    # that passes so passes easily); where that finds none, with hearing one unknown per burst
+    # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
+    joint = False
+    best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+    if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
+        joint = True
+        best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
     if rival is not None:
         log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
                     "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
@@ -515,7 +546,53 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     return best[0]
 
 
-def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float):
+def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
+                     joint_hearing: bool) -> tuple[list[Shot], float]:
+    """Of the voted places (:func:`voted_places`), the burst with most rounds, then the best score
+    (its Bayes factor less the range prior of :func:`few_sensor_burst`): (rounds, score)."""
+    best: tuple[list[Shot], float] = ([], -math.inf)
+    x0, y0, x1, y1 = bounds
+    for place in voted_places(picks, rows, c, bounds):
+        start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
+        shots, score = _unanchored_burst(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), joint_hearing)
+        if not shots or score <= 0.0:
+            continue
+        if not joint_hearing:  # with joint hearing, range is in each sensor's prior (_range_hearing)
+            heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
+            rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
+            range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
+            score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
+        if (len(shots), score) > (len(best[0]), best[1]):
+            best = (shots, score)
+    return best
+
+
+def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry: Geometry, area_m2: float,
+                      joint_hearing: bool) -> tuple[list[Shot], float]:
+    """:func:`burst_at` where no anchor says which sensors hear the burst: (rounds, log Bayes factor).
+
+    Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
+    as not (a few among many); the likelier is kept. With hearing one unknown per burst
+    (``joint_hearing``), the share of sensors that hear is unknown too: a uniform prior over
+    HEAR_SHARES, integrated out (the Bayes factors averaged; the rounds are the likeliest share's).
+    """
+    priors = [_range_hearing(picks, rows, start, q) for q in HEAR_SHARES] if joint_hearing else (1.0, HEAR_PRIOR)
+    found = [burst_at(picks, rows, start, c, geometry, area_m2, prior, joint_hearing) for prior in priors]
+    shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
+    if joint_hearing and shots:
+        score = float(special.logsumexp([f[1] for f in found if f[0]])) - math.log(len(priors))
+    return shots, score
+
+
+def _range_hearing(picks: Picks, rows: np.ndarray, place, share: float) -> np.ndarray:
+    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place``, a
+    ``share`` of them on average, spread in proportion to 1 / range (spherical spreading: a sensor
+    twice as far hears the blast 6 dB lower), at most HEAR_MAX (a near sensor may be shadowed)."""
+    _, first = np.unique(picks.sensor[rows], return_index=True)
+    inverse_m = 1.0 / np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
+    return np.minimum(share * len(first) * inverse_m / inverse_m.sum(), HEAR_MAX)
+
+def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
 
     Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
@@ -534,7 +611,10 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
         if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
             continue
         start = point if geometry.dims == 2 else np.append(point, np.median(picks.pos_m[rows, 2]))
-        other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
+        if joint_hearing:
+            other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
+        else:
+            other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
         if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
                 other_score >= score - AMBIGUITY_NATS:
             return other[0].position

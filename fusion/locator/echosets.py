@@ -147,11 +147,12 @@ def is_echo_set(later: dict, earlier: list[dict], detection_prob: float) -> bool
         lag_s = later["t0_s"] - parent["t0_s"]
         if not 0.0 < lag_s <= ECHO_MAX_DELAY_S:
             continue
+        # A parent none of whose sensors heard the set still speaks: by its sensors' silence (the
+        # levels then say nothing, and 0 of n hearing is likelier of a partial reflector's echo
+        # than of a round of the same place, heard at each with P_D).
         common = sorted(set(later["levels"]) & set(parent["levels"]))
-        if not common:
-            continue
-        a = np.array([later["levels"][s] for s in common], dtype=float)
-        b = np.array([parent["levels"][s] for s in common], dtype=float)
+        a = np.array([later["levels"][s] for s in common], dtype=float).reshape(-1, 2)
+        b = np.array([parent["levels"][s] for s in common], dtype=float).reshape(-1, 2)
         odds.append(echo_log_odds(a[:, 0] - b[:, 0], a[:, 1] > 0, b[:, 1] > 0)
                     + hearing_log_odds(len(common), len(parent["levels"]), detection_prob))
     if not odds:

@@ -222,7 +222,7 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     shot_of = np.repeat(np.arange(k), sizes)
     n = len(times)
     inv_sigma = 1.0 / sigmas
-    first_of_place, shot_pos_cols, t0_col_of = _layout(k, places, dims)
+    first_of_place, shot_pos_cols, t0_col_of = unknowns_layout(k, places, dims)
     x = np.concatenate([np.concatenate([np.asarray(p, dtype=float)[:dims], [t0]]) if first else [t0]
                         for (p, t0), first in zip(starts, first_of_place)])
     c_lo, c_hi = (C_MIN if c_bounds[0] is None else c_bounds[0]), (C_MAX if c_bounds[1] is None else c_bounds[1])
@@ -277,7 +277,7 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
 
 
 
-def _layout(k: int, places, dims: int):
+def unknowns_layout(k: int, places, dims: int):
     """Columns of :func:`fit_shots`' unknowns: per shot, its place's position where the place first
     appears, then its t0 (each shot its own place: the blocks (x, y[, z], t0) of one shot after another).
 

@@ -102,7 +102,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from fusion.locator.multilaterate import CONFIDENCE, Fit, Geometry, radius95_m
+from fusion.locator.multilaterate import CONFIDENCE, Fit, Geometry, radius95_m, unknowns_layout
 
 # (a) Timing sigma of a pick that states none: a couple of samples at the 8-12 kHz rates of
 # deployed sensors (the commercial reports of TN098 carry no uncertainty).
@@ -186,7 +186,7 @@ class Arrivals:
     """What the budget needs of one final fit (all its shots' arrivals, rows in the fit's order).
 
     ``jac_s``: d(predicted arrival, s) / d(unknowns), unknowns ordered as in
-    :func:`fusion.locator.multilaterate.fit_shots` (per shot its coordinates and emission time,
+    :func:`fusion.locator.multilaterate.fit_shots` (per place its coordinates, per shot its emission time,
     then c where fitted); ``fit_sigma_s``: the fit's own sigmas (its weights);
     ``stated_unc_s``: the pulses' stated uncertainty (NaN: none stated); ``rounded``: times on
     the 1 ms grid; ``travel_s``: d_i / c; ``projection_s``: term (g), the path the 2D model leaves
@@ -207,6 +207,7 @@ class Arrivals:
     dims: int
     c_fitted: bool
     dof: int
+    pos_cols: np.ndarray  # per shot the columns of its (place's) position in ``jac_s``
 
 
 def on_grid(t_s: np.ndarray, step_s: float = ROUNDING_STEP_S) -> bool:
@@ -225,9 +226,10 @@ def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geomet
     pulses' stated uncertainties (NaN where none).
     """
     dims, k = geometry.dims, len(groups)
-    per = dims + 1
+    # The fit's unknowns: rounds of one place (a burst) share its position columns.
+    _, pos_cols, t0_cols = unknowns_layout(k, fit.places, dims)
     n = sum(len(g[1]) for g in groups)
-    n_par = k * per + int(fit.c_fitted)
+    n_par = int(t0_cols[-1]) + 1 + int(fit.c_fitted)
     jac = np.zeros((n, n_par))
     travel, projection, shot = np.zeros(n), np.zeros(n), np.zeros(n, dtype=int)
     toward = np.zeros((n, 2))
@@ -237,8 +239,8 @@ def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geomet
         diff = geometry.source_coords(fit.positions[j]) - coords
         dist = np.maximum(np.linalg.norm(diff, axis=1), 1e-6)
         rows = slice(row, row + len(dist))
-        jac[rows, j * per: j * per + dims] = diff[:, :dims] / (dist * fit.c)[:, None]
-        jac[rows, j * per + dims] = 1.0
+        jac[rows, pos_cols[j]] = diff[:, :dims] / (dist * fit.c)[:, None]
+        jac[rows, t0_cols[j]] = 1.0
         if fit.c_fitted:
             jac[rows, -1] = -dist / fit.c**2
         travel[rows], shot[rows] = dist / fit.c, j
@@ -252,7 +254,7 @@ def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geomet
                     np.concatenate([np.asarray(r, dtype=float) for r in fit.residuals_s]),
                     np.concatenate([np.asarray(u, dtype=float) for u in stated_unc_s]),
                     np.full(n, bool(rounded)), travel, projection, toward, shot, float(fit.c), dims, bool(fit.c_fitted),
-                    int(fit.dof))
+                    int(fit.dof), pos_cols)
 
 
 def arrival_variances_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray:
@@ -285,9 +287,8 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
         return [np.full((2, 2), np.inf) for _ in range(n_shots)]
     cov = (a @ (var[:, None] * a.T) * _independent_scale(arr, a, var, cov_corr) + a @ cov_corr @ a.T
            + _unchecked_cov(arr, a, budget))
-    per = arr.dims + 1
     frame = budget.frame_sd_m**2 * np.eye(2)
-    return [cov[j * per: j * per + 2, j * per: j * per + 2] + frame for j in range(n_shots)]
+    return [cov[np.ix_(arr.pos_cols[j][:2], arr.pos_cols[j][:2])] + frame for j in range(n_shots)]
 
 
 def estimator(arr: Arrivals) -> np.ndarray:
