@@ -4,8 +4,8 @@ A burst's rounds share a position p; round k has its own discharge time t0_k. Fo
 p every pulse i (sensor s_i, arrival t_i) implies a discharge time e_i = t_i - |p - s_i| / c;
 at the true p the first arrivals of one round pile up at t0_k across sensors, while echoes,
 late non-line-of-sight (NLOS) arrivals and unrelated pulses scatter. Once the shooter's place
-is known (a shot found by :mod:`fusion.locator.associate`, or the vote of sensor triples
-below), the rounds of a burst are separated by their implied discharge times even where
+is known (a shot found by :mod:`fusion.locator.associate`, or the vote of sensor triples,
+:mod:`fusion.locator.triplevote`), the rounds of a burst are separated by their implied discharge times even where
 their arrivals interleave across sensors (a far sensor hears round 1 after a near one hears
 round 3).
 
@@ -35,19 +35,18 @@ No constant here is fitted to Pittsburgh data: they are physical priors, stated 
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 
 import numpy as np
 from scipy import special
-from scipy.spatial import cKDTree
 
 from earwitness.units import MAD_TO_SIGMA
 from fusion.locator.associate import Shot
 from fusion.locator.echosets import is_echo_set, level_set
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.picks import Picks
+from fusion.locator.triplevote import triple_points, voted_places
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +79,6 @@ MIN_ROUND_SENSORS = 3
 MIN_ROUND_GAP_S = 0.05
 # Rounds a place is searched for at most (a magazine; a bound on the greedy loop only).
 MAX_ROUNDS = 40
-# Sensor triples searched for a burst no shot seeded (each triple solved in closed form).
-MAX_TRIPLE_SENSORS = 6
-MAX_TRIPLES = 20_000
-# Points from triples of different rounds count as one place within this (m), and places
-# tried (best voted first) when no single shot is strong enough to seed a burst.
-VOTE_RADIUS_M = 10.0
-PLACES_TRIED = 12
 # Joint refinements of a place (fit, then re-assignment of the rounds' pulses).
 REFINE_ROUNDS = 2
 ROBUST_SCALE_S = 5e-3
@@ -359,92 +351,6 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
     return found, position, emit
 
 
-def triple_points(xy: np.ndarray, t_s: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exact 2D sources of arrival triples: (points (m, 2), discharge times (m,)), both roots where valid.
-
-    ``xy`` (q, 3, 2) and ``t_s`` (q, 3): three sensors and one arrival at each. With ranges
-    rho + c (t_i - t_1) to sensor i, the differences of the squared range equations are
-    linear in p for a given rho (p = a - rho b), and |p - s_1| = rho gives a quadratic in rho
-    (the closed-form TDOA solution of Schau & Robinson 1987, spherical intersection).
-    """
-    d = xy[:, 1:] - xy[:, :1]                       # (q, 2, 2) sensors 2, 3 relative to sensor 1
-    v = c * (t_s[:, 1:] - t_s[:, :1])                # (q, 2) range differences
-    u = 0.5 * (np.einsum("qik,qik->qi", d, d) - v * v)
-    det = d[:, 0, 0] * d[:, 1, 1] - d[:, 0, 1] * d[:, 1, 0]
-    ok = np.abs(det) > 1e-6
-    det = np.where(ok, det, 1.0)
-    inv = np.stack([np.stack([d[:, 1, 1], -d[:, 0, 1]], -1), np.stack([-d[:, 1, 0], d[:, 0, 0]], -1)], 1) / det[:, None, None]
-    a = np.einsum("qij,qj->qi", inv, u)
-    b = np.einsum("qij,qj->qi", inv, v)
-    qa = np.einsum("qi,qi->q", b, b) - 1.0
-    qb = -2.0 * np.einsum("qi,qi->q", a, b)
-    qc = np.einsum("qi,qi->q", a, a)
-    disc = qb * qb - 4.0 * qa * qc
-    ok &= (disc >= 0) & (np.abs(qa) > 1e-9)
-    sq = np.sqrt(np.where(ok, disc, 0.0))
-    qa = np.where(ok, qa, 1.0)
-    points, times = [], []
-    for sign in (1.0, -1.0):
-        rho = (-qb + sign * sq) / (2.0 * qa)
-        valid = ok & (rho >= 0) & np.all(rho[:, None] + v >= 0, axis=1)
-        p = a - rho[:, None] * b + xy[:, 0]
-        points.append(p[valid])
-        times.append(t_s[valid, 0] - rho[valid] / c)
-    return np.concatenate(points), np.concatenate(times)
-
-
-def _triples(picks: Picks, rows: np.ndarray, c: float):
-    """Arrival triples from three different sensors that some source could have made (each pair's
-    difference within their separation / c); at most MAX_TRIPLES, from the MAX_TRIPLE_SENSORS busiest sensors."""
-    sensors, counts = np.unique(picks.sensor[rows], return_counts=True)
-    sensors = sensors[np.argsort(-counts, kind="stable")][:MAX_TRIPLE_SENSORS]
-    xy_all, t_all = [], []
-    for trio in itertools.combinations(sensors, 3):
-        parts = [rows[picks.sensor[rows] == s] for s in trio]
-        grid = np.array(np.meshgrid(*parts, indexing="ij")).reshape(3, -1).T
-        t = picks.t_s[grid]
-        xy = picks.xy[grid]
-        feasible = np.ones(len(grid), dtype=bool)
-        for i, j in ((0, 1), (0, 2), (1, 2)):
-            feasible &= np.abs(t[:, i] - t[:, j]) <= np.hypot(*(xy[:, i] - xy[:, j]).T) / c + MIN_ROUND_GAP_S
-        xy_all.append(xy[feasible])
-        t_all.append(t[feasible])
-        if sum(len(x) for x in xy_all) >= MAX_TRIPLES:
-            break
-    if not xy_all:
-        return np.zeros((0, 3, 2)), np.zeros((0, 3))
-    return np.concatenate(xy_all)[:MAX_TRIPLES], np.concatenate(t_all)[:MAX_TRIPLES]
-
-
-def voted_places(picks: Picks, rows: np.ndarray, c: float, bounds) -> np.ndarray:
-    """Places where triples of different rounds agree (a Hough-style vote), best first, shape (k, 2).
-
-    Each feasible arrival triple has one or two exact sources (:func:`triple_points`); a
-    burst's true place gets one from every round it was heard in, at distinct discharge
-    times, while chance triples of echoes scatter. A point's vote is the number of others
-    within VOTE_RADIUS_M whose discharge time is at least MIN_ROUND_GAP_S from its own.
-    """
-    xy, t = _triples(picks, rows, c)
-    points, t0 = triple_points(xy, t, c)
-    x0, y0, x1, y1 = bounds
-    inside = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)
-    points, t0 = points[inside], t0[inside]
-    if len(points) < 2:
-        return np.zeros((0, 2))
-    pairs = cKDTree(points).query_pairs(VOTE_RADIUS_M, output_type="ndarray")
-    pairs = pairs[np.abs(t0[pairs[:, 0]] - t0[pairs[:, 1]]) >= MIN_ROUND_GAP_S]
-    votes = np.bincount(pairs.ravel(), minlength=len(points))
-    order = np.argsort(-votes, kind="stable")
-    chosen: list[np.ndarray] = []
-    for i in order:
-        if votes[i] == 0 or len(chosen) >= PLACES_TRIED:
-            break
-        if all(np.hypot(*(points[i] - p)) > VOTE_RADIUS_M for p in chosen):
-            near = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0], [i]])
-            chosen.append(np.median(points[near], axis=0))
-    return np.array(chosen).reshape(-1, 2)
-
-
 def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float,
              hear_prior: float = 1.0, joint_hearing: bool = False):
     """The rounds of a burst fired from near ``position`` among ``rows``, refined jointly.
@@ -552,7 +458,7 @@ def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     (its Bayes factor less the range prior of :func:`few_sensor_burst`): (rounds, score)."""
     best: tuple[list[Shot], float] = ([], -math.inf)
     x0, y0, x1, y1 = bounds
-    for place in voted_places(picks, rows, c, bounds):
+    for place in voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S):
         start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
         shots, score = _unanchored_burst(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), joint_hearing)
         if not shots or score <= 0.0:
@@ -591,6 +497,7 @@ def _range_hearing(picks: Picks, rows: np.ndarray, place, share: float) -> np.nd
     _, first = np.unique(picks.sensor[rows], return_index=True)
     inverse_m = 1.0 / np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
     return np.minimum(share * len(first) * inverse_m / inverse_m.sum(), HEAR_MAX)
+
 
 def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
