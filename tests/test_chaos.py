@@ -143,7 +143,11 @@ class _Server:
         if self.rng is None or self.kills >= SERVER_KILLS:
             return
         if self.kill_at is None:
-            if self.running():
+            if self.proc.poll() is not None:
+                # It stopped by itself before it ran: started while the broker restarted, it said
+                # "cannot reach the broker" and exited 2; systemd's Restart= starts it again, so do we.
+                self.proc = fusion_process(self.config, self.log)
+            elif self.running():
                 self.kill_at = time.monotonic() + self.rng.uniform(*SERVER_LIFE_S)
         elif time.monotonic() >= self.kill_at:
             self.proc.send_signal(signal.SIGKILL)

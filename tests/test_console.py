@@ -247,6 +247,8 @@ def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_si
     page.select_option("#disposition select[name=disposition]", "casings found")
     page.fill("#disposition textarea[name=note]", "6 casings")
     page.click("#disposition button[type=submit]")
+    # each submit reloads the page; the second's rows come with its load
+    page.wait_for_function("document.querySelectorAll('#actions tr.action-row').length >= 2", timeout=WAIT_MS)
     rows = page.locator("#actions tr.action-row")
     assert rows.count() == 2
     assert rows.nth(0).inner_text().split("\t")[1:] == [
