@@ -111,11 +111,7 @@ class Publisher:
         if self.cfg.username is not None:
             c.username_pw_set(self.cfg.username, self.cfg.password)
         if self.cfg.tls:
-            # ssl reports an unreadable certificate or key without its path: open each first,
-            # so that the node's one-line error names the file
-            for path in (self.cfg.ca, self.cfg.cert, self.cfg.cert_key):
-                if path:
-                    open(path, "rb").close()
+            # edge.config.load read each file (an unreadable one is named there, with its setting)
             c.tls_set(ca_certs=str(self.cfg.ca) if self.cfg.ca else None,
                       certfile=str(self.cfg.cert) if self.cfg.cert else None,
                       keyfile=str(self.cfg.cert_key) if self.cfg.cert_key else None,

@@ -1,4 +1,6 @@
 """edge.config: a good file loads with paths made absolute; every mistake is one clear line."""
+import pathlib
+
 import pytest
 
 from edge.config import ConfigError, load
@@ -71,9 +73,44 @@ def test_mistakes_are_one_line(tmp_path, change, message):
     assert "\n" not in str(err.value)
 
 
-def test_the_example_in_hardware_loads(tmp_path):
-    import pathlib
+# Mode 0200 in procfs: even root, who reads any file whatever its mode, cannot read it.
+WRITE_ONLY_FILE = pathlib.Path("/proc/sys/vm/compact_memory")
+TLS_GOOD = 'url = "mqtts://127.0.0.1:8883"\nca = "ca.pem"\ncert = "node.pem"\ncert_key = "node-key.pem"'
 
+
+def _unreadable(tmp_path) -> pathlib.Path:
+    """A file this process cannot read: mode 000, or where that does not stop it (root) a write-only one."""
+    path = tmp_path / "locked.pem"
+    path.write_text("-----BEGIN PRIVATE KEY-----\n")
+    path.chmod(0)
+    for candidate in (path, WRITE_ONLY_FILE):
+        try:
+            open(candidate, "rb").close()
+        except PermissionError:
+            return candidate
+        except OSError:
+            continue
+    pytest.skip("no file this process cannot read: it reads mode 000 (root) and this kernel has no "
+                f"{WRITE_ONLY_FILE}")
+
+
+@pytest.mark.parametrize("key", ["ca", "cert", "cert_key"])
+def test_an_unreadable_tls_file_is_named_at_load(tmp_path, key):
+    """ssl says only "Permission denied", and only once connecting, after the audio started: the
+    configuration's check names the setting and the file, at start."""
+    for name in ("ca.pem", "node.pem", "node-key.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    locked = _unreadable(tmp_path)
+    text = GOOD.replace('url = "mqtt://127.0.0.1:18830"', TLS_GOOD).replace(
+        {"ca": '"ca.pem"', "cert": '"node.pem"', "cert_key": '"node-key.pem"'}[key], f'"{locked}"')
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text))
+    assert f"mqtt.{key}: cannot read {locked} (Permission denied)" in str(err.value)
+    assert "\n" not in str(err.value)
+    load(write(tmp_path, GOOD.replace('url = "mqtt://127.0.0.1:18830"', TLS_GOOD)))   # the readable ones pass
+
+
+def test_the_example_in_hardware_loads(tmp_path):
     example = pathlib.Path(__file__).resolve().parents[1] / "hardware" / "node" / "node.toml"
     text = example.read_text().replace("/etc/earwitness/", f"{tmp_path}/")
     for name in ("ca.pem", "node.pem", "node-key.pem"):

@@ -152,16 +152,3 @@ def test_tls_with_a_client_certificate(tmp_path, key):
         sink.close()
     finally:
         broker.stop()
-
-
-def test_an_unreadable_tls_file_is_named(tmp_path):
-    """ssl says only "No such file or directory" or "Permission denied"; the node's one-line
-    error must say which of ca, cert and cert_key it is."""
-    from tls_certs import make_pki
-
-    pki = make_pki(tmp_path / "pki")
-    missing = tmp_path / "gone" / "node-key.pem"
-    cfg = MqttSection(url="mqtts://127.0.0.1:8883", ca=pki["ca"], cert=pki["client_cert"], cert_key=missing)
-    with pytest.raises(OSError) as err:
-        Publisher(cfg, SITE, NODE, Outbox(tmp_path / "o.db"))
-    assert err.value.filename == str(missing)
