@@ -5,6 +5,10 @@ replayed file or a pipe, until the audio ends and the outbox has drained (at mos
 ``outbox.drain_timeout_s``); pulses not yet sent stay in the outbox for the next start.
 ``earwitness node --keygen node.key`` makes the node's Ed25519 key pair at provisioning and
 prints the public key for the server's registry.
+
+A broker that cannot be reached (not up yet, restarting) is tried again, a one-line warning each
+time, waiting longer each time up to ``mqtt.reconnect_max_s``, the pulses kept in the outbox
+meanwhile; a broker host name the name server says does not exist fails at once, one line.
 """
 from __future__ import annotations
 
@@ -40,7 +44,9 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        node = Node(load(args.config))
+        cfg = load(args.config)
+        _check_broker_hosts(cfg)
+        node = Node(cfg)
     except (ConfigError, NodeError, AudioError) as exc:
         raise UserError(str(exc)) from None
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -50,3 +56,14 @@ def run(args) -> int:
         print(f"earwitness node: {left} pulse(s) not yet acknowledged stay in the outbox for the next start",
               file=sys.stderr)
     return 0
+
+
+def _check_broker_hosts(cfg) -> None:
+    """ConfigError if the name server says a broker's host name does not exist (a typo: waiting cannot help)."""
+    from earwitness.hosts import unknown_host
+    from edge.config import ConfigError
+
+    for host, port in cfg.mqtt.brokers:
+        reason = unknown_host(host, port)
+        if reason:
+            raise ConfigError(f"{cfg.path}: mqtt.url: broker host {host!r} not found ({reason})")

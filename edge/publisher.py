@@ -182,6 +182,10 @@ class Publisher:
             self._next_broker(client)
 
     def _on_connect_fail(self, client, userdata):
+        # paho tries again after reconnect_min_s, doubling up to reconnect_max_s
+        if not self._stop.is_set():
+            log.warning("cannot reach the broker at %s:%s; trying again, pulses wait in the outbox",
+                        client.host, client.port)
         self._next_broker(client)
 
     def _next_broker(self, client: mqtt.Client) -> None:

@@ -35,6 +35,11 @@ The configuration (TOML; relative paths are relative to the file)::
     # idle_s = 1800                       # a session unused this long ends
     # areas = "areas.geojson"             # neighbourhoods: transparency dashboard (earwitness stats), unreported page
 
+A broker that cannot be reached at start (not up yet, restarting) is tried again, a one-line
+warning each time, waiting longer each time up to 5 s, until it answers or the server is stopped
+(SIGTERM, Ctrl-C: exit 0), as the running server reconnects.  A broker URL that cannot work (a
+wrong scheme, a host name the name server says does not exist) fails at once, one line, exit 2.
+
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
 ``signing_key``.  If the file is absent at start the server makes one (mode 0600, the public
@@ -49,6 +54,7 @@ import math
 import pathlib
 import signal
 import threading
+import urllib.parse
 
 from earwitness.cli import UserError
 from earwitness.redact import mask_logging
@@ -206,6 +212,22 @@ def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:
     return {k: str(path.parent / v) for k, v in tls.items()}
 
 
+def _check_broker_hosts(path, broker: str) -> None:
+    """UserError if the name server says a broker's host name does not exist (a typo: waiting cannot help)."""
+    from earwitness.hosts import unknown_host
+    from fusion.transport.mqttlink import parse_mqtt_url
+    from fusion.transport.natslink import is_nats_url, parse_nats_urls
+
+    if is_nats_url(broker):
+        hosts = [(parts.hostname, parts.port) for parts in map(urllib.parse.urlsplit, parse_nats_urls(broker))]
+    else:
+        hosts = [parse_mqtt_url(broker)[:2]]
+    for host, port in hosts:
+        reason = unknown_host(host, port)
+        if reason:
+            raise UserError(f"{path}: broker {broker}: host {host!r} not found ({reason})")
+
+
 def run(args) -> int:
     import sqlalchemy as sa
 
@@ -213,10 +235,12 @@ def run(args) -> int:
     from fusion.forensics.geojson import GeoJSONError
     from fusion.server.audit import SigningKeyError
     from fusion.server.registry import RegistryError
+    from fusion.server.service import StartCancelled
     from fusion.transport import fusion_service
 
     mask_logging(args.log_level, LOG_FORMAT)
     config = load_config(args.config)
+    _check_broker_hosts(args.config, config.broker)
     # Before the start: a SIGTERM while starting (a supervisor that gave up waiting) still stops cleanly.
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,10 +254,11 @@ def run(args) -> int:
     except (ValueError, sa.exc.SQLAlchemyError) as exc:
         raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
     try:
-        service.start()
-    except (OSError, ConnectionError) as exc:
+        service.start(cancel=done)
+    except StartCancelled as exc:
         service.store.close()
-        raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
+        logging.getLogger("fusion").info("%s", exc)
+        return 0
     except SigningKeyError as exc:
         service.link.stop()
         service.store.close()
@@ -259,16 +284,20 @@ def _run_slots(config, done: threading.Event) -> int:
 
     from fusion.server.audit import SigningKeyError
     from fusion.server.registry import RegistryError
+    from fusion.server.service import StartCancelled
     from fusion.transport.slots import SlotRunner
 
     try:
-        runner = SlotRunner(config).start()
+        runner = SlotRunner(config, stop=done)
+        runner.start()
+    except StartCancelled as exc:
+        runner.stop()
+        logging.getLogger("fusion").info("%s", exc)
+        return 0
     except (RegistryError, SigningKeyError) as exc:
         raise UserError(str(exc)) from None
     except sa.exc.SQLAlchemyError as exc:
         raise UserError(f"database {config.database!r}: {str(exc).splitlines()[0]}") from None
-    except (OSError, ConnectionError) as exc:
-        raise UserError(f"cannot reach the broker {config.broker}: {exc}") from None
     logging.getLogger("fusion").info("fusion server for site %s running: slot(s) %s of %d", config.site,
                                      sorted(runner.services), config.workers)
     while not done.wait(SIGNAL_POLL_S):

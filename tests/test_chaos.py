@@ -144,8 +144,9 @@ class _Server:
             return
         if self.kill_at is None:
             if self.proc.poll() is not None:
-                # It stopped by itself before it ran: started while the broker restarted, it said
-                # "cannot reach the broker" and exited 2; systemd's Restart= starts it again, so do we.
+                # It stopped by itself before it ran.  Not expected: one started while the broker
+                # restarts waits for it (fusion.server.service.start); should it exit for another
+                # reason, systemd's Restart= would start it again, and so do we.
                 self.proc = fusion_process(self.config, self.log)
             elif self.running():
                 self.kill_at = time.monotonic() + self.rng.uniform(*SERVER_LIFE_S)

@@ -1,6 +1,8 @@
 """earwitness fusion: configuration and registry errors are one line and exit 2."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from earwitness.cli import main
@@ -25,7 +27,7 @@ def registry(tmp_path):
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmode = "4d"\n', "mode must be one of"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntemperature_c = "warm"\n', "temperature_c must be"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "absent.toml"\n', "absent.toml"),
-    ('site = "s"\nbroker = "mqtt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "cannot reach the broker"),
+    ('site = "s"\nbroker = "mqqt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "broker URL must be"),
     ('site = [\n', "not valid TOML"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmax_range_m = 0\n', "max_range_m must be"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntimezone = "Mars/Olympus"\n',
@@ -37,6 +39,27 @@ def test_bad_config_is_one_line(tmp_path, registry, capsys, text, message):
     assert main(["fusion", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("earwitness fusion: error: ") and message in err[0], err
+
+
+# RFC 6761: no name under .invalid exists; a name server says so at once.
+NO_SUCH_HOST = "no-such-broker.invalid"
+
+
+@pytest.mark.parametrize("broker", [f"mqtt://{NO_SUCH_HOST}:1883", f"mqtts://fusion:pw@{NO_SUCH_HOST}",
+                                    f"nats://127.0.0.1:4222,nats://{NO_SUCH_HOST}:4222"])
+def test_a_broker_host_that_does_not_exist_fails_at_once(tmp_path, registry, capsys, broker):
+    """A typo in the host name: no waiting mends it (a broker that is down is waited for:
+    tests/test_fusion_broker_wait.py)."""
+    try:
+        socket.getaddrinfo(NO_SUCH_HOST, 1883)
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"no name server answers here ({exc.strerror}): a missing name looks like an outage")
+    config = tmp_path / "fusion.toml"
+    config.write_text(f'site = "s"\nbroker = "{broker}"\nregistry = "nodes.toml"\n')
+    assert main(["fusion", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"host '{NO_SUCH_HOST}' not found" in err[0] and str(config) in err[0], err
 
 
 @pytest.mark.parametrize("nodes, message", [

@@ -110,6 +110,30 @@ def test_an_unreadable_tls_file_is_named_at_load(tmp_path, key):
     load(write(tmp_path, GOOD.replace('url = "mqtt://127.0.0.1:18830"', TLS_GOOD)))   # the readable ones pass
 
 
+NO_SUCH_HOST = "no-such-broker.invalid"   # RFC 6761: no name under .invalid exists
+
+
+def test_a_broker_host_that_does_not_exist_stops_the_node_at_once(tmp_path, capsys):
+    """A typo in the host name fails in one line before any audio (a broker that is down is waited
+    for: tests/test_publisher.py); the file itself loads (a name is looked up when the node starts)."""
+    import socket
+
+    from earwitness.cli import main
+
+    try:
+        socket.getaddrinfo(NO_SUCH_HOST, 1883)
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"no name server answers here ({exc.strerror}): a missing name looks like an outage")
+    path = write(tmp_path, GOOD.replace("127.0.0.1:18830", f"127.0.0.1:18830,mqtt://{NO_SUCH_HOST}:1883"))
+    load(path)
+    assert main(["node", "--keygen", str(tmp_path / "node.key")]) == 0
+    capsys.readouterr()
+    assert main(["node", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"broker host '{NO_SUCH_HOST}' not found" in err[0] and str(path) in err[0], err
+
+
 def test_the_example_in_hardware_loads(tmp_path):
     example = pathlib.Path(__file__).resolve().parents[1] / "hardware" / "node" / "node.toml"
     text = example.read_text().replace("/etc/earwitness/", f"{tmp_path}/")

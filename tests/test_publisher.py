@@ -1,6 +1,7 @@
 """edge.publisher against a real mosquitto: pulses arrive signed and in order, none lost
 through a broker outage, status is retained, commands reach the node."""
 import json
+import logging
 import time
 
 import nacl.signing
@@ -10,7 +11,7 @@ from earwitness import topics, wire
 from edge.config import MqttSection
 from edge.outbox import Outbox
 from edge.publisher import Publisher
-from simulator.broker import Collector, Mosquitto, Tls, wait_until
+from simulator.broker import Collector, Mosquitto, Tls, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +122,35 @@ def test_publisher_never_blocks_without_a_broker_and_sends_once_there_is_one(tmp
     finally:
         pub.stop()
         broker.stop()
+
+
+def test_a_broker_down_at_start_is_waited_for_with_a_warning_a_try(tmp_path, key, caplog):
+    """As the fusion server (tests/test_fusion_broker_wait.py): the node keeps trying, says so in
+    one line a try, and its pulses go out once a broker comes up on the port."""
+    port = free_port()
+    box = Outbox(tmp_path / "o.db")
+    pub = Publisher(MqttSection(url=f"mqtt://127.0.0.1:{port}", reconnect_min_s=1, reconnect_max_s=2, keepalive_s=5),
+                    SITE, NODE, box)
+    broker = None
+    with caplog.at_level(logging.WARNING, logger="edge.publisher"):
+        try:
+            pub.start()
+            for _ in range(3):
+                append_pulse(box, key)
+            pub.notify()
+            assert wait_until(lambda: len(_cannot_reach(caplog)) >= 2, 30), caplog.text
+            assert all(f"127.0.0.1:{port}" in line for line in _cannot_reach(caplog))
+            broker = Mosquitto(tmp_path / "broker", port=port).start()
+            assert wait_until(lambda: box.depth() == 0, 30), caplog.text
+            assert pub.published == 3
+        finally:
+            pub.stop()
+            if broker is not None:
+                broker.stop()
+
+
+def _cannot_reach(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "cannot reach the broker" in r.getMessage()]
 
 
 @pytest.mark.slow

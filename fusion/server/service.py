@@ -71,6 +71,13 @@ RETRY_S = 0.5
 DEFAULT_HEALTH_S = 10.0
 # Pulse ids remembered against a forwarded message delivered again: hours of a city's pulses.
 SEEN_IDS_MAX = 2_000_000
+# A broker unreachable at start is tried again after this long, doubling up to the most (as the MQTT
+# link's reconnect loop does once running, fusion.transport.mqttlink).
+CONNECT_RETRY_MIN_S, CONNECT_RETRY_MAX_S = 0.5, 5.0
+
+
+class StartCancelled(Exception):
+    """Asked to stop while waiting at start for the broker: the service did not start."""
 
 
 @dataclasses.dataclass
@@ -124,7 +131,8 @@ class FusionService:
             self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
             subscribed.append(topics.worker_pulses(site, config.worker_index))
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
-        self.link = connect(client_id, subscribed)
+        self._open_link = lambda: connect(client_id, subscribed)
+        self.link = self._open_link()
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
         self.tracker = IncidentTracker(self.registry.sensors, site, config.temperature_c, config.mode, config.margin_s,
                                        config.max_range_m, positions=self.registry.positions)
@@ -163,9 +171,16 @@ class FusionService:
         self._was_connected = True
         self._health_due = time.monotonic()
 
-    def start(self) -> "FusionService":
+    def start(self, cancel: threading.Event | None = None) -> "FusionService":
+        """Take back the stored state, connect, start the threads.
+
+        Without ``cancel`` an unreachable broker raises OSError.  With it the broker is tried
+        again, a warning each time, waiting longer each time up to CONNECT_RETRY_MAX_S (a server
+        started before its broker, or while it restarts), until it answers or ``cancel`` is set
+        (:class:`StartCancelled`).
+        """
         self._resume()
-        self.link.start()
+        self._connect(cancel)
         self._open_audit()
         self._send_outbox()   # what a crash kept from going out
         self._locator = threading.Thread(target=self._run_locator, name="fusion-locator", daemon=True)
@@ -173,6 +188,22 @@ class FusionService:
         self._thread = threading.Thread(target=self._run, name="fusion-worker", daemon=True)
         self._thread.start()
         return self
+
+    def _connect(self, cancel: threading.Event | None) -> None:
+        wait_s = CONNECT_RETRY_MIN_S
+        while True:
+            try:
+                self.link.start()
+                return
+            except OSError as exc:   # ConnectionError, refused, TLS handshake, no SUBACK in time
+                if cancel is None:
+                    raise
+                log.warning("cannot reach the broker %s (%s); trying again in %.1f s", self.config.broker,
+                            _one_line(exc), wait_s)
+            if cancel.wait(wait_s):
+                raise StartCancelled(f"stopped while waiting for the broker {self.config.broker}")
+            wait_s = min(2 * wait_s, CONNECT_RETRY_MAX_S)
+            self.link = self._open_link()   # a link is started once: a failed one is not reused
 
     def stop(self, finalise: bool = True) -> None:
         """Stop taking messages; with ``finalise``, publish final revisions of open incidents first."""

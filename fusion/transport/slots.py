@@ -24,7 +24,7 @@ import threading
 import time
 
 from fusion.server.lease import SlotLease
-from fusion.server.service import FusionConfig, FusionService
+from fusion.server.service import FusionConfig, FusionService, StartCancelled
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ POLL_S = 0.5
 class SlotRunner:
     """Runs the slots this process holds the lease of (see the module's docstring)."""
 
-    def __init__(self, config: FusionConfig, takeover_after_s: float = TAKEOVER_AFTER_S, poll_s: float = POLL_S):
+    def __init__(self, config: FusionConfig, takeover_after_s: float = TAKEOVER_AFTER_S, poll_s: float = POLL_S,
+                 stop: threading.Event | None = None):
         from fusion.transport import fusion_service
 
         self.config = config
@@ -46,12 +47,14 @@ class SlotRunner:
         self.takeovers = 0
         self._make = fusion_service
         self._started = time.monotonic()
-        self._stop = threading.Event()
+        # Set by stop() or the caller's own (a signal): also ends a slot's wait for an unreachable broker.
+        self._stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "SlotRunner":
-        """Take the own slot if free (at once), then watch the leases in a thread."""
+        """Take the own slot if free (at once; waiting for the broker if it cannot be reached yet,
+        StartCancelled if stopped meanwhile), then watch the leases in a thread."""
         self._started = time.monotonic()
         self._tick()
         self._thread = threading.Thread(target=self._run, name="fusion-slots", daemon=True)
@@ -80,6 +83,8 @@ class SlotRunner:
         while not self._stop.wait(self.poll_s):
             try:
                 self._tick()
+            except StartCancelled:   # stopped while a slot waited for the broker
+                return
             except Exception:  # noqa: BLE001 - a database outage: try again next time
                 log.exception("slot leases: check failed; again in %.1f s", self.poll_s)
 
@@ -106,9 +111,13 @@ class SlotRunner:
         config = dataclasses.replace(self.config, worker_index=slot, client_id=f"{base}-slot{slot}")
         if not own:
             log.warning("slot %d of site %s is free (its worker died or stopped): taking it over", slot, self.config.site)
+        service = None
         try:
-            service = self._make(config).start()
+            service = self._make(config)
+            service.start(cancel=self._stop)
         except Exception:
+            if service is not None:
+                service.store.close()
             self.leases[slot].release()
             raise
         self.services[slot] = service

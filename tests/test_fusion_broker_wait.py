@@ -1,0 +1,99 @@
+"""`earwitness fusion` (the real process) started before its broker: it keeps trying, one warning
+line a try, waiting longer each time, and once a real mosquitto comes up on that port it stores
+the nodes' pulses and sends alerts; stopped while it waits, it exits 0 (its broker URL's password
+masked in every line).  A broker URL that cannot work fails at once: tests/test_fusion_config.py."""
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from fusion.server.store import Store
+from fusion_site import build_site, fusion_process, write_fusion_config
+from simulator.broker import Collector, Mosquitto, free_port, publish_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+SITE = "pgh"
+INCIDENT = f"ew/v1/{SITE}/incident"
+RETRY_LINE = "cannot reach the broker"
+RUNNING_LINE = "fusion server for site"
+RETRIES_BEFORE_BROKER = 3
+PASSWORD = "s3cret-pw"
+WAIT_S = 60.0
+STOP_WAIT_S = 30.0
+
+
+def _retries(log) -> list[str]:
+    return [line for line in log.read_text().splitlines() if RETRY_LINE in line]
+
+
+def _waits_s(lines: list[str]) -> list[float]:
+    """The waits the retry lines announce ("trying again in 1.0 s")."""
+    return [float(re.search(r"trying again in ([0-9.]+) s", line).group(1)) for line in lines]
+
+
+def _waiting(proc, log, retries: int) -> bool:
+    """It has said ``retries`` times that it cannot reach the broker (or it has exited)."""
+    return proc.poll() is not None or len(_retries(log)) >= retries
+
+
+def test_fusion_started_before_its_broker_stores_and_alerts_once_it_is_up(pittsburgh, tmp_path):
+    site = build_site(pittsburgh[0], tmp_path / "site")
+    port = free_port()
+    url = f"mqtt://127.0.0.1:{port}"
+    config = write_fusion_config(tmp_path / "fusion.toml", SITE, url, site.registry_path, "fusion-early",
+                                 site.temperature_c)
+    log = tmp_path / "fusion.log"
+    proc = fusion_process(config, log)
+    broker = alerts = None
+    try:
+        assert wait_until(lambda: _waiting(proc, log, RETRIES_BEFORE_BROKER), WAIT_S), log.read_text()
+        assert proc.poll() is None, log.read_text()   # it did not give up
+        retries = _retries(log)
+        assert all(" WARNING " in line for line in retries), retries
+        waits = _waits_s(retries)
+        assert waits == sorted(waits) and waits[-1] > waits[0], retries   # backing off
+        broker = Mosquitto(tmp_path / "mosquitto", port=port, persistence=True).start()
+        assert wait_until(lambda: RUNNING_LINE in log.read_text() or proc.poll() is not None, WAIT_S), log.read_text()
+        assert proc.poll() is None, log.read_text()
+        alerts = Collector(url, INCIDENT).start()
+        publish_all(url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
+        assert wait_until(lambda: alerts.count(INCIDENT) >= 1, WAIT_S), log.read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=STOP_WAIT_S)
+        if alerts is not None:
+            alerts.close()
+        if broker is not None:
+            broker.stop()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    with Store(tmp_path / "fusion.db") as store:
+        stored = store.pulses()
+    assert len(stored) == len(site.messages)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_fusion_stopped_while_it_waits_for_its_broker_exits_0(tmp_path, stop):
+    """No broker ever: the wait ends at the signal, cleanly, and no line shows the URL's password."""
+    import nacl.signing
+
+    from fusion.server.registry import write_registry
+
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    registry = write_registry(tmp_path / "nodes.toml", {"n1": (bytes(key.verify_key).hex(), {"x": 0.0, "y": 0.0})})
+    config = write_fusion_config(tmp_path / "fusion.toml", SITE, f"mqtt://fusion:{PASSWORD}@127.0.0.1:{free_port()}",
+                                 registry, "fusion-never", 10.0)
+    log = tmp_path / "fusion.log"
+    proc = fusion_process(config, log)
+    try:
+        assert wait_until(lambda: _waiting(proc, log, 2), WAIT_S), log.read_text()
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.send_signal(stop)
+        proc.wait(timeout=STOP_WAIT_S)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert PASSWORD not in text and "mqtt://fusion:***@127.0.0.1" in text, text
+    assert RUNNING_LINE not in text
