@@ -11,7 +11,9 @@ out, 0.93-0.98 in simulation, sharpness <= 2.5. The wind and frame terms are sta
 path (`earwitness detect` on each test's 4-5 WAVs, then the locator; every shot put out) is where
 term (i), the gross error on arrivals the geometry barely checks, is fitted (calibration.fit_gross):
 its folds fit it on two positions' audio, then the per-path term on their pulses, and score both
-paths of the third, beside the budget without (i).
+paths of the third, beside the budget without (i). Last, per-sensor static terms (station
+corrections, tests/station_terms.py), fitted on each position's own shots without truth (no sensor
+hears two positions): what they do to its offset and figures, oracle and `earwitness locate`.
 """
 from __future__ import annotations
 
