@@ -11,7 +11,9 @@ out, 0.93-0.98 in simulation, sharpness <= 2.5. The wind and frame terms are sta
 path (`earwitness detect` on each test's 4-5 WAVs, then the locator; every shot put out) is where
 term (i), the gross error on arrivals the geometry barely checks, is fitted (calibration.fit_gross):
 its folds fit it on two positions' audio, then the per-path term on their pulses, and score both
-paths of the third, beside the budget without (i).
+paths of the third, beside the budget without (i). Last, per-sensor static terms (station
+corrections, tests/station_terms.py), fitted on each position's own shots without truth (no sensor
+hears two positions): what they do to its offset and figures, oracle and `earwitness locate`.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ LIKE_SCENES, LIKE_SEED = 300, 2018   # bench_accuracy's Pittsburgh-like scenes
 # times their median true error.
 HELD_OUT_COVERAGE, MAX_SHARPNESS = 0.90, 2.5
 WITHIN_M = 25.0   # the oracle's shots scored against the survey (as the locator's)
+STATION_ROUNDS = 2   # rounds of station terms (tests/station_terms.py)
+STATIC_QUANTILE, STATIC_TRIALS, STATIC_SEED = 0.99, 2000, 14
 
 
 def _line(name: str, figures: dict) -> str:
@@ -75,24 +79,11 @@ def _audio_folds(by_audio: dict, by_position: dict) -> None:
 def _oracle_offset_m(tests) -> np.ndarray:
     """Mean error vector (east, north) of the oracle (robust least squares on the commercial grouping,
     tests/locator_oracle.py, written apart from the locator) over ``tests``' shots within WITHIN_M."""
-    import locator_oracle
-    import pittsburgh_pulses as pp
+    import station_terms as st
 
-    vectors = []
-    for test in tests:
-        positions, _ = pp.all_pulses(test)
-        survey, _ = pp.survey(test)
-        c_m_s = pp.speed_of_sound(pp.temperature_c(test))
-        for shot in pp.commercial_shots(test):
-            if len(shot) < locator_oracle.MIN_PULSES:
-                continue
-            xyz = np.array([positions[p["sensor"]] for p in shot])
-            t_ns = np.array([p["t_ns"] for p in shot])
-            xy, _, _ = locator_oracle.fit(xyz, (t_ns - t_ns.min()) / NS_PER_S, c_m_s)
-            vec = xy - np.array(survey[:2])
-            if np.hypot(*vec) <= WITHIN_M:
-                vectors.append(vec)
-    return np.mean(vectors, axis=0)
+    shots = [s for group in st.position_shots(tests).values() for s in group]
+    vectors = st.error_vectors(shots, st.oracle_xy(shots))
+    return vectors[np.hypot(*vectors.T) <= WITHIN_M].mean(axis=0)
 
 
 def _per_position(tests, by_vectors: dict) -> None:
@@ -133,6 +124,33 @@ def _stated_alternatives(by_position: dict) -> None:
         _folds(by_position, replace(uncertainty.BUDGET, wind_sd_m_s=wind, frame_sd_m=frame))
 
 
+def _station_terms(tests, workdir: pathlib.Path) -> None:
+    """Per-sensor static terms (tests/station_terms.py): fitted on a position's own shots without truth
+    (none can be fitted on the other two: no sensor hears two positions), what they do to its offset,
+    scatter and the issue's figures; and how large an offset static terms of their size can make."""
+    import station_terms as st
+    from locator_scoring import score
+
+    by_position = st.position_shots(tests)
+    print(f"Per-sensor static terms (station corrections), no truth; sensors heard at two positions: "
+          f"{len(st.shared_sensors(by_position))}")
+    for fp, shots in sorted(by_position.items()):
+        rounds = st.self_calibrate(shots, STATION_ROUNDS)
+        (o0, s0), (o1, s1) = (st.offset_and_scatter(st.error_vectors(shots, xy)) for _, xy in (rounds[0], rounds[-1]))
+        terms = rounds[-1][0]
+        reach = st.static_offset_quantile(shots, terms, STATIC_QUANTILE, STATIC_TRIALS, STATIC_SEED)
+        print(f"  {fp} oracle: offset {o0:.2f} -> {o1:.2f} m, scatter {s0:.2f} -> {s1:.2f} m; terms "
+              f"{np.std(list(terms.values())):.2f} m of path RMS, whose offset's {STATIC_QUANTILE} quantile is {reach:.2f} m")
+        located = st.locator_self_calibration([t for t in tests if t.parent.name == fp], workdir / fp, STATION_ROUNDS)
+        for k, (delays_ns, cases) in enumerate(located):
+            f = score(cases)
+            offset, scatter = st.offset_and_scatter(st.case_error_vectors(cases))
+            print(f"  {fp} locate, round {k}: located {f['rounds_located']:.3f} exact {f['rounds_exact']:.3f} "
+                  f"median {f['median_err_m']:.2f} m cover {f['err_coverage']:.3f} sharp {f['sharpness']:.2f}; "
+                  f"offset {offset:.2f} m scatter {scatter:.2f} m; terms "
+                  f"{np.std(list(delays_ns.values()) or [0]) / NS_PER_MS:.2f} ms RMS")
+
+
 def main() -> None:
     import uncertainty_records as ur
     from conftest import pittsburgh_tests
@@ -154,6 +172,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ew-uncertainty-") as tmp:
             _audio_folds(ur.pittsburgh_audio_records(tests, pathlib.Path(tmp)), by_position)
         _per_position(tests, by_vectors)
+        with tempfile.TemporaryDirectory(prefix="ew-station-") as tmp:
+            _station_terms(tests, pathlib.Path(tmp))
     else:
         print("bench_uncertainty: Pittsburgh data absent (../shared/data/pittsburgh-2018); skipped")
     print("Simulation, shipped budget (target coverage 0.93-0.98):")
