@@ -203,13 +203,21 @@ def _check_zone(path: pathlib.Path, zone: str | None) -> None:
 
 
 def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:
-    """[tls]'s files, relative to the configuration's folder."""
+    """[tls]'s files, relative to the configuration's folder, each read now (ssl, once connecting,
+    would say "Permission denied" without the file or the setting)."""
+    from earwitness.files import file_problem
+
     if tls is None:
         return None
     bad = set(tls) - set(TLS_KEYS)
     if bad or not all(isinstance(v, str) for v in tls.values()):
         raise UserError(f"{path}: [tls] takes string paths {', '.join(TLS_KEYS)} only")
-    return {k: str(path.parent / v) for k, v in tls.items()}
+    files = {k: path.parent / v for k, v in tls.items()}
+    for key, file in files.items():
+        problem = file_problem(file)
+        if problem:
+            raise UserError(f"{path}: tls.{key}: {problem}")
+    return {k: str(v) for k, v in files.items()}
 
 
 def _check_broker_hosts(path, broker: str) -> None:
