@@ -322,6 +322,8 @@ class MqttLink:
                     connection = self._connect(cancel=self._closing)
                     backoff_s = RECONNECT_MIN_S
                 except Exception as exc:  # noqa: BLE001 - OSError (ProtocolError, refused) or a bug: try again later
+                    if self._closing.is_set():   # stopped while connecting
+                        return
                     log.warning("cannot reach the broker at %s:%d (%s); retrying in %.1f s", self.host, self.port, exc, backoff_s)
                     self._closing.wait(backoff_s)
                     backoff_s = min(2 * backoff_s, RECONNECT_MAX_S)
