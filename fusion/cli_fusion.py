@@ -37,8 +37,10 @@ The configuration (TOML; relative paths are relative to the file)::
 
 A broker that cannot be reached at start (not up yet, restarting) is tried again, a one-line
 warning each time, waiting longer each time up to 5 s, until it answers or the server is stopped
-(SIGTERM, Ctrl-C: exit 0), as the running server reconnects.  A broker URL that cannot work (a
-wrong scheme, a host name the name server says does not exist) fails at once, one line, exit 2.
+(SIGTERM, Ctrl-C: exit 0 within about a second, ending a connect attempt under way; the alerts
+not sent stay in the outbox), as the running server reconnects.  A broker URL that cannot work (a
+wrong scheme, a host name the name server says does not exist) fails at once, one line, exit 2,
+and so does a TLS file ([tls], the console's tls_cert/tls_key) that cannot be read.
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
