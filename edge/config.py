@@ -31,6 +31,7 @@ import sys
 import typing
 import urllib.parse
 
+from earwitness.files import file_problem
 from edge.utctime import parse_utc_ns
 
 if sys.version_info >= (3, 11):
@@ -282,15 +283,9 @@ def _check_mqtt(m: MqttSection, fail: typing.Callable[[str], typing.NoReturn]) -
         fail("mqtt.ca/cert are for TLS: use an mqtts:// url")
     for key in ("ca", "cert", "cert_key"):
         p = getattr(m, key)
-        if p is None:
-            continue
-        if not p.is_file():
-            fail(f"mqtt.{key}: no such file {p}")
-        # Read now: later ssl reports an unreadable certificate or key without its path or setting.
-        try:
-            open(p, "rb").close()
-        except OSError as exc:
-            fail(f"mqtt.{key}: cannot read {p} ({exc.strerror})")
+        problem = file_problem(p) if p is not None else None
+        if problem:
+            fail(f"mqtt.{key}: {problem}")
     if m.reconnect_min_s <= 0 or m.reconnect_max_s < m.reconnect_min_s:
         fail("mqtt.reconnect_min_s must be > 0 and <= mqtt.reconnect_max_s")
     if m.health_interval_s <= 0 or m.keepalive_s <= 0 or m.inflight < 1:

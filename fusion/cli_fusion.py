@@ -37,8 +37,10 @@ The configuration (TOML; relative paths are relative to the file)::
 
 A broker that cannot be reached at start (not up yet, restarting) is tried again, a one-line
 warning each time, waiting longer each time up to 5 s, until it answers or the server is stopped
-(SIGTERM, Ctrl-C: exit 0), as the running server reconnects.  A broker URL that cannot work (a
-wrong scheme, a host name the name server says does not exist) fails at once, one line, exit 2.
+(SIGTERM, Ctrl-C: exit 0 within about a second, ending a connect attempt under way; the alerts
+not sent stay in the outbox), as the running server reconnects.  A broker URL that cannot work (a
+wrong scheme, a host name the name server says does not exist) fails at once, one line, exit 2,
+and so does a TLS file ([tls], the console's tls_cert/tls_key) that cannot be read.
 
 The server signs its audit log (every incident revision, hash-chained: ``earwitness audit
 verify``) and the evidence bundles (``earwitness evidence``) with its Ed25519 key,
@@ -203,13 +205,21 @@ def _check_zone(path: pathlib.Path, zone: str | None) -> None:
 
 
 def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:
-    """[tls]'s files, relative to the configuration's folder."""
+    """[tls]'s files, relative to the configuration's folder, each read now (ssl, once connecting,
+    would say "Permission denied" without the file or the setting)."""
+    from earwitness.files import file_problem
+
     if tls is None:
         return None
     bad = set(tls) - set(TLS_KEYS)
     if bad or not all(isinstance(v, str) for v in tls.values()):
         raise UserError(f"{path}: [tls] takes string paths {', '.join(TLS_KEYS)} only")
-    return {k: str(path.parent / v) for k, v in tls.items()}
+    files = {k: path.parent / v for k, v in tls.items()}
+    for key, file in files.items():
+        problem = file_problem(file)
+        if problem:
+            raise UserError(f"{path}: tls.{key}: {problem}")
+    return {k: str(v) for k, v in files.items()}
 
 
 def _check_broker_hosts(path, broker: str) -> None:

@@ -111,7 +111,7 @@ def test_console_settings_and_tls_files(tmp_path):
     assert (settings.tls_cert, settings.tls_key, settings.idle_s, settings.areas) == (cert, key, 600.0, tmp_path / "a.geojson")
     (tmp_path / "garbage.pem").write_text("not a certificate\n")
     bad = {'tls_cert = "console.pem"': "tls_cert and tls_key go together",
-           'tls_cert = "missing.pem"\ntls_key = "console.key"': "tls_cert: no file",
+           'tls_cert = "missing.pem"\ntls_key = "console.key"': "tls_cert: no such file",
            'tls_cert = "garbage.pem"\ntls_key = "console.key"': "not a PEM certificate and its key",
            'tls_cert = "console.pem"\ntls_key = "console.pem"': "not a PEM certificate and its key",
            "idle_s = 0": "idle_s must be a positive", "idle_s = true": "idle_s must be a positive",

@@ -97,3 +97,68 @@ def test_fusion_stopped_while_it_waits_for_its_broker_exits_0(tmp_path, stop):
     assert proc.returncode == 0, text
     assert PASSWORD not in text and "mqtt://fusion:***@127.0.0.1" in text, text
     assert RUNNING_LINE not in text
+
+
+# A stop asked for while a connect attempt is under way ends it at once; a NATS attempt itself may
+# last up to natslink.SETUP_TIMEOUT_S (30 s), so a process still running this long after the signal
+# did not end it (a generous bound for a loaded machine, not a speed figure).
+STOP_BOUND_S = 10.0
+OUTBOX_TOPIC, OUTBOX_PAYLOAD = f"ew/v1/{SITE}/incident", b'{"kept": true}'
+
+
+def _black_hole():
+    """A loopback port that accepts TCP (the kernel's backlog) and never says a word."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+@pytest.mark.parametrize("scheme, where", [("nats", "nothing listening"), ("nats", "a black hole"),
+                                           ("mqtt", "a black hole")])
+def test_fusion_stopped_during_a_connect_attempt_exits_0_promptly(tmp_path, scheme, where):
+    """`earwitness fusion` on a broker URL no server answers: SIGTERM while the client is trying to
+    connect (NATS: going round its servers for up to 30 s; MQTT: waiting for CONNACK up to 10 s)
+    ends the attempt, exit 0, and the alert its outbox held is still there for the next start."""
+    import subprocess
+
+    import nacl.signing
+
+    from fusion.server.registry import write_registry
+    from fusion.server.store import Revision
+
+    hole = _black_hole() if where == "a black hole" else None
+    port = hole.getsockname()[1] if hole else free_port()
+    key = nacl.signing.SigningKey(b"\x07" * 32)
+    registry = write_registry(tmp_path / "nodes.toml", {"n1": (bytes(key.verify_key).hex(), {"x": 0.0, "y": 0.0})})
+    config = write_fusion_config(tmp_path / "fusion.toml", SITE, f"{scheme}://127.0.0.1:{port}", registry, "fusion-nats", 10.0)
+    incident = {"incident": "i1", "t_ns": 1, "x": 0.0, "y": 0.0, "err_m": 9.0, "rounds": 1, "shooters": 1, "shots": [],
+                "sensors": ["n1"]}
+    with Store(tmp_path / "fusion.db") as store:   # an alert a stop before kept from going out
+        store.save_round([Revision(incident, "final", [], {}, {})], f"{SITE}/0", None,
+                         lambda number, revision: [(OUTBOX_TOPIC, OUTBOX_PAYLOAD)])
+    log = tmp_path / "fusion.log"
+    proc = fusion_process(config, log)
+    try:
+        with Store(tmp_path / "fusion.db") as store:   # its slot's state saved: it is connecting now
+            assert wait_until(lambda: proc.poll() is not None or store.tracker_state(f"{SITE}/0") is not None,
+                              WAIT_S), log.read_text()
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_BOUND_S:.0f} s after SIGTERM:\n{log.read_text()}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if hole is not None:
+            hole.close()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "stopped while waiting for the broker" in text and RUNNING_LINE not in text, text
+    with Store(tmp_path / "fusion.db") as store:
+        assert [(t, p) for _, t, p in store.outbox(f"{SITE}/0")] == [(OUTBOX_TOPIC, OUTBOX_PAYLOAD)]

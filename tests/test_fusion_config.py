@@ -1,13 +1,16 @@
 """earwitness fusion: configuration and registry errors are one line and exit 2."""
 from __future__ import annotations
 
+import pathlib
 import socket
 
 import pytest
 
-from earwitness.cli import main
+from earwitness.cli import UserError, main
+from fusion.cli_fusion import load_config
 from fusion.server.registry import RegistryError, load_registry, write_registry
 from simulator.broker import free_port
+from unreadable_file import unreadable
 
 KEY = "ab" * 32
 KEY_2 = "cd" * 32   # a key belongs to one node only
@@ -85,3 +88,45 @@ def test_registry_round_trip(registry):
     assert reg.positions == {"n1": {"x": 0.0, "y": 0.0, "z": 1.0}, "n2": {"x": 300.0, "y": 400.0, "z": 1.0}}
     assert reg.diameter_m() == pytest.approx(500.0)
     assert len(reg.keyring) == 2
+
+
+TLS_FILES = {"ca": "ca.pem", "cert": "fusion.pem", "key": "fusion-tls.key"}
+CONSOLE_TLS = {"tls_cert": "console.pem", "tls_key": "console.key"}
+
+
+def _tls_config(tmp_path, locked_setting: str | None, locked) -> pathlib.Path:
+    """fusion.toml with a [tls] section and HTTPS for the console, ``locked_setting``'s file ``locked``."""
+    for name in [*TLS_FILES.values(), *CONSOLE_TLS.values()]:
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    files = {f"tls.{k}": v for k, v in TLS_FILES.items()} | {f"console.{k}": v for k, v in CONSOLE_TLS.items()}
+    if locked_setting is not None:
+        files[locked_setting] = str(locked)
+    tls = "".join(f'{k.split(".")[1]} = "{v}"\n' for k, v in files.items() if k.startswith("tls."))
+    console = "".join(f'{k.split(".")[1]} = "{v}"\n' for k, v in files.items() if k.startswith("console."))
+    config = tmp_path / "fusion.toml"
+    config.write_text(f'site = "s"\nbroker = "mqtts://127.0.0.1:{free_port()}"\nregistry = "nodes.toml"\n'
+                      f'[tls]\n{tls}[console]\nlisten = "127.0.0.1:{free_port()}"\n{console}')
+    return config
+
+
+@pytest.mark.parametrize("setting, named", [("tls.ca", "tls.ca"), ("tls.cert", "tls.cert"), ("tls.key", "tls.key"),
+                                            ("console.tls_cert", "[console] tls_cert"),
+                                            ("console.tls_key", "[console] tls_key")])
+def test_an_unreadable_tls_file_is_named_when_the_config_loads(tmp_path, registry, capsys, setting, named):
+    """ssl says only "Permission denied" (and for [tls] only once connecting, after the store was
+    opened): the configuration's check names the setting and the file, before anything starts."""
+    locked = unreadable(tmp_path)
+    config = _tls_config(tmp_path, setting, locked)
+    assert main(["fusion", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{config}: {named}: cannot read {locked} (Permission denied)" in err[0], err
+    assert not (tmp_path / "fusion.db").exists()   # nothing started
+
+
+def test_missing_and_readable_tls_files_at_load(tmp_path, registry):
+    config = _tls_config(tmp_path, "tls.key", tmp_path / "gone.key")
+    with pytest.raises(UserError, match=f"tls.key: no such file {tmp_path / 'gone.key'}"):
+        load_config(config)
+    config = _tls_config(tmp_path, None, None)   # readable: [tls]'s are loaded by ssl once connecting
+    config.write_text(config.read_text().split("[console]")[0])   # (the console's load as a pair at once)
+    assert load_config(config).tls == {k: str(tmp_path / v) for k, v in TLS_FILES.items()}

@@ -4,6 +4,7 @@ import pathlib
 import pytest
 
 from edge.config import ConfigError, load
+from unreadable_file import unreadable
 
 GOOD = """
 [node]
@@ -73,25 +74,7 @@ def test_mistakes_are_one_line(tmp_path, change, message):
     assert "\n" not in str(err.value)
 
 
-# Mode 0200 in procfs: even root, who reads any file whatever its mode, cannot read it.
-WRITE_ONLY_FILE = pathlib.Path("/proc/sys/vm/compact_memory")
 TLS_GOOD = 'url = "mqtts://127.0.0.1:8883"\nca = "ca.pem"\ncert = "node.pem"\ncert_key = "node-key.pem"'
-
-
-def _unreadable(tmp_path) -> pathlib.Path:
-    """A file this process cannot read: mode 000, or where that does not stop it (root) a write-only one."""
-    path = tmp_path / "locked.pem"
-    path.write_text("-----BEGIN PRIVATE KEY-----\n")
-    path.chmod(0)
-    for candidate in (path, WRITE_ONLY_FILE):
-        try:
-            open(candidate, "rb").close()
-        except PermissionError:
-            return candidate
-        except OSError:
-            continue
-    pytest.skip("no file this process cannot read: it reads mode 000 (root) and this kernel has no "
-                f"{WRITE_ONLY_FILE}")
 
 
 @pytest.mark.parametrize("key", ["ca", "cert", "cert_key"])
@@ -100,7 +83,7 @@ def test_an_unreadable_tls_file_is_named_at_load(tmp_path, key):
     configuration's check names the setting and the file, at start."""
     for name in ("ca.pem", "node.pem", "node-key.pem"):
         (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
-    locked = _unreadable(tmp_path)
+    locked = unreadable(tmp_path)
     text = GOOD.replace('url = "mqtt://127.0.0.1:18830"', TLS_GOOD).replace(
         {"ca": '"ca.pem"', "cert": '"node.pem"', "cert_key": '"node-key.pem"'}[key], f'"{locked}"')
     with pytest.raises(ConfigError) as err:

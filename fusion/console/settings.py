@@ -18,6 +18,7 @@ import math
 import pathlib
 import ssl
 
+from earwitness.files import file_problem
 from fusion.console.server import parse_listen
 from fusion.console.sessions import DEFAULT_IDLE_S
 
@@ -68,8 +69,9 @@ def parse_settings(folder: pathlib.Path, table: dict) -> ConsoleSettings:
 def check_tls(cert: pathlib.Path, key: pathlib.Path) -> None:
     """SettingsError in one line unless the certificate and key files load as a pair."""
     for what, path in (("tls_cert", cert), ("tls_key", key)):
-        if not path.is_file():
-            raise SettingsError(f"[console] {what}: no file {path}")
+        problem = file_problem(path)   # unreadable: load_cert_chain's error would not say which file
+        if problem:
+            raise SettingsError(f"[console] {what}: {problem}")
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except ssl.SSLError as exc:

@@ -5,6 +5,7 @@ layer hands the service a :data:`LinkFactory` that opens one.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable, Protocol
 
 
@@ -25,8 +26,9 @@ class Delivery(Protocol):
 class Link(Protocol):
     """A connection that delivers the subscribed messages and publishes ours, QoS 1."""
 
-    def start(self) -> None:
-        """Connect and subscribe; raises OSError when the broker cannot be reached."""
+    def start(self, cancel: threading.Event | None = None) -> None:
+        """Connect and subscribe; raises OSError when the broker cannot be reached, and soon after
+        ``cancel`` is set (the caller is stopping) if that happens while it tries."""
 
     def stop(self) -> None:
         """Disconnect once what was published is delivered (or a timeout passes)."""

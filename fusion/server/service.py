@@ -193,11 +193,13 @@ class FusionService:
         wait_s = CONNECT_RETRY_MIN_S
         while True:
             try:
-                self.link.start()
+                self.link.start(cancel=cancel)   # a stop meanwhile ends the attempt (a NATS one lasts up to 30 s)
                 return
-            except OSError as exc:   # ConnectionError, refused, TLS handshake, no SUBACK in time
+            except OSError as exc:   # ConnectionError, refused, TLS handshake, no SUBACK in time, stopped
                 if cancel is None:
                     raise
+                if cancel.is_set():
+                    raise StartCancelled(f"stopped while waiting for the broker {self.config.broker}") from None
                 log.warning("cannot reach the broker %s (%s); trying again in %.1f s", self.config.broker,
                             _one_line(exc), wait_s)
             if cancel.wait(wait_s):

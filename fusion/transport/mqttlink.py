@@ -63,6 +63,9 @@ SILENT_KEEPALIVES = 1.5
 TAKEOVER_BACKOFF_S, TAKEOVER_BACKOFF_MAX_S = 2.0, 300.0
 TAKEOVER_WINDOW_S = 3600.0
 FLAP_S, FLAP_LIMIT = 10.0, 3
+# A connect watches for the caller's stop this often (a broker that accepts TCP and never answers
+# would otherwise hold a stop for CONNECT_TIMEOUT_S).
+CANCEL_POLL_S = 0.1
 # After DISCONNECT, how long to wait for the broker to close its side at the latest.
 CLOSE_DRAIN_MIN_S = 1.0
 
@@ -181,13 +184,20 @@ class MqttLink:
         self._woken = False
 
     # -- the caller's side ------------------------------------------------------------------------
-    def start(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-        """Connect (resuming the session) and start the I/O thread; OSError if the broker is unreachable."""
-        sock = self._connect(timeout_s)
+    def start(self, timeout_s: float = CONNECT_TIMEOUT_S, cancel: threading.Event | None = None) -> None:
+        """Connect (resuming the session) and start the I/O thread; OSError if the broker is unreachable
+        (or ``cancel`` is set before it answers: the caller is stopping)."""
+        sock = self._connect(timeout_s, cancel)
         self._thread = threading.Thread(target=self._run, args=(sock,), name="mqtt-io", daemon=True)
         self._thread.start()
         # Subscribed (SUBACK), not just connected: a caller may start publishing right after.
-        if not self.subscribed.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not self.subscribed.wait(min(CANCEL_POLL_S, max(0.0, deadline - time.monotonic()))):
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise ConnectionError(f"stopped while subscribing at the broker at {self.host}:{self.port}")
+            if time.monotonic() < deadline:
+                continue
             self.stop()
             raise ConnectionError(f"no SUBACK from the broker at {self.host}:{self.port} within {timeout_s:.0f} s")
 
@@ -236,8 +246,9 @@ class MqttLink:
             pass
 
     # -- the I/O thread -------------------------------------------------------------------------
-    def _connect(self, timeout_s: float = CONNECT_TIMEOUT_S):
-        """Open a connection, resume the session and subscribe; returns (socket, reader)."""
+    def _connect(self, timeout_s: float = CONNECT_TIMEOUT_S, cancel: threading.Event | None = None):
+        """Open a connection, resume the session and subscribe; returns (socket, reader).  ConnectionError
+        soon after ``cancel`` is set while waiting for the broker's CONNACK."""
         sock = socket.create_connection((self.host, self.port), timeout=timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -247,8 +258,9 @@ class MqttLink:
                                                  session_expiry_s=SESSION_EXPIRY_S, receive_maximum=RECEIVE_MAXIMUM))
             reader = mqttwire.PacketReader()
             packets: list = []
+            deadline = time.monotonic() + timeout_s
             while not packets:
-                chunk = sock.recv(RECV_BYTES)
+                chunk = self._recv_before(sock, deadline, cancel)
                 if not chunk:
                     raise ConnectionError(f"the broker at {self.host}:{self.port} closed the connection before CONNACK")
                 packets = reader.feed(chunk)
@@ -279,6 +291,21 @@ class MqttLink:
         self.connected.set()
         return sock, reader
 
+    def _recv_before(self, sock, deadline: float, cancel: threading.Event | None) -> bytes:
+        """``sock.recv`` waiting at most until ``deadline`` (socket.timeout), in slices so that a
+        stop (``cancel``) ends the wait."""
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise ConnectionError(f"stopped while waiting for CONNACK from the broker at {self.host}:{self.port}")
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                raise socket.timeout(f"no CONNACK from the broker at {self.host}:{self.port}")
+            sock.settimeout(min(left_s, CANCEL_POLL_S))
+            try:
+                return sock.recv(RECV_BYTES)
+            except socket.timeout:
+                continue
+
     def _run(self, connection) -> None:
         try:
             self._loop(connection)
@@ -292,9 +319,11 @@ class MqttLink:
                 if self._closing.is_set():
                     return
                 try:
-                    connection = self._connect()
+                    connection = self._connect(cancel=self._closing)
                     backoff_s = RECONNECT_MIN_S
                 except Exception as exc:  # noqa: BLE001 - OSError (ProtocolError, refused) or a bug: try again later
+                    if self._closing.is_set():   # stopped while connecting
+                        return
                     log.warning("cannot reach the broker at %s:%d (%s); retrying in %.1f s", self.host, self.port, exc, backoff_s)
                     self._closing.wait(backoff_s)
                     backoff_s = min(2 * backoff_s, RECONNECT_MAX_S)

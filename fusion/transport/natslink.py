@@ -66,6 +66,8 @@ CONNECT_TIMEOUT_S = 10.0
 # elect leaders first (seconds).
 SETUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+# A start watches for the caller's stop this often: a stop ends a connect attempt within about this long.
+CANCEL_POLL_S = 0.1
 PUBLISH_TIMEOUT_S = 5.0
 RETRY_S = 0.5
 # A worker's inbox holds at most this many fetched batches before the fetcher waits.
@@ -189,19 +191,32 @@ class NatsLink:
         self._closing = False
 
     # -- the caller's side --------------------------------------------------------------------
-    def start(self, timeout_s: float = SETUP_TIMEOUT_S) -> None:
-        """Connect, make the streams and consumers (if absent) and start pulling; OSError if no server answers."""
+    def start(self, timeout_s: float = SETUP_TIMEOUT_S, cancel: threading.Event | None = None) -> None:
+        """Connect, make the streams and consumers (if absent) and start pulling; ConnectionError if no
+        server answers within ``timeout_s``, or at once when ``cancel`` is set meanwhile (the caller is
+        stopping: the attempt is cancelled, its socket closed)."""
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        deadline = time.monotonic() + timeout_s
+        # One attempt may take all of timeout_s (the client goes round the servers until one
+        # answers): a stop must not wait for it.
+        while not started.done():
+            if cancel is not None and cancel.is_set():
+                self._abort(started)
+                raise ConnectionError(f"stopped while connecting to NATS at {','.join(self.servers)}")
+            if time.monotonic() >= deadline:
+                self._abort(started)
+                raise ConnectionError(f"no NATS server of {','.join(self.servers)} answered within {timeout_s:.0f} s")
+            concurrent.futures.wait([started], timeout=min(CANCEL_POLL_S, max(0.0, deadline - time.monotonic())))
         try:
-            started.result(timeout_s)
-        except (concurrent.futures.TimeoutError, asyncio.TimeoutError):
-            started.cancel()
-            self.stop()
-            raise ConnectionError(f"no NATS server of {','.join(self.servers)} answered within {timeout_s:.0f} s") from None
+            started.result()
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             self.stop()
             raise ConnectionError(f"NATS at {','.join(self.servers)}: {type(exc).__name__} {exc}".strip()) from None
+
+    def _abort(self, started: concurrent.futures.Future) -> None:
+        started.cancel()   # cancels the connect's task on the I/O thread
+        self.stop()
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop pulling, send what is queued (acks, publishes), close."""
@@ -234,10 +249,12 @@ class NatsLink:
 
     # -- the I/O thread ---------------------------------------------------------------------------
     async def _start(self) -> None:
-        self._nc = await nats.connect(servers=self.servers, name=self.client_id, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=RETRY_S, connect_timeout=CONNECT_TIMEOUT_S,
-                                      allow_reconnect=True, disconnected_cb=self._disconnected,
-                                      reconnected_cb=self._reconnected, error_cb=self._error)
+        # Ours before it connects: a stop during the attempt closes its socket (_stop).
+        self._nc = nats.NATS()
+        await self._nc.connect(servers=self.servers, name=self.client_id, max_reconnect_attempts=-1,
+                               reconnect_time_wait=RETRY_S, connect_timeout=CONNECT_TIMEOUT_S,
+                               allow_reconnect=True, disconnected_cb=self._disconnected,
+                               reconnected_cb=self._reconnected, error_cb=self._error)
         self.connected.set()
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         while True:
