@@ -172,6 +172,9 @@ def _check(path: pathlib.Path, data: dict) -> None:
         parse_nats_urls(data["broker"]) if is_nats_url(data["broker"]) else parse_mqtt_url(data["broker"])
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
+    if "tls" in data and is_nats_url(data["broker"]):
+        # The NATS link connects without these files: refuse rather than run unencrypted unnoticed.
+        raise UserError(f"{path}: [tls] applies to an mqtts:// broker; a NATS broker's TLS is not supported")
     if data.get("mode", "2d") not in MODES:
         raise UserError(f"{path}: mode must be one of {', '.join(MODES)}")
     if data.get("cap_status", "Actual") not in CAP_STATUSES:

@@ -35,6 +35,8 @@ def registry(tmp_path):
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmax_range_m = 0\n', "max_range_m must be"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntimezone = "Mars/Olympus"\n',
      "timezone 'Mars/Olympus' is not a known IANA time zone name"),
+    ('site = "s"\nbroker = "nats://127.0.0.1:PORT"\nregistry = "nodes.toml"\n[tls]\nca = "ca.pem"\n',
+     "[tls] applies to an mqtts:// broker"),
 ])
 def test_bad_config_is_one_line(tmp_path, registry, capsys, text, message):
     config = tmp_path / "fusion.toml"
