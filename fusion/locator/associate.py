@@ -470,8 +470,9 @@ def first_arrivals(picks: Picks, shot: Shot, available: np.ndarray, config: Sear
     arrival and the later an echo or a non-line-of-sight path (TN098 §II.B; on the Pittsburgh audio a
     reflection 0.1-0.3 s late, as loud as the direct sound, fitted a place 30-170 m off tighter than
     the direct sound fitted the true one). So the set with the earlier pulse is kept where it is
-    consistent within FIRST_ARRIVAL_TOLERANCE_S and at every sensor of the shot no later. Larger
-    sets are checked by their own residuals and left as they are.
+    consistent within FIRST_ARRIVAL_TOLERANCE_S and at every sensor of the shot no later; an earlier
+    pulse that is another round's arrival from the shot's place (:func:`_another_round`) is not
+    taken. Larger sets are checked by their own residuals and left as they are.
     """
     tol_s = max(config.tol_s, FIRST_ARRIVAL_TOLERANCE_S)
     while len(shot.pulses) == config.min_sensors:
