@@ -92,6 +92,9 @@ FALSE_ALARMS = 0.01
 TOLERANCE_SIGMAS = 5.0
 # Fewest pulses in the first shot for its scatter to set the tolerance (MAD of fewer is noise).
 MIN_PULSES_FOR_SCATTER = 8
+# A first arrival may lag the straight-line prediction by this much (TN098 §II.C's limit for
+# urban diffraction): the tolerance a set with an earlier pulse is held to (see first_arrivals).
+FIRST_ARRIVAL_TOLERANCE_S = 0.04
 # Pulse selection is done in 2D, the final fit in the caller's geometry (TN098 §II.E).
 SELECTION_GEOMETRY = Geometry("2d")
 
@@ -457,6 +460,64 @@ def _strongest_shot(picks: Picks, available, config: SearchConfig, hints, least:
     return shot, seed, fell_back
 
 
+def first_arrivals(picks: Picks, shot: Shot, available: np.ndarray, config: SearchConfig) -> Shot:
+    """The shot with a sensor's pulse replaced by an earlier one there, where that makes a consistent set as large.
+
+    With ``config.min_sensors`` pulses (d + 2: one residual degree of freedom) one sensor's pulse is
+    hardly checked by the rest: the other d + 1 sensors' arrival-time differences fit two places
+    (the mirror roots, Schau & Robinson 1987), and a pulse at that sensor for each makes a consistent
+    set. The direct path is the shortest, so of two pulses at one sensor the earlier is the first
+    arrival and the later an echo or a non-line-of-sight path (TN098 §II.B; on the Pittsburgh audio a
+    reflection 0.1-0.3 s late, as loud as the direct sound, fitted a place 30-170 m off tighter than
+    the direct sound fitted the true one). So the set with the earlier pulse is kept where it is
+    consistent within FIRST_ARRIVAL_TOLERANCE_S and at every sensor of the shot no later; an earlier
+    pulse that is another round's arrival from the shot's place (:func:`_another_round`) is not
+    taken. Larger sets are checked by their own residuals and left as they are.
+    """
+    tol_s = max(config.tol_s, FIRST_ARRIVAL_TOLERANCE_S)
+    while len(shot.pulses) == config.min_sensors:
+        better = None
+        for row in shot.pulses:
+            rest = shot.pulses[shot.pulses != row]
+            earlier = np.flatnonzero(available & (picks.sensor == picks.sensor[row]) & (picks.t_s < picks.t_s[row]))
+            earlier = earlier[~_another_round(picks, earlier, shot, available, config)]
+            for e in earlier[np.argsort(picks.t_s[earlier])]:
+                trial = np.sort(np.append(rest, e))
+                start = config.geometry.closed_form(picks.pos_m[trial], picks.t_s[trial], shot.c)
+                grown = _grow(picks, trial, available, start, shot.c, config.geometry, (tol_s,))
+                if grown is not None and e in grown.pulses and _no_later(picks, grown.pulses, shot.pulses):
+                    better = grown
+                    break
+            if better is not None:
+                break
+        if better is None:
+            break
+        shot = better
+    return shot
+
+
+def _another_round(picks: Picks, rows: np.ndarray, shot: Shot, available: np.ndarray, config: SearchConfig) -> np.ndarray:
+    """Per pulse of ``rows`` whether it is another round's arrival from the shot's place: pulses at
+    d other sensors imply its discharge time there within ``config.tol_s`` (a burst's rounds reach
+    every sensor in turn, so a sensor's earlier pulse may be the round before, not this one's)."""
+    src = config.geometry.source_coords(shot.position)
+    diff = config.geometry.sensor_coords(picks.pos_m) - src
+    emit = picks.t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / shot.c
+    others = available.copy()
+    others[shot.pulses] = False
+    out = np.zeros(len(rows), dtype=bool)
+    for k, row in enumerate(rows):
+        near = others & (picks.sensor != picks.sensor[row]) & (np.abs(emit - emit[row]) <= config.tol_s)
+        out[k] = picks.n_sensors(near) >= config.geometry.dims
+    return out
+
+
+def _no_later(picks: Picks, new: np.ndarray, old: np.ndarray) -> bool:
+    """Whether the pulse set ``new`` has a pulse at every sensor of ``old``, none of them later."""
+    at = dict(zip(picks.sensor[new].tolist(), picks.t_s[new].tolist()))
+    return all(s in at and at[s] <= t for s, t in zip(picks.sensor[old].tolist(), picks.t_s[old].tolist()))
+
+
 def _after_first_shot(config: SearchConfig, shot: Shot) -> SearchConfig:
     """The configuration for the shots after the first: its speed of sound, when estimated, and
     a tolerance of TOLERANCE_SIGMAS robust sigmas (MAD, Rousseeuw & Croux 1993) of its residuals."""
@@ -512,6 +573,7 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
         if shot is None:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
+        shot = first_arrivals(picks, shot, available, config)
         if not shots:
             config = _after_first_shot(config, shot)
         shots.append(shot)
