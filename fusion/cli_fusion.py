@@ -160,14 +160,11 @@ def _read(path: pathlib.Path) -> dict:
     return data
 
 
-def _check(path: pathlib.Path, data: dict) -> None:
-    """The settings' values within their ranges."""
+def _check_broker(path: pathlib.Path, data: dict) -> None:
+    """The broker URL parses, and [tls] goes with a broker that uses it."""
     from fusion.transport.mqttlink import parse_mqtt_url
     from fusion.transport.natslink import is_nats_url, parse_nats_urls
 
-    site = data["site"]
-    if not site or any(c in site for c in "/+#"):
-        raise UserError(f"{path}: site must be a non-empty name without / + #")
     try:
         parse_nats_urls(data["broker"]) if is_nats_url(data["broker"]) else parse_mqtt_url(data["broker"])
     except ValueError as exc:
@@ -175,6 +172,14 @@ def _check(path: pathlib.Path, data: dict) -> None:
     if "tls" in data and is_nats_url(data["broker"]):
         # The NATS link connects without these files: refuse rather than run unencrypted unnoticed.
         raise UserError(f"{path}: [tls] applies to an mqtts:// broker; a NATS broker's TLS is not supported")
+
+
+def _check(path: pathlib.Path, data: dict) -> None:
+    """The settings' values within their ranges."""
+    site = data["site"]
+    if not site or any(c in site for c in "/+#"):
+        raise UserError(f"{path}: site must be a non-empty name without / + #")
+    _check_broker(path, data)
     if data.get("mode", "2d") not in MODES:
         raise UserError(f"{path}: mode must be one of {', '.join(MODES)}")
     if data.get("cap_status", "Actual") not in CAP_STATUSES:
