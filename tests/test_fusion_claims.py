@@ -151,6 +151,22 @@ def test_only_the_same_shot_of_another_slot_is_yielded_to(stores):
     assert _save(a_store, a, _incident("a1", T0_NS, 0.0, shots=3), "withdrawn") == 2
     assert _save(b_store, b, _incident("b-now", T0_NS, 0.0)) == 1
     assert a.opened(["a1", "a-again", "b-now", "nope"]) == {"a1", "a-again"} and b.opened(["b-now"]) == {"b-now"}
+    assert a.known(["a1", "b-third-round", "nope"]) == {"a1", "b-third-round"}
+
+
+def test_a_withdrawal_into_an_incident_that_yielded_names_the_claimant(stores):
+    """Slot B published an incident (one round of a burst); B's tracker then finds the burst, whose
+    shots slot A had claimed: B's burst yields, and B's round, withdrawn into it, names A's."""
+    a_store, b_store = stores
+    a, b = _claims(a_store, "s/0"), _claims(b_store, "s/1")
+    assert _save(b_store, b, _incident("b-round", T0_NS + 10**9, 2000.0)) == 1   # far from A's shots so far
+    assert _save(a_store, a, _incident("a-burst", T0_NS, 0.0, shots=3)) == 1
+    burst = _incident("b-burst", T0_NS + 5_000_000, 3.0, shots=3)
+    withdrawn = dict(_incident("b-round", T0_NS + 10**9, 2000.0), merged_into="b-burst")
+    numbers = b_store.save_round([Revision(withdrawn, "withdrawn", [], {}, {}), Revision(burst, "preliminary", [], {}, {})],
+                                 "s/1", admit=b.admit)
+    assert numbers == [2, None] and b.yielded == {"b-burst": "a-burst"}
+    assert b_store.incident("b-round")["merged_into"] == "a-burst" and b_store.incident("b-burst") is None
 
 
 def _border_site(tmp_path) -> tuple:

@@ -94,40 +94,57 @@ class ShotClaims:
 
     def admit(self, conn: sa.Connection, revisions: list[Revision]) -> list[bool]:
         """Whether each revision may be stored (called in its transaction): its incident is this
-        slot's, or new and no other slot claimed one of its shots; records the claims and yields."""
+        slot's, or new and no other slot claimed one of its shots; records the claims and yields.
+        A withdrawal merged into an incident that yielded names the one it yielded to instead
+        (its ``merged_into`` is changed in place: the incident stored and sent)."""
         self.yielded = {}
         shots = [self._shots(r.incident) for r in revisions]
         self._lock(conn, sorted({t_ns for s in shots for t_ns, _ in s}))
         now_ns = time.time_ns()
-        admitted = []
-        for r, its_shots in zip(revisions, shots):
+        admitted = [False] * len(revisions)
+        # Withdrawals last: the incident one merges into may be new in this round.
+        for k in sorted(range(len(revisions)), key=lambda k: revisions[k].status == WITHDRAWN):
+            r = revisions[k]
             key = str(r.incident["incident"])
-            mine = slot_incidents.c.worker == self.worker
-            row = conn.execute(sa.select(slot_incidents.c.yielded_to).where(mine, slot_incidents.c.incident == key)).first()
-            if row is None:
-                rival = self._rival(conn, key, its_shots)
+            row = self._row(conn, key)
+            if row is None:   # new to this slot
+                rival = self._rival(conn, key, shots[k])
                 conn.execute(slot_incidents.insert().values(worker=self.worker, incident=key, yielded_to=rival,
                                                             created_ns=now_ns))
                 if rival is not None:
                     self.yielded[key] = rival
-            elif row.yielded_to is not None:
-                rival = row.yielded_to
             else:
-                rival = None
-            if rival is None:
-                self._claim(conn, key, [] if r.status == WITHDRAWN else its_shots)
-            admitted.append(rival is None)
+                rival = row.yielded_to
+            if rival is not None:
+                continue
+            into = self._row(conn, str(r.incident.get("merged_into"))) if r.status == WITHDRAWN else None
+            if into is not None and into.yielded_to is not None:
+                r.incident["merged_into"] = into.yielded_to
+            self._claim(conn, key, [] if r.status == WITHDRAWN else shots[k])
+            admitted[k] = True
         return admitted
 
     def opened(self, incident_ids) -> set[str]:
         """Those of ``incident_ids`` this slot stores (opened, not yielded)."""
+        return self._ids(incident_ids, slot_incidents.c.worker == self.worker, slot_incidents.c.yielded_to.is_(None))
+
+    def known(self, incident_ids) -> set[str]:
+        """Those of ``incident_ids`` some slot stored or yielded (the others were stored before slots claimed shots)."""
+        return self._ids(incident_ids)
+
+    def _ids(self, incident_ids, *rules) -> set[str]:
         ids = [str(i) for i in incident_ids]
         if not ids:
             return set()
-        query = sa.select(slot_incidents.c.incident).where(
-            slot_incidents.c.worker == self.worker, slot_incidents.c.yielded_to.is_(None), slot_incidents.c.incident.in_(ids))
+        query = sa.select(slot_incidents.c.incident).where(slot_incidents.c.incident.in_(ids), *rules).distinct()
         with self.store.engine.connect() as conn:
             return {i for (i,) in conn.execute(query)}
+
+    def _row(self, conn: sa.Connection, key: str):
+        """This slot's row of incident ``key`` (its ``yielded_to``), None if the slot never stored nor yielded it."""
+        query = sa.select(slot_incidents.c.yielded_to).where(slot_incidents.c.worker == self.worker,
+                                                            slot_incidents.c.incident == key)
+        return conn.execute(query).first()
 
     def _shots(self, incident: dict) -> list[tuple[int, tuple[float, float]]]:
         out = []

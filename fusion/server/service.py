@@ -239,10 +239,12 @@ class FusionService:
         if self.partition is not None:
             owned = set(self.partition.owned_cells())
             pulses = [p for p in pulses if owned.intersection(self.partition.node_cells.get(p["sensor"], ()))]
-            mine = self.claims.opened([b["incident"] for b in published + recent])   # this slot's, wherever they lie
+            ids = [b["incident"] for b in published + recent]
+            mine = self.claims.opened(ids)   # this slot's, wherever they lie
             for incident_id in mine:
                 self._opened.add(incident_id)
-            published = [b for b in published if b["incident"] in mine]
+            legacy = set(ids) - self.claims.known(ids)   # stored before slots claimed shots: their owner's
+            published = [b for b in published if b["incident"] in mine or (b["incident"] in legacy and self.partition.owns(b))]
         opened = [(b, b["status"], self.store.incident_pulses(b["incident"])) for b in published]
         for pulse in pulses + [p for _, _, ps in opened for p in ps]:
             self._seen.add(pulse["id"])
@@ -423,7 +425,10 @@ class FusionService:
     def _emit(self, updates: list[Update], state: dict | None = None) -> None:
         """Store a round's revisions, their outgoing messages and the checkpoint (one transaction); send them."""
         if self.partition is not None:   # another worker opens what lies in its cells; ours stay ours
-            updates = [u for u in updates if u.incident["incident"] in self._opened or self.partition.owns(u.incident)]
+            into = {u.incident.get("merged_into") for u in updates if u.status == "withdrawn"
+                    and u.incident["incident"] in self._opened}   # and what one of ours merged into (or its claimant)
+            updates = [u for u in updates if u.incident["incident"] in self._opened or u.incident["incident"] in into
+                       or self.partition.owns(u.incident)]
         updates = [dataclasses.replace(u, incident=self.casework.annotate(u.incident)) for u in updates]
         saving = state if state is not None and state != self._saved_state else None
         if not updates and saving is None:
