@@ -23,7 +23,8 @@ unacknowledged meanwhile.  Every alert and reconnect is logged at INFO, and the 
 (:mod:`fusion.server.health`) goes out every ``health_s``.
 
 With ``workers > 1`` several such processes share a site: ingest through an MQTT v5 shared
-subscription, location by spatial cells with a halo (:mod:`fusion.server.partition`).
+subscription, location by spatial cells with a halo (:mod:`fusion.server.partition`), each shot
+opened as an incident by one worker slot (:mod:`fusion.server.claims`).
 
 Example::
 
