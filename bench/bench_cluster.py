@@ -12,6 +12,13 @@ mosquitto with 1 worker.  The rate at which the gateways accept the backlog is p
 Failover gap: one worker storing a steady stream (the fleet publisher at ``STEADY_RATE``) when the
 server leading the pulses' stream is killed (SIGKILL): the longest pause in stored pulses from
 the kill on.  And with three workers, one killed: how long until another worker took its slot over.
+
+Shutdown with the whole cluster down: every NATS server killed, the worker's link seeing it
+gone and its health published since (a publish no server takes), the seconds from SIGTERM to
+the worker process's exit (a supervisor's stop, or a machine going down with its network): one
+worker on SQLite, and one process running three slots on PostgreSQL (its own and, after its
+first 10 s, the two free ones).  Printed beside the figures
+measured when a stop stopped waiting for publishes and a flush no server could take (b16de22).
 """
 from __future__ import annotations
 
@@ -40,12 +47,16 @@ KILL_AT_S = 6.0
 WAIT_S = 120.0
 POLL_S = 0.05
 TAKEOVER_WAIT_S = 60.0
+# SIGTERM with no server reachable, seconds to exit as measured at b16de22: (after, before it).
+SIGTERM_REFERENCE_S = {1: (1.3, 5.8), 3: (0.8, 5.2)}
+SIGTERM_HEALTH_S = 0.5   # each slot publishes its health this often: a publish is under way when the SIGTERM comes
 
 
-def _config(tmp: pathlib.Path, name: str, broker: str, registry: pathlib.Path, schema: str, workers: int, k: int) -> pathlib.Path:
+def _config(tmp: pathlib.Path, name: str, broker: str, registry: pathlib.Path, schema: str, workers: int, k: int,
+            database: str = POSTGRES_URL) -> pathlib.Path:
     path = tmp / f"{name}-{k}.toml"
     shared = f"workers = {workers}\nworker_index = {k}\n" if workers > 1 else ""
-    path.write_text(f'site = "{SITE}"\nbroker = "{broker}"\nregistry = "{registry}"\ndatabase = "{POSTGRES_URL}"\n'
+    path.write_text(f'site = "{SITE}"\nbroker = "{broker}"\nregistry = "{registry}"\ndatabase = "{database}"\n'
                     f'schema = "{schema}"\nclient_id = "bench-{name}-{k}"\ntemperature_c = 10.0\nrequest_clips = false\n'
                     f'{shared}')
     return path
@@ -55,9 +66,7 @@ def _start_workers(tmp, name, broker, registry, schema, workers) -> tuple[list[s
     procs, logs = [], []
     for k in range(workers):
         logs.append(tmp / f"{name}-{k}.log")
-        procs.append(subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config",
-                                       str(_config(tmp, name, broker, registry, schema, workers, k))],
-                                      stdout=subprocess.DEVNULL, stderr=open(logs[-1], "ab")))
+        procs.append(_spawn(_config(tmp, name, broker, registry, schema, workers, k), logs[-1]))
     if not wait_until(lambda: all("running" in log.read_text() for log in logs), WAIT_S):
         tails = "; ".join(log.read_text().strip().splitlines()[-1][:300] for log in logs if log.read_text().strip())
         for proc in procs:   # those that did start must not outlive the benchmark
@@ -65,6 +74,12 @@ def _start_workers(tmp, name, broker, registry, schema, workers) -> tuple[list[s
             proc.wait()
         raise RuntimeError(f"{name}: the workers did not start: {tails}")
     return procs, logs
+
+
+def _spawn(config: pathlib.Path, log: pathlib.Path) -> subprocess.Popen:
+    with open(log, "ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=err)
 
 
 def _stop(procs) -> None:
@@ -179,6 +194,38 @@ def worker_takeover_s(tmp: pathlib.Path, registry) -> float:
             _drop(schema)
 
 
+def sigterm_exit_s(tmp: pathlib.Path, registry, slots: int) -> float:
+    """Seconds from SIGTERM to the exit of a worker process whose every NATS server was killed: one
+    worker on SQLite (``slots`` 1), or one process running ``slots`` slots on PostgreSQL."""
+    schema, name = f"b_{uuid.uuid4().hex[:10]}", f"sigterm{slots}"
+    database = POSTGRES_URL if slots > 1 else str(tmp / f"{name}.db")
+    with NatsCluster(tmp / f"nats-{name}") as cluster:
+        log = tmp / f"{name}.log"
+        config = _config(tmp, name, cluster.url, registry, schema, slots, 0, database)
+        config.write_text(config.read_text() + f"health_s = {SIGTERM_HEALTH_S}\n")
+        proc = _spawn(config, log)
+        try:
+            if not wait_until(lambda: all(f"took over slot {k}" in log.read_text() for k in range(1, slots))
+                              and "running" in log.read_text(), TAKEOVER_WAIT_S):
+                raise RuntimeError(f"{name}: the process did not run its {slots} slot(s)")
+            for i in range(len(cluster.procs)):
+                cluster.kill(i)
+            # Each slot's link has seen its server go (a stop with a link still connected waits for it).
+            if not wait_until(lambda: log.read_text().count("NATS connection lost") >= slots, WAIT_S):
+                raise RuntimeError(f"{name}: the links did not notice the servers gone")
+            time.sleep(2 * SIGTERM_HEALTH_S)   # each slot has published its health into the outage
+            start = time.perf_counter()
+            proc.terminate()
+            proc.wait(WAIT_S)
+            return time.perf_counter() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if slots > 1:
+                _drop(schema)
+
+
 def main(workers_counts=(1, 2, 3)) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         tmp = pathlib.Path(tmp)
@@ -198,3 +245,8 @@ def main(workers_counts=(1, 2, 3)) -> None:
         print(f"failover gap, server leading the pulses' stream killed: {gap_s:.1f} s without a stored pulse "
               f"(longest pause before the kill {normal_s:.2f} s); single mosquitto: alerts stop until it is back")
         print(f"failover gap, one of three workers killed: its slot taken over after {worker_takeover_s(tmp, registry):.1f} s")
+        for slots, what in ((1, "one worker (SQLite)"), (3, "one process running three slots (PostgreSQL)")):
+            after_s, before_s = SIGTERM_REFERENCE_S[slots]
+            print(f"SIGTERM with every NATS server down, {what}: exits after {sigterm_exit_s(tmp, registry, slots):.1f} s "
+                  f"(reference {after_s} s; {before_s} s before a stop stopped waiting for an unreachable server)",
+                  flush=True)

@@ -6,10 +6,11 @@ pulse forwards it to the owners of the cells whose square, grown by ``halo_m``, 
 pulse's node (topic ``ew/v1/{site}/worker/{k}/pulse``, once per owner); each worker locates from
 what its topic brings.  A shot near a border is heard by sensors of both cells and may
 be located by both workers, but only the owner of the cell of the node nearest to the shot
-publishes it: each incident is located once.  (A node, not the estimated position itself,
-decides, so that every worker that located the same position agrees on its owner whatever
-its own cells; a preliminary position from few sensors may still move across a border, and
-the incident then continues with the other worker.)
+opens it as an incident.  (A node, not the estimated position itself, decides, so that every
+worker that located the same position agrees on its owner whatever its own cells.)  Two
+workers may still locate one shot at places each owns (each from its own side's pulses, or a
+preliminary from few sensors on the far side): the first to store it claims the shot and
+publishes it to the end, wherever it moves, and the other yields (:mod:`fusion.server.claims`).
 
 Ownership is ``(i * P_I + j * P_J) mod workers`` with odd multipliers: with two workers, a
 checkerboard, so neighbouring cells always have different owners.

@@ -23,7 +23,8 @@ unacknowledged meanwhile.  Every alert and reconnect is logged at INFO, and the 
 (:mod:`fusion.server.health`) goes out every ``health_s``.
 
 With ``workers > 1`` several such processes share a site: ingest through an MQTT v5 shared
-subscription, location by spatial cells with a halo (:mod:`fusion.server.partition`).
+subscription, location by spatial cells with a halo (:mod:`fusion.server.partition`), each shot
+opened as an incident by one worker slot (:mod:`fusion.server.claims`).
 
 Example::
 
@@ -51,6 +52,7 @@ from earwitness.units import NS_PER_S
 from fusion.server import alerts, evidence
 from fusion.server.audit import AuditLog, server_key
 from fusion.server.casework import Casework
+from fusion.server.claims import ShotClaims
 from fusion.server.health import ServerHealth
 from fusion.server.ingest import PulseIngest, Rejection
 from fusion.server.link import Delivery, LinkFactory
@@ -71,6 +73,8 @@ RETRY_S = 0.5
 DEFAULT_HEALTH_S = 10.0
 # Pulse ids remembered against a forwarded message delivered again: hours of a city's pulses.
 SEEN_IDS_MAX = 2_000_000
+# Ids of the incidents a slot opened, which it publishes wherever they move: days of a busy city's.
+OPENED_IDS_MAX = 500_000
 # A broker unreachable at start is tried again after this long, doubling up to the most (as the MQTT
 # link's reconnect loop does once running, fusion.transport.mqttlink).
 CONNECT_RETRY_MIN_S, CONNECT_RETRY_MAX_S = 0.5, 5.0
@@ -123,13 +127,7 @@ class FusionService:
         self.store = Store(config.database, schema=config.schema)
         self.audit: AuditLog | None = None   # opened by start()
         site = config.site
-        group = config.shared_group or (DEFAULT_SHARED_GROUP if config.workers > 1 else None)
-        subscribed = [kind(site, topics.WILDCARD) for kind in (topics.pulse, topics.health, topics.clip)]
-        subscribed = [topics.shared(group, t) for t in subscribed] if group else subscribed
-        self.partition = None
-        if config.workers > 1:
-            self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
-            subscribed.append(topics.worker_pulses(site, config.worker_index))
+        subscribed = self._subscriptions()
         client_id = config.client_id or f"earwitness-fusion-{site}-{config.worker_index}"
         self._open_link = lambda: connect(client_id, subscribed)
         self.link = self._open_link()
@@ -162,6 +160,11 @@ class FusionService:
         self._rounds: list[tuple[list[Update], dict]] = []
         self._saved_state: dict | None = None
         self._worker_key = f"{site}/{config.worker_index}"
+        # One shot, one slot's incident (fusion.server.claims): the same shot as the tracker's own rule has it.
+        self.claims = ShotClaims(self.store, self._worker_key, self.tracker.reach.pair_slack_ns,
+                                 self.tracker.reach.anchor_range_m, self.tracker.reach.enu_xy)
+        self._opened = RecentIds(OPENED_IDS_MAX)   # incidents this slot stored: it publishes them wherever they move
+        self.yielded = 0                           # new incidents not opened: another slot had their shot
         self._epoch: int | None = None         # the slot's epoch at our start (Store.take_slot): our writes' fence
         self.fenced = False                    # the slot was started again elsewhere: we store nothing more for it
         self._failing: str | None = None      # the step failure being retried, logged once
@@ -170,6 +173,18 @@ class FusionService:
         self.reconnects = 0
         self._was_connected = True
         self._health_due = time.monotonic()
+
+    def _subscriptions(self) -> list[str]:
+        """The topics this worker reads; with several workers also sets up its Partition of the cells."""
+        config, site = self.config, self.config.site
+        group = config.shared_group or (DEFAULT_SHARED_GROUP if config.workers > 1 else None)
+        subscribed = [kind(site, topics.WILDCARD) for kind in (topics.pulse, topics.health, topics.clip)]
+        subscribed = [topics.shared(group, t) for t in subscribed] if group else subscribed
+        self.partition = None
+        if config.workers > 1:
+            self.partition = Partition(self.registry, config.cell_m, config.halo_m, config.workers, config.worker_index)
+            subscribed.append(topics.worker_pulses(site, config.worker_index))
+        return subscribed
 
     def start(self, cancel: threading.Event | None = None) -> "FusionService":
         """Take back the stored state, connect, start the threads.
@@ -260,11 +275,16 @@ class FusionService:
         from_t_ns, from_received_ns = IncidentTracker.resume_range(state)
         pulses = self.store.pulses_since(from_t_ns, from_received_ns)
         published = self.store.open_incidents()
+        recent = self.store.incidents(t0_ns=from_t_ns) if from_t_ns is not None else []
         if self.partition is not None:
             owned = set(self.partition.owned_cells())
             pulses = [p for p in pulses if owned.intersection(self.partition.node_cells.get(p["sensor"], ()))]
-            published = [b for b in published if self.partition.owns(b)]
-        recent = self.store.incidents(t0_ns=from_t_ns) if from_t_ns is not None else []
+            ids = [b["incident"] for b in published + recent]
+            mine = self.claims.opened(ids)   # this slot's, wherever they lie
+            for incident_id in mine:
+                self._opened.add(incident_id)
+            legacy = set(ids) - self.claims.known(ids)   # stored before slots claimed shots: their owner's
+            published = [b for b in published if b["incident"] in mine or (b["incident"] in legacy and self.partition.owns(b))]
         opened = [(b, b["status"], self.store.incident_pulses(b["incident"])) for b in published]
         for pulse in pulses + [p for _, _, ps in opened for p in ps]:
             self._seen.add(pulse["id"])
@@ -444,8 +464,11 @@ class FusionService:
 
     def _emit(self, updates: list[Update], state: dict | None = None) -> None:
         """Store a round's revisions, their outgoing messages and the checkpoint (one transaction); send them."""
-        if self.partition is not None:   # another worker publishes what lies in its cells
-            updates = [u for u in updates if self.partition.owns(u.incident)]
+        if self.partition is not None:   # another worker opens what lies in its cells; ours stay ours
+            into = {u.incident.get("merged_into") for u in updates if u.status == "withdrawn"
+                    and u.incident["incident"] in self._opened}   # and what one of ours merged into (or its claimant)
+            updates = [u for u in updates if u.incident["incident"] in self._opened or u.incident["incident"] in into
+                       or self.partition.owns(u.incident)]
         updates = [dataclasses.replace(u, incident=self.casework.annotate(u.incident)) for u in updates]
         saving = state if state is not None and state != self._saved_state else None
         if not updates and saving is None:
@@ -454,12 +477,18 @@ class FusionService:
         revisions = [Revision(u.incident, u.status, u.used, u.rejected, u.meta) for u in updates]
         of = {id(r): u for r, u in zip(revisions, updates)}
         numbers = self.store.save_round(revisions, self._worker_key, saving,
-                                        lambda number, r: self._messages(of[id(r)], number, sent_ns), epoch=self._epoch)
+                                        lambda number, r: self._messages(of[id(r)], number, sent_ns), epoch=self._epoch,
+                                        admit=self.claims.admit)
         if saving is not None:
             self._saved_state = saving
         self._send_outbox()
+        for incident_id, rival in self.claims.yielded.items():
+            self.yielded += 1
+            log.info("incident %s not opened: its shot is %s's, another slot's (claimed first)", incident_id, rival)
         for update, revision in zip(updates, numbers):
-            self._alerted(update, revision, sent_ns)
+            if revision is not None:
+                self._opened.add(update.incident["incident"])
+                self._alerted(update, revision, sent_ns)
 
     def _messages(self, update: Update, revision: int, sent_ns: int) -> list[tuple[str, bytes]]:
         """What a revision sends: the alert as JSON and as CAP, cues to the cameras that see it, and for
@@ -528,9 +557,12 @@ class RecentIds:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._ids: dict[int, None] = {}   # insertion-ordered: the oldest first
+        self._ids: dict[object, None] = {}   # insertion-ordered: the oldest first
 
-    def add(self, key: int) -> bool:
+    def __contains__(self, key) -> bool:
+        return key in self._ids
+
+    def add(self, key) -> bool:
         if key in self._ids:
             return False
         self._ids[key] = None

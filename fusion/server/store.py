@@ -319,16 +319,21 @@ class Store:
         the incident's time window to why they were not used.  ``meta`` (temperature, speed of
         sound, software version, ...) is kept with the revision.
         """
-        return self.save_round([Revision(incident, status, pulse_ids, rejected, meta)])[0]
+        number = self.save_round([Revision(incident, status, pulse_ids, rejected, meta)])[0]
+        assert number is not None   # nothing refuses it without ``admit``
+        return number
 
     def save_round(self, revisions_: list["Revision"], worker: str | None = None, state: dict | None = None,
                    outgoing: Callable[[int, "Revision"], list[tuple[str, bytes]]] | None = None,
-                   epoch: int | None = None) -> list[int]:
+                   epoch: int | None = None,
+                   admit: Callable[[sa.Connection, list["Revision"]], list[bool]] | None = None) -> list[int | None]:
         """Store revisions and, with ``worker``, that worker's tracker checkpoint ``state`` (unless
         None) and the messages ``outgoing(number, revision)`` makes of each revision (its outbox),
         in one transaction (a crash keeps all or none); returns each revision's number.  With
         ``epoch`` (:meth:`take_slot`'s), nothing is stored and SlotFenced raised if the slot was
-        started again since."""
+        started again since.  With ``admit`` (called in the transaction: which revisions may be
+        stored, :meth:`fusion.server.claims.ShotClaims.admit`), the others are not stored, sent
+        or audited, and their number is None."""
         for r in revisions_:
             if r.status not in STATUSES:
                 raise ValueError(f"status must be one of {STATUSES}, not {r.status!r}")
@@ -336,10 +341,12 @@ class Store:
         with self.writer.begin() as conn:
             if epoch is not None:
                 self._check_epoch(conn, worker, epoch)
-            numbers = [self._save_revision(conn, r, now_ns) for r in revisions_]
+            admitted = admit(conn, revisions_) if admit is not None else [True] * len(revisions_)
+            numbers = [self._save_revision(conn, r, now_ns) if ok else None for r, ok in zip(revisions_, admitted)]
+            stored = [(r, n) for r, n in zip(revisions_, numbers) if n is not None]
             for hook in self.revision_hooks:
-                hook(conn, [(str(r.incident["incident"]), n) for r, n in zip(revisions_, numbers)])
-            messages = [m for n, r in zip(numbers, revisions_) for m in outgoing(n, r)] if outgoing else []
+                hook(conn, [(str(r.incident["incident"]), n) for r, n in stored])
+            messages = [m for r, n in stored for m in outgoing(n, r)] if outgoing else []
             if messages:
                 conn.execute(outbox.insert(), [{"worker": worker, "topic": t, "payload": bytes(p), "created_ns": now_ns}
                                                for t, p in messages])
