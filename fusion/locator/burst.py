@@ -128,7 +128,7 @@ def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, hears: np.ndarray):
 
     Every sensor of the stretch counts: with probability ``hears[s]`` it hears the burst at all
     (then a round is heard with P_D, or missed), else its pulses are all clutter (the sensor
-    marginalised over both). Returns Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
+    marginalised over both). Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
     """
     r = emit_s[None, :] - t0_s[:, None]
     sigma = np.broadcast_to(sigma_s[None, :], r.shape)
@@ -194,7 +194,8 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
         # t0 from the members (Gaussian core: their weighted mean), then the Occam factor of t0.
         w = 1.0 / sigma_s[members] ** 2
         t0 = float(np.sum(w * emit_s[members]) / np.sum(w))
-        llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), hears)[0]
+        llr_t0, _, per_sensor_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand],
+                                                 np.array([t0]), hears)
         sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
         at_t0 = max(float(llr_t0[0]), float(llr[best]))
@@ -211,10 +212,10 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
             best_total, best_n = total, len(rounds)
         if not joint_hearing:
             continue
-        # The sensors' hearing, given this round: h' = h term / (1 - h + h term) (Bayes' rule).
-        t0_at = np.array([t0 if float(llr_t0[0]) >= float(llr[best]) else float(t0s[best])])
-        per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0_at, hears)[2][0]
-        term = DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB
+        # The sensors' hearing, given this round at the better of its two t0s (both scored above with
+        # these hears, so not scored again): h' = h term / (1 - h + h term) (Bayes' rule).
+        at = per_sensor_t0[0] if float(llr_t0[0]) >= float(llr[best]) else per_sensor[best]
+        term = DETECTION_PROB * at + 1.0 - DETECTION_PROB
         hears = hears * term / (1.0 - hears + hears * term)
     return rounds[:best_n]
 
@@ -386,7 +387,11 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         pooled = np.concatenate(fit.residuals_s)
         scatter = MAD_TO_SIGMA * float(np.median(np.abs(pooled - np.median(pooled))))
         # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
-        det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / max(fit.variance_factor, 1e-12)))
+        # Three sensors' rounds fit their shared place exactly (the same two time differences each
+        # round): the factor is then ~1e-25, not zero, and dividing by it still recovers (J'J)^-1; a
+        # floor on it shrank the area by its square and charged such a burst ~30 nats of Occam factor.
+        vf = fit.variance_factor
+        det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / vf)) if vf > 0 else math.nan
         posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
         hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
         evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - math.log(max(area_m2 / posterior_m2, 1.0))
@@ -437,11 +442,13 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
     # that passes so passes easily); where that finds none, with hearing one unknown per burst
     # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
+    # The places are voted once and scored under either model.
+    places = voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S)
     joint = False
-    best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+    best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
     if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
         joint = True
-        best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+        best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
     rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
     if rival is not None:
         log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
@@ -452,15 +459,16 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     return best[0]
 
 
-def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
+def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, search, geometry: Geometry,
                      joint_hearing: bool) -> tuple[list[Shot], float]:
-    """Of the voted places (:func:`voted_places`), the burst with most rounds, then the best score
-    (its Bayes factor less the range prior of :func:`few_sensor_burst`): (rounds, score)."""
+    """Of the voted places (``search``: those of :func:`voted_places` and the area searched, m^2), the
+    burst with most rounds, then the best score (its Bayes factor less the range prior of
+    :func:`few_sensor_burst`): (rounds, score)."""
     best: tuple[list[Shot], float] = ([], -math.inf)
-    x0, y0, x1, y1 = bounds
-    for place in voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S):
+    places, area_m2 = search
+    for place in places:
         start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        shots, score = _unanchored_burst(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), joint_hearing)
+        shots, score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
         if not shots or score <= 0.0:
             continue
         if not joint_hearing:  # with joint hearing, range is in each sensor's prior (_range_hearing)
