@@ -21,8 +21,8 @@ ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each
 at most one first arrival per round (the pulse most likely to be it). Where no shot says
 which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
 range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`, or, where that finds no
-burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds and the
-share of sensors that hear unknown too (:data:`HEAR_SHARES`, each sensor's prior falling as 1/range).
+burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds, given
+the burst's unknown hearing radius under log-normal shadowing (:data:`HEAR_SHADOWING_SIGMA`).
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -53,10 +53,15 @@ log = logging.getLogger(__name__)
 # Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
 # shadowed; as likely as not), where no round of it says so.
 HEAR_PRIOR = 0.5
-# Shares of a stretch's sensors that may hear a burst no round of it says which, equally likely a
-# priori (where its hearing is one unknown per burst: few_sensor_burst), halving from all: a burst
-# among a city's reporting sensors may be heard by an eighth of them.
-HEAR_SHARES = (1.0, 0.5, 0.25, 0.125)
+# Where no round says which sensors hear a burst (few_sensor_burst, hearing one unknown per burst), a
+# sensor hears it when it is within the burst's hearing radius R, blurred by log-normal shadowing
+# (Rappaport, "Wireless Communications", 2002, §4.9; the same law for sound: spherical spreading plus
+# a Gaussian excess loss in dB; TN098 Fig. 2: level scatters widely about range): P(hears) =
+# HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA). The sigma is 6 dB of shadowing in ln(range)
+# (level falls 20 log10 r: 6 dB is 0.69 in ln r); R, set by the blast's loudness and the sensors'
+# thresholds, is unknown: equally likely a priori on a grid of doublings (the shadowing's own width).
+HEAR_SHADOWING_SIGMA = 6.0 * math.log(10.0) / 20.0
+HEAR_RADII_M = (125.0, 250.0, 500.0, 1000.0, 2000.0)
 # Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
 HEAR_MAX = 0.95
 # Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
@@ -487,10 +492,12 @@ def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry:
 
     Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
     as not (a few among many); the likelier is kept. With hearing one unknown per burst
-    (``joint_hearing``), the share of sensors that hear is unknown too: a uniform prior over
-    HEAR_SHARES, integrated out (the Bayes factors averaged; the rounds are the likeliest share's).
+    (``joint_hearing``), each sensor's prior is set by its range and the burst's hearing radius,
+    which is unknown: a uniform prior over HEAR_RADII_M, integrated out (the Bayes factors averaged;
+    the rounds are the likeliest radius's). The radius ties the sensors' hearing together: near
+    sensors silent and a far one hearing is unlikely at any radius.
     """
-    priors = [_range_hearing(picks, rows, start, q) for q in HEAR_SHARES] if joint_hearing else (1.0, HEAR_PRIOR)
+    priors = [_range_hearing(picks, rows, start, r) for r in HEAR_RADII_M] if joint_hearing else (1.0, HEAR_PRIOR)
     found = [burst_at(picks, rows, start, c, geometry, area_m2, prior, joint_hearing) for prior in priors]
     shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
     if joint_hearing and shots:
@@ -498,13 +505,14 @@ def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry:
     return shots, score
 
 
-def _range_hearing(picks: Picks, rows: np.ndarray, place, share: float) -> np.ndarray:
-    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place``, a
-    ``share`` of them on average, spread in proportion to 1 / range (spherical spreading: a sensor
-    twice as far hears the blast 6 dB lower), at most HEAR_MAX (a near sensor may be shadowed)."""
+def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np.ndarray:
+    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place`` whose
+    hearing radius is ``radius_m``: HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA) (log-normal
+    shadowing, see HEAR_SHADOWING_SIGMA): a silent sensor near the place counts against it, a far
+    one hardly, so a mirror place nearer to sensors that heard nothing is the less likely."""
     _, first = np.unique(picks.sensor[rows], return_index=True)
-    inverse_m = 1.0 / np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
-    return np.minimum(share * len(first) * inverse_m / inverse_m.sum(), HEAR_MAX)
+    range_m = np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
+    return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
 
 
 def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
