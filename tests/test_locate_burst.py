@@ -228,3 +228,17 @@ def test_an_exact_three_sensor_burst_is_charged_its_places_true_posterior_area()
         assert len(shots) == 3 and np.hypot(*(shots[0].position[:2] - source)) < 1.0
         evidence.append(score)
     assert abs(evidence[0] - evidence[1]) < 1.0
+
+
+def test_a_few_sensor_burst_is_weighed_by_which_sensors_stay_silent():
+    """Three sensors of forty-two hear four rounds. Which sensors hear follows range through
+    log-normal shadowing about an unknown hearing radius: the three nearest hearing and the far
+    ones silent is what a burst at the place predicts, so their hearing is likely and the burst
+    is found (with a share of the sensors hearing, spread as 1/range over all forty-two, the three
+    got low hearing priors and the burst fell short: none was found)."""
+    from fusion.locator.associate import search_bounds
+
+    picks, hearing = _few_of_many(3, (1.0, 1.6, 2.3, 3.1), 5.0, n_hearing=3)
+    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
+    assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
+    assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
