@@ -12,6 +12,7 @@ import pittsburgh_harder as ph
 from fusion.locator import burst
 from fusion.locator.locate import locate
 from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
+from fusion.locator.picks import Picks
 from fusion.locator.sensors import Sensors
 
 C = speed_of_sound(15.0)
@@ -181,8 +182,8 @@ def test_a_burst_few_of_many_sensors_hear_is_fixed_by_them():
 def test_a_burst_three_of_many_sensors_hear_is_fixed_with_its_hearing_one_unknown():
     """Three sensors of forty-two hear five rounds: each round alone (three arrivals, a t0 and the
     37 silent sensors' prior) is not worth its parameters, the burst is. With each sensor's hearing
-    one unknown for all rounds (its posterior carried from round to round) and the share of sensors
-    hearing integrated out, the five rounds are found at the place."""
+    one unknown for all rounds (its posterior carried from round to round) and the hearing radius
+    (log-normal shadowing) integrated out, the five rounds are found at the place."""
     from fusion.locator.associate import search_bounds
 
     picks, hearing = _few_of_many(4, (1.0, 1.9, 2.6, 3.7, 4.5), 7.0, n_hearing=3)
@@ -207,3 +208,37 @@ def test_completion_finds_a_round_few_of_many_sensors_hear():
     new = burst.complete_bursts(picks, np.arange(len(picks)), [anchor], Geometry("2d"), 4)
     assert [round(s.t0_s, 2) for s in new] == [1.83]
     assert sorted(picks.sensor[new[0].pulses]) == sorted(hearing)
+
+
+def test_an_exact_three_sensor_burst_is_charged_its_places_true_posterior_area():
+    """Three sensors' rounds repeat the same two time differences, so their shared place fits every
+    round exactly (variance factor ~1e-25). The place's Occam factor is its prior area over its
+    posterior area at the model's sigmas, which does not depend on how well the rounds agree: the
+    burst's evidence is the same with noise-free arrivals as with 10 us of noise (it was ~30 nats
+    lower noise-free, a floor on the variance factor shrinking the posterior area to 1e-13 m^2)."""
+    rng = np.random.default_rng(8)
+    sensors = np.array([[0.0, 0.0], [400.0, 30.0], [150.0, 380.0]])
+    source, t0s = np.array([170.0, 120.0]), (1.0, 1.45, 1.93)
+    evidence = []
+    for noise_s in (0.0, 1e-5):
+        t = np.concatenate([arrivals(sensors, source, t0) + rng.normal(0, noise_s, 3) for t0 in t0s])
+        sensor = np.tile(np.arange(3), len(t0s))
+        picks = Picks(sensor, t, np.full(len(t), 1e-3), np.column_stack([sensors[sensor], np.zeros(len(t))]))
+        shots, score = burst.burst_at(picks, np.arange(len(t)), source + 0.5, C, Geometry("2d"), 4e6)
+        assert len(shots) == 3 and np.hypot(*(shots[0].position[:2] - source)) < 1.0
+        evidence.append(score)
+    assert abs(evidence[0] - evidence[1]) < 1.0
+
+
+def test_a_few_sensor_burst_is_weighed_by_which_sensors_stay_silent():
+    """Three sensors of forty-two hear four rounds. Which sensors hear follows range through
+    log-normal shadowing about an unknown hearing radius: the three nearest hearing and the far
+    ones silent is what a burst at the place predicts, so their hearing is likely and the burst
+    is found (with a share of the sensors hearing, spread as 1/range over all forty-two, the three
+    got low hearing priors and the burst fell short: none was found)."""
+    from fusion.locator.associate import search_bounds
+
+    picks, hearing = _few_of_many(3, (1.0, 1.6, 2.3, 3.1), 5.0, n_hearing=3)
+    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
+    assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
+    assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0

@@ -21,8 +21,8 @@ ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each
 at most one first arrival per round (the pulse most likely to be it). Where no shot says
 which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
 range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`, or, where that finds no
-burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds and the
-share of sensors that hear unknown too (:data:`HEAR_SHARES`, each sensor's prior falling as 1/range).
+burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds, given
+the burst's unknown hearing radius under log-normal shadowing (:data:`HEAR_SHADOWING_SIGMA`).
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -53,10 +53,15 @@ log = logging.getLogger(__name__)
 # Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
 # shadowed; as likely as not), where no round of it says so.
 HEAR_PRIOR = 0.5
-# Shares of a stretch's sensors that may hear a burst no round of it says which, equally likely a
-# priori (where its hearing is one unknown per burst: few_sensor_burst), halving from all: a burst
-# among a city's reporting sensors may be heard by an eighth of them.
-HEAR_SHARES = (1.0, 0.5, 0.25, 0.125)
+# Where no round says which sensors hear a burst (few_sensor_burst, hearing one unknown per burst), a
+# sensor hears it when it is within the burst's hearing radius R, blurred by log-normal shadowing
+# (Rappaport, "Wireless Communications", 2002, §4.9; the same law for sound: spherical spreading plus
+# a Gaussian excess loss in dB; TN098 Fig. 2: level scatters widely about range): P(hears) =
+# HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA). The sigma is 6 dB of shadowing in ln(range)
+# (level falls 20 log10 r: 6 dB is 0.69 in ln r); R, set by the blast's loudness and the sensors'
+# thresholds, is unknown: equally likely a priori on a grid of doublings (the shadowing's own width).
+HEAR_SHADOWING_SIGMA = 6.0 * math.log(10.0) / 20.0
+HEAR_RADII_M = (125.0, 250.0, 500.0, 1000.0, 2000.0)
 # Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
 HEAR_MAX = 0.95
 # Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
@@ -128,7 +133,7 @@ def _round_scores(emit_s, sensor, sigma_s, rate, t0_s, hears: np.ndarray):
 
     Every sensor of the stretch counts: with probability ``hears[s]`` it hears the burst at all
     (then a round is heard with P_D, or missed), else its pulses are all clutter (the sensor
-    marginalised over both). Returns Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
+    marginalised over both). Returns (llr per t0, f/lambda per (t0, pulse), its sums per (t0, sensor)).
     """
     r = emit_s[None, :] - t0_s[:, None]
     sigma = np.broadcast_to(sigma_s[None, :], r.shape)
@@ -194,7 +199,8 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
         # t0 from the members (Gaussian core: their weighted mean), then the Occam factor of t0.
         w = 1.0 / sigma_s[members] ** 2
         t0 = float(np.sum(w * emit_s[members]) / np.sum(w))
-        llr_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], np.array([t0]), hears)[0]
+        llr_t0, _, per_sensor_t0 = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand],
+                                                 np.array([t0]), hears)
         sigma_t0 = 1.0 / math.sqrt(float(np.sum(w)))
         occam = math.log(max(duration_s, MIN_ROUND_GAP_S) / (math.sqrt(2.0 * math.pi) * sigma_t0))
         at_t0 = max(float(llr_t0[0]), float(llr[best]))
@@ -211,10 +217,10 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
             best_total, best_n = total, len(rounds)
         if not joint_hearing:
             continue
-        # The sensors' hearing, given this round: h' = h term / (1 - h + h term) (Bayes' rule).
-        t0_at = np.array([t0 if float(llr_t0[0]) >= float(llr[best]) else float(t0s[best])])
-        per_sensor = _round_scores(emit_s[cand], sensor[cand], sigma_s[cand], rate[cand], t0_at, hears)[2][0]
-        term = DETECTION_PROB * per_sensor + 1.0 - DETECTION_PROB
+        # The sensors' hearing, given this round at the better of its two t0s (both scored above with
+        # these hears, so not scored again): h' = h term / (1 - h + h term) (Bayes' rule).
+        at = per_sensor_t0[0] if float(llr_t0[0]) >= float(llr[best]) else per_sensor[best]
+        term = DETECTION_PROB * at + 1.0 - DETECTION_PROB
         hears = hears * term / (1.0 - hears + hears * term)
     return rounds[:best_n]
 
@@ -386,7 +392,11 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         pooled = np.concatenate(fit.residuals_s)
         scatter = MAD_TO_SIGMA * float(np.median(np.abs(pooled - np.median(pooled))))
         # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
-        det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / max(fit.variance_factor, 1e-12)))
+        # Three sensors' rounds fit their shared place exactly (the same two time differences each
+        # round): the factor is then ~1e-25, not zero, and dividing by it still recovers (J'J)^-1; a
+        # floor on it shrank the area by its square and charged such a burst ~30 nats of Occam factor.
+        vf = fit.variance_factor
+        det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / vf)) if vf > 0 else math.nan
         posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
         hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
         evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - math.log(max(area_m2 / posterior_m2, 1.0))
@@ -437,11 +447,13 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
     # that passes so passes easily); where that finds none, with hearing one unknown per burst
     # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
+    # The places are voted once and scored under either model.
+    places = voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S)
     joint = False
-    best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+    best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
     if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
         joint = True
-        best = _likeliest_burst(picks, rows, c, bounds, geometry, joint)
+        best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
     rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
     if rival is not None:
         log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
@@ -452,15 +464,16 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     return best[0]
 
 
-def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
+def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, search, geometry: Geometry,
                      joint_hearing: bool) -> tuple[list[Shot], float]:
-    """Of the voted places (:func:`voted_places`), the burst with most rounds, then the best score
-    (its Bayes factor less the range prior of :func:`few_sensor_burst`): (rounds, score)."""
+    """Of the voted places (``search``: those of :func:`voted_places` and the area searched, m^2), the
+    burst with most rounds, then the best score (its Bayes factor less the range prior of
+    :func:`few_sensor_burst`): (rounds, score)."""
     best: tuple[list[Shot], float] = ([], -math.inf)
-    x0, y0, x1, y1 = bounds
-    for place in voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S):
+    places, area_m2 = search
+    for place in places:
         start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        shots, score = _unanchored_burst(picks, rows, start, c, geometry, (x1 - x0) * (y1 - y0), joint_hearing)
+        shots, score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
         if not shots or score <= 0.0:
             continue
         if not joint_hearing:  # with joint hearing, range is in each sensor's prior (_range_hearing)
@@ -479,10 +492,12 @@ def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry:
 
     Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
     as not (a few among many); the likelier is kept. With hearing one unknown per burst
-    (``joint_hearing``), the share of sensors that hear is unknown too: a uniform prior over
-    HEAR_SHARES, integrated out (the Bayes factors averaged; the rounds are the likeliest share's).
+    (``joint_hearing``), each sensor's prior is set by its range and the burst's hearing radius,
+    which is unknown: a uniform prior over HEAR_RADII_M, integrated out (the Bayes factors averaged;
+    the rounds are the likeliest radius's). The radius ties the sensors' hearing together: near
+    sensors silent and a far one hearing is unlikely at any radius.
     """
-    priors = [_range_hearing(picks, rows, start, q) for q in HEAR_SHARES] if joint_hearing else (1.0, HEAR_PRIOR)
+    priors = [_range_hearing(picks, rows, start, r) for r in HEAR_RADII_M] if joint_hearing else (1.0, HEAR_PRIOR)
     found = [burst_at(picks, rows, start, c, geometry, area_m2, prior, joint_hearing) for prior in priors]
     shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
     if joint_hearing and shots:
@@ -490,13 +505,14 @@ def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry:
     return shots, score
 
 
-def _range_hearing(picks: Picks, rows: np.ndarray, place, share: float) -> np.ndarray:
-    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place``, a
-    ``share`` of them on average, spread in proportion to 1 / range (spherical spreading: a sensor
-    twice as far hears the blast 6 dB lower), at most HEAR_MAX (a near sensor may be shadowed)."""
+def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np.ndarray:
+    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place`` whose
+    hearing radius is ``radius_m``: HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA) (log-normal
+    shadowing, see HEAR_SHADOWING_SIGMA): a silent sensor near the place counts against it, a far
+    one hardly, so a mirror place nearer to sensors that heard nothing is the less likely."""
     _, first = np.unique(picks.sensor[rows], return_index=True)
-    inverse_m = 1.0 / np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
-    return np.minimum(share * len(first) * inverse_m / inverse_m.sum(), HEAR_MAX)
+    range_m = np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
+    return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
 
 
 def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
