@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import signal
 import subprocess
 import sys
 import threading
@@ -188,7 +189,7 @@ def _run_capture(capsys, argv) -> tuple[int, str, str]:
 
 
 @pytest.mark.integration
-def test_fusion_refuses_a_malformed_signing_key_in_one_line_and_makes_none_when_it_cannot_start(mosquitto, tmp_path):
+def test_fusion_refuses_a_malformed_signing_key_in_one_line_and_makes_none_before_it_starts(mosquitto, tmp_path):
     registry = write_registry(tmp_path / "nodes.toml", {"n1": (bytes(KEY.verify_key).hex(), {"x": 0.0, "y": 0.0})})
     (tmp_path / "bad.key").write_text("not a key\n")
     bad = write_fusion_config(tmp_path / "bad.toml", "s", mosquitto.url, registry, "fusion-bad", 10.0,
@@ -197,7 +198,16 @@ def test_fusion_refuses_a_malformed_signing_key_in_one_line_and_makes_none_when_
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"earwitness fusion: error: signing key {tmp_path / 'bad.key'}: not a hex Ed25519 seed"], done.stderr
+    # Waiting for a broker that does not answer, it has not started: no key is made yet, nor on a stop.
     unreachable = write_fusion_config(tmp_path / "off.toml", "s", "mqtt://127.0.0.1:1", registry, "fusion-off", 10.0)
-    done = subprocess.run([sys.executable, "-m", "earwitness", "fusion", "--config", str(unreachable)],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and not (tmp_path / "fusion.key").exists(), done.stderr
+    waiting = subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(unreachable)],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first = waiting.stderr.readline()
+        while first and "cannot reach the broker" not in first:
+            first = waiting.stderr.readline()
+        assert "trying again" in first and not (tmp_path / "fusion.key").exists(), first
+    finally:
+        waiting.send_signal(signal.SIGTERM)
+        rest = waiting.communicate(timeout=60)[1]
+    assert waiting.returncode == 0 and not (tmp_path / "fusion.key").exists(), rest
