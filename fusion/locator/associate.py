@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from earwitness.units import MAD_TO_SIGMA
+from fusion.locator.chance import chance_support, listening
 from fusion.locator.multilaterate import Geometry, fit_shots, irls
 from fusion.locator.picks import Picks
 
@@ -86,8 +87,6 @@ RELATIVE_SUPPORT = 0.5
 # Half-width of the emission-time window of the search: tight, so that arrivals of shots
 # 60 ms apart cannot mix into one set; growing the seed then admits up to tol_s.
 SEARCH_TOLERANCE_S = 5e-3
-# Expected number of chance sets of unrelated pulses allowed per search (see chance_support).
-FALSE_ALARMS = 0.01
 # Consistency tolerance after the first shot, in robust sigmas of its residuals.
 TOLERANCE_SIGMAS = 5.0
 # Fewest pulses in the first shot for its scatter to set the tolerance (MAD of fewer is noise).
@@ -172,6 +171,9 @@ class SearchConfig:
     array_sensors : int, optional
         Sensors of the whole stretch (a chunk of it may hold few): where so few that no set can
         reach significance by count, the best set short of one sensor is kept. Default: the picks'.
+    listeners : Picks, optional
+        Every pulse of the stretch, however quiet: the sensors with one within LISTEN_S of a
+        shot's arrival are those the cap counts (:func:`listening`). Default: the picks.
     """
 
     c: float
@@ -186,6 +188,7 @@ class SearchConfig:
     max_steps: int = MAX_SEED_STEPS
     dense_work: float = DENSE_SEED_WORK
     array_sensors: int | None = None
+    listeners: Picks | None = None
 
     @property
     def window_s(self) -> float:
@@ -367,32 +370,6 @@ def _grow(picks: Picks, chosen, available, start, c: float, geometry: Geometry, 
     return Shot(chosen, np.asarray(pos), t0, c, residual[chosen])
 
 
-def chance_support(sensor: np.ndarray, t_s: np.ndarray, window_s: float, c: float,
-                   bounds: tuple[float, float, float, float], false_alarms: float | None = None) -> int:
-    """Smallest support that chance coincidences of unrelated pulses reach less than ``false_alarms`` times.
-
-    Sensor j's pulses, at its mean rate r_j over the stretch, fall in a window w with
-    probability p_j = 1 - exp(-r_j w); the number of sensors agreeing by chance is
-    Poisson-binomial (tail by the usual recursion). The search looks at about
-    area / (c w)^2 independent points times duration / w independent windows (the
-    resolution of a window of w), so a support k is significant when that many trials
-    times P(K >= k) stays below ``false_alarms`` (a Bonferroni bound, as in CFAR detection).
-    """
-    duration_s = max(float(np.ptp(t_s)), window_s)
-    counts = np.bincount(sensor)
-    p = -np.expm1(-counts[counts > 0] / duration_s * window_s)
-    dist = np.zeros(len(p) + 1)
-    dist[0] = 1.0
-    for pj in p:
-        dist[1:] = dist[1:] * (1 - pj) + dist[:-1] * pj
-        dist[0] *= 1 - pj
-    tail = np.cumsum(dist[::-1])[::-1]  # tail[k] = P(K >= k)
-    x0, y0, x1, y1 = bounds
-    trials = (x1 - x0) * (y1 - y0) / (c * window_s) ** 2 * duration_s / window_s
-    significant = np.flatnonzero(trials * tail < (FALSE_ALARMS if false_alarms is None else false_alarms))
-    return int(significant[0]) if len(significant) else len(p) + 1
-
-
 def search_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
     """The area searched: the sensors' bounding box widened by a margin."""
     lo, hi = xy.min(axis=0), xy.max(axis=0)
@@ -444,7 +421,10 @@ def _strongest_shot(picks: Picks, available, config: SearchConfig, hints, least:
         needed = max(least, min(chance, most))
         if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
             break  # so many sensors agreeing tightly are no chance set: no need to look wider
-        floor = max(needed - 1, len(shot.pulses) if shot is not None else 0)
+        # Sets short of the count may still be kept where few sensors were listening (see
+        # LISTEN_S), so the search looks down to ``least`` (not on dense inputs: a city is listening).
+        relax = not config.dense
+        floor = max((least if relax else needed) - 1, len(shot.pulses) if shot is not None else 0)
         found, speed, exhausted = _best_over_speeds(candidates, config, trials, width, floor, hints)
         if found[1] is None and exhausted and config.dense:
             fell_back = True
@@ -455,6 +435,8 @@ def _strongest_shot(picks: Picks, available, config: SearchConfig, hints, least:
         grown, width_seed = _grow_from(picks, available, config, found, speed, width, fit_c)
         if seed is None:
             seed = width_seed
+        if grown is not None and relax:
+            needed = max(least, min(needed, listening(config.listeners or picks, grown.position[:2], grown.t0_s, grown.c) - 1))
         if grown is not None and len(grown.pulses) >= needed and (shot is None or len(grown.pulses) > len(shot.pulses)):
             shot, seed = grown, width_seed
     return shot, seed, fell_back
@@ -560,6 +542,8 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
     # rate, as in CFAR detection): then the best set short of one sensor is kept. The array is the
     # stretch's: a chunk's few leftover pulses (a widely heard shot's far echoes) are no small array,
     # and are held to the count; a round among them is the burst model's to find at its shooter's place.
+    # The cap is over the sensors listening at the shot (chance.listening): a far sensor silent then
+    # does not raise it.
     most = (config.array_sensors or picks.n_sensors()) - 1
     while picks.n_sensors(available) >= config.min_sensors:
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
