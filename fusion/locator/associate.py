@@ -421,9 +421,10 @@ def _strongest_shot(picks: Picks, available, config: SearchConfig, hints, least:
         needed = max(least, min(chance, most))
         if shot is not None and len(shot.pulses) >= MIN_PULSES_FOR_SCATTER:
             break  # so many sensors agreeing tightly are no chance set: no need to look wider
-        # Sets short of the count may still be kept where few sensors were listening (see
-        # LISTEN_S), so the search looks down to ``least`` (not on dense inputs: a city is listening).
-        relax = not config.dense
+        # Where the array is too small to reach significance by count (the cap binds), a set short
+        # of it may still be kept where few of its sensors were listening (see LISTEN_S), so the
+        # search looks down to ``least``; a larger array is held to the count.
+        relax = not config.dense and chance >= most
         floor = max((least if relax else needed) - 1, len(shot.pulses) if shot is not None else 0)
         found, speed, exhausted = _best_over_speeds(candidates, config, trials, width, floor, hints)
         if found[1] is None and exhausted and config.dense:
