@@ -4,16 +4,11 @@ six recordings, two of them 1 km off, which heard only the later rounds; counted
 support a shot needed to 5 of 6, which no round reached, and nothing was located."""
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import pytest
 
 import locator_lopo as lopo
-import pittsburgh_pulses as pp
 from fusion.locator.chance import LISTEN_S, listening
-from fusion.locator.locate import locate
 from fusion.locator.picks import Picks
 
 WITHIN_M = 25.0
@@ -35,13 +30,5 @@ def test_listening_counts_sensors_with_a_pulse_near_the_shots_arrival():
 
 @pytest.mark.slow
 def test_far_silent_sensors_do_not_raise_the_bar_on_pittsburgh_test_032(pittsburgh, tmp_path):
-    test = next((t for t in pittsburgh if t.name == "test_032"), None)
-    if test is None:
-        pytest.skip("test_032 absent from the Pittsburgh data")
-    sensors, pulses = lopo.detect_inputs(test, tmp_path)
-    incidents = locate([json.loads(line) for line in pulses.read_text().splitlines()], str(sensors),
-                       pp.temperature_c(test))
-    survey, fired = pp.survey(test)
-    shots = [s for i in incidents for s in i["shots"]]
-    off_m = [math.hypot(s["x"] - survey[0], s["y"] - survey[1]) for s in shots]
-    assert len(shots) == fired and max(off_m) <= WITHIN_M, off_m
+    fired, off_m = lopo.audio_offsets_m(pittsburgh, "test_032", tmp_path)
+    assert len(off_m) == fired and max(off_m) <= WITHIN_M, off_m
