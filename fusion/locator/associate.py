@@ -379,7 +379,8 @@ def earlier_set(picks: Picks, shot: Shot, available: np.ndarray, config: SearchC
     its sensors and earlier at that one (less those that are another round's arrival from the
     shot's place, :func:`_another_round`); the first set grown as large is taken.
     Sets of ``config.min_sensors`` are first_arrivals' and sets of MIN_PULSES_FOR_SCATTER or
-    more no chance mix; dense inputs are left as they are (the searches' cost).
+    more no chance mix; dense inputs are left as they are (the searches' cost). :func:`find_shots`
+    calls it only where the array is too small for the count to reach significance.
     """
     n = len(shot.pulses)
     if config.dense or not config.min_sensors < n < MIN_PULSES_FOR_SCATTER:
@@ -474,6 +475,10 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
     # The cap is over the sensors listening at the shot (chance.listening): a far sensor silent then
     # does not raise it.
     most = (config.array_sensors or picks.n_sensors()) - 1
+    # Where the count cannot tell a shot from a chance set as large (the cap binds), the earlier
+    # set is the shot (earlier_set); a larger array is left to the count (the seed city's exchange).
+    small = chance_support(picks.sensor, picks.t_s, config.window_s + LEAF_SLACK_M / config.c, config.c,
+                           config.bounds) >= most
     while picks.n_sensors(available) >= config.min_sensors:
         hints = np.array([s.position[:2] for s in shots]).reshape(-1, 2)
         if prior is not None and config.dense:
@@ -486,7 +491,9 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
         if shot is None:
             available[seed] = False  # cannot form a shot: never seed from them again
             continue
-        shot = earlier_set(picks, first_arrivals(picks, shot, available, config), available, config)
+        shot = first_arrivals(picks, shot, available, config)
+        if small:
+            shot = earlier_set(picks, shot, available, config)
         if not shots:
             config = _after_first_shot(config, shot)
         shots.append(shot)
