@@ -234,8 +234,12 @@ def test_city_scale_stream_locates_each_incident_once(tmp_path):
 # window and the incidents before it: 18 and 0.71. The bounds leave two alerts and a few calls.
 MAX_FIREWORKS_STREAM_ALERTS = 13
 MIN_FIREWORKS_STREAM_ACCURACY = 0.75
+# The whole night through the live tracker takes 170-500 s here (2 cores, with other tests beside it):
+# past the suite's 600 s hang guard under load. Its speed is bench_fusion's; this guards only a hang.
+FIREWORKS_STREAM_TIMEOUT_S = 1200
 
 
+@pytest.mark.timeout(FIREWORKS_STREAM_TIMEOUT_S)
 def test_fireworks_night_stream_classes_bursts_and_strings_not_gunfire(tmp_path):
     """Each window of the live tracker holds only its neighbourhood's sensors: the classifier
     still reads the burst's arrivals across the city (its height), the string's pops before and
