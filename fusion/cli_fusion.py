@@ -21,6 +21,7 @@ The configuration (TOML; relative paths are relative to the file)::
     # cap_status = "Actual"               # or Exercise, Test, ...
     # request_clips = true                # ask the nodes of a final incident for their audio
     # health_s = 10.0                     # publish the server's health on ew/v1/{site}/fusion/health this often
+    # connect_timeout_s = 30.0            # one connect attempt's limit (default: MQTT 10 s, NATS 30 s)
     # cameras = "cameras.csv"             # camera,lat,lon[,heading_deg,fov_deg,range_m,url]: alerts list those that see
     # buildings = "buildings.geojson"     # footprints that block a camera's view (fusion.forensics.cameras)
     # signing_key = "fusion.key"          # the server's Ed25519 key (default fusion.key beside this file)
@@ -81,7 +82,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "worker_index": ((int,), False), "cell_m": ((int, float), False), "halo_m": ((int, float), False),
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
     "cameras": ((str,), False), "buildings": ((str,), False), "signing_key": ((str,), False),
-    "console": ((dict,), False), "timezone": ((str,), False),
+    "console": ((dict,), False), "timezone": ((str,), False), "connect_timeout_s": ((int, float), False),
 }
 DEFAULT_SIGNING_KEY = "fusion.key"
 
@@ -189,8 +190,9 @@ def _check(path: pathlib.Path, data: dict) -> None:
             raise UserError(f"{path}: {key} must be finite")
     if data.get("margin_s", 1.0) < 0:
         raise UserError(f"{path}: margin_s must be >= 0")
-    if not 0 < data.get("health_s", 1.0) < math.inf:
-        raise UserError(f"{path}: health_s must be a positive number of seconds")
+    for key in ("health_s", "connect_timeout_s"):
+        if not 0 < data.get(key, 1.0) < math.inf:
+            raise UserError(f"{path}: {key} must be a positive number of seconds")
     if not 0 < data.get("max_range_m", 1.0) < math.inf:
         raise UserError(f"{path}: max_range_m must be a positive distance in metres")
     workers = data.get("workers", 1)

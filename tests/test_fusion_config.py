@@ -33,6 +33,8 @@ def registry(tmp_path):
     ('site = "s"\nbroker = "mqqt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "broker URL must be"),
     ('site = [\n', "not valid TOML"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmax_range_m = 0\n', "max_range_m must be"),
+    ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nconnect_timeout_s = 0\n',
+     "connect_timeout_s must be a positive number of seconds"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntimezone = "Mars/Olympus"\n',
      "timezone 'Mars/Olympus' is not a known IANA time zone name"),
     ('site = "s"\nbroker = "nats://127.0.0.1:PORT"\nregistry = "nodes.toml"\n[tls]\nca = "ca.pem"\n',

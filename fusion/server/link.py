@@ -26,9 +26,10 @@ class Delivery(Protocol):
 class Link(Protocol):
     """A connection that delivers the subscribed messages and publishes ours, QoS 1."""
 
-    def start(self, cancel: threading.Event | None = None) -> None:
-        """Connect and subscribe; raises OSError when the broker cannot be reached, and soon after
-        ``cancel`` is set (the caller is stopping) if that happens while it tries."""
+    def start(self, timeout_s: float = ..., cancel: threading.Event | None = None) -> None:
+        """Connect and subscribe; raises OSError when the broker cannot be reached (within ``timeout_s``,
+        each link has its default), and soon after ``cancel`` is set (the caller is stopping) if that
+        happens while it tries."""
 
     def stop(self) -> None:
         """Disconnect once what was published is delivered (or a timeout passes)."""

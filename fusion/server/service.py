@@ -116,6 +116,7 @@ class FusionConfig:
     buildings: pathlib.Path | None = None     # building footprints, GeoJSON: what blocks a camera's view
     signing_key: pathlib.Path | None = None   # the server's Ed25519 key (made if absent): audit log; None: no log
     timezone: str | None = None               # the site's time zone (IANA name): local times in reports
+    connect_timeout_s: float | None = None    # one connect attempt's limit; None: the link's own
 
 
 class FusionService:
@@ -206,9 +207,10 @@ class FusionService:
 
     def _connect(self, cancel: threading.Event | None) -> None:
         wait_s = CONNECT_RETRY_MIN_S
+        limit = {} if self.config.connect_timeout_s is None else {"timeout_s": float(self.config.connect_timeout_s)}
         while True:
             try:
-                self.link.start(cancel=cancel)   # a stop meanwhile ends the attempt (a NATS one lasts up to 30 s)
+                self.link.start(cancel=cancel, **limit)   # a stop meanwhile ends the attempt (a NATS one lasts up to 30 s)
                 return
             except OSError as exc:   # ConnectionError, refused, TLS handshake, no SUBACK in time, stopped
                 if cancel is None:

@@ -40,6 +40,7 @@ from typing import Iterable
 from fusion.transport import mqttwire
 from fusion.transport.inbox import Inbox
 from fusion.transport.mqttwire import Publish
+from fusion.transport.waiting import READY, STOPPED, wait_ready
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,6 @@ SILENT_KEEPALIVES = 1.5
 TAKEOVER_BACKOFF_S, TAKEOVER_BACKOFF_MAX_S = 2.0, 300.0
 TAKEOVER_WINDOW_S = 3600.0
 FLAP_S, FLAP_LIMIT = 10.0, 3
-# A connect watches for the caller's stop this often (a broker that accepts TCP and never answers
-# would otherwise hold a stop for CONNECT_TIMEOUT_S).
-CANCEL_POLL_S = 0.1
 # After DISCONNECT, how long to wait for the broker to close its side at the latest.
 CLOSE_DRAIN_MIN_S = 1.0
 
@@ -191,15 +189,13 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, args=(sock,), name="mqtt-io", daemon=True)
         self._thread.start()
         # Subscribed (SUBACK), not just connected: a caller may start publishing right after.
-        deadline = time.monotonic() + timeout_s
-        while not self.subscribed.wait(min(CANCEL_POLL_S, max(0.0, deadline - time.monotonic()))):
-            if cancel is not None and cancel.is_set():
-                self.stop()
-                raise ConnectionError(f"stopped while subscribing at the broker at {self.host}:{self.port}")
-            if time.monotonic() < deadline:
-                continue
-            self.stop()
-            raise ConnectionError(f"no SUBACK from the broker at {self.host}:{self.port} within {timeout_s:.0f} s")
+        outcome = wait_ready(self.subscribed, cancel, time.monotonic() + timeout_s)
+        if outcome is READY:
+            return
+        self.stop()
+        if outcome is STOPPED:
+            raise ConnectionError(f"stopped while subscribing at the broker at {self.host}:{self.port}")
+        raise ConnectionError(f"no SUBACK from the broker at {self.host}:{self.port} within {timeout_s:.0f} s")
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Send what is queued, wait (up to ``timeout_s``) for our QoS 1 publishes' acks, disconnect."""
@@ -294,17 +290,22 @@ class MqttLink:
     def _recv_before(self, sock, deadline: float, cancel: threading.Event | None) -> bytes:
         """``sock.recv`` waiting at most until ``deadline`` (socket.timeout), in slices so that a
         stop (``cancel``) ends the wait."""
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise ConnectionError(f"stopped while waiting for CONNACK from the broker at {self.host}:{self.port}")
-            left_s = deadline - time.monotonic()
-            if left_s <= 0:
-                raise socket.timeout(f"no CONNACK from the broker at {self.host}:{self.port}")
-            sock.settimeout(min(left_s, CANCEL_POLL_S))
+        chunks: list[bytes] = []
+
+        def recv(timeout_s: float) -> bool:
+            sock.settimeout(timeout_s)
             try:
-                return sock.recv(RECV_BYTES)
+                chunks.append(sock.recv(RECV_BYTES))
             except socket.timeout:
-                continue
+                return False
+            return True
+
+        outcome = wait_ready(recv, cancel, deadline)
+        if outcome is STOPPED:
+            raise ConnectionError(f"stopped while waiting for CONNACK from the broker at {self.host}:{self.port}")
+        if outcome is not READY:
+            raise socket.timeout(f"no CONNACK from the broker at {self.host}:{self.port}")
+        return chunks[0]
 
     def _run(self, connection) -> None:
         try:

@@ -46,6 +46,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from fusion.transport.inbox import Inbox
+from fusion.transport.waiting import STOPPED, TIMED_OUT, wait_ready
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,6 @@ CONNECT_TIMEOUT_S = 10.0
 # elect leaders first (seconds).
 SETUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-# A start watches for the caller's stop this often: a stop ends a connect attempt within about this long.
-CANCEL_POLL_S = 0.1
 PUBLISH_TIMEOUT_S = 5.0
 RETRY_S = 0.5
 # A worker's inbox holds at most this many fetched batches before the fetcher waits.
@@ -197,17 +196,15 @@ class NatsLink:
         stopping: the attempt is cancelled, its socket closed)."""
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        deadline = time.monotonic() + timeout_s
         # One attempt may take all of timeout_s (the client goes round the servers until one
         # answers): a stop must not wait for it.
-        while not started.done():
-            if cancel is not None and cancel.is_set():
-                self._abort(started)
-                raise ConnectionError(f"stopped while connecting to NATS at {','.join(self.servers)}")
-            if time.monotonic() >= deadline:
-                self._abort(started)
-                raise ConnectionError(f"no NATS server of {','.join(self.servers)} answered within {timeout_s:.0f} s")
-            concurrent.futures.wait([started], timeout=min(CANCEL_POLL_S, max(0.0, deadline - time.monotonic())))
+        outcome = wait_ready(started, cancel, time.monotonic() + timeout_s)
+        if outcome is STOPPED:
+            self._abort(started)
+            raise ConnectionError(f"stopped while connecting to NATS at {','.join(self.servers)}")
+        if outcome is TIMED_OUT:
+            self._abort(started)
+            raise ConnectionError(f"no NATS server of {','.join(self.servers)} answered within {timeout_s:.0f} s")
         try:
             started.result()
         except (nats.errors.Error, nats.js.errors.Error) as exc:
