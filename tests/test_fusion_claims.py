@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from earwitness import topics, wire
 from earwitness.units import NS_PER_S
-from fusion.server.claims import ShotClaims, bucket_lock_key, slot_incidents
+from fusion.server.claims import CLAIM_KEEP_S, ShotClaims, bucket_lock_key, claimed_shots, slot_incidents
 from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
 from fusion.server.store import Revision, Store
@@ -167,6 +167,33 @@ def test_a_withdrawal_into_an_incident_that_yielded_names_the_claimant(stores):
                                  "s/1", admit=b.admit)
     assert numbers == [2, None] and b.yielded == {"b-burst": "a-burst"}
     assert b_store.incident("b-round")["merged_into"] == "a-burst" and b_store.incident("b-burst") is None
+
+
+def _claimed(store: Store) -> list[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(sa.select(claimed_shots.c.worker, claimed_shots.c.incident)))
+
+
+def test_claims_on_shots_long_before_a_rounds_newest_are_pruned(stores):
+    """A slot's first round with shots deletes every slot's claims on shots more than CLAIM_KEEP_S
+    before its newest (data time), not the younger ones; it prunes again only PRUNE_EVERY_S later,
+    not on each write."""
+    a_store, b_store = stores
+    a = _claims(a_store, "s/0")
+    keep_ns = CLAIM_KEEP_S * NS_PER_S
+    assert _save(a_store, a, _incident("a-old", T0_NS, 0.0)) == 1
+    assert _save(a_store, a, _incident("a-recent", T0_NS + keep_ns // 2, 0.0)) == 1
+    b = _claims(b_store, "s/1")
+    assert _save(b_store, b, _incident("b-new", T0_NS + keep_ns + 10 * NS_PER_S, 5000.0)) == 1
+    assert _claimed(a_store) == [("s/0", "a-recent"), ("s/1", "b-new")]
+    # a-old's shot located late by slot B: its claim is gone, so it is opened again (as without
+    # claims); a-recent's shot still yields.
+    assert _save(b_store, b, _incident("b-late-old", T0_NS + 1, 0.0)) == 1
+    assert _save(b_store, b, _incident("b-late-recent", T0_NS + keep_ns // 2 + 1, 0.0)) is None
+    assert b.yielded == {"b-late-recent": "a-recent"}
+    # Within PRUNE_EVERY_S of its last prune the slot does not prune: b-late-old's old claim stays.
+    assert _save(b_store, b, _incident("b-newer", T0_NS + keep_ns + 20 * NS_PER_S, 9000.0)) == 1
+    assert ("s/1", "b-late-old") in _claimed(b_store)
 
 
 def _border_site(tmp_path) -> tuple:

@@ -19,7 +19,8 @@ The check and the claim are made in the transaction that stores the revision
 the same moment cannot both win: on PostgreSQL each transaction first takes transaction-level
 advisory locks on the time buckets of its shots (every two shots that may be one share a
 bucket lock; taken in order, so no deadlock), and reads the claims only then; on SQLite
-writers are serialised already (BEGIN IMMEDIATE).
+writers are serialised already (BEGIN IMMEDIATE).  Claims on shots more than CLAIM_KEEP_S (8 days)
+older than a round's newest shot are deleted, by each slot at most every PRUNE_EVERY_S.
 
 Example::
 
@@ -36,10 +37,19 @@ from typing import Callable
 
 import sqlalchemy as sa
 
+from earwitness.units import NS_PER_S
 from fusion.server.store import Revision, Store
 
 KEY_BYTES = 8   # an advisory lock key is a signed 64-bit integer
 WITHDRAWN = "withdrawn"
+# A claim is kept this long behind the newest shot its slot's round stores (data time: a replay's
+# shots are years old), far beyond the tracker's association (RETAIN_S, 120 s, before its oldest
+# open window) and beyond how long a broker keeps a down worker's pulses (a week: the MQTT session
+# expiry, the NATS streams), so no pulse of an older shot can still come to open an incident.  A
+# pruned claim would let another slot's late location of that shot out under a second id.
+CLAIM_KEEP_S = 8 * 24 * 3600
+# Each slot prunes the claims past CLAIM_KEEP_S this often at most (one indexed DELETE in a round).
+PRUNE_EVERY_S = 600.0
 
 metadata = sa.MetaData()
 
@@ -90,6 +100,7 @@ class ShotClaims:
         # neighbouring buckets: a shot locks its own bucket and the next, and any two such pairs meet.
         self.bucket_ns = self.same_shot_ns
         self.yielded: dict[str, str] = {}   # of the last admit: incident -> the other slot's it yielded to
+        self._prune_due = time.monotonic()   # the first round with shots prunes
         store.create_tables(metadata)
 
     def admit(self, conn: sa.Connection, revisions: list[Revision]) -> list[bool]:
@@ -99,7 +110,10 @@ class ShotClaims:
         (its ``merged_into`` is changed in place: the incident stored and sent)."""
         self.yielded = {}
         shots = [self._shots(r.incident) for r in revisions]
-        self._lock(conn, sorted({t_ns for s in shots for t_ns, _ in s}))
+        times_ns = sorted({t_ns for s in shots for t_ns, _ in s})
+        self._lock(conn, times_ns)
+        if times_ns and time.monotonic() >= self._prune_due:
+            self._prune(conn, times_ns[-1] - CLAIM_KEEP_S * NS_PER_S)
         now_ns = time.time_ns()
         admitted = [False] * len(revisions)
         # Withdrawals last: the incident one merges into may be new in this round.
@@ -174,6 +188,11 @@ class ShotClaims:
                 if math.dist(xy, (x_m, y_m)) <= self.same_shot_m:
                     return str(incident)
         return None
+
+    def _prune(self, conn: sa.Connection, before_ns: int) -> None:
+        """Forget every slot's claims on shots before ``before_ns`` (see CLAIM_KEEP_S)."""
+        conn.execute(claimed_shots.delete().where(claimed_shots.c.t_ns < before_ns))
+        self._prune_due = time.monotonic() + PRUNE_EVERY_S
 
     def _claim(self, conn: sa.Connection, key: str, shots: list) -> None:
         """This slot's incident ``key`` has ``shots`` now (a withdrawn one none: another of ours has them)."""

@@ -320,7 +320,8 @@ class Store:
         sound, software version, ...) is kept with the revision.
         """
         number = self.save_round([Revision(incident, status, pulse_ids, rejected, meta)])[0]
-        assert number is not None   # nothing refuses it without ``admit``
+        if number is None:   # save_round without ``admit`` stores every revision: a broken invariant
+            raise RuntimeError(f"incident {incident.get('incident')!r}: the revision was not stored")
         return number
 
     def save_round(self, revisions_: list["Revision"], worker: str | None = None, state: dict | None = None,
