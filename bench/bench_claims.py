@@ -5,8 +5,11 @@ stores a round) beside the same rounds stored without them (the reference).
 Each slot is a process of its own storing ROUNDS rounds as the worker does (its epoch checked,
 its tracker checkpoint saved, one transaction): a new incident of SHOTS shots and the final
 revision of the one before.  The slots' shots lie far apart, so none yields: this is what the
-check and the claim cost, not a border shot.  The claims table holds PREFILL_CLAIMS older claims
-first (days of a busy city within CLAIM_KEEP_S).  The ingest throughput (bench_cluster) stores
+check and the claim cost, not a border shot.  Each slot's shots lie SLOT_SHIFT_NS after the
+previous slot's, in other claim time buckets; and, the worst case, at the same instants as
+theirs (same buckets, so their rounds take the same advisory locks and are stored one after the
+other).  The claims table holds PREFILL_CLAIMS older claims first (days of a busy city within
+CLAIM_KEEP_S).  The ingest throughput (bench_cluster) stores
 no incident (noise pulses), so claims do not touch it.
 """
 from __future__ import annotations
@@ -30,33 +33,38 @@ SAME_SHOT_NS, SAME_SHOT_M = 100_000_000, 600.0   # the tracker's pair slack and 
 SLOT_SPACING_M = 20_000.0                          # the slots' shots this far apart: none is another's
 T0_NS = 1_700_000_000 * NS_PER_S
 ROUND_GAP_NS = 10 * NS_PER_S
+SLOT_SHIFT_NS = 3 * NS_PER_S   # well over two claim buckets (SAME_SHOT_NS): distinct shots, other locks
 PREFILL_CLAIMS = 20_000
 START_DELAY_S = 3.0   # the slot processes start storing together, once each has imported and connected
 REPEATS = 2           # each (slots, claims on/off) measured this often, interleaved; the median printed
 
 
-def _incident(slot: int, i: int) -> dict:
-    t_ns, x_m = T0_NS + i * ROUND_GAP_NS, slot * SLOT_SPACING_M
+def _incident(slot: int, i: int, shift_ns: int) -> dict:
+    t_ns, x_m = T0_NS + i * ROUND_GAP_NS + slot * shift_ns, slot * SLOT_SPACING_M
     shots = [{"t_ns": t_ns + k * NS_PER_S // 2, "x": x_m, "y": 0.0, "err_m": 5.0, "shooter": 0, "sensors": []}
              for k in range(SHOTS)]
     return {"incident": f"b{slot}-{i}", "t_ns": t_ns, "x": x_m, "y": 0.0, "err_m": 5.0, "rounds": SHOTS, "shooters": 1,
             "shots": shots, "sensors": []}
 
 
-def _slot(schema: str, slot: int, claims_on: bool, start_at: float) -> float:
-    """Store ROUNDS rounds as slot ``slot``; returns the time (time.time()) the last was committed."""
+def _slot(schema: str, slot: int, claims_on: bool, shift_ns: int, start_at: float) -> tuple[float, float, int]:
+    """Store ROUNDS rounds as slot ``slot``: (time.time() the last was committed, this process's CPU
+    seconds meanwhile, SQL statements sent)."""
     worker = f"bench/{slot}"
     with Store(POSTGRES_URL, schema=schema) as store:
         claims = ShotClaims(store, worker, SAME_SHOT_NS, SAME_SHOT_M, lambda shot: (shot["x"], shot["y"]))
         admit = claims.admit if claims_on else None
         epoch = store.take_slot(worker)
+        sent = [0]
+        sa.event.listen(store.writer, "before_cursor_execute", lambda *_: sent.__setitem__(0, sent[0] + 1))
         time.sleep(max(0.0, start_at - time.time()))
+        cpu_s = time.process_time()
         for i in range(ROUNDS):
-            revisions = [Revision(_incident(slot, i), "preliminary", [], {}, {})]
+            revisions = [Revision(_incident(slot, i, shift_ns), "preliminary", [], {}, {})]
             if i:
-                revisions.append(Revision(_incident(slot, i - 1), "final", [], {}, {}))
+                revisions.append(Revision(_incident(slot, i - 1, shift_ns), "final", [], {}, {}))
             store.save_round(revisions, worker, {"round": i}, epoch=epoch, admit=admit)
-    return time.time()
+        return time.time(), time.process_time() - cpu_s, sent[0]
 
 
 def _prefill(schema: str) -> None:
@@ -75,28 +83,42 @@ def _drop(schema: str) -> None:
     engine.dispose()
 
 
-def revisions_rate(slots: int, claims_on: bool) -> float:
-    """Revisions stored per second by ``slots`` slot processes at once, on a fresh schema."""
+def revisions_rate(slots: int, claims_on: bool, shift_ns: int = SLOT_SHIFT_NS) -> tuple[float, float, float]:
+    """(revisions stored per second, a round's client CPU ms, a round's SQL statements) of ``slots``
+    slot processes at once on a fresh schema, each slot's shots ``shift_ns`` after the previous slot's."""
     schema = f"b_{uuid.uuid4().hex[:10]}"
     try:
         _prefill(schema)
         start_at = time.time() + START_DELAY_S
         with concurrent.futures.ProcessPoolExecutor(slots, mp_context=multiprocessing.get_context("spawn")) as pool:
-            ends = list(pool.map(_slot, [schema] * slots, range(slots), [claims_on] * slots, [start_at] * slots))
-        return slots * (2 * ROUNDS - 1) / (max(ends) - start_at)
+            got = list(pool.map(_slot, [schema] * slots, range(slots), [claims_on] * slots, [shift_ns] * slots,
+                                [start_at] * slots))
+        rounds = slots * ROUNDS
+        return (slots * (2 * ROUNDS - 1) / (max(end for end, _, _ in got) - start_at),
+                1e3 * sum(cpu_s for _, cpu_s, _ in got) / rounds, sum(n for _, _, n in got) / rounds)
     finally:
         _drop(schema)
 
 
 def main(slot_counts=(1, 2, 3)) -> None:
     for slots in slot_counts:
-        runs: dict[bool, list[float]] = {True: [], False: []}
+        kinds = {"off": (False, SLOT_SHIFT_NS), "on": (True, SLOT_SHIFT_NS)}
+        if slots > 1:
+            kinds["same instants"] = (True, 0)
+        runs: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in kinds}
         for _ in range(REPEATS):
-            for claims_on in (False, True):
-                runs[claims_on].append(revisions_rate(slots, claims_on))
-        on, off = statistics.median(runs[True]), statistics.median(runs[False])
-        print(f"{slots} slot(s) storing rounds at once (PostgreSQL): {on:,.0f} revisions/s with claims; "
-              f"reference without claims {off:,.0f} revisions/s ({on / off - 1:+.0%})", flush=True)
+            for kind, (claims_on, shift_ns) in kinds.items():
+                runs[kind].append(revisions_rate(slots, claims_on, shift_ns))
+        rate = {kind: statistics.median(r for r, _, _ in got) for kind, got in runs.items()}
+        cpu_ms = {kind: statistics.median(c for _, c, _ in got) for kind, got in runs.items()}
+        sent = {kind: statistics.median(n for _, _, n in got) for kind, got in runs.items()}
+        same_s = rate.get("same instants", 0.0)
+        same = (f"; slots' shots at the same instants {same_s:,.0f} ({same_s / rate['off'] - 1:+.0%})"
+                if "same instants" in rate else "")
+        print(f"{slots} slot(s) storing rounds at once (PostgreSQL), revisions/s: with claims {rate['on']:,.0f} "
+              f"({rate['on'] / rate['off'] - 1:+.0%}){same}; reference without claims {rate['off']:,.0f}.  A round: "
+              f"{sent['on']:.0f} SQL statements, {cpu_ms['on']:.1f} ms of the worker's CPU with claims; reference "
+              f"{sent['off']:.0f}, {cpu_ms['off']:.1f} ms", flush=True)
 
 
 if __name__ == "__main__":

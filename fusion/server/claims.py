@@ -51,6 +51,8 @@ CLAIM_KEEP_S = 8 * 24 * 3600
 # Each slot prunes the claims past CLAIM_KEEP_S this often at most (one indexed DELETE in a round).
 PRUNE_EVERY_S = 600.0
 
+LOCK_BUCKETS = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
 metadata = sa.MetaData()
 
 # Which slot stored which incident, and which incidents a slot did not store because another
@@ -171,8 +173,9 @@ class ShotClaims:
         if self.store.is_sqlite or not times_ns:   # SQLite: the write transaction is the lock
             return
         buckets = sorted({b for t_ns in times_ns for b in (t_ns // self.bucket_ns, t_ns // self.bucket_ns + 1)})
-        for bucket in buckets:   # in order: two rounds never wait for each other's locks in a cycle
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": bucket_lock_key(bucket)})
+        # In order (unnest gives the array's order): two rounds never wait for each other's locks in
+        # a cycle; one statement, not one round trip a bucket.
+        conn.execute(LOCK_BUCKETS, {"keys": [bucket_lock_key(b) for b in buckets]})
 
     def _rival(self, conn: sa.Connection, key: str, shots: list) -> str | None:
         """The incident of another slot that has this one's id or one of its shots, or None."""
