@@ -165,3 +165,15 @@ def audio_scorer(workdir: pathlib.Path):
         return {"ours": score([audio_case(t, workdir, settings) for t in held_tests]),
                 "oracle": score([oracle_case(t, recorded_sensors(t)) for t in held_tests])}
     return scorer
+
+
+def audio_offsets_m(tests, name: str, workdir: pathlib.Path) -> tuple[int, list[float]]:
+    """For the test ``name`` of ``tests`` (skipped if absent): rounds fired, and every shot's distance
+    from the survey, through `earwitness detect` and `earwitness locate` (:func:`audio_case`)."""
+    import pytest
+
+    test = next((t for t in tests if t.name == name), None)
+    if test is None:
+        pytest.skip(f"{name} absent from the Pittsburgh data")
+    case = audio_case(test, workdir, {})
+    return case.rounds, [dist_m(s, case.truth_xy) for inc in case.incidents for s in inc["shots"]]

@@ -128,7 +128,7 @@ def test_seed_search_stops_at_its_work_budget_and_says_so(caplog):
     xy, sensor, t_s, _ = scene_arrays(1, shots=2, echoes=2, noise=6)
     c = speed_of_sound(15.0)
     bounds = (-100.0, -100.0, 100.0, 100.0)
-    with caplog.at_level("INFO", logger="fusion.locator.associate"):
+    with caplog.at_level("INFO", logger="fusion.locator.seedsearch"):
         support, _, _ = best_seed(picks(xy, sensor, t_s), SeedSearch(c, 0.004, bounds, max_steps=1), floor=2)
     assert support == 2 and "stopped at its budget of 1 steps" in caplog.text
     support, _, _ = best_seed(picks(xy, sensor, t_s), SeedSearch(c, 0.004, bounds), floor=2)

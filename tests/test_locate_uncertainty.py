@@ -239,8 +239,9 @@ def test_budget_held_out_by_firing_position(pittsburgh):
 # fitted on the other two positions 1.00, 0.55, 0.86 (without it 1.00, 0.52, 0.72; a burst's rounds on
 # their one shared place). FP2's 80-165 m misses move farther than a 25 ms error on their unchecked
 # arrival takes them, and its 7-11 m misses rest on arrivals the geometry checks: FP2 and FP3 stay
-# short of 0.90.
-AUDIO_FOLD_MIN_COVERAGE = {"FP1": FOLD_MIN_COVERAGE, "FP2": 0.54, "FP3": 0.86}
+# short of 0.90. Since first_arrivals, the listening cap and earlier_set (test_026's and test_032's
+# rounds located, 7-11 m off like FP2's other shots; the 80-165 m misses gone): 1.00, 0.72, 0.94.
+AUDIO_FOLD_MIN_COVERAGE = {"FP1": FOLD_MIN_COVERAGE, "FP2": 0.70, "FP3": 0.86}
 
 
 def test_unchecked_arrivals_held_out_on_the_audio_path(pittsburgh, tmp_path):

@@ -319,7 +319,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
         for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
-            shots = _associate(picks, loud, replace(config, tol_s=tol_s, array_sensors=picks.n_sensors(loud)), quiet_s)
+            shots = _associate(picks, loud, replace(config, tol_s=tol_s, array_sensors=picks.n_sensors(loud),
+                                                           listeners=picks.take(seg)), quiet_s)
             if shots:
                 break
     shots = _without_images(shots)
