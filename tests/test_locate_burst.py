@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 import pittsburgh_harder as ph
-from fusion.locator import burst
+from fusion.locator import burst, fewburst
 from fusion.locator.locate import locate
 from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
 from fusion.locator.picks import Picks
@@ -174,7 +174,7 @@ def test_a_burst_few_of_many_sensors_hear_is_fixed_by_them():
     from fusion.locator.associate import search_bounds
 
     picks, _ = _few_of_many(11, (1.0, 1.47, 2.1), 5.0)
-    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
+    shots = fewburst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
     assert len(shots) == 3
     assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
 
@@ -187,7 +187,7 @@ def test_a_burst_three_of_many_sensors_hear_is_fixed_with_its_hearing_one_unknow
     from fusion.locator.associate import search_bounds
 
     picks, hearing = _few_of_many(4, (1.0, 1.9, 2.6, 3.7, 4.5), 7.0, n_hearing=3)
-    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
+    shots = fewburst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
     assert len(shots) == 5
     assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
     assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.9, 2.6, 3.7, 4.5]
@@ -239,6 +239,6 @@ def test_a_few_sensor_burst_is_weighed_by_which_sensors_stay_silent():
     from fusion.locator.associate import search_bounds
 
     picks, hearing = _few_of_many(3, (1.0, 1.6, 2.3, 3.1), 5.0, n_hearing=3)
-    shots = burst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
+    shots = fewburst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
     assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
     assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0

@@ -19,10 +19,10 @@ Gustafsson & Gunnarsson, IEEE SP Magazine 22(4), 2005); every other pulse of the
 the sensor's own rate in the stretch. A round at t0 is then worth, per sensor, the likelihood
 ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
 at most one first arrival per round (the pulse most likely to be it). Where no shot says
-which sensors hear a burst (:func:`few_sensor_burst`), a sensor may not hear it at all (out of
+which sensors hear a burst (:func:`fusion.locator.fewburst.few_sensor_burst`), a sensor may not hear it at all (out of
 range, shadowed): it is marginalised over that with prior :data:`HEAR_PRIOR`, or, where that finds no
 burst (a few of many reporting sensors hear it), with its hearing one unknown for all rounds, given
-the burst's unknown hearing radius under log-normal shadowing (:data:`HEAR_SHADOWING_SIGMA`).
+the burst's unknown hearing radius under log-normal shadowing (:data:`fusion.locator.fewburst.HEAR_SHADOWING_SIGMA`).
 
 A round is accepted when its Bayes factor against "no round" (Laplace approximation, Kass &
 Raftery 1995: the likelihood ratio at its best t0 times the Occam factor of a t0 uniform over
@@ -46,28 +46,13 @@ from fusion.locator.associate import Shot
 from fusion.locator.echosets import is_echo_set, level_set
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.picks import Picks
-from fusion.locator.triplevote import triple_points, voted_places
+from fusion.locator.triplevote import triple_points
 
 log = logging.getLogger(__name__)
 
 # Prior probability that a sensor of the stretch hears a burst at all (it may be out of range or
 # shadowed; as likely as not), where no round of it says so.
 HEAR_PRIOR = 0.5
-# Where no round says which sensors hear a burst (few_sensor_burst, hearing one unknown per burst), a
-# sensor hears it when it is within the burst's hearing radius R, blurred by log-normal shadowing
-# (Rappaport, "Wireless Communications", 2002, §4.9; the same law for sound: spherical spreading plus
-# a Gaussian excess loss in dB; TN098 Fig. 2: level scatters widely about range): P(hears) =
-# HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA). The sigma is 6 dB of shadowing in ln(range)
-# (level falls 20 log10 r: 6 dB is 0.69 in ln r); R, set by the blast's loudness and the sensors'
-# thresholds, is unknown: equally likely a priori on a grid of doublings (the shadowing's own width).
-HEAR_SHADOWING_SIGMA = 6.0 * math.log(10.0) / 20.0
-HEAR_RADII_M = (125.0, 250.0, 500.0, 1000.0, 2000.0)
-# Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
-HEAR_MAX = 0.95
-# Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
-# the square of the stretch; a few sensors' rounds among others' unrelated reports are tens of
-# pulses (the Pittsburgh-like scenes that need it 50-105), a fireworks night's stretches more.
-JOINT_HEARING_MAX_PULSES = 120
 # Probability that a sensor which hears a burst hears a given round's first arrival at all.
 DETECTION_PROB = 0.8
 # Prior share of first arrivals that come late, around a building (TN098 §II.C: urban arrivals
@@ -91,10 +76,6 @@ ROBUST_SCALE_S = 5e-3
 # NLOS mean delays late (beyond, it is below e^-8 of its peak, far under any clutter rate).
 DENSITY_SIGMAS = 6.0
 DENSITY_TAUS = 8.0
-# A burst is ambiguous where another place explains it within this log Bayes factor (3 nats:
-# 2 log B = 6, the edge of "strong" evidence in Kass & Raftery 1995's scale): three sensors in 2D
-# leave two mirror places for every round alike; no position is given then.
-AMBIGUITY_NATS = 3.0
 # The place of a shot fixed exactly by d + 1 sensors (a position with no degree of freedom), and
 # how closely a root must fit them (they are three equations in three unknowns: it fits exactly).
 EXACT_FIX = "exact"
@@ -358,18 +339,20 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
 
 
 def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geometry, area_m2: float,
-             hear_prior: float = 1.0, joint_hearing: bool = False):
+             hearing=(1.0, False), min_rounds: int = 2):
     """The rounds of a burst fired from near ``position`` among ``rows``, refined jointly.
 
     Rounds by :func:`find_rounds`, then the place and every round's t0 fitted together (robust
     least squares with one shared position), rounds re-found at the fitted place; repeated
     REFINE_ROUNDS times. Returns (rounds, log Bayes factor of the burst against clutter): the
     rounds' own, less the Occam factor of a place searched for over ``area_m2`` (Laplace: its
-    prior area over its posterior's, ``2 pi sqrt(det cov)``). No rounds when fewer than two are
-    found (one round of three sensors has no degree of freedom to check it). ``hear_prior``: how likely
+    prior area over its posterior's, ``2 pi sqrt(det cov)``). No rounds when fewer than ``min_rounds`` are
+    found (one round of three sensors has no degree of freedom to check it; one round is scored only to
+    weigh a lone shot, :func:`fusion.locator.fewburst.burst_or_lone`). ``hearing``: how likely
     each sensor of the stretch is taken to hear the burst at all (one for all, or per sensor in
-    np.unique order); ``joint_hearing``: see :func:`find_rounds`.
+    np.unique order), and whether that is one unknown per burst (see :func:`find_rounds`).
     """
+    hear_prior, joint_hearing = hearing
     labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
     rate = clutter_rates(sensor, _duration(picks, rows))
     position = np.asarray(position, dtype=float)[:geometry.dims]
@@ -381,7 +364,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         emit = _implied(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
         found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
-        if len(found) < 2:
+        if len(found) < min_rounds:
             return [], 0.0
         groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
         fit = fit_shots(groups, c, geometry, [(position, t0) for t0, _, _ in found], loss="soft_l1",
@@ -427,121 +410,6 @@ def _hearing(emit_s, pulses, found, n_sensors: int, hear_prior) -> tuple[np.ndar
     log_h = np.log(hear_prior)
     log_marginal = np.logaddexp(np.log1p(-hear_prior), log_h + log_heard)
     return np.exp(log_h + log_heard - log_marginal), float(log_marginal.sum())
-
-
-def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:
-    """A burst no single shot seeded (three sensors, say): places voted by sensor triples, the likeliest burst kept.
-
-    Association proper (:func:`fusion.locator.associate.find_shots`) needs a shot that d + 2
-    sensors agree on; three sensors that heard several rounds still fix the shooter jointly
-    (three rounds: 9 arrivals, 5 unknowns). Every round of one place has the same arrival-time
-    differences, so three sensors in 2D keep a single round's geometry, mirror solution included
-    (Schau & Robinson 1987): of places the data explain about equally, the one nearer the sensors
-    is taken, by a prior of detection falling with range (spherical spreading: the level drops
-    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). Returns the burst's rounds
-    (sharing one place), or none.
-    """
-    if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
-        return []
-    x0, y0, x1, y1 = bounds
-    # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
-    # that passes so passes easily); where that finds none, with hearing one unknown per burst
-    # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
-    # The places are voted once and scored under either model.
-    places = voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S)
-    joint = False
-    best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
-    if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
-        joint = True
-        best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
-    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
-    if rival is not None:
-        log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
-                    "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
-                    len(best[0]), picks.n_sensors(np.concatenate([s.pulses for s in best[0]])),
-                    *best[0][0].position[:2], *rival[:2])
-        return []
-    return best[0]
-
-
-def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, search, geometry: Geometry,
-                     joint_hearing: bool) -> tuple[list[Shot], float]:
-    """Of the voted places (``search``: those of :func:`voted_places` and the area searched, m^2), the
-    burst with most rounds, then the best score (its Bayes factor less the range prior of
-    :func:`few_sensor_burst`): (rounds, score)."""
-    best: tuple[list[Shot], float] = ([], -math.inf)
-    places, area_m2 = search
-    for place in places:
-        start = place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-        shots, score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
-        if not shots or score <= 0.0:
-            continue
-        if not joint_hearing:  # with joint hearing, range is in each sensor's prior (_range_hearing)
-            heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
-            rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
-            range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
-            score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
-        if (len(shots), score) > (len(best[0]), best[1]):
-            best = (shots, score)
-    return best
-
-
-def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry: Geometry, area_m2: float,
-                      joint_hearing: bool) -> tuple[list[Shot], float]:
-    """:func:`burst_at` where no anchor says which sensors hear the burst: (rounds, log Bayes factor).
-
-    Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
-    as not (a few among many); the likelier is kept. With hearing one unknown per burst
-    (``joint_hearing``), each sensor's prior is set by its range and the burst's hearing radius,
-    which is unknown: a uniform prior over HEAR_RADII_M, integrated out (the Bayes factors averaged;
-    the rounds are the likeliest radius's). The radius ties the sensors' hearing together: near
-    sensors silent and a far one hearing is unlikely at any radius.
-    """
-    priors = [_range_hearing(picks, rows, start, r) for r in HEAR_RADII_M] if joint_hearing else (1.0, HEAR_PRIOR)
-    found = [burst_at(picks, rows, start, c, geometry, area_m2, prior, joint_hearing) for prior in priors]
-    shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
-    if joint_hearing and shots:
-        score = float(special.logsumexp([f[1] for f in found if f[0]])) - math.log(len(priors))
-    return shots, score
-
-
-def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np.ndarray:
-    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place`` whose
-    hearing radius is ``radius_m``: HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA) (log-normal
-    shadowing, see HEAR_SHADOWING_SIGMA): a silent sensor near the place counts against it, a far
-    one hardly, so a mirror place nearer to sensors that heard nothing is the less likely."""
-    _, first = np.unique(picks.sensor[rows], return_index=True)
-    range_m = np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
-    return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
-
-
-def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
-    """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
-
-    Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
-    the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place.
-    """
-    shots, score = best
-    if not shots:
-        return None
-    here = shots[0].position[:2]
-    triples = [s.pulses[np.unique(picks.sensor[s.pulses], return_index=True)[1]][:3] for s in shots]
-    triples = np.array([t for t in triples if len(t) == 3])
-    if len(triples) == 0:
-        return None
-    points, _ = triple_points(picks.xy[triples], picks.t_s[triples], c)
-    for point in points:
-        if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
-            continue
-        start = point if geometry.dims == 2 else np.append(point, np.median(picks.pos_m[rows, 2]))
-        if joint_hearing:
-            other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
-        else:
-            other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
-        if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
-                other_score >= score - AMBIGUITY_NATS:
-            return other[0].position
-    return None
 
 
 def places_of(shots: list[Shot]) -> list[int]:

@@ -19,9 +19,18 @@ from dataclasses import replace
 import numpy as np
 
 from earwitness.units import NS_PER_S
-from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
-from fusion.locator.burst import complete_bursts, few_sensor_burst, located, place_dof, places_of, single_exact_shot
+from fusion.locator.associate import (
+    DENSE_PULSES,
+    MAD_TO_SIGMA,
+    MIN_PULSES_FOR_SCATTER,
+    SELECTION_GEOMETRY,
+    SearchConfig,
+    find_shots,
+    search_bounds,
+)
+from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
+from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_lone, few_sensor_burst
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -301,8 +310,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     """The shots of one stretch (rows ``seg`` of ``picks``, cracks left out): association, then bursts.
 
     Shots that ``config.min_sensors`` agree on (:func:`_associate`), then the rounds of their
-    bursts association missed (:func:`fusion.locator.burst.complete_bursts`); where none is
-    found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.burst.few_sensor_burst`).
+    bursts association missed (:func:`fusion.locator.burst.complete_bursts`), a lone shot weighed
+    against a burst fewer sensors heard (:func:`fusion.locator.fewburst.burst_or_lone`); where none
+    is found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.fewburst.few_sensor_burst`).
     What cannot be located is said in one line (logged at warning). ``span`` is (quiet_s, t_ref_ns):
     the gap that splits stretches, and the time origin of ``picks``; ``complete``: whether bursts
     are completed (see :func:`locate`).
@@ -330,7 +340,12 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         if len(seg) >= DENSE_PULSES or not complete:
             return shots
         levels = received_levels(pulses.spl_db, pulses.peak_dbfs)
-        return shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
+        shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
+        # A lone set of few sensors may be chance's (burst_or_lone); so many as MIN_PULSES_FOR_SCATTER are not.
+        # Both are weighed on the pulses association searched, those the lone set was found among.
+        if len(shots) == 1 and len(shots[0].pulses) < MIN_PULSES_FOR_SCATTER and len(loud) <= JOINT_HEARING_MAX_PULSES:
+            shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
+        return shots
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))

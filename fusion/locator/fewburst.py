@@ -1,0 +1,184 @@
+"""Bursts no shot anchors: a few sensors' rounds placed jointly, and weighed against a lone shot.
+
+Association (:mod:`fusion.locator.associate`) needs one shot that d + 2 sensors agree on; a burst
+that fewer sensors heard (three sensors, several rounds) is fixed here from its rounds together
+(:func:`few_sensor_burst`), scored by the burst model of :mod:`fusion.locator.burst` with each
+sensor's hearing unknown. Where association found only a lone shot in a stretch, the stretch may
+instead hold such a burst, the lone shot being a set of unrelated pulses that passed the chance test
+by chance: the two explanations are weighed by their Bayes factors (:func:`burst_or_lone`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy import special
+
+from fusion.locator.associate import Shot
+from fusion.locator.burst import DISTINCT_PLACES_M, HEAR_PRIOR, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, burst_at
+from fusion.locator.multilaterate import Geometry
+from fusion.locator.picks import Picks
+from fusion.locator.triplevote import triple_points, voted_places
+
+log = logging.getLogger(__name__)
+
+# Where no round says which sensors hear a burst (few_sensor_burst, hearing one unknown per burst), a
+# sensor hears it when it is within the burst's hearing radius R, blurred by log-normal shadowing
+# (Rappaport, "Wireless Communications", 2002, §4.9; the same law for sound: spherical spreading plus
+# a Gaussian excess loss in dB; TN098 Fig. 2: level scatters widely about range): P(hears) =
+# HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA). The sigma is 6 dB of shadowing in ln(range)
+# (level falls 20 log10 r: 6 dB is 0.69 in ln r); R, set by the blast's loudness and the sensors'
+# thresholds, is unknown: equally likely a priori on a grid of doublings (the shadowing's own width).
+HEAR_SHADOWING_SIGMA = 6.0 * math.log(10.0) / 20.0
+HEAR_RADII_M = (125.0, 250.0, 500.0, 1000.0, 2000.0)
+# Highest prior that a sensor hears a burst where range sets it (a near sensor may be shadowed).
+HEAR_MAX = 0.95
+# Largest stretch (pulses) searched again with hearing one unknown per burst: its cost grows with
+# the square of the stretch; a few sensors' rounds among others' unrelated reports are tens of
+# pulses (the Pittsburgh-like scenes that need it 50-105), a fireworks night's stretches more.
+JOINT_HEARING_MAX_PULSES = 120
+# A burst is ambiguous where another place explains it within this log Bayes factor (3 nats:
+# 2 log B = 6, the edge of "strong" evidence in Kass & Raftery 1995's scale): three sensors in 2D
+# leave two mirror places for every round alike; no position is given then.
+AMBIGUITY_NATS = 3.0
+
+
+def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:
+    """A burst no single shot seeded (three sensors, say): places voted by sensor triples, the likeliest burst kept.
+
+    Association proper (:func:`fusion.locator.associate.find_shots`) needs a shot that d + 2
+    sensors agree on; three sensors that heard several rounds still fix the shooter jointly
+    (three rounds: 9 arrivals, 5 unknowns). Every round of one place has the same arrival-time
+    differences, so three sensors in 2D keep a single round's geometry, mirror solution included
+    (Schau & Robinson 1987): of places the data explain about equally, the one nearer the sensors
+    is taken, by a prior of detection falling with range (spherical spreading: the level drops
+    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). Returns the burst's rounds
+    (sharing one place), or none.
+    """
+    if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
+        return []
+    x0, y0, x1, y1 = bounds
+    # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
+    # that passes so passes easily); where that finds none, with hearing one unknown per burst
+    # (see find_rounds: a burst few of many sensors hear, each round below one on its own).
+    # The places are voted once and scored under either model.
+    places = voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S)
+    joint = False
+    best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
+    if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
+        joint = True
+        best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
+    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
+    if rival is not None:
+        log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
+                    "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
+                    len(best[0]), picks.n_sensors(np.concatenate([s.pulses for s in best[0]])),
+                    *best[0][0].position[:2], *rival[:2])
+        return []
+    return best[0]
+
+
+def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, search, geometry: Geometry,
+                     joint_hearing: bool) -> tuple[list[Shot], float]:
+    """Of the voted places (``search``: those of :func:`voted_places` and the area searched, m^2), the
+    burst with most rounds, then the best score (its Bayes factor less the range prior of
+    :func:`few_sensor_burst`): (rounds, score)."""
+    best: tuple[list[Shot], float] = ([], -math.inf)
+    places, area_m2 = search
+    for place in places:
+        shots, score = _unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, joint_hearing)
+        if not shots or score <= 0.0:
+            continue
+        if not joint_hearing:  # with joint hearing, range is in each sensor's prior (_range_hearing)
+            heard_from = np.unique(picks.sensor[np.concatenate([s.pulses for s in shots])], return_index=True)[1]
+            rows_heard = np.concatenate([s.pulses for s in shots])[heard_from]
+            range_m = np.hypot(*(picks.xy[rows_heard] - shots[0].position[:2]).T)
+            score -= float(np.sum(np.log(np.maximum(range_m, 1.0))))
+        if (len(shots), score) > (len(best[0]), best[1]):
+            best = (shots, score)
+    return best
+
+
+def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry: Geometry, area_m2: float,
+                      joint_hearing: bool, min_rounds: int = 2) -> tuple[list[Shot], float]:
+    """:func:`burst_at` where no anchor says which sensors hear the burst: (rounds, log Bayes factor).
+
+    Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
+    as not (a few among many); the likelier is kept. With hearing one unknown per burst
+    (``joint_hearing``), each sensor's prior is set by its range and the burst's hearing radius,
+    which is unknown: a uniform prior over HEAR_RADII_M, integrated out (the Bayes factors averaged;
+    the rounds are the likeliest radius's). The radius ties the sensors' hearing together: near
+    sensors silent and a far one hearing is unlikely at any radius.
+    """
+    priors = [_range_hearing(picks, rows, start, r) for r in HEAR_RADII_M] if joint_hearing else (1.0, HEAR_PRIOR)
+    found = [burst_at(picks, rows, start, c, geometry, area_m2, (prior, joint_hearing), min_rounds) for prior in priors]
+    shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
+    if joint_hearing and shots:
+        score = float(special.logsumexp([f[1] for f in found if f[0]])) - math.log(len(priors))
+    return shots, score
+
+
+def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np.ndarray:
+    """Per sensor of ``rows`` (in np.unique order) the prior that it hears a burst at ``place`` whose
+    hearing radius is ``radius_m``: HEAR_MAX Phi((ln R - ln r) / HEAR_SHADOWING_SIGMA) (log-normal
+    shadowing, see HEAR_SHADOWING_SIGMA): a silent sensor near the place counts against it, a far
+    one hardly, so a mirror place nearer to sensors that heard nothing is the less likely."""
+    _, first = np.unique(picks.sensor[rows], return_index=True)
+    range_m = np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
+    return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
+
+
+def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
+    """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
+
+    Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
+    the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place.
+    """
+    shots, score = best
+    if not shots:
+        return None
+    here = shots[0].position[:2]
+    triples = [s.pulses[np.unique(picks.sensor[s.pulses], return_index=True)[1]][:3] for s in shots]
+    triples = np.array([t for t in triples if len(t) == 3])
+    if len(triples) == 0:
+        return None
+    points, _ = triple_points(picks.xy[triples], picks.t_s[triples], c)
+    for point in points:
+        if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
+            continue
+        start = _start(picks, rows, point, geometry)
+        if joint_hearing:
+            other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
+        else:
+            other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
+        if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
+                other_score >= score - AMBIGUITY_NATS:
+            return other[0].position
+    return None
+
+
+def burst_or_lone(picks: Picks, rows: np.ndarray, lone: Shot, c: float, bounds, geometry: Geometry) -> list[Shot]:
+    """The likelier explanation of a stretch's pulses ``rows``: association's one ``lone`` shot, or a burst
+    few sensors heard elsewhere (:func:`few_sensor_burst`).
+
+    Association's chance test passes a set of unrelated pulses in about one search in a hundred
+    (FALSE_ALARMS); in a stretch where that set is all association found, it leaves a burst three
+    sensors heard unsearched. Both are scored by one model on the same pulses, each a burst at its
+    place (the lone shot one of a single round), with hearing one unknown per burst: the one with
+    the larger Bayes factor against clutter is kept (Bayesian model selection, Kass & Raftery 1995).
+    """
+    burst = few_sensor_burst(picks, rows, c, bounds, geometry)
+    if len(burst) < 2 or np.hypot(*(burst[0].position[:2] - lone.position[:2])) <= DISTINCT_PLACES_M:
+        return [lone]
+    x0, y0, x1, y1 = bounds
+    area_m2 = (x1 - x0) * (y1 - y0)
+    scores = [_unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, True,
+                                min_rounds)[1] for place, min_rounds in ((burst[0].position, 2), (lone.position, 1))]
+    return burst if scores[0] > scores[1] else [lone]
+
+
+def _start(picks: Picks, rows: np.ndarray, place, geometry: Geometry) -> np.ndarray:
+    """A place's start for a fit in ``geometry``: its 2D point, at the sensors' median height in 3D."""
+    place = np.asarray(place, dtype=float)[:2]
+    return place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
