@@ -37,8 +37,8 @@ START_UTC = "2026-01-01T00:00:00Z"
 tools = [t for t in ("mmdebstrap", "dpkg-deb", "unshare", f"qemu-{'aarch64' if ARCH == 'arm64' else ARCH}-static")
          if shutil.which(t) is None]
 if tools or os.geteuid() != 0:
-    pytest.skip(f"the package test needs root and {', '.join(tools) or 'nothing more'} (.ci/run installs them)",
-                allow_module_level=True)
+    pytest.skip(f"the package test needs root and {', '.join(tools) or 'nothing more'} (apt-get install mmdebstrap "
+                "qemu-user-static binfmt-support; make deb-test runs it)", allow_module_level=True)
 
 
 def run(*argv, timeout=BUILD_TIMEOUT_S) -> subprocess.CompletedProcess:
