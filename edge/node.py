@@ -63,6 +63,10 @@ NOISE_WINDOW_S = 60
 NOISE_PERCENTILE = 10
 MIN_LEVEL_DBFS = -200.0
 PULSE_RATE_WINDOW_S = 60
+# Health's outbox_depth_max is the peak over this long, not since the last report: a report is QoS 0,
+# and one lost (a subscriber still reconnecting after an outage) must not take the backlog with it.
+DEPTH_PEAK_WINDOW_S = 60
+DEPTH_PEAKS_MAX = 65536   # bounds the samples kept should no report prune them
 COMMAND_QUEUE = 16
 KERNEL_PPS_WAIT_S = 1.5
 GPS_REOPEN_S = 2.0  # a GPS port that went away is tried again this often
@@ -204,7 +208,7 @@ class Node:
         self._levels: collections.deque = collections.deque(maxlen=round(NOISE_WINDOW_S / NOISE_BLOCK_S))
         self._level_acc = [0.0, 0]
         self.pulses_total = 0
-        self._depth_max = 0  # outbox depth peak since the last health report
+        self._depth_peaks: collections.deque = collections.deque(maxlen=DEPTH_PEAKS_MAX)  # (monotonic s, outbox depth)
         self.untimed = 0  # pulses the clock never covered, timed by their capture (see _capture_time)
         self.timing_watch = TimingWatch()  # warns when timing degrades and when it recovers
         self._watch_due = 0
@@ -413,7 +417,7 @@ class Node:
 
         self.outbox.append(encode)
         self.publisher.notify()
-        self._depth_max = max(self._depth_max, self.outbox.depth())
+        self._depth_peaks.append((time.monotonic(), self.outbox.depth()))
         self.pulses_total += 1
         self._pulse_times.append(time.monotonic())
 
@@ -457,7 +461,7 @@ class Node:
             "pulses_total": self.pulses_total,
             "pulses_untimed": self.untimed,
             "outbox_depth": self.outbox.depth(),
-            "outbox_depth_max": max(self._depth_max, self.outbox.depth()),  # since the last report sent
+            "outbox_depth_max": self._depth_peak(),   # over the last DEPTH_PEAK_WINDOW_S
             "outbox_evicted": self.outbox.evicted(),   # budget or low disk: the oldest made room
             "outbox_dropped": self.outbox.dropped,     # a full disk had no room at all
             "published": self.publisher.published,
@@ -484,8 +488,13 @@ class Node:
 
     def _health_loop(self) -> None:
         while not self._stop.wait(self.cfg.mqtt.health_interval_s):
-            if self.publisher.publish_json(self.publisher.topics.health, self.health()):
-                self._depth_max = 0
+            self.publisher.publish_json(self.publisher.topics.health, self.health())
+
+    def _depth_peak(self) -> int:
+        """The outbox's deepest over the last DEPTH_PEAK_WINDOW_S (at each pulse appended), or now."""
+        while self._depth_peaks and self._depth_peaks[0][0] < time.monotonic() - DEPTH_PEAK_WINDOW_S:
+            self._depth_peaks.popleft()
+        return max([depth for _, depth in list(self._depth_peaks)] + [self.outbox.depth()])
 
     def _command_loop(self) -> None:
         while not self._stop.is_set():
