@@ -39,6 +39,7 @@ from edge import keys
 from edge.audio import ArraySource
 from edge.config import AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection, TimingSection
 from edge.node import Node
+from fusion.locator.wind import FULL_CIRCLE_DEG
 from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
 from fusion.transport import mqtt_service
@@ -241,8 +242,10 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     progress : bool
         Progress lines on stderr.
     temperature : bool
-        Give the fusion server the scenario's air temperature (a city's weather feed);
-        else the locator estimates the speed of sound.
+        Give the fusion server the scenario's weather as a city's weather feed would: its air
+        temperature and wind (the locator models the wind along each path); else the locator
+        estimates the speed of sound in still air. Either way the error budget's frame term is 0:
+        the scenario's truth is in the sensors' own frame.
     evidence : bool
         The nodes keep evidence audio and stay up until the fusion server has finalised
         its incidents (one propagation window after their last pulse) and collected the
@@ -266,7 +269,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         database.unlink(missing_ok=True)
         service = mqtt_service(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
                                              client_id=f"earwitness-sim-fusion-{int(time.time_ns())}",
-                                             temperature_c=scn.atmosphere.temperature_c if temperature else None,
+                                             **weather_settings(scn, temperature),
                                              cameras=pathlib.Path(cameras) if cameras else None))
         service.start()
         say(f"live: {scn.name}: {len(scn.array)} sensors, {len(scn.events)} events, broker {url}")
@@ -308,6 +311,16 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     s["alert_latency_s"] = _alert_latency_s(alerts, arrivals_s, origin, speed) if speed else []
     s["alert_latency_median_s"], s["alert_latency_p95_s"] = _percentiles(s["alert_latency_s"])
     return LiveResult(alerts, incidents, s, database, workdir)
+
+
+def weather_settings(scn: Scenario, told: bool = True) -> dict:
+    """The fusion settings a weather reading gives for ``scn`` (its air's temperature and wind), or none
+    (``told`` False); frame_m 0 either way (the scenario's truth is in the sensors' frame)."""
+    if not told:
+        return {"frame_m": 0.0}
+    air = scn.atmosphere
+    return {"temperature_c": air.temperature_c, "wind_mps": air.wind_mps,
+            "wind_from_deg": air.wind_from_deg % FULL_CIRCLE_DEG, "frame_m": 0.0}
 
 
 def _workdir(out) -> pathlib.Path:
