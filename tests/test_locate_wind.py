@@ -223,3 +223,21 @@ def test_the_live_run_tells_fusion_the_scenarios_weather_and_frame_0():
     assert live.weather_settings(scn, told=False) == {"frame_m": 0.0}
     # The wind the locator is told is the one the simulator blows (east, north).
     assert np.allclose(wind_east_north(told["wind_mps"], told["wind_from_deg"]), scn.atmosphere.wind_vector())
+
+
+def test_the_reports_residuals_are_in_the_wind_the_fit_was_told():
+    """The forensic report's per-sensor residuals (fusion.report_fit) use the revision's told wind: near the
+    picks' own scatter in it, the wind's lags (ms) without it."""
+    from fusion.report_fit import residuals
+
+    sensors = _sensors()
+    pulses = _pulses_in_wind(sensors)
+    wind = wind_east_north(*WIND)
+    (incident,) = locate(pulses, sensors, T_C, wind_m_s=wind, frame_m=0.0)
+    used = [dict(p, used=True, node=p["sensor"]) for p in pulses]
+    meta = {"sensors": {k: {"x": x, "y": y, "z": z} for k, (x, y, z) in sensors.items()}, "mode": "2d",
+            "speed_of_sound_m_s": incident["c_mps"]}
+    told = [abs(r["residual_ms"]) for r in residuals(incident, used, {**meta, "wind_m_s": list(wind)})]
+    still = [abs(r["residual_ms"]) for r in residuals(incident, used, meta)]
+    assert len(told) == len(still) == ROUNDS * len(sensors)
+    assert max(told) < 1.5 < 5.0 < max(still)
