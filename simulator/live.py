@@ -46,7 +46,7 @@ from fusion.transport import mqtt_service
 from simulator import render, score
 from simulator.broker import Collector, Mosquitto, wait_until
 from simulator.render import Progress
-from simulator.scenario import Scenario
+from simulator.scenario import STREAM_WEATHER, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ CLIP_QUIET_S = 5.0           # evidence: stop waiting for clips once none has co
 SETTLE_S = 1.0               # ... and once all have come, and nothing else moved, for this long
 POLL_S = 0.1
 LATENCY_PERCENTILE = 95
+# A weather reading's wind errs: an airport's or a rooftop station's anemometer is kilometres away or
+# above the street, and its wind is a minutes' mean, not the gusts along the paths. The simulator tells
+# fusion the scenario's wind plus this error per axis (the locator's TOLD_WIND_SD_M_S states the same),
+# not the exact wind it blows, so a told err_m is scored against the error a real reading makes.
+WEATHER_READING_SD_M_S = 0.5
 
 
 @dataclasses.dataclass
@@ -243,7 +248,8 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         Progress lines on stderr.
     temperature : bool
         Give the fusion server the scenario's weather as a city's weather feed would: its air
-        temperature and wind (the locator models the wind along each path); else the locator
+        temperature and wind, the wind with a reading's error (:func:`weather_settings`; the
+        locator models the wind along each path); else the locator
         estimates the speed of sound in still air. Either way the error budget's frame term is 0:
         the scenario's truth is in the sensors' own frame.
     evidence : bool
@@ -313,14 +319,19 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     return LiveResult(alerts, incidents, s, database, workdir)
 
 
-def weather_settings(scn: Scenario, told: bool = True) -> dict:
-    """The fusion settings a weather reading gives for ``scn`` (its air's temperature and wind), or none
-    (``told`` False); frame_m 0 either way (the scenario's truth is in the sensors' frame)."""
+def weather_settings(scn: Scenario, told: bool = True, reading_sd_m_s: float = WEATHER_READING_SD_M_S,
+                     reading: int = 0) -> dict:
+    """The fusion settings a weather reading gives for ``scn`` (its air's temperature, and its wind plus a
+    reading error drawn per axis with sd ``reading_sd_m_s`` from the scenario's seed: the same run, the
+    same reading; 0 tells the wind exactly), or none (``told`` False); frame_m 0 either way (the
+    scenario's truth is in the sensors' frame). A run is told reading 0; a bench averaging over
+    readings asks for others."""
     if not told:
         return {"frame_m": 0.0}
     air = scn.atmosphere
-    return {"temperature_c": air.temperature_c, "wind_mps": air.wind_mps,
-            "wind_from_deg": air.wind_from_deg % FULL_CIRCLE_DEG, "frame_m": 0.0}
+    east, north = air.wind_vector() + scn.rng(STREAM_WEATHER, *([reading] if reading else [])).normal(0.0, reading_sd_m_s, 2)
+    return {"temperature_c": air.temperature_c, "wind_mps": float(np.hypot(east, north)),
+            "wind_from_deg": float(np.degrees(np.arctan2(-east, -north))) % FULL_CIRCLE_DEG, "frame_m": 0.0}
 
 
 def _workdir(out) -> pathlib.Path:

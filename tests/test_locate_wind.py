@@ -2,6 +2,7 @@
 `earwitness locate --wind/--frame-m`, the fusion server's wind_mps/wind_from_deg/frame_m, the live run's weather."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -212,17 +213,24 @@ def test_fusion_settings_reach_the_locator(tmp_path, registry):
         service.store.close()
 
 
-def test_the_live_run_tells_fusion_the_scenarios_weather_and_frame_0():
+def test_the_live_run_tells_fusion_a_weather_reading_and_frame_0():
+    """The wind told is the scenario's plus a reading error drawn from its seed: the same seed the same
+    reading, another seed another, within a few sd of the wind the simulator blows; 0 sd tells it exactly."""
     from simulator import live, scenario
 
     scn = scenario.load("city_demo")
     told = live.weather_settings(scn)
-    assert told == {"temperature_c": scn.atmosphere.temperature_c, "wind_mps": scn.atmosphere.wind_mps,
-                    "wind_from_deg": scn.atmosphere.wind_from_deg % 360.0, "frame_m": 0.0}
-    assert told["wind_mps"] > 0
+    assert told.keys() == {"temperature_c", "wind_mps", "wind_from_deg", "frame_m"}
+    assert told["temperature_c"] == scn.atmosphere.temperature_c and told["frame_m"] == 0.0
     assert live.weather_settings(scn, told=False) == {"frame_m": 0.0}
-    # The wind the locator is told is the one the simulator blows (east, north).
-    assert np.allclose(wind_east_north(told["wind_mps"], told["wind_from_deg"]), scn.atmosphere.wind_vector())
+    assert live.weather_settings(scenario.load("city_demo")) == told
+    blown = scn.atmosphere.wind_vector()
+    reading_error = np.subtract(wind_east_north(told["wind_mps"], told["wind_from_deg"]), blown)
+    assert 0.0 < np.hypot(*reading_error) < 4 * live.WEATHER_READING_SD_M_S
+    exact = live.weather_settings(scn, reading_sd_m_s=0.0)
+    assert np.allclose(wind_east_north(exact["wind_mps"], exact["wind_from_deg"]), blown)
+    readings = {live.weather_settings(dataclasses.replace(scn, seed=seed))["wind_mps"] for seed in range(5)}
+    assert len(readings) == 5
 
 
 def test_the_reports_residuals_are_in_the_wind_the_fit_was_told():
