@@ -68,12 +68,14 @@ def _publishers(url: str, n: int) -> list[mqtt.Client]:
     return out
 
 
-def _start_fusion(tmp: pathlib.Path, url: str, registry: pathlib.Path, temperature_c: float) -> subprocess.Popen:
+def _start_fusion(tmp: pathlib.Path, url: str, registry: pathlib.Path, weather: dict) -> subprocess.Popen:
     """`earwitness fusion` as its own process (so that a server that falls behind can be
-    stopped without taking the benchmark with it); returns once it has subscribed."""
+    stopped without taking the benchmark with it), told ``weather`` (live.weather_settings);
+    returns once it has subscribed."""
     conf = tmp / "fusion.toml"
+    told = "".join(f"{key} = {value!r}\n" for key, value in weather.items())
     conf.write_text(f'site = "{live.SITE}"\nbroker = "{url}"\nregistry = "{registry.name}"\n'
-                    f'database = "fusion.db"\nclient_id = "bench-live-fusion"\ntemperature_c = {temperature_c}\n'
+                    f'database = "fusion.db"\nclient_id = "bench-live-fusion"\n{told}'
                     f'max_range_m = {FLEET_RANGE_M}\n')
     proc = subprocess.Popen([sys.executable, "-m", "earwitness", "fusion", "--config", str(conf)],
                             stderr=subprocess.PIPE, text=True)
@@ -140,7 +142,7 @@ def main() -> None:
         database = tmp / "fusion.db"
         t0 = time.monotonic()
         collector = Collector(broker.url, topics.incident(live.SITE), client_id="bench-live-alerts").start()
-        fusion = _start_fusion(tmp, broker.url, registry, scn.atmosphere.temperature_c)
+        fusion = _start_fusion(tmp, broker.url, registry, live.weather_settings(scn))
         clients = _publishers(broker.url, PUBLISHERS)
         origin_s = time.monotonic()
         last_report = _publish_paced(pulses, scn.start_ns, signers, clients, (origin_s, database, collector))

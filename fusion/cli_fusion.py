@@ -13,6 +13,10 @@ The configuration (TOML; relative paths are relative to the file)::
     # shared_group = "fusion"             # their MQTT v5 shared subscription (default "fusion")
     # cell_m = 4000.0; halo_m = 2500.0    # spatial cells each owned by one worker, and their halo
     # temperature_c = 4.0                 # else the locator estimates the speed of sound
+    # wind_mps = 3.0; wind_from_deg = 240.0   # a weather reading: the locator models the wind along each
+    #                                     # path, err_m states it as told (else: still air, the wind in err_m)
+    # frame_m = 2.5                       # err_m's frame term: 0 where places are compared in the sensors'
+    #                                     # own frame (simulation); default 2.5 (a phone's GPS, a map)
     # mode = "2d"                         # 2d, 2.5d or 3d
     # margin_s = 1.0                      # added to the propagation window
     # max_range_m = 4000.0                # farthest a shot is heard: bounds groups and location windows
@@ -83,6 +87,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "request_clips": ((bool,), False), "max_range_m": ((int, float), False), "health_s": ((int, float), False),
     "cameras": ((str,), False), "buildings": ((str,), False), "signing_key": ((str,), False),
     "console": ((dict,), False), "timezone": ((str,), False), "connect_timeout_s": ((int, float), False),
+    "wind_mps": ((int, float), False), "wind_from_deg": ((int, float), False), "frame_m": ((int, float), False),
 }
 DEFAULT_SIGNING_KEY = "fusion.key"
 
@@ -201,6 +206,20 @@ def _check(path: pathlib.Path, data: dict) -> None:
     if data.get("cell_m", 1.0) <= 0 or data.get("halo_m", 0.0) < 0:
         raise UserError(f"{path}: need cell_m > 0 and halo_m >= 0")
     _check_zone(path, data.get("timezone"))
+    _check_wind(path, data)
+
+
+def _check_wind(path: pathlib.Path, data: dict) -> None:
+    """wind_mps and wind_from_deg together, a plausible speed and a compass bearing; frame_m >= 0."""
+    from fusion.locator.wind import wind_problem
+
+    if ("wind_mps" in data) != ("wind_from_deg" in data):
+        raise UserError(f"{path}: wind_mps and wind_from_deg go together (the wind's speed and the bearing it blows from)")
+    if "wind_mps" in data and wind_problem(data["wind_mps"], data["wind_from_deg"]):
+        raise UserError(f"{path}: {wind_problem(data['wind_mps'], data['wind_from_deg'])}")
+    frame_m = data.get("frame_m", 0.0)
+    if not (math.isfinite(frame_m) and frame_m >= 0):
+        raise UserError(f"{path}: frame_m must be a distance >= 0 metres")
 
 
 def _check_zone(path: pathlib.Path, zone: str | None) -> None:

@@ -36,6 +36,8 @@ from fusion.locator.multilaterate import C_MAX, C_MIN, MODES, speed_of_sound
 from fusion.locator.pulses import Pulses, decode, from_rows, pulse_row
 from fusion.locator.sensors import SensorsError, read_sensors
 from fusion.locator.stream import DEFAULT_MAX_DISORDER_S, OutOfOrder, Stretcher, quiet_gap_s
+from fusion.locator.uncertainty import FRAME_TYPICAL_M
+from fusion.locator.wind import wind_east_north, wind_problem
 from fusion.tracking.reach import incident_c_m_s
 
 # Exit status when some input pulses (or incidents) were left out but the rest was located.
@@ -54,6 +56,14 @@ def add_arguments(parser) -> None:
                              "sensor (two microphones on one mast are one sensor)")
     parser.add_argument("--temperature-c", type=float, metavar="T",
                         help="air temperature in degC (default: speed of sound estimated per incident)")
+    parser.add_argument("--wind", nargs=2, type=float, metavar=("SPEED_MPS", "FROM_DEG"),
+                        help="the wind as a weather reading gives it: speed m/s and the compass bearing it blows "
+                             "from; the fit models it along each path and err_m states it as told (default: still "
+                             "air, the wind left to err_m)")
+    parser.add_argument("--frame-m", type=float, default=FRAME_TYPICAL_M, metavar="M",
+                        help="err_m's frame term: the typical distance between the sensors' surveyed frame and the "
+                             "one places are compared in (a phone's GPS, a map); 0 where they are in the sensors' "
+                             f"own frame (simulation) (default {FRAME_TYPICAL_M:g})")
     parser.add_argument("--mode", choices=MODES, default="2d",
                         help="geometry of the fit: 2d (default), 2.5d (source at --ground-z) or 3d")
     parser.add_argument("--ground-z", type=float, metavar="Z",
@@ -75,6 +85,10 @@ def _check_args(args) -> None:
         raise UserError(f"--temperature-c must be a plausible air temperature in degC, not {t}")
     if args.ground_z is not None and not math.isfinite(args.ground_z):
         raise UserError(f"--ground-z must be a finite height in metres, not {args.ground_z}")
+    if args.wind is not None and wind_problem(*args.wind):
+        raise UserError(f"--wind: {wind_problem(*args.wind)}")
+    if not (math.isfinite(args.frame_m) and args.frame_m >= 0):
+        raise UserError(f"--frame-m must be a distance >= 0 metres, not {args.frame_m}")
     if math.isnan(args.max_disorder_s) or args.max_disorder_s < 0:
         raise UserError(f"--max-disorder-s must be a number of seconds >= 0 (or inf), not {args.max_disorder_s}")
 
@@ -178,7 +192,9 @@ class _Locating:
             # A degenerate fit's NaN is caught where its incident is written (_write), not warned of here.
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
                 incidents = locate_pulses(pulses, self.sensors, self.args.temperature_c, mode=self.args.mode,
-                                          ground_z_m=self.args.ground_z, complete_bursts=self.args.complete_bursts)
+                                          ground_z_m=self.args.ground_z, complete_bursts=self.args.complete_bursts,
+                                          wind_m_s=wind_east_north(*self.args.wind) if self.args.wind else None,
+                                          frame_m=self.args.frame_m)
             self.cracks += int(shock_waves(pulses, self.sensors).sum())
             records = _records(pulses, self.sensors)
             for incident in incidents:

@@ -46,6 +46,7 @@ def residuals(incident: dict, pulses: list[dict], meta: dict) -> list[dict]:
     if sensors is None or c is None:
         return []
     horizontal = meta.get("mode", "2d") == "2d"
+    wind = np.asarray(meta.get("wind_m_s") or (0.0, 0.0), dtype=float)   # the told wind the fit modelled
     used: dict[str, list[int]] = {}
     for p in pulses:
         if p["used"]:
@@ -58,10 +59,12 @@ def residuals(incident: dict, pulses: list[dict], meta: dict) -> list[dict]:
                 continue
             diff = sensors.enu_m[sensors.index[name]] - at
             dist_m = float(np.hypot(diff[0], diff[1]) if horizontal else np.linalg.norm(diff))
-            predicted_ns = shot["t_ns"] + dist_m / c * NS_PER_S
+            speed = c + float(diff[:2] @ wind) / max(dist_m, 1e-6)   # c + w.u along the path
+            predicted_ns = shot["t_ns"] + dist_m / speed * NS_PER_S
             arrival_ns = min(used[name], key=lambda t: abs(t - predicted_ns))
             rows.append({"shot": k, "sensor": name, "arrival_ns": arrival_ns, "dist_m": dist_m,
-                         "travel_ms": dist_m / c * MS_PER_S, "residual_ms": (arrival_ns - predicted_ns) / NS_PER_S * MS_PER_S})
+                         "travel_ms": dist_m / speed * MS_PER_S,
+                         "residual_ms": (arrival_ns - predicted_ns) / NS_PER_S * MS_PER_S})
     return rows
 
 

@@ -39,13 +39,14 @@ from edge import keys
 from edge.audio import ArraySource
 from edge.config import AudioSection, Config, EvidenceSection, MqttSection, NodeSection, OutboxSection, TimingSection
 from edge.node import Node
+from fusion.locator.wind import FULL_CIRCLE_DEG
 from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
 from fusion.transport import mqtt_service
 from simulator import render, score
 from simulator.broker import Collector, Mosquitto, wait_until
 from simulator.render import Progress
-from simulator.scenario import Scenario
+from simulator.scenario import STREAM_WEATHER, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ CLIP_QUIET_S = 5.0           # evidence: stop waiting for clips once none has co
 SETTLE_S = 1.0               # ... and once all have come, and nothing else moved, for this long
 POLL_S = 0.1
 LATENCY_PERCENTILE = 95
+# A weather reading's wind errs: an airport's or a rooftop station's anemometer is kilometres away or
+# above the street, and its wind is a minutes' mean, not the gusts along the paths. The simulator tells
+# fusion the scenario's wind plus this error per axis (the locator's TOLD_WIND_SD_M_S states the same),
+# not the exact wind it blows, so a told err_m is scored against the error a real reading makes.
+WEATHER_READING_SD_M_S = 0.5
 
 
 @dataclasses.dataclass
@@ -241,8 +247,11 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     progress : bool
         Progress lines on stderr.
     temperature : bool
-        Give the fusion server the scenario's air temperature (a city's weather feed);
-        else the locator estimates the speed of sound.
+        Give the fusion server the scenario's weather as a city's weather feed would: its air
+        temperature and wind, the wind with a reading's error (:func:`weather_settings`; the
+        locator models the wind along each path); else the locator
+        estimates the speed of sound in still air. Either way the error budget's frame term is 0:
+        the scenario's truth is in the sensors' own frame.
     evidence : bool
         The nodes keep evidence audio and stay up until the fusion server has finalised
         its incidents (one propagation window after their last pulse) and collected the
@@ -266,7 +275,7 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
         database.unlink(missing_ok=True)
         service = mqtt_service(FusionConfig(site=SITE, broker=url, registry=registry, database=str(database),
                                              client_id=f"earwitness-sim-fusion-{int(time.time_ns())}",
-                                             temperature_c=scn.atmosphere.temperature_c if temperature else None,
+                                             **weather_settings(scn, temperature),
                                              cameras=pathlib.Path(cameras) if cameras else None))
         service.start()
         say(f"live: {scn.name}: {len(scn.array)} sensors, {len(scn.events)} events, broker {url}")
@@ -308,6 +317,21 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     s["alert_latency_s"] = _alert_latency_s(alerts, arrivals_s, origin, speed) if speed else []
     s["alert_latency_median_s"], s["alert_latency_p95_s"] = _percentiles(s["alert_latency_s"])
     return LiveResult(alerts, incidents, s, database, workdir)
+
+
+def weather_settings(scn: Scenario, told: bool = True, reading_sd_m_s: float = WEATHER_READING_SD_M_S,
+                     reading: int = 0) -> dict:
+    """The fusion settings a weather reading gives for ``scn`` (its air's temperature, and its wind plus a
+    reading error drawn per axis with sd ``reading_sd_m_s`` from the scenario's seed: the same run, the
+    same reading; 0 tells the wind exactly), or none (``told`` False); frame_m 0 either way (the
+    scenario's truth is in the sensors' frame). A run is told reading 0; a bench averaging over
+    readings asks for others."""
+    if not told:
+        return {"frame_m": 0.0}
+    air = scn.atmosphere
+    east, north = air.wind_vector() + scn.rng(STREAM_WEATHER, *([reading] if reading else [])).normal(0.0, reading_sd_m_s, 2)
+    return {"temperature_c": air.temperature_c, "wind_mps": float(np.hypot(east, north)),
+            "wind_from_deg": float(np.degrees(np.arctan2(-east, -north))) % FULL_CIRCLE_DEG, "frame_m": 0.0}
 
 
 def _workdir(out) -> pathlib.Path:

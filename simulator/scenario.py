@@ -25,7 +25,7 @@ SHOOTER_HEIGHT_M = 1.5
 
 # Random streams, one per purpose, so adding one kind of draw never shifts another.
 STREAM_EMISSIONS, STREAM_SENSORS, STREAM_WALLS, STREAM_NLOS, STREAM_ECHOES, STREAM_RANDOM_EVENTS, STREAM_GLITCH = range(7)
-STREAM_FLEET, STREAM_NOISE = 7, 8
+STREAM_FLEET, STREAM_NOISE, STREAM_WEATHER = 7, 8, 9
 
 # Bullets for the supersonic crack: (diameter m, length m), Whitham's formula needs both.
 CALIBERS = {"5.56": (5.7e-3, 23e-3), "7.62": (7.8e-3, 28e-3), "9mm": (9.0e-3, 15e-3), ".45": (11.5e-3, 17e-3)}

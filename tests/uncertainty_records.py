@@ -58,11 +58,12 @@ def _find(seen, xy) -> tuple | None:
     return None
 
 
-def locate_recorded(pulses, sensors, temperature_c) -> list[tuple[dict, Record | None]]:
-    """Every output shot (local frame) with its record (true error left NaN for the caller)."""
+def locate_recorded(pulses, sensors, temperature_c, **told) -> list[tuple[dict, Record | None]]:
+    """Every output shot (local frame) with its record (true error left NaN for the caller); ``told``:
+    locate's wind_m_s and frame_m."""
     logging.getLogger("fusion").setLevel(logging.ERROR)
     with recording() as seen:
-        incidents = locate_module.locate(pulses, sensors, temperature_c)
+        incidents = locate_module.locate(pulses, sensors, temperature_c, **told)
     out = []
     for inc in incidents:
         for shot in inc["shots"]:
@@ -130,16 +131,26 @@ def match_truth(shots_and_records, truth: list[dict]) -> list[Record]:
     return out
 
 
-def fleet_records(name: str) -> list[Record]:
-    """Records of a library scenario's fleet pulses, located with the sensors where their GPS puts them."""
-    from simulator import fleet, scenario
+def fleet_records(name: str, told: bool = False, exact: bool = False, readings: int = 1) -> list[Record]:
+    """Records of a library scenario's fleet pulses, located with the sensors where their GPS puts them;
+    ``told``: told the scenario's wind as the live run tells it (simulator.live.weather_settings: the wind
+    plus a seeded reading error, ``readings`` of them one after another; ``exact``: without it), frame 0."""
+    from fusion.locator.wind import wind_east_north
+    from simulator import fleet, live, scenario
 
     scn = scenario.load(name)
     pulses, _ = fleet.pulses(scn)
     surveyed = scn.array.xyz + np.array([m.gps_offset_m for m in scn.sensor_models()])
     sensors = Sensors.from_local({sid: tuple(map(float, xyz)) for sid, xyz in zip(scn.array.ids, surveyed)})
     truth = [t for t in scn.truth() if t["gunfire"]]
-    return match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c), truth)
+    sd_m_s = 0.0 if exact else live.WEATHER_READING_SD_M_S
+    out = []
+    for reading in range(readings if told else 1):
+        weather = live.weather_settings(scn, reading_sd_m_s=sd_m_s, reading=reading)
+        kwargs = {"wind_m_s": wind_east_north(weather["wind_mps"], weather["wind_from_deg"]),
+                  "frame_m": weather["frame_m"]} if told else {}
+        out += match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c, **kwargs), truth)
+    return out
 
 
 def pittsburgh_like_records(tests, n: int, seed: int) -> list[Record]:

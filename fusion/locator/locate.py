@@ -46,7 +46,16 @@ from fusion.locator.pulses import Pulses, parse_pulses
 from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
 from fusion.locator.shooters import cluster_shooters, split_by_place, split_incidents
-from fusion.locator.uncertainty import arrivals_of_fit, on_grid, shot_uncertainties
+from fusion.locator.uncertainty import (
+    BUDGET,
+    FRAME_TYPICAL_M,
+    Budget,
+    arrivals_of_fit,
+    on_grid,
+    shot_uncertainties,
+    told_budget,
+)
+from fusion.locator.wind import as_wind
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +196,10 @@ def _incident_id(t_ns: int) -> str:
     return f"{when.strftime(ID_FORMAT)}.{(t_ns % NS_PER_S) // 1_000_000:03d}Z"
 
 
-def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",
+def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "2d",  # noqa: PLR0913 (keyword-only)
            ground_z_m: float | None = None, incident_radius_m: float | None = None,
-           complete_bursts: bool = COMPLETE_BURSTS_DEFAULT) -> list[dict]:
+           complete_bursts: bool = COMPLETE_BURSTS_DEFAULT, wind_m_s=None,
+           frame_m: float = FRAME_TYPICAL_M) -> list[dict]:
     """Associate, locate, count and order shots among unassociated pulses.
 
     Parameters
@@ -216,6 +226,15 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         Add the rounds of a burst that association missed (:func:`fusion.locator.burst.complete_bursts`),
         telling a burst's echo sets from its rounds by their levels (:mod:`fusion.locator.echosets`):
         on the Pittsburgh audio rounds located 0.47 -> 0.88. Default: COMPLETE_BURSTS_DEFAULT.
+    wind_m_s : (east, north) m/s, optional
+        A told wind (a weather reading; :func:`fusion.locator.wind.wind_east_north` from speed and
+        the bearing it blows from): the final fit's travel times are ``d / (c + w.u)`` along each path,
+        and err_m states the wind as told (:data:`fusion.locator.uncertainty.TOLD_WIND_SD_M_S`).
+        Default: still air, the wind left to the error budget (WIND_SD_M_S).
+    frame_m : float
+        The error budget's frame term (h), the typical distance between the sensors' surveyed frame and
+        the one places are compared in (a phone's GPS, a map); 0 where the places you compare against
+        are in the sensors' own frame (simulation). Default FRAME_TYPICAL_M, 2.5 m.
 
     Returns
     -------
@@ -250,16 +269,18 @@ def locate(pulses, sensors, temperature_c: float | None = None, *, mode: str = "
         for message in pulses.problems + pulses.duplicates:
             log.warning(message)
     return locate_pulses(pulses, sensors, temperature_c, mode=mode, ground_z_m=ground_z_m,
-                         complete_bursts=complete_bursts,
-                         incident_radius_m=incident_radius_m)
+                         complete_bursts=complete_bursts, incident_radius_m=incident_radius_m,
+                         wind_m_s=wind_m_s, frame_m=frame_m)
 
 
-def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,
+def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None = None, *,  # noqa: PLR0913
                   mode: str = "2d", ground_z_m: float | None = None,
                   incident_radius_m: float | None = None,
-                  complete_bursts: bool = COMPLETE_BURSTS_DEFAULT) -> list[dict]:
+                  complete_bursts: bool = COMPLETE_BURSTS_DEFAULT, wind_m_s=None,
+                  frame_m: float = FRAME_TYPICAL_M) -> list[dict]:
     """:func:`locate` on already validated :class:`fusion.locator.pulses.Pulses`."""
     need = min_sensors(mode)
+    told = {"wind": as_wind(wind_m_s), "budget": told_budget(wind_m_s is not None, frame_m)}
     if temperature_c is not None and not (math.isfinite(temperature_c) and
                                           C_MIN <= speed_of_sound(temperature_c) <= C_MAX):
         raise ValueError(f"temperature {temperature_c} degC is outside the plausible range for air")
@@ -281,6 +302,9 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         trial_speeds = (c_known,)
     c_bounds = None if c_known is None else (speed_of_sound(temperature_c - TEMPERATURE_SLACK_C),
                                              speed_of_sound(temperature_c + TEMPERATURE_SLACK_C))
+    # A told wind enters the final fit only: association and burst completion stay in still air, whose
+    # positions their tolerances are consistent with (growing shots in the wind alone lost city_house
+    # 5 of 20 rounds found, completion then predicting still-air arrivals at the wind-corrected place).
     config = SearchConfig(c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
                           min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds, c_bounds=c_bounds)
 
@@ -299,7 +323,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
             groups = [members[part] for members in groups for part in split_by_place(xy[members], incident_radius_m)]
         for members in sorted(groups, key=lambda m: t0[m].min()):
             incident = _incident([shots[i] for i in members], picks, pulses, sensors, c_known, mode, ground_z_m,
-                                 t_ref_ns)
+                                 t_ref_ns, **told)
             if incident is not None:
                 incidents.append(incident)
     return incidents
@@ -434,21 +458,23 @@ def _echoes(out_shots: list[dict], enus: np.ndarray, labels: np.ndarray, c_m_s: 
     return echo
 
 
-def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mode, ground_z_m,
-              t_ref_ns: int) -> dict | None:
+def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mode, ground_z_m,  # noqa: PLR0913
+              t_ref_ns: int, *, wind=None, budget: Budget = BUDGET) -> dict | None:
     """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left).
 
-    The fit is :func:`_final_fit`; shots are then grouped into shooters (single linkage,
-    :func:`fusion.locator.shooters.cluster_shooters`) and echo shots dropped (:func:`_echoes`).
+    The fit is :func:`_final_fit` (in the told ``wind``; None: still air), err_m from ``budget``; shots are
+    then grouped into shooters (single linkage, :func:`fusion.locator.shooters.cluster_shooters`) and echo
+    shots dropped (:func:`_echoes`).
     """
     used = np.concatenate([s.pulses for s in shots])
     z_m = ground_z_m if ground_z_m is not None else float(picks.pos_m[used, 2].min())
     geometry = Geometry(mode, z_m)
-    final = _final_fit(shots, picks, pulses.peak_dbfs, c_known, geometry)
+    final = _final_fit(shots, picks, pulses.peak_dbfs, c_known, geometry, wind)
     if final is None:
         return None
     shots, fit = final
-    out_shots = _shot_records(shots, fit, picks, pulses.t_unc_ns / NS_PER_S, sensors, geometry, t_ref_ns)
+    out_shots = _shot_records(shots, fit, picks, pulses.t_unc_ns / NS_PER_S, sensors, geometry, t_ref_ns,
+                              wind=wind, budget=budget)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
     labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
@@ -487,14 +513,15 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     }
 
 
-def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Geometry):
+def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Geometry, wind=None):
     """The incident's shots fitted together in ``geometry``: (shots kept, their Fit), or None if none is left.
 
     A robust fit first (soft-L1 M-estimator, Huber 1964; Levenberg-Marquardt,
     :func:`fusion.locator.multilaterate.fit_shots`), c shared and estimated when unknown and
     there are degrees of freedom to spare; arrivals it marks as outliers (the MAD rule,
     :func:`_inliers`) or as too loud for the muzzle (:func:`louder_than_blast`) are dropped,
-    then a plain least-squares fit gives the covariance. The shots' pulses are narrowed in place.
+    then a plain least-squares fit gives the covariance. The shots' pulses are narrowed in place. Both
+    fits' travel times are in the told ``wind`` (:mod:`fusion.locator.wind`; None: still air).
     """
     pos, t_s, sigma_s = picks.pos_m, picks.t_s, picks.sigma_s
     groups = [(pos[s.pulses], t_s[s.pulses], sigma_s[s.pulses]) for s in shots]
@@ -512,7 +539,7 @@ def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Ge
     # association tolerance) are left out of the plain fit the covariance comes from.
     places = places_of(shots)
     robust = fit_shots(groups, c, geometry, starts, fit_c=fit_c, loss="soft_l1", scale_s=OUTLIER_FLOOR_S,
-                       places=places)
+                       places=places, wind_m_s=wind)
     need = min_sensors(geometry.mode)
     keep = _inliers(robust.residuals_s, need)
     starts = []
@@ -530,11 +557,11 @@ def _final_fit(shots, picks: Picks, peak_dbfs: np.ndarray, c_known, geometry: Ge
     places = places_of(shots)
     n_unknowns = (len(set(places)) * geometry.dims + len(shots))
     fit_c = fit_c and sum(len(s.pulses) for s in shots) - n_unknowns - 1 >= MIN_DOF_FOR_C
-    return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c, places=places)
+    return shots, fit_shots(groups, robust.c, geometry, starts, fit_c=fit_c, places=places, wind_m_s=wind)
 
 
-def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: Sensors, geometry: Geometry,
-                  t_ref_ns: int) -> list[dict]:
+def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: Sensors, geometry: Geometry,  # noqa: PLR0913
+                  t_ref_ns: int, *, wind=None, budget: Budget = BUDGET) -> list[dict]:
     """Per fitted shot its contract dict (``t_ns``, position, ``err_m``, ``ellipse``, ``sensors``), ``_enu``, ``_rel_err_m``.
 
     In ``shots``' order. ``err_m`` and ``ellipse`` are the 95 % circle and ellipse of the error
@@ -547,11 +574,11 @@ def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: S
     groups = [(picks.pos_m[s.pulses], picks.t_s[s.pulses], picks.sigma_s[s.pulses]) for s in shots]
     used = np.concatenate([s.pulses for s in shots])
     arrivals = arrivals_of_fit(fit, groups, [stated_unc_s[s.pulses] for s in shots], geometry,
-                               rounded=on_grid(picks.t_s[used]))
+                               rounded=on_grid(picks.t_s[used]), wind_m_s=wind)
     # What each position rests on: its sensors, and the residual degrees of freedom of its place.
     dofs = place_dof(shots, fit.places, geometry.dims)
     out_shots = []
-    for k, (s, unc) in enumerate(zip(shots, shot_uncertainties(arrivals))):
+    for k, (s, unc) in enumerate(zip(shots, shot_uncertainties(arrivals, budget))):
         solved = fit.positions[k]
         if geometry.mode == "2d":
             z = float(np.median(picks.pos_m[s.pulses, 2]))  # the plane of the sensors (TN098 §V.B)

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import optimize, special
 
 from earwitness.units import speed_of_sound
+from fusion.locator.wind import as_wind, travel_and_gradient, travel_times
 
 MODES = ("2d", "2.5d", "3d")
 # Plausible outdoor air temperatures bound the speed of sound when it is estimated.
@@ -176,12 +177,13 @@ LM_FTOL = 1e-8
 
 def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = False,  # noqa: PLR0913 (keyword-only)
               loss: str = "linear", scale_s: float = 1e-3, c_bounds: tuple[float, float] = (None, None),
-              places=None) -> Fit:
+              places=None, wind_m_s=None) -> Fit:
     """Least-squares fit of one or more shots, optionally sharing an estimated speed of sound.
 
-    Minimises sum rho(((t_i - t0_k - |p_k - s_i| / c) / sigma_i)^2) over every shot k's
-    position p_k and emission time t0_k (and c when ``fit_c``, kept within its bounds) by
-    Levenberg-Marquardt with an analytic Jacobian (:func:`_levenberg_marquardt`). With
+    Minimises sum rho(((t_i - t0_k - |p_k - s_i| / c) / sigma_i)^2) (c + w.u for c in a told wind w, u
+    from source to sensor: :mod:`fusion.locator.wind`) over every shot k's position p_k and emission time
+    t0_k (and c when ``fit_c``, within its bounds) by Levenberg-Marquardt with an analytic Jacobian
+    (:func:`_levenberg_marquardt`). With
     ``loss="soft_l1"`` or ``"cauchy"`` the fit is robust (an M-estimator, Huber 1964) to
     the late, non-line-of-sight arrivals still in a pulse set. The covariance
     ``s^2 (J^T J)^-1`` (Gauss-Newton, e.g. Mathias et al. 2008 §4) is meant for the final
@@ -209,27 +211,25 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
     places : sequence of int, optional
         Per shot its place: shots of one place (a burst's rounds) share one position, each its
         own t0 (default: each shot its own place); ``positions`` and ``cov`` are the place's.
+    wind_m_s : (east, north), optional
+        A told wind, m/s (its exact Jacobian); None (default): still air.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
-    dims = geometry.dims
-    k = len(groups)
+    dims, k = geometry.dims, len(groups)
     coords = np.concatenate([geometry.sensor_coords(np.asarray(g[0], dtype=float)) for g in groups])
     times = np.concatenate([np.asarray(g[1], dtype=float) for g in groups])
     sigmas = np.concatenate([np.asarray(g[2], dtype=float) for g in groups])
     sizes = [len(g[1]) for g in groups]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     shot_of = np.repeat(np.arange(k), sizes)
-    n = len(times)
-    inv_sigma = 1.0 / sigmas
+    n, inv_sigma = len(times), 1.0 / sigmas
     first_of_place, shot_pos_cols, t0_col_of = unknowns_layout(k, places, dims)
     x = np.concatenate([np.concatenate([np.asarray(p, dtype=float)[:dims], [t0]]) if first else [t0]
                         for (p, t0), first in zip(starts, first_of_place)])
     c_lo, c_hi = (C_MIN if c_bounds[0] is None else c_bounds[0]), (C_MAX if c_bounds[1] is None else c_bounds[1])
-    if fit_c:
-        x = np.append(x, min(max(c, c_lo), c_hi))
-    n_par = len(x)
-    rows = np.arange(n)
+    x = np.append(x, min(max(c, c_lo), c_hi)) if fit_c else x
+    n_par, rows, wind = len(x), np.arange(n), as_wind(wind_m_s)
     # Column of each row's position and emission-time derivatives in the Jacobian.
     pos_cols, t0_cols = shot_pos_cols[shot_of], t0_col_of[shot_of]
 
@@ -245,14 +245,15 @@ def fit_shots(groups, c: float, geometry: Geometry, starts, *, fit_c: bool = Fal
             src = np.column_stack([src, np.full(n, geometry.z_m)])
         diff = src - coords
         dist = np.maximum(np.sqrt(np.einsum("ij,ij->i", diff, diff)), 1e-6)
-        return (times - shots[shot_of, dims] - dist / speed) * inv_sigma, (diff, dist, speed)
+        return (times - shots[shot_of, dims] - travel_times(diff, dist, speed, wind)) * inv_sigma, (diff, dist, speed)
 
     def jacobian(diff, dist, speed):
         jac = np.zeros((n, n_par))
-        jac[rows[:, None], pos_cols] = -(diff[:, :dims] / (dist * speed)[:, None]) * inv_sigma[:, None]
+        _, by_pos, by_c = travel_and_gradient(diff, dist, speed, wind, dims)
+        jac[rows[:, None], pos_cols] = -by_pos * inv_sigma[:, None]
         jac[rows, t0_cols] = -inv_sigma
         if fit_c:
-            jac[:, -1] = dist / speed**2 * inv_sigma
+            jac[:, -1] = -by_c * inv_sigma
         return jac
 
     f_scale = scale_s / float(np.median(sigmas))

@@ -41,13 +41,17 @@ residuals:
 - (d)'s wind form: one wind vector of sd WIND_SD_M_S per axis for all paths; it makes sound
   toward sensor i early by ``tau_i (w.u_i) / c`` (u_i the unit vector toward the sensor), which
   for sensors all around shifts the source by about ``d w / c``, the same for every shot of a
-  place and invisible in the residuals;
+  place and invisible in the residuals. Where a wind is told (locate's ``wind_m_s``), the fit
+  models it (``c + w.u_i`` along each path, :mod:`fusion.locator.wind`; the Jacobian here is the
+  fit's) and this term is the told reading's error, TOLD_WIND_SD_M_S per axis (:func:`told_budget`);
 
 and, on the position itself,
 
 - (h) the frame: the place as found on the ground (a phone's GPS, a map) against the frame of
   the sensors' surveyed positions, one horizontal offset of sd FRAME_SD_M per axis, which no
-  number of sensors averages out.
+  number of sensors averages out. A setting (locate's ``frame_m``, the typical distance, default
+  FRAME_TYPICAL_M): 0 where the places compared against are in the sensors' own frame (simulation,
+  whose truth and sensors share one frame, each sensor with its own survey error only).
 
 Propagation (linearised, Gauss-Newton)
 --------------------------------------
@@ -97,12 +101,13 @@ comments.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import special
 
 from fusion.locator.multilaterate import CONFIDENCE, Fit, Geometry, radius95_m, unknowns_layout
+from fusion.locator.wind import as_wind, travel_and_gradient
 
 # (a) Timing sigma of a pick that states none: a couple of samples at the 8-12 kHz rates of
 # deployed sensors (the commercial reports of TN098 carry no uncertainty).
@@ -141,13 +146,24 @@ C_PATH_REL_SD = 0.00125
 # d w / c, the same for every shot of the place and invisible in the residuals: 1 m/s per axis
 # (95 % of winds under 2.4 m/s) is 1.5-1.9 m per axis at FP1-FP3's 500-630 m.
 WIND_SD_M_S = 1.0
+# (d)'s wind form where a wind is told (locate's wind_m_s; the fit then models it, fusion.locator.wind):
+# what is left is the told reading against the air along the paths during the shot's second or two,
+# stated, not fitted. A station's reading is a mean over minutes at one mast (an airport's 10-min
+# mean, a rooftop anemometer); gusts and the streets' channelling move the wind near the ground by a
+# fraction of it, and 0.5 m/s per axis is a sixth of the simulator's 3 m/s (95 % of misses under 1.2
+# m/s). In the simulator the told wind is the one it blows, so there this term covers nothing real:
+# it only widens err_m by about half the untold term's share.
+TOLD_WIND_SD_M_S = 0.5
 # (h) The frame, stated, not fitted: the place as someone finds it on the ground (a phone's GPS, a
 # map; Pittsburgh's surveys: a smartphone, "on the order of 2.5 m", TN098 §IV) against the frame
 # the sensors' surveyed positions make. One horizontal offset common to every arrival: it moves the
 # solution without a residual, and no number of sensors averages it out. 2.5 m read as the mean
 # distance of a circular normal error, sd * sqrt(pi / 2) (the Rayleigh distribution's mean).
+# Settable (locate's frame_m, the fusion server's frame_m, `earwitness locate --frame-m`): 0 where the
+# places err_m is compared against are in the sensors' own frame (simulation: truth and sensors share one).
 FRAME_TYPICAL_M = 2.5
-FRAME_SD_M = FRAME_TYPICAL_M / math.sqrt(math.pi / 2.0)
+RAYLEIGH_MEAN_PER_SD = math.sqrt(math.pi / 2.0)
+FRAME_SD_M = FRAME_TYPICAL_M / RAYLEIGH_MEAN_PER_SD
 # Quantile of the 95 % ellipse: chi-square with 2 degrees of freedom.
 CHI2_2D = float(special.chdtri(2, 1.0 - CONFIDENCE))
 # (i) An arrival is "poorly controlled" below this redundancy number (Förstner 1985: r_i < 0.1, an
@@ -181,6 +197,18 @@ class Budget:
 
 
 BUDGET = Budget()
+
+
+def told_budget(wind_told: bool, frame_m: float = FRAME_TYPICAL_M, base: Budget = BUDGET) -> Budget:
+    """``base`` with the wind's sd for a wind told (TOLD_WIND_SD_M_S) or not (``base``'s) and the frame (h)
+    from ``frame_m``, its typical (mean) distance; ``base`` itself where neither changes (no wind told, the
+    default frame)."""
+    if not (math.isfinite(frame_m) and frame_m >= 0.0):
+        raise ValueError(f"frame_m must be a distance >= 0 metres, not {frame_m}")
+    if not wind_told and frame_m == FRAME_TYPICAL_M:
+        return base
+    return replace(base, wind_sd_m_s=TOLD_WIND_SD_M_S if wind_told else base.wind_sd_m_s,
+                   frame_sd_m=frame_m / RAYLEIGH_MEAN_PER_SD)
 
 
 @dataclass(frozen=True)
@@ -221,12 +249,14 @@ def on_grid(t_s: np.ndarray, step_s: float = ROUNDING_STEP_S) -> bool:
     return bool(np.all(np.abs(steps - np.round(steps)) * step_s <= ROUNDING_TOL_S))
 
 
-def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geometry, rounded: bool) -> Arrivals:
+def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geometry, rounded: bool,  # noqa: PLR0913
+                    wind_m_s=None) -> Arrivals:
     """The :class:`Arrivals` of a :func:`fit_shots` result: its Jacobian recomputed at the solution.
 
     ``groups`` are the fit's (sensors_m, t_s, sigma_s) per shot, ``stated_unc_s`` per shot the
-    pulses' stated uncertainties (NaN where none).
+    pulses' stated uncertainties (NaN where none); ``wind_m_s`` the wind the fit was told (None: still air).
     """
+    wind = as_wind(wind_m_s)
     dims, k = geometry.dims, len(groups)
     # The fit's unknowns: rounds of one place (a burst) share its position columns.
     _, pos_cols, t0_cols = unknowns_layout(k, fit.places, dims)
@@ -241,11 +271,12 @@ def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geomet
         diff = geometry.source_coords(fit.positions[j]) - coords
         dist = np.maximum(np.linalg.norm(diff, axis=1), 1e-6)
         rows = slice(row, row + len(dist))
-        jac[rows, pos_cols[j]] = diff[:, :dims] / (dist * fit.c)[:, None]
         jac[rows, t0_cols[j]] = 1.0
+        # The fit's own model: c + w.u along each path where a wind was told (fusion.locator.wind).
+        travel[rows], jac[rows, pos_cols[j]], by_c = travel_and_gradient(diff, dist, fit.c, wind, dims)
         if fit.c_fitted:
-            jac[rows, -1] = -dist / fit.c**2
-        travel[rows], shot[rows] = dist / fit.c, j
+            jac[rows, -1] = by_c
+        shot[rows] = j
         flat = -diff[:, :2]
         toward[rows] = flat / np.maximum(np.linalg.norm(flat, axis=1), 1e-6)[:, None]
         if geometry.mode == "2d":   # (g): heights left out, about the shot's plane (the sensors' median height)

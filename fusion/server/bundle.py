@@ -40,6 +40,7 @@ import sqlalchemy as sa
 import earwitness
 from earwitness import keys, wire
 from fusion.locator.locate import locate
+from fusion.locator.uncertainty import FRAME_TYPICAL_M
 from fusion.server import audit, evidence
 from fusion.server.ingest import pulse_dict
 from fusion.server.registry import Registry, RegistryError, registry_from_nodes
@@ -98,8 +99,10 @@ def bundle_files(store: Store, incident_id: str, signing_key: nacl.signing.Signi
     meta = json.loads(rows[-1].meta)
     files["settings.json"] = _json({"software": earwitness.__version__, "incident": incident_id,
                                     "locator": {"function": LOCATOR, "mode": meta.get("mode", "2d"),
-                                                "temperature_c": meta.get("temperature_c")},
-                                    "weather": {"temperature_c": meta.get("temperature_c"),
+                                                "temperature_c": meta.get("temperature_c"),
+                                                "wind_m_s": meta.get("wind_m_s"),
+                                                "frame_m": meta.get("frame_m", FRAME_TYPICAL_M)},
+                                    "weather": {"temperature_c": meta.get("temperature_c"), "wind_m_s": meta.get("wind_m_s"),
                                                 "speed_of_sound_m_s": meta.get("speed_of_sound_m_s")}})
     manifest = _json({"incident": incident_id, "server_key": keys.public_hex(signing_key.verify_key),
                       "files": {n: hashlib.sha256(d).hexdigest() for n, d in sorted(files.items())}})
@@ -252,7 +255,9 @@ def _recompute(rows: list[dict], pulses: list[dict], registry: Registry, setting
         report.notes.append(f"nothing to recompute (status {last.get('status')}, {len(pulses)} used pulse(s))")
         return
     locator = settings["locator"]
-    found = locate(pulses, registry.sensors, locator.get("temperature_c"), mode=locator.get("mode", "2d"))
+    wind = locator.get("wind_m_s")
+    found = locate(pulses, registry.sensors, locator.get("temperature_c"), mode=locator.get("mode", "2d"),
+                   wind_m_s=tuple(wind) if wind else None, frame_m=locator.get("frame_m", FRAME_TYPICAL_M))
     if not found:
         report.problems.append(f"recomputed: the locator finds no incident in the {len(pulses)} used pulses")
         return

@@ -49,6 +49,8 @@ import sqlalchemy as sa
 
 from earwitness import topics
 from earwitness.units import NS_PER_S
+from fusion.locator.uncertainty import FRAME_TYPICAL_M
+from fusion.locator.wind import told_wind
 from fusion.server import alerts, evidence
 from fusion.server.audit import AuditLog, server_key
 from fusion.server.casework import Casework
@@ -96,6 +98,9 @@ class FusionConfig:
     client_id: str | None = None
     shared_group: str | None = None
     temperature_c: float | None = None
+    wind_mps: float | None = None             # a weather reading's wind speed (with wind_from_deg): the locator models it
+    wind_from_deg: float | None = None        # the compass bearing the wind blows from
+    frame_m: float = FRAME_TYPICAL_M          # err_m's frame term (0: places compared in the sensors' frame)
     mode: str = "2d"
     margin_s: float = 1.0
     max_range_m: float = DEFAULT_MAX_RANGE_M
@@ -134,7 +139,8 @@ class FusionService:
         self.link = self._open_link()
         self.ingest = PulseIngest(site, self.registry, self.store, self._publish_deadletter)
         self.tracker = IncidentTracker(self.registry.sensors, site, config.temperature_c, config.mode, config.margin_s,
-                                       config.max_range_m, positions=self.registry.positions)
+                                       config.max_range_m, positions=self.registry.positions,
+                                       wind_m_s=told_wind(config.wind_mps, config.wind_from_deg), frame_m=config.frame_m)
         self.alert_topic = topics.incident(site)
         self.casework = Casework.for_site(self.registry.sensors, self.store, config.cameras, config.buildings)
         self.latencies_s: list[float] = []

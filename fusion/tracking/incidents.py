@@ -51,6 +51,7 @@ from __future__ import annotations
 from earwitness.records import Incident, Position
 from earwitness.units import NS_PER_S
 from fusion.locator.sensors import Sensors
+from fusion.locator.uncertainty import FRAME_TYPICAL_M
 from fusion.tracking.arrivals import ArrivalBook
 from fusion.tracking.buffer import PulseBuffer
 from fusion.tracking.reach import Reach, sensor_positions
@@ -88,13 +89,19 @@ class IncidentTracker:
     positions : dict, optional
         The sensors' positions as a revision's evidence lists them (the registry's, as
         configured); by default ``sensors``' own, in the frame of the input.
+    wind_m_s : (east, north) m/s, optional
+        A told wind (a weather reading) for the locator's fit and err_m; None: still air.
+    frame_m : float
+        err_m's frame term (:func:`fusion.locator.locate.locate`): 0 where places are compared in the
+        sensors' own frame (simulation).
     """
 
-    def __init__(self, sensors: Sensors, site: str, temperature_c: float | None = None, mode: str = "2d",
+    def __init__(self, sensors: Sensors, site: str, temperature_c: float | None = None, mode: str = "2d",  # noqa: PLR0913
                  margin_s: float = DEFAULT_MARGIN_S, max_range_m: float = DEFAULT_MAX_RANGE_M,
-                 *, positions: dict[str, Position] | None = None):
+                 *, positions: dict[str, Position] | None = None, wind_m_s: tuple[float, float] | None = None,
+                 frame_m: float = FRAME_TYPICAL_M):
         self.site = site
-        self.fix = Fix(temperature_c, mode)
+        self.fix = Fix(temperature_c, mode, wind_m_s, frame_m)
         self.min_sensors = self.fix.min_sensors
         self.alert_sensors = self.fix.alert_sensors
         self.reach = Reach(sensors, max_range_m, margin_s)

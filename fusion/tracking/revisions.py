@@ -400,6 +400,8 @@ class Revisions:
             "temperature_c": self.fix.temperature_c,
             "speed_of_sound_m_s": incident.get("c_mps"),
             "mode": self.fix.mode,
+            "wind_m_s": list(self.fix.wind_m_s) if self.fix.wind_m_s is not None else None,
+            "frame_m": self.fix.frame_m,
             "software": earwitness.__version__,
             "locator": "fusion.locator.locate.locate",
             "window_s": self.reach.window_ns / NS_PER_S,

@@ -29,6 +29,7 @@ from fusion.locator.attribution import attribute, shot_arrivals
 from fusion.locator.locate import locate, min_sensors
 from fusion.locator.multilaterate import C_MIN
 from fusion.locator.pulses import LEVEL_KEYS
+from fusion.locator.uncertainty import FRAME_TYPICAL_M
 from fusion.tracking.arrivals import ArrivalBook, Predicted, explains
 from fusion.tracking.buffer import PulseBuffer, PulseRecord
 from fusion.tracking.reach import Reach, incident_c_m_s
@@ -65,10 +66,13 @@ Taken = Callable[[dict], bool]
 @dataclasses.dataclass(frozen=True)
 class Fix:
     """How windows are located: the air temperature (None: the locator estimates the speed of
-    sound) and the geometry, ``"2d"``, ``"2.5d"`` or ``"3d"``."""
+    sound), the geometry, ``"2d"``, ``"2.5d"`` or ``"3d"``, the told wind (east, north m/s; None:
+    still air) and err_m's frame term (m; see :func:`fusion.locator.locate.locate`)."""
 
     temperature_c: float | None
     mode: str
+    wind_m_s: tuple[float, float] | None = None
+    frame_m: float = FRAME_TYPICAL_M
 
     @property
     def min_sensors(self) -> int:
@@ -217,7 +221,8 @@ class Windows:
             # Burst completion as locate's default (COMPLETE_BURSTS_DEFAULT; with it on, make demo keeps 12/12 shots
             # and rounds exact 1: the seed city's house-front echo sets are told from rounds by their levels).
             for inc in locate(locator_input(pulses), self.reach.sensors, self.fix.temperature_c, mode=self.fix.mode,
-                              incident_radius_m=self.reach.anchor_range_m):
+                              incident_radius_m=self.reach.anchor_range_m, wind_m_s=self.fix.wind_m_s,
+                              frame_m=self.fix.frame_m):
                 used, _ = attribute(inc, pulses, self.reach.sensors, incident_c_m_s(inc))
                 verdict = self._verdict(anchor, inc, pulses, used, taken)
                 if verdict == _FAR:
