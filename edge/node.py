@@ -519,6 +519,7 @@ class Node:
             try:
                 if self.evidence is None:
                     raise ClipError("this node keeps no evidence audio (evidence.enabled = false)")
+                self.evidence.wait_heard(command.get("t1_ns"), self._stop)   # a node behind its input
                 clip = self.evidence.clip(command.get("t0_ns"), command.get("t1_ns"))
                 answer = clip_message(clip, request, self.cfg.node.name, self.key)
             except ClipError as exc:
