@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -33,6 +34,11 @@ INT16_FULL_SCALE = 32768.0
 AA_ORDER, AA_RIPPLE_DB, AA_CORNER = 8, 0.05, 0.8
 FLAC_SUBTYPE = "PCM_16"
 CHUNK_GLOB = "ev-*.flac"
+# A clip request for audio not kept yet (a node behind its input: the simulator's under load) waits
+# for it while it keeps coming: at most CLIP_WAIT_S, and no longer than CLIP_STALL_S without progress.
+CLIP_WAIT_S = 30.0
+CLIP_STALL_S = 2.0
+CLIP_POLL_S = 0.1
 
 # stamp(sample index at the input rate) -> (t_ns, t_unc_ns, timing label)
 Stamp = Callable[[float], "tuple[int, int, str]"]
@@ -131,6 +137,26 @@ class EvidenceBuffer:
                 self._next += len(kept) * self.factor
             if self._chunk is not None and self._chunk.frames >= self.chunk_frames:
                 self._close_chunk()
+
+    def heard_through_ns(self) -> int | None:
+        """UTC ns of the newest sample kept (in memory or on disk), None before the first."""
+        with self._lock:
+            last = self._next - self.factor
+            return self.stamp(last)[0] if last >= 0 and self._expect is not None else None
+
+    def wait_heard(self, t_ns, stop: threading.Event) -> None:
+        """Wait until audio up to ``t_ns`` is kept, while it still comes (see CLIP_WAIT_S), or ``stop``."""
+        deadline = time.monotonic() + CLIP_WAIT_S
+        heard, moved = None, time.monotonic()
+        while isinstance(t_ns, int) and not stop.is_set():
+            now, now_heard = time.monotonic(), self.heard_through_ns()
+            if now_heard is not None and now_heard >= t_ns:
+                return
+            if now_heard != heard:
+                heard, moved = now_heard, now
+            if now >= deadline or now - moved >= CLIP_STALL_S:
+                return
+            stop.wait(CLIP_POLL_S)
 
     def _meta(self, chunk: _Chunk) -> dict:
         last = chunk.first_sample + (chunk.frames - 1) * self.factor

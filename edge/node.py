@@ -62,11 +62,11 @@ NOISE_BLOCK_S = 0.1
 NOISE_WINDOW_S = 60
 NOISE_PERCENTILE = 10
 MIN_LEVEL_DBFS = -200.0
-PULSE_RATE_WINDOW_S = 60
-# Health's outbox_depth_max is the peak over this long, not since the last report: a report is QoS 0,
-# and one lost (a subscriber still reconnecting after an outage) must not take the backlog with it.
-DEPTH_PEAK_WINDOW_S = 60
-DEPTH_PEAKS_MAX = 65536   # bounds the samples kept should no report prune them
+# Health's pulse rate and outbox_depth_max are over this long. The depth is the peak over the window,
+# not since the last report: a report is QoS 0, and one lost (a subscriber still reconnecting after an
+# outage) must not take the backlog with it.
+PULSE_WINDOW_S = 60
+PULSES_KEPT_MAX = 65536   # bounds the pulses kept should no report prune them (over 1000 a second)
 COMMAND_QUEUE = 16
 KERNEL_PPS_WAIT_S = 1.5
 GPS_REOPEN_S = 2.0  # a GPS port that went away is tried again this often
@@ -204,11 +204,11 @@ class Node:
         self._pending: collections.deque = collections.deque()  # detector pulses not yet stamped
         self._last_edge = -1.0
         self._delivered = 0
-        self._pulse_times: collections.deque = collections.deque()
+        # (monotonic s, outbox depth) at each pulse committed, over the last PULSE_WINDOW_S (see _recent_pulses)
+        self._pulses: collections.deque = collections.deque(maxlen=PULSES_KEPT_MAX)
         self._levels: collections.deque = collections.deque(maxlen=round(NOISE_WINDOW_S / NOISE_BLOCK_S))
         self._level_acc = [0.0, 0]
         self.pulses_total = 0
-        self._depth_peaks: collections.deque = collections.deque(maxlen=DEPTH_PEAKS_MAX)  # (monotonic s, outbox depth)
         self.untimed = 0  # pulses the clock never covered, timed by their capture (see _capture_time)
         self.timing_watch = TimingWatch()  # warns when timing degrades and when it recovers
         self._watch_due = 0
@@ -417,9 +417,8 @@ class Node:
 
         self.outbox.append(encode)
         self.publisher.notify()
-        self._depth_peaks.append((time.monotonic(), self.outbox.depth()))
+        self._pulses.append((time.monotonic(), self.outbox.depth()))
         self.pulses_total += 1
-        self._pulse_times.append(time.monotonic())
 
     def _measure_noise(self, mic: np.ndarray) -> None:
         x = mic.astype(np.float32)
@@ -437,8 +436,7 @@ class Node:
     def health(self) -> dict:
         """The health report (also published on ``.../health``)."""
         now = time.monotonic()
-        while self._pulse_times and self._pulse_times[0] < now - PULSE_RATE_WINDOW_S:
-            self._pulse_times.popleft()
+        depths = self._recent_pulses(now)
         cpu_now = (time.process_time(), now)
         cpu_s, wall_s = cpu_now[0] - self._cpu0[0], cpu_now[1] - self._cpu0[1]
         self._cpu0 = cpu_now
@@ -457,11 +455,11 @@ class Node:
             "clock_unc_ns": clock.get("unc_ns"),
             "adc_rate_error_ppm": clock.get("rate_error_ppm"),
             "noise_floor_dbfs": round(float(np.percentile(self._levels, NOISE_PERCENTILE)), 1) if self._levels else None,
-            "pulses_per_min": len(self._pulse_times) * 60 / PULSE_RATE_WINDOW_S,
+            "pulses_per_min": len(depths) * 60 / PULSE_WINDOW_S,
             "pulses_total": self.pulses_total,
             "pulses_untimed": self.untimed,
             "outbox_depth": self.outbox.depth(),
-            "outbox_depth_max": self._depth_peak(),   # over the last DEPTH_PEAK_WINDOW_S
+            "outbox_depth_max": max(depths + [self.outbox.depth()]),   # over the last PULSE_WINDOW_S
             "outbox_evicted": self.outbox.evicted(),   # budget or low disk: the oldest made room
             "outbox_dropped": self.outbox.dropped,     # a full disk had no room at all
             "published": self.publisher.published,
@@ -490,11 +488,11 @@ class Node:
         while not self._stop.wait(self.cfg.mqtt.health_interval_s):
             self.publisher.publish_json(self.publisher.topics.health, self.health())
 
-    def _depth_peak(self) -> int:
-        """The outbox's deepest over the last DEPTH_PEAK_WINDOW_S (at each pulse appended), or now."""
-        while self._depth_peaks and self._depth_peaks[0][0] < time.monotonic() - DEPTH_PEAK_WINDOW_S:
-            self._depth_peaks.popleft()
-        return max([depth for _, depth in list(self._depth_peaks)] + [self.outbox.depth()])
+    def _recent_pulses(self, now: float) -> list[int]:
+        """The outbox depth at each pulse of the last PULSE_WINDOW_S before ``now`` (monotonic s), older ones forgotten."""
+        while self._pulses and self._pulses[0][0] < now - PULSE_WINDOW_S:
+            self._pulses.popleft()
+        return [depth for _, depth in list(self._pulses)]   # list(): one copy, while the worker appends
 
     def _command_loop(self) -> None:
         while not self._stop.is_set():
@@ -521,6 +519,7 @@ class Node:
             try:
                 if self.evidence is None:
                     raise ClipError("this node keeps no evidence audio (evidence.enabled = false)")
+                self.evidence.wait_heard(command.get("t1_ns"), self._stop)   # a node behind its input
                 clip = self.evidence.clip(command.get("t0_ns"), command.get("t1_ns"))
                 answer = clip_message(clip, request, self.cfg.node.name, self.key)
             except ClipError as exc:

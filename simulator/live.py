@@ -59,6 +59,7 @@ INGEST_TIMEOUT_S = 120.0     # the fusion server gets this long to take every pu
 ALERTS_TIMEOUT_S = 10.0      # and the collector this long to receive every alert published
 CLIP_QUIET_S = 5.0           # evidence: stop waiting for clips once none has come for this long
 SETTLE_S = 1.0               # ... and once all have come, and nothing else moved, for this long
+CLIPS_TIMEOUT_S = 120.0      # ... and at most this long after every pulse is in and every incident final
 POLL_S = 0.1
 LATENCY_PERCENTILE = 95
 # A weather reading's wind errs: an airport's or a rooftop station's anemometer is kilometres away or
@@ -198,29 +199,36 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
         return all(vn.node.source.fed.is_set() and vn.node.ring.fill() == 0 and vn.node.outbox.depth() == 0
                    for vn in nodes if vn.thread.is_alive())
 
+    def final():
+        # A node's empty outbox means the broker has its pulses, not the server: under load the
+        # server takes them seconds later, and only then opens the windows whose final asks for clips.
+        taken = service.ingest.accepted + sum(service.ingest.rejected.values())
+        return taken >= sum(vn.node.publisher.published for vn in nodes) and service.locator_idle \
+            and not service.tracker.open_windows
+
     def in_and_final():
         if bar:
             fed = sum(vn.node.source.fed.is_set() for vn in nodes)
             bar.update(fed, f"nodes fed, {service.ingest.accepted} pulses in, {collector.count()} alerts, "
                             f"{service.tracker.open_windows} incident window(s) open")
-        return settled() and service.locator_idle and not service.tracker.open_windows
+        return settled() and final()
 
-    deadline = time.monotonic() + INGEST_TIMEOUT_S
     wait_until(in_and_final, INGEST_TIMEOUT_S, POLL_S)
-    # A final revision is published before its clips are requested: all quiet for a moment first.
     state, since = None, time.monotonic()
 
     def quiet():
         nonlocal state, since
         now_state = (service.tracker.open_windows, service.clips_requested, service.clips_stored, service.alerts_published)
-        if now_state != state:
+        # The quiet spell counts only from when nothing can still ask for clips: not while a window is
+        # open or a round unsent (a window closes on the wall clock, later under load than CLIP_QUIET_S).
+        if now_state != state or not (settled() and final()):
             state, since = now_state, time.monotonic()
-        # Only requests answered end the wait early: before the final revision is stored (slow under
-        # load) nothing has been requested yet, which must not pass for all clips in.
-        finished = state[0] == 0 and service.locator_idle and 0 < state[1] <= state[2]
+        # Only requests answered end the wait early (after SETTLE_S): else none has come for CLIP_QUIET_S.
+        finished = 0 < state[1] <= state[2]
         return time.monotonic() - since > (SETTLE_S if finished else CLIP_QUIET_S)
 
-    wait_until(quiet, max(0.0, deadline - time.monotonic()), POLL_S)
+    # Its own time: how long ingestion took under load must not leave the clips none.
+    wait_until(quiet, CLIPS_TIMEOUT_S, POLL_S)
 
 
 def _percentiles(values) -> tuple[float | None, float | None]:
@@ -352,17 +360,18 @@ def _render_and_start(scn: Scenario, fleet: _Fleet, speed, service, collector, b
         start_ns, segments = sensor_segments(scn, plan, i)
         if segments:
             seconds += sum(len(f) for _, f in segments) / models[i].rate_hz
-            # Paced, every node starts at once, in step; else each as soon as its audio is ready.
+            # Paced, every node starts at once, in step; with evidence too (a node started after the
+            # server closed an incident would miss its clip request); else each as soon as its audio is ready.
             waiting.append((sid, segments, start_ns, models[i].rate_hz))
-            if not speed:
+            if not speed and fleet.hold is None:
                 fleet.start(*waiting.pop())
         if bar:
             bar.update(i + 1, f"sensors, {seconds:.0f} sensor-s of audio, {service.ingest.accepted} pulses in, "
                               f"{collector.count()} alerts")
     if speed:
         origin = (time.monotonic(), scn.start_ns)
-        for w in waiting:
-            fleet.start(*w, speed, origin)
+    for w in waiting:
+        fleet.start(*w, speed, origin)
     if bar:
         bar.update(len(scn.array), f"sensors rendered ({seconds:.0f} sensor-s of audio)", final=True)
     return seconds, origin

@@ -196,6 +196,43 @@ def test_claims_on_shots_long_before_a_rounds_newest_are_pruned(stores):
     assert ("s/1", "b-late-old") in _claimed(b_store)
 
 
+def _slot_rows(store: Store) -> list[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(sa.select(slot_incidents.c.worker, slot_incidents.c.incident)))
+
+
+def test_slot_incidents_long_before_a_rounds_newest_are_pruned(stores):
+    """With the claims, a prune deletes every slot's record of the incidents (stored or yielded)
+    whose newest shot is more than CLAIM_KEEP_S before the round's newest (data time), not younger ones."""
+    a_store, b_store = stores
+    keep_ns = CLAIM_KEEP_S * NS_PER_S
+    a, b = _claims(a_store, "s/0"), _claims(b_store, "s/1")
+    assert _save(a_store, a, _incident("a-old", T0_NS, 0.0)) == 1
+    assert _save(a_store, a, _incident("a-long", T0_NS - NS_PER_S // 2, 3000.0, shots=2)) == 1   # its last shot at T0 + 0.5 s
+    assert _save(a_store, a, _incident("a-recent", T0_NS + keep_ns // 2, 0.0)) == 1
+    assert _save(b_store, b, _incident("b-old", T0_NS + 1, 0.0)) is None   # yielded to a-old
+    assert _slot_rows(a_store) == [("s/0", "a-long"), ("s/0", "a-old"), ("s/0", "a-recent"), ("s/1", "b-old")]
+    c = _claims(b_store, "s/2")   # its first round prunes what lies before T0 + 0.25 s
+    assert _save(b_store, c, _incident("c-new", T0_NS + keep_ns + NS_PER_S // 4, 5000.0)) == 1
+    assert _slot_rows(a_store) == [("s/0", "a-long"), ("s/0", "a-recent"), ("s/2", "c-new")]
+    assert a.known(["a-old", "b-old", "a-long"]) == {"a-long"}
+
+
+def test_slot_incidents_made_before_their_prune_get_its_column(stores):
+    """A slot_incidents table without the data time column (an older server's) gets it; its rows
+    (no data time known) are kept, new ones pruned."""
+    a_store, _ = stores
+    with a_store.writer.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE slot_incidents (worker VARCHAR(64) NOT NULL, incident VARCHAR(64) NOT NULL, "
+                             "yielded_to VARCHAR(64), created_ns BIGINT NOT NULL, PRIMARY KEY (worker, incident))"))
+        conn.execute(sa.text("INSERT INTO slot_incidents VALUES ('s/0', 'before', NULL, 1)"))
+    a = _claims(a_store, "s/0")
+    assert _save(a_store, a, _incident("a-old", T0_NS, 0.0)) == 1
+    a._prune_due = 0.0   # due now
+    assert _save(a_store, a, _incident("a-new", T0_NS + CLAIM_KEEP_S * NS_PER_S + NS_PER_S, 0.0)) == 1
+    assert _slot_rows(a_store) == [("s/0", "a-new"), ("s/0", "before")]
+
+
 def _border_site(tmp_path) -> tuple:
     """Sensors either side of a cell border and one shot on it, as signed pulse messages in arrival order."""
     nodes = {f"{'we'[side > 0]}{i}{j}": (side * (SPACING_M / 2 + i * SPACING_M), SHOT_XY[1] + (j - ROWS // 2) * SPACING_M)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.locator.associate import DENSE_PULSES, DENSE_SEED_WORK, SeedSearch, best_seed, search_bounds
+from fusion.locator.associate import DENSE_PULSES, DENSE_SEED_WORK, search_bounds
 from fusion.locator.locate import DEFAULT_T_UNC_S, locate
 from fusion.locator.picks import Picks
+from fusion.locator.seedsearch import SeedSearch, best_seed
 from fusion.locator.sensors import Sensors
 from simulator import fleet, scenario, score
 

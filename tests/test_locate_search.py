@@ -11,10 +11,10 @@ from scipy import optimize
 
 import synthetic_shots as syn
 from earwitness.units import NS_PER_S
-from fusion.locator.associate import LEAF_SIZE_M, ROOT_CELLS, SeedSearch, best_seed
 from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
 from fusion.locator.picks import Picks
 from fusion.locator.pulses import parse_pulses
+from fusion.locator.seedsearch import LEAF_SIZE_M, ROOT_CELLS, SeedSearch, best_seed
 from fusion.locator.sensors import Sensors
 
 # The seed search reads no timing sigma; the table needs one per pulse.

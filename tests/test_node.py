@@ -361,6 +361,87 @@ def test_lost_samples_are_told_to_the_clock_and_counted(tmp_path):
 
 
 @pytest.mark.integration
+def test_a_health_report_lost_does_not_take_the_backlog_peak_with_it(mosquitto, tmp_path):
+    """A report handed to the client but delivered to nobody (QoS 0, the subscriber still
+    reconnecting after an outage): the next report, within the minute, still has the peak."""
+    import threading
+
+    from edge.config import load
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    shots = [0.5, 1.0, 1.5, 2.0, 2.5]
+    node_audio.write(wav, 3, shots)
+    audio, _ = sf.read(wav, dtype="int16")
+    cfg, _ = make_node(tmp_path, mosquitto, wav, realtime=True, health_interval_s=0.2)
+    node = Node(load(cfg))  # driven by hand: the pulses queue up with the publisher not yet started
+    node.ring.write(audio)
+    node.ring.close()
+    node._work()
+    assert node.outbox.depth() == len(shots)
+    handed = []   # whether each health report was handed to the client (the real publisher's answer)
+
+    def publish_json(topic, obj, qos=0, real=node.publisher.publish_json):
+        ok = real(topic, obj, qos)
+        handed.append(ok and topic == node.publisher.topics.health)
+        return ok
+
+    node.publisher.publish_json = publish_json
+    node.publisher.start()
+    reports = threading.Thread(target=node._health_loop, daemon=True)
+    try:
+        assert wait_until(lambda: node.outbox.depth() == 0, 20)   # the backlog went out
+        reports.start()
+        assert wait_until(lambda: any(handed), 10)   # one report out, to no subscriber: lost
+        with Collector(mosquitto.url, topics.health(SITE, NODE)) as sink:
+            assert wait_until(lambda: sink.payloads(topics.health(SITE, NODE)), 10)
+            health = json.loads(sink.payloads(topics.health(SITE, NODE))[0])
+    finally:
+        node._stop.set()
+        if reports.is_alive():
+            reports.join(5)
+        node.publisher.stop()
+        node.outbox.close()
+    assert (health["outbox_depth"], health["outbox_depth_max"], health["pulses_per_min"]) == (0, len(shots), len(shots))
+
+
+def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
+    """A node behind its input (the simulator's nodes under load) is asked for audio its worker has
+    not reached: it answers once the audio is in, not "no kept audio"."""
+    import threading
+
+    from edge.config import load
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 3, [0.5, 2.0])
+    audio, rate = sf.read(wav, dtype="int16")
+    nobody = types.SimpleNamespace(url=f"mqtt://127.0.0.1:{free_port()}")
+    cfg, _ = make_node(tmp_path, nobody, wav, realtime=True)
+    node = Node(load(cfg))  # driven by hand, no broker: the answer is taken where it is published
+    answers = []
+    node.publisher.publish_json = lambda topic, obj, qos=0: answers.append(obj) or True
+    worker = threading.Thread(target=node._work, daemon=True)
+    worker.start()
+    node.ring.write(audio[:rate])   # the first second
+    assert wait_until(lambda: node._delivered >= rate, 10)
+    request = {"cmd": "clip", "id": "c1", "t0_ns": START_NS + 19 * 10**8, "t1_ns": START_NS + 21 * 10**8}
+    asking = threading.Thread(target=node.handle_command, args=(request,), daemon=True)
+    asking.start()
+    for start in range(rate, len(audio), rate // 10):   # the rest as a sound card gives it
+        time.sleep(0.02)
+        node.ring.write(audio[start:start + rate // 10])
+    asking.join(30)
+    node.ring.close()
+    worker.join(10)
+    node.outbox.close()
+    (answer,) = answers
+    assert "error" not in answer, answer
+    assert answer["id"] == "c1" and abs(answer["t0_ns"] - request["t0_ns"]) < 10**6
+    assert abs(answer["t1_ns"] - request["t1_ns"]) < 10**6
+
+
+@pytest.mark.integration
 def test_a_node_runs_in_process_from_a_dict(mosquitto, tmp_path):
     """As the simulator runs virtual nodes: no TOML file, Node.run() in the caller's process."""
     from edge.config import from_dict

@@ -2,6 +2,7 @@
 fusion server; the alerts collected from the incident topic and scored against the truth."""
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -109,6 +110,48 @@ def test_live_with_evidence_the_nodes_answer_clip_requests(mosquitto, tmp_path):
     for clip in data.clips:
         if clip["node"] in quiet:   # it starts before the first shot's sound passed the node
             assert clip["t0_ns"] < quiet[clip["node"]]["t0_ns"] + evidence.CLIP_BEFORE_S * NS_PER_S
+
+
+def test_the_wait_for_clips_lasts_until_the_server_has_every_pulse_and_its_finals(monkeypatch):
+    """The nodes are settled (fed, their pulses with the broker) seconds before a loaded server takes
+    those pulses, and its window stays open longer than CLIP_QUIET_S: the wait for clips lasts until
+    the final revision's requests are answered, not CLIP_QUIET_S after the nodes settled."""
+    import types
+
+    monkeypatch.setattr(live, "CLIP_QUIET_S", 0.3)
+    monkeypatch.setattr(live, "SETTLE_S", 0.1)
+    monkeypatch.setattr(live, "POLL_S", 0.02)
+    fed = threading.Event()
+    fed.set()
+    node = types.SimpleNamespace(source=types.SimpleNamespace(fed=fed), ring=types.SimpleNamespace(fill=lambda: 0),
+                                 outbox=types.SimpleNamespace(depth=lambda: 0),
+                                 publisher=types.SimpleNamespace(published=10))
+    nodes = [types.SimpleNamespace(node=node, thread=threading.current_thread())]
+    tracker = types.SimpleNamespace(open_windows=0)
+    service = types.SimpleNamespace(ingest=types.SimpleNamespace(accepted=0, rejected={}), locator_idle=True,
+                                    tracker=tracker, clips_requested=0, clips_stored=0, alerts_published=0)
+    # The server's timeline (s): the pulses taken at 1, an incident open from then to 2 (no
+    # revision in between), final with 3 clip requests at 2, answered at 2.15.
+    timeline = [(1.0, lambda: (setattr(service.ingest, "accepted", 10), setattr(tracker, "open_windows", 1),
+                               setattr(service, "alerts_published", 1))),
+                (2.0, lambda: (setattr(tracker, "open_windows", 0), setattr(service, "clips_requested", 3),
+                               setattr(service, "alerts_published", 2))),
+                (2.15, lambda: setattr(service, "clips_stored", 3))]
+    done = threading.Event()
+
+    def server():
+        t0 = time.monotonic()
+        for at_s, change in timeline:
+            if done.wait(max(0.0, t0 + at_s - time.monotonic())):
+                return
+            change()
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    live._finals_and_clips(nodes, service, None, None)
+    done.set()
+    thread.join(5)
+    assert service.clips_stored == 3
 
 
 @pytest.mark.integration

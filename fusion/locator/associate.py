@@ -29,7 +29,7 @@ from earwitness.units import MAD_TO_SIGMA
 from fusion.locator.chance import chance_support, listening
 from fusion.locator.multilaterate import Geometry, fit_shots, irls
 from fusion.locator.picks import Picks
-from fusion.locator.seedsearch import LEAF_SIZE_M, MAX_SEED_STEPS, ROOT_CELLS, SeedSearch, best_seed  # noqa: F401 (re-exported)
+from fusion.locator.seedsearch import LEAF_SIZE_M, MAX_SEED_STEPS, SeedSearch, best_seed
 
 log = logging.getLogger(__name__)
 

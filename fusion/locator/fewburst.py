@@ -56,8 +56,14 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). Returns the burst's rounds
     (sharing one place), or none.
     """
+    return _scored_few_sensor_burst(picks, rows, c, bounds, geometry)[0]
+
+
+def _scored_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry):
+    """:func:`few_sensor_burst` and its log Bayes factor where scored with hearing one unknown per
+    burst (as :func:`burst_or_lone` weighs it), else None: (rounds, score or None)."""
     if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
-        return []
+        return [], None
     x0, y0, x1, y1 = bounds
     # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
     # that passes so passes easily); where that finds none, with hearing one unknown per burst
@@ -75,8 +81,8 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
                     "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
                     len(best[0]), picks.n_sensors(np.concatenate([s.pulses for s in best[0]])),
                     *best[0][0].position[:2], *rival[:2])
-        return []
-    return best[0]
+        return [], None
+    return best[0], best[1] if joint else None
 
 
 def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, search, geometry: Geometry,
@@ -168,14 +174,21 @@ def burst_or_lone(picks: Picks, rows: np.ndarray, lone: Shot, c: float, bounds, 
     place (the lone shot one of a single round), with hearing one unknown per burst: the one with
     the larger Bayes factor against clutter is kept (Bayesian model selection, Kass & Raftery 1995).
     """
-    burst = few_sensor_burst(picks, rows, c, bounds, geometry)
+    burst, burst_score = _scored_few_sensor_burst(picks, rows, c, bounds, geometry)
     if len(burst) < 2 or np.hypot(*(burst[0].position[:2] - lone.position[:2])) <= DISTINCT_PLACES_M:
         return [lone]
     x0, y0, x1, y1 = bounds
     area_m2 = (x1 - x0) * (y1 - y0)
-    scores = [_unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, True,
-                                min_rounds)[1] for place, min_rounds in ((burst[0].position, 2), (lone.position, 1))]
-    return burst if scores[0] > scores[1] else [lone]
+
+    def score(place, min_rounds: int) -> float:
+        return _unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, True,
+                                 min_rounds)[1]
+
+    # Found with hearing one unknown per burst, the burst was scored so already (from its voted place,
+    # not its fitted one: the same fit to within 1e-3 nats); found with hearing per round, it is scored so here.
+    if burst_score is None:
+        burst_score = score(burst[0].position, 2)
+    return burst if burst_score > score(lone.position, 1) else [lone]
 
 
 def _start(picks: Picks, rows: np.ndarray, place, geometry: Geometry) -> np.ndarray:

@@ -20,7 +20,8 @@ the same moment cannot both win: on PostgreSQL each transaction first takes tran
 advisory locks on the time buckets of its shots (every two shots that may be one share a
 bucket lock; taken in order, so no deadlock), and reads the claims only then; on SQLite
 writers are serialised already (BEGIN IMMEDIATE).  Claims on shots more than CLAIM_KEEP_S (8 days)
-older than a round's newest shot are deleted, by each slot at most every PRUNE_EVERY_S.
+older than a round's newest shot are deleted, and so are the ``slot_incidents`` rows of incidents
+that old, by each slot at most every PRUNE_EVERY_S.
 
 Example::
 
@@ -64,6 +65,9 @@ slot_incidents = sa.Table(
     sa.Column("incident", sa.String(64), primary_key=True),
     sa.Column("yielded_to", sa.String(64), nullable=True),   # None: the slot stores and publishes it
     sa.Column("created_ns", sa.BigInteger, nullable=False),
+    # Data time: the newest shot of the incident's first revision here (pruned as claims are).
+    # None in rows written before the column was added: those are kept.
+    sa.Column("t_ns", sa.BigInteger, nullable=True),
 )
 
 # The shots of each stored incident as its latest revision has them (east, north metres).
@@ -104,6 +108,7 @@ class ShotClaims:
         self.yielded: dict[str, str] = {}   # of the last admit: incident -> the other slot's it yielded to
         self._prune_due = time.monotonic()   # the first round with shots prunes
         store.create_tables(metadata)
+        _add_t_ns_column(store)
 
     def admit(self, conn: sa.Connection, revisions: list[Revision]) -> list[bool]:
         """Whether each revision may be stored (called in its transaction): its incident is this
@@ -125,8 +130,9 @@ class ShotClaims:
             row = self._row(conn, key)
             if row is None:   # new to this slot
                 rival = self._rival(conn, key, shots[k])
+                t_ns = max((t for t, _ in shots[k]), default=r.incident.get("t_ns"))
                 conn.execute(slot_incidents.insert().values(worker=self.worker, incident=key, yielded_to=rival,
-                                                            created_ns=now_ns))
+                                                            created_ns=now_ns, t_ns=t_ns))
                 if rival is not None:
                     self.yielded[key] = rival
             else:
@@ -193,8 +199,9 @@ class ShotClaims:
         return None
 
     def _prune(self, conn: sa.Connection, before_ns: int) -> None:
-        """Forget every slot's claims on shots before ``before_ns`` (see CLAIM_KEEP_S)."""
+        """Forget every slot's claims on shots before ``before_ns``, and its incidents as old (see CLAIM_KEEP_S)."""
         conn.execute(claimed_shots.delete().where(claimed_shots.c.t_ns < before_ns))
+        conn.execute(slot_incidents.delete().where(slot_incidents.c.t_ns < before_ns))
         self._prune_due = time.monotonic() + PRUNE_EVERY_S
 
     def _claim(self, conn: sa.Connection, key: str, shots: list) -> None:
@@ -203,3 +210,12 @@ class ShotClaims:
         if shots:
             conn.execute(claimed_shots.insert(), [{"worker": self.worker, "incident": key, "t_ns": t_ns, "x_m": xy[0],
                                                    "y_m": xy[1]} for t_ns, xy in shots])
+
+
+def _add_t_ns_column(store: Store) -> None:
+    """A slot_incidents table made before its rows were pruned gets their data time column (empty)."""
+    if "t_ns" in {c["name"] for c in sa.inspect(store.writer).get_columns(slot_incidents.name)}:
+        return
+    exists = "" if store.is_sqlite else "IF NOT EXISTS "   # PostgreSQL: workers starting together
+    with store.writer.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {slot_incidents.name} ADD COLUMN {exists}t_ns BIGINT"))
