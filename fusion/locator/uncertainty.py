@@ -151,8 +151,8 @@ WIND_SD_M_S = 1.0
 # stated, not fitted. A station's reading is a mean over minutes at one mast (an airport's 10-min
 # mean, a rooftop anemometer); gusts and the streets' channelling move the wind near the ground by a
 # fraction of it, and 0.5 m/s per axis is a sixth of the simulator's 3 m/s (95 % of misses under 1.2
-# m/s). In the simulator the told wind is the one it blows, so there this term covers nothing real:
-# it only widens err_m by about half the untold term's share.
+# m/s). The simulator's live runs tell fusion a reading with this error drawn per axis
+# (simulator.live.WEATHER_READING_SD_M_S), not the wind they blow.
 TOLD_WIND_SD_M_S = 0.5
 # (h) The frame, stated, not fitted: the place as someone finds it on the ground (a phone's GPS, a
 # map; Pittsburgh's surveys: a smartphone, "on the order of 2.5 m", TN098 §IV) against the frame
