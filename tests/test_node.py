@@ -441,6 +441,43 @@ def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
     assert abs(answer["t1_ns"] - request["t1_ns"]) < 10**6
 
 
+def test_a_health_request_is_answered_while_a_clip_request_waits_for_its_audio(tmp_path):
+    """A clip request for audio the worker has not reached waits for it (up to CLIP_WAIT_S); a health
+    request that comes after it is answered meanwhile, not behind it."""
+    import threading
+
+    from edge.config import load
+    from edge.node import Node
+
+    wav = tmp_path / "in.wav"
+    node_audio.write(wav, 3, [0.5, 2.0])
+    audio, rate = sf.read(wav, dtype="int16")
+    nobody = types.SimpleNamespace(url=f"mqtt://127.0.0.1:{free_port()}")
+    cfg, _ = make_node(tmp_path, nobody, wav, realtime=True)
+    node = Node(load(cfg))  # driven by hand, no broker: the answers are taken where they are published
+    answers = []
+    node.publisher.publish_json = lambda topic, obj, qos=0: answers.append(obj) or True
+    threads = [threading.Thread(target=node._work, daemon=True)] + [
+        threading.Thread(target=node._command_loop, args=(q,), daemon=True)
+        for q in (node._commands, node._clip_commands)]
+    for t in threads:
+        t.start()
+    node.ring.write(audio[:rate])   # the first second
+    assert wait_until(lambda: node._delivered >= rate, 10)
+    node._queue_command({"cmd": "clip", "id": "c1", "t0_ns": START_NS + 19 * 10**8, "t1_ns": START_NS + 21 * 10**8})
+    node._queue_command({"cmd": "health"})
+    assert wait_until(lambda: answers, 10)   # answered while the clip's audio is still to come
+    node.ring.write(audio[rate:])
+    assert wait_until(lambda: len(answers) == 2, 30)
+    node._stop.set()
+    node.ring.close()
+    for t in threads:
+        t.join(10)
+    node.outbox.close()
+    health, clip = answers
+    assert "outbox_depth" in health and clip["id"] == "c1" and "error" not in clip, answers
+
+
 @pytest.mark.integration
 def test_a_node_runs_in_process_from_a_dict(mosquitto, tmp_path):
     """As the simulator runs virtual nodes: no TOML file, Node.run() in the caller's process."""
