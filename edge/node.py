@@ -189,6 +189,9 @@ class Node:
         data.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(data / "outbox.db", int(cfg.outbox.budget_mb * 1024 * 1024))
         self._commands: queue.Queue = queue.Queue(COMMAND_QUEUE)
+        # Clip requests wait for audio not yet heard (EvidenceBuffer.wait_heard): on a queue and a
+        # thread of their own, so a health request is not held up behind them.
+        self._clip_commands: queue.Queue = queue.Queue(COMMAND_QUEUE)
         self.commands_dropped = 0
         self.publisher = Publisher(cfg.mqtt, cfg.node.site, cfg.node.name, self.outbox, on_command=self._queue_command)
         self.evidence = self._make_evidence(data, rate)
@@ -269,7 +272,7 @@ class Node:
 
     def _queue_command(self, command: dict) -> None:
         try:
-            self._commands.put_nowait(command)
+            (self._clip_commands if command.get("cmd") == "clip" else self._commands).put_nowait(command)
         except queue.Full:
             self.commands_dropped += 1
 
@@ -494,10 +497,10 @@ class Node:
             self._pulses.popleft()
         return [depth for _, depth in list(self._pulses)]   # list(): one copy, while the worker appends
 
-    def _command_loop(self) -> None:
+    def _command_loop(self, commands: queue.Queue) -> None:
         while not self._stop.is_set():
             try:
-                command = self._commands.get(timeout=READ_TIMEOUT_S)
+                command = commands.get(timeout=READ_TIMEOUT_S)
             except queue.Empty:
                 continue
             try:
@@ -535,7 +538,10 @@ class Node:
         self.publisher.start()
         threads = [threading.Thread(target=self._work, name="ew-worker", daemon=True),
                    threading.Thread(target=self._health_loop, name="ew-health", daemon=True),
-                   threading.Thread(target=self._command_loop, name="ew-commands", daemon=True)]
+                   threading.Thread(target=self._command_loop, args=(self._commands,), name="ew-commands",
+                                    daemon=True),
+                   threading.Thread(target=self._command_loop, args=(self._clip_commands,), name="ew-clips",
+                                    daemon=True)]
         if self.gps is not None:
             threads.append(threading.Thread(target=self._gps_loop, name="ew-gps", daemon=True))
         if self.kernel_pps is not None:

@@ -211,15 +211,15 @@ def _check(path: pathlib.Path, data: dict) -> None:
 
 def _check_wind(path: pathlib.Path, data: dict) -> None:
     """wind_mps and wind_from_deg together, a plausible speed and a compass bearing; frame_m >= 0."""
+    from fusion.locator.uncertainty import frame_problem
     from fusion.locator.wind import wind_problem
 
     if ("wind_mps" in data) != ("wind_from_deg" in data):
         raise UserError(f"{path}: wind_mps and wind_from_deg go together (the wind's speed and the bearing it blows from)")
     if "wind_mps" in data and wind_problem(data["wind_mps"], data["wind_from_deg"]):
         raise UserError(f"{path}: {wind_problem(data['wind_mps'], data['wind_from_deg'])}")
-    frame_m = data.get("frame_m", 0.0)
-    if not (math.isfinite(frame_m) and frame_m >= 0):
-        raise UserError(f"{path}: frame_m must be a distance >= 0 metres")
+    if frame_problem(data.get("frame_m", 0.0)):
+        raise UserError(f"{path}: {frame_problem(data['frame_m'])}")
 
 
 def _check_zone(path: pathlib.Path, zone: str | None) -> None:

@@ -36,7 +36,7 @@ from fusion.locator.multilaterate import C_MAX, C_MIN, MODES, speed_of_sound
 from fusion.locator.pulses import Pulses, decode, from_rows, pulse_row
 from fusion.locator.sensors import SensorsError, read_sensors
 from fusion.locator.stream import DEFAULT_MAX_DISORDER_S, OutOfOrder, Stretcher, quiet_gap_s
-from fusion.locator.uncertainty import FRAME_TYPICAL_M
+from fusion.locator.uncertainty import FRAME_TYPICAL_M, frame_problem
 from fusion.locator.wind import wind_east_north, wind_problem
 from fusion.tracking.reach import incident_c_m_s
 
@@ -87,8 +87,8 @@ def _check_args(args) -> None:
         raise UserError(f"--ground-z must be a finite height in metres, not {args.ground_z}")
     if args.wind is not None and wind_problem(*args.wind):
         raise UserError(f"--wind: {wind_problem(*args.wind)}")
-    if not (math.isfinite(args.frame_m) and args.frame_m >= 0):
-        raise UserError(f"--frame-m must be a distance >= 0 metres, not {args.frame_m}")
+    if frame_problem(args.frame_m, "--frame-m"):
+        raise UserError(frame_problem(args.frame_m, "--frame-m"))
     if math.isnan(args.max_disorder_s) or args.max_disorder_s < 0:
         raise UserError(f"--max-disorder-s must be a number of seconds >= 0 (or inf), not {args.max_disorder_s}")
 

@@ -17,8 +17,10 @@ import numpy as np
 
 from earwitness.units import NS_PER_S, speed_of_sound
 from fusion.locator.sensors import Sensors
+from fusion.locator.wind import travel_times
 
 MS_PER_S = 1000.0
+MIN_DIST_M = 1e-6   # a shot placed on a sensor: the path has no direction to take the wind along
 RESIDUAL_HEADER = ["shot", "sensor", "arrival time", "distance (m)", "predicted travel (ms)", "residual (ms)"]
 
 
@@ -57,13 +59,13 @@ def residuals(incident: dict, pulses: list[dict], meta: dict) -> list[dict]:
         for name in shot.get("sensors", []):
             if name not in sensors.index or name not in used:
                 continue
-            diff = sensors.enu_m[sensors.index[name]] - at
-            dist_m = float(np.hypot(diff[0], diff[1]) if horizontal else np.linalg.norm(diff))
-            speed = c + float(diff[:2] @ wind) / max(dist_m, 1e-6)   # c + w.u along the path
-            predicted_ns = shot["t_ns"] + dist_m / speed * NS_PER_S
+            diff = at - sensors.enu_m[sensors.index[name]]
+            dist_m = max(float(np.hypot(diff[0], diff[1]) if horizontal else np.linalg.norm(diff)), MIN_DIST_M)
+            travel_s = float(travel_times(diff[None], np.array([dist_m]), c, wind)[0])
+            predicted_ns = shot["t_ns"] + travel_s * NS_PER_S
             arrival_ns = min(used[name], key=lambda t: abs(t - predicted_ns))
             rows.append({"shot": k, "sensor": name, "arrival_ns": arrival_ns, "dist_m": dist_m,
-                         "travel_ms": dist_m / speed * MS_PER_S,
+                         "travel_ms": travel_s * MS_PER_S,
                          "residual_ms": (arrival_ns - predicted_ns) / NS_PER_S * MS_PER_S})
     return rows
 

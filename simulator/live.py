@@ -327,18 +327,23 @@ def run(scn: Scenario, *, broker: str | None = None, speed: float | None = None,
     return LiveResult(alerts, incidents, s, database, workdir)
 
 
+def wind_reading(scn: Scenario, reading_sd_m_s: float = WEATHER_READING_SD_M_S, reading: int = 0) -> np.ndarray:
+    """A weather station's reading of ``scn``'s wind (east, north), m/s: the wind plus an error drawn per
+    axis with sd ``reading_sd_m_s`` from the scenario's seed (the same run, the same reading; 0 reads it
+    exactly). A run reads reading 0; a bench averaging over readings asks for others."""
+    error = scn.rng(STREAM_WEATHER, *([reading] if reading else [])).normal(0.0, reading_sd_m_s, 2)
+    return scn.atmosphere.wind_vector() + error
+
+
 def weather_settings(scn: Scenario, told: bool = True, reading_sd_m_s: float = WEATHER_READING_SD_M_S,
                      reading: int = 0) -> dict:
-    """The fusion settings a weather reading gives for ``scn`` (its air's temperature, and its wind plus a
-    reading error drawn per axis with sd ``reading_sd_m_s`` from the scenario's seed: the same run, the
-    same reading; 0 tells the wind exactly), or none (``told`` False); frame_m 0 either way (the
-    scenario's truth is in the sensors' frame). A run is told reading 0; a bench averaging over
-    readings asks for others."""
+    """The fusion settings a weather reading gives for ``scn``: its air's temperature and the wind of
+    :func:`wind_reading` as a speed and the bearing it blows from, or none (``told`` False); frame_m 0
+    either way (the scenario's truth is in the sensors' frame)."""
     if not told:
         return {"frame_m": 0.0}
-    air = scn.atmosphere
-    east, north = air.wind_vector() + scn.rng(STREAM_WEATHER, *([reading] if reading else [])).normal(0.0, reading_sd_m_s, 2)
-    return {"temperature_c": air.temperature_c, "wind_mps": float(np.hypot(east, north)),
+    east, north = wind_reading(scn, reading_sd_m_s, reading)
+    return {"temperature_c": scn.atmosphere.temperature_c, "wind_mps": float(np.hypot(east, north)),
             "wind_from_deg": float(np.degrees(np.arctan2(-east, -north))) % FULL_CIRCLE_DEG, "frame_m": 0.0}
 
 

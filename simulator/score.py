@@ -60,7 +60,9 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
 
     Returns a dict: ``incidents`` (true gunfire incidents), ``detected``, ``detection_rate``,
     ``shots``, ``shots_located``, ``errors_m`` (per located true shot), ``error_median_m``,
-    ``error_p90_m``, ``within_15m``, ``within_25m``, ``rounds_exact`` (fraction of detected
+    ``error_p90_m``, ``within_15m``, ``within_25m``, ``within_err_m`` (fraction of located shots
+    whose true place is inside the shot's stated ``err_m``, its 95% radius; None where no shot
+    states one), ``err_m_median_m``, ``rounds_exact`` (fraction of detected
     incidents), ``first_shooter_right`` and ``order_right`` (fractions of detected
     incidents with two or more true shooters; None without any), ``false_alerts`` and
     ``false_alerts_per_sq_mi_day``.
@@ -70,11 +72,11 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
     classes = classification(incidents, truth, origin)
     located = []
     for inc in (i for i in incidents if is_alert(i)):
-        shots = [(int(s["t_ns"]), _xy(s, origin), s.get("shooter", 0)) for s in inc.get("shots") or []]
+        shots = [(int(s["t_ns"]), _xy(s, origin), s.get("shooter", 0), s.get("err_m")) for s in inc.get("shots") or []]
         if not shots:
-            shots = [(int(inc["t_ns"]), _xy(inc, origin), 0)]
+            shots = [(int(inc["t_ns"]), _xy(inc, origin), 0, inc.get("err_m"))]
         located.append({"inc": inc, "shots": sorted(shots, key=lambda s: s[0]), "used": False})
-    errors, rounds_ok, first_ok, order_ok, detected = [], [], [], [], 0
+    errors, stated, rounds_ok, first_ok, order_ok, detected = [], [], [], [], [], 0
     for t in true:
         best, best_d = None, np.inf
         for cand in located:
@@ -97,6 +99,7 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
             k = min(near, key=lambda k: abs(best["shots"][k][0] - ts[0]))
             free.remove(k)
             errors.append(float(np.linalg.norm(best["shots"][k][1] - ts[1])))
+            stated.append(np.nan if best["shots"][k][3] is None else float(best["shots"][k][3]))
         names = sorted({ts[2] for ts in t["shots"]})
         if len(names) >= 2:
             label = _map_shooters(best["shots"], t["shots"])
@@ -105,7 +108,8 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
             first_ok.append(bool(seq_got) and seq_got[0] == seq_true[0])
             order_ok.append(seq_got == seq_true)
     false = sum(1 for c in located if not c["used"])
-    err = np.array(errors)
+    err, err_m = np.array(errors), np.array(stated)
+    told = np.isfinite(err_m)
     n_shots = sum(len(t["shots"]) for t in true)
     area_sq_mi = area_m2 / SQ_MI_M2
     return {
@@ -115,6 +119,8 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
         "error_median_m": float(np.median(err)) if len(err) else None,
         "error_p90_m": float(np.percentile(err, 90)) if len(err) else None,
         **{f"within_{int(m)}m": float(np.mean(err <= m)) if len(err) else None for m in ERROR_THRESHOLDS_M},
+        "within_err_m": float(np.mean(err[told] <= err_m[told])) if told.any() else None,
+        "err_m_median_m": float(np.median(err_m[told])) if told.any() else None,
         "rounds_exact": float(np.mean(rounds_ok)) if rounds_ok else None,
         "first_shooter_right": float(np.mean(first_ok)) if first_ok else None,
         "order_right": float(np.mean(order_ok)) if order_ok else None,
@@ -158,8 +164,8 @@ def _map_shooters(located, true) -> dict:
 
     def centres(shots):
         by = defaultdict(list)
-        for _, xy, who in shots:
-            by[who].append(xy)
+        for shot in shots:   # (t_ns, xy, shooter, ...)
+            by[shot[2]].append(shot[1])
         return list(by), np.array([np.mean(v, axis=0) for v in by.values()])
 
     got_ids, got_xy = centres(located)
@@ -180,6 +186,8 @@ def format_table(s: dict) -> str:
         ("shots located", f"{s['shots_located']}/{s['shots']}"),
         ("location error median / p90", f"{fmt(s['error_median_m'], ' m')} / {fmt(s['error_p90_m'], ' m')}"),
         ("within 15 m / 25 m", f"{fmt(s['within_15m'])} / {fmt(s['within_25m'])}"),
+        ("within its err_m (95% radius) / err_m median",
+         f"{fmt(s.get('within_err_m'))} / {fmt(s.get('err_m_median_m'), ' m')}"),
         ("rounds exact", fmt(s["rounds_exact"])),
         ("first shooter right / order right", f"{fmt(s['first_shooter_right'])} / {fmt(s['order_right'])}"),
         ("false alerts (per sq mi per day)", f"{s['false_alerts']} ({fmt(s['false_alerts_per_sq_mi_day'])})"),

@@ -227,6 +227,7 @@ def test_the_live_run_tells_fusion_a_weather_reading_and_frame_0():
     blown = scn.atmosphere.wind_vector()
     reading_error = np.subtract(wind_east_north(told["wind_mps"], told["wind_from_deg"]), blown)
     assert 0.0 < np.hypot(*reading_error) < 4 * live.WEATHER_READING_SD_M_S
+    assert np.allclose(wind_east_north(told["wind_mps"], told["wind_from_deg"]), live.wind_reading(scn))
     exact = live.weather_settings(scn, reading_sd_m_s=0.0)
     assert np.allclose(wind_east_north(exact["wind_mps"], exact["wind_from_deg"]), blown)
     readings = {live.weather_settings(dataclasses.replace(scn, seed=seed))["wind_mps"] for seed in range(5)}

@@ -405,11 +405,9 @@ def test_a_health_report_lost_does_not_take_the_backlog_peak_with_it(mosquitto, 
     assert (health["outbox_depth"], health["outbox_depth_max"], health["pulses_per_min"]) == (0, len(shots), len(shots))
 
 
-def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
-    """A node behind its input (the simulator's nodes under load) is asked for audio its worker has
-    not reached: it answers once the audio is in, not "no kept audio"."""
-    import threading
-
+def _node_by_hand(tmp_path):
+    """A realtime node of 3 s of audio with shots at 0.5 s and 2 s, driven by hand with no broker: its
+    answers are taken where they are published. Returns (node, audio, rate, answers)."""
     from edge.config import load
     from edge.node import Node
 
@@ -418,9 +416,18 @@ def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
     audio, rate = sf.read(wav, dtype="int16")
     nobody = types.SimpleNamespace(url=f"mqtt://127.0.0.1:{free_port()}")
     cfg, _ = make_node(tmp_path, nobody, wav, realtime=True)
-    node = Node(load(cfg))  # driven by hand, no broker: the answer is taken where it is published
-    answers = []
+    node = Node(load(cfg))
+    answers: list[dict] = []
     node.publisher.publish_json = lambda topic, obj, qos=0: answers.append(obj) or True
+    return node, audio, rate, answers
+
+
+def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
+    """A node behind its input (the simulator's nodes under load) is asked for audio its worker has
+    not reached: it answers once the audio is in, not "no kept audio"."""
+    import threading
+
+    node, audio, rate, answers = _node_by_hand(tmp_path)
     worker = threading.Thread(target=node._work, daemon=True)
     worker.start()
     node.ring.write(audio[:rate])   # the first second
@@ -439,6 +446,33 @@ def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
     assert "error" not in answer, answer
     assert answer["id"] == "c1" and abs(answer["t0_ns"] - request["t0_ns"]) < 10**6
     assert abs(answer["t1_ns"] - request["t1_ns"]) < 10**6
+
+
+def test_a_health_request_is_answered_while_a_clip_request_waits_for_its_audio(tmp_path):
+    """A clip request for audio the worker has not reached waits for it (up to CLIP_WAIT_S); a health
+    request that comes after it is answered meanwhile, not behind it."""
+    import threading
+
+    node, audio, rate, answers = _node_by_hand(tmp_path)
+    threads = [threading.Thread(target=node._work, daemon=True)] + [
+        threading.Thread(target=node._command_loop, args=(q,), daemon=True)
+        for q in (node._commands, node._clip_commands)]
+    for t in threads:
+        t.start()
+    node.ring.write(audio[:rate])   # the first second
+    assert wait_until(lambda: node._delivered >= rate, 10)
+    node._queue_command({"cmd": "clip", "id": "c1", "t0_ns": START_NS + 19 * 10**8, "t1_ns": START_NS + 21 * 10**8})
+    node._queue_command({"cmd": "health"})
+    assert wait_until(lambda: answers, 10)   # answered while the clip's audio is still to come
+    node.ring.write(audio[rate:])
+    assert wait_until(lambda: len(answers) == 2, 30)
+    node._stop.set()
+    node.ring.close()
+    for t in threads:
+        t.join(10)
+    node.outbox.close()
+    health, clip = answers
+    assert "outbox_depth" in health and clip["id"] == "c1" and "error" not in clip, answers
 
 
 @pytest.mark.integration

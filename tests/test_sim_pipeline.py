@@ -110,8 +110,11 @@ def test_score_counts_what_it_should():
               "shooter": 7 if r["shooter"] == "A" else 9, "sensors": []} for r in truth]
     perfect = {"incident": "a", "t_ns": shots[0]["t_ns"], "x": shots[0]["x"], "y": shots[0]["y"],
                "rounds": 3, "shooters": 2, "shots": shots}
+    shots[0]["err_m"] = 4.9   # 5 m off: its stated 95% radius misses, the other two (5 m) hold it
     s = score.score([perfect], truth, scn.array.area_m2(), scn.duration_s)
     assert s["detection_rate"] == 1.0 and s["errors_m"] == pytest.approx([5.0] * 3)
+    assert s["within_err_m"] == pytest.approx(2 / 3) and s["err_m_median_m"] == 5.0
+    assert "within its err_m (95% radius) / err_m median  0.667 / 5 m" in score.format_table(s)
     assert s["rounds_exact"] == 1.0 and s["order_right"] == 1.0 and s["false_alerts"] == 0
     # B located as firing first: A's first shot placed at B and B's at A, with their labels.
     b_first = [dict(shots[0], x=shots[1]["x"], y=shots[1]["y"], shooter=9),
@@ -123,7 +126,7 @@ def test_score_counts_what_it_should():
     assert s["false_alerts"] == 1
     assert s["false_alerts_per_sq_mi_day"] == pytest.approx(1 / 4.0 / (20.0 / 86400.0), rel=0.01)
     s = score.score([], truth, scn.array.area_m2(), scn.duration_s)
-    assert s["detection_rate"] == 0.0 and s["shots_located"] == 0
+    assert s["detection_rate"] == 0.0 and s["shots_located"] == 0 and s["within_err_m"] is None
 
 
 @pytest.mark.slow

@@ -133,9 +133,8 @@ def match_truth(shots_and_records, truth: list[dict]) -> list[Record]:
 
 def fleet_records(name: str, told: bool = False, exact: bool = False, readings: int = 1) -> list[Record]:
     """Records of a library scenario's fleet pulses, located with the sensors where their GPS puts them;
-    ``told``: told the scenario's wind as the live run tells it (simulator.live.weather_settings: the wind
+    ``told``: told the scenario's wind as the live run tells it (simulator.live.wind_reading: the wind
     plus a seeded reading error, ``readings`` of them one after another; ``exact``: without it), frame 0."""
-    from fusion.locator.wind import wind_east_north
     from simulator import fleet, live, scenario
 
     scn = scenario.load(name)
@@ -146,9 +145,7 @@ def fleet_records(name: str, told: bool = False, exact: bool = False, readings: 
     sd_m_s = 0.0 if exact else live.WEATHER_READING_SD_M_S
     out = []
     for reading in range(readings if told else 1):
-        weather = live.weather_settings(scn, reading_sd_m_s=sd_m_s, reading=reading)
-        kwargs = {"wind_m_s": wind_east_north(weather["wind_mps"], weather["wind_from_deg"]),
-                  "frame_m": weather["frame_m"]} if told else {}
+        kwargs = {"wind_m_s": tuple(live.wind_reading(scn, sd_m_s, reading)), "frame_m": 0.0} if told else {}
         out += match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c, **kwargs), truth)
     return out
 

@@ -199,12 +199,19 @@ class Budget:
 BUDGET = Budget()
 
 
+def frame_problem(frame_m: float, name: str = "frame_m") -> str | None:
+    """Why ``frame_m`` (the frame term's typical distance; ``name`` in the message) cannot be used, or None."""
+    if not (math.isfinite(frame_m) and frame_m >= 0.0):
+        return f"{name} must be a distance >= 0 metres, not {frame_m}"
+    return None
+
+
 def told_budget(wind_told: bool, frame_m: float = FRAME_TYPICAL_M, base: Budget = BUDGET) -> Budget:
     """``base`` with the wind's sd for a wind told (TOLD_WIND_SD_M_S) or not (``base``'s) and the frame (h)
     from ``frame_m``, its typical (mean) distance; ``base`` itself where neither changes (no wind told, the
     default frame)."""
-    if not (math.isfinite(frame_m) and frame_m >= 0.0):
-        raise ValueError(f"frame_m must be a distance >= 0 metres, not {frame_m}")
+    if frame_problem(frame_m):
+        raise ValueError(frame_problem(frame_m))
     if not wind_told and frame_m == FRAME_TYPICAL_M:
         return base
     return replace(base, wind_sd_m_s=TOLD_WIND_SD_M_S if wind_told else base.wind_sd_m_s,
