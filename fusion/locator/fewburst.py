@@ -16,7 +16,7 @@ import numpy as np
 from scipy import special
 
 from fusion.locator.associate import Shot
-from fusion.locator.burst import DISTINCT_PLACES_M, HEAR_PRIOR, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, burst_at
+from fusion.locator.burst import DETECTION_PROB, DISTINCT_PLACES_M, HEAR_PRIOR, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, burst_at
 from fusion.locator.multilaterate import Geometry
 from fusion.locator.picks import Picks
 from fusion.locator.triplevote import triple_points, voted_places
@@ -44,7 +44,8 @@ JOINT_HEARING_MAX_PULSES = 120
 AMBIGUITY_NATS = 3.0
 
 
-def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry) -> list[Shot]:
+def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,  # noqa: PLR0913
+                     array_xy_m: np.ndarray | None = None, loud: np.ndarray | None = None) -> list[Shot]:
     """A burst no single shot seeded (three sensors, say): places voted by sensor triples, the likeliest burst kept.
 
     Association proper (:func:`fusion.locator.associate.find_shots`) needs a shot that d + 2
@@ -53,13 +54,34 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     differences, so three sensors in 2D keep a single round's geometry, mirror solution included
     (Schau & Robinson 1987): of places the data explain about equally, the one nearer the sensors
     is taken, by a prior of detection falling with range (spherical spreading: the level drops
-    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). Returns the burst's rounds
-    (sharing one place), or none.
+    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). ``array_xy_m``: every sensor of the
+    array (indexed as ``picks.sensor``), so that those that reported nothing in the stretch count
+    against a place near them (:func:`_silent_llr`). ``loud``: the rows of ``rows`` association searched
+    (those not far below their sensor's loudest: fusion.locator.locate._loud_enough), searched first: each
+    sensor's weak echoes and noise left out, a sensor's clutter rate is its own few loud pulses', so a burst
+    three sensors heard stands out of it (seed 2018 scene 8 of tests/pittsburgh_like.py: -1.4 nats among all
+    31 pulses); all ``rows`` where they hold none (a real burst's later rounds can come weaker: the Pittsburgh
+    tests thinned to 3-8 sensors, tests/test_locate_burst.py, lose rounds without). Returns the burst's
+    rounds (sharing one place), or none.
     """
-    return _scored_few_sensor_burst(picks, rows, c, bounds, geometry)[0]
+    for searched in ([] if loud is None else [loud]) + [rows]:
+        shots = _scored_few_sensor_burst(picks, searched, c, bounds, geometry, _silent(picks, searched, array_xy_m))[0]
+        if shots:
+            return shots
+    return []
 
 
-def _scored_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry):
+def _silent(picks: Picks, rows: np.ndarray, array_xy_m: np.ndarray | None) -> np.ndarray:
+    """Positions (x, y) of the array's sensors with no pulse among ``rows`` (none if the array is not given)."""
+    if array_xy_m is None:
+        return np.zeros((0, 2))
+    quiet = np.ones(len(array_xy_m), dtype=bool)
+    quiet[np.unique(picks.sensor[rows])] = False
+    return np.asarray(array_xy_m, dtype=float)[quiet, :2]
+
+
+def _scored_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
+                             silent_xy: np.ndarray | None = None):
     """:func:`few_sensor_burst` and its log Bayes factor where scored with hearing one unknown per
     burst (as :func:`burst_or_lone` weighs it), else None: (rounds, score or None)."""
     if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
@@ -75,7 +97,7 @@ def _scored_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     if not best[0] and len(rows) <= JOINT_HEARING_MAX_PULSES:
         joint = True
         best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
-    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint)
+    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint, silent_xy)
     if rival is not None:
         log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
                     "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
@@ -106,8 +128,9 @@ def _likeliest_burst(picks: Picks, rows: np.ndarray, c: float, search, geometry:
     return best
 
 
-def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry: Geometry, area_m2: float,
-                      joint_hearing: bool, min_rounds: int = 2) -> tuple[list[Shot], float]:
+def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry: Geometry, area_m2: float,  # noqa: PLR0913
+                      joint_hearing: bool, min_rounds: int = 2, silent_xy: np.ndarray | None = None
+                      ) -> tuple[list[Shot], float]:
     """:func:`burst_at` where no anchor says which sensors hear the burst: (rounds, log Bayes factor).
 
     Every sensor of the stretch hears it (a few sensors that all reported it), or each as likely
@@ -115,14 +138,30 @@ def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry:
     (``joint_hearing``), each sensor's prior is set by its range and the burst's hearing radius,
     which is unknown: a uniform prior over HEAR_RADII_M, integrated out (the Bayes factors averaged;
     the rounds are the likeliest radius's). The radius ties the sensors' hearing together: near
-    sensors silent and a far one hearing is unlikely at any radius.
+    sensors silent and a far one hearing is unlikely at any radius. Sensors that reported nothing
+    at all (``silent_xy``) count too (:func:`_silent_llr`).
     """
     priors = [_range_hearing(picks, rows, start, r) for r in HEAR_RADII_M] if joint_hearing else (1.0, HEAR_PRIOR)
     found = [burst_at(picks, rows, start, c, geometry, area_m2, (prior, joint_hearing), min_rounds) for prior in priors]
     shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
     if joint_hearing and shots:
+        if silent_xy is not None and len(silent_xy):
+            found = [(f[0], f[1] + _silent_llr(silent_xy, f[0], r)) if f[0] else f for f, r in zip(found, HEAR_RADII_M)]
         score = float(special.logsumexp([f[1] for f in found if f[0]])) - math.log(len(priors))
     return shots, score
+
+
+def _silent_llr(silent_xy: np.ndarray, shots: list[Shot], radius_m: float) -> float:
+    """Log-likelihood ratio, burst against clutter, of the sensors that reported no pulse at all.
+
+    A sensor that hears the burst (prior as :func:`_range_hearing`) and reported nothing missed every
+    round, (1 - P_D)^K; one that does not hear it reports nothing as under clutter alone: per sensor
+    ``1 - h + h (1 - P_D)^K``, the missed-detection term of probabilistic data association (Bar-Shalom,
+    Willett & Tian 2011, ch. 3) that the sensors of the stretch get in :func:`fusion.locator.burst._hearing`.
+    A mirror place beside sensors that stayed silent is so told from the true one."""
+    range_m = np.maximum(np.hypot(*(silent_xy - np.asarray(shots[0].position)[:2]).T), 1.0)
+    hears = HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
+    return float(np.sum(np.log1p(-hears * (1.0 - (1.0 - DETECTION_PROB) ** len(shots)))))
 
 
 def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np.ndarray:
@@ -135,11 +174,15 @@ def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np
     return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
 
 
-def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float, joint_hearing: bool = False):
+def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float,  # noqa: PLR0913
+           joint_hearing: bool = False, silent_xy: np.ndarray | None = None):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS), or None.
 
     Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
     the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place.
+    With hearing one unknown per burst, both places are weighed with the sensors that reported nothing
+    (``silent_xy``, :func:`_silent_llr`) too: the mirror of a place inside the array often lies beside
+    sensors that stayed silent. (Only here: to tell two places apart, not to accept a burst.)
     """
     shots, score = best
     if not shots:
@@ -150,12 +193,18 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
     if len(triples) == 0:
         return None
     points, _ = triple_points(picks.xy[triples], picks.t_s[triples], c)
+    weigh_silent = joint_hearing and silent_xy is not None and len(silent_xy) > 0 and \
+        any(np.hypot(*(p - here)) > DISTINCT_PLACES_M for p in points)
+    if weigh_silent:  # the chosen place weighed as its rivals are
+        score = _unanchored_burst(picks, rows, _start(picks, rows, here, geometry), c, geometry, area_m2, joint_hearing,
+                                  silent_xy=silent_xy)[1]
     for point in points:
         if np.hypot(*(point - here)) <= DISTINCT_PLACES_M:
             continue
         start = _start(picks, rows, point, geometry)
         if joint_hearing:
-            other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing)
+            other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing,
+                                                   silent_xy=silent_xy)
         else:
             other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
         if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
