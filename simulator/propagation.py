@@ -228,14 +228,19 @@ def discrete_arrivals(src, rcv, atm: Atmosphere, env: Environment, draws, azimut
         parts.append(Arrivals(idx, t + np.where(blocked, extra_s, 0.0), g * m / (m + detour), m + detour, detour,
                               np.full(len(rcv), GROUND)))
     for wall in env.walls:
-        parts.append(_wall_arrivals(src, rcv, atm, wall))
+        parts.append(_wall_arrivals(src, rcv, atm, wall, azimuth_deg))
     out = Arrivals.concat(parts)
     excess_db = np.minimum(env.excess_db_per_km * out.path_m / 1000.0, env.excess_max_db)
     out.gain = out.gain * 10.0 ** (-excess_db / 20.0)
     return out
 
 
-def _wall_arrivals(src, rcv, atm: Atmosphere, wall: Wall) -> Arrivals:
+def _wall_arrivals(src, rcv, atm: Atmosphere, wall: Wall, azimuth_deg=None) -> Arrivals:
+    """One wall's specular reflections at sensors ``rcv`` (N, 3), from the source's image in the wall.
+
+    The sound leaves the muzzle towards the reflection point (the receiver's image), so the
+    muzzle directivity is taken in that direction: a wall behind the shooter returns the back blast.
+    """
     a = np.array([wall.x0, wall.y0])
     b = np.array([wall.x1, wall.y1])
     length = np.linalg.norm(b - a)
@@ -255,7 +260,8 @@ def _wall_arrivals(src, rcv, atm: Atmosphere, wall: Wall) -> Arrivals:
     ok &= np.isfinite(lam)
     t, m = atm.travel_time_s(image, rcv)
     rows = np.nonzero(ok)[0]
-    return Arrivals(rows, t[rows], wall.reflection / np.maximum(m[rows], MIN_PATH_M), m[rows],
+    leave = directivity_gain(src, hit[rows], azimuth_deg)
+    return Arrivals(rows, t[rows], wall.reflection * leave / np.maximum(m[rows], MIN_PATH_M), m[rows],
                     np.zeros(len(rows)), np.full(len(rows), WALL))
 
 

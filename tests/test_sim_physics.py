@@ -250,3 +250,21 @@ def test_background_level_by_place_and_hour():
     assert propagation.background_level_db("arterial", 15.5) > day > propagation.background_level_db("park", 15.5)
     x = propagation.urban_noise(48000, RATE, 60.0, np.random.default_rng(0))
     assert sources.pa_to_db(np.sqrt(np.mean(x ** 2))) == pytest.approx(60.0, abs=0.01)
+
+
+def test_wall_echo_carries_the_muzzle_directivity_toward_the_wall():
+    # A wall 20 m east of the muzzle, a sensor 10 m west of it: the echo leaves the muzzle due
+    # east (toward the sensor's image in the wall) whatever the direct path does, so aiming at
+    # the wall rather than away changes the echo by the whole front-to-back difference.
+    atm = Atmosphere()
+    env = propagation.Environment(ground_reflection=0.0, nlos_probability=0.0, excess_db_per_km=0.0,
+                                  walls=[propagation.Wall(20.0, -50.0, 20.0, 50.0)])
+    src, rcv = np.array([0.0, 0.0, 1.5]), np.array([[-10.0, 0.0, 1.5]])
+
+    def echo_gain(azimuth_deg):
+        arr = propagation.discrete_arrivals(src, rcv, atm, env, np.ones((1, 2)), azimuth_deg)
+        return float(arr.gain[arr.kind == propagation.WALL][0])
+
+    at_wall, away = echo_gain(90.0), echo_gain(270.0)
+    assert 20 * np.log10(at_wall / away) == pytest.approx(propagation.FRONT_TO_BACK_DB, abs=0.01)
+    assert at_wall == pytest.approx(echo_gain(None)) == pytest.approx(0.8 / 50.0)

@@ -30,6 +30,7 @@ from fusion.locator.associate import (
 )
 from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
+from fusion.locator.echoshots import echo_shots, without_images
 from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_lone, few_sensor_burst
 from fusion.locator.multilaterate import (
     C_MAX,
@@ -91,19 +92,6 @@ OUTLIER_FLOOR_S = 5e-4
 ECHO_SNR_DROP_DB = 6.0
 # ... unless their peak is within this of the sensor's highest, where that is not clipped.
 ECHO_PEAK_DROP_DB = 3.0
-# Two shots emitted closer in time than this and nearer than IMAGE_RANGE_M are one shot and
-# its image in a reflecting wall (a specular echo looks like a source behind the wall firing
-# at the same instant): the one fewer sensors agree on is dropped. Rounds of one gun come at
-# least 50 ms apart (1200 rounds/min); the slack covers the fits' emission-time errors.
-IMAGE_TIME_S = 0.03
-IMAGE_RANGE_M = 100.0
-# Echoes off several walls round a shooter (a courtyard) fit no single image source: their
-# compromise lands near the shooter, later by up to the walls' round trip. A lone shot of a
-# second "shooter" whose distance from another's shot plus the sound's travel in the time
-# between them is within this path, and fewer sensors hear, is such an echo (city_demo's
-# rifle: 14-25 m away, 33-110 ms later, 36-52 m of path; its exchange's second shooter, 45 m
-# away and 0.35 s later, 165 m).
-ECHO_PATH_M = IMAGE_RANGE_M + IMAGE_TIME_S * C_MAX
 # Whether locate (and the live tracker, through it) completes bursts unless told. On: on the
 # Pittsburgh audio it takes rounds located from 0.50, 0.42, 0.50 to 0.97, 0.72, 0.92 (FP1, FP2, FP3;
 # each held out for the burst model's constants), and echosets.py keeps echo sets out (by levels
@@ -358,7 +346,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                                                            listeners=picks.take(seg)), quiet_s)
             if shots:
                 break
-    shots = _without_images(shots)
+    shots = without_images(shots)
     if shots:
         # Completion scores every pulse against every candidate time (quadratic in the stretch):
         # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
@@ -406,22 +394,6 @@ def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: flo
     return shots
 
 
-def _without_images(shots: list) -> list:
-    """The shots less those that are another's image in a wall (see IMAGE_TIME_S).
-
-    A specular echo arrives as from a mirror source behind the wall (the image-source method,
-    Allen & Berkley, JASA 65, 1979); of two shots that close in time and place the one more
-    sensors agree on is kept (greedy, largest first).
-    """
-    shots = sorted(shots, key=lambda s: -len(s.pulses))
-    kept = []
-    for shot in shots:
-        if not any(abs(shot.t0_s - k.t0_s) <= IMAGE_TIME_S and
-                   np.hypot(*(shot.position[:2] - k.position[:2])) <= IMAGE_RANGE_M for k in kept):
-            kept.append(shot)
-    return kept
-
-
 def _inliers(residuals_s: list, need: int) -> list[np.ndarray]:
     """Per shot, which pulses to keep: within OUTLIER_SIGMAS robust sigmas of the shot's median.
 
@@ -441,30 +413,13 @@ def _inliers(residuals_s: list, need: int) -> list[np.ndarray]:
     return keep
 
 
-def _echoes(out_shots: list[dict], enus: np.ndarray, labels: np.ndarray, c_m_s: float) -> np.ndarray:
-    """Mask of the located shots (in discharge order) that are another shot's echo (see ECHO_PATH_M)."""
-    counts = np.bincount(labels)
-    echo = np.zeros(len(out_shots), dtype=bool)
-    for i, shot in enumerate(out_shots):
-        if counts[labels[i]] != 1:
-            continue
-        for j in range(i):
-            lag_s = (shot["t_ns"] - out_shots[j]["t_ns"]) / NS_PER_S
-            path_m = float(np.hypot(*(enus[i, :2] - enus[j, :2]))) + c_m_s * lag_s
-            if labels[j] != labels[i] and not echo[j] and path_m <= ECHO_PATH_M and \
-                    len(out_shots[j]["sensors"]) > len(shot["sensors"]):
-                echo[i] = True
-                break
-    return echo
-
-
 def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mode, ground_z_m,  # noqa: PLR0913
               t_ref_ns: int, *, wind=None, budget: Budget = BUDGET) -> dict | None:
     """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left).
 
     The fit is :func:`_final_fit` (in the told ``wind``; None: still air), err_m from ``budget``; shots are
     then grouped into shooters (single linkage, :func:`fusion.locator.shooters.cluster_shooters`) and echo
-    shots dropped (:func:`_echoes`).
+    shots dropped (:func:`fusion.locator.echoshots.echo_shots`).
     """
     used = np.concatenate([s.pulses for s in shots])
     z_m = ground_z_m if ground_z_m is not None else float(picks.pos_m[used, 2].min())
@@ -478,7 +433,7 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
     labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
-    echo = _echoes(out_shots, enus, labels, fit.c)
+    echo = echo_shots(out_shots, enus, labels, fit.c)
     if echo.any():
         out_shots = [s for s, e in zip(out_shots, echo) if not e]
         enus = enus[~echo]
