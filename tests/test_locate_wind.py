@@ -12,7 +12,7 @@ import pytest
 from earwitness.cli import main
 from fusion.locator.locate import locate
 from fusion.locator.multilaterate import Geometry, fit_shots
-from fusion.locator.uncertainty import FRAME_TYPICAL_M, arrivals_of_fit, shot_uncertainties
+from fusion.locator.uncertainty import BUDGET, FRAME_TYPICAL_M, arrivals_of_fit, shot_uncertainties
 from fusion.locator.wind import travel_gradient, travel_s, wind_east_north
 from simulator.propagation import Atmosphere
 
@@ -250,3 +250,31 @@ def test_the_reports_residuals_are_in_the_wind_the_fit_was_told():
     still = [abs(r["residual_ms"]) for r in residuals(incident, used, meta)]
     assert len(told) == len(still) == ROUNDS * len(sensors)
     assert max(told) < 1.5 < 5.0 < max(still)
+
+
+def test_a_misread_wind_moves_the_fix_as_the_budget_wind_term_states():
+    """The told wind's term is the reading's error per axis (simulator.live.wind_reading draws it so): a
+    reading off by e (m/s, east and north) moves the fit by S e, and the term's covariance, per unit sd,
+    is S S^T. Checked against the fits themselves, so a term stated as a magnitude (sqrt 2 off per axis)
+    or with the wrong lag fails."""
+    sensors = _sensors()
+    xyz = np.array(list(sensors.values()))
+    wind = np.array(wind_east_north(*WIND))
+    air = Atmosphere(temperature_c=T_C, wind_mps=WIND[0], wind_from_deg=WIND[1])
+    t_s, _ = air.travel_time_s(SOURCE, xyz)
+    group = [(xyz, t_s, np.full(len(xyz), PICK_SD_S))]
+    geometry, c = Geometry("2d"), air.c_mps
+
+    def fitted_xy(told_m_s):
+        fit = fit_shots(group, c, geometry, [(SOURCE[:2] + 3.0, -0.01)], wind_m_s=told_m_s)
+        return fit, np.asarray(fit.positions[0][:2], dtype=float)
+
+    exact, at_exact = fitted_xy(wind)
+    step_m_s = 0.5
+    moved = np.column_stack([fitted_xy(wind + step_m_s * axis)[1] - at_exact for axis in np.eye(2)]) / step_m_s
+    arr = arrivals_of_fit(exact, group, [np.full(len(xyz), np.nan)], geometry, False, wind)
+    no_wind = dataclasses.replace(BUDGET, wind_sd_m_s=0.0, frame_sd_m=0.0)
+    unit_wind = dataclasses.replace(no_wind, wind_sd_m_s=1.0)
+    per_unit = shot_uncertainties(arr, unit_wind)[0]["cov_m2"] - shot_uncertainties(arr, no_wind)[0]["cov_m2"]
+    assert np.abs(moved).max() > 0.5                                   # the misreading matters (~d / c per m/s)
+    assert np.allclose(per_unit, moved @ moved.T, rtol=0.05, atol=0.01 * np.abs(per_unit).max())

@@ -135,6 +135,11 @@ def fleet_records(name: str, told: bool = False, exact: bool = False, readings: 
     """Records of a library scenario's fleet pulses, located with the sensors where their GPS puts them;
     ``told``: told the scenario's wind as the live run tells it (simulator.live.wind_reading: the wind
     plus a seeded reading error, ``readings`` of them one after another; ``exact``: without it), frame 0."""
+    return [r for group in fleet_records_by_reading(name, told, exact, readings) for r in group]
+
+
+def fleet_records_by_reading(name: str, told: bool = False, exact: bool = False, readings: int = 1) -> list[list[Record]]:
+    """:func:`fleet_records` kept apart by reading: each list shares one reading's error (one draw of it)."""
     from simulator import fleet, live, scenario
 
     scn = scenario.load(name)
@@ -146,7 +151,7 @@ def fleet_records(name: str, told: bool = False, exact: bool = False, readings: 
     out = []
     for reading in range(readings if told else 1):
         kwargs = {"wind_m_s": tuple(live.wind_reading(scn, sd_m_s, reading)), "frame_m": 0.0} if told else {}
-        out += match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c, **kwargs), truth)
+        out.append(match_truth(locate_recorded(pulses, sensors, scn.atmosphere.temperature_c, **kwargs), truth))
     return out
 
 

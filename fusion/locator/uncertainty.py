@@ -43,7 +43,10 @@ residuals:
   for sensors all around shifts the source by about ``d w / c``, the same for every shot of a
   place and invisible in the residuals. Where a wind is told (locate's ``wind_m_s``), the fit
   models it (``c + w.u_i`` along each path, :mod:`fusion.locator.wind`; the Jacobian here is the
-  fit's) and this term is the told reading's error, TOLD_WIND_SD_M_S per axis (:func:`told_budget`);
+  fit's) and this term is the told reading's error, TOLD_WIND_SD_M_S per axis (:func:`told_budget`),
+  propagated as the live run draws it (simulator.live.wind_reading: N(0, sd) east and north, so the
+  covariance is ``sd^2 lag lag^T`` with ``lag`` the two columns of ``tau_i u_i / c``, not a magnitude's
+  sd^2 / 2 per axis); the fits' own shifts under a misread wind match it (tests/test_locate_wind.py);
 
 and, on the position itself,
 
@@ -152,7 +155,12 @@ WIND_SD_M_S = 1.0
 # mean, a rooftop anemometer); gusts and the streets' channelling move the wind near the ground by a
 # fraction of it, and 0.5 m/s per axis is a sixth of the simulator's 3 m/s (95 % of misses under 1.2
 # m/s). The simulator's live runs tell fusion a reading with this error drawn per axis
-# (simulator.live.WEATHER_READING_SD_M_S), not the wind they blow.
+# (simulator.live.WEATHER_READING_SD_M_S), not the wind they blow. Checked on 60 readings of each scenario's
+# fleet pulses (bench/bench_uncertainty.py scores 40): where the reading dominates, a scenario's shots are
+# covered or missed together, and err_m covers city_park's 0.935, city's 0.974 (60 draws each), missing where
+# the reading is off by more than the 95 % circle's 1.22 m/s; what city_demo and city_exchange miss even told
+# the exact wind are shots association built on a wall reflection (7 % of the told shots, 7-22 m off; located
+# from direct and NLOS arrivals only, every one is covered), which no budget term describes.
 TOLD_WIND_SD_M_S = 0.5
 # (h) The frame, stated, not fitted: the place as someone finds it on the ground (a phone's GPS, a
 # map; Pittsburgh's surveys: a smartphone, "on the order of 2.5 m", TN098 §IV) against the frame
