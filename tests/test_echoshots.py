@@ -39,3 +39,12 @@ def test_a_shooter_s_round_after_another_shooter_s_shot_other_sensors_heard_is_k
     shots = [_shot(0.0, ROUND[:11]), _shot(0.18, ROUND[7:]), _shot(0.30, ROUND[:10] + ["X1"]), _shot(0.48, ROUND[8:])]
     enus = np.array([[0.0, 0.0, 0.0], [8.0, 20.0, 0.0], [-1.0, 1.0, 0.0], [9.0, 17.0, 0.0]])
     assert not echo_shots(shots, enus, np.array([0, 1, 0, 1]), C_M_S).any()
+
+
+def test_a_later_round_few_sensors_heard_all_of_which_heard_the_round_is_kept():
+    # Pittsburgh, two 3-round tests merged 0.1-0.4 s apart: a round heard by 5 of the first round's
+    # 19 sensors, and by none other, is the same gun heard less well, not an echo (which reaches
+    # sensors the round did not).
+    shots = [_shot(0.0, ROUND), _shot(0.3, ROUND[:5])]
+    enus = np.array([[0.0, 0.0, 0.0], [4.0, -3.0, 0.0]])
+    assert echo_shots(shots, enus, np.array([0, 0]), C_M_S).tolist() == [False, False]
