@@ -186,7 +186,7 @@ def format_table(s: dict) -> str:
         ("shots located", f"{s['shots_located']}/{s['shots']}"),
         ("location error median / p90", f"{fmt(s['error_median_m'], ' m')} / {fmt(s['error_p90_m'], ' m')}"),
         ("within 15 m / 25 m", f"{fmt(s['within_15m'])} / {fmt(s['within_25m'])}"),
-        ("within its err_m (95% radius) / err_m median",
+        ("within err_m (95%) / err_m median",
          f"{fmt(s.get('within_err_m'))} / {fmt(s.get('err_m_median_m'), ' m')}"),
         ("rounds exact", fmt(s["rounds_exact"])),
         ("first shooter right / order right", f"{fmt(s['first_shooter_right'])} / {fmt(s['order_right'])}"),

@@ -114,7 +114,7 @@ def test_score_counts_what_it_should():
     s = score.score([perfect], truth, scn.array.area_m2(), scn.duration_s)
     assert s["detection_rate"] == 1.0 and s["errors_m"] == pytest.approx([5.0] * 3)
     assert s["within_err_m"] == pytest.approx(2 / 3) and s["err_m_median_m"] == 5.0
-    assert "within its err_m (95% radius) / err_m median  0.667 / 5 m" in score.format_table(s)
+    assert "within err_m (95%) / err_m median  0.667 / 5 m" in score.format_table(s)
     assert s["rounds_exact"] == 1.0 and s["order_right"] == 1.0 and s["false_alerts"] == 0
     # B located as firing first: A's first shot placed at B and B's at A, with their labels.
     b_first = [dict(shots[0], x=shots[1]["x"], y=shots[1]["y"], shooter=9),

@@ -433,7 +433,7 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
     labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
-    echo = echo_shots(out_shots, enus, labels, fit.c)
+    echo = echo_shots(out_shots, enus, np.array([s["_rel_err_m"] for s in out_shots]), labels, fit.c)
     if echo.any():
         out_shots = [s for s, e in zip(out_shots, echo) if not e]
         enus = enus[~echo]
