@@ -72,6 +72,7 @@ def test_cad_export_with_its_own_columns_and_local_time(tmp_path):
 
 @pytest.mark.parametrize("text, options, message", [
     ("call_id,t_utc,x\nc,2026-08-15T02:22:00Z,1\n", {}, "needs call_id, t_utc and lat,lon or x,y"),
+    ('"call_id,t_utc,x,y\nc,2026-08-15T02:22:00Z,1,2\n', {}, "header is call_id,t_utc,x,y\\nc,"),   # quote left open
     ("call_id,t_utc,x,y\nc,yesterday,1,2\n", {}, "line 2: time 'yesterday' is not ISO 8601"),
     ("call_id,t_utc,x,y\nc,2026-08-15T02:22:00Z,1\n", {}, "line 2: expected 4 fields"),
     ("call_id,t_utc,x,y\nc,2026-08-15T02:22:00Z,one,2\n", {}, "line 2: x 'one' is not a number"),

@@ -103,6 +103,7 @@ def test_cameras_in_wgs84(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("cam,x,y\nc,0,0\n", "header is cam,x,y"),
     ("camera,x,y,zoom\nc,0,0,2\n", "header is camera,x,y,zoom"),
+    ('"camera,x,y\nc,0,0\n', "header is camera,x,y\\nc,0,0"),   # a quote left open runs on: one line
     ("camera,x,y\nc,zero,0\n", "line 2: x 'zero' is not a number"),
     ("camera,x,y,fov_deg\nc,0,0,400\n", "line 2: fov_deg must be in (0, 360]"),
     ("camera,x,y,range_m\nc,0,0,-5\n", "line 2: range_m must be positive"),

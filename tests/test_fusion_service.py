@@ -35,6 +35,7 @@ STREAM_CHUNK = 20
 STREAM_PAUSE_S = 0.05
 KILL_POLL_S = 0.005
 WAIT_S = 60.0
+HOLD_OPEN_S = 10 * WAIT_S   # an incident window's margin that outlasts any wait of a test
 
 
 def _config(tmp_path, broker, site, **extra) -> FusionConfig:
@@ -181,13 +182,16 @@ def test_a_worker_whose_slot_was_taken_over_writes_nothing_more_for_it(site, mos
     its lease and has not noticed).  The first one's final revision is refused by the store (the
     slot's epoch moved on) and it stops the slot; the new one finalises the incident, once."""
     alerts = Collector(mosquitto.url, INCIDENT).start()
-    stale = mqtt_service(_config(tmp_path, mosquitto, site, client_id="fusion-stale", request_clips=False)).start()
+    # Windows held open for HOLD_OPEN_S: under load the first worker's window closed on the wall clock
+    # (its final stored) before the second started, and there was then nothing for it to be fenced on.
+    hold = {"margin_s": HOLD_OPEN_S, "request_clips": False}
+    stale = mqtt_service(_config(tmp_path, mosquitto, site, client_id="fusion-stale", **hold)).start()
     current = None
     try:
         publish_all(mosquitto.url, [(site.topic(SITE, node), raw) for node, raw in site.messages])
         assert wait_until(lambda: any(a["rounds"] == site.rounds for a in alerts.json(INCIDENT)), WAIT_S)
         assert wait_until(lambda: stale.locator_idle, WAIT_S)
-        current = mqtt_service(_config(tmp_path, mosquitto, site, client_id="fusion-current", request_clips=False)).start()
+        current = mqtt_service(_config(tmp_path, mosquitto, site, client_id="fusion-current", **hold)).start()
         stale.finalise_open_incidents()
         assert wait_until(lambda: stale.fenced, WAIT_S)
         current.finalise_open_incidents()

@@ -1,0 +1,21 @@
+"""Text from a user's file, shown in a one-line error message.
+
+A CSV header with a quote left open runs on over the next lines (the csv module reads the quoted
+field to the next quote), and a user's file may hold any character: what the message shows of it
+is escaped onto one line and cut short.
+
+Example::
+
+    raise SensorsError(f"{path}: header is {one_line(','.join(header)) or '(empty)'}; expected ...")
+"""
+from __future__ import annotations
+
+# Characters of a user's text shown in a message; the rest is elided.
+SHOWN_MAX = 80
+
+
+def one_line(text: str, limit: int = SHOWN_MAX) -> str:
+    """``text`` with line breaks, control and non-ASCII characters escaped (``\\n``, ``\\xe9``),
+    cut to ``limit`` characters and ``...``."""
+    shown = text.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= limit else shown[:limit] + "..."
