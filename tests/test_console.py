@@ -248,8 +248,10 @@ def test_reviewer_sees_incident_live_confirms_and_records_disposition(console_si
     page.fill("#disposition textarea[name=note]", "6 casings")
     page.click("#disposition button[type=submit]")
     # each submit reloads the page; the second's rows come with its load
-    page.wait_for_function("document.querySelectorAll('#actions tr.action-row').length >= 2", timeout=WAIT_MS)
+    # (waited for by selector: a predicate given as an expression string is polled through eval, which
+    # the console's Content-Security-Policy forbids; it failed whenever the rows were not there at once)
     rows = page.locator("#actions tr.action-row")
+    rows.nth(1).wait_for(timeout=WAIT_MS)
     assert rows.count() == 2
     assert rows.nth(0).inner_text().split("\t")[1:] == [
         "ann (reviewer)", "confirm", "", str(reviewed),
