@@ -242,3 +242,34 @@ def test_a_few_sensor_burst_is_weighed_by_which_sensors_stay_silent():
     shots = fewburst.few_sensor_burst(picks, np.arange(len(picks)), C, search_bounds(picks.xy), Geometry("2d"))
     assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
     assert np.hypot(*(shots[0].position[:2] - SOURCE_FAR)) < 5.0
+
+
+def test_completion_tells_a_round_from_echoes_whose_lags_differ_by_sensor():
+    """Each sensor's path delays every round alike (survey error, diffraction: 6 ms scatter here), so
+    once the anchor's residual is taken off, a further round's arrivals agree to the picks' own error;
+    echoes that happen to follow every round 35-60 ms later at six sensors do not, and without levels
+    to tell them apart they are left out by their timing (they came out as a round per round)."""
+    from fusion.locator.associate import Shot
+
+    rng = np.random.default_rng(0)
+    n = 11
+    xy = rng.uniform(-500, 500, (n, 2))
+    pos = np.column_stack([xy, np.zeros(n)])
+    source = np.array([30.0, -40.0])
+    path_delay_s = rng.normal(0.0, 6e-3, n)
+    echo_lag_s = rng.uniform(0.035, 0.06, 6)
+    sensor, t_s = [], []
+    for t0 in (1.0, 1.8):
+        sensor += list(range(n))
+        t_s += list(arrivals(xy, source, t0) + path_delay_s + rng.normal(0, 3e-4, n))
+        sensor += list(range(6))
+        t_s += list(arrivals(xy[:6], source, t0) + path_delay_s[:6] + echo_lag_s)
+    sensor, t_s = np.array(sensor), np.array(t_s)
+    picks = Picks(sensor, t_s, np.full(len(t_s), 1e-3), pos[sensor])
+    first = np.arange(n)
+    fit = fit_shots([(picks.pos_m[first], picks.t_s[first], picks.sigma_s[first])], C, Geometry("2d"),
+                    [(source, 1.0)], loss="soft_l1", scale_s=burst.ROBUST_SCALE_S)
+    anchor = Shot(first, fit.positions[0], float(fit.t0_s[0]), C, fit.residuals_s[0])
+    new = burst.complete_bursts(picks, np.arange(len(picks)), [anchor], Geometry("2d"), 4)
+    assert [round(s.t0_s, 1) for s in new] == [1.8]
+    assert sorted(picks.sensor[new[0].pulses]) == list(range(n))

@@ -316,7 +316,8 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
 
     ``clutter`` is (sensor index, clutter rate per pool row; per sensor, how likely it hears the burst). Rounds by
     :func:`find_rounds` at the place, each pulse's implied discharge time less its sensor's
-    station term (:func:`_station_terms`, from the anchor's residuals); the anchor and those
+    station term (:func:`_station_terms`, from the anchor's residuals; at a sensor with a term only the
+    picks' own timing error remains, not the place's fit scatter); the anchor and those
     rounds fitted with one shared position (robust least squares), the rounds found again at
     the fitted place; REFINE_ROUNDS times. Returns (rounds, the place, the pool's implied
     discharge times there, without station terms).
@@ -327,9 +328,13 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
     terms = _station_terms(picks, anchor.pulses, anchor.residuals_s)
     anchor_group = (picks.pos_m[anchor.pulses], picks.t_s[anchor.pulses], picks.sigma_s[anchor.pulses])
     found: list = []
+    # Where the anchor's term is taken off, the path's error cancels (a double difference, Waldhauser &
+    # Ellsworth, BSSA 90, 2000): only the two picks' own errors remain, not the place's fit scatter.
+    termed = np.isin(picks.sensor[pool], picks.sensor[anchor.pulses])
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, pool, position, anchor.c, geometry) - terms[picks.sensor[pool]]
-        found = find_rounds(emit, sensor, _timing_sigma(picks, pool, scatter), rate, hears, taken)
+        sigma = np.where(termed, _timing_sigma(picks, pool, 0.0), _timing_sigma(picks, pool, scatter))
+        found = find_rounds(emit, sensor, sigma, rate, hears, taken)
         if not found:
             break
         groups = [anchor_group] + [(picks.pos_m[pool[m]], picks.t_s[pool[m]], picks.sigma_s[pool[m]])
