@@ -35,7 +35,8 @@ SCENARIOS = ("city_demo", "city_exchange", "city_park", "city")
 # One reading's error moves every shot of a scenario alike: four scenarios are four draws, so the
 # told budget is also scored over this many readings of each (simulator.live.weather_settings). The
 # coverage's cluster sd over the 4 x READINGS draws: 0.060 at 8 readings (0.864, next 8: 0.891), 0.020
-# at 40, 0.015 at 60 (0.893); 40 keeps it under the window's half-width and the bench's cost ~9 min.
+# at 40, 0.015 at 60 (0.893); 40 keeps it under the window's half-width. Re-measured at commit 31a27d2:
+# 0.905, sd 0.017 at 40; the bench's cost 13 min of CPU (783 s user; 34 min wall on two shared cores).
 READINGS = 40
 LIKE_SCENES, LIKE_SEED = 300, 2018   # bench_accuracy's Pittsburgh-like scenes
 # Issue 14's window for a position's err_m: covering this share of its shots, at most this many

@@ -28,6 +28,7 @@ START_UTC = "2026-01-01T00:00:00Z"
 START_NS = parse_utc_ns(START_UTC)
 ONE_SAMPLE_NS = 1e9 / node_audio.RATE_HZ
 OUTAGE_S = 30
+PIECE_S = 0.1   # raw PCM to a stdin node a piece at a time, as a live capture pipe (the node's read block)
 
 
 def make_node(tmp_path, broker, wav, *, realtime, drain_timeout_s=30, health_interval_s=60):
@@ -270,19 +271,9 @@ def test_raw_pcm_on_stdin_in_real_time_is_timed_by_the_system_clock(mosquitto, t
     shots = [0.5, 1.5, 2.5]
     node_audio.write(wav, 3.2, shots)
     audio, rate = sf.read(wav, dtype="int16")
-    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True)
-    cfg.write_text(cfg.read_text().replace('source = "wav"', 'source = "stdin"\nrate_hz = 48000\nchannels = 2\nformat = "int16"'))
-    sink = sink_of(mosquitto)
-    proc = subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    status = topics.status(SITE, NODE)
-    assert wait_until(lambda: sink.has(status, b"online", retained=False), 20)  # up and reading
-    piece = rate // 10
+    proc, sink, ring = stdin_node(mosquitto, tmp_path, wav)
     t_first_ns = time.time_ns()
-    for i in range(0, len(audio), piece):  # as a live capture pipe would: 0.1 s at a time
-        proc.stdin.write(audio[i:i + piece].tobytes())
-        proc.stdin.flush()
-        time.sleep(0.1)
+    CapturePipe(proc, audio).feed_to(len(audio))
     proc.stdin.close()
     assert proc.wait(60) == 0, proc.stderr.read()
     assert wait_until(lambda: len(received(sink, ring)) >= len(shots), 10)
@@ -405,74 +396,141 @@ def test_a_health_report_lost_does_not_take_the_backlog_peak_with_it(mosquitto, 
     assert (health["outbox_depth"], health["outbox_depth_max"], health["pulses_per_min"]) == (0, len(shots), len(shots))
 
 
-def _node_by_hand(tmp_path):
-    """A realtime node of 3 s of audio with shots at 0.5 s and 2 s, driven by hand with no broker: its
-    answers are taken where they are published. Returns (node, audio, rate, answers)."""
-    from edge.config import load
-    from edge.node import Node
+def stdin_node(mosquitto, tmp_path, wav, *, health_interval_s=60):
+    """A node process reading raw int16 PCM on its stdin (a live capture pipe), online at the broker;
+    returns (process, sink of all it publishes, keyring)."""
+    cfg, ring = make_node(tmp_path, mosquitto, wav, realtime=True, health_interval_s=health_interval_s)
+    cfg.write_text(cfg.read_text().replace('source = "wav"', 'source = "stdin"\nrate_hz = 48000\nchannels = 2\nformat = "int16"'))
+    sink = sink_of(mosquitto)
+    proc = subprocess.Popen([sys.executable, "-m", "earwitness", "node", "--config", str(cfg)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wait_until(lambda: sink.has(topics.status(SITE, NODE), b"online", retained=False), 20)  # up and reading
+    return proc, sink, ring
+
+
+class CapturePipe:
+    """Raw PCM to a stdin node's pipe as a live capture gives it: a piece of PIECE_S (the node's read
+    block) once its last frame is recorded, by the wall clock from the stream's start; what was held
+    back goes at once when let go (the backlog of a reader fallen behind), then the pace again."""
+
+    def __init__(self, proc, audio):
+        self.proc, self.audio, self.fed, self.t0_s = proc, audio, 0, None
+
+    def feed_to(self, last: int) -> None:
+        """Frames up to (not including) ``last``."""
+        rate = node_audio.RATE_HZ
+        piece = round(PIECE_S * rate)
+        if self.t0_s is None:
+            self.t0_s = time.monotonic()
+        while self.fed < last:
+            end = min(self.fed + piece, last)
+            delay = self.t0_s + end / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.proc.stdin.write(self.audio[self.fed:end].tobytes())
+            self.proc.stdin.flush()
+            self.fed = end
+
+
+# A node asked for a clip of audio it has not heard yet: 3 s of audio, blasts at 0.5 s (its pulse
+# times the request) and 2 s; the first second fed before the request, which is for 1.9-2.1 s.
+CLIP_SHOTS_S, CLIP_AUDIO_LENGTH_S, CLIP_FED_FIRST_S, CLIP_WINDOW_S = (0.5, 2.0), 3.0, 1.0, (1.9, 2.1)
+NO_PERIODIC_HEALTH_S = 3600   # health reports come only as answers to a request
+ANSWER_WAIT_S = 30
+
+
+def clip_node(mosquitto, tmp_path):
+    """A stdin node fed CLIP_FED_FIRST_S of its audio, and the fusion server's clip request for
+    CLIP_WINDOW_S of it, timed by the node's own pulse of the first blast as the server times its
+    requests by the pulses: {"cmd": "clip", "id": "<incident>|<node>", "t0_ns", "t1_ns"}.
+    Returns a namespace: proc, sink, ring, pipe (the CapturePipe), request, registry."""
+    from fusion.server import evidence
+    from fusion.server.registry import registry_from_nodes
 
     wav = tmp_path / "in.wav"
-    node_audio.write(wav, 3, [0.5, 2.0])
+    node_audio.write(wav, CLIP_AUDIO_LENGTH_S, CLIP_SHOTS_S)
     audio, rate = sf.read(wav, dtype="int16")
-    nobody = types.SimpleNamespace(url=f"mqtt://127.0.0.1:{free_port()}")
-    cfg, _ = make_node(tmp_path, nobody, wav, realtime=True)
-    node = Node(load(cfg))
-    answers: list[dict] = []
-    node.publisher.publish_json = lambda topic, obj, qos=0: answers.append(obj) or True
-    return node, audio, rate, answers
+    proc, sink, ring = stdin_node(mosquitto, tmp_path, wav, health_interval_s=NO_PERIODIC_HEALTH_S)
+    pipe = CapturePipe(proc, audio)
+    pipe.feed_to(round(CLIP_FED_FIRST_S * rate))
+    assert wait_until(lambda: received(sink, ring), ANSWER_WAIT_S)   # the first blast's pulse
+    first, onset = received(sink, ring)[0], node_audio.detected(wav)[0]
+
+    def at_ns(t_s):   # the node's time of the sample t_s into the audio, from its first pulse
+        return first.t_ns + round((t_s * rate - onset) * 1e9 / rate)
+
+    request = {"cmd": "clip", "id": f"incident-1{evidence.ID_SEPARATOR}{NODE}",
+               "t0_ns": at_ns(CLIP_WINDOW_S[0]), "t1_ns": at_ns(CLIP_WINDOW_S[1])}
+    public_key = keys.public_path(tmp_path / "node.key").read_text().strip()
+    registry = registry_from_nodes([{"id": NODE, "public_key": public_key, "x": 0.0, "y": 0.0}])
+    return types.SimpleNamespace(proc=proc, sink=sink, ring=ring, pipe=pipe, request=request, registry=registry)
 
 
-def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(tmp_path):
-    """A node behind its input (the simulator's nodes under load) is asked for audio its worker has
-    not reached: it answers once the audio is in, not "no kept audio"."""
-    import threading
+def finish_with_the_clip(node):
+    """Feed the rest of the audio, wait for the clip answer, end the stream (the node exits cleanly),
+    and check the answer as the server does: the one on .../clip, not an error, passing
+    fusion.server.evidence.verify_clip (topic, signature, digest), its first and last samples at the
+    request's times.  Returns (its metadata, its audio)."""
+    from fusion.server import evidence
 
-    node, audio, rate, answers = _node_by_hand(tmp_path)
-    worker = threading.Thread(target=node._work, daemon=True)
-    worker.start()
-    node.ring.write(audio[:rate])   # the first second
-    assert wait_until(lambda: node._delivered >= rate, 10)
-    request = {"cmd": "clip", "id": "c1", "t0_ns": START_NS + 19 * 10**8, "t1_ns": START_NS + 21 * 10**8}
-    asking = threading.Thread(target=node.handle_command, args=(request,), daemon=True)
-    asking.start()
-    for start in range(rate, len(audio), rate // 10):   # the rest as a sound card gives it
-        time.sleep(0.02)
-        node.ring.write(audio[start:start + rate // 10])
-    asking.join(30)
-    node.ring.close()
-    worker.join(10)
-    node.outbox.close()
-    (answer,) = answers
-    assert "error" not in answer, answer
-    assert answer["id"] == "c1" and abs(answer["t0_ns"] - request["t0_ns"]) < 10**6
-    assert abs(answer["t1_ns"] - request["t1_ns"]) < 10**6
+    node.pipe.feed_to(len(node.pipe.audio))
+    assert wait_until(lambda: node.sink.payloads(topics.clip(SITE, NODE)), ANSWER_WAIT_S)
+    node.proc.stdin.close()
+    assert node.proc.wait(60) == 0, node.proc.stderr.read()
+    (payload,) = node.sink.payloads(topics.clip(SITE, NODE))
+    assert "error" not in json.loads(payload), json.loads(payload)["error"]
+    incident, meta, flac = evidence.verify_clip(NODE, payload, node.registry)
+    assert incident == "incident-1"
+    assert abs(meta["t0_ns"] - node.request["t0_ns"]) < 10**6 and abs(meta["t1_ns"] - node.request["t1_ns"]) < 10**6
+    clip, rate = sf.read(io.BytesIO(flac))
+    assert len(clip) == meta["frames"] and rate == meta["rate_hz"]
+    return meta, clip
 
 
-def test_a_health_request_is_answered_while_a_clip_request_waits_for_its_audio(tmp_path):
-    """A clip request for audio the worker has not reached waits for it (up to CLIP_WAIT_S); a health
-    request that comes after it is answered meanwhile, not behind it."""
-    import threading
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_clip_request_for_audio_not_yet_processed_waits_for_it(mosquitto, tmp_path):
+    """A node behind its input (the simulator's nodes under load) is asked for audio it has not
+    heard: it answers once the audio is in, not "no kept audio"."""
+    node = clip_node(mosquitto, tmp_path)
+    try:
+        assert node.sink.publish(topics.command(SITE, NODE), json.dumps(node.request))
+        meta, clip = finish_with_the_clip(node)
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+    # The second blast is in it, where the node's pulse of it says (within the pulse's stated uncertainty).
+    assert wait_until(lambda: len(received(node.sink, node.ring)) == len(CLIP_SHOTS_S), ANSWER_WAIT_S)
+    second = received(node.sink, node.ring)[1]
+    peak = int(np.argmax(np.abs(clip)))
+    assert np.abs(clip[peak]) > node_audio.BLAST_AMPLITUDE / 2
+    assert abs(meta["t0_ns"] + peak * 1e9 / meta["rate_hz"] - second.t_ns) <= second.t_unc_ns
+    node.sink.close()
 
-    node, audio, rate, answers = _node_by_hand(tmp_path)
-    threads = [threading.Thread(target=node._work, daemon=True)] + [
-        threading.Thread(target=node._command_loop, args=(q,), daemon=True)
-        for q in (node._commands, node._clip_commands)]
-    for t in threads:
-        t.start()
-    node.ring.write(audio[:rate])   # the first second
-    assert wait_until(lambda: node._delivered >= rate, 10)
-    node._queue_command({"cmd": "clip", "id": "c1", "t0_ns": START_NS + 19 * 10**8, "t1_ns": START_NS + 21 * 10**8})
-    node._queue_command({"cmd": "health"})
-    assert wait_until(lambda: answers, 10)   # answered while the clip's audio is still to come
-    node.ring.write(audio[rate:])
-    assert wait_until(lambda: len(answers) == 2, 30)
-    node._stop.set()
-    node.ring.close()
-    for t in threads:
-        t.join(10)
-    node.outbox.close()
-    health, clip = answers
-    assert "outbox_depth" in health and clip["id"] == "c1" and "error" not in clip, answers
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_health_request_is_answered_while_a_clip_request_waits_for_its_audio(mosquitto, tmp_path):
+    """A clip request for audio the node has not heard waits for it (edge.evidence.CLIP_WAIT_S); a health
+    request published after it is answered meanwhile, not behind it."""
+    node = clip_node(mosquitto, tmp_path)
+    health, clip = topics.health(SITE, NODE), topics.clip(SITE, NODE)
+    try:
+        assert node.sink.publish(topics.command(SITE, NODE), json.dumps(node.request))
+        assert node.sink.publish(topics.command(SITE, NODE), json.dumps({"cmd": "health"}))
+        # The clip's audio withheld, its request waits; with no audio coming it gives up after
+        # edge.evidence.CLIP_STALL_S with an error, which a node answering one command at a time sends
+        # before the health report. (Audio short of the clip's fed meanwhile would not keep it waiting:
+        # the host clock times it late, and the request's window falls in it.)
+        assert wait_until(lambda: node.sink.payloads(health), ANSWER_WAIT_S)
+        assert not node.sink.payloads(clip), "the health request was answered behind the clip request"
+        report = json.loads(node.sink.payloads(health)[0])
+        assert report["node"] == NODE and report["frames_delivered"] <= node.pipe.fed   # the clip's audio withheld
+        finish_with_the_clip(node)
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+    node.sink.close()
 
 
 @pytest.mark.integration

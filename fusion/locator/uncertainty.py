@@ -140,8 +140,9 @@ NLOS_SD_S = 3e-3
 # and the frame, FP2's shots, all 4-6 m off its survey, went uncovered held out (0.25): no fit on
 # FP1 and FP3 sees such an offset. Simulation (bench/bench_uncertainty.py): the fleet's pulses of
 # city_demo, city_exchange, city_park, city (sensors where their GPS puts them, 3 m/s wind, NLOS)
-# coverage 0.938, sharpness 1.22x; 300 Pittsburgh-like scenes 0.974, 2.50x. FP3's sharpness is out of
-# reach of any per-shot radius: tests/test_locate_uncertainty.py, test_held_out_misses_are_one_offset_per_position.
+# coverage 0.943, sharpness 1.29x; 300 Pittsburgh-like scenes 0.974, 2.48x (at commit 31a27d2).
+# FP3's sharpness is out of reach of any per-shot radius: tests/test_locate_uncertainty.py,
+# test_held_out_misses_are_one_offset_per_position.
 C_PATH_REL_SD = 0.00125
 # (d)'s wind form, stated, not fitted: the wind along the rooftops is not measured (TN098 §III.D:
 # the airports' 0-5 m/s "can provide only a rough estimate of local conditions"; §IV: light, 0-2
