@@ -432,12 +432,13 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
                               wind=wind, budget=budget)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
-    labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
-    echo = echo_shots(out_shots, enus, np.array([s["_rel_err_m"] for s in out_shots]), labels, fit.c)
+    rel_err_m = np.array([s["_rel_err_m"] for s in out_shots])
+    labels = cluster_shooters(enus[:, :2], rel_err_m)
+    echo = echo_shots(out_shots, enus, rel_err_m, labels, fit.c)
     if echo.any():
         out_shots = [s for s, e in zip(out_shots, echo) if not e]
-        enus = enus[~echo]
-        labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
+        enus, rel_err_m = enus[~echo], rel_err_m[~echo]
+        labels = cluster_shooters(enus[:, :2], rel_err_m)
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
         del shot["_enu"], shot["_rel_err_m"]
