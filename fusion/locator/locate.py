@@ -356,7 +356,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
         # A lone set of fewer than MIN_PULSES_FOR_SCATTER may be chance's (burst_or_lone): weighed where it was found.
         if len(shots) == 1 and len(shots[0].pulses) < MIN_PULSES_FOR_SCATTER and len(loud) <= JOINT_HEARING_MAX_PULSES:
-            shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
+            shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
+                                  config.array_xy_m)
         return shots
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_xy_m, loud)
     if not shots and mode != "3d":
