@@ -84,7 +84,7 @@ def _most_shooters(scn, incidents: list[dict]) -> dict | None:
     true = truth_incidents(scn.truth(), scn.array.origin)
     if not true or not incidents:
         return None
-    target = max(true, key=lambda t: len({s[2] for s in t["shots"]}))["shots"][0][0]
+    target = max(true, key=lambda t: len({s.shooter for s in t["shots"]}))["shots"][0].t_ns
     near = min(incidents, key=lambda i: abs(i["t_ns"] - target))
     return near if abs(near["t_ns"] - target) <= REPORT_MATCH_S * 1e9 else None
 

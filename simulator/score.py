@@ -18,6 +18,7 @@ mapped to the true ones by the mean position of their shots.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,6 +37,14 @@ SOUND_M_PER_S = 343.0
 ERROR_THRESHOLDS_M = (15.0, 25.0)
 
 
+class ScoredShot(NamedTuple):
+    """One shot as scored: a true one (no ``err_m``) or a located one (its stated 95 % radius, if any)."""
+    t_ns: int
+    xy: np.ndarray
+    shooter: object
+    err_m: float | None = None
+
+
 def _xy(obj: dict, origin) -> np.ndarray:
     if "x" in obj:
         return np.array([float(obj["x"]), float(obj["y"])])
@@ -45,14 +54,14 @@ def _xy(obj: dict, origin) -> np.ndarray:
 
 
 def truth_incidents(truth: list[dict], origin=None) -> list[dict]:
-    """Gunfire truth rows grouped into incidents: ``{"name", "shots": [(t_ns, xy, shooter)]}`` in time order."""
+    """Gunfire truth rows grouped into incidents: ``{"name", "shots": [ScoredShot]}`` in time order."""
     groups = defaultdict(list)
     for row in truth:
         if row.get("gunfire"):
             groups[row.get("incident") or f"event-{row['event']}"].append(
-                (int(row["t_ns"]), _xy(row, origin), row.get("shooter") or f"event-{row['event']}"))
-    out = [{"name": k, "shots": sorted(v, key=lambda s: s[0])} for k, v in groups.items()]
-    return sorted(out, key=lambda inc: inc["shots"][0][0])
+                ScoredShot(int(row["t_ns"]), _xy(row, origin), row.get("shooter") or f"event-{row['event']}"))
+    out = [{"name": k, "shots": sorted(v, key=lambda s: s.t_ns)} for k, v in groups.items()]
+    return sorted(out, key=lambda inc: inc["shots"][0].t_ns)
 
 
 def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: float, origin=None) -> dict:
@@ -72,18 +81,19 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
     classes = classification(incidents, truth, origin)
     located = []
     for inc in (i for i in incidents if is_alert(i)):
-        shots = [(int(s["t_ns"]), _xy(s, origin), s.get("shooter", 0), s.get("err_m")) for s in inc.get("shots") or []]
+        shots = [ScoredShot(int(s["t_ns"]), _xy(s, origin), s.get("shooter", 0), s.get("err_m"))
+                 for s in inc.get("shots") or []]
         if not shots:
-            shots = [(int(inc["t_ns"]), _xy(inc, origin), 0, inc.get("err_m"))]
-        located.append({"inc": inc, "shots": sorted(shots, key=lambda s: s[0]), "used": False})
+            shots = [ScoredShot(int(inc["t_ns"]), _xy(inc, origin), 0, inc.get("err_m"))]
+        located.append({"inc": inc, "shots": sorted(shots, key=lambda s: s.t_ns), "used": False})
     errors, stated, rounds_ok, first_ok, order_ok, detected = [], [], [], [], [], 0
     for t in true:
         best, best_d = None, np.inf
         for cand in located:
             if cand["used"]:
                 continue
-            d = min((np.linalg.norm(ls[1] - ts[1]) for ls in cand["shots"] for ts in t["shots"]
-                     if abs(ls[0] - ts[0]) <= MATCH_TIME_S * NS_PER_S), default=np.inf)
+            d = min((np.linalg.norm(ls.xy - ts.xy) for ls in cand["shots"] for ts in t["shots"]
+                     if abs(ls.t_ns - ts.t_ns) <= MATCH_TIME_S * NS_PER_S), default=np.inf)
             if d < best_d and d <= MATCH_RADIUS_M:
                 best, best_d = cand, d
         if best is None:
@@ -93,18 +103,19 @@ def score(incidents: list[dict], truth: list[dict], area_m2: float, duration_s: 
         rounds_ok.append(int(best["inc"].get("rounds", len(best["shots"]))) == len(t["shots"]))
         free = list(range(len(best["shots"])))
         for ts in t["shots"]:
-            near = [k for k in free if abs(best["shots"][k][0] - ts[0]) <= SHOT_TIME_S * NS_PER_S]
+            near = [k for k in free if abs(best["shots"][k].t_ns - ts.t_ns) <= SHOT_TIME_S * NS_PER_S]
             if not near:
                 continue
-            k = min(near, key=lambda k: abs(best["shots"][k][0] - ts[0]))
+            k = min(near, key=lambda k: abs(best["shots"][k].t_ns - ts.t_ns))
             free.remove(k)
-            errors.append(float(np.linalg.norm(best["shots"][k][1] - ts[1])))
-            stated.append(np.nan if best["shots"][k][3] is None else float(best["shots"][k][3]))
-        names = sorted({ts[2] for ts in t["shots"]})
+            got = best["shots"][k]
+            errors.append(float(np.linalg.norm(got.xy - ts.xy)))
+            stated.append(np.nan if got.err_m is None else float(got.err_m))
+        names = sorted({ts.shooter for ts in t["shots"]})
         if len(names) >= 2:
             label = _map_shooters(best["shots"], t["shots"])
-            seq_true = [ts[2] for ts in t["shots"]]
-            seq_got = [label.get(ls[2]) for ls in best["shots"]]
+            seq_true = [ts.shooter for ts in t["shots"]]
+            seq_got = [label.get(ls.shooter) for ls in best["shots"]]
             first_ok.append(bool(seq_got) and seq_got[0] == seq_true[0])
             order_ok.append(seq_got == seq_true)
     false = sum(1 for c in located if not c["used"])
@@ -157,15 +168,15 @@ def classification(incidents: list[dict], truth: list[dict], origin=None) -> dic
             "class_by_kind": {k: dict(v) for k, v in by_kind.items()}}
 
 
-def _map_shooters(located, true) -> dict:
+def _map_shooters(located: list[ScoredShot], true: list[ScoredShot]) -> dict:
     """Located shooter id -> true shooter name, matching the shooters' mean positions one to
     one at least total distance (the assignment problem, scipy's linear_sum_assignment)."""
     from scipy.optimize import linear_sum_assignment
 
     def centres(shots):
         by = defaultdict(list)
-        for shot in shots:   # (t_ns, xy, shooter, ...)
-            by[shot[2]].append(shot[1])
+        for shot in shots:
+            by[shot.shooter].append(shot.xy)
         return list(by), np.array([np.mean(v, axis=0) for v in by.values()])
 
     got_ids, got_xy = centres(located)

@@ -273,3 +273,41 @@ def test_completion_tells_a_round_from_echoes_whose_lags_differ_by_sensor():
     new = burst.complete_bursts(picks, np.arange(len(picks)), [anchor], Geometry("2d"), 4)
     assert [round(s.t0_s, 1) for s in new] == [1.8]
     assert sorted(picks.sensor[new[0].pulses]) == list(range(n))
+
+
+def _three_hear_twelve_report(rng, source_xy, grid: np.ndarray):
+    """Four rounds from ``source_xy`` the three nearest of ``grid`` hear, unrelated pulses from twelve random
+    sensors of it, and three from the three farthest (a lone set by chance): (picks, the lone set's rows)."""
+    hearing = np.argsort(np.hypot(*(grid - source_xy).T))[:3]
+    reporting = rng.choice(len(grid), 12, replace=False)
+    sensor, t = [], []
+    for t0 in (1.0, 1.6, 2.3, 3.1):
+        sensor += list(hearing)
+        t += list(arrivals(grid[hearing], source_xy, t0) + rng.normal(0, 3e-4, len(hearing)))
+    for s in reporting:
+        n = rng.poisson(1.5)
+        sensor += [s] * n
+        t += list(rng.uniform(0.0, 5.0, n))
+    sensor += list(np.argsort(np.hypot(*(grid - source_xy).T))[::-1][:3])
+    t += list(rng.uniform(0.5, 4.0, 3))
+    sensor, t = np.array(sensor), np.array(t)
+    picks = Picks(sensor, t, np.full(len(t), 1e-3), np.column_stack([grid[sensor], np.full(len(t), 10.0)]))
+    return picks, np.arange(len(t))[-3:]
+
+
+def test_a_lone_shot_is_weighed_against_a_burst_told_from_its_mirror_by_silent_sensors():
+    """burst_or_lone weighs the burst's place against its rival with the array's sensors that reported nothing,
+    as few_sensor_burst does. Three sensors of forty-two hear four rounds (the 20th of seed 3's random places,
+    (355, -450) m); a lone set of three unrelated far pulses passed the chance test. Without the silent
+    sensors a mirror place explained the burst as well, and neither the burst nor the lone set was kept;
+    with them the mirror is no rival and the burst is located."""
+    from fusion.locator.associate import Shot, search_bounds
+
+    grid = np.array([(x, y) for x in range(-900, 901, 300) for y in range(-750, 751, 300)], dtype=float)
+    rng = np.random.default_rng(3)
+    for source in rng.uniform(-800.0, 800.0, (20, 2)):   # the 20th scene of the stream
+        picks, lone_rows = _three_hear_twelve_report(rng, source, grid)
+    lone = Shot(lone_rows, picks.xy[lone_rows].mean(axis=0), float(picks.t_s[lone_rows].min()), C, np.zeros(3))
+    shots = fewburst.burst_or_lone(picks, np.arange(len(picks)), lone, C, search_bounds(picks.xy), Geometry("2d"), grid)
+    assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
+    assert np.hypot(*(shots[0].position[:2] - source)) < 5.0

@@ -356,7 +356,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
         # A lone set of fewer than MIN_PULSES_FOR_SCATTER may be chance's (burst_or_lone): weighed where it was found.
         if len(shots) == 1 and len(shots[0].pulses) < MIN_PULSES_FOR_SCATTER and len(loud) <= JOINT_HEARING_MAX_PULSES:
-            shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY)
+            shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
+                                  config.array_xy_m)
         return shots
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_xy_m, loud)
     if not shots and mode != "3d":
@@ -432,12 +433,13 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
                               wind=wind, budget=budget)
     out_shots.sort(key=lambda s: s["t_ns"])
     enus = np.array([s["_enu"] for s in out_shots])
-    labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
-    echo = echo_shots(out_shots, enus, np.array([s["_rel_err_m"] for s in out_shots]), labels, fit.c)
+    rel_err_m = np.array([s["_rel_err_m"] for s in out_shots])
+    labels = cluster_shooters(enus[:, :2], rel_err_m)
+    echo = echo_shots(out_shots, enus, rel_err_m, labels, fit.c)
     if echo.any():
         out_shots = [s for s, e in zip(out_shots, echo) if not e]
-        enus = enus[~echo]
-        labels = cluster_shooters(enus[:, :2], np.array([s["_rel_err_m"] for s in out_shots]))
+        enus, rel_err_m = enus[~echo], rel_err_m[~echo]
+        labels = cluster_shooters(enus[:, :2], rel_err_m)
     for shot, label in zip(out_shots, labels):
         shot["shooter"] = int(label)
         del shot["_enu"], shot["_rel_err_m"]
