@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import nacl.signing
 import pytest
@@ -27,6 +28,7 @@ from simulator.broker import Collector, publish_all, wait_until
 
 SITE = "flash"
 WAIT_S = 90.0
+EPOCH_TICK_WAIT_S = 2.0   # past the wall-clock second a new epoch is counted in
 TEMPERATURE_C = 20.0
 SPEED_M_S = 20.03 * math.sqrt(TEMPERATURE_C + 273.15)   # DESIGN.md, "Physics worth knowing"
 NODES = {"n-a": (0.0, 0.0), "n-b": (400.0, 0.0), "n-c": (400.0, 400.0), "n-d": (0.0, 400.0), "n-e": (200.0, -150.0)}
@@ -191,7 +193,11 @@ def test_a_reflashed_node_is_welcome_and_a_replay_is_not(mosquitto, tmp_path):
         assert all("new outbox" in err for err in first)
         assert wait_until(lambda: len(_incidents(site.watch)) == 1, WAIT_S), site.log.read_text()
         sent_before = list(site.watch.received(f"ew/v1/{SITE}/node/+/pulse"))
-        # Re-flash every node: same key, an empty data folder; it hears a second shot 10 min later.
+        # Re-flash every node: same key, an empty data folder; it hears a second shot 10 min later. A
+        # re-flash takes more than the second a new sequence's epoch counts in (wire.new_epoch): nodes
+        # restarted within the second their first outbox was made would take its epoch again.
+        made = wire.new_epoch(time.time_ns())
+        assert wait_until(lambda: wire.new_epoch(time.time_ns()) > made, EPOCH_TICK_WAIT_S)
         for folder in site.folders.values():
             shutil.rmtree(folder / "var")
         second = site.run_nodes(SECOND_UTC)
