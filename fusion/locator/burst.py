@@ -218,8 +218,9 @@ def _implied(picks: Picks, rows, position, c: float, geometry: Geometry) -> np.n
     return picks.t_s[rows] - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
 
 
-def _timing_sigma(picks: Picks, rows, scatter_s: float) -> np.ndarray:
-    """Per pulse the Gaussian core's sigma: its own, the model floor and the place's fit scatter."""
+def _timing_sigma(picks: Picks, rows, scatter_s) -> np.ndarray:
+    """Per pulse the Gaussian core's sigma: its own, the model floor and the place's fit scatter (one for
+    all the pulses, or per pulse)."""
     return np.sqrt(picks.sigma_s[rows] ** 2 + MODEL_SIGMA_S ** 2 + scatter_s ** 2)
 
 
@@ -333,8 +334,7 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
     termed = np.isin(picks.sensor[pool], picks.sensor[anchor.pulses])
     for _ in range(REFINE_ROUNDS):
         emit = _implied(picks, pool, position, anchor.c, geometry) - terms[picks.sensor[pool]]
-        sigma = np.where(termed, _timing_sigma(picks, pool, 0.0), _timing_sigma(picks, pool, scatter))
-        found = find_rounds(emit, sensor, sigma, rate, hears, taken)
+        found = find_rounds(emit, sensor, _timing_sigma(picks, pool, np.where(termed, 0.0, scatter)), rate, hears, taken)
         if not found:
             break
         groups = [anchor_group] + [(picks.pos_m[pool[m]], picks.t_s[pool[m]], picks.sigma_s[pool[m]])
