@@ -32,6 +32,8 @@ KILL_AT_S = 8.0            # into the publishing: a server dies
 WORKER_KILL_AT_S = 8.0     # with three workers: worker 0 dies (its slot is taken over 10 s after the workers start)
 SERVER_KILL_AT_S = 16.0    # and then a server
 SAME_SHOT_M, SAME_SHOT_S = 50.0, 0.5   # two final incidents this close are one shot alerted twice
+READS_AFTER_KILL = 8     # a consumer-based read failed on about 2 of 8 after a server's kill
+MESSAGES_READ = 30
 FLEET_RANGE_M = 2500.0     # the fleet model's farthest first arrival: as a city configures its server
 
 
@@ -99,6 +101,25 @@ def test_alerts_are_stored_once_however_often_sent(cluster):
         link.stop()
     out = read_stream(cluster.url, streams(SITE, 1)["out"].name)
     assert sorted(data for _, data, _ in out) == [b'{"incident": "a", "revision": %d}' % k for k in range(3)]
+
+
+def test_a_stream_is_read_whole_each_time_after_a_server_died(cluster):
+    """The tests read a stream after a server was killed. Read through an ephemeral consumer, a
+    read timed out whenever the consumer was placed on the dead replica (2 of 8 reads); read by
+    sequence from the stream's leader, every read holds every message, oldest first, at once."""
+    link = NatsLink(cluster.url, SITE, "test-sender", [])
+    link.start()
+    try:
+        sent = [link.publish(topics.incident(SITE), b'{"incident": "%d"}' % k) for k in range(MESSAGES_READ)]
+        assert all(d.wait(WAIT_S) for d in sent)
+    finally:
+        link.stop()
+    name = streams(SITE, 1)["out"].name
+    cluster.kill(next(i for i in range(cluster.n) if f"n{i}" != stream_leader(cluster.url, name)))
+    for _ in range(READS_AFTER_KILL):
+        out = read_stream(cluster.url, name, attempts=1)
+        assert [data for _, data, _ in out] == [b'{"incident": "%d"}' % k for k in range(MESSAGES_READ)]
+        assert [t for _, _, t in out] == sorted(t for _, _, t in out)
 
 
 def _longest_pause_s(times_ns: list[int], from_ns: int, to_ns: int | None = None) -> float:
