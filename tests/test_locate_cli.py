@@ -138,6 +138,9 @@ def test_bad_sensors_file_and_missing_file_are_one_line_errors(tmp_path):
     bad.write_text('"sensor,x,y,z\nA,0,0,0\n')   # a quote left open: the header runs on, shown on one line
     out = run("--sensors", bad, pulses)
     assert out.returncode == 2 and "header is sensor,x,y,z\\nA,0,0,0;" in out.stderr and out.stderr.count("\n") == 1
+    bad.write_text("")
+    out = run("--sensors", bad, pulses)
+    assert out.returncode == 2 and "header is (empty); expected sensor,x,y,z" in out.stderr
     nan = tmp_path / "nan.csv"
     nan.write_text("sensor,x,y,z\nA,0,nan,0\n")
     out = run("--sensors", nan, pulses)

@@ -21,7 +21,7 @@ import pathlib
 import zoneinfo
 from dataclasses import asdict, dataclass
 
-from earwitness.shown import one_line
+from earwitness.shown import header_shown
 from earwitness.units import NS_PER_S
 from fusion.forensics.csvfile import csv_rows
 from fusion.forensics.frame import Plane, distance_m
@@ -111,7 +111,7 @@ def read_calls(path: str | pathlib.Path, columns: dict[str, str] | None = None, 
     missing = [names[c] for c in ("call_id", "t_utc") if names[c] not in header]
     pos = next((cols for cols in POSITION_COLUMNS if all(names[c] in header for c in cols)), None)
     if missing or pos is None:
-        raise CallsError(f"{path}: header is {one_line(','.join(header)) or '(empty)'}; needs call_id, t_utc and lat,lon or x,y "
+        raise CallsError(f"{path}: header is {header_shown(header)}; needs call_id, t_utc and lat,lon or x,y "
                          "(map a CAD export's own names with --columns)")
     calls, seen = [], set()
     for where, row in rows:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import shapely
 from shapely.geometry import LineString, Point
 
-from earwitness.shown import one_line
+from earwitness.shown import header_shown
 from earwitness.units import NS_PER_S
 from fusion.forensics.csvfile import csv_rows
 from fusion.forensics.frame import FrameError, Plane, bearing_deg, distance_m
@@ -68,7 +68,7 @@ def read_cameras(path: str | pathlib.Path, plane: Plane) -> list[Camera]:
     pos_cols = next((cols for cols in POSITION_COLUMNS if set(cols) <= set(header)), None)
     unknown = set(header) - {"camera", "x", "y", "lat", "lon", *OPTIONAL_COLUMNS}
     if "camera" not in header or pos_cols is None or unknown:
-        raise CamerasError(f"{path}: header is {one_line(','.join(header)) or '(empty)'}; expected "
+        raise CamerasError(f"{path}: header is {header_shown(header)}; expected "
                            f"camera,lat,lon or camera,x,y, optionally {','.join(OPTIONAL_COLUMNS)}")
     cameras: list[Camera] = []
     for where, row in rows:

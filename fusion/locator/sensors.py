@@ -23,7 +23,7 @@ import numpy as np
 import pymap3d
 from scipy.spatial import cKDTree
 
-from earwitness.shown import one_line
+from earwitness.shown import header_shown
 
 LOCAL_COLUMNS = ("sensor", "x", "y", "z")
 WGS84_COLUMNS = ("sensor", "lat", "lon", "alt")
@@ -151,7 +151,7 @@ def read_sensors(source, name: str | None = None) -> Sensors:
     elif sorted(header) == sorted(WGS84_COLUMNS):
         frame, columns = FRAME_WGS84, WGS84_COLUMNS[1:]
     else:
-        raise SensorsError(f"{name}: header is {one_line(','.join(header)) or '(empty)'}; "
+        raise SensorsError(f"{name}: header is {header_shown(header)}; "
                            f"expected {','.join(LOCAL_COLUMNS)} or {','.join(WGS84_COLUMNS)}")
     reader.fieldnames = list(header)
     positions: dict[str, tuple[float, float, float]] = {}
