@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
 
 import synthetic_shots as syn
 import uncertainty_records as ur
@@ -60,8 +59,6 @@ def test_budget_covers_synthetic_shots_whose_errors_it_describes():
 
 
 SIM_SCENARIOS = ("city_demo", "city_exchange", "city_park", "city")
-SIM_COVERAGE_WINDOW = (0.93, 0.98)   # issue 14's, for err_m in simulation
-COVERAGE_CONFIDENCE = 0.95
 
 
 @pytest.mark.slow
@@ -70,17 +67,13 @@ def test_shipped_budget_covers_the_simulated_city():
     says, 3 m/s wind, NLOS, echoes): coverage 0.938, sharpness 1.22 over 80 shots (0.938 and 1.11
     before the wind and frame terms; 0.894 over 85 while burst completion was on by default: a
     burst's rounds then share one fitted place, so one place's error is every round's); 0.952 over
-    104 before the direct sound was taken before a louder reflection, 0.981 (106 of 108) after.
-    A shot is covered or not: over about a hundred, a radius that holds 95 % covers up to 0.99 of
-    them 19 times in 20, so above the window it is the coverage's 95 % interval (Wilson) that has
-    to reach into it; the sharpness bound keeps the radii from growing to cover everything."""
+    104 before the direct sound was taken before a louder reflection, 0.963 over 108 after (with the
+    per-path term refitted on Pittsburgh, to 0; 0.981 with it left at 0.00125)."""
     records = [r for name in SIM_SCENARIOS for r in ur.fleet_records(name)]
     figures = calibration.score(records, uncertainty.BUDGET)
     print(f"\nsimulated city, shipped budget: {figures}")
     assert figures["shots"] >= 70
-    covered = round(figures["coverage"] * figures["shots"])
-    low = binomtest(covered, figures["shots"]).proportion_ci(COVERAGE_CONFIDENCE, "wilson").low
-    assert SIM_COVERAGE_WINDOW[0] <= figures["coverage"] and low <= SIM_COVERAGE_WINDOW[1], (figures, low)
+    assert 0.93 <= figures["coverage"] <= 0.98
     assert figures["sharpness"] <= 1.5
 
 
