@@ -66,7 +66,9 @@ def test_shipped_budget_covers_the_simulated_city():
     """The budget calibrated on Pittsburgh, on the simulator's fleet pulses (sensors where their GPS
     says, 3 m/s wind, NLOS, echoes): coverage 0.938, sharpness 1.22 over 80 shots (0.938 and 1.11
     before the wind and frame terms; 0.894 over 85 while burst completion was on by default: a
-    burst's rounds then share one fitted place, so one place's error is every round's)."""
+    burst's rounds then share one fitted place, so one place's error is every round's); 0.952 over
+    104 before the direct sound was taken before a louder reflection, 0.963 over 108 after (with the
+    per-path term refitted on Pittsburgh, to 0; 0.981 with it left at 0.00125)."""
     records = [r for name in SIM_SCENARIOS for r in ur.fleet_records(name)]
     figures = calibration.score(records, uncertainty.BUDGET)
     print(f"\nsimulated city, shipped budget: {figures}")
@@ -207,10 +209,12 @@ def test_rounding_to_the_millisecond_is_detected():
 # terms tried leave-one-position-out (an isotropic term growing with the source's offset from its
 # sensors' centroid, the residuals' excess on or off, the frame and wind fitted 0-2.5 m, 0-2 m/s
 # beside the per-path term; a sweep kept out of the repository, its figures in the commit that added
-# this note): no setting meets every fold, none even in-sample.
+# this note): no setting meets every fold, none even in-sample. Since the direct sound is taken
+# before a louder reflection (locate.PRECURSOR_LAG_S), FP3's shots lie 1.37 m off with the same
+# err_m: sharpness 5.03 (FP1 2.36, its shots 2.96 -> 3.00 m off; FP2 unchanged).
 FOLD_MIN_COVERAGE = 0.90
 ISSUE_MAX_SHARPNESS = 2.5
-FOLD_MAX_SHARPNESS = {"FP1": ISSUE_MAX_SHARPNESS, "FP2": 1.5, "FP3": 5.0}
+FOLD_MAX_SHARPNESS = {"FP1": ISSUE_MAX_SHARPNESS, "FP2": 1.5, "FP3": 5.1}
 IN_SAMPLE_MIN_COVERAGE = 0.95
 IN_SAMPLE_MAX_SHARPNESS = 2.4
 

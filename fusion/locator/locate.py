@@ -90,8 +90,19 @@ OUTLIER_SIGMAS = 5.0
 OUTLIER_FLOOR_S = 5e-4
 # Pulses this much below their sensor's best SNR in a stretch are taken for echoes ...
 ECHO_SNR_DROP_DB = 6.0
-# ... unless their peak is within this of the sensor's highest, where that is not clipped.
+# ... unless their peak is within this of the sensor's highest, where that is not clipped ...
 ECHO_PEAK_DROP_DB = 3.0
+# ... or they come at most this long before a kept pulse of their sensor and at least this long
+# after any louder one (an echo follows what it echoes): behind a muzzle, 10-20 dB quieter than in
+# front, a wall near the shooter returns the front blast louder than the direct sound. 0.12 s is
+# 41 m of extra path, a wall within about 20 m; city_demo's park rifle (fleet pulses, told the
+# exact wind) had its 4 rounds 19-22 m off, built on such reflections; with it 0.0-0.7 m (0.06 s:
+# still off; the walls there lag 100-112 ms).
+PRECURSOR_LAG_S = 0.12
+# ... where this many sensors heard the stretch, and it is not dense: with the 4-5 sensors of the
+# Pittsburgh audio, a kept quiet pulse made a chance set 91 m off (FP2 test_021), and among a city's
+# thousands of pulses (a dense stretch) other shots' echoes precede its rounds (22 of 68 lost).
+PRECURSOR_MIN_SENSORS = 8
 # Whether locate (and the live tracker, through it) completes bursts unless told. On: on the
 # Pittsburgh audio it takes rounds located from 0.50, 0.42, 0.50 to 0.97, 0.72, 0.92 (FP1, FP2, FP3;
 # each held out for the burst model's constants), and echosets.py keeps echo sets out (by levels
@@ -130,7 +141,7 @@ def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
     return np.split(order, breaks)
 
 
-def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) -> np.ndarray:
+def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray, t_s: np.ndarray) -> np.ndarray:
     """Mask of pulses not far quieter than the loudest of their sensor in the stretch.
 
     A sensor's echoes and reverberation come weaker than the muzzle blast that caused them;
@@ -139,8 +150,9 @@ def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) 
     the shots. SNR alone would also drop the later rounds of a burst: the detector's noise
     floor rises in the reverberation of the first, so the next comes with a lower SNR at the
     same level. So a pulse within ECHO_PEAK_DROP_DB of its sensor's highest peak is kept too,
-    unless that peak is clipped (at or above CLIPPED_DBFS), where the peak cannot rank pulses.
-    Pulses without ``snr_db`` are always kept.
+    unless that peak is clipped (at or above CLIPPED_DBFS), where the peak cannot rank pulses;
+    and, on an array that heard the stretch widely, a quieter pulse shortly before a kept one
+    (:func:`_precursors`). Pulses without ``snr_db`` are always kept.
     """
     def best(values):
         top = np.full(int(sensor.max()) + 1 if len(sensor) else 0, -np.inf)
@@ -150,7 +162,24 @@ def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray) 
 
     top_peak = best(peak_dbfs)
     by_peak = (top_peak < CLIPPED_DBFS) & (peak_dbfs >= top_peak - ECHO_PEAK_DROP_DB)
-    return ~np.isfinite(snr_db) | (snr_db >= best(snr_db) - ECHO_SNR_DROP_DB) | by_peak
+    kept = ~np.isfinite(snr_db) | (snr_db >= best(snr_db) - ECHO_SNR_DROP_DB) | by_peak
+    if len(sensor) < DENSE_PULSES and len(np.unique(sensor)) >= PRECURSOR_MIN_SENSORS:
+        kept |= _precursors(sensor, t_s, snr_db, kept)
+    return kept
+
+
+def _precursors(sensor: np.ndarray, t_s: np.ndarray, snr_db: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Mask of the pulses left out by loudness that may be a direct sound whose reflection came louder:
+    at most PRECURSOR_LAG_S before a kept pulse of their sensor, and no louder pulse of it within
+    PRECURSOR_LAG_S before them (then they may be that one's echo)."""
+    out = np.zeros(len(sensor), dtype=bool)
+    for k in np.flatnonzero(~kept & np.isfinite(snr_db)):
+        mine = sensor == sensor[k]
+        lag_s = t_s[mine] - t_s[k]
+        followed = np.any(kept[mine] & (lag_s > 0) & (lag_s <= PRECURSOR_LAG_S))
+        echo_of = np.any((snr_db[mine] > snr_db[k]) & (lag_s < 0) & (lag_s >= -PRECURSOR_LAG_S))
+        out[k] = followed and not echo_of
+    return out
 
 
 def _span_m(sensors: Sensors) -> float:
@@ -336,7 +365,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     if heard < min_burst_sensors(mode):
         log.warning("%s: %d sensors heard it, a position needs %d", when, heard, min_burst_sensors(mode))
         return []
-    loud = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg])]
+    loud = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg], picks.t_s[seg])]
     shots = []
     if picks.n_sensors(loud) >= config.min_sensors:
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
