@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
+import uncertainty_records as ur
 from fusion.locator import locate as locate_module
 from fusion.locator.locate import PRECURSOR_LAG_S, PRECURSOR_MIN_SENSORS, _loud_enough
-from fusion.locator.sensors import Sensors
 from simulator import fleet, scenario
 
 NEAR_M = 3.0          # a round put this near its truth is on its direct arrivals (the reflections: 19-22 m)
@@ -49,9 +49,7 @@ def test_the_park_rifle_of_city_demo_is_located_on_its_direct_arrivals():
     (before: 19-22 m off, on the reflections)."""
     scn = scenario.load("city_demo")
     pulses, _ = fleet.pulses(scn)
-    surveyed = scn.array.xyz + np.array([m.gps_offset_m for m in scn.sensor_models()])
-    sensors = Sensors.from_local({sid: tuple(map(float, xyz)) for sid, xyz in zip(scn.array.ids, surveyed)})
-    incidents = locate_module.locate(pulses, sensors, scn.atmosphere.temperature_c,
+    incidents = locate_module.locate(pulses, ur.fleet_sensors(scn), scn.atmosphere.temperature_c,
                                      wind_m_s=tuple(scn.atmosphere.wind_vector()), frame_m=0.0)
     shots = [s for inc in incidents for s in inc["shots"]]
     rifle = [t for t in scn.truth() if t["gunfire"] and t["kind"] == "rifle"]

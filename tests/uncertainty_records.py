@@ -138,14 +138,19 @@ def fleet_records(name: str, told: bool = False, exact: bool = False, readings: 
     return [r for group in fleet_records_by_reading(name, told, exact, readings) for r in group]
 
 
+def fleet_sensors(scn) -> Sensors:
+    """The scenario's sensors where their GPS puts them (as its nodes report themselves)."""
+    surveyed = scn.array.xyz + np.array([m.gps_offset_m for m in scn.sensor_models()])
+    return Sensors.from_local({sid: tuple(map(float, xyz)) for sid, xyz in zip(scn.array.ids, surveyed)})
+
+
 def fleet_records_by_reading(name: str, told: bool = False, exact: bool = False, readings: int = 1) -> list[list[Record]]:
     """:func:`fleet_records` kept apart by reading: each list shares one reading's error (one draw of it)."""
     from simulator import fleet, live, scenario
 
     scn = scenario.load(name)
     pulses, _ = fleet.pulses(scn)
-    surveyed = scn.array.xyz + np.array([m.gps_offset_m for m in scn.sensor_models()])
-    sensors = Sensors.from_local({sid: tuple(map(float, xyz)) for sid, xyz in zip(scn.array.ids, surveyed)})
+    sensors = fleet_sensors(scn)
     truth = [t for t in scn.truth() if t["gunfire"]]
     sd_m_s = 0.0 if exact else live.WEATHER_READING_SD_M_S
     out = []

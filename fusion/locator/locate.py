@@ -173,12 +173,14 @@ def _precursors(sensor: np.ndarray, t_s: np.ndarray, snr_db: np.ndarray, kept: n
     at most PRECURSOR_LAG_S before a kept pulse of their sensor, and no louder pulse of it within
     PRECURSOR_LAG_S before them (then they may be that one's echo)."""
     out = np.zeros(len(sensor), dtype=bool)
-    for k in np.flatnonzero(~kept & np.isfinite(snr_db)):
-        mine = sensor == sensor[k]
-        lag_s = t_s[mine] - t_s[k]
-        followed = np.any(kept[mine] & (lag_s > 0) & (lag_s <= PRECURSOR_LAG_S))
-        echo_of = np.any((snr_db[mine] > snr_db[k]) & (lag_s < 0) & (lag_s >= -PRECURSOR_LAG_S))
-        out[k] = followed and not echo_of
+    left_out = ~kept & np.isfinite(snr_db)
+    for s in np.unique(sensor[left_out]):   # a sensor's few pulses against each other, not the stretch's
+        rows = np.flatnonzero(sensor == s)
+        lag_s = t_s[rows][None, :] - t_s[rows][:, None]   # [i, j]: how long after pulse i pulse j came
+        followed = (kept[rows][None, :] & (lag_s > 0) & (lag_s <= PRECURSOR_LAG_S)).any(axis=1)
+        louder = snr_db[rows][None, :] > snr_db[rows][:, None]
+        echo_of = (louder & (lag_s < 0) & (lag_s >= -PRECURSOR_LAG_S)).any(axis=1)
+        out[rows] = left_out[rows] & followed & ~echo_of
     return out
 
 
