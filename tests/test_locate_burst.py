@@ -311,3 +311,32 @@ def test_a_lone_shot_is_weighed_against_a_burst_told_from_its_mirror_by_silent_s
     shots = fewburst.burst_or_lone(picks, np.arange(len(picks)), lone, C, search_bounds(picks.xy), Geometry("2d"), grid)
     assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
     assert np.hypot(*(shots[0].position[:2] - source)) < 5.0
+
+
+def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tmp_path):
+    """Four sensors hear five rounds (seed 601 scene 154 of tests/pittsburgh_like.py): they stand
+    between 58 m below and 33 m above the shooter, so in 2D (the source at each
+    sensor's height) their arrivals disagree by up to 15 ms and the burst is kept on three of them,
+    which fit the place and its mirror alike: 2D locates nothing. Searched again with the source on
+    the ground near each of the two places (fewburst.Ground), all four agree at the true one and
+    the five rounds are placed there."""
+    import pittsburgh_like as pl
+    from locator_scoring import locate_case, run_cli
+
+    lays = pl.layouts(pittsburgh)
+    names = sorted(lays)
+    sc = pl.scene(np.random.default_rng((601, 154)), names[154 % len(names)], lays[names[154 % len(names)]],
+                  pl.Conditions(), "mirror")
+    assert sc.rounds == 5 and sc.tags["hearing"] == 4
+    args = ["--temperature-c", f"{sc.temperature_told_c:.2f}"]
+    case = locate_case(sc.name, *pl.write(sc, tmp_path / "heights"), sc.source_m, sc.rounds, args)
+    shots = [s for inc in case.incidents for s in inc["shots"]]
+    assert len(shots) == 5
+    assert all(math.hypot(s["x"] - sc.source_m[0], s["y"] - sc.source_m[1]) < 10.0 for s in shots)
+    # The same pulses with the sensors' heights withheld: the two places stay, nothing is located.
+    flat = pl.Scene(sc.name, sc.layout, {k: (x, y, 0.0) for k, (x, y, _) in sc.sensors.items()}, sc.source_m,
+                    sc.t0_s, sc.temperature_told_c, sc.pulses)
+    sensors, pulses = pl.write(flat, tmp_path / "flat")
+    status, out, err = run_cli(["locate", "--sensors", str(sensors), *args, str(pulses)])
+    assert status == 0 and out == ""
+    assert "a burst of 5 rounds heard by 3 sensors fits two places equally" in err

@@ -136,8 +136,8 @@ class SearchConfig:
     listeners : Picks, optional
         Every pulse of the stretch, however quiet: the sensors with one within LISTEN_S of a
         shot's arrival are those the cap counts (:func:`listening`). Default: the picks.
-    array_xy_m : ndarray, shape (m, 2), optional
-        Every sensor of the array (indexed as the picks' ``sensor``), those that reported nothing too:
+    array_m : ndarray, shape (m, 3), optional
+        Every sensor of the array (x, y, z) (indexed as the picks' ``sensor``), those that reported nothing too:
         a few-sensor burst's place is weighed by who did not hear it (:mod:`fusion.locator.fewburst`).
     """
 
@@ -154,7 +154,7 @@ class SearchConfig:
     dense_work: float = DENSE_SEED_WORK
     array_sensors: int | None = None
     listeners: Picks | None = None
-    array_xy_m: np.ndarray | None = None
+    array_m: np.ndarray | None = None
 
     @property
     def window_s(self) -> float:

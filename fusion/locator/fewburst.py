@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -43,9 +44,39 @@ JOINT_HEARING_MAX_PULSES = 120
 # leave two mirror places for every round alike; no position is given then.
 AMBIGUITY_NATS = 3.0
 
+# Sensors whose heights tell the ground's height near a place (Ground).
+GROUND_SENSORS = 3
+
+
+@dataclass(frozen=True, eq=False)
+class Ground:
+    """The fit's geometry per place: 2.5D with the source on the ground near it.
+
+    In hilly terrain (the Pittsburgh arrays' sensors lie 100-130 m apart in height) a 2D fit, which
+    sets the source at each sensor's own height, misplaces a sensor 60 m above the shooter and 300 m
+    off by 6 m (18 ms): a burst's rounds agree that tightly, so such a sensor is left out, and three
+    sensors keep a mirror place. The shooter stands on the ground, which near a place is about as
+    high as the sensors nearest it (they stand on its buildings): the median height of the
+    GROUND_SENSORS nearest is taken. (tests/pittsburgh_like.py places its shooters so too.)
+    """
+
+    sensors_m: np.ndarray  # (m, 3): every sensor of the array
+    dims = 2  # solved coordinates: x, y
+
+    def at(self, place) -> Geometry:
+        """The geometry of a source at ``place`` (x, y)."""
+        range_m = np.hypot(*(self.sensors_m[:, :2] - np.asarray(place, dtype=float)[:2]).T)
+        nearest = np.argsort(range_m)[:GROUND_SENSORS]
+        return Geometry("2.5d", float(np.median(self.sensors_m[nearest, 2])))
+
+
+def _geometry_at(geometry, place) -> Geometry:
+    """``geometry`` itself, or a :class:`Ground`'s geometry at ``place``."""
+    return geometry.at(place) if isinstance(geometry, Ground) else geometry
+
 
 def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,  # noqa: PLR0913
-                     array_xy_m: np.ndarray | None = None, loud: np.ndarray | None = None) -> list[Shot]:
+                     array_m: np.ndarray | None = None, loud: np.ndarray | None = None) -> list[Shot]:
     """A burst no single shot seeded (three sensors, say): places voted by sensor triples, the likeliest burst kept.
 
     Association proper (:func:`fusion.locator.associate.find_shots`) needs a shot that d + 2
@@ -54,9 +85,10 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     differences, so three sensors in 2D keep a single round's geometry, mirror solution included
     (Schau & Robinson 1987): of places the data explain about equally, the one nearer the sensors
     is taken, by a prior of detection falling with range (spherical spreading: the level drops
-    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). ``array_xy_m``: every sensor of the
-    array (indexed as ``picks.sensor``), so that those that reported nothing in the stretch count
-    against a place near them (:func:`_silent_llr`). ``loud``: the rows of ``rows`` association searched
+    6 dB per doubling of distance, so P(heard) ~ 1/r per sensor). ``array_m``: every sensor of the
+    array (indexed as ``picks.sensor``; x, y and z), so that those that reported nothing in the stretch count
+    against a place near them (:func:`_silent_llr`), and a burst two places explain alike in 2D is searched
+    again on the ground (:func:`_on_the_ground`). ``loud``: the rows of ``rows`` association searched
     (those not far below their sensor's loudest: fusion.locator.locate._loud_enough), searched first: each
     sensor's weak echoes and noise left out, a sensor's clutter rate is its own few loud pulses', so a burst
     three sensors heard stands out of it (seed 2018 scene 8 of tests/pittsburgh_like.py: -1.4 nats among all
@@ -65,33 +97,55 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
     rounds (sharing one place), or none.
     """
     for searched in ([] if loud is None else [loud]) + [rows]:
-        shots = _scored_few_sensor_burst(picks, searched, c, bounds, geometry, _silent(picks, searched, array_xy_m))[0]
-        if shots:
+        silent = _silent(picks, searched, array_m)
+        shots, _, rival = _ranked_few_sensor_burst(picks, searched, c, bounds, geometry, silent)
+        if shots and rival is not None:
+            shots, rival = _on_the_ground(picks, searched, c, bounds, (geometry, shots, rival), array_m, silent)
+        if shots and rival is None:
             return shots
+        if shots:
+            log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and "
+                        "(%.0f, %.0f) m: not located (a sensor more, or --mode 2.5d with sensors at other heights, "
+                        "would tell them apart)", len(shots), picks.n_sensors(np.concatenate([s.pulses for s in shots])),
+                        *shots[0].position[:2], *rival[:2])
     return []
 
 
-def _silent(picks: Picks, rows: np.ndarray, array_xy_m: np.ndarray | None) -> np.ndarray:
+def _on_the_ground(picks: Picks, rows: np.ndarray, c: float, bounds, found, array_m: np.ndarray | None,  # noqa: PLR0913
+                   silent_xy: np.ndarray):
+    """A burst two places explain alike in 2D (``found``: geometry, rounds, the rival place), searched
+    again with the source on the ground (:class:`Ground`): (rounds, rival or None).
+
+    A sensor far above or below the shooter that 2D left out can tell the mirror place from the true
+    one (three sensors in 2D cannot). Only the two places 2D found are taken: the ground's height is a
+    prior (the Pittsburgh FP1's nearest sensor stands 17 m below the firing point), good enough to tell
+    two candidates apart, not to find a third.
+    """
+    geometry, shots, rival = found
+    if geometry.mode != "2d" or array_m is None or np.shape(array_m)[1] < 3:
+        return shots, rival
+    there, _, there_rival = _ranked_few_sensor_burst(picks, rows, c, bounds, Ground(np.asarray(array_m, dtype=float)),
+                                                     silent_xy)
+    if there and there_rival is None and any(np.hypot(*(there[0].position[:2] - np.asarray(p)[:2])) <= DISTINCT_PLACES_M
+                                             for p in (shots[0].position, rival)):
+        return there, None
+    return shots, rival
+
+
+def _silent(picks: Picks, rows: np.ndarray, array_m: np.ndarray | None) -> np.ndarray:
     """Positions (x, y) of the array's sensors with no pulse among ``rows`` (none if the array is not given)."""
-    if array_xy_m is None:
+    if array_m is None:
         return np.zeros((0, 2))
-    quiet = np.ones(len(array_xy_m), dtype=bool)
+    quiet = np.ones(len(array_m), dtype=bool)
     quiet[np.unique(picks.sensor[rows])] = False
-    return np.asarray(array_xy_m, dtype=float)[quiet, :2]
-
-
-def _scored_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
-                             silent_xy: np.ndarray | None = None):
-    """:func:`few_sensor_burst` and its log Bayes factor where scored with hearing one unknown per
-    burst (as :func:`burst_or_lone` weighs it), else None: (rounds, score or None)."""
-    shots, score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, silent_xy)
-    return ([], None) if rival is not None else (shots, score)
+    return np.asarray(array_m, dtype=float)[quiet, :2]
 
 
 def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry: Geometry,
                              silent_xy: np.ndarray | None = None):
-    """The likeliest few-sensor burst, its score as :func:`_scored_few_sensor_burst`'s, and the other place
-    that explains it about as well (:func:`_rival`), or None: (rounds, score or None, rival or None)."""
+    """The likeliest few-sensor burst, its log Bayes factor where scored with hearing one unknown per burst
+    (as :func:`burst_or_lone` weighs it, else None), and the other place that explains it about as well
+    (:func:`_rival`), or None: (rounds, score or None, rival or None)."""
     if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
         return [], None, None
     x0, y0, x1, y1 = bounds
@@ -109,11 +163,6 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
         if other[0] and (not best[0] or _rather(picks, rows, c, geometry, (x1 - x0) * (y1 - y0), best[0], other)):
             best, joint = other, True
     rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint, silent_xy)
-    if rival is not None:
-        log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
-                    "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
-                    len(best[0]), picks.n_sensors(np.concatenate([s.pulses for s in best[0]])),
-                    *best[0][0].position[:2], *rival[:2])
     return best[0], best[1] if joint else None, rival
 
 
@@ -162,6 +211,7 @@ def _unanchored_burst(picks: Picks, rows: np.ndarray, start, c: float, geometry:
     sensors silent and a far one hearing is unlikely at any radius. Sensors that reported nothing
     at all (``silent_xy``) count too (:func:`_silent_llr`).
     """
+    geometry = _geometry_at(geometry, start)
     priors = [_range_hearing(picks, rows, start, r) for r in HEAR_RADII_M] if joint_hearing else (1.0, HEAR_PRIOR)
     found = [burst_at(picks, rows, start, c, geometry, area_m2, (prior, joint_hearing), min_rounds) for prior in priors]
     shots, score = max(found, key=lambda f: (len(f[0]) > 0, f[1]))
@@ -227,7 +277,7 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
             other, other_score = _unanchored_burst(picks, rows, start, c, geometry, area_m2, joint_hearing,
                                                    silent_xy=silent_xy)
         else:
-            other, other_score = burst_at(picks, rows, start, c, geometry, area_m2)
+            other, other_score = burst_at(picks, rows, start, c, _geometry_at(geometry, start), area_m2)
         if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
                 other_score >= score - AMBIGUITY_NATS:
             return other[0].position
@@ -235,7 +285,7 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
 
 
 def burst_or_lone(picks: Picks, rows: np.ndarray, lone: Shot, c: float, bounds, geometry: Geometry,  # noqa: PLR0913
-                  array_xy_m: np.ndarray | None = None) -> list[Shot]:
+                  array_m: np.ndarray | None = None) -> list[Shot]:
     """The likelier explanation of a stretch's pulses ``rows``: association's one ``lone`` shot, or a burst
     few sensors heard elsewhere (:func:`few_sensor_burst`).
 
@@ -246,12 +296,12 @@ def burst_or_lone(picks: Picks, rows: np.ndarray, lone: Shot, c: float, bounds, 
     the larger Bayes factor against clutter is kept (Bayesian model selection, Kass & Raftery 1995).
     A burst two places explain alike (:func:`_rival`) that still outweighs the lone shot leaves neither:
     the lone shot is chance's, the burst's place unknown. As in :func:`few_sensor_burst`, the sensors of
-    ``array_xy_m`` that reported nothing among ``rows`` weigh the burst's place against its rival.
+    ``array_m`` that reported nothing among ``rows`` weigh the burst's place against its rival.
     (``rows`` are the loud ones association searched; searching the weaker pulses too, as
     few_sensor_burst does where the loud ones hold no burst, lost rounds on the Pittsburgh audio:
     FP1 exact 0.944 -> 0.889, FP2 1.000 -> 0.944.)
     """
-    burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_xy_m))
+    burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_m))
     near_lone = [burst[0].position[:2]] + ([] if rival is None else [rival[:2]]) if burst else []
     if len(burst) < 2 or any(np.hypot(*(p - lone.position[:2])) <= DISTINCT_PLACES_M for p in near_lone):
         return [lone]

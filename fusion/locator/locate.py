@@ -326,7 +326,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     # 5 of 20 rounds found, completion then predicting still-air arrivals at the wind-corrected place).
     config = SearchConfig(c_known or speed_of_sound(FALLBACK_TEMPERATURE_C), tol_s=TOLERANCE_S,
                           min_tol_s=MIN_TOLERANCE_S, min_sensors=need, speeds=trial_speeds, c_bounds=c_bounds,
-                          array_xy_m=sensors.enu_m[:, :2])
+                          array_m=sensors.enu_m)
 
     incidents = []
     for seg in _segments(t_s, quiet_s):
@@ -388,9 +388,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # A lone set of fewer than MIN_PULSES_FOR_SCATTER may be chance's (burst_or_lone): weighed where it was found.
         if len(shots) == 1 and len(shots[0].pulses) < MIN_PULSES_FOR_SCATTER and len(loud) <= JOINT_HEARING_MAX_PULSES:
             shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
-                                  config.array_xy_m)
+                                  config.array_m)
         return shots
-    shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_xy_m, loud)
+    shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_m, loud)
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
     if not shots:
