@@ -52,10 +52,10 @@ GROUND_SENSORS = 3
 class Ground:
     """The fit's geometry per place: 2.5D with the source on the ground near it.
 
-    In hilly terrain (the Pittsburgh arrays' sensors lie 100-130 m apart in height) a 2D fit, which
+    In hilly terrain (each Pittsburgh array's sensors lie over 90-135 m of height) a 2D fit, which
     sets the source at each sensor's own height, misplaces a sensor 60 m above the shooter and 300 m
-    off by 6 m (18 ms): a burst's rounds agree that tightly, so such a sensor is left out, and three
-    sensors keep a mirror place. The shooter stands on the ground, which near a place is about as
+    off by 6 m (17 ms), where a burst's rounds agree to a few ms: such a sensor is left out, and the
+    three left keep a mirror place. The shooter stands on the ground, which near a place is about as
     high as the sensors nearest it (they stand on its buildings): the median height of the
     GROUND_SENSORS nearest is taken. (tests/pittsburgh_like.py places its shooters so too.)
     """
