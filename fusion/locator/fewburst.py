@@ -104,11 +104,16 @@ def few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, geometry:
         if shots and rival is None:
             return shots
         if shots:
-            log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and "
-                        "(%.0f, %.0f) m: not located (a sensor more, or --mode 2.5d with sensors at other heights, "
-                        "would tell them apart)", len(shots), picks.n_sensors(np.concatenate([s.pulses for s in shots])),
-                        *shots[0].position[:2], *rival[:2])
+            _say_two_places(picks, shots, rival)
     return []
+
+
+def _say_two_places(picks: Picks, shots: list[Shot], rival) -> None:
+    """The one-line reason a burst is not located: two places explain it alike."""
+    log.warning("a burst of %d rounds heard by %d sensors fits two places equally, (%.0f, %.0f) and (%.0f, %.0f) m: "
+                "not located (a sensor more, or --mode 2.5d with sensors at other heights, would tell them apart)",
+                len(shots), picks.n_sensors(np.concatenate([s.pulses for s in shots])), *shots[0].position[:2],
+                *np.asarray(rival)[:2])
 
 
 def _on_the_ground(picks: Picks, rows: np.ndarray, c: float, bounds, found, array_m: np.ndarray | None,  # noqa: PLR0913
@@ -320,7 +325,10 @@ def burst_or_lone(picks: Picks, rows: np.ndarray, lone: Shot, c: float, bounds, 
         return [lone]
     # A burst that two places explain alike (its rival) still explains the pulses better than the lone shot
     # does: the lone shot is then no more than chance's, and neither is given.
-    return [] if rival is not None else burst
+    if rival is not None:
+        _say_two_places(picks, burst, rival)
+        return []
+    return burst
 
 
 def _start(picks: Picks, rows: np.ndarray, place, geometry: Geometry) -> np.ndarray:
