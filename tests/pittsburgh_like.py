@@ -244,13 +244,17 @@ def _report(out: Scene, sid: str, t_s: float, snr_db: float, cond: Conditions) -
 
 def scenes(tests: list[pathlib.Path], n: int, seed: int = 2018, cond: Conditions | None = None) -> list[Scene]:
     """``n`` scenes, cycling over the development layouts, from a fixed seed."""
-    cond = cond or Conditions()
     lays = layouts(tests)
+    return [scene_at(lays, seed, i, cond) for i in range(n)]
+
+
+def scene_at(lays: dict[str, np.ndarray], seed: int, i: int, cond: Conditions | None = None) -> Scene:
+    """Scene ``i`` of :func:`scenes` (``lays``: :func:`layouts`), alone."""
     names = sorted(lays)
     # A generator per scene: scene i has the same place, burst and hearing sensors whatever the
     # conditions, so that rows with one difficulty switched on compare the same scenes.
-    return [scene(np.random.default_rng((seed, i)), names[i % len(names)], lays[names[i % len(names)]], cond,
-                  f"scene_{i:04d}") for i in range(n)]
+    return scene(np.random.default_rng((seed, i)), names[i % len(names)], lays[names[i % len(names)]],
+                 cond or Conditions(), f"scene_{i:04d}")
 
 
 def write(sc: Scene, folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:

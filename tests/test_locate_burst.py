@@ -323,10 +323,7 @@ def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tm
     import pittsburgh_like as pl
     from locator_scoring import locate_case, run_cli
 
-    lays = pl.layouts(pittsburgh)
-    names = sorted(lays)
-    sc = pl.scene(np.random.default_rng((601, 154)), names[154 % len(names)], lays[names[154 % len(names)]],
-                  pl.Conditions(), "mirror")
+    sc = pl.scene_at(pl.layouts(pittsburgh), 601, 154)
     assert sc.rounds == 5 and sc.tags["hearing"] == 4
     args = ["--temperature-c", f"{sc.temperature_told_c:.2f}"]
     case = locate_case(sc.name, *pl.write(sc, tmp_path / "heights"), sc.source_m, sc.rounds, args)
