@@ -22,16 +22,15 @@ from earwitness.units import NS_PER_S
 from fusion.locator.associate import (
     DENSE_PULSES,
     MAD_TO_SIGMA,
-    MIN_PULSES_FOR_SCATTER,
     SELECTION_GEOMETRY,
     SearchConfig,
     find_shots,
     search_bounds,
 )
-from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
+from fusion.locator.burst import DISTINCT_PLACES_M, complete_bursts, located, place_dof, places_of, single_exact_shot
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
-from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_lone, few_sensor_burst
+from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -103,6 +102,12 @@ PRECURSOR_LAG_S = 0.12
 # Pittsburgh audio, a kept quiet pulse made a chance set 91 m off (FP2 test_021), and among a city's
 # thousands of pulses (a dense stretch) other shots' echoes precede its rounds (22 of 68 lost).
 PRECURSOR_MIN_SENSORS = 8
+# Shots at one place with at most this many pulses in the typical round (or found only within the retry
+# tolerance) are weighed against a burst fewer sensors heard elsewhere (fewburst.burst_or_found): a set
+# of 8 may be chance's among a burst's arrivals (seed 605 scene 61 of tests/pittsburgh_like.py: 8 sensors,
+# 5 of the burst's far ones and 3 unrelated, 205 m off a 5-round burst 6 sensors heard). Weighing every
+# stretch costs the Pittsburgh tests (12-21 sensors a round) 8 -> 106 ms median to locate, for no change.
+WEAK_SHOT_PULSES = 8
 # Whether locate (and the live tracker, through it) completes bursts unless told. On: on the
 # Pittsburgh audio it takes rounds located from 0.50, 0.42, 0.50 to 0.97, 0.72, 0.92 (FP1, FP2, FP3;
 # each held out for the burst model's constants), and echosets.py keeps echo sets out (by levels
@@ -354,8 +359,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     """The shots of one stretch (rows ``seg`` of ``picks``, cracks left out): association, then bursts.
 
     Shots that ``config.min_sensors`` agree on (:func:`_associate`), then the rounds of their
-    bursts association missed (:func:`fusion.locator.burst.complete_bursts`), a lone shot weighed
-    against a burst fewer sensors heard (:func:`fusion.locator.fewburst.burst_or_lone`); where none
+    bursts association missed (:func:`fusion.locator.burst.complete_bursts`), shots at one place weighed
+    against a burst fewer sensors heard elsewhere (:func:`fusion.locator.fewburst.burst_or_found`); where none
     is found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.fewburst.few_sensor_burst`).
     What cannot be located is said in one line (logged at warning). ``span`` is (quiet_s, t_ref_ns):
     the gap that splits stretches, and the time origin of ``picks``; ``complete``: whether bursts
@@ -368,7 +373,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         log.warning("%s: %d sensors heard it, a position needs %d", when, heard, min_burst_sensors(mode))
         return []
     loud = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg], picks.t_s[seg])]
-    shots = []
+    shots, tol_s = [], TOLERANCE_S
     if picks.n_sensors(loud) >= config.min_sensors:
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
@@ -378,6 +383,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
             if shots:
                 break
     shots = without_images(shots)
+    # Shots few sensors agree on (WEAK_SHOT_PULSES or fewer in the typical round), or only within the
+    # retry tolerance, may be chance's sets, of unrelated pulses or of a burst's rounds mixed.
+    weak = bool(shots) and (tol_s > TOLERANCE_S or np.median([len(s.pulses) for s in shots]) <= WEAK_SHOT_PULSES)
     if shots:
         # Completion scores every pulse against every candidate time (quadratic in the stretch):
         # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
@@ -385,10 +393,10 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
             return shots
         levels = received_levels(pulses.spl_db, pulses.peak_dbfs)
         shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
-        # A lone set of fewer than MIN_PULSES_FOR_SCATTER may be chance's (burst_or_lone): weighed where it was found.
-        if len(shots) == 1 and len(shots[0].pulses) < MIN_PULSES_FOR_SCATTER and len(loud) <= JOINT_HEARING_MAX_PULSES:
-            shots = burst_or_lone(picks, loud, shots[0], config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
-                                  config.array_m)
+        # Weak shots at one place are weighed against a burst fewer sensors heard elsewhere (burst_or_found).
+        if weak and _one_place(shots) and len(loud) <= JOINT_HEARING_MAX_PULSES:
+            shots = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
+                                   config.array_m)
         return shots
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_m, loud)
     if not shots and mode != "3d":
@@ -397,6 +405,11 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
     return shots
+
+
+def _one_place(shots: list) -> bool:
+    """Whether the shots all lie within DISTINCT_PLACES_M of the first."""
+    return all(np.hypot(*(s.position[:2] - shots[0].position[:2])) <= DISTINCT_PLACES_M for s in shots)
 
 
 def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list:
