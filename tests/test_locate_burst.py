@@ -309,7 +309,8 @@ def test_a_lone_shot_is_weighed_against_a_burst_told_from_its_mirror_by_silent_s
     for source in rng.uniform(-800.0, 800.0, (20, 2)):   # the 20th scene of the stream
         picks, lone_rows = _three_hear_twelve_report(rng, source, grid)
     lone = Shot(lone_rows, picks.xy[lone_rows].mean(axis=0), float(picks.t_s[lone_rows].min()), C, np.zeros(3))
-    shots = fewburst.burst_or_found(picks, np.arange(len(picks)), [lone], C, search_bounds(picks.xy), Geometry("2d"), grid)
+    array_m = np.column_stack([grid, np.full(len(grid), 10.0)])
+    shots = fewburst.burst_or_found(picks, np.arange(len(picks)), [lone], C, search_bounds(picks.xy), Geometry("2d"), array_m)
     assert sorted(round(s.t0_s, 2) for s in shots) == [1.0, 1.6, 2.3, 3.1]
     assert np.hypot(*(shots[0].position[:2] - source)) < 5.0
 

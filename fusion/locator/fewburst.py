@@ -128,7 +128,7 @@ def _on_the_ground(picks: Picks, rows: np.ndarray, c: float, bounds, found, arra
     two candidates apart, not to find a third.
     """
     geometry, shots, rival = found
-    if geometry.mode != "2d" or array_m is None or np.shape(array_m)[1] < 3:
+    if geometry.mode != "2d" or array_m is None:
         return shots, rival
     there, _, there_rival = _ranked_few_sensor_burst(picks, rows, c, bounds, Ground(np.asarray(array_m, dtype=float)),
                                                      silent_xy)
