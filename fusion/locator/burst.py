@@ -364,7 +364,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     it: a Pittsburgh-like 2-round burst 6 of 18 reporting sensors heard scored below zero two steps
     from a vote 10 m off, +1.6 a step later, 0.6 m from the truth). No rounds when fewer than ``min_rounds`` are
     found (one round of three sensors has no degree of freedom to check it; one round is scored only to
-    weigh a lone shot, :func:`fusion.locator.fewburst.burst_or_found`). ``hearing``: how likely
+    weigh association's shots, :func:`fusion.locator.fewburst.burst_or_found`). ``hearing``: how likely
     each sensor of the stretch is taken to hear the burst at all (one for all, or per sensor in
     np.unique order), and whether that is one unknown per burst (see :func:`find_rounds`).
     """
