@@ -363,8 +363,9 @@ def test_a_chance_set_among_a_bursts_rounds_gives_way_to_the_burst(pittsburgh, t
 
 def test_well_heard_rounds_are_not_given_up_for_a_burst_of_echo_sets_beside_them(pittsburgh, tmp_path):
     """Seed 603 scene 101: seventeen sensors hear four rounds, association finds all four (14-17 sensors
-    each). The few-sensor burst model, which has no term for a sensor's echoes, finds 8 "rounds" of 6-8
-    sensors 26 m off and scores them higher; they explain fewer pulses than the four rounds, which stay."""
+    each). Shots so well heard are not weighed against a few-sensor burst elsewhere (locate.WEAK_SHOT_PULSES):
+    weighed, the burst model, which has no term for a sensor's echoes, found 8 "rounds" of 6-8 sensors 26 m
+    off and scored them higher."""
     import pittsburgh_like as pl
     from locator_scoring import dist_m, locate_case
 
@@ -375,3 +376,16 @@ def test_well_heard_rounds_are_not_given_up_for_a_burst_of_echo_sets_beside_them
     shots = [s for inc in case.incidents for s in inc["shots"]]
     assert len(shots) == 4 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
     assert all(len(s["sensors"]) >= 14 for s in shots)
+
+
+def test_weak_rounds_give_way_only_to_a_burst_that_explains_more_pulses(pittsburgh):
+    """An FP3 test thinned to 7 sensors (the 97th thinned case of tests/pittsburgh_harder.py): association
+    finds its 3 rounds, 7 sensors each, weak enough to be weighed against a burst elsewhere
+    (locate.WEAK_SHOT_PULSES). A burst of fewer pulses there, ambiguous between two places, outweighs them by
+    the burst model's Bayes factor and would leave neither; it explains fewer pulses than the 3 rounds, so
+    they stay (fewburst.burst_or_found)."""
+    fp, survey, positions, pulses, rounds, temperature = list(ph.thinned(pittsburgh))[96]
+    assert (fp, len(positions), rounds) == ("FP3", 7, 3)
+    incidents = locate(pulses, Sensors.from_local(positions), temperature)
+    shots = [s for inc in incidents for s in inc["shots"]]
+    assert len(shots) == 3 and all(math.hypot(s["x"] - survey[0], s["y"] - survey[1]) < 5.0 for s in shots)
