@@ -341,6 +341,18 @@ def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tm
     assert "a burst of 5 rounds heard by 3 sensors fits two places equally" in err
 
 
+def _scene_shots(pittsburgh, tmp_path, seed: int, index: int):
+    """Scene ``index`` of seed ``seed`` of tests/pittsburgh_like.py through `earwitness locate` (told its
+    temperature): the scene and every shot put out."""
+    import pittsburgh_like as pl
+    from locator_scoring import locate_case
+
+    sc = pl.scene_at(pl.layouts(pittsburgh), seed, index)
+    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
+                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
+    return sc, [s for inc in case.incidents for s in inc["shots"]]
+
+
 @pytest.mark.parametrize("seed, index, rounds, hearing, within_m", [(601, 184, 4, 7, 10.0), (605, 61, 5, 6, 25.0)])
 def test_a_chance_set_among_a_bursts_rounds_gives_way_to_the_burst(pittsburgh, tmp_path, seed, index, rounds, hearing,
                                                                     within_m):
@@ -350,14 +362,10 @@ def test_a_chance_set_among_a_bursts_rounds_gives_way_to_the_burst(pittsburgh, t
     9 sensors at the retry tolerance 1.4 km off; seed 605 scene 61, 8 sensors 205 m off (5 of the burst's and
     3 unrelated). Weighed against that set, the burst's rounds at their place explain the stretch better:
     every round comes out there and no shot far off."""
-    import pittsburgh_like as pl
-    from locator_scoring import dist_m, locate_case
+    from locator_scoring import dist_m
 
-    sc = pl.scene_at(pl.layouts(pittsburgh), seed, index)
+    sc, shots = _scene_shots(pittsburgh, tmp_path, seed, index)
     assert sc.rounds == rounds and sc.tags["hearing"] == hearing
-    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
-                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
-    shots = [s for inc in case.incidents for s in inc["shots"]]
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < within_m for s in shots)
 
 
@@ -366,14 +374,10 @@ def test_a_mirror_place_that_explains_a_burst_clearly_better_is_its_place(pittsb
     Refined from its vote (6 m off), the burst settled 59 m off on three sensors' exact fit; the mirror root of
     those three lies at the true place and holds all four sensors, 5 nats better. Taken for a rival place that
     explains the burst alike, it left nothing located; it is the burst's place."""
-    import pittsburgh_like as pl
-    from locator_scoring import dist_m, locate_case
+    from locator_scoring import dist_m
 
-    sc = pl.scene_at(pl.layouts(pittsburgh), 606, 80)
+    sc, shots = _scene_shots(pittsburgh, tmp_path, 606, 80)
     assert sc.rounds == 2 and sc.tags["hearing"] == 4
-    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
-                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
-    shots = [s for inc in case.incidents for s in inc["shots"]]
     assert len(shots) == 2 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
     assert all(len(s["sensors"]) == 4 for s in shots)
 
@@ -383,14 +387,10 @@ def test_well_heard_rounds_are_not_given_up_for_a_burst_of_echo_sets_beside_them
     each). Shots so well heard are not weighed against a few-sensor burst elsewhere (locate.WEAK_SHOT_PULSES):
     weighed, the burst model, which has no term for a sensor's echoes, found 8 "rounds" of 6-8 sensors 26 m
     off and scored them higher."""
-    import pittsburgh_like as pl
-    from locator_scoring import dist_m, locate_case
+    from locator_scoring import dist_m
 
-    sc = pl.scene_at(pl.layouts(pittsburgh), 603, 101)
+    sc, shots = _scene_shots(pittsburgh, tmp_path, 603, 101)
     assert sc.rounds == 4 and sc.tags["hearing"] == 17
-    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
-                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
-    shots = [s for inc in case.incidents for s in inc["shots"]]
     assert len(shots) == 4 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
     assert all(len(s["sensors"]) >= 14 for s in shots)
 
