@@ -382,6 +382,20 @@ def test_a_mirror_place_that_explains_a_burst_clearly_better_is_its_place(pittsb
     assert all(len(s["sensors"]) == 4 for s in shots)
 
 
+def test_a_burst_refined_from_its_vote_keeps_its_sensors(pittsburgh, tmp_path):
+    """Seed 604 scene 65 of tests/pittsburgh_like.py: 5 rounds that 6-7 sensors heard, each sensor with a static
+    delay of its own (-13 to +34 ms at the true place in 2D), no round reaching the chance count. Its rounds
+    found at the model's timing sigma alone from the voted place, 3-4 sensors a round agreed, fixed the place
+    exactly 33 m off and kept the others out; found first at the robust scale of scatter, 4-5 of them place it
+    within 25 m."""
+    from locator_scoring import dist_m
+
+    sc, shots = _scene_shots(pittsburgh, tmp_path, 604, 65)
+    assert sc.rounds == 5 and sc.tags["hearing"] == 7
+    assert len(shots) == 5 and all(dist_m(s, sc.source_m) < 25.0 for s in shots)
+    assert all(len(s["sensors"]) >= 4 for s in shots)
+
+
 def test_well_heard_rounds_are_not_given_up_for_a_burst_of_echo_sets_beside_them(pittsburgh, tmp_path):
     """Seed 603 scene 101: seventeen sensors hear four rounds, association finds all four (14-17 sensors
     each). Shots so well heard are not weighed against a few-sensor burst elsewhere (locate.WEAK_SHOT_PULSES):
