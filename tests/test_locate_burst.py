@@ -3,7 +3,6 @@ likelihood against clutter; on synthetic truth and on harder inputs made from th
 pulse reports (FP1-FP3; TN098 supplement by ShotSpotter, Inc., CC BY 4.0)."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -320,10 +319,9 @@ def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tm
     """Four sensors hear five rounds (seed 601 scene 154 of tests/pittsburgh_like.py): they stand
     between 58 m below and 33 m above the shooter, so in 2D (the source at each
     sensor's height) their arrivals disagree by up to 15 ms and the burst is kept on three of them,
-    which fit the place and its mirror alike. Searched again with the source on the ground near each of
-    the two places (fewburst.Ground), all four agree at the true one and the five rounds are placed there.
-    With the heights withheld, the loud pulses leave the two places (said in one line); what is put out
-    then (all the pulses searched: 3 sensors a round, 16 m off) is never the mirror place."""
+    which fit the place and its mirror alike: 2D locates nothing. Searched again with the source on
+    the ground near each of the two places (fewburst.Ground), all four agree at the true one and
+    the five rounds are placed there."""
     import pittsburgh_like as pl
     from locator_scoring import locate_case, run_cli
 
@@ -334,15 +332,13 @@ def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tm
     shots = [s for inc in case.incidents for s in inc["shots"]]
     assert len(shots) == 5
     assert all(math.hypot(s["x"] - sc.source_m[0], s["y"] - sc.source_m[1]) < 10.0 for s in shots)
-    # The same pulses with the sensors' heights withheld: the loud pulses leave two places.
+    # The same pulses with the sensors' heights withheld: the two places stay, nothing is located.
     flat = pl.Scene(sc.name, sc.layout, {k: (x, y, 0.0) for k, (x, y, _) in sc.sensors.items()}, sc.source_m,
                     sc.t0_s, sc.temperature_told_c, sc.pulses)
     sensors, pulses = pl.write(flat, tmp_path / "flat")
     status, out, err = run_cli(["locate", "--sensors", str(sensors), *args, str(pulses)])
-    assert status == 0
-    assert "a burst of 5 rounds heard by 4 sensors fits two places equally" in err
-    flat_shots = [s for line in out.splitlines() for s in json.loads(line)["shots"]]
-    assert all(math.hypot(s["x"] - sc.source_m[0], s["y"] - sc.source_m[1]) < 25.0 for s in flat_shots)
+    assert status == 0 and out == ""
+    assert "a burst of 5 rounds heard by 3 sensors fits two places equally" in err
 
 
 def _scene_shots(pittsburgh, tmp_path, seed: int, index: int):
@@ -384,20 +380,6 @@ def test_a_mirror_place_that_explains_a_burst_clearly_better_is_its_place(pittsb
     assert sc.rounds == 2 and sc.tags["hearing"] == 4
     assert len(shots) == 2 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
     assert all(len(s["sensors"]) == 4 for s in shots)
-
-
-def test_a_burst_refined_from_its_vote_keeps_its_sensors(pittsburgh, tmp_path):
-    """Seed 604 scene 65 of tests/pittsburgh_like.py: 5 rounds that 6-7 sensors heard, each sensor with a static
-    delay of its own (-13 to +34 ms at the true place in 2D), no round reaching the chance count. Its rounds
-    found at the model's timing sigma alone from the voted place, 3-4 sensors a round agreed, fixed the place
-    exactly 33 m off and kept the others out; found first at the robust scale of scatter, 4-5 of them place it
-    within 25 m."""
-    from locator_scoring import dist_m
-
-    sc, shots = _scene_shots(pittsburgh, tmp_path, 604, 65)
-    assert sc.rounds == 5 and sc.tags["hearing"] == 7
-    assert len(shots) == 5 and all(dist_m(s, sc.source_m) < 25.0 for s in shots)
-    assert all(len(s["sensors"]) >= 4 for s in shots)
 
 
 def test_well_heard_rounds_are_not_given_up_for_a_burst_of_echo_sets_beside_them(pittsburgh, tmp_path):

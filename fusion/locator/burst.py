@@ -373,12 +373,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     rate = clutter_rates(sensor, _duration(picks, rows))
     position = np.asarray(position, dtype=float)[:geometry.dims]
     shots: list[Shot] = []
-    # The first rounds are found with the robust fit's scale of scatter, the later at the fit's own: a voted
-    # place lies up to VOTE_RADIUS_M off, and at the model's timing sigma alone three sensors' arrivals that
-    # happen to agree there make the rounds, their exact fit the place, and the others never come back (seed
-    # 604 scene 65 of tests/pittsburgh_like.py: 5 rounds of 6-7 sensors settled 33 m off on 3-4 of each; 14 m
-    # off on 4-5 so).
-    scatter = ROBUST_SCALE_S
+    scatter = 0.0
     hears = np.array(np.broadcast_to(np.asarray(hear_prior, dtype=float), len(labels)))
     best: tuple[list[Shot], float] | None = None
     for step in range(1, MAX_REFINE_ROUNDS + 1):
