@@ -44,6 +44,9 @@ ABLATION_SCENES = max(SCENES // 3, 1)
 ABLATION_SEED = 7
 WELL_HEARD = 10
 DENSE_ECHOES = 5.0  # per sensor and round, about what detect finds in the recordings
+# Sensors hearing a shot, mean (the default scenes: 14): a quieter gun or a place at the array's edge, where
+# many rounds reach only the 3-sensor floor (bursts of mirror places, lone shots no count can check).
+FEW_HEARING_MEAN = 8.0
 TARGETS = {  # issue 14, "Must show"
     "pulses": "rounds located >= 0.99, rounds exact >= 0.95, within 25 m 1.00, median <= 4 m; err_m coverage >= 0.90",
     "audio": "rounds located >= 0.85, rounds exact >= 0.85, within 25 m >= 0.95",
@@ -240,9 +243,14 @@ def one_at_a_time(tests, workdir: pathlib.Path) -> None:
         # `earwitness detect` on the Pittsburgh WAVs finds 8-25 pulses per sensor for 3 rounds:
         # reverberation the commercial reports (and base.echoes_mean) leave out.
         "clean + dense echoes": dataclasses.replace(clean, echoes_mean=DENSE_ECHOES),
+        # Every difficulty on, as the default scenes, with fewer sensors hearing each shot.
+        "all, fewer hear": dataclasses.replace(base, hear_mean=FEW_HEARING_MEAN),
+        "all, dense echoes": dataclasses.replace(base, echoes_mean=DENSE_ECHOES),
     }
     print(f"\nOne difficulty at a time: {ABLATION_SCENES} scenes (seed {ABLATION_SEED}) each; 'exact': flat, no error "
-          "at all; 'clean': survey, picking, 1 ms, wind, temperature errors and heights, no NLOS/echo/noise/dropout")
+          "at all; 'clean': survey, picking, 1 ms, wind, temperature errors and heights, no NLOS/echo/noise/dropout; "
+          f"'all': every difficulty, with a mean of {FEW_HEARING_MEAN:g} sensors hearing a shot (14 by default) or "
+          f"{DENSE_ECHOES:g} echoes per sensor and round")
     print(header())
     for name, cond in conditions.items():
         ours, oracle = pl.cases(pl.scenes(tests, ABLATION_SCENES, seed=ABLATION_SEED, cond=cond),
