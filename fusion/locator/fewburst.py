@@ -174,7 +174,8 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     # fourth out (seed 606 scene 80 of tests/pittsburgh_like.py: 2 rounds of 4 sensors, 59 m off with 3,
     # +0.4 nats, where the mirror root of those 3 lies 2 m from the truth and holds all 4, +5.8 nats).
     # Better both with and without the silent sensors: a burst refined again from its own fitted place need not
-    # score as it did from its vote (601/68: 40.7 nats from the vote, 24.3 from its place, the true one).
+    # score as it did from its vote, which the silent-sensor score (_rival's) does (seed 601 scene 68: the true
+    # place 40.7 nats from its vote, 24.3 refined again; by that score alone a place 95 m off, +34, took it).
     if joint and rival is not None and rival[2] > rival[3] + AMBIGUITY_NATS:
         there = _unanchored_burst(picks, rows, _start(picks, rows, rival[0], geometry), c, geometry,
                                   (x1 - x0) * (y1 - y0), True)
