@@ -44,8 +44,9 @@ ABLATION_SCENES = max(SCENES // 3, 1)
 ABLATION_SEED = 7
 WELL_HEARD = 10
 DENSE_ECHOES = 5.0  # per sensor and round, about what detect finds in the recordings
-# Sensors hearing a shot, mean (the default scenes: 14): a quieter gun or a place at the array's edge, where
-# many rounds reach only the 3-sensor floor (bursts of mirror places, lone shots no count can check).
+# Sensors hearing a shot, mean (the default scenes': pittsburgh_like.Conditions.hear_mean): a quieter gun or a
+# place at the array's edge, where many rounds reach only the 3-sensor floor (bursts of mirror places, lone
+# shots no count can check).
 FEW_HEARING_MEAN = 8.0
 TARGETS = {  # issue 14, "Must show"
     "pulses": "rounds located >= 0.99, rounds exact >= 0.95, within 25 m 1.00, median <= 4 m; err_m coverage >= 0.90",
@@ -249,8 +250,8 @@ def one_at_a_time(tests, workdir: pathlib.Path) -> None:
     }
     print(f"\nOne difficulty at a time: {ABLATION_SCENES} scenes (seed {ABLATION_SEED}) each; 'exact': flat, no error "
           "at all; 'clean': survey, picking, 1 ms, wind, temperature errors and heights, no NLOS/echo/noise/dropout; "
-          f"'all': every difficulty, with a mean of {FEW_HEARING_MEAN:g} sensors hearing a shot (14 by default) or "
-          f"{DENSE_ECHOES:g} echoes per sensor and round")
+          f"'all': every difficulty, with a mean of {FEW_HEARING_MEAN:g} sensors hearing a shot ({base.hear_mean:g} by "
+          f"default) or {DENSE_ECHOES:g} echoes per sensor and round")
     print(header())
     for name, cond in conditions.items():
         ours, oracle = pl.cases(pl.scenes(tests, ABLATION_SCENES, seed=ABLATION_SEED, cond=cond),

@@ -176,7 +176,7 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     # Better both with and without the silent sensors: a burst refined again from its own fitted place need not
     # score as it did from its vote, which the silent-sensor score (_rival's) does (seed 601 scene 68: the true
     # place 40.7 nats from its vote, 24.3 refined again; by that score alone a place 95 m off, +34, took it).
-    if joint and rival is not None and rival[2] > rival[3] + AMBIGUITY_NATS:
+    if joint and rival is not None and rival[1] > rival[2] + AMBIGUITY_NATS:
         there = _unanchored_burst(picks, rows, _start(picks, rows, rival[0], geometry), c, geometry,
                                   (x1 - x0) * (y1 - y0), True)
         if there[0] and there[1] > best[1] + AMBIGUITY_NATS:
@@ -267,7 +267,7 @@ def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np
 def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float,  # noqa: PLR0913
            joint_hearing: bool = False, silent_xy: np.ndarray | None = None):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS) or better, or None: (its
-    position, its rounds, its score, the chosen place's score weighed alike); of several, the likeliest.
+    position, its score, the chosen place's score weighed alike); of several, the likeliest.
 
     Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
     the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place.
@@ -302,8 +302,8 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
         else:
             other, other_score = burst_at(picks, rows, start, c, _geometry_at(geometry, start), area_m2)
         if other and np.hypot(*(other[0].position[:2] - here)) > DISTINCT_PLACES_M and \
-                other_score >= score - AMBIGUITY_NATS and (found is None or other_score > found[2]):
-            found = (other[0].position, other, other_score, score)
+                other_score >= score - AMBIGUITY_NATS and (found is None or other_score > found[1]):
+            found = (other[0].position, other_score, score)
     return found
 
 
