@@ -28,6 +28,7 @@ from fusion.locator.associate import (
     search_bounds,
 )
 from fusion.locator.burst import DISTINCT_PLACES_M, complete_bursts, located, place_dof, places_of, single_exact_shot
+from fusion.locator.echorepeats import without_repeated_echoes
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
 from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst
@@ -466,6 +467,7 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
     then grouped into shooters (single linkage, :func:`fusion.locator.shooters.cluster_shooters`) and echo
     shots dropped (:func:`fusion.locator.echoshots.echo_shots`).
     """
+    shots = without_repeated_echoes(shots, picks)
     used = np.concatenate([s.pulses for s in shots])
     z_m = ground_z_m if ground_z_m is not None else float(picks.pos_m[used, 2].min())
     geometry = Geometry(mode, z_m)

@@ -1,0 +1,98 @@
+"""Echo sets told by their repeats (fusion/locator/echorepeats.py): scripted bursts, then a Pittsburgh-like scene."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fusion.locator.associate import Shot
+from fusion.locator.echorepeats import repeat_log_odds, without_repeated_echoes
+from fusion.locator.picks import Picks
+
+C_M_S = 343.0
+RNG = np.random.default_rng(5)
+SENSORS_M = np.column_stack([RNG.uniform(-400.0, 400.0, (10, 2)), np.zeros(10)])
+TRAVEL_S = np.linalg.norm(SENSORS_M, axis=1) / C_M_S
+ROUNDS_T0_S = (0.0, 0.4, 0.9)
+# The set lined up from echoes at 5 of the 10 sensors: at three of them echoes of round 0 (0.55 s after it),
+# at two of round 1 (0.15 s).
+SET_T0_S = 0.55
+SET_PARENT = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1}
+
+
+def _burst(repeats: bool, rounds_t0_s=ROUNDS_T0_S, echo_set: bool = True, unlocated=()):
+    """Picks and shots of a burst from the origin that all 10 sensors hear; with ``echo_set`` one more shot of
+    echoes that line up at SET_T0_S; with ``repeats`` each of those echoes follows every round, as a sensor's
+    walls make it. Rounds numbered in ``unlocated`` are pulses only, no shot."""
+    rows, shots = [], []
+
+    def add(sensor: int, t_s: float) -> int:
+        rows.append((sensor, t_s))
+        return len(rows) - 1
+
+    for k, t0 in enumerate(rounds_t0_s):
+        pulses = [add(s, t0 + TRAVEL_S[s]) for s in range(len(SENSORS_M))]
+        if k not in unlocated:
+            shots.append((t0, pulses))
+    if echo_set:
+        shots.append((SET_T0_S, [add(s, SET_T0_S + TRAVEL_S[s]) for s in SET_PARENT]))
+        for s, parent in SET_PARENT.items():
+            for k, t0 in enumerate(rounds_t0_s):
+                if repeats and k != parent:
+                    add(s, t0 + TRAVEL_S[s] + SET_T0_S - rounds_t0_s[parent])
+    sensor = np.array([r[0] for r in rows])
+    picks = Picks(sensor, np.array([r[1] for r in rows]), np.full(len(rows), 1e-4), SENSORS_M[sensor])
+    return picks, [Shot(np.array(p), np.zeros(2), t0, C_M_S, np.zeros(len(p))) for t0, p in shots]
+
+
+def test_a_set_of_echoes_that_recur_after_every_round_is_dropped():
+    picks, shots = _burst(repeats=True)
+    kept = without_repeated_echoes(shots, picks)
+    assert [s.t0_s for s in kept] == list(ROUNDS_T0_S)
+
+
+def test_a_set_whose_pulses_recur_nowhere_is_a_round():
+    """Without the repeats the set is as good a round as any: timing at the place cannot tell them apart."""
+    picks, shots = _burst(repeats=False)
+    assert len(without_repeated_echoes(shots, picks)) == 4
+
+
+def test_evenly_spaced_rounds_are_not_one_anothers_echoes():
+    """Round 3 follows round 2 as round 2 follows round 1: those pulses are rounds, not repeats."""
+    picks, shots = _burst(repeats=False, rounds_t0_s=(0.0, 0.3, 0.6, 0.9, 1.2), echo_set=False)
+    assert len(without_repeated_echoes(shots, picks)) == 5
+
+
+def test_a_round_the_shots_missed_is_no_echo_of_theirs():
+    """Of four evenly spaced rounds the third is not located: its pulses are free, and round 4 lies a gap after
+    round 2 as round 3 after round 1 at every sensor. Heard at every sensor of the place, they are a round."""
+    picks, shots = _burst(repeats=False, rounds_t0_s=(0.0, 0.3, 0.6, 0.9), echo_set=False, unlocated=(2,))
+    assert len(without_repeated_echoes(shots, picks)) == 3
+
+
+def test_one_round_more_to_repeat_after_is_enough_and_none_says_nothing():
+    """Two rounds and a set: each echo repeats after the round it does not echo, and the set goes. With one
+    of the rounds left out, nothing could repeat: no evidence either way."""
+    picks, shots = _burst(repeats=True, rounds_t0_s=(0.0, 0.4))
+    assert [s.t0_s for s in without_repeated_echoes(shots, picks)] == [0.0, 0.4]
+    arrivals = [dict(zip(picks.sensor[s.pulses].tolist(), picks.t_s[s.pulses].tolist())) for s in shots]
+    free_s = {s: picks.t_s[picks.sensor == s] for s in range(len(SENSORS_M))}
+    assert repeat_log_odds(2, [0], shots, arrivals, free_s) == 0.0
+
+
+@pytest.mark.parametrize("seed, index, rounds", [(601, 30, 2), (604, 22, 3)])
+def test_a_burst_among_dense_echoes_comes_out_with_its_rounds_only(pittsburgh, tmp_path, seed, index, rounds):
+    """Scenes of tests/pittsburgh_like.py with 5 echoes per sensor and round (what `earwitness detect` finds in
+    the recordings): echoes of different rounds at different sensors lined up at the burst's place as one
+    more round; they recur after the burst's other rounds, sensor by sensor, and the set is dropped."""
+    import pittsburgh_like as pl
+    from locator_scoring import dist_m, locate_case
+
+    cond = dataclasses.replace(pl.Conditions(), echoes_mean=5.0)
+    sc = pl.scene_at(pl.layouts(pittsburgh), seed, index, cond)
+    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
+                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
+    shots = [s for inc in case.incidents for s in inc["shots"]]
+    assert sc.rounds == rounds
+    assert len(shots) == rounds and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
