@@ -463,9 +463,10 @@ def _incident(shots, picks: Picks, pulses: Pulses, sensors: Sensors, c_known, mo
               t_ref_ns: int, *, wind=None, budget: Budget = BUDGET) -> dict | None:
     """Final fit of an incident's shots (shared c when estimated) and its contract dict (None: no shot left).
 
-    The fit is :func:`_final_fit` (in the told ``wind``; None: still air), err_m from ``budget``; shots are
-    then grouped into shooters (single linkage, :func:`fusion.locator.shooters.cluster_shooters`) and echo
-    shots dropped (:func:`fusion.locator.echoshots.echo_shots`).
+    Sets of echoes that recur after their place's other rounds are dropped first
+    (:func:`fusion.locator.echorepeats.without_repeated_echoes`). The fit is :func:`_final_fit` (in the told
+    ``wind``; None: still air), err_m from ``budget``; shots are then grouped into shooters (single linkage,
+    :func:`fusion.locator.shooters.cluster_shooters`) and echo shots dropped (:func:`fusion.locator.echoshots.echo_shots`).
     """
     shots = without_repeated_echoes(shots, picks)
     used = np.concatenate([s.pulses for s in shots])
