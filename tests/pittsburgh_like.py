@@ -272,6 +272,16 @@ def oracle_groups(sc: Scene) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
             for firsts in sc.first_arrivals]
 
 
+def scene_shots(tests: list[pathlib.Path], seed: int, index: int, folder: pathlib.Path,
+                cond: Conditions | None = None) -> tuple[Scene, list[dict]]:
+    """Scene ``index`` of seed ``seed`` (:func:`scene_at`) through `earwitness locate`, told its temperature:
+    the scene and every shot put out."""
+    sc = scene_at(layouts(tests), seed, index, cond)
+    case = locate_case(sc.name, *write(sc, folder), sc.source_m, sc.rounds,
+                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
+    return sc, [s for inc in case.incidents for s in inc["shots"]]
+
+
 def cases(scenes_: list[Scene], workdir: pathlib.Path, args=()) -> tuple[list[Case], list[Case]]:
     """`earwitness locate` on each scene (told the temperature with its error; ``args``: further CLI
     arguments) and the oracle on its true first arrivals, as scored cases tagged with the scene's conditions."""

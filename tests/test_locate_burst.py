@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import pittsburgh_harder as ph
+import pittsburgh_like as pl
 from fusion.locator import burst, fewburst
 from fusion.locator.locate import locate
 from fusion.locator.multilaterate import Geometry, fit_shots, speed_of_sound
@@ -341,18 +342,6 @@ def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tm
     assert "a burst of 5 rounds heard by 3 sensors fits two places equally" in err
 
 
-def _scene_shots(pittsburgh, tmp_path, seed: int, index: int):
-    """Scene ``index`` of seed ``seed`` of tests/pittsburgh_like.py through `earwitness locate` (told its
-    temperature): the scene and every shot put out."""
-    import pittsburgh_like as pl
-    from locator_scoring import locate_case
-
-    sc = pl.scene_at(pl.layouts(pittsburgh), seed, index)
-    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
-                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
-    return sc, [s for inc in case.incidents for s in inc["shots"]]
-
-
 @pytest.mark.parametrize("seed, index, rounds, hearing, within_m", [(601, 184, 4, 7, 10.0), (605, 61, 5, 6, 25.0)])
 def test_a_chance_set_among_a_bursts_rounds_gives_way_to_the_burst(pittsburgh, tmp_path, seed, index, rounds, hearing,
                                                                     within_m):
@@ -364,7 +353,7 @@ def test_a_chance_set_among_a_bursts_rounds_gives_way_to_the_burst(pittsburgh, t
     every round comes out there and no shot far off."""
     from locator_scoring import dist_m
 
-    sc, shots = _scene_shots(pittsburgh, tmp_path, seed, index)
+    sc, shots = pl.scene_shots(pittsburgh, seed, index, tmp_path)
     assert sc.rounds == rounds and sc.tags["hearing"] == hearing
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < within_m for s in shots)
 
@@ -376,7 +365,7 @@ def test_a_mirror_place_that_explains_a_burst_clearly_better_is_its_place(pittsb
     explains the burst alike, it left nothing located; it is the burst's place."""
     from locator_scoring import dist_m
 
-    sc, shots = _scene_shots(pittsburgh, tmp_path, 606, 80)
+    sc, shots = pl.scene_shots(pittsburgh, 606, 80, tmp_path)
     assert sc.rounds == 2 and sc.tags["hearing"] == 4
     assert len(shots) == 2 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
     assert all(len(s["sensors"]) == 4 for s in shots)
@@ -389,7 +378,7 @@ def test_well_heard_rounds_are_not_given_up_for_a_burst_of_echo_sets_beside_them
     off and scored them higher."""
     from locator_scoring import dist_m
 
-    sc, shots = _scene_shots(pittsburgh, tmp_path, 603, 101)
+    sc, shots = pl.scene_shots(pittsburgh, 603, 101, tmp_path)
     assert sc.rounds == 4 and sc.tags["hearing"] == 17
     assert len(shots) == 4 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
     assert all(len(s["sensors"]) >= 14 for s in shots)

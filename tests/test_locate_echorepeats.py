@@ -87,12 +87,8 @@ def test_a_burst_among_dense_echoes_comes_out_with_its_rounds_only(pittsburgh, t
     the recordings): echoes of different rounds at different sensors lined up at the burst's place as one
     more round; they recur after the burst's other rounds, sensor by sensor, and the set is dropped."""
     import pittsburgh_like as pl
-    from locator_scoring import dist_m, locate_case
+    from locator_scoring import dist_m
 
-    cond = dataclasses.replace(pl.Conditions(), echoes_mean=5.0)
-    sc = pl.scene_at(pl.layouts(pittsburgh), seed, index, cond)
-    case = locate_case(sc.name, *pl.write(sc, tmp_path), sc.source_m, sc.rounds,
-                       ["--temperature-c", f"{sc.temperature_told_c:.2f}"])
-    shots = [s for inc in case.incidents for s in inc["shots"]]
+    sc, shots = pl.scene_shots(pittsburgh, seed, index, tmp_path, dataclasses.replace(pl.Conditions(), echoes_mean=5.0))
     assert sc.rounds == rounds
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < 10.0 for s in shots)

@@ -128,8 +128,8 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
     held_t = picks.t_s[np.concatenate([s.pulses for s in shots])]
     # Only the pulses from the burst's first arrival to the echo span after its last can be repeats.
     window = np.flatnonzero((picks.t_s >= held_t.min()) & (picks.t_s <= held_t.max() + ECHO_MAX_DELAY_S))
+    arrivals = [_arrivals(s, picks) for s in shots]
     while len(shots) >= MIN_GROUP_SHOTS:
-        arrivals = [_arrivals(s, picks) for s in shots]
         rows = np.setdiff1d(window, np.concatenate([s.pulses for s in shots]))
         free_s = {int(s): picks.t_s[rows[picks.sensor[rows] == s]] for s in np.unique(picks.sensor[rows])}
         best, best_odds = None, 0.0
@@ -143,5 +143,5 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
                 best, best_odds = x, odds
         if best is None:
             break
-        del shots[best]
+        del shots[best], arrivals[best]
     return shots
