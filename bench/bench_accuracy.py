@@ -43,12 +43,10 @@ SEED = 2018
 ABLATION_SCENES = max(SCENES // 3, 1)
 ABLATION_SEED = 7
 WELL_HEARD = 10
-DENSE_ECHOES = 5.0  # per sensor and round, about what detect finds in the recordings
 # Sensors hearing a shot, mean (the default scenes': pittsburgh_like.Conditions.hear_mean): a quieter gun or a
 # place at the array's edge, where many rounds reach only the 3-sensor floor (bursts of mirror places, lone
 # shots no count can check).
 FEW_HEARING_MEAN = 8.0
-AUDIO_HEARING_MEAN, AUDIO_HEARING_SD = 4.5, 0.6  # the Pittsburgh tests' 4-5 WAVs
 TARGETS = {  # issue 14, "Must show"
     "pulses": "rounds located >= 0.99, rounds exact >= 0.95, within 25 m 1.00, median <= 4 m; err_m coverage >= 0.90",
     "audio": "rounds located >= 0.85, rounds exact >= 0.85, within 25 m >= 0.95",
@@ -249,20 +247,17 @@ def one_at_a_time(tests, workdir: pathlib.Path) -> None:
         "clean + dropouts": dataclasses.replace(clean, dropout=base.dropout),
         # `earwitness detect` on the Pittsburgh WAVs finds 8-25 pulses per sensor for 3 rounds:
         # reverberation the commercial reports (and base.echoes_mean) leave out.
-        "clean + dense echoes": dataclasses.replace(clean, echoes_mean=DENSE_ECHOES),
+        "clean + dense echoes": dataclasses.replace(clean, echoes_mean=pl.DENSE_ECHOES),
         # Every difficulty on, as the default scenes, with fewer sensors hearing each shot.
         "all, fewer hear": dataclasses.replace(base, hear_mean=FEW_HEARING_MEAN),
-        "all, dense echoes": dataclasses.replace(base, echoes_mean=DENSE_ECHOES),
-        # As `detect` then `locate` on a test's 4-5 recordings: only the sensors that hear report, each with dense
-        # echoes (no unrelated pulses: the generator draws those at every sensor of the layout).
-        "audio-like": dataclasses.replace(base, hear_mean=AUDIO_HEARING_MEAN, hear_sd=AUDIO_HEARING_SD,
-                                          echoes_mean=DENSE_ECHOES, noise_rate_hz=0.0),
+        "all, dense echoes": dataclasses.replace(base, echoes_mean=pl.DENSE_ECHOES),
+        "audio-like": base.audio_like(),  # as `detect` then `locate` on a test's 4-5 recordings
     }
     print(f"\nOne difficulty at a time: {ABLATION_SCENES} scenes (seed {ABLATION_SEED}) each; 'exact': flat, no error "
           "at all; 'clean': survey, picking, 1 ms, wind, temperature errors and heights, no NLOS/echo/noise/dropout; "
           f"'all': every difficulty, with a mean of {FEW_HEARING_MEAN:g} sensors hearing a shot ({base.hear_mean:g} by "
-          f"default) or {DENSE_ECHOES:g} echoes per sensor and round; 'audio-like': {AUDIO_HEARING_MEAN:g} sensors hearing, "
-          f"only they report, {DENSE_ECHOES:g} echoes")
+          f"default) or {pl.DENSE_ECHOES:g} echoes per sensor and round; 'audio-like': {pl.AUDIO_HEARING[0]:g} sensors hearing, "
+          f"only they report, {pl.DENSE_ECHOES:g} echoes")
     print(header())
     for name, cond in conditions.items():
         ours, oracle = pl.cases(pl.scenes(tests, ABLATION_SCENES, seed=ABLATION_SEED, cond=cond),

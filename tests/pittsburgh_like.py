@@ -71,6 +71,8 @@ EPOCH_NS = 1_545_180_000 * NS_PER_S  # December 2018, as the live-fire test
 MS_NS = 1_000_000
 NLOS_MIN_S = 1e-3  # a reflection-only first arrival is at least this late (issue 14: 1-30 ms)
 MIN_SNR_DB = 0.5  # an echo's level floor: a detector reports nothing weaker
+DENSE_ECHOES = 5.0  # echoes per sensor and round, about what `earwitness detect` finds in the recordings
+AUDIO_HEARING = (4.5, 0.6)  # mean, sd of the sensors hearing a shot: the Pittsburgh tests' 4-5 WAVs
 
 
 def speed_of_sound(temperature_c: float) -> float:
@@ -120,6 +122,13 @@ class Conditions:
     def clean(self) -> Conditions:
         """No NLOS, echoes, unrelated pulses or dropouts: what remains is geometry and timing."""
         return replace(self, nlos_share=0.0, echoes_mean=0.0, noise_rate_hz=0.0, dropout=0.0)
+
+    def audio_like(self) -> Conditions:
+        """As `earwitness detect` then `locate` on a Pittsburgh test's 4-5 recordings: about that many sensors
+        hear, only they report (no unrelated pulses: those are drawn at every sensor of the layout), each with
+        dense echoes (what detect finds in the recordings: 8-25 pulses per sensor for 3 rounds)."""
+        return replace(self, hear_mean=AUDIO_HEARING[0], hear_sd=AUDIO_HEARING[1], echoes_mean=DENSE_ECHOES,
+                       noise_rate_hz=0.0)
 
     def exact(self) -> Conditions:
         """:meth:`clean`, flat, and no survey, picking, rounding, wind or temperature error."""

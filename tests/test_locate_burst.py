@@ -358,6 +358,19 @@ def test_a_chance_set_among_a_bursts_rounds_gives_way_to_the_burst(pittsburgh, t
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < within_m for s in shots)
 
 
+def test_shots_at_several_places_give_way_to_a_burst_that_explains_the_stretch_better(pittsburgh, tmp_path):
+    """Seed 601 scene 0 of tests/pittsburgh_like.py as the Pittsburgh audio path sees it (4 sensors hear 3
+    rounds, only they report, 5 echoes per sensor and round): association's 4-sensor sets mixed the rounds into
+    2 shots 92 and 120 m off, at two places, which were not weighed against a burst (only shots at one place
+    were). Weighed, the few-sensor burst at the true place explains the stretch better; its mirror root 2.7 km
+    off, outside the area searched, is no rival (fewburst.burst_or_found, fewburst._rival)."""
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 601, 0, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 3 and sc.tags["hearing"] == 4
+    assert len(shots) == 3 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
+
+
 def test_a_mirror_place_that_explains_a_burst_clearly_better_is_its_place(pittsburgh, tmp_path):
     """Seed 606 scene 80 of tests/pittsburgh_like.py: 2 rounds that 4 sensors heard among 17 sensors' clutter.
     Refined from its vote (6 m off), the burst settled 59 m off on three sensors' exact fit; the mirror root of

@@ -89,6 +89,7 @@ def test_a_burst_among_dense_echoes_comes_out_with_its_rounds_only(pittsburgh, t
     import pittsburgh_like as pl
     from locator_scoring import dist_m
 
-    sc, shots = pl.scene_shots(pittsburgh, seed, index, tmp_path, dataclasses.replace(pl.Conditions(), echoes_mean=5.0))
+    dense = dataclasses.replace(pl.Conditions(), echoes_mean=pl.DENSE_ECHOES)
+    sc, shots = pl.scene_shots(pittsburgh, seed, index, tmp_path, dense)
     assert sc.rounds == rounds
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < 10.0 for s in shots)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from fusion.locator.associate import MIN_PULSES_FOR_SCATTER, Shot
+from fusion.locator.associate import MIN_MARGIN_M, MIN_PULSES_FOR_SCATTER, Shot
 from fusion.locator.burst import DETECTION_PROB, DISTINCT_PLACES_M, HEAR_PRIOR, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, burst_at
 from fusion.locator.multilaterate import Geometry
 from fusion.locator.picks import Picks
+from fusion.locator.shooters import split_by_place
 from fusion.locator.triplevote import triple_points, voted_places
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,14 @@ JOINT_HEARING_MAX_PULSES = 120
 # 2 log B = 6, the edge of "strong" evidence in Kass & Raftery 1995's scale): three sensors in 2D
 # leave two mirror places for every round alike; no position is given then.
 AMBIGUITY_NATS = 3.0
+
+# A rival place (_rival) lies within the area searched widened by this much again. The burst's place prior is
+# spread over the area searched (associate.search_bounds: the sensors' box and a margin of at least this), whose
+# edge is no wall: a rival just past it can still be the gun's place (thinned FP1 case 17 of
+# tests/pittsburgh_harder.py: a 3-sensor burst's rival 53 m past it; dismissed, the burst came out 136 m off).
+# A mirror root kilometres off (2.7 km off four sensors that all heard it, in the audio-like scene of
+# burst_or_found) is not.
+RIVAL_MARGIN_M = MIN_MARGIN_M
 
 # Sensors whose heights tell the ground's height near a place (Ground).
 GROUND_SENSORS = 3
@@ -168,7 +177,7 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
         other = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, True)
         if other[0] and (not best[0] or _rather(picks, rows, c, geometry, (x1 - x0) * (y1 - y0), best[0], other)):
             best, joint = other, True
-    rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint, silent_xy)
+    rival = _rival(picks, rows, c, geometry, best, bounds, joint, silent_xy)
     # A mirror place that explains the burst clearly better (by more than AMBIGUITY_NATS) is its place, not a
     # rival: refined from a vote a few metres off, a burst can settle on three sensors' exact fit and leave a
     # fourth out (seed 606 scene 80 of tests/pittsburgh_like.py: 2 rounds of 4 sensors, 59 m off with 3,
@@ -181,7 +190,7 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
                                   (x1 - x0) * (y1 - y0), True)
         if there[0] and there[1] > best[1] + AMBIGUITY_NATS:
             best = there
-            rival = _rival(picks, rows, c, geometry, best, (x1 - x0) * (y1 - y0), joint, silent_xy)
+            rival = _rival(picks, rows, c, geometry, best, bounds, joint, silent_xy)
     return best[0], best[1] if joint else None, None if rival is None else rival[0]
 
 
@@ -264,13 +273,14 @@ def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np
     return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
 
 
-def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: float,  # noqa: PLR0913
+def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, bounds,  # noqa: PLR0913
            joint_hearing: bool = False, silent_xy: np.ndarray | None = None):
     """The other place that explains a burst about as well (within AMBIGUITY_NATS) or better, or None: (its
     position, its score, the chosen place's score weighed alike); of several, the likeliest.
 
     Candidates are the exact sources of each round's first three arrivals (:func:`triple_points`:
-    the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place.
+    the mirror root of a three-sensor geometry) more than DISTINCT_PLACES_M from the chosen place and
+    within RIVAL_MARGIN_M of ``bounds`` (x0, y0, x1, y1: the area searched).
     With hearing one unknown per burst, both places are weighed with the sensors that reported nothing
     (``silent_xy``, :func:`_silent_llr`) too: the mirror of a place inside the array often lies beside
     sensors that stayed silent. (Only here: to tell two places apart, not to accept a burst.)
@@ -278,6 +288,8 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
     shots, score = best
     if not shots:
         return None
+    x0, y0, x1, y1 = bounds
+    area_m2 = (x1 - x0) * (y1 - y0)
     here = shots[0].position[:2]
     triples = [s.pulses[np.unique(picks.sensor[s.pulses], return_index=True)[1]][:3] for s in shots]
     triples = np.array([t for t in triples if len(t) == 3])
@@ -291,6 +303,9 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
                                   silent_xy=silent_xy)[1]
     found, tried = None, []
     for point in points:
+        if not (x0 - RIVAL_MARGIN_M <= point[0] <= x1 + RIVAL_MARGIN_M and
+                y0 - RIVAL_MARGIN_M <= point[1] <= y1 + RIVAL_MARGIN_M):
+            continue
         if np.hypot(*(point - here)) <= DISTINCT_PLACES_M or \
                 any(np.hypot(*(point - p)) <= DISTINCT_PLACES_M for p in tried):
             continue
@@ -309,8 +324,8 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, area_m2: floa
 
 def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, bounds, geometry: Geometry,  # noqa: PLR0913
                    array_m: np.ndarray | None = None) -> list[Shot]:
-    """The likelier explanation of a stretch's pulses ``rows``: the shots association ``found`` at one place,
-    or a burst few sensors heard elsewhere (:func:`few_sensor_burst`).
+    """The likelier explanation of a stretch's pulses ``rows``: the shots association ``found``, at one place
+    or several, or a burst few sensors heard elsewhere (:func:`few_sensor_burst`).
 
     Association's chance test passes a set of unrelated pulses in about one search in a hundred
     (FALSE_ALARMS); in a stretch where that set is all association found, it leaves a burst three
@@ -321,8 +336,12 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     tests/pittsburgh_like.py: 9 sensors at the retry tolerance, 1.4 km off a 4-round burst 7 sensors
     heard). Both are scored by one model on the same pulses, each a burst at its place (a lone shot
     one of a single round), with hearing one unknown per burst: the one with the larger Bayes factor
-    against clutter is kept (Bayesian model selection, Kass & Raftery 1995). Shots association found
-    with MIN_PULSES_FOR_SCATTER or more pulses, or several rounds, give way only to a burst that
+    against clutter is kept (Bayesian model selection, Kass & Raftery 1995). Shots found at several places
+    (DISTINCT_PLACES_M apart) score the sum of their places' factors: with 4-5 sensors hearing and dense
+    echoes (the audio-like regime of bench/bench_accuracy.py), association's 4-sensor sets mix a burst's
+    rounds into shots at several places, each fitting exactly (seed 601 scene 0 of tests/pittsburgh_like.py
+    in that regime: 2 shots 92 and 120 m off a 3-round burst the few-sensor search places 2 m off). Shots
+    association found with MIN_PULSES_FOR_SCATTER or more pulses, or several rounds, give way only to a burst that
     explains more of the pulses than they do: the burst model scores one place's rounds with no term
     for a sensor's echoes, and it can outweigh rounds association found with a burst of fewer pulses
     that is then ambiguous, leaving neither (without this: Pittsburgh FP2 audio rounds located 1.000 ->
@@ -335,10 +354,11 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     few_sensor_burst does where the loud ones hold no burst, lost rounds on the Pittsburgh audio:
     FP1 exact 0.944 -> 0.889, FP2 1.000 -> 0.944.)
     """
-    here = found[0].position[:2]
+    found_xy = np.array([s.position[:2] for s in found])
+    places = [found_xy[members[0]] for members in split_by_place(found_xy, DISTINCT_PLACES_M)]
     burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_m))
     near_found = [burst[0].position[:2]] + ([] if rival is None else [rival[:2]]) if burst else []
-    if len(burst) < 2 or any(np.hypot(*(p - here)) <= DISTINCT_PLACES_M for p in near_found):
+    if len(burst) < 2 or any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
         return found
     if (len(found) > 1 or len(found[0].pulses) >= MIN_PULSES_FOR_SCATTER) and \
             sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in found):
@@ -354,7 +374,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     # not its fitted one: the same fit to within 1e-3 nats); found with hearing per round, it is scored so here.
     if burst_score is None:
         burst_score = score(burst[0].position, 2)
-    if burst_score <= score(here, 1):
+    if burst_score <= sum(score(place, 1) for place in places):
         return found
     # A burst that two places explain alike (its rival) still explains the pulses better than association's
     # shots do: those are then no more than chance's, and neither is given.
@@ -368,3 +388,4 @@ def _start(picks: Picks, rows: np.ndarray, place, geometry: Geometry) -> np.ndar
     """A place's start for a fit in ``geometry``: its 2D point, at the sensors' median height in 3D."""
     place = np.asarray(place, dtype=float)[:2]
     return place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
+

@@ -27,7 +27,7 @@ from fusion.locator.associate import (
     find_shots,
     search_bounds,
 )
-from fusion.locator.burst import DISTINCT_PLACES_M, complete_bursts, located, place_dof, places_of, single_exact_shot
+from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
 from fusion.locator.echorepeats import without_repeated_echoes
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
@@ -394,8 +394,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
             return shots
         levels = received_levels(pulses.spl_db, pulses.peak_dbfs)
         shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
-        # Weak shots at one place are weighed against a burst fewer sensors heard elsewhere (burst_or_found).
-        if weak and _one_place(shots) and len(loud) <= JOINT_HEARING_MAX_PULSES:
+        # Weak shots, at one place or several, are weighed against a burst fewer sensors heard elsewhere
+        # (burst_or_found).
+        if weak and len(loud) <= JOINT_HEARING_MAX_PULSES:
             shots = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
                                    config.array_m)
         return shots
@@ -406,11 +407,6 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
     return shots
-
-
-def _one_place(shots: list) -> bool:
-    """Whether the shots all lie within DISTINCT_PLACES_M of the first."""
-    return all(np.hypot(*(s.position[:2] - shots[0].position[:2])) <= DISTINCT_PLACES_M for s in shots)
 
 
 def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list:
