@@ -251,6 +251,10 @@ def one_at_a_time(tests, workdir: pathlib.Path) -> None:
         # Every difficulty on, as the default scenes, with fewer sensors hearing each shot.
         "all, fewer hear": dataclasses.replace(base, hear_mean=FEW_HEARING_MEAN),
         "all, dense echoes": dataclasses.replace(base, echoes_mean=pl.DENSE_ECHOES),
+        # The same with each pulse's level reported (spl_db, as the supplement's reports carry it): a round's
+        # level repeats at a sensor, an echo's does not (fusion/locator/echosets.py reads it).
+        "all, dense echoes, levels": dataclasses.replace(base, echoes_mean=pl.DENSE_ECHOES,
+                                                         spl_sd_db=pl.REPORTS_SPL_SD_DB),
         "audio-like": base.audio_like(),  # as `detect` then `locate` on a test's 4-5 recordings
     }
     print(f"\nOne difficulty at a time: {ABLATION_SCENES} scenes (seed {ABLATION_SEED}) each; 'exact': flat, no error "

@@ -46,7 +46,9 @@ al. 2020, ShotSpotter Tech Note 098, in ../shared/data/pittsburgh-2018/TN098.pdf
   arrivals); the benchmark's one-condition-at-a-time rows show what it costs.
 - Levels: first-arrival SNR ~ N(19, 6) dB, clipped at 6 (the supplement's tuple pulses:
   median 19.5, 10-90 % 10-27 dB); unrelated pulses 2 dB + an exponential of mean 5 dB (theirs:
-  median 6.3, 10-90 % 2.6-16.8 dB).
+  median 6.3, 10-90 % 2.6-16.8 dB). Sound levels (spl_db, as the reports carry them) only where
+  ``spl_sd_db`` is set (see :func:`_levels`), from a generator of their own: a scene is the same
+  pulses with or without them.
 - Bursts: 1-5 rounds, 0.2-1.5 s apart (issue 14), at a place uniform within ``shot_radius_m`` of
   the real firing point (400 m: inside the area FP1-FP3's sensors surround, TN098 Fig. 13), on the ground
   ``roof_m`` below the median height of its three nearest sensors (rooftop sensors, §III.A).
@@ -71,6 +73,8 @@ EPOCH_NS = 1_545_180_000 * NS_PER_S  # December 2018, as the live-fire test
 MS_NS = 1_000_000
 NLOS_MIN_S = 1e-3  # a reflection-only first arrival is at least this late (issue 14: 1-30 ms)
 MIN_SNR_DB = 0.5  # an echo's level floor: a detector reports nothing weaker
+LEVEL_STREAM = 1  # the third key of a scene's level generator (its first two: seed, index)
+REPORTS_SPL_SD_DB = 0.68  # a reported level's scatter about its round's (see _levels)
 DENSE_ECHOES = 5.0  # echoes per sensor and round, about what `earwitness detect` finds in the recordings
 AUDIO_HEARING = (4.5, 0.6)  # mean, sd of the sensors hearing a shot: the Pittsburgh tests' 4-5 WAVs
 
@@ -118,6 +122,9 @@ class Conditions:
     lead_s: float = 2.0
     tail_s: float = 4.0
     flat: bool = False  # all heights 0: the 2D model then holds exactly
+    # Each pulse's sound level (spl_db), as the supplement's reports carry it, or None: none reported.
+    spl_sd_db: float | None = None
+    spl_floor_db: tuple[float, float] = (59.0, 75.0)
 
     def clean(self) -> Conditions:
         """No NLOS, echoes, unrelated pulses or dropouts: what remains is geometry and timing."""
@@ -189,8 +196,10 @@ def _nlos_delay_s(rng, src: np.ndarray, sensor: np.ndarray, c_m_s: float, cond: 
     return min(detour_m / c_m_s, cond.nlos_max_s)
 
 
-def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: Conditions, name: str) -> Scene:
-    """One burst from a random place near ``layout``'s firing point (see the module docstring)."""
+def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: Conditions, name: str,  # noqa: PLR0913
+          level_rng: np.random.Generator | None = None) -> Scene:
+    """One burst from a random place near ``layout``'s firing point (see the module docstring); ``level_rng``
+    draws the reported levels (``cond.spl_sd_db``) apart, so that a scene is the same with or without them."""
     ids = [f"P{i:02d}" for i in range(len(layout))]
     if cond.flat:
         layout = layout * np.array([1.0, 1.0, 0.0])
@@ -234,12 +243,26 @@ def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: 
         for t in rng.uniform(0.0, span_s, rng.poisson(cond.noise_rate_hz * span_s)):
             _report(out, ids[k], t, cond.noise_snr_db[0] + rng.exponential(cond.noise_snr_db[1]), cond)
     out.pulses.sort(key=lambda p: (p["t_ns"], p["sensor"]))
+    if cond.spl_sd_db is not None:
+        _levels(out, level_rng or np.random.default_rng(), cond)
     out.tags = {"rounds": n_rounds, "hearing": len(hear), "nlos": len(nlos),
                 "min_gap_s": float(gaps.min()) if len(gaps) else math.inf,
                 # Round k+1 reaches some sensor before round k has reached them all.
                 "interleaved": bool(len(gaps) and np.ptp(travel_s[hear]) > gaps.min()),
                 "spread_s": float(np.ptp(travel_s[hear])), "range_m": float(np.hypot(*xy))}
     return out
+
+
+def _levels(out: Scene, rng: np.random.Generator, cond: Conditions) -> None:
+    """Give every pulse a level, spl_db: its sensor's noise floor (one per sensor, uniform over
+    ``spl_floor_db``: the supplement's spl_db - snr_db, 10-90 %) plus its SNR, plus a Gaussian scatter of
+    ``spl_sd_db`` (the supplement's rounds differ at a sensor by 0.96 dB sd, round to round: 0.68 a pulse).
+    A round's level at a sensor is so the same every round, up to the scatter, and an echo's is lower by its
+    drop, as in the reports; their SNR also moves with the noise that earlier rounds leave (3.6 dB sd round
+    to round), which the generator's SNR does not."""
+    floor = {sid: rng.uniform(*cond.spl_floor_db) for sid in sorted(out.sensors)}
+    for pulse in out.pulses:
+        pulse["spl_db"] = round(float(floor[pulse["sensor"]] + pulse["snr_db"] + rng.normal(0.0, cond.spl_sd_db)), 2)
 
 
 def _report(out: Scene, sid: str, t_s: float, snr_db: float, cond: Conditions) -> float:
@@ -263,7 +286,7 @@ def scene_at(lays: dict[str, np.ndarray], seed: int, i: int, cond: Conditions | 
     # A generator per scene: scene i has the same place, burst and hearing sensors whatever the
     # conditions, so that rows with one difficulty switched on compare the same scenes.
     return scene(np.random.default_rng((seed, i)), names[i % len(names)], lays[names[i % len(names)]],
-                 cond or Conditions(), f"scene_{i:04d}")
+                 cond or Conditions(), f"scene_{i:04d}", np.random.default_rng((seed, i, LEVEL_STREAM)))
 
 
 def write(sc: Scene, folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:

@@ -10,6 +10,8 @@ and `earwitness locate` on a few synthetic scenes must reach what it reaches tod
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -129,6 +131,23 @@ def test_generator_scenes_look_like_the_pittsburgh_reports(layouts):
     assert np.median(np.array(firsts) / np.array(per_scene)) < 0.6
     # The same seed gives the same scenes.
     assert pl.scenes(layouts, 3, seed=SEED)[2].pulses == scenes[2].pulses
+
+
+def test_generator_levels_repeat_by_round_as_the_reports_do_and_change_nothing_else(layouts):
+    """With levels on, each pulse carries spl_db; a round's level at a sensor repeats within the scatter (the
+    supplement's reports: 0.96 dB sd round to round), and the scene is otherwise the same pulses."""
+    cond = replace(pl.Conditions(), spl_sd_db=pl.REPORTS_SPL_SD_DB)
+    plain, levelled = pl.scenes(layouts, 6, seed=SEED), pl.scenes(layouts, 6, seed=SEED, cond=cond)
+    diffs = []
+    for a, b in zip(plain, levelled):
+        assert [dict(p, spl_db=None) for p in a.pulses] == [dict(p, spl_db=None) for p in b.pulses]
+        assert all(math.isfinite(p["spl_db"]) for p in b.pulses) and not any("spl_db" in p for p in a.pulses)
+        level = {(p["sensor"], p["t_ns"]): p["spl_db"] for p in b.pulses}
+        for first, later in zip(b.first_arrivals, b.first_arrivals[1:]):
+            t_first = dict(first)
+            diffs += [level[s, pl.EPOCH_NS + round(t * 1e9)] - level[s, pl.EPOCH_NS + round(t_first[s] * 1e9)]
+                      for s, t in later if s in t_first]
+    assert len(diffs) > 20 and 0.5 < float(np.std(diffs)) < 1.5
 
 
 @pytest.mark.slow
