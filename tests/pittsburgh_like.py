@@ -47,7 +47,7 @@ al. 2020, ShotSpotter Tech Note 098, in ../shared/data/pittsburgh-2018/TN098.pdf
 - Levels: first-arrival SNR ~ N(19, 6) dB, clipped at 6 (the supplement's tuple pulses:
   median 19.5, 10-90 % 10-27 dB); unrelated pulses 2 dB + an exponential of mean 5 dB (theirs:
   median 6.3, 10-90 % 2.6-16.8 dB). Sound levels (spl_db, as the reports carry them) only where
-  ``spl_sd_db`` is set (see :func:`_levels`), from a generator of their own: a scene is the same
+  ``spl_sd_db`` is set (see :func:`_levels`), drawn after everything else: a scene is the same
   pulses with or without them.
 - Bursts: 1-5 rounds, 0.2-1.5 s apart (issue 14), at a place uniform within ``shot_radius_m`` of
   the real firing point (400 m: inside the area FP1-FP3's sensors surround, TN098 Fig. 13), on the ground
@@ -73,7 +73,6 @@ EPOCH_NS = 1_545_180_000 * NS_PER_S  # December 2018, as the live-fire test
 MS_NS = 1_000_000
 NLOS_MIN_S = 1e-3  # a reflection-only first arrival is at least this late (issue 14: 1-30 ms)
 MIN_SNR_DB = 0.5  # an echo's level floor: a detector reports nothing weaker
-LEVEL_STREAM = 1  # the third key of a scene's level generator (its first two: seed, index)
 REPORTS_SPL_SD_DB = 0.68  # a reported level's scatter about its round's (see _levels)
 DENSE_ECHOES = 5.0  # echoes per sensor and round, about what `earwitness detect` finds in the recordings
 AUDIO_HEARING = (4.5, 0.6)  # mean, sd of the sensors hearing a shot: the Pittsburgh tests' 4-5 WAVs
@@ -196,10 +195,8 @@ def _nlos_delay_s(rng, src: np.ndarray, sensor: np.ndarray, c_m_s: float, cond: 
     return min(detour_m / c_m_s, cond.nlos_max_s)
 
 
-def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: Conditions, name: str,  # noqa: PLR0913
-          level_rng: np.random.Generator | None = None) -> Scene:
-    """One burst from a random place near ``layout``'s firing point (see the module docstring); ``level_rng``
-    draws the reported levels (``cond.spl_sd_db``) apart, so that a scene is the same with or without them."""
+def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: Conditions, name: str) -> Scene:
+    """One burst from a random place near ``layout``'s firing point (see the module docstring)."""
     ids = [f"P{i:02d}" for i in range(len(layout))]
     if cond.flat:
         layout = layout * np.array([1.0, 1.0, 0.0])
@@ -243,8 +240,8 @@ def scene(rng: np.random.Generator, layout_name: str, layout: np.ndarray, cond: 
         for t in rng.uniform(0.0, span_s, rng.poisson(cond.noise_rate_hz * span_s)):
             _report(out, ids[k], t, cond.noise_snr_db[0] + rng.exponential(cond.noise_snr_db[1]), cond)
     out.pulses.sort(key=lambda p: (p["t_ns"], p["sensor"]))
-    if cond.spl_sd_db is not None:
-        _levels(out, level_rng or np.random.default_rng(), cond)
+    if cond.spl_sd_db is not None:  # drawn last: the scene's pulses are the same with or without levels
+        _levels(out, rng, cond)
     out.tags = {"rounds": n_rounds, "hearing": len(hear), "nlos": len(nlos),
                 "min_gap_s": float(gaps.min()) if len(gaps) else math.inf,
                 # Round k+1 reaches some sensor before round k has reached them all.
@@ -286,7 +283,7 @@ def scene_at(lays: dict[str, np.ndarray], seed: int, i: int, cond: Conditions | 
     # A generator per scene: scene i has the same place, burst and hearing sensors whatever the
     # conditions, so that rows with one difficulty switched on compare the same scenes.
     return scene(np.random.default_rng((seed, i)), names[i % len(names)], lays[names[i % len(names)]],
-                 cond or Conditions(), f"scene_{i:04d}", np.random.default_rng((seed, i, LEVEL_STREAM)))
+                 cond or Conditions(), f"scene_{i:04d}")
 
 
 def write(sc: Scene, folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:

@@ -363,7 +363,7 @@ def test_shots_at_several_places_give_way_to_a_burst_that_explains_the_stretch_b
     rounds, only they report, 5 echoes per sensor and round): association's 4-sensor sets mixed the rounds into
     2 shots 92 and 120 m off, at two places, which were not weighed against a burst (only shots at one place
     were). Weighed, the few-sensor burst at the true place explains the stretch better; its mirror root 2.7 km
-    off, outside the area searched, is no rival (fewburst.burst_or_found, fewburst._rival)."""
+    off, far outside the area searched, is no rival (fewburst.burst_or_found, fewburst._rival)."""
     from locator_scoring import dist_m
 
     sc, shots = pl.scene_shots(pittsburgh, 601, 0, tmp_path, pl.Conditions().audio_like())

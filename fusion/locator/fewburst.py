@@ -388,4 +388,3 @@ def _start(picks: Picks, rows: np.ndarray, place, geometry: Geometry) -> np.ndar
     """A place's start for a fit in ``geometry``: its 2D point, at the sensors' median height in 3D."""
     place = np.asarray(place, dtype=float)[:2]
     return place if geometry.dims == 2 else np.append(place, np.median(picks.pos_m[rows, 2]))
-
