@@ -163,7 +163,7 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     (:func:`_rival`), or None: (rounds, score or None, rival or None)."""
     if len(np.unique(picks.sensor[rows])) < MIN_ROUND_SENSORS:
         return [], None, None
-    x0, y0, x1, y1 = bounds
+    area_m2 = _area_m2(bounds)
     # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
     # that passes so passes easily), then with hearing one unknown per burst (see find_rounds: a
     # burst few of many sensors hear, each round below one on its own); where both find a burst at
@@ -172,10 +172,10 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     # true place found no rounds so). The places are voted once and scored under either model.
     places = voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S)
     joint = False
-    best = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, joint)
+    best = _likeliest_burst(picks, rows, c, (places, area_m2), geometry, joint)
     if len(rows) <= JOINT_HEARING_MAX_PULSES:
-        other = _likeliest_burst(picks, rows, c, (places, (x1 - x0) * (y1 - y0)), geometry, True)
-        if other[0] and (not best[0] or _rather(picks, rows, c, geometry, (x1 - x0) * (y1 - y0), best[0], other)):
+        other = _likeliest_burst(picks, rows, c, (places, area_m2), geometry, True)
+        if other[0] and (not best[0] or _rather(picks, rows, c, geometry, area_m2, best[0], other)):
             best, joint = other, True
     rival = _rival(picks, rows, c, geometry, best, bounds, joint, silent_xy)
     # A mirror place that explains the burst clearly better (by more than AMBIGUITY_NATS) is its place, not a
@@ -186,8 +186,7 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     # score as it did from its vote, which the silent-sensor score (_rival's) does (seed 601 scene 68: the true
     # place 40.7 nats from its vote, 24.3 refined again; by that score alone a place 95 m off, +34, took it).
     if joint and rival is not None and rival[1] > rival[2] + AMBIGUITY_NATS:
-        there = _unanchored_burst(picks, rows, _start(picks, rows, rival[0], geometry), c, geometry,
-                                  (x1 - x0) * (y1 - y0), True)
+        there = _unanchored_burst(picks, rows, _start(picks, rows, rival[0], geometry), c, geometry, area_m2, True)
         if there[0] and there[1] > best[1] + AMBIGUITY_NATS:
             best = there
             rival = _rival(picks, rows, c, geometry, best, bounds, joint, silent_xy)
@@ -289,7 +288,7 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, bounds,  # no
     if not shots:
         return None
     x0, y0, x1, y1 = bounds
-    area_m2 = (x1 - x0) * (y1 - y0)
+    area_m2 = _area_m2(bounds)
     here = shots[0].position[:2]
     triples = [s.pulses[np.unique(picks.sensor[s.pulses], return_index=True)[1]][:3] for s in shots]
     triples = np.array([t for t in triples if len(t) == 3])
@@ -363,8 +362,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     if (len(found) > 1 or len(found[0].pulses) >= MIN_PULSES_FOR_SCATTER) and \
             sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in found):
         return found
-    x0, y0, x1, y1 = bounds
-    area_m2 = (x1 - x0) * (y1 - y0)
+    area_m2 = _area_m2(bounds)
 
     def score(place, min_rounds: int) -> float:
         return _unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, True,
@@ -382,6 +380,12 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
         _say_two_places(picks, burst, rival)
         return []
     return burst
+
+
+def _area_m2(bounds) -> float:
+    """The area (m^2) of ``bounds`` (x0, y0, x1, y1), over which a burst's place prior is spread."""
+    x0, y0, x1, y1 = bounds
+    return (x1 - x0) * (y1 - y0)
 
 
 def _start(picks: Picks, rows: np.ndarray, place, geometry: Geometry) -> np.ndarray:
