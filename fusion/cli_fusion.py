@@ -56,6 +56,7 @@ checking a bundle or the log compares the key they were signed with to it.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import logging
 import math
 import pathlib
@@ -75,6 +76,8 @@ MODES = ("2d", "2.5d", "3d")
 CAP_STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 TLS_KEYS = ("ca", "cert", "key")
 SIGNAL_POLL_S = 0.5
+# A stop that takes longer than this writes every thread's stack to stderr: a hung stop says where.
+STOP_STACKS_S = 20.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # key -> (type(s), required)
 SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -307,9 +310,11 @@ def run(args) -> int:
                                      config.site, len(service.registry.positions))
     while not done.wait(SIGNAL_POLL_S):
         pass
+    faulthandler.dump_traceback_later(STOP_STACKS_S)
     if console is not None:
         console.stop()
     service.stop()
+    faulthandler.cancel_dump_traceback_later()
     counts = dict(service.ingest.rejected)
     logging.getLogger("fusion").info("stopped: %d pulses accepted, rejected %s, %d alerts",
                                      service.ingest.accepted, counts, service.alerts_published)
@@ -341,7 +346,9 @@ def _run_slots(config, done: threading.Event) -> int:
                                      sorted(runner.services), config.workers)
     while not done.wait(SIGNAL_POLL_S):
         pass
+    faulthandler.dump_traceback_later(STOP_STACKS_S)
     runner.stop()
+    faulthandler.cancel_dump_traceback_later()
     logging.getLogger("fusion").info("stopped: %d slot(s) taken over", runner.takeovers)
     return 0
 

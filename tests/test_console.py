@@ -148,7 +148,13 @@ def fusion_console(config: pathlib.Path, log: pathlib.Path):
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=WAIT_S)
+        try:
+            code = proc.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            # The process wrote its threads' stacks to the log on the way (cli_fusion.STOP_STACKS_S).
+            pytest.fail(f"fusion did not exit within {WAIT_S:.0f} s of SIGTERM; its log:\n{log.read_text()}")
     assert code == 0, log.read_text()
 
 
