@@ -345,7 +345,8 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     for a sensor's echoes, and it can outweigh rounds association found with a burst of fewer pulses
     that is then ambiguous, leaving neither (without this: Pittsburgh FP2 audio rounds located 1.000 ->
     0.750, the thinned Pittsburgh inputs 0.852 -> 0.824; the 97th thinned case, 3 rounds of 7 sensors, in
-    tests/test_locate_burst.py).
+    tests/test_locate_burst.py). A burst at the place of some of the shots may still take the place of
+    shots elsewhere that hold its pulses (:func:`_burst_at_found`).
     A burst two places explain alike (:func:`_rival`) that still outweighs association's shots leaves
     neither: those are chance's, the burst's place unknown. As in :func:`few_sensor_burst`, the sensors of
     ``array_m`` that reported nothing among ``rows`` weigh the burst's place against its rival.
@@ -353,14 +354,10 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     few_sensor_burst does where the loud ones hold no burst, lost rounds on the Pittsburgh audio:
     FP1 exact 0.944 -> 0.889, FP2 1.000 -> 0.944.)
     """
-    found_xy = np.array([s.position[:2] for s in found])
-    places = [found_xy[members[0]] for members in split_by_place(found_xy, DISTINCT_PLACES_M)]
+    places = [place[0].position[:2] for place in _by_place(found)]
     burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_m))
     near_found = [burst[0].position[:2]] + ([] if rival is None else [rival[:2]]) if burst else []
-    if len(burst) < 2 or any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
-        return found
-    if (len(found) > 1 or len(found[0].pulses) >= MIN_PULSES_FOR_SCATTER) and \
-            sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in found):
+    if len(burst) < 2:
         return found
     area_m2 = _area_m2(bounds)
 
@@ -368,11 +365,17 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
         return _unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, True,
                                  min_rounds)[1]
 
+    if any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
+        return _burst_at_found(found, burst, rival, score)
+    if (len(found) > 1 or len(found[0].pulses) >= MIN_PULSES_FOR_SCATTER) and \
+            sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in found):
+        return found
+
     # Found with hearing one unknown per burst, the burst was scored so already (from its voted place,
     # not its fitted one: the same fit to within 1e-3 nats); found with hearing per round, it is scored so here.
     if burst_score is None:
         burst_score = score(burst[0].position, 2)
-    if burst_score <= sum(score(place, 1) for place in places):
+    if burst_score <= _places_score(found, score):
         return found
     # A burst that two places explain alike (its rival) still explains the pulses better than association's
     # shots do: those are then no more than chance's, and neither is given.
@@ -380,6 +383,48 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
         _say_two_places(picks, burst, rival)
         return []
     return burst
+
+
+def _burst_at_found(found: list[Shot], burst: list[Shot], rival, score) -> list[Shot]:
+    """Association's shots ``found``, or the few-sensor ``burst`` at the place of some of them with the rest
+    weighed again; ``score(place, min_rounds)``: a place's log Bayes factor as :func:`burst_or_found` weighs it.
+
+    Where 4-5 sensors hear each round among dense echoes (the audio-like regime of bench/bench_accuracy.py),
+    association's 4-sensor sets, each fitting exactly, take some rounds' arrivals into shots at other places,
+    mixed with echoes, while the few-sensor search, scoring every round at one place, finds the whole burst
+    at the place of one of them (seed 601 scene 2 of tests/pittsburgh_like.py in that regime: 5 rounds of 4-5
+    sensors, all 22 arrivals direct, 2 m off; association: 8 shots, 2 of them within 25 m). A pulse is one
+    arrival: shots elsewhere that hold any of the burst's pulses are inconsistent with it, and the burst is
+    taken where it adds rounds at its place and those shots' places together score no evidence (a log Bayes
+    factor <= 0: a shooter elsewhere that the burst's pulses also fit keeps association's shots). Shots at
+    places sharing no pulse with the burst are then kept only where their place scores evidence of its own;
+    with none of its pulses taken elsewhere, a burst that only adds rounds at its place is completion's to
+    find (fusion.locator.burst.complete_bursts weighs echo sets there; the few-sensor search does not).
+    A burst with a rival place keeps ``found``.
+    """
+    here = burst[0].position[:2]
+    near = [float(np.hypot(*(s.position[:2] - here))) <= DISTINCT_PLACES_M for s in found]
+    if rival is not None or len(burst) <= sum(near):
+        return found
+    taken = set(np.concatenate([s.pulses for s in burst]).tolist())
+    clash = [not n and bool(taken & set(s.pulses.tolist())) for s, n in zip(found, near)]
+    if not any(clash) or _places_score([s for s, k in zip(found, clash) if k], score) > 0.0:
+        return found
+    rest = [s for s, n, k in zip(found, near, clash) if not (n or k)]
+    return burst + [shot for place in _by_place(rest) if score(place[0].position[:2], 1) > 0.0 for shot in place]
+
+
+def _by_place(shots: list[Shot]) -> list[list[Shot]]:
+    """``shots`` grouped by place (DISTINCT_PLACES_M, single linkage)."""
+    if not shots:
+        return []
+    xy = np.array([s.position[:2] for s in shots])
+    return [[shots[i] for i in members] for members in split_by_place(xy, DISTINCT_PLACES_M)]
+
+
+def _places_score(shots: list[Shot], score) -> float:
+    """The sum of the log Bayes factors of the places of ``shots``."""
+    return float(sum(score(place[0].position[:2], 1) for place in _by_place(shots)))
 
 
 def _area_m2(bounds) -> float:
