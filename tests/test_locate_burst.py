@@ -371,18 +371,22 @@ def test_shots_at_several_places_give_way_to_a_burst_that_explains_the_stretch_b
     assert len(shots) == 3 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
 
 
-def test_a_burst_at_one_found_place_takes_its_rounds_back_from_shots_elsewhere(pittsburgh, tmp_path):
-    """Seed 601 scene 2 of tests/pittsburgh_like.py in the audio-like regime (5 sensors hear 5 rounds, only
-    they report, 5 echoes per sensor and round): association's 4-5-sensor sets put the rounds' arrivals, mixed
-    with echoes, into 8 shots at 7 places, one of them 3 m off; the few-sensor search finds all 5 rounds (22
-    direct arrivals) 2 m off, at that one's place, so it was not weighed (only a burst elsewhere was): 9 shots
-    came out, 2 within 25 m. Shots elsewhere that hold the burst's arrivals give way to it, and the echo sets
-    left, whose places score no evidence, go too (fewburst._burst_at_found)."""
+@pytest.mark.parametrize("index, rounds, hearing", [(2, 5, 5), (11, 3, 4)])
+def test_a_burst_at_one_found_place_takes_its_rounds_back_from_shots_elsewhere(pittsburgh, tmp_path, index, rounds,
+                                                                                hearing):
+    """Seed 601 in the audio-like regime of tests/pittsburgh_like.py (4-5 sensors hear, only they report, 5
+    echoes per sensor and round). Scene 2: association's 4-5-sensor sets put 5 rounds' arrivals, mixed with
+    echoes, into 8 shots at 7 places, one of them 3 m off; the few-sensor search finds all 5 rounds (22 direct
+    arrivals) 2 m off, at that one's place, so it was not weighed (only a burst elsewhere was): 9 shots came
+    out, 2 within 25 m. Shots elsewhere that hold the burst's arrivals give way to it, and the echo sets left,
+    whose places score no evidence, go too. Scene 11: one round found 1 m off, the other two mixed into a shot
+    356 m off; the burst of all 3 has a rival place 264 m off where association found nothing, and the shot
+    found at the burst's place tells them apart (fewburst._burst_at_found)."""
     from locator_scoring import dist_m
 
-    sc, shots = pl.scene_shots(pittsburgh, 601, 2, tmp_path, pl.Conditions().audio_like())
-    assert sc.rounds == 5 and sc.tags["hearing"] == 5
-    assert len(shots) == 5 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
+    sc, shots = pl.scene_shots(pittsburgh, 601, index, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == rounds and sc.tags["hearing"] == hearing
+    assert len(shots) == rounds and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
 
 
 def test_a_mirror_place_that_explains_a_burst_clearly_better_is_its_place(pittsburgh, tmp_path):
