@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fusion.locator.associate import Shot
-from fusion.locator.echorepeats import repeat_log_odds, without_repeated_echoes
+from fusion.locator.echorepeats import echo_burst, repeat_log_odds, without_repeated_echoes
 from fusion.locator.picks import Picks
 
 C_M_S = 343.0
@@ -93,3 +93,45 @@ def test_a_burst_among_dense_echoes_comes_out_with_its_rounds_only(pittsburgh, t
     sc, shots = pl.scene_shots(pittsburgh, seed, index, tmp_path, dense)
     assert sc.rounds == rounds
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
+
+
+def _two_places(ghost_lags_s: np.ndarray, ghost_t0_s=ROUNDS_T0_S[1:]):
+    """Picks and shots of the burst from the origin (ROUNDS_T0_S, all 10 sensors) and of a second "burst":
+    its shot j's arrival at each sensor that of round j + 1 plus ``ghost_lags_s`` there (a sensor's own echo
+    lag), or (``ghost_t0_s`` off the rounds' times) a burst of its own at those lags' place."""
+    t_s, sensor, rounds, ghosts = [], [], [], []
+    for t0 in ROUNDS_T0_S:
+        rounds.append(np.arange(len(t_s), len(t_s) + len(SENSORS_M)))
+        t_s += list(t0 + TRAVEL_S)
+        sensor += list(range(len(SENSORS_M)))
+    for t0 in ghost_t0_s:
+        ghosts.append(np.arange(len(t_s), len(t_s) + len(SENSORS_M)))
+        t_s += list(t0 + TRAVEL_S + ghost_lags_s)
+        sensor += list(range(len(SENSORS_M)))
+    sensor = np.array(sensor)
+    picks = Picks(sensor, np.array(t_s), np.full(len(t_s), 1e-4), SENSORS_M[sensor])
+
+    def shots(groups, t0s):
+        return [Shot(g, np.zeros(2), t0, C_M_S, np.zeros(len(g))) for g, t0 in zip(groups, t0s)]
+
+    return picks, shots(rounds, ROUNDS_T0_S), shots(ghosts, ghost_t0_s)
+
+
+def test_a_burst_of_echoes_elsewhere_follows_the_rounds_at_each_sensors_own_lag():
+    """Each sensor's echo comes at its own lag (20-200 ms) after every round: the echoes of rounds 1 and 2
+    line up as a burst elsewhere, later than the rounds at every sensor by the same lags: a ghost. The rounds
+    seen from the ghost come earlier at every sensor (no echo precedes its sound): no ghost the other way."""
+    lags_s = np.random.default_rng(8).uniform(0.02, 0.2, len(SENSORS_M))
+    picks, rounds, ghost = _two_places(lags_s)
+    assert echo_burst(rounds, ghost, picks)
+    assert not echo_burst(ghost, rounds, picks)
+
+
+def test_a_second_burst_whose_gap_repeats_none_of_the_rounds_is_no_echo():
+    """Another shooter's two rounds, as late after the first's at every sensor, but 37 ms further apart than
+    any two of the first's rounds: the lags do not repeat, it is no echo of them. One shot alone never is."""
+    lags_s = np.random.default_rng(8).uniform(0.02, 0.2, len(SENSORS_M))
+    picks, rounds, other = _two_places(lags_s, (ROUNDS_T0_S[1], ROUNDS_T0_S[2] + 0.037))
+    assert not echo_burst(rounds, other, picks)
+    picks, rounds, ghost = _two_places(lags_s)
+    assert not echo_burst(rounds, ghost[:1], picks)

@@ -145,3 +145,34 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
             break
         del shots[best], arrivals[best]
     return shots
+
+
+def echo_burst(rounds: list, shots: list, picks: Picks) -> bool:
+    """Whether ``shots`` (of one place) are a burst of echoes of ``rounds`` (a burst at another place).
+
+    A sensor's echoes follow every round at that sensor's own lags (module docstring), so sets of them
+    that line up elsewhere line up after each round alike: a ghost burst whose arrivals follow the rounds'
+    by a fixed lag at every sensor, each lag positive (an echo comes after its sound) and within
+    ECHO_MAX_DELAY_S. Two of its shots after two different rounds, at the same lags within REPEAT_TOL_S
+    at MIN_ROUND_SENSORS or more common sensors, mark it (the earliest arrival at each sensor is the
+    direct one). Two bursts at fixed places keep their arrival differences at every sensor, so what the
+    test checks is that a gap between the shots repeats a gap between the rounds, and that the rounds come
+    first at every sensor: for a second shooter's rounds a chance of the order of REPEAT_TOL_S over the gaps.
+    """
+    first = [_arrivals(s, picks) for s in rounds]
+    ghost = [_arrivals(s, picks) for s in shots]
+    for j1 in range(len(ghost)):
+        for j2 in range(j1 + 1, len(ghost)):
+            for k1, a1 in enumerate(first):
+                for k2, a2 in enumerate(first):
+                    if k1 == k2:
+                        continue
+                    common = sorted(set(ghost[j1]) & set(ghost[j2]) & set(a1) & set(a2))
+                    if len(common) < MIN_ROUND_SENSORS:
+                        continue
+                    lag1 = np.array([ghost[j1][s] - a1[s] for s in common])
+                    lag2 = np.array([ghost[j2][s] - a2[s] for s in common])
+                    repeat = (lag1 > 0.0) & (lag1 <= ECHO_MAX_DELAY_S) & (np.abs(lag1 - lag2) <= REPEAT_TOL_S)
+                    if np.count_nonzero(repeat) >= MIN_ROUND_SENSORS:
+                        return True
+    return False

@@ -19,6 +19,7 @@ from scipy import special
 
 from fusion.locator.associate import MIN_MARGIN_M, MIN_PULSES_FOR_SCATTER, Shot
 from fusion.locator.burst import DETECTION_PROB, DISTINCT_PLACES_M, HEAR_PRIOR, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, burst_at
+from fusion.locator.echorepeats import echo_burst
 from fusion.locator.multilaterate import Geometry
 from fusion.locator.picks import Picks
 from fusion.locator.shooters import split_by_place
@@ -366,7 +367,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
                                  min_rounds)[1]
 
     if any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
-        return _burst_at_found(found, burst, rival, score)
+        return _burst_at_found(picks, found, burst, rival, score)
     if (len(found) > 1 or len(found[0].pulses) >= MIN_PULSES_FOR_SCATTER) and \
             sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in found):
         return found
@@ -385,7 +386,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     return burst
 
 
-def _burst_at_found(found: list[Shot], burst: list[Shot], rival, score) -> list[Shot]:
+def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, score) -> list[Shot]:
     """Association's shots ``found``, or the few-sensor ``burst`` at the place of some of them with the rest
     weighed again; ``score(place, min_rounds)``: a place's log Bayes factor as :func:`burst_or_found` weighs it.
 
@@ -394,29 +395,31 @@ def _burst_at_found(found: list[Shot], burst: list[Shot], rival, score) -> list[
     mixed with echoes, while the few-sensor search, scoring every round at one place, finds the whole burst
     at the place of one of them (seed 601 scene 2 of tests/pittsburgh_like.py in that regime: 5 rounds of 4-5
     sensors, all 22 arrivals direct, 2 m off; association: 8 shots, 2 of them within 25 m). A pulse is one
-    arrival: shots elsewhere that hold any of the burst's pulses are inconsistent with it, and the burst is
-    taken where it adds rounds at its place and those shots' places together score no evidence (a log Bayes
+    arrival: shots elsewhere that hold any of the burst's pulses are inconsistent with it, and the burst
+    replaces the shots at its place and those where their places together score no evidence (a log Bayes
     factor <= 0: a shooter elsewhere that the burst's pulses also fit keeps association's shots). Shots at
-    places sharing no pulse with the burst are then kept only where their place scores evidence of its own;
-    with none of its pulses taken elsewhere, a burst that only adds rounds at its place is completion's to
-    find (fusion.locator.burst.complete_bursts weighs echo sets there; the few-sensor search does not).
+    places sharing no pulse with the burst are then kept where their place scores evidence of its own and is
+    no burst of the burst's echoes (:func:`fusion.locator.echorepeats.echo_burst`). With none of its pulses
+    taken elsewhere, a burst that only adds rounds at its place is completion's to find
+    (fusion.locator.burst.complete_bursts weighs echo sets there; the few-sensor search does not).
     A rival place (:func:`_rival`: one that explains the burst about as well) where association found no
-    shot does not stop it: association's shot at the burst's place tells the two apart (seed 601 scene 11
-    there: 3 rounds of 3-4 sensors, one found 1 m off and a mix of the other two 356 m off; the burst's
-    rival 264 m off). One at a place association found keeps ``found``.
+    shot, or only a burst of the burst's echoes, does not stop it: association's shot at the burst's place
+    tells the two apart (seed 601 scene 11 there: 3 rounds of 3-4 sensors, one found 1 m off and a mix of the
+    other two 356 m off; the burst's rival 264 m off). One where association found other shots keeps ``found``.
     """
     here = burst[0].position[:2]
     near = [float(np.hypot(*(s.position[:2] - here))) <= DISTINCT_PLACES_M for s in found]
-    at_rival = rival is not None and any(float(np.hypot(*(s.position[:2] - rival[:2]))) <= DISTINCT_PLACES_M
-                                         for s in found)
-    if at_rival or not any(near) or len(burst) <= sum(near):
+    at_rival = [s for s in found if rival is not None and float(np.hypot(*(s.position[:2] - rival[:2])))
+                <= DISTINCT_PLACES_M]
+    if (at_rival and not echo_burst(burst, at_rival, picks)) or not any(near):
         return found
     taken = set(np.concatenate([s.pulses for s in burst]).tolist())
     clash = [not n and bool(taken & set(s.pulses.tolist())) for s, n in zip(found, near)]
     if not any(clash) or _places_score([s for s, k in zip(found, clash) if k], score) > 0.0:
         return found
     rest = [s for s, n, k in zip(found, near, clash) if not (n or k)]
-    return burst + [shot for place in _by_place(rest) if score(place[0].position[:2], 1) > 0.0 for shot in place]
+    return burst + [shot for place in _by_place(rest) if score(place[0].position[:2], 1) > 0.0
+                    and not echo_burst(burst, place, picks) for shot in place]
 
 
 def _by_place(shots: list[Shot]) -> list[list[Shot]]:
