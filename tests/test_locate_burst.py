@@ -371,7 +371,7 @@ def test_shots_at_several_places_give_way_to_a_burst_that_explains_the_stretch_b
     assert len(shots) == 3 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
 
 
-@pytest.mark.parametrize("index, rounds, hearing", [(2, 5, 5), (11, 3, 4)])
+@pytest.mark.parametrize("index, rounds, hearing", [(2, 5, 5), (11, 3, 4), (18, 5, 5)])
 def test_a_burst_at_one_found_place_takes_its_rounds_back_from_shots_elsewhere(pittsburgh, tmp_path, index, rounds,
                                                                                 hearing):
     """Seed 601 in the audio-like regime of tests/pittsburgh_like.py (4-5 sensors hear, only they report, 5
@@ -381,7 +381,10 @@ def test_a_burst_at_one_found_place_takes_its_rounds_back_from_shots_elsewhere(p
     out, 2 within 25 m. Shots elsewhere that hold the burst's arrivals give way to it, and the echo sets left,
     whose places score no evidence, go too. Scene 11: one round found 1 m off, the other two mixed into a shot
     356 m off; the burst of all 3 has a rival place 264 m off where association found nothing, and the shot
-    found at the burst's place tells them apart (fewburst._burst_at_found)."""
+    found at the burst's place tells them apart. Scene 18: association found all 5 rounds, and beside them two
+    bursts of echoes 44 and 148 m off (each sensor's echo follows every round at its own lag, so sets of them
+    line up elsewhere after each round alike: echorepeats.echo_burst) and three lone echo sets whose places
+    score no evidence: 14 shots came out; only the rounds stay (fewburst._burst_at_found)."""
     from locator_scoring import dist_m
 
     sc, shots = pl.scene_shots(pittsburgh, 601, index, tmp_path, pl.Conditions().audio_like())

@@ -397,29 +397,40 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
     sensors, all 22 arrivals direct, 2 m off; association: 8 shots, 2 of them within 25 m). A pulse is one
     arrival: shots elsewhere that hold any of the burst's pulses are inconsistent with it, and the burst
     replaces the shots at its place and those where their places together score no evidence (a log Bayes
-    factor <= 0: a shooter elsewhere that the burst's pulses also fit keeps association's shots). Shots at
-    places sharing no pulse with the burst are then kept where their place scores evidence of its own and is
-    no burst of the burst's echoes (:func:`fusion.locator.echorepeats.echo_burst`). With none of its pulses
-    taken elsewhere, a burst that only adds rounds at its place is completion's to find
-    (fusion.locator.burst.complete_bursts weighs echo sets there; the few-sensor search does not).
+    factor <= 0: a shooter elsewhere that the burst's pulses also fit keeps association's shots). With none
+    of its pulses taken elsewhere, association's shots at the place stay: a burst that only adds rounds there
+    is completion's to find (fusion.locator.burst.complete_bursts weighs echo sets there; the few-sensor
+    search does not). Either way, shots at places sharing no pulse with the burst stay only where their
+    place scores evidence of its own (:func:`_evident`) and is no burst of the burst's echoes
+    (:func:`fusion.locator.echorepeats.echo_burst`; seed 601 scene 18: all 5 rounds found, and beside them
+    two such bursts and three lone echo sets, 14 shots in all).
     A rival place (:func:`_rival`: one that explains the burst about as well) where association found no
     shot, or only a burst of the burst's echoes, does not stop it: association's shot at the burst's place
     tells the two apart (seed 601 scene 11 there: 3 rounds of 3-4 sensors, one found 1 m off and a mix of the
-    other two 356 m off; the burst's rival 264 m off). One where association found other shots keeps ``found``.
+    other two 356 m off; the burst's rival 264 m off). One where association found other shots keeps ``found``
+    (less those bursts of echoes).
     """
     here = burst[0].position[:2]
     near = [float(np.hypot(*(s.position[:2] - here))) <= DISTINCT_PLACES_M for s in found]
-    at_rival = [s for s in found if rival is not None and float(np.hypot(*(s.position[:2] - rival[:2])))
-                <= DISTINCT_PLACES_M]
-    if (at_rival and not echo_burst(burst, at_rival, picks)) or not any(near):
+    if not any(near):
+        return found
+    ghosts = {id(s) for place in _by_place([s for s, n in zip(found, near) if not n]) if echo_burst(burst, place, picks)
+              for s in place}
+    found = [s for s in found if id(s) not in ghosts]
+    near = [float(np.hypot(*(s.position[:2] - here))) <= DISTINCT_PLACES_M for s in found]
+    if rival is not None and any(float(np.hypot(*(s.position[:2] - rival[:2]))) <= DISTINCT_PLACES_M for s in found):
         return found
     taken = set(np.concatenate([s.pulses for s in burst]).tolist())
     clash = [not n and bool(taken & set(s.pulses.tolist())) for s, n in zip(found, near)]
+    rest = _evident([s for s, n, k in zip(found, near, clash) if not (n or k)], score)
     if not any(clash) or _places_score([s for s, k in zip(found, clash) if k], score) > 0.0:
-        return found
-    rest = [s for s, n, k in zip(found, near, clash) if not (n or k)]
-    return burst + [shot for place in _by_place(rest) if score(place[0].position[:2], 1) > 0.0
-                    and not echo_burst(burst, place, picks) for shot in place]
+        return [s for s, n, k in zip(found, near, clash) if n or k] + rest
+    return burst + rest
+
+
+def _evident(shots: list[Shot], score) -> list[Shot]:
+    """The ``shots`` whose place scores evidence against clutter (a log Bayes factor > 0 by ``score``)."""
+    return [shot for place in _by_place(shots) if score(place[0].position[:2], 1) > 0.0 for shot in place]
 
 
 def _by_place(shots: list[Shot]) -> list[list[Shot]]:
