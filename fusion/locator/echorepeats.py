@@ -39,6 +39,7 @@ from the reports or the audio, comes within 4.8 nats of being dropped.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -161,18 +162,11 @@ def echo_burst(rounds: list, shots: list, picks: Picks) -> bool:
     """
     first = [_arrivals(s, picks) for s in rounds]
     ghost = [_arrivals(s, picks) for s in shots]
-    for j1 in range(len(ghost)):
-        for j2 in range(j1 + 1, len(ghost)):
-            for k1, a1 in enumerate(first):
-                for k2, a2 in enumerate(first):
-                    if k1 == k2:
-                        continue
-                    common = sorted(set(ghost[j1]) & set(ghost[j2]) & set(a1) & set(a2))
-                    if len(common) < MIN_ROUND_SENSORS:
-                        continue
-                    lag1 = np.array([ghost[j1][s] - a1[s] for s in common])
-                    lag2 = np.array([ghost[j2][s] - a2[s] for s in common])
-                    repeat = (lag1 > 0.0) & (lag1 <= ECHO_MAX_DELAY_S) & (np.abs(lag1 - lag2) <= REPEAT_TOL_S)
-                    if np.count_nonzero(repeat) >= MIN_ROUND_SENSORS:
-                        return True
+    for (g1, g2), (a1, a2) in itertools.product(itertools.combinations(ghost, 2), itertools.permutations(first, 2)):
+        common = sorted(set(g1) & set(g2) & set(a1) & set(a2))
+        lag1 = np.array([g1[s] - a1[s] for s in common])
+        lag2 = np.array([g2[s] - a2[s] for s in common])
+        repeat = (lag1 > 0.0) & (lag1 <= ECHO_MAX_DELAY_S) & (np.abs(lag1 - lag2) <= REPEAT_TOL_S)
+        if np.count_nonzero(repeat) >= MIN_ROUND_SENSORS:
+            return True
     return False

@@ -376,7 +376,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     # not its fitted one: the same fit to within 1e-3 nats); found with hearing per round, it is scored so here.
     if burst_score is None:
         burst_score = score(burst[0].position, 2)
-    if burst_score <= _places_score(found, score):
+    if burst_score <= sum(score(place, 1) for place in places):
         return found
     # A burst that two places explain alike (its rival) still explains the pulses better than association's
     # shots do: those are then no more than chance's, and neither is given.
@@ -416,8 +416,8 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
         return found
     ghosts = {id(s) for place in _by_place([s for s, n in zip(found, near) if not n]) if echo_burst(burst, place, picks)
               for s in place}
+    near = [n for s, n in zip(found, near) if id(s) not in ghosts]
     found = [s for s in found if id(s) not in ghosts]
-    near = [float(np.hypot(*(s.position[:2] - here))) <= DISTINCT_PLACES_M for s in found]
     if rival is not None and any(float(np.hypot(*(s.position[:2] - rival[:2]))) <= DISTINCT_PLACES_M for s in found):
         return found
     taken = set(np.concatenate([s.pulses for s in burst]).tolist())
