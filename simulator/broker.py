@@ -1,6 +1,6 @@
 """The MQTT side of a simulation run, shared with the tests and benchmarks: a mosquitto of its
 own on a free loopback port (:class:`Mosquitto`), a client that keeps what it receives and
-publishes at QoS 1 (:class:`Collector`), and the one polling wait (:func:`wait_until`).
+publishes at QoS 1 (:class:`Collector`), and the polling waits (:func:`wait_until`, :func:`wait_while_moving`).
 
 A live run's broker keeps nothing after it (no persistence): a simulation that wants a broker
 that outlives it passes ``--broker mqtt://host:port``.  The tests start the same broker with
@@ -53,6 +53,24 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, poll_s: float 
             return True
         time.sleep(poll_s)
     return bool(predicate())
+
+
+def wait_while_moving(predicate: Callable[[], object], progress: Callable[[], object], stall_s: float,
+                      poll_s: float = POLL_S) -> bool:
+    """Poll ``predicate`` until it is true, for as long as ``progress()`` keeps changing: give up once
+    it has stood still for ``stall_s``; whether ``predicate`` came true.
+
+    A loaded machine makes a consumer slow, not stuck: a fixed deadline would call what it had not
+    yet taken lost, where only a consumer that stopped taking anything is."""
+    last, since = progress(), time.monotonic()
+    while not predicate():
+        now = progress()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            return bool(predicate())
+        time.sleep(poll_s)
+    return True
 
 
 class BrokerError(RuntimeError):

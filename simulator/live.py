@@ -44,7 +44,7 @@ from fusion.server.registry import write_registry
 from fusion.server.service import FusionConfig
 from fusion.transport import mqtt_service
 from simulator import render, score
-from simulator.broker import Collector, Mosquitto, wait_until
+from simulator.broker import Collector, Mosquitto, wait_until, wait_while_moving
 from simulator.render import Progress
 from simulator.scenario import STREAM_WEATHER, Scenario
 
@@ -55,7 +55,7 @@ INT16_FULL_SCALE = 32767.0
 PPS_CHANNEL = 1
 BLOCK_FRAMES = 4800          # 0.1 s at 48 kHz, the node's default block
 DRAIN_TIMEOUT_S = 60.0       # a node waits this long for the broker to take its last pulses
-INGEST_TIMEOUT_S = 120.0     # the fusion server gets this long to take every published pulse
+INGEST_STALL_S = 120.0       # the fusion server may take no published pulse for this long before we stop waiting
 ALERTS_TIMEOUT_S = 10.0      # and the collector this long to receive every alert published
 CLIP_QUIET_S = 5.0           # evidence: stop waiting for clips once none has come for this long
 SETTLE_S = 1.0               # ... and once all have come, and nothing else moved, for this long
@@ -202,8 +202,7 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
     def final():
         # A node's empty outbox means the broker has its pulses, not the server: under load the
         # server takes them seconds later, and only then opens the windows whose final asks for clips.
-        taken = service.ingest.accepted + sum(service.ingest.rejected.values())
-        return taken >= sum(vn.node.publisher.published for vn in nodes) and service.locator_idle \
+        return _taken(service) >= sum(vn.node.publisher.published for vn in nodes) and service.locator_idle \
             and not service.tracker.open_windows
 
     def in_and_final():
@@ -213,7 +212,11 @@ def _finals_and_clips(nodes, service, bar, collector) -> None:
                             f"{service.tracker.open_windows} incident window(s) open")
         return settled() and final()
 
-    wait_until(in_and_final, INGEST_TIMEOUT_S, POLL_S)
+    def moving():
+        return (_taken(service), service.tracker.open_windows, sum(vn.node.source.fed.is_set() for vn in nodes),
+                sum(vn.node.pulses_total for vn in nodes), sum(vn.node.publisher.published for vn in nodes))
+
+    wait_while_moving(in_and_final, moving, INGEST_STALL_S, POLL_S)
     state, since = None, time.monotonic()
 
     def quiet():
@@ -398,11 +401,15 @@ def _join(nodes: list[_VirtualNode], service, collector, bar) -> None:
 def _drain(service, published: int) -> tuple[list[float], int]:
     """Let the server take every published pulse and stop it, finalising its incidents:
     (the server's latencies, the alerts it published)."""
-    wait_until(lambda: service.ingest.accepted + sum(service.ingest.rejected.values()) >= published,
-               INGEST_TIMEOUT_S, POLL_S)
+    wait_while_moving(lambda: _taken(service) >= published, lambda: _taken(service), INGEST_STALL_S, POLL_S)
     service.stop(finalise=True)
     fusion_latency = list(service.latencies_s)
     return fusion_latency, service.alerts_published
+
+
+def _taken(service) -> int:
+    """Pulses the fusion server has taken from the broker: stored or dead-lettered."""
+    return service.ingest.accepted + sum(service.ingest.rejected.values())
 
 
 def _accepted(database: pathlib.Path) -> int:

@@ -1,8 +1,10 @@
 """The shared broker and collector (simulator/broker.py) themselves: a message goes through, a
 restart keeps the port, a kill loses what was never saved, a TLS listener wants a certificate."""
+import itertools
+
 import pytest
 
-from simulator.broker import BrokerError, Collector, Mosquitto, Tls, wait_until
+from simulator.broker import BrokerError, Collector, Mosquitto, Tls, wait_until, wait_while_moving
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +67,18 @@ def test_a_bad_configuration_is_a_one_line_error(tmp_path):
     with pytest.raises(BrokerError, match="mosquitto exited at start"):
         broker.start()
     assert not broker.running
+
+
+def test_a_slow_consumer_is_waited_for_and_a_stopped_one_is_not():
+    """A consumer that keeps taking is waited for past the stall time, however long it takes; one
+    that stops taking ends the wait one stall time later, not true."""
+    taken = itertools.count()
+    poll_s, stall_s, needed = 0.01, 0.05, 30    # one taken per poll: 0.3 s, six stall times
+    count = [0]
+
+    def progress():
+        count[0] = next(taken)
+        return count[0]
+
+    assert wait_while_moving(lambda: count[0] >= needed, progress, stall_s, poll_s)
+    assert not wait_while_moving(lambda: False, lambda: count[0], stall_s, poll_s)

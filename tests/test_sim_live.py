@@ -125,7 +125,7 @@ def test_the_wait_for_clips_lasts_until_the_server_has_every_pulse_and_its_final
     fed.set()
     node = types.SimpleNamespace(source=types.SimpleNamespace(fed=fed), ring=types.SimpleNamespace(fill=lambda: 0),
                                  outbox=types.SimpleNamespace(depth=lambda: 0),
-                                 publisher=types.SimpleNamespace(published=10))
+                                 publisher=types.SimpleNamespace(published=10), pulses_total=10)
     nodes = [types.SimpleNamespace(node=node, thread=threading.current_thread())]
     tracker = types.SimpleNamespace(open_windows=0)
     service = types.SimpleNamespace(ingest=types.SimpleNamespace(accepted=0, rejected={}), locator_idle=True,
