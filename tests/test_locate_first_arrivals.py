@@ -52,3 +52,17 @@ def test_the_direct_sound_wins_over_a_later_reflection_that_fits_the_mirror_plac
         assert len(shots) == len(rounds)
         assert all(math.hypot(s["x"], s["y"]) <= NEAR_M for s in shots), [(s["x"], s["y"]) for s in shots]
         assert math.hypot(*mirror) > 5 * NEAR_M  # the reflection's set fits a place far from the shooter
+
+
+def test_a_swapped_set_that_fits_a_plane_wave_is_no_place(pittsburgh, tmp_path):
+    """Seed 602 scene 83 of tests/pittsburgh_like.py's audio-like regime (5 sensors hear, 3 rounds, dense echoes).
+    A four-pulse set with one pulse swapped for an earlier one fitted no place but a plane wave: its refit ran to
+    2.4e9 m off, 82 days before the shots, and came out as an incident. A swapped set must fit a place in the area
+    searched; every shot put out lies there."""
+    import pittsburgh_like as pl
+    from fusion.locator.associate import inside, search_bounds
+
+    sc, shots = pl.scene_shots(pittsburgh, 602, 83, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 3 and sc.tags["hearing"] == 5
+    bounds = search_bounds(np.array(list(sc.sensors.values()))[:, :2])
+    assert shots and all(inside(bounds, (s["x"], s["y"])) for s in shots), [(s["x"], s["y"]) for s in shots]

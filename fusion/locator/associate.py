@@ -275,6 +275,12 @@ def search_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
     return float(lo[0] - margin), float(lo[1] - margin), float(hi[0] + margin), float(hi[1] + margin)
 
 
+def inside(bounds: tuple[float, float, float, float], position) -> bool:
+    """Whether ``position`` (x, y first) lies in ``bounds`` (:func:`search_bounds`)."""
+    x0, y0, x1, y1 = bounds
+    return bool(x0 <= position[0] <= x1 and y0 <= position[1] <= y1)
+
+
 def _seed_set(picks: Picks, c: float, point, start_s: float, width_s: float, available) -> np.ndarray:
     """Pulses whose implied emission time at ``point`` falls in the window: one per sensor."""
     diff = point - picks.xy
@@ -368,7 +374,10 @@ def first_arrivals(picks: Picks, shot: Shot, available: np.ndarray, config: Sear
                 trial = np.sort(np.append(rest, e))
                 start = config.geometry.closed_form(picks.pos_m[trial], picks.t_s[trial], shot.c)
                 grown = _grow(picks, trial, available, start, shot.c, config.geometry, (tol_s,))
-                if grown is not None and e in grown.pulses and _no_later(picks, grown.pulses, shot.pulses):
+                # Four arrivals fit a plane wave as well as a place: a fit run off past the area searched
+                # (a shot 2.4e6 km off, seed 602 scene 83 of the audio-like scenes) is no place.
+                if grown is not None and e in grown.pulses and _no_later(picks, grown.pulses, shot.pulses) \
+                        and inside(config.bounds, grown.position):
                     better = grown
                     break
             if better is not None:
@@ -413,7 +422,8 @@ def earlier_set(picks: Picks, shot: Shot, available: np.ndarray, config: SearchC
             if found[0] < n:
                 continue
             grown, _ = _grow_from(picks, mask, replace(config, c=shot.c), found, shot.c, width, False)
-            if grown is not None and len(grown.pulses) >= n and (best is None or len(grown.pulses) > len(best.pulses)):
+            if grown is not None and len(grown.pulses) >= n and inside(config.bounds, grown.position) \
+                    and (best is None or len(grown.pulses) > len(best.pulses)):
                 best = grown
         if best is not None:
             return best
