@@ -66,3 +66,17 @@ def test_a_swapped_set_that_fits_a_plane_wave_is_no_place(pittsburgh, tmp_path):
     assert sc.rounds == 3 and sc.tags["hearing"] == 5
     bounds = search_bounds(np.array(list(sc.sensors.values()))[:, :2])
     assert shots and all(inside(bounds, (s["x"], s["y"])) for s in shots), [(s["x"], s["y"]) for s in shots]
+
+
+def test_an_earlier_pulse_that_moves_a_burst_round_off_every_rounds_place_is_no_first_arrival(pittsburgh, tmp_path):
+    """Seed 604 scene 72 of tests/pittsburgh_like.py's audio-like regime: 4 rounds 0.46-0.9 s apart, the same 4 sensors
+    hearing each, 5 echoes per sensor and round. A round's direct set, found 19 m off, took a sensor's earlier pulse,
+    the round before's echo there, and moved 500 m to a place no other round comes from; so did others, and 10
+    shots came out, none within 25 m. The earlier pulse is taken only where its set's place is repeated by other
+    rounds as often as the shot's (associate._repeats): the 4 rounds come out at the shooter."""
+    import pittsburgh_like as pl
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 604, 72, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 4 and sc.tags["hearing"] == 4
+    assert len(shots) == 4 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
