@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fusion.locator.associate import Shot
-from fusion.locator.echorepeats import echo_burst, repeat_log_odds, without_repeated_echoes
+from fusion.locator.echorepeats import echo_burst, repeat_log_odds, trails, without_repeated_echoes
 from fusion.locator.picks import Picks
 
 C_M_S = 343.0
@@ -135,3 +135,15 @@ def test_a_second_burst_whose_gap_repeats_none_of_the_rounds_is_no_echo():
     assert not echo_burst(rounds, other, picks)
     picks, rounds, ghost = _two_places(lags_s)
     assert not echo_burst(rounds, ghost[:1], picks)
+
+
+def test_a_set_trails_a_round_only_if_later_at_every_sensor_they_share():
+    """The echo set of _burst (0.55 s) follows rounds 0 and 1 at its 5 sensors, not round 2 (0.9 s); round 1 is later
+    than round 0 everywhere too (a trail alone says nothing of which came from where); round 0 trails nothing,
+    and a set sharing fewer than 3 sensors with a round is not compared."""
+    picks, shots = _burst(repeats=False)
+    round0, round1, round2, echoes = shots
+    assert trails(echoes, round0, picks) and trails(echoes, round1, picks) and trails(round1, round0, picks)
+    assert not trails(echoes, round2, picks) and not trails(round0, echoes, picks)
+    two = dataclasses.replace(echoes, pulses=echoes.pulses[:2])
+    assert not trails(two, round0, picks)

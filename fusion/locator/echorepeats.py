@@ -170,3 +170,11 @@ def echo_burst(rounds: list, shots: list, picks: Picks) -> bool:
         if np.count_nonzero(repeat) >= MIN_ROUND_SENSORS:
             return True
     return False
+
+
+def trails(shot, first, picks: Picks) -> bool:
+    """Whether ``shot`` follows ``first`` at every sensor they share, MIN_ROUND_SENSORS or more, each
+    within ECHO_MAX_DELAY_S: what a set of ``first``'s echoes does (an echo comes after its sound)."""
+    late, early = _arrivals(shot, picks), _arrivals(first, picks)
+    lags = np.array([late[s] - early[s] for s in set(late) & set(early)])
+    return len(lags) >= MIN_ROUND_SENSORS and bool(np.all((lags > 0.0) & (lags <= ECHO_MAX_DELAY_S)))

@@ -19,7 +19,7 @@ from scipy import special
 
 from fusion.locator.associate import MIN_MARGIN_M, MIN_PULSES_FOR_SCATTER, Shot
 from fusion.locator.burst import DETECTION_PROB, DISTINCT_PLACES_M, HEAR_PRIOR, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, burst_at
-from fusion.locator.echorepeats import echo_burst
+from fusion.locator.echorepeats import echo_burst, trails
 from fusion.locator.multilaterate import Geometry
 from fusion.locator.picks import Picks
 from fusion.locator.shooters import split_by_place
@@ -348,6 +348,8 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     0.750, the thinned Pittsburgh inputs 0.852 -> 0.824; the 97th thinned case, 3 rounds of 7 sensors, in
     tests/test_locate_burst.py). A burst at the place of some of the shots may still take the place of
     shots elsewhere that hold its pulses (:func:`_burst_at_found`).
+    Where no burst of two rounds or more is found, places whose shots trail another's at every sensor, sets
+    of its echoes, go (:func:`_without_trailing_sets`).
     A burst two places explain alike (:func:`_rival`) that still outweighs association's shots leaves
     neither: those are chance's, the burst's place unknown. As in :func:`few_sensor_burst`, the sensors of
     ``array_m`` that reported nothing among ``rows`` weigh the burst's place against its rival.
@@ -358,13 +360,14 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     places = [place[0].position[:2] for place in _by_place(found)]
     burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_m))
     near_found = [burst[0].position[:2]] + ([] if rival is None else [rival[:2]]) if burst else []
-    if len(burst) < 2:
-        return found
     area_m2 = _area_m2(bounds)
 
     def score(place, min_rounds: int) -> float:
         return _unanchored_burst(picks, rows, _start(picks, rows, place, geometry), c, geometry, area_m2, True,
                                  min_rounds)[1]
+
+    if len(burst) < 2:
+        return _without_trailing_sets(picks, found, score)
 
     if any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
         return _burst_at_found(picks, found, burst, rival, score)
@@ -429,6 +432,25 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
     if not any(clash) or _places_score([s for s, k in zip(found, clash) if k], score) > 0.0:
         return [s for s, n, k in zip(found, near, clash) if n or k] + rest
     return burst + rest
+
+
+def _without_trailing_sets(picks: Picks, found: list[Shot], score) -> list[Shot]:
+    """``found`` less the places each of whose shots trails a shot at an earlier place (at every sensor they
+    share, :func:`fusion.locator.echorepeats.trails`) that scores at least as much: sets of its echoes.
+
+    With 4-5 sensors hearing among dense echoes, a lone round comes out beside a 4-sensor set of its echoes
+    that fits a place hundreds of metres off exactly; neither place scores evidence of its own (a set of 4
+    is all a round there has), so which is the round rests on the earliest arrival: the direct sound comes
+    first at every sensor (TN098 §II.B)."""
+    places = sorted(_by_place(found), key=lambda place: min(s.t0_s for s in place))
+    kept: list[list[Shot]] = []
+    for place in places:
+        here = score(place[0].position[:2], 1)
+        if not any(here <= score(q[0].position[:2], 1) and all(any(trails(s, a, picks) for a in q) for s in place)
+                   for q in kept):
+            kept.append(place)
+    kept_ids = {id(s) for place in kept for s in place}
+    return [s for s in found if id(s) in kept_ids]
 
 
 def _evident(shots: list[Shot], score) -> list[Shot]:
