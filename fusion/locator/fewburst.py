@@ -443,13 +443,15 @@ def _without_trailing_sets(picks: Picks, found: list[Shot], score) -> list[Shot]
     is all a round there has), so which is the round rests on the earliest arrival: the direct sound comes
     first at every sensor (TN098 §II.B)."""
     places = sorted(_by_place(found), key=lambda place: min(s.t0_s for s in place))
-    kept: list[list[Shot]] = []
-    for place in places:
-        here = score(place[0].position[:2], 1)
-        if not any(here <= score(q[0].position[:2], 1) and all(any(trails(s, a, picks) for a in q) for s in place)
+    if len(places) < 2:
+        return found
+    scores = [score(place[0].position[:2], 1) for place in places]
+    kept: list[int] = []
+    for k, place in enumerate(places):
+        if not any(scores[k] <= scores[q] and all(any(trails(s, a, picks) for a in places[q]) for s in place)
                    for q in kept):
-            kept.append(place)
-    kept_ids = {id(s) for place in kept for s in place}
+            kept.append(k)
+    kept_ids = {id(s) for k in kept for s in places[k]}
     return [s for s in found if id(s) in kept_ids]
 
 
