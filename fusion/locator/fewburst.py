@@ -435,14 +435,15 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
 
 
 def _without_trailing_sets(picks: Picks, found: list[Shot], score) -> list[Shot]:
-    """``found`` less the places each of whose shots trails a shot at an earlier place (at every sensor they
+    """``found`` less the places each of whose shots trails a shot at a place heard first (at every sensor they
     share, :func:`fusion.locator.echorepeats.trails`) that scores at least as much: sets of its echoes.
 
     With 4-5 sensors hearing among dense echoes, a lone round comes out beside a 4-sensor set of its echoes
     that fits a place hundreds of metres off exactly; neither place scores evidence of its own (a set of 4
     is all a round there has), so which is the round rests on the earliest arrival: the direct sound comes
     first at every sensor (TN098 §II.B)."""
-    places = sorted(_by_place(found), key=lambda place: min(s.t0_s for s in place))
+    # In order of first arrival, not of discharge time: a set of echoes fitted far off has an early one.
+    places = sorted(_by_place(found), key=lambda place: min(float(picks.t_s[s.pulses].min()) for s in place))
     if len(places) < 2:
         return found
     scores = [score(place[0].position[:2], 1) for place in places]
