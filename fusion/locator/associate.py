@@ -281,6 +281,12 @@ def inside(bounds: tuple[float, float, float, float], position) -> bool:
     return bool(x0 <= position[0] <= x1 and y0 <= position[1] <= y1)
 
 
+def implied_discharge_s(picks: Picks, rows, position, c: float, geometry: Geometry) -> np.ndarray:
+    """Implied discharge times t_i - |p - s_i| / c of the pulses ``rows`` at ``position``."""
+    diff = geometry.sensor_coords(picks.pos_m[rows]) - geometry.source_coords(position)
+    return picks.t_s[rows] - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
+
+
 def _seed_set(picks: Picks, c: float, point, start_s: float, width_s: float, available) -> np.ndarray:
     """Pulses whose implied emission time at ``point`` falls in the window: one per sensor."""
     diff = point - picks.xy
@@ -441,9 +447,7 @@ def _another_round(picks: Picks, rows: np.ndarray, shot: Shot, available: np.nda
     """Per pulse of ``rows`` whether it is another round's arrival from the shot's place: pulses at
     d other sensors imply its discharge time there within ``config.tol_s`` (a burst's rounds reach
     every sensor in turn, so a sensor's earlier pulse may be the round before, not this one's)."""
-    src = config.geometry.source_coords(shot.position)
-    diff = config.geometry.sensor_coords(picks.pos_m) - src
-    emit = picks.t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / shot.c
+    emit = implied_discharge_s(picks, slice(None), shot.position, shot.c, config.geometry)
     others = available.copy()
     others[shot.pulses] = False
     out = np.zeros(len(rows), dtype=bool)
@@ -458,9 +462,7 @@ def _repeats(picks: Picks, shot: Shot, available: np.ndarray, config: SearchConf
     d of its sensors imply within ``config.tol_s`` (counted in a sweep over the implied times). Not d + 1:
     a sensor may miss a burst's later direct arrivals (Pittsburgh FP2 test_031 from the audio: one of four
     did, and the true place's later rounds held three sensors' pulses only at two)."""
-    src = config.geometry.source_coords(shot.position)
-    diff = config.geometry.sensor_coords(picks.pos_m) - src
-    emit = picks.t_s - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / shot.c
+    emit = implied_discharge_s(picks, slice(None), shot.position, shot.c, config.geometry)
     others = available & np.isin(picks.sensor, picks.sensor[shot.pulses]) & (np.abs(emit - shot.t0_s) > 2 * config.tol_s)
     others[shot.pulses] = False
     count, past = 0, -np.inf

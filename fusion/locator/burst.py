@@ -42,7 +42,7 @@ import numpy as np
 from scipy import special
 
 from earwitness.units import MAD_TO_SIGMA
-from fusion.locator.associate import Shot
+from fusion.locator.associate import Shot, implied_discharge_s
 from fusion.locator.echosets import is_echo_set, level_set
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.picks import Picks
@@ -212,12 +212,6 @@ def find_rounds(emit_s, sensor, sigma_s, rate, hears, taken_t0_s=(),
     return rounds[:best_n]
 
 
-def _implied(picks: Picks, rows, position, c: float, geometry: Geometry) -> np.ndarray:
-    """Implied discharge times t_i - |p - s_i| / c of the pulses ``rows`` at ``position``."""
-    diff = geometry.sensor_coords(picks.pos_m[rows]) - geometry.source_coords(position)
-    return picks.t_s[rows] - np.sqrt(np.einsum("nk,nk->n", diff, diff)) / c
-
-
 def _timing_sigma(picks: Picks, rows, scatter_s) -> np.ndarray:
     """Per pulse the Gaussian core's sigma: its own, the model floor and the place's fit scatter (one for
     all the pulses, or per pulse)."""
@@ -333,7 +327,7 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
     # Ellsworth, BSSA 90, 2000): only the two picks' own errors remain, not the place's fit scatter.
     termed = np.isin(picks.sensor[pool], picks.sensor[anchor.pulses])
     for _ in range(REFINE_ROUNDS):
-        emit = _implied(picks, pool, position, anchor.c, geometry) - terms[picks.sensor[pool]]
+        emit = implied_discharge_s(picks, pool, position, anchor.c, geometry) - terms[picks.sensor[pool]]
         found = find_rounds(emit, sensor, _timing_sigma(picks, pool, np.where(termed, 0.0, scatter)), rate, hears, taken)
         if not found:
             break
@@ -345,7 +339,7 @@ def _rounds_at(picks: Picks, pool: np.ndarray, anchor: Shot, geometry: Geometry,
         position = fit.positions[0]
         scatter = _scatter(np.concatenate(fit.residuals_s))
         terms = _station_terms(picks, anchor.pulses, fit.residuals_s[0])
-    emit = _implied(picks, pool, position, anchor.c, geometry)
+    emit = implied_discharge_s(picks, pool, position, anchor.c, geometry)
     return found, position, emit
 
 
@@ -378,7 +372,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     best: tuple[list[Shot], float] | None = None
     for step in range(1, MAX_REFINE_ROUNDS + 1):
         before = position
-        emit = _implied(picks, rows, position, c, geometry)
+        emit = implied_discharge_s(picks, rows, position, c, geometry)
         sigma = _timing_sigma(picks, rows, scatter)
         found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
         if len(found) < min_rounds:

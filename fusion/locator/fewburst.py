@@ -357,7 +357,8 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     few_sensor_burst does where the loud ones hold no burst, lost rounds on the Pittsburgh audio:
     FP1 exact 0.944 -> 0.889, FP2 1.000 -> 0.944.)
     """
-    places = [place[0].position[:2] for place in _by_place(found)]
+    grouped = _by_place(found)
+    places = [place[0].position[:2] for place in grouped]
     burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_m))
     near_found = [burst[0].position[:2]] + ([] if rival is None else [rival[:2]]) if burst else []
     area_m2 = _area_m2(bounds)
@@ -367,7 +368,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
                                  min_rounds)[1]
 
     if len(burst) < 2:
-        return _without_trailing_sets(picks, found, score)
+        return _without_trailing_sets(picks, found, grouped, score)
 
     if any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
         return _burst_at_found(picks, found, burst, rival, score)
@@ -434,16 +435,17 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
     return burst + rest
 
 
-def _without_trailing_sets(picks: Picks, found: list[Shot], score) -> list[Shot]:
-    """``found`` less the places each of whose shots trails a shot at a place heard first (at every sensor they
-    share, :func:`fusion.locator.echorepeats.trails`) that scores at least as much: sets of its echoes.
+def _without_trailing_sets(picks: Picks, found: list[Shot], grouped: list[list[Shot]], score) -> list[Shot]:
+    """``found`` (``grouped``: by place, :func:`_by_place`) less the places each of whose shots trails a shot at
+    a place heard first (at every sensor they share, :func:`fusion.locator.echorepeats.trails`) that scores at
+    least as much: sets of its echoes.
 
     With 4-5 sensors hearing among dense echoes, a lone round comes out beside a 4-sensor set of its echoes
     that fits a place hundreds of metres off exactly; neither place scores evidence of its own (a set of 4
     is all a round there has), so which is the round rests on the earliest arrival: the direct sound comes
     first at every sensor (TN098 §II.B)."""
     # In order of first arrival, not of discharge time: a set of echoes fitted far off has an early one.
-    places = sorted(_by_place(found), key=lambda place: min(float(picks.t_s[s.pulses].min()) for s in place))
+    places = sorted(grouped, key=lambda place: min(float(picks.t_s[s.pulses].min()) for s in place))
     if len(places) < 2:
         return found
     scores = [score(place[0].position[:2], 1) for place in places]
