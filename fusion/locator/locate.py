@@ -28,6 +28,7 @@ from fusion.locator.associate import (
     search_bounds,
 )
 from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
+from fusion.locator.directsound import direct_sounds
 from fusion.locator.echorepeats import without_repeated_echoes
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
@@ -399,8 +400,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         if weak and len(loud) <= JOINT_HEARING_MAX_PULSES:
             shots = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
                                    config.array_m)
-        return shots
+        return direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, tol_s, search_bounds(picks.xy[seg]))
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_m, loud)
+    shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, search_bounds(picks.xy[seg]))
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
     if not shots:
