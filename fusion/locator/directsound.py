@@ -27,12 +27,13 @@ import math
 
 import numpy as np
 
-from fusion.locator.associate import Shot, implied_discharge_s, inside
+from fusion.locator.associate import Shot, heard_elsewhere, inside
 from fusion.locator.burst import DETECTION_PROB, DISTINCT_PLACES_M, MIN_ROUND_SENSORS, ROBUST_SCALE_S
 from fusion.locator.echorepeats import PROB_FLOOR, REPEAT_TOL_S, ROUND_SPREAD_S
 from fusion.locator.echosets import ECHO_MAX_DELAY_S
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.picks import Picks
+from fusion.locator.shooters import split_by_place
 
 # Fewest rounds at a place whose arrivals can repeat a lag: the one it is taken from and one more.
 MIN_ROUNDS = 2
@@ -42,19 +43,6 @@ MAX_MOVES = 3
 # arrivals a round has one redundant one, which a sensor's echo fits at another place as well as its direct
 # sound fits the shooter's (first_arrivals' premise); more are each checked by the rest (associate.earlier_set).
 MAX_REDUNDANT = 2
-
-
-def _groups(shots: list[Shot]) -> list[list[int]]:
-    """Indices of ``shots`` by place: within DISTINCT_PLACES_M of the group's first."""
-    groups: list[list[int]] = []
-    for k, shot in enumerate(shots):
-        for g in groups:
-            if np.hypot(*(shots[g[0]].position[:2] - shot.position[:2])) <= DISTINCT_PLACES_M:
-                g.append(k)
-                break
-        else:
-            groups.append([k])
-    return groups
 
 
 def _arrival_rows(picks: Picks, rounds: list[Shot], sensor: int) -> list[int | None]:
@@ -111,36 +99,27 @@ def _refit(picks: Picks, rounds: list[Shot], geometry: Geometry) -> list[Shot] |
                  np.asarray(fit.residuals_s[k]), r.place) for k, r in enumerate(rounds)]
 
 
-def _a_round(picks: Picks, free: np.ndarray, rounds: list[Shot], earlier: list[int | None], geometry: Geometry) -> bool:
-    """Whether an earlier pulse is a sound from the place heard at other sensors too: ``geometry.dims`` or more
-    of them hold a free pulse implying its discharge time there within ROUND_SPREAD_S (a round the shots missed,
-    a second gun firing with the first), not one sensor's direct sound."""
-    emit = implied_discharge_s(picks, free, rounds[0].position, rounds[0].c, geometry)
-    for early in earlier:
-        if early is None:
-            continue
-        own = implied_discharge_s(picks, np.array([early]), rounds[0].position, rounds[0].c, geometry)[0]
-        near = (np.abs(emit - own) <= ROUND_SPREAD_S) & (picks.sensor[free] != picks.sensor[early])
-        if picks.n_sensors(free[near]) >= geometry.dims:
-            return True
-    return False
-
-
 def _moved(picks: Picks, rounds: list[Shot], free: np.ndarray, search) -> list[Shot] | None:
     """The place's rounds with one sensor's arrivals moved to its earlier sound, refitted, or None: of the
     sensors' earlier sounds (:func:`earlier_sounds`, log Bayes factor above zero) that no other sensor heard
-    (:func:`_a_round`), the one whose rounds then fit tightest (the least largest residual) within ``tol_s``."""
+    (:func:`fusion.locator.associate.heard_elsewhere` within ROUND_SPREAD_S), the one whose rounds then fit
+    tightest (the least largest residual) within ``tol_s``."""
     geometry, tol_s, bounds = search
     best, best_res = None, tol_s
+    free_mask = np.zeros(len(picks), dtype=bool)
+    free_mask[free] = True
     for sensor in np.unique(picks.sensor[np.concatenate([r.pulses for r in rounds])]):
         arrivals = _arrival_rows(picks, rounds, int(sensor))
         tried = set()
         for odds, earlier in earlier_sounds(picks, free[picks.sensor[free] == sensor], arrivals):
             if odds <= 0.0:
                 break
-            if tuple(earlier) in tried or _a_round(picks, free, rounds, earlier, geometry):
+            if tuple(earlier) in tried:
                 continue
             tried.add(tuple(earlier))
+            taken = np.array([e for e in earlier if e is not None])
+            if heard_elsewhere(picks, taken, free_mask, (rounds[0].position, rounds[0].c), geometry, ROUND_SPREAD_S).any():
+                continue
             moved = []
             for r, late, early in zip(rounds, arrivals, earlier):
                 kept = r.pulses[r.pulses != late] if late is not None else r.pulses
@@ -163,18 +142,20 @@ def direct_sounds(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry: G
     ``tol_s``: the association's tolerance, every moved arrival's bound; ``bounds``: the area searched.
     """
     shots = list(shots)
-    for group in _groups(shots):
+    if not shots:
+        return shots
+    held = np.zeros(len(picks), dtype=bool)
+    for s in shots:
+        held[s.pulses] = True
+    for group in split_by_place(np.array([s.position[:2] for s in shots]), DISTINCT_PLACES_M):
         if len(group) < MIN_ROUNDS or max(picks.n_sensors(shots[k].pulses) for k in group) > geometry.dims + MAX_REDUNDANT:
             continue
         rounds = [shots[k] for k in group]
         for _ in range(MAX_MOVES):
-            held = np.zeros(len(picks), dtype=bool)
-            for s in shots:
-                held[s.pulses] = True
+            # A moved sensor's later pulses stay held (they are its echoes); its earlier ones become held.
             for r in rounds:
                 held[r.pulses] = True
-            free = rows[~held[rows]]
-            moved = _moved(picks, rounds, free, (geometry, tol_s, bounds))
+            moved = _moved(picks, rounds, rows[~held[rows]], (geometry, tol_s, bounds))
             if moved is None:
                 break
             rounds = moved
