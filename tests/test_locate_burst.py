@@ -392,6 +392,21 @@ def test_a_burst_at_one_found_place_takes_its_rounds_back_from_shots_elsewhere(p
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
 
 
+def test_lone_shots_at_several_places_give_way_to_a_burst_and_its_mirror_is_weighed_with_the_silent_sensors(
+        pittsburgh, tmp_path):
+    """Seed 602 scene 1 of tests/pittsburgh_like.py's audio-like regime: 5 rounds that 3-4 of the layout's sensors
+    heard, dense echoes. Association mixed the rounds' arrivals into 5 exact 4-sensor fits at 5 places 228-891 m
+    off; the few-sensor search finds all 5 rounds 5 m off. It was stopped twice: a mirror place 750 m off scored
+    within 3 nats with each sensor's hearing charged per round (5.8 nats below with hearing one unknown, 14 with
+    the silent sensors too), and the 5 lone shots, holding 20 pulses to the burst's 18, counted as "several
+    rounds" association found (fewburst._ranked_few_sensor_burst, fewburst.burst_or_found)."""
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 602, 1, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 5 and sc.tags["hearing"] == 4
+    assert len(shots) == 5 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
+
+
 def test_a_rival_place_where_association_found_only_clutter_does_not_stop_a_burst(pittsburgh, tmp_path):
     """Seed 604 scene 97 of tests/pittsburgh_like.py's audio-like regime: 5 rounds of 5 sensors, 2 of them NLOS, dense
     echoes. The few-sensor search finds all 5 rounds 6 m off (+15.8 nats); its rival place, 9.5 nats below, lies 23 m

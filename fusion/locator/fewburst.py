@@ -178,7 +178,7 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
         other = _likeliest_burst(picks, rows, c, (places, area_m2), geometry, True)
         if other[0] and (not best[0] or _rather(picks, rows, c, geometry, area_m2, best[0], other)):
             best, joint = other, True
-    rival = _rival(picks, rows, c, geometry, best, bounds, joint, silent_xy)
+    rival = _rival(picks, rows, c, geometry, best, bounds, joint or _has_silent(silent_xy), silent_xy)
     # A mirror place that explains the burst clearly better (by more than AMBIGUITY_NATS) is its place, not a
     # rival: refined from a vote a few metres off, a burst can settle on three sensors' exact fit and leave a
     # fourth out (seed 606 scene 80 of tests/pittsburgh_like.py: 2 rounds of 4 sensors, 59 m off with 3,
@@ -192,6 +192,11 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
             best = there
             rival = _rival(picks, rows, c, geometry, best, bounds, joint, silent_xy)
     return best[0], best[1] if joint else None, None if rival is None else rival[0]
+
+
+def _has_silent(silent_xy: np.ndarray | None) -> bool:
+    """Whether any sensor of the array reported nothing (``silent_xy``: :func:`_silent`)."""
+    return silent_xy is not None and len(silent_xy) > 0
 
 
 def _rather(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry, area_m2: float,  # noqa: PLR0913
@@ -283,7 +288,12 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, bounds,  # no
     within RIVAL_MARGIN_M of ``bounds`` (x0, y0, x1, y1: the area searched).
     With hearing one unknown per burst, both places are weighed with the sensors that reported nothing
     (``silent_xy``, :func:`_silent_llr`) too: the mirror of a place inside the array often lies beside
-    sensors that stayed silent. (Only here: to tell two places apart, not to accept a burst.)
+    sensors that stayed silent. (Only here: to tell two places apart, not to accept a burst.) Where there are
+    such sensors, :func:`_ranked_few_sensor_burst` weighs the two places so whichever model found the burst:
+    with each sensor's hearing charged per round, a place whose hearing sensors lie far apart and one the
+    four sensors surround score alike (seed 602 scene 1 of tests/pittsburgh_like.py in the audio-like regime:
+    5 rounds 5 m off, +22.7 nats with hearing one unknown (+11.6 with the silent sensors), against +5.8 (-2.4)
+    for a rival 750 m off; found with hearing per round, it was taken for a rival within AMBIGUITY_NATS).
     """
     shots, score = best
     if not shots:
@@ -341,8 +351,10 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     echoes (the audio-like regime of bench/bench_accuracy.py), association's 4-sensor sets mix a burst's
     rounds into shots at several places, each fitting exactly (seed 601 scene 0 of tests/pittsburgh_like.py
     in that regime: 2 shots 92 and 120 m off a 3-round burst the few-sensor search places 2 m off). Shots
-    association found with MIN_PULSES_FOR_SCATTER or more pulses, or several rounds, give way only to a burst that
-    explains more of the pulses than they do: the burst model scores one place's rounds with no term
+    association found with MIN_PULSES_FOR_SCATTER or more pulses, or several rounds at one place, give way only to a
+    burst that explains more of the pulses than they do (a lone small shot at each of several places is no such
+    round: seed 602 scene 1 in that regime, 5 rounds of 3-4 sensors mixed into 5 exact 4-sensor fits 228-891 m
+    off, 20 pulses, against the burst's 18 at the true place): the burst model scores one place's rounds with no term
     for a sensor's echoes, and it can outweigh rounds association found with a burst of fewer pulses
     that is then ambiguous, leaving neither (without this: Pittsburgh FP2 audio rounds located 1.000 ->
     0.750, the thinned Pittsburgh inputs 0.852 -> 0.824; the 97th thinned case, 3 rounds of 7 sensors, in
@@ -372,8 +384,8 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
 
     if any(np.hypot(*(p - q)) <= DISTINCT_PLACES_M for p in near_found for q in places):
         return _burst_at_found(picks, found, burst, rival, score)
-    if (len(found) > 1 or len(found[0].pulses) >= MIN_PULSES_FOR_SCATTER) and \
-            sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in found):
+    held = [s for place in grouped if len(place) > 1 or len(place[0].pulses) >= MIN_PULSES_FOR_SCATTER for s in place]
+    if held and sum(len(s.pulses) for s in burst) <= sum(len(s.pulses) for s in held):
         return found
 
     # Found with hearing one unknown per burst, the burst was scored so already (from its voted place,
