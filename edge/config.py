@@ -262,7 +262,10 @@ def _check_mqtt_urls(m: MqttSection, fail: typing.Callable[[str], typing.NoRetur
     if not m.urls:
         fail("mqtt.url is empty")
     for url in m.urls:
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:  # an unbalanced [ or ] of an IPv6 host
+            fail(f"mqtt.url is not a URL: {url!r}")
         if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
             fail(f"mqtt.url must look like mqtt://host:1883 or mqtts://host:8883, not {url!r}")
         try:

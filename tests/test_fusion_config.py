@@ -31,6 +31,8 @@ def registry(tmp_path):
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\ntemperature_c = "warm"\n', "temperature_c must be"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "absent.toml"\n', "absent.toml"),
     ('site = "s"\nbroker = "mqqt://127.0.0.1:PORT"\nregistry = "nodes.toml"\n', "broker URL must be"),
+    ('site = "s"\nbroker = "mqtt://[::1:PORT"\nregistry = "nodes.toml"\n', "broker URL is not a URL"),
+    ('site = "s"\nbroker = "nats://[::1:PORT"\nregistry = "nodes.toml"\n', "NATS server URL is not a URL"),
     ('site = [\n', "not valid TOML"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nmax_range_m = 0\n', "max_range_m must be"),
     ('site = "s"\nbroker = "mqtt://127.0.0.1"\nregistry = "nodes.toml"\nconnect_timeout_s = 0\n',

@@ -486,17 +486,3 @@ def test_weak_rounds_give_way_only_to_a_burst_that_explains_more_pulses(pittsbur
     incidents = locate(pulses, Sensors.from_local(positions), temperature)
     shots = [s for inc in incidents for s in inc["shots"]]
     assert len(shots) == 3 and all(math.hypot(s["x"] - survey[0], s["y"] - survey[1]) < 5.0 for s in shots)
-
-
-def test_association_shots_at_a_burst_found_place_are_fitted_with_one_place(pittsburgh, tmp_path):
-    """Seed 604 scene 96 of tests/pittsburgh_like.py: 2 rounds that 6-7 sensors heard under a 3 m/s wind the
-    locator is not told (their arrivals 14 ms apart at the true place). Association found both rounds at one
-    place and the few-sensor burst found them there too, but each shot was fitted alone: the robust fit kept 4
-    sensors of each, one 50 m off. Fitted with one place (fewburst._tie): both 5 m off, on 11 arrivals (7 degrees of
-    freedom)."""
-    from locator_scoring import dist_m
-
-    sc, shots = pl.scene_shots(pittsburgh, 604, 96, tmp_path)
-    assert sc.rounds == 2 and sc.tags["hearing"] == 7
-    assert len(shots) == 2 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
-    assert shots[0]["x"] == shots[1]["x"] and shots[0]["y"] == shots[1]["y"]

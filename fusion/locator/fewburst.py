@@ -448,23 +448,8 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
     clash = [not n and bool(taken & set(s.pulses.tolist())) for s, n in zip(found, near)]
     rest = _evident([s for s, n, k in zip(found, near, clash) if not (n or k)], score)
     if not any(clash) or _places_score([s for s, k in zip(found, clash) if k], score) > 0.0:
-        _tie([s for s, n in zip(found, near) if n], burst)
         return [s for s, n, k in zip(found, near, clash) if n or k] + rest
     return burst + rest
-
-
-def _tie(shots: list[Shot], burst: list[Shot]) -> None:
-    """Association's ``shots`` at the place of the few-sensor ``burst`` given one place in the final fit.
-
-    Association fits each shot alone, and its robust fit then drops a sensor whose static delay (wind,
-    height, a diffracted path) the shot's own place cannot absorb: seed 604 scene 96 of
-    tests/pittsburgh_like.py, 2 rounds that 6-7 sensors heard under a 3 m/s wind, came out on 4 sensors
-    each, 50 and 6 m off; the burst model found both rounds at one place 5 m off, and fitted so (one place,
-    two discharge times) they stay 5 m off. Shots a burst or completion already tied keep their place.
-    """
-    if len(shots) > 1 and all(s.place is None for s in shots):
-        for s in shots:
-            s.place = ("few-sensor burst", id(burst[0]))
 
 
 def _without_trailing_sets(picks: Picks, found: list[Shot], grouped: list[list[Shot]], score) -> list[Shot]:

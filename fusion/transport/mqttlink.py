@@ -70,7 +70,10 @@ CLOSE_DRAIN_MIN_S = 1.0
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (host, port, tls)."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unbalanced [ or ] of an IPv6 host
+        raise ValueError(f"broker URL is not a URL: {url!r}") from None
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"broker URL must be mqtt://host[:port] or mqtts://host[:port], not {url!r}")
     tls = parts.scheme == "mqtts"

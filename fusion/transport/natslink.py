@@ -83,7 +83,10 @@ def parse_nats_urls(url: str) -> list[str]:
     if not urls:
         raise ValueError("broker URL is empty")
     for u in urls:
-        parts = urllib.parse.urlsplit(u)
+        try:
+            parts = urllib.parse.urlsplit(u)
+        except ValueError:  # an unbalanced [ or ] of an IPv6 host
+            raise ValueError(f"NATS server URL is not a URL: {u!r}") from None
         if parts.scheme not in NATS_SCHEMES or not parts.hostname:
             raise ValueError(f"NATS server URL must be nats://host[:port], not {u!r}")
         try:
