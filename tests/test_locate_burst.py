@@ -397,7 +397,7 @@ def test_lone_shots_at_several_places_give_way_to_a_burst_and_its_mirror_is_weig
     """Seed 602 scene 1 of tests/pittsburgh_like.py's audio-like regime: 5 rounds that 3-4 of the layout's sensors
     heard, dense echoes. Association mixed the rounds' arrivals into 5 exact 4-sensor fits at 5 places 228-891 m
     off; the few-sensor search finds all 5 rounds 5 m off. It was stopped twice: a mirror place 750 m off scored
-    within 3 nats with each sensor's hearing charged per round (5.8 nats below with hearing one unknown, 14 with
+    within 3 nats with each sensor's hearing charged per round (17 nats below with hearing one unknown, 14 with
     the silent sensors too), and the 5 lone shots, holding 20 pulses to the burst's 18, counted as "several
     rounds" association found (fewburst._ranked_few_sensor_burst, fewburst.burst_or_found)."""
     from locator_scoring import dist_m
