@@ -449,20 +449,19 @@ def _another_round(picks: Picks, rows: np.ndarray, shot: Shot, available: np.nda
     every sensor in turn, so a sensor's earlier pulse may be the round before, not this one's)."""
     others = available.copy()
     others[shot.pulses] = False
-    return heard_elsewhere(picks, rows, others, (shot.position, shot.c), config.geometry, config.tol_s)
+    emit = implied_discharge_s(picks, slice(None), shot.position, shot.c, config.geometry)
+    return heard_elsewhere(picks, rows, others, emit, config.geometry.dims, config.tol_s)
 
 
-def heard_elsewhere(picks: Picks, rows: np.ndarray, others: np.ndarray, source, geometry: Geometry,
+def heard_elsewhere(picks: Picks, rows: np.ndarray, others: np.ndarray, emit_s: np.ndarray, dims: int,
                     tol_s: float) -> np.ndarray:
-    """Per pulse of ``rows`` whether pulses of ``others`` (a mask over ``picks``) at ``geometry.dims`` sensors
-    other than its own imply its discharge time within ``tol_s`` at ``source`` (position, speed of sound): a
-    sound from that place many sensors heard, not one sensor's own."""
-    position, c = source
-    emit = implied_discharge_s(picks, slice(None), position, c, geometry)
+    """Per pulse of ``rows`` whether pulses of ``others`` (a mask over ``picks``) at ``dims`` sensors other
+    than its own imply its discharge time within ``tol_s`` (``emit_s``: every pulse's implied discharge time
+    at one place, :func:`implied_discharge_s`): a sound from that place many sensors heard, not one sensor's own."""
     out = np.zeros(len(rows), dtype=bool)
     for k, row in enumerate(rows):
-        near = others & (picks.sensor != picks.sensor[row]) & (np.abs(emit - emit[row]) <= tol_s)
-        out[k] = picks.n_sensors(near) >= geometry.dims
+        near = others & (picks.sensor != picks.sensor[row]) & (np.abs(emit_s - emit_s[row]) <= tol_s)
+        out[k] = picks.n_sensors(near) >= dims
     return out
 
 

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from fusion.locator.associate import Shot, heard_elsewhere, inside
+from fusion.locator.associate import Shot, heard_elsewhere, implied_discharge_s, inside
 from fusion.locator.burst import DETECTION_PROB, DISTINCT_PLACES_M, MIN_ROUND_SENSORS, ROBUST_SCALE_S
 from fusion.locator.echorepeats import PROB_FLOOR, REPEAT_TOL_S, ROUND_SPREAD_S
 from fusion.locator.echosets import ECHO_MAX_DELAY_S
@@ -108,6 +108,7 @@ def _moved(picks: Picks, rounds: list[Shot], free: np.ndarray, search) -> list[S
     best, best_res = None, tol_s
     free_mask = np.zeros(len(picks), dtype=bool)
     free_mask[free] = True
+    emit = implied_discharge_s(picks, slice(None), rounds[0].position, rounds[0].c, geometry)  # one place: once
     for sensor in np.unique(picks.sensor[np.concatenate([r.pulses for r in rounds])]):
         arrivals = _arrival_rows(picks, rounds, int(sensor))
         tried = set()
@@ -118,7 +119,7 @@ def _moved(picks: Picks, rounds: list[Shot], free: np.ndarray, search) -> list[S
                 continue
             tried.add(tuple(earlier))
             taken = np.array([e for e in earlier if e is not None])
-            if heard_elsewhere(picks, taken, free_mask, (rounds[0].position, rounds[0].c), geometry, ROUND_SPREAD_S).any():
+            if heard_elsewhere(picks, taken, free_mask, emit, geometry.dims, ROUND_SPREAD_S).any():
                 continue
             moved = []
             for r, late, early in zip(rounds, arrivals, earlier):

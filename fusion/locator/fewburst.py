@@ -311,7 +311,7 @@ def _rival(picks: Picks, rows, c: float, geometry: Geometry, best, bounds,  # no
     if len(triples) == 0:
         return None
     points, _ = triple_points(picks.xy[triples], picks.t_s[triples], c)
-    weigh_silent = joint_hearing and silent_xy is not None and len(silent_xy) > 0 and \
+    weigh_silent = joint_hearing and _has_silent(silent_xy) and \
         any(np.hypot(*(p - here)) > DISTINCT_PLACES_M for p in points)
     if weigh_silent:  # the chosen place weighed as its rivals are
         score = _unanchored_burst(picks, rows, _start(picks, rows, here, geometry), c, geometry, area_m2, joint_hearing,
