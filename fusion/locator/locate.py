@@ -396,13 +396,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         levels = received_levels(pulses.spl_db, pulses.peak_dbfs)
         shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
         # Weak shots, at one place or several, are weighed against a burst fewer sensors heard elsewhere
-        # (burst_or_found).
-        # So is a lone shot, however many pulses it holds, where completion found no further round at its place:
-        # a burst's rounds with static delays per sensor can leave no round of theirs a set as large as one
-        # mixed from several rounds and an echo (seed 612 scene 111 of tests/pittsburgh_like.py: 9 pulses
-        # 452 m off a 3-round burst 7 sensors heard); burst_or_found lets it go only to a burst of more pulses.
-        weak = weak or len(shots) == 1
-        if weak and len(loud) <= JOINT_HEARING_MAX_PULSES:
+        # (burst_or_found); so is a lone shot with no further round at its place, however large: it can be mixed
+        # from a burst's rounds (seed 612 scene 111 of tests/pittsburgh_like.py: 9 pulses 452 m off 3 rounds of 7).
+        if (weak or len(shots) == 1) and len(loud) <= JOINT_HEARING_MAX_PULSES:
             shots = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
                                    config.array_m)
         return direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, tol_s, search_bounds(picks.xy[seg]))
