@@ -513,3 +513,15 @@ def test_the_two_hearing_models_bursts_at_one_place_are_weighed_alike(pittsburgh
     sc, shots = pl.scene_shots(pittsburgh, seed, index, tmp_path)
     assert sc.rounds == rounds and sc.tags["hearing"] == hearing
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < within_m for s in shots)
+
+
+def test_a_place_where_no_round_is_found_scores_no_evidence_not_even(pittsburgh, tmp_path):
+    """Seed 602 scene 64 of tests/pittsburgh_like.py in the audio-like regime: one round that 5 sensors heard, found
+    1 m off, and 4 of its echoes fitting a place 112 m off exactly. The round's place scores -3.8 nats (5 sensors
+    with 1-10 ms static delays); at the echoes' place no round is found at all, which scored 0 nats, the more, so
+    the set that trails the round at every sensor was kept as a second shot (fewburst.burst_or_found's score)."""
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 602, 64, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 1 and sc.tags["hearing"] == 5
+    assert len(shots) == 1 and dist_m(shots[0], sc.source_m) < 10.0
