@@ -515,7 +515,7 @@ def test_the_two_hearing_models_bursts_at_one_place_are_weighed_alike(pittsburgh
     assert len(shots) == rounds and all(dist_m(s, sc.source_m) < within_m for s in shots)
 
 
-def test_a_place_where_no_round_is_found_scores_no_evidence_not_even(pittsburgh, tmp_path):
+def test_a_place_where_no_round_is_found_scores_no_evidence_not_zero(pittsburgh, tmp_path):
     """Seed 602 scene 64 of tests/pittsburgh_like.py in the audio-like regime: one round that 5 sensors heard, found
     1 m off, and 4 of its echoes fitting a place 112 m off exactly. The round's place scores -3.8 nats (5 sensors
     with 1-10 ms static delays); at the echoes' place no round is found at all, which scored 0 nats, the more, so

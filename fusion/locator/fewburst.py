@@ -168,9 +168,9 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     # Rounds scored with each sensor's hearing charged per round first (conservative: a burst
     # that passes so passes easily), then with hearing one unknown per burst (see find_rounds: a
     # burst few of many sensors hear, each round below one on its own); where both find a burst, the one
-    # likelier with hearing set by range is kept (_rather: a place 700 m off
-    # the sensors, seed 31 scene 108 of tests/pittsburgh_like.py, passed with hearing per round where the
-    # true place found no rounds so). The places are voted once and scored under either model.
+    # likelier with hearing set by range is kept (_rather: a place 700 m off the sensors, seed 31 scene 108 of
+    # tests/pittsburgh_like.py, passed with hearing per round where the true place found no rounds so). The
+    # places are voted once and scored under either model.
     places = voted_places(picks, rows, c, bounds, MIN_ROUND_GAP_S)
     joint = False
     best = _likeliest_burst(picks, rows, c, (places, area_m2), geometry, joint)
