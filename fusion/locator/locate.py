@@ -1,12 +1,11 @@
 """Locate: from unassociated pulses to incidents with located, counted, ordered shots.
 
-The public entry point is :func:`locate`; ``earwitness locate`` and the fusion server call
-it. Steps: split the pulses at quiet gaps; associate first arrivals into shots
-(:mod:`fusion.locator.associate`), bullet shock waves kept out (:mod:`fusion.locator.shockwave`), then
-the rounds of bursts fixed jointly (:mod:`fusion.locator.burst`); fit every shot of an incident in the chosen geometry, with the
-speed of sound from the temperature or estimated jointly for the incident
-(:mod:`fusion.locator.multilaterate`); group shots into incidents and shooters and order them by
-discharge time (:mod:`fusion.locator.shooters`).
+The public entry point is :func:`locate`; ``earwitness locate`` and the fusion server call it. Steps: split
+the pulses at quiet gaps; associate first arrivals into shots (:mod:`fusion.locator.associate`), bullet shock
+waves kept out (:mod:`fusion.locator.shockwave`), then the rounds of bursts fixed jointly
+(:mod:`fusion.locator.burst`); fit every shot of an incident in the chosen geometry, with the speed of sound
+from the temperature or estimated jointly for the incident (:mod:`fusion.locator.multilaterate`); group shots
+into incidents and shooters and order them by discharge time (:mod:`fusion.locator.shooters`).
 """
 from __future__ import annotations
 
@@ -65,16 +64,16 @@ log = logging.getLogger(__name__)
 DEFAULT_T_UNC_S = 1e-3
 # Smallest timing sigma used (a stated zero would weigh one arrival infinitely).
 MIN_SIGMA_S = 1e-6
-# Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to
-# 40 ms; diffraction over rooftops delays near line-of-sight arrivals by several ms.
+# Largest |measured - predicted| arrival time kept in a shot. TN098 §II.C accepts up to 40 ms; diffraction over
+# rooftops delays near line-of-sight arrivals by several ms.
 TOLERANCE_S = 0.02
 # Tolerance of a second try where none agree within TOLERANCE_S (TN098 §II.C's limit).
 RETRY_TOLERANCE_S = 0.04
 # Never tighter than this: ms-resolution reports, sensor survey error, short diffractions.
 MIN_TOLERANCE_S = 3e-3
-# Temperatures tried for the first shot when the speed of sound is unknown (the shot's own
-# fit then estimates c within the plausible range), 5 degC (about 3 m/s, a few ms over the
-# ranges of one shot) apart, from the usual outward so it sets a high bar early.
+# Temperatures tried for the first shot when the speed of sound is unknown (the shot's own fit then estimates c
+# within the plausible range), 5 degC (about 3 m/s, a few ms over the ranges of one shot) apart, from the usual
+# outward so it sets a high bar early.
 TRIAL_STEP_C = 5.0
 TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=lambda t: abs(t - DEFAULT_TEMPERATURE_C)))
 # How far the air along the paths may differ from a stated temperature, during association.
@@ -85,20 +84,19 @@ FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
 CHUNK_S = 3.0
 # Fewest residual degrees of freedom for the final fit to estimate the speed of sound.
 MIN_DOF_FOR_C = 3
-# Outlier rejection before the final fit (residuals beyond this many robust sigmas, never
-# tighter than the floor, which also scales the robust loss).
+# Outlier rejection before the final fit (residuals beyond this many robust sigmas, never tighter than the floor,
+# which also scales the robust loss).
 OUTLIER_SIGMAS = 5.0
 OUTLIER_FLOOR_S = 5e-4
 # Pulses this much below their sensor's best SNR in a stretch are taken for echoes ...
 ECHO_SNR_DROP_DB = 6.0
 # ... unless their peak is within this of the sensor's highest, where that is not clipped ...
 ECHO_PEAK_DROP_DB = 3.0
-# ... or they come at most this long before a kept pulse of their sensor and at least this long
-# after any louder one (an echo follows what it echoes): behind a muzzle, 10-20 dB quieter than in
-# front, a wall near the shooter returns the front blast louder than the direct sound. 0.12 s is
-# 41 m of extra path, a wall within about 20 m; city_demo's park rifle (fleet pulses, told the
-# exact wind) had its 4 rounds 19-22 m off, built on such reflections; with it 0.0-0.7 m (0.06 s:
-# still off; the walls there lag 100-112 ms).
+# ... or they come at most this long before a kept pulse of their sensor and at least this long after any
+# louder one (an echo follows what it echoes): behind a muzzle, 10-20 dB quieter than in front, a wall near
+# the shooter returns the front blast louder than the direct sound. 0.12 s is 41 m of extra path, a wall
+# within about 20 m; city_demo's park rifle (fleet pulses, told the exact wind) had its 4 rounds 19-22 m
+# off, built on such reflections; with it 0.0-0.7 m (0.06 s: still off; the walls there lag 100-112 ms).
 PRECURSOR_LAG_S = 0.12
 # ... where this many sensors heard the stretch, and it is not dense: with the 4-5 sensors of the
 # Pittsburgh audio, a kept quiet pulse made a chance set 91 m off (FP2 test_021), and among a city's
@@ -110,10 +108,10 @@ PRECURSOR_MIN_SENSORS = 8
 # 5 of the burst's far ones and 3 unrelated, 205 m off a 5-round burst 6 sensors heard). Weighing every
 # stretch costs the Pittsburgh tests (12-21 sensors a round) 8 -> 106 ms median to locate, for no change.
 WEAK_SHOT_PULSES = 8
-# Whether locate (and the live tracker, through it) completes bursts unless told. On: on the
-# Pittsburgh audio it takes rounds located from 0.50, 0.42, 0.50 to 0.97, 0.72, 0.92 (FP1, FP2, FP3;
-# each held out for the burst model's constants), and echosets.py keeps echo sets out (by levels
-# and by which sensors heard them: the seed city's exchange keeps its 3 rounds).
+# Whether locate (and the live tracker, through it) completes bursts unless told. On: on the Pittsburgh
+# audio it takes rounds located from 0.50, 0.42, 0.50 to 0.97, 0.72, 0.92 (FP1, FP2, FP3; each held out for
+# the burst model's constants), and echosets.py keeps echo sets out (by levels and by which sensors heard
+# them: the seed city's exchange keeps its 3 rounds).
 COMPLETE_BURSTS_DEFAULT = True
 CLASS_UNCLASSIFIED = "impulsive"
 ERR_DECIMALS = 2
@@ -151,15 +149,14 @@ def _segments(t_s: np.ndarray, quiet_s: float) -> list[np.ndarray]:
 def _loud_enough(sensor: np.ndarray, snr_db: np.ndarray, peak_dbfs: np.ndarray, t_s: np.ndarray) -> np.ndarray:
     """Mask of pulses not far quieter than the loudest of their sensor in the stretch.
 
-    A sensor's echoes and reverberation come weaker than the muzzle blast that caused them;
-    pulses more than ECHO_SNR_DROP_DB below the sensor's best SNR are left out of
-    association, which on small arrays is what keeps chance sets of echoes from outnumbering
-    the shots. SNR alone would also drop the later rounds of a burst: the detector's noise
-    floor rises in the reverberation of the first, so the next comes with a lower SNR at the
-    same level. So a pulse within ECHO_PEAK_DROP_DB of its sensor's highest peak is kept too,
-    unless that peak is clipped (at or above CLIPPED_DBFS), where the peak cannot rank pulses;
-    and, on an array that heard the stretch widely, a quieter pulse shortly before a kept one
-    (:func:`_precursors`). Pulses without ``snr_db`` are always kept.
+    A sensor's echoes and reverberation come weaker than the muzzle blast that caused them; pulses more than
+    ECHO_SNR_DROP_DB below the sensor's best SNR are left out of association, which on small arrays is what
+    keeps chance sets of echoes from outnumbering the shots. SNR alone would also drop the later rounds of a
+    burst: the detector's noise floor rises in the reverberation of the first, so the next comes with a lower
+    SNR at the same level. So a pulse within ECHO_PEAK_DROP_DB of its sensor's highest peak is kept too, unless
+    that peak is clipped (at or above CLIPPED_DBFS), where the peak cannot rank pulses; and, on an array that
+    heard the stretch widely, a quieter pulse shortly before a kept one (:func:`_precursors`). Pulses without
+    ``snr_db`` are always kept.
     """
     def best(values):
         top = np.full(int(sensor.max()) + 1 if len(sensor) else 0, -np.inf)
@@ -322,9 +319,8 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
     if c_known is None:
         trial_speeds = tuple(speed_of_sound(t) for t in TRIAL_TEMPERATURES_C)
     else:
-        # A stated temperature (an airport's, say) is not the air along every path: the
-        # first shot is grown with c free within +-TEMPERATURE_SLACK_C of it, the rest
-        # associated at that c; the final fit uses the temperature as stated.
+        # A stated temperature (an airport's, say) is not the air along every path: the first shot is grown with
+        # c free within +-TEMPERATURE_SLACK_C of it, the rest associated at that c; the final fit uses it as stated.
         trial_speeds = (c_known,)
     c_bounds = None if c_known is None else (speed_of_sound(temperature_c - TEMPERATURE_SLACK_C),
                                              speed_of_sound(temperature_c + TEMPERATURE_SLACK_C))
@@ -399,8 +395,13 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # (burst_or_found); so is a lone shot with no further round at its place, however large: it can be mixed
         # from a burst's rounds (seed 612 scene 111 of tests/pittsburgh_like.py: 9 pulses 452 m off 3 rounds of 7).
         if (weak or len(shots) == 1) and len(loud) <= JOINT_HEARING_MAX_PULSES:
-            shots = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
-                                   config.array_m)
+            kept = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
+                                  config.array_m)
+            # The pulses of shots let go are free again for rounds at the kept shots' places (seed 601 scene 24
+            # audio-like: a round's 3 arrivals were in a set 158 m off, let go as the first round's trailing set).
+            if kept and {id(s) for s in kept} < {id(s) for s in shots}:
+                kept = kept + complete_bursts(picks, seg, kept, SELECTION_GEOMETRY, min_sensors(mode), levels)
+            shots = kept
         return direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, tol_s, search_bounds(picks.xy[seg]))
     shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_m, loud)
     shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, search_bounds(picks.xy[seg]))
