@@ -236,10 +236,11 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
     on the move, are not quite one place). A set of arrivals at the place that is the echo of
     an earlier round there (:func:`fusion.locator.echosets.is_echo_set`, from ``levels``: per
     row of ``picks`` the received level in dB and whether it is clipped) is no round: its pulses
-    are explained and left out. Each pulse's clutter rate follows its sensor's earlier pulses
-    (:func:`fusion.locator.clutter.following_rates`): a set of echoes tens of ms after a round is charged
-    the echoes that crowd there (seed 602 scene 28 of tests/pittsburgh_like.py, audio-like: 4 echoes
-    70 ms after a round, fitting its place to 6 m, came out as a second round). Returns the new rounds.
+    are explained and left out. Each pulse's clutter rate follows the sounds before it at its sensor,
+    the shots' arrivals among them (:func:`fusion.locator.clutter.following_rates`): a set of echoes tens
+    of ms after a round is charged the echoes that crowd there (seed 602 scene 28 of
+    tests/pittsburgh_like.py, audio-like: 4 echoes 70 ms after a round, fitting its place to 6 m, came
+    out as a second round). Returns the new rounds.
     """
     used = np.zeros(len(picks), dtype=bool)
     for s in shots:
@@ -249,7 +250,7 @@ def complete_bursts(picks: Picks, rows: np.ndarray, shots: list[Shot], geometry:
     sensor_at = np.zeros(len(picks), dtype=int)
     sensor_at[rows] = sensor_of_row
     rate_at = np.zeros(len(picks))
-    rate_at[rows] = following_rates(sensor_of_row, picks.t_s[rows], _duration(picks, rows))
+    rate_at[rows] = following_rates(sensor_of_row, picks.t_s[rows], _duration(picks, rows), used[rows])
     taken = [s.t0_s for s in shots]
     # Strongest anchors first: their places are the best known.
     for anchor in sorted(shots, key=lambda s: -len(s.pulses)):
