@@ -32,8 +32,11 @@ from fusion.locator.echosets import ECHO_MAX_DELAY_S
 ECHO_MIN_DELAY_S = 5e-3
 EM_ITERATIONS = 50
 EM_TOLERANCE = 1e-6  # relative change of eta that ends the iterations
+EM_START_SHARE = 0.5  # EM starts from half the clutter steady and half echoes
 # The steady rate's floor (1/s): one pulse an hour, so that no pulse's rate is zero.
 MIN_RATE_HZ = 1.0 / 3600.0
+# The echoes due in a stretch (a count), kept off zero where no sound can echo in it.
+MIN_ECHOES_DUE = 1e-9
 
 
 def echo_delay_density(delay_s: np.ndarray) -> np.ndarray:
@@ -71,9 +74,9 @@ def following_rates(sensor: np.ndarray, t_s: np.ndarray, duration_s: float, arri
     due = _echo_share(start + span_s - t_s)  # the share of a sound's echoes that falls inside the stretch
     clutter = ~arrival
     n_sensors = int(sensor.max()) + 1
-    mu = np.bincount(sensor[clutter], minlength=n_sensors) / (2.0 * span_s)
-    eta = 0.5 * np.count_nonzero(clutter) / max(float(due.sum()), ECHO_MIN_DELAY_S)
-    parent = np.where(arrival, 1.0, 0.5)  # how far each pulse is a sound that echoes
+    mu = EM_START_SHARE * np.bincount(sensor[clutter], minlength=n_sensors) / span_s
+    eta = (1.0 - EM_START_SHARE) * np.count_nonzero(clutter) / max(float(due.sum()), MIN_ECHOES_DUE)
+    parent = np.where(arrival, 1.0, EM_START_SHARE)  # how far each pulse is a sound that echoes
     # EM (Veen & Schoenberg 2008): each clutter pulse's share of being steady or an echo, then the rates from them.
     for _ in range(EM_ITERATIONS):
         excitation = np.zeros(len(t_s))
@@ -83,8 +86,8 @@ def following_rates(sensor: np.ndarray, t_s: np.ndarray, duration_s: float, arri
         steady = mu[sensor] / rate
         parent = np.where(arrival, 1.0, steady)
         mu = np.maximum(np.bincount(sensor[clutter], weights=steady[clutter], minlength=n_sensors) / span_s, MIN_RATE_HZ)
-        new_eta = float((1.0 - steady[clutter]).sum()) / max(float((parent * due).sum()), ECHO_MIN_DELAY_S)
-        settled = abs(new_eta - eta) <= EM_TOLERANCE * max(eta, MIN_RATE_HZ)
+        new_eta = float((1.0 - steady[clutter]).sum()) / max(float((parent * due).sum()), MIN_ECHOES_DUE)
+        settled = abs(new_eta - eta) <= EM_TOLERANCE * max(eta, MIN_ECHOES_DUE)
         eta = new_eta
         if settled:
             break
