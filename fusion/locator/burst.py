@@ -16,7 +16,7 @@ heavy-tailed NLOS delay with probability :data:`NLOS_SHARE` (an exponential exce
 Gaussian timing error: the exponentially modified Gaussian, as in NLOS TOA models, e.g.
 Gustafsson & Gunnarsson, IEEE SP Magazine 22(4), 2005); every other pulse of the sensor
 (echoes, later pulses at the same sensor, unrelated noise) is clutter, a Poisson process at
-the sensor's own rate in the stretch (in :func:`complete_bursts`, a rate that follows each arrival,
+the sensor's own rate in the stretch (in :func:`complete_bursts`, a rate that follows each sound,
 crowded where its echoes crowd: :mod:`fusion.locator.clutter`). A round at t0 is then worth, per sensor, the likelihood
 ratio ``P_D sum_i f(e_i - t0) / lambda_s + 1 - P_D`` against "all clutter"; each sensor gives
 at most one first arrival per round (the pulse most likely to be it). Where no shot says

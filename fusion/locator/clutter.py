@@ -77,12 +77,16 @@ def following_rates(sensor: np.ndarray, t_s: np.ndarray, duration_s: float, arri
     mu = EM_START_SHARE * np.bincount(sensor[clutter], minlength=n_sensors) / span_s
     eta = (1.0 - EM_START_SHARE) * np.count_nonzero(clutter) / max(float(due.sum()), MIN_ECHOES_DUE)
     parent = np.where(arrival, 1.0, EM_START_SHARE)  # how far each pulse is a sound that echoes
+
+    def excitation() -> np.ndarray:  # sum_j w_j g(t_i - t_j) per pulse, at the current weights
+        out = np.zeros(len(t_s))
+        for rows, kernel in zip(by_sensor, kernels):
+            out[rows] = kernel @ parent[rows]
+        return out
+
     # EM (Veen & Schoenberg 2008): each clutter pulse's share of being steady or an echo, then the rates from them.
     for _ in range(EM_ITERATIONS):
-        excitation = np.zeros(len(t_s))
-        for rows, kernel in zip(by_sensor, kernels):
-            excitation[rows] = kernel @ parent[rows]
-        rate = np.maximum(mu[sensor] + eta * excitation, MIN_RATE_HZ)
+        rate = np.maximum(mu[sensor] + eta * excitation(), MIN_RATE_HZ)
         steady = mu[sensor] / rate
         parent = np.where(arrival, 1.0, steady)
         mu = np.maximum(np.bincount(sensor[clutter], weights=steady[clutter], minlength=n_sensors) / span_s, MIN_RATE_HZ)
@@ -91,6 +95,4 @@ def following_rates(sensor: np.ndarray, t_s: np.ndarray, duration_s: float, arri
         eta = new_eta
         if settled:
             break
-    for rows, kernel in zip(by_sensor, kernels):
-        excitation[rows] = kernel @ parent[rows]
-    return np.maximum(mu[sensor] + eta * excitation, MIN_RATE_HZ)
+    return np.maximum(mu[sensor] + eta * excitation(), MIN_RATE_HZ)
