@@ -403,7 +403,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     # not its fitted one: the same fit to within 1e-3 nats); found with hearing per round, it is scored so here.
     if burst_score is None:
         burst_score = score(burst[0].position, 2)
-    if burst_score <= sum(score(place, 1) for place in places):
+    if burst_score <= _places_score(found, score):
         return found
     # A burst that two places explain alike (its rival) still explains the pulses better than association's
     # shots do: those are then no more than chance's, and neither is given.
