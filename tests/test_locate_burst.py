@@ -316,6 +316,32 @@ def test_a_lone_shot_is_weighed_against_a_burst_told_from_its_mirror_by_silent_s
     assert np.hypot(*(shots[0].position[:2] - source)) < 5.0
 
 
+def test_places_whose_rounds_share_pulses_count_them_once():
+    """Three sensors of forty-two hear four rounds (the scene of the test above); three sensors in 2D fit the
+    burst's place and its mirror alike, each holding all of its arrivals. Shots found at both places were scored
+    each place on all the pulses, so the two counted every arrival twice (7.5 + 6.3 nats) and outweighed a burst
+    that explains them once; scored in turn, each on what the places before it left free, the mirror has no round
+    of its own and adds no evidence (fewburst.places_evidence)."""
+    import functools
+
+    from fusion.locator.associate import Shot, search_bounds
+
+    grid = np.array([(x, y) for x in range(-900, 901, 300) for y in range(-750, 751, 300)], dtype=float)
+    rng = np.random.default_rng(3)
+    for source in rng.uniform(-800.0, 800.0, (20, 2)):
+        picks, _ = _three_hear_twelve_report(rng, source, grid)
+    rows, bounds = np.arange(len(picks)), search_bounds(picks.xy)
+    burst_, _, mirror = fewburst._ranked_few_sensor_burst(picks, rows, C, bounds, Geometry("2d"), np.zeros((0, 2)))
+    assert len(burst_) == 4 and mirror is not None
+    score = functools.partial(fewburst.place_evidence, picks, rows, C, Geometry("2d"), fewburst._area_m2(bounds))
+    at_source, at_mirror = score(source, 1), score(np.asarray(mirror)[:2], 1)
+    # the premise: each place alone explains the same arrivals
+    assert at_source[1] > 0.0 and at_mirror[1] > 0.0
+    assert {int(i) for s in at_source[0] for i in s.pulses} == {int(i) for s in at_mirror[0] for i in s.pulses}
+    shots = [Shot(burst_[0].pulses, np.asarray(p)[:2], burst_[0].t0_s, C, np.zeros(3)) for p in (source, mirror)]
+    assert fewburst.places_evidence(shots, score) <= fewburst.places_evidence(shots[:1], score) == at_source[1]
+
+
 def test_a_burst_two_places_fit_in_2d_is_told_apart_on_the_ground(pittsburgh, tmp_path):
     """Four sensors hear five rounds (seed 601 scene 154 of tests/pittsburgh_like.py): they stand
     between 58 m below and 33 m above the shooter, so in 2D (the source at each
