@@ -29,8 +29,8 @@ import dataclasses
 import pathlib
 import sys
 import typing
-import urllib.parse
 
+from earwitness.brokerurls import split_broker_url
 from earwitness.files import file_problem
 from edge.utctime import parse_utc_ns
 
@@ -104,16 +104,12 @@ class MqttSection:
 
     @property
     def tls(self) -> bool:
-        return urllib.parse.urlsplit(self.urls[0]).scheme == "mqtts"
+        return split_broker_url(self.urls[0], MQTT_SCHEMES, "mqtt.url")[2] == "mqtts"
 
     @property
     def brokers(self) -> list[tuple[str, int]]:
         """(host, port) of each broker."""
-        out = []
-        for url in self.urls:
-            parts = urllib.parse.urlsplit(url)
-            out.append((parts.hostname or "", parts.port or MQTT_SCHEMES[parts.scheme]))
-        return out
+        return [split_broker_url(url, MQTT_SCHEMES, "mqtt.url")[:2] for url in self.urls]
 
     @property
     def host(self) -> str:
@@ -261,18 +257,13 @@ def _check_timing(t: TimingSection, a: AudioSection, fail: typing.Callable[[str]
 def _check_mqtt_urls(m: MqttSection, fail: typing.Callable[[str], typing.NoReturn]) -> None:
     if not m.urls:
         fail("mqtt.url is empty")
+    schemes = set()
     for url in m.urls:
         try:
-            parts = urllib.parse.urlsplit(url)
-        except ValueError:  # an unbalanced [ or ] of an IPv6 host
-            fail(f"mqtt.url is not a URL: {url!r}")
-        if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
-            fail(f"mqtt.url must look like mqtt://host:1883 or mqtts://host:8883, not {url!r}")
-        try:
-            _ = parts.port  # parsed on access
-        except ValueError:
-            fail(f"mqtt.url has a bad port: {url!r}")
-    if len({urllib.parse.urlsplit(u).scheme for u in m.urls}) > 1:
+            schemes.add(split_broker_url(url, MQTT_SCHEMES, "mqtt.url")[2])
+        except ValueError as exc:
+            fail(str(exc))
+    if len(schemes) > 1:
         fail("mqtt.url: all brokers mqtt:// or all mqtts://")
 
 

@@ -58,7 +58,7 @@ def test_good_config(tmp_path):
     (("pps_channel = 1", "pps_channel = 5"), "audio.pps_channel = 5 is not one of the 2 channels"),
     (("pps_channel = 1", ""), "timing.pps = 'audio' needs audio.pps_channel"),
     (('start_utc = "2018-12-19T00:49:26Z"', 'start_utc = "yesterday"'), "audio.start_utc: not an ISO 8601"),
-    (('url = "mqtt://127.0.0.1:18830"', 'url = "http://x"'), "mqtt.url must look like"),
+    (('url = "mqtt://127.0.0.1:18830"', 'url = "http://x"'), "mqtt.url must be mqtt://host[:port] or mqtts://host[:port]"),
     (('url = "mqtt://127.0.0.1:18830"', 'url = "mqtt://[::1:18830"'), "mqtt.url is not a URL"),
     (('url = "mqtt://127.0.0.1:18830"', 'url = "mqtts://h:8883"\ncert = "c.pem"'), "mqtt.cert and mqtt.cert_key go together"),
     (('url = "mqtt://127.0.0.1:18830"', 'url = "mqtts://h:8883"\nca = "ca.pem"'), "mqtt.ca: no such file"),

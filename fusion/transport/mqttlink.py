@@ -34,9 +34,9 @@ import socket
 import ssl
 import threading
 import time
-import urllib.parse
 from typing import Iterable
 
+from earwitness.brokerurls import split_broker_url
 from fusion.transport import mqttwire
 from fusion.transport.inbox import Inbox
 from fusion.transport.mqttwire import Publish
@@ -69,19 +69,9 @@ CLOSE_DRAIN_MIN_S = 1.0
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
-    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (host, port, tls)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # an unbalanced [ or ] of an IPv6 host
-        raise ValueError(f"broker URL is not a URL: {url!r}") from None
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"broker URL must be mqtt://host[:port] or mqtts://host[:port], not {url!r}")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
-    except ValueError:
-        raise ValueError(f"bad port in broker URL {url!r}") from None
-    return parts.hostname, port, tls
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (host, port, tls); ValueError if malformed."""
+    host, port, scheme = split_broker_url(url, {"mqtt": DEFAULT_PORT, "mqtts": DEFAULT_TLS_PORT}, "broker URL")
+    return host, port, scheme == "mqtts"
 
 
 class SessionTakenOver(ConnectionError):

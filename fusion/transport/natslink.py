@@ -37,7 +37,6 @@ import logging
 import queue
 import threading
 import time
-import urllib.parse
 from typing import Iterable
 
 import nats
@@ -45,12 +44,14 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from earwitness.brokerurls import split_broker_url
 from fusion.transport.inbox import Inbox
 from fusion.transport.waiting import STOPPED, TIMED_OUT, wait_ready
 
 log = logging.getLogger(__name__)
 
-NATS_SCHEMES = ("nats", "tls")
+NATS_PORTS = {"nats": 4222, "tls": 4222}  # the scheme and its default port (the NATS server's client port)
+NATS_SCHEMES = tuple(NATS_PORTS)
 MAX_REPLICAS = 3
 # What a worker took and did not acknowledge goes to another worker after this long (it died).
 ACK_WAIT_S = 10.0
@@ -83,16 +84,7 @@ def parse_nats_urls(url: str) -> list[str]:
     if not urls:
         raise ValueError("broker URL is empty")
     for u in urls:
-        try:
-            parts = urllib.parse.urlsplit(u)
-        except ValueError:  # an unbalanced [ or ] of an IPv6 host
-            raise ValueError(f"NATS server URL is not a URL: {u!r}") from None
-        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
-            raise ValueError(f"NATS server URL must be nats://host[:port], not {u!r}")
-        try:
-            _ = parts.port   # parsed on access
-        except ValueError:
-            raise ValueError(f"bad port in NATS server URL {u!r}") from None
+        split_broker_url(u, NATS_PORTS, "NATS server URL")
     return urls
 
 
