@@ -37,6 +37,9 @@ EM_START_SHARE = 0.5  # EM starts from half the clutter steady and half echoes
 MIN_RATE_HZ = 1.0 / 3600.0
 # The echoes due in a stretch (a count), kept off zero where no sound can echo in it.
 MIN_ECHOES_DUE = 1e-9
+# Echoes per sound (eta) below which the EM's stop test reads a change absolutely, not relative to eta:
+# where eta falls to zero (no pulse is an echo), a relative change would never settle.
+MIN_ECHOES_PER_SOUND = 1e-9
 
 
 def echo_delay_density(delay_s: np.ndarray) -> np.ndarray:
@@ -91,7 +94,7 @@ def following_rates(sensor: np.ndarray, t_s: np.ndarray, duration_s: float, arri
         parent = np.where(arrival, 1.0, steady)
         mu = np.maximum(np.bincount(sensor[clutter], weights=steady[clutter], minlength=n_sensors) / span_s, MIN_RATE_HZ)
         new_eta = float((1.0 - steady[clutter]).sum()) / max(float((parent * due).sum()), MIN_ECHOES_DUE)
-        settled = abs(new_eta - eta) <= EM_TOLERANCE * max(eta, MIN_ECHOES_DUE)
+        settled = abs(new_eta - eta) <= EM_TOLERANCE * max(eta, MIN_ECHOES_PER_SOUND)
         eta = new_eta
         if settled:
             break
