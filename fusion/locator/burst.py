@@ -47,6 +47,7 @@ from fusion.locator.associate import Shot, implied_discharge_s
 from fusion.locator.clutter import following_rates
 from fusion.locator.echosets import is_echo_set, level_set
 from fusion.locator.multilaterate import Geometry, fit_shots
+from fusion.locator.pathterms import path_terms
 from fusion.locator.picks import Picks
 from fusion.locator.triplevote import triple_points
 
@@ -90,6 +91,11 @@ EXACT_FIX = "exact"
 EXACT_RESIDUAL_S = 1e-4
 # Places closer than this are one place, not two answers.
 DISTINCT_PLACES_M = 25.0
+# Prior sd of a path term, the delay every round of a burst takes on the path to one sensor
+# (fusion.locator.pathterms): a sensor's survey error of 1-2 m along the line of sight (3-6 ms), its
+# height in a 2D fit (a few ms at most ranges), the wind along the path (1 m/s over 500 m: 4 ms).
+# Stated, not fitted; 4 and 7 ms were compared on the tuning scenes (README).
+PATH_TERM_SD_S = 5e-3
 
 
 def first_arrival_density(r_s: np.ndarray, sigma_s: np.ndarray) -> np.ndarray:
@@ -391,22 +397,86 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
                  for (_, m, _), t0, r in zip(found, fit.t0_s, fit.residuals_s)]
         pooled = np.concatenate(fit.residuals_s)
         scatter = MAD_TO_SIGMA * float(np.median(np.abs(pooled - np.median(pooled))))
-        # The place's posterior area at the model's sigmas (the fit's covariance less its variance factor).
-        # Three sensors' rounds fit their shared place exactly (the same two time differences each
-        # round): the factor is then ~1e-25, not zero, and dividing by it still recovers (J'J)^-1; a
-        # floor on it shrank the area by its square and charged such a burst ~30 nats of Occam factor.
-        vf = fit.variance_factor
-        det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / vf)) if vf > 0 else math.nan
-        posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
         hears, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
-        evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - math.log(max(area_m2 / posterior_m2, 1.0))
+        evidence = llr - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - _place_occam(fit, area_m2)
         if step < REFINE_ROUNDS:
             continue
         if best is None or evidence > best[1]:
             best = (shots, evidence)
         if np.hypot(*(position[:2] - before[:2])) <= PLACE_SETTLED_M:
             break
+    if best is not None and best[0]:
+        termed = _burst_with_path_terms(picks, rows, c, geometry, area_m2, hearing, min_rounds, best[0])
+        if termed[0] and termed[1] > best[1]:
+            best = termed
     return best if best is not None else ([], 0.0)
+
+
+def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry, area_m2: float,  # noqa: PLR0913
+                           hearing, min_rounds: int, start: list[Shot]) -> tuple[list[Shot], float]:
+    """:func:`burst_at` with a path term per sensor (:mod:`fusion.locator.pathterms`), from the rounds ``start``.
+
+    Each sensor's term is taken from its residuals in the rounds, its arrivals' implied discharge times less it;
+    a sensor with a term is held to its picks' own sigma, one without (no round's arrival there yet) to that and
+    the term's prior (PATH_TERM_SD_S) together. The rounds are found again, the place refitted (every arrival at
+    the broad sigma: with the terms unknown, the place rests on the sensors' mean arrivals, each as uncertain as
+    its term), and so on until the place settles. The burst's log Bayes factor adds the terms' factor
+    (:func:`fusion.locator.pathterms.path_terms`) and takes the place's posterior area at the broad sigma.
+    Returns (rounds, log Bayes factor) of the best configuration visited, or no rounds.
+    """
+    hear_prior, joint_hearing = hearing
+    labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
+    rate = clutter_rates(sensor, _duration(picks, rows))
+    hears = np.array(np.broadcast_to(np.asarray(hear_prior, dtype=float), len(labels)))
+    own = _timing_sigma(picks, rows, 0.0)
+    broad = np.sqrt(own ** 2 + PATH_TERM_SD_S ** 2)
+    index = np.full(len(picks), -1)
+    index[rows] = np.arange(len(rows))
+    position = np.asarray(start[0].position, dtype=float)
+    members, residuals = [index[s.pulses] for s in start], [np.asarray(s.residuals_s) for s in start]
+
+    def at_terms(place):  # implied discharge times less each sensor's term, sigmas, the terms' log factor
+        m = np.concatenate(members)
+        terms, termed, log_factor = path_terms(sensor[m], np.concatenate(residuals), own[m], len(labels),
+                                               PATH_TERM_SD_S)
+        emit = implied_discharge_s(picks, rows, place, c, geometry) - terms[sensor]
+        return emit, np.where(termed[sensor], own, broad), log_factor
+
+    best: tuple[list[Shot], float] = ([], -math.inf)
+    for _ in range(MAX_REFINE_ROUNDS):
+        emit, sigma, _ = at_terms(position)
+        found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
+        if len(found) < min_rounds:
+            break
+        groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], broad[m]) for _, m, _ in found]
+        fit = fit_shots(groups, c, geometry, [(position, t0) for t0, _, _ in found], loss="soft_l1",
+                        scale_s=ROBUST_SCALE_S, places=[0] * len(found))
+        before, position = position, fit.positions[0]
+        members, residuals = [m for _, m, _ in found], list(fit.residuals_s)
+        emit, sigma, log_factor = at_terms(position)
+        # Each round's t0 at the fitted place with the terms taken off (the fit's own t0s carry their mean).
+        found = [(float(np.sum(emit[m] / sigma[m] ** 2) / np.sum(1.0 / sigma[m] ** 2)), m, e) for _, m, e in found]
+        _, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
+        evidence = llr + log_factor - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - \
+            _place_occam(fit, area_m2)
+        if evidence > best[1]:
+            best = ([Shot(rows[m], position.copy(), float(t0), c, r, -1)
+                     for (_, m, _), t0, r in zip(found, fit.t0_s, fit.residuals_s)], evidence)
+        if np.hypot(*(position[:2] - before[:2])) <= PLACE_SETTLED_M:
+            break
+    return best
+
+
+def _place_occam(fit, area_m2: float) -> float:
+    """Occam factor (log) of a place searched for over ``area_m2``: its prior area over its posterior's,
+    ``2 pi sqrt(det cov)`` at the fit's stated sigmas (the fit's covariance less its variance factor).
+    Three sensors' rounds fit their shared place exactly (the same two time differences each round): the
+    factor is then ~1e-25, not zero, and dividing by it still recovers (J'J)^-1; a floor on it shrank the
+    area by its square and charged such a burst ~30 nats of Occam factor."""
+    vf = fit.variance_factor
+    det = float(np.linalg.det(np.asarray(fit.cov[0])[:2, :2] / vf)) if vf > 0 else math.nan
+    posterior_m2 = 2.0 * math.pi * math.sqrt(det) if det > 0 and math.isfinite(det) else area_m2
+    return math.log(max(area_m2 / posterior_m2, 1.0))
 
 
 def _t0_occam(emit_s: np.ndarray, member_sigma_s: np.ndarray) -> float:
