@@ -389,9 +389,7 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
         if len(found) < min_rounds:
             break
-        groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma[m]) for _, m, _ in found]
-        fit = fit_shots(groups, c, geometry, [(position, t0) for t0, _, _ in found], loss="soft_l1",
-                        scale_s=ROBUST_SCALE_S, places=[0] * len(found))
+        fit = _fit_place(picks, rows, found, sigma, (position, c, geometry))
         position = fit.positions[0]
         shots = [Shot(rows[m], position.copy(), float(t0), c, r, -1)
                  for (_, m, _), t0, r in zip(found, fit.t0_s, fit.residuals_s)]
@@ -448,9 +446,7 @@ def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: G
         found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
         if len(found) < min_rounds:
             break
-        groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], broad[m]) for _, m, _ in found]
-        fit = fit_shots(groups, c, geometry, [(position, t0) for t0, _, _ in found], loss="soft_l1",
-                        scale_s=ROBUST_SCALE_S, places=[0] * len(found))
+        fit = _fit_place(picks, rows, found, broad, (position, c, geometry))
         before, position = position, fit.positions[0]
         members, residuals = [m for _, m, _ in found], list(fit.residuals_s)
         emit, sigma, log_factor = at_terms(position)
@@ -465,6 +461,15 @@ def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: G
         if np.hypot(*(position[:2] - before[:2])) <= PLACE_SETTLED_M:
             break
     return best
+
+
+def _fit_place(picks: Picks, rows: np.ndarray, found, sigma_s: np.ndarray, start):
+    """The rounds ``found`` (t0, member rows of ``rows``, score) fitted with one shared position (robust least squares,
+    each arrival at its ``sigma_s``), from ``start``: (position, c, geometry)."""
+    position, c, geometry = start
+    groups = [(picks.pos_m[rows[m]], picks.t_s[rows[m]], sigma_s[m]) for _, m, _ in found]
+    return fit_shots(groups, c, geometry, [(position, t0) for t0, _, _ in found], loss="soft_l1",
+                     scale_s=ROBUST_SCALE_S, places=[0] * len(found))
 
 
 def _place_occam(fit, area_m2: float) -> float:
