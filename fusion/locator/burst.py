@@ -373,6 +373,9 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
     weigh association's shots, :func:`fusion.locator.fewburst.burst_or_found`). ``hearing``: how likely
     each sensor of the stretch is taken to hear the burst at all (one for all, or per sensor in
     np.unique order), and whether that is one unknown per burst (see :func:`find_rounds`).
+    The burst so found is fitted again with a path term per sensor (:func:`_burst_with_path_terms`), a delay
+    every round takes alike, and the likelier of the two is returned: charged per round, as here, a sensor's
+    static delay (its height in a 2D fit, its survey error) is paid once for every round.
     """
     hear_prior, joint_hearing = hearing
     labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)

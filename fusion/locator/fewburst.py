@@ -509,7 +509,7 @@ def places_evidence(shots: list[Shot], score) -> float:
     places before it left free, summed.
 
     A pulse is one arrival: scored each on all the pulses, two places whose rounds share pulses count them twice
-    and can outweigh a burst that explains them once (with the station terms the README tried, a thinned
+    and can outweigh a burst that explains them once (with the path terms of fusion.locator.pathterms, a thinned
     Pittsburgh FP2 case of tests/pittsburgh_harder.py, 5 sensors and 3 rounds: two places' 15.4 and 9.6 nats on
     shared pulses against the burst's 18.5). Best first, as sequential detection takes its sources: once one
     is explained, its pulses are no evidence for another."""
