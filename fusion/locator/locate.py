@@ -18,14 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from earwitness.units import NS_PER_S
-from fusion.locator.associate import (
-    DENSE_PULSES,
-    MAD_TO_SIGMA,
-    SELECTION_GEOMETRY,
-    SearchConfig,
-    find_shots,
-    search_bounds,
-)
+from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
 from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
 from fusion.locator.directsound import direct_sounds
 from fusion.locator.echorepeats import without_repeated_echoes
@@ -360,10 +353,9 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     bursts association missed (:func:`fusion.locator.burst.complete_bursts`), shots at one place weighed
     against a burst fewer sensors heard elsewhere (:func:`fusion.locator.fewburst.burst_or_found`); where none
     is found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.fewburst.few_sensor_burst`), its rounds
-    completed as association's are. What cannot be located is said in one line (logged at warning). ``span`` is
-    (quiet_s, t_ref_ns):
-    the gap that splits stretches, and the time origin of ``picks``; ``complete``: whether bursts
-    are completed (see :func:`locate`).
+    completed as association's are. What cannot be located is said in one line (logged at warning). ``span``
+    is (quiet_s, t_ref_ns): the gap that splits stretches, and the time origin of ``picks``; ``complete``: whether
+    bursts are completed (see :func:`locate`).
     """
     quiet_s, t_ref_ns = span
     heard = picks.n_sensors(seg)
@@ -398,8 +390,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         if (weak or len(shots) == 1) and len(loud) <= JOINT_HEARING_MAX_PULSES:
             kept = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
                                   config.array_m)
-            # The pulses of shots let go are free again for rounds at the kept shots' places (seed 601 scene 24
-            # audio-like: a round's 3 arrivals were in a set 158 m off, let go as the first round's trailing set).
+            # The pulses of shots let go are free again for rounds at the kept shots' places (seed 601 scene 62
+            # audio-like: a set 365 m off let go, the second round's 3 arrivals are found at the first's place).
             if kept and {id(s) for s in kept} < {id(s) for s in shots}:
                 kept = kept + complete_bursts(picks, seg, kept, SELECTION_GEOMETRY, min_sensors(mode), levels)
             shots = kept
