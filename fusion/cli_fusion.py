@@ -255,13 +255,12 @@ def _tls_paths(path: pathlib.Path, tls: dict | None) -> dict | None:
 
 def _check_broker_hosts(path, broker: str) -> None:
     """UserError if the name server says a broker's host name does not exist (a typo: waiting cannot help)."""
-    from earwitness.brokerurls import split_broker_url
     from earwitness.hosts import unknown_host
     from fusion.transport.mqttlink import parse_mqtt_url
-    from fusion.transport.natslink import NATS_PORTS, is_nats_url, parse_nats_urls
+    from fusion.transport.natslink import is_nats_url, parse_nats_urls, split_nats_url
 
     if is_nats_url(broker):
-        hosts = [split_broker_url(u, NATS_PORTS, "NATS server URL")[:2] for u in parse_nats_urls(broker)]
+        hosts = [split_nats_url(u)[:2] for u in parse_nats_urls(broker)]
     else:
         hosts = [parse_mqtt_url(broker)[:2]]
     for host, port in hosts:

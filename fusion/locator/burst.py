@@ -94,7 +94,7 @@ DISTINCT_PLACES_M = 25.0
 # Prior sd of a path term, the delay every round of a burst takes on the path to one sensor
 # (fusion.locator.pathterms): a sensor's survey error of 1-2 m along the line of sight (3-6 ms), its
 # height in a 2D fit (a few ms at most ranges), the wind along the path (1 m/s over 500 m: 4 ms).
-# Stated, not fitted; 4 and 7 ms were compared on the tuning scenes (README).
+# Stated, not fitted (4 and 7 ms were compared at stop 40, in an earlier form of the model).
 PATH_TERM_SD_S = 5e-3
 
 
@@ -407,14 +407,15 @@ def burst_at(picks: Picks, rows: np.ndarray, position, c: float, geometry: Geome
         if np.hypot(*(position[:2] - before[:2])) <= PLACE_SETTLED_M:
             break
     if best is not None and best[0]:
-        termed = _burst_with_path_terms(picks, rows, c, geometry, area_m2, hearing, min_rounds, best[0])
+        termed = _burst_with_path_terms(picks, rows, (c, geometry, area_m2), (sensor, len(labels), rate), hearing,
+                                        min_rounds, best[0])
         if termed[0] and termed[1] > best[1]:
             best = termed
     return best if best is not None else ([], 0.0)
 
 
-def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry, area_m2: float,  # noqa: PLR0913
-                           hearing, min_rounds: int, start: list[Shot]) -> tuple[list[Shot], float]:
+def _burst_with_path_terms(picks: Picks, rows: np.ndarray, model, stretch, hearing,  # noqa: PLR0913
+                           min_rounds: int, start: list[Shot]) -> tuple[list[Shot], float]:
     """:func:`burst_at` with a path term per sensor (:mod:`fusion.locator.pathterms`), from the rounds ``start``.
 
     Each sensor's term is taken from its residuals in the rounds, its arrivals' implied discharge times less it;
@@ -423,12 +424,14 @@ def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: G
     the broad sigma: with the terms unknown, the place rests on the sensors' mean arrivals, each as uncertain as
     its term), and so on until the place settles. The burst's log Bayes factor adds the terms' factor
     (:func:`fusion.locator.pathterms.path_terms`) and takes the place's posterior area at the broad sigma.
-    Returns (rounds, log Bayes factor) of the best configuration visited, or no rounds.
+    ``model`` is (c, geometry, area_m2) and ``stretch`` (per row its sensor index, the sensors' count, per row the
+    clutter rate), as :func:`burst_at` has them. Returns (rounds, log Bayes factor) of the best configuration
+    visited, or no rounds.
     """
+    c, geometry, area_m2 = model
+    sensor, n_sensors, rate = stretch
     hear_prior, joint_hearing = hearing
-    labels, sensor = np.unique(picks.sensor[rows], return_inverse=True)
-    rate = clutter_rates(sensor, _duration(picks, rows))
-    hears = np.array(np.broadcast_to(np.asarray(hear_prior, dtype=float), len(labels)))
+    hears = np.array(np.broadcast_to(np.asarray(hear_prior, dtype=float), n_sensors))
     own = _timing_sigma(picks, rows, 0.0)
     broad = np.sqrt(own ** 2 + PATH_TERM_SD_S ** 2)
     index = np.full(len(picks), -1)
@@ -438,14 +441,13 @@ def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: G
 
     def at_terms(place):  # implied discharge times less each sensor's term, sigmas, the terms' log factor
         m = np.concatenate(members)
-        terms, termed, log_factor = path_terms(sensor[m], np.concatenate(residuals), own[m], len(labels),
-                                               PATH_TERM_SD_S)
+        terms, termed, log_factor = path_terms(sensor[m], np.concatenate(residuals), own[m], n_sensors, PATH_TERM_SD_S)
         emit = implied_discharge_s(picks, rows, place, c, geometry) - terms[sensor]
         return emit, np.where(termed[sensor], own, broad), log_factor
 
     best: tuple[list[Shot], float] = ([], -math.inf)
+    emit, sigma, _ = at_terms(position)
     for _ in range(MAX_REFINE_ROUNDS):
-        emit, sigma, _ = at_terms(position)
         found = find_rounds(emit, sensor, sigma, rate, hears, joint_hearing=joint_hearing)
         if len(found) < min_rounds:
             break
@@ -455,7 +457,7 @@ def _burst_with_path_terms(picks: Picks, rows: np.ndarray, c: float, geometry: G
         emit, sigma, log_factor = at_terms(position)
         # Each round's t0 at the fitted place with the terms taken off (the fit's own t0s carry their mean).
         found = [(float(np.sum(emit[m] / sigma[m] ** 2) / np.sum(1.0 / sigma[m] ** 2)), m, e) for _, m, e in found]
-        _, llr = _hearing(emit, (sensor, sigma, rate), found, len(labels), np.asarray(hear_prior, dtype=float))
+        _, llr = _hearing(emit, (sensor, sigma, rate), found, n_sensors, np.asarray(hear_prior, dtype=float))
         evidence = llr + log_factor - sum(_t0_occam(emit, sigma[m]) for _, m, _ in found) - \
             _place_occam(fit, area_m2)
         if evidence > best[1]:

@@ -84,8 +84,13 @@ def parse_nats_urls(url: str) -> list[str]:
     if not urls:
         raise ValueError("broker URL is empty")
     for u in urls:
-        split_broker_url(u, NATS_PORTS, "NATS server URL")
+        split_nats_url(u)
     return urls
+
+
+def split_nats_url(url: str) -> tuple[str, int, str]:
+    """One NATS server's URL as (host, port, scheme); ValueError (one line) if malformed."""
+    return split_broker_url(url, NATS_PORTS, "NATS server URL")
 
 
 def is_nats_url(url: str) -> bool:
