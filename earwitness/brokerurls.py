@@ -7,12 +7,15 @@ once, in the words of what is being read.
 
 Example::
 
-    host, port, scheme = split_broker_url("mqtts://broker.example.org", {"mqtt": 1883, "mqtts": 8883}, "mqtt.url")
+    host, port, scheme = split_broker_url("mqtts://broker.example.org", MQTT_SCHEMES, "mqtt.url")
     # ('broker.example.org', 8883, 'mqtts')
 """
 from __future__ import annotations
 
 import urllib.parse
+
+# MQTT's schemes and their IANA ports, for the node's and the fusion server's links alike.
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
 def split_broker_url(url: str, default_ports: dict[str, int], what: str) -> tuple[str, int, str]:

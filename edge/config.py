@@ -30,7 +30,7 @@ import pathlib
 import sys
 import typing
 
-from earwitness.brokerurls import split_broker_url
+from earwitness.brokerurls import MQTT_SCHEMES, split_broker_url
 from earwitness.files import file_problem
 from edge.utctime import parse_utc_ns
 
@@ -42,7 +42,6 @@ else:  # pragma: no cover
 SOURCES = ("device", "wav", "stdin")
 PCM_FORMATS = ("int16", "int32", "float32")
 PPS_MODES = ("audio", "kernel", "none")
-MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 MQTT_PROTOCOLS = ("5", "3.1.1")
 
 

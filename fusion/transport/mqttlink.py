@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Iterable
 
-from earwitness.brokerurls import split_broker_url
+from earwitness.brokerurls import MQTT_SCHEMES, split_broker_url
 from fusion.transport import mqttwire
 from fusion.transport.inbox import Inbox
 from fusion.transport.mqttwire import Publish
@@ -44,7 +44,6 @@ from fusion.transport.waiting import READY, STOPPED, wait_ready
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
 KEEPALIVE_S = 30
 # The broker keeps the session (subscriptions, unacknowledged messages) this long while we are away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -70,7 +69,7 @@ CLOSE_DRAIN_MIN_S = 1.0
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (host, port, tls); ValueError if malformed."""
-    host, port, scheme = split_broker_url(url, {"mqtt": DEFAULT_PORT, "mqtts": DEFAULT_TLS_PORT}, "broker URL")
+    host, port, scheme = split_broker_url(url, MQTT_SCHEMES, "broker URL")
     return host, port, scheme == "mqtts"
 
 
