@@ -259,3 +259,45 @@ def test_one_shot_three_sensors_one_pulse_each_is_an_exact_2p5d_fix(tmp_path):
     assert (shot["sensors_n"], shot["dof"]) == (3, 0)
     assert math.hypot(shot["x"] - source[0], shot["y"] - source[1]) <= 0.05 and shot["z"] == 2.0
     assert abs(shot["t_ns"] - t0_ns) <= 1_000
+
+
+def test_one_shot_three_sensors_with_its_echoes_is_fixed_from_the_first_arrivals(tmp_path):
+    """The same shot with 2-3 echoes reported at each sensor (later and quieter) and a noise pulse 0.4 s before
+    it at one, 20 dB quieter: the earliest loud pulse of each sensor is its direct sound, and the three fix the
+    shot (before, only three sensors of one pulse each were fixed: this came out as nothing located)."""
+    sensors = tmp_path / "s.csv"
+    positions = {"A": (0.0, 0.0, 10.0), "B": (400.0, 30.0, 12.0), "C": (150.0, 380.0, 8.0)}
+    sensors.write_text("sensor,x,y,z\n" + "".join(f"{s},{x},{y},{z}\n" for s, (x, y, z) in positions.items()))
+    source, t0_ns = (170.0, 120.0, 2.0), 1_750_000_000_000_000_000
+    c = syn.speed_of_sound(15.0)
+    echoes_s = {"A": (0.061, 0.183), "B": (0.035, 0.12, 0.29), "C": (0.09, 0.21)}
+    rows = [{"sensor": "A", "t_ns": t0_ns - 400_000_000, "snr_db": 11.0}]
+    for s, p in positions.items():
+        arrival_ns = t0_ns + round(math.dist(source, p) / c * 1e9)
+        rows.append({"sensor": s, "t_ns": arrival_ns, "snr_db": 31.0})
+        rows += [{"sensor": s, "t_ns": arrival_ns + round(e * 1e9), "snr_db": 28.0 - 3.0 * k}
+                 for k, e in enumerate(echoes_s[s])]
+    pulses = tmp_path / "p.jsonl"
+    pulses.write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["t_ns"])))
+    out = run("--sensors", sensors, "--temperature-c", 15, "--mode", "2.5d", "--ground-z", 2, pulses)
+    assert out.returncode == 0, out.stderr
+    (incident,) = [json.loads(line) for line in out.stdout.splitlines()]
+    (shot,) = incident["shots"]
+    assert (shot["sensors_n"], shot["dof"]) == (3, 0)
+    assert math.hypot(shot["x"] - source[0], shot["y"] - source[1]) <= 0.05
+
+
+def test_one_shot_three_sensors_fix_outside_the_area_searched_is_not_given(tmp_path):
+    """Three sensors' exact fix 900 m west of them, where association searches no place (the sensors' box and
+    its margin): nothing has checked it, and no shot is given, with the reason in one line."""
+    sensors = tmp_path / "s.csv"
+    positions = {"A": (0.0, 0.0, 10.0), "B": (400.0, 30.0, 12.0), "C": (150.0, 380.0, 8.0)}
+    sensors.write_text("sensor,x,y,z\n" + "".join(f"{s},{x},{y},{z}\n" for s, (x, y, z) in positions.items()))
+    source, t0_ns = (-900.0, 150.0, 2.0), 1_750_000_000_000_000_000
+    c = syn.speed_of_sound(15.0)
+    pulses = tmp_path / "p.jsonl"
+    pulses.write_text("".join(json.dumps({"sensor": s, "t_ns": t0_ns + round(math.dist(source, p) / c * 1e9)}) + "\n"
+                              for s, p in positions.items()))
+    out = run("--sensors", sensors, "--temperature-c", 15, "--mode", "2.5d", "--ground-z", 2, pulses)
+    assert out.returncode == 0 and out.stdout == ""
+    assert "fits a place (-900, 150) m outside the area searched: not located" in out.stderr

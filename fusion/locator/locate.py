@@ -404,7 +404,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                                         received_levels(pulses.spl_db, pulses.peak_dbfs))
     shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, search_bounds(picks.xy[seg]))
     if not shots and mode != "3d":
-        shots = single_exact_shot(picks, seg, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
+        shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
     if not shots:
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
