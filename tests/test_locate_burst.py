@@ -329,6 +329,19 @@ def test_a_burst_whose_sensors_each_carry_a_delay_of_their_own_is_placed_with_pa
     assert len(shots) == 5 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)
 
 
+@pytest.mark.parametrize("index", [10, 12, 87])
+def test_a_set_within_a_round_gap_of_a_shot_at_its_place_is_its_echoes(pittsburgh, tmp_path, index):
+    """Seed 601 scenes 10, 12 and 87 of tests/pittsburgh_like.py in the audio-like regime (5, 1 and 2 rounds that 5
+    sensors heard, each with dense echoes): beside the rounds, 4 sensors' echoes (or a round's arrivals mixed with
+    them) fit a place within 25 m exactly, 40-50 ms from a round, and came out as one more shot, two in scene 10. No
+    gun fires so fast (burst.MIN_ROUND_GAP_S): the set is dropped (burst.rounds_apart) and the rounds come out."""
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 601, index, tmp_path, pl.Conditions().audio_like())
+    assert sc.tags["hearing"] == 5
+    assert len(shots) == sc.rounds and all(dist_m(s, sc.source_m) < 25.0 for s in shots)
+
+
 def test_places_whose_rounds_share_pulses_count_them_once():
     """Three sensors of forty-two hear four rounds (the scene of the test above); three sensors in 2D fit the
     burst's place and its mirror alike, each holding all of its arrivals. Shots found at both places were scored

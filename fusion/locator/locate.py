@@ -19,7 +19,7 @@ import numpy as np
 
 from earwitness.units import NS_PER_S
 from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
-from fusion.locator.burst import complete_bursts, located, place_dof, places_of, single_exact_shot
+from fusion.locator.burst import complete_bursts, located, place_dof, places_of, rounds_apart, single_exact_shot
 from fusion.locator.directsound import direct_sounds
 from fusion.locator.echorepeats import without_repeated_echoes
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
@@ -329,7 +329,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # Cracks first: louder than the blast at sensors near the trajectory, they would
         # otherwise also make the blast that follows look like their echo.
         seg = seg[blast[seg]]
-        shots = _stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode, complete_bursts)
+        shots = rounds_apart(_stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode, complete_bursts), need)
         if not shots:
             continue
         t0 = np.array([s.t0_s for s in shots])
