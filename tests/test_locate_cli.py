@@ -287,6 +287,20 @@ def test_one_shot_three_sensors_with_its_echoes_is_fixed_from_the_first_arrivals
     assert math.hypot(shot["x"] - source[0], shot["y"] - source[1]) <= 0.05
 
 
+def test_one_shot_three_sensors_fit_at_two_places_is_placed_by_who_did_not_hear_it(pittsburgh, tmp_path):
+    """Seed 601 scene 31 of tests/pittsburgh_like.py in the audio-like regime: one shot, 3 of the array's 34 sensors
+    heard it (2 of them late by NLOS paths), each with 4-5 echoes. Their first arrivals fit two places alike, one
+    beside sensors that reported nothing: the other is taken (fewburst.place_by_hearing), 4 m off, on 3 sensors and
+    0 degrees of freedom. Before, the two places left nothing located."""
+    import pittsburgh_like as pl
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 601, 31, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 1 and sc.tags["hearing"] == 3 and len(sc.sensors) > 3
+    (shot,) = shots
+    assert (shot["sensors_n"], shot["dof"]) == (3, 0) and dist_m(shot, sc.source_m) < 10.0
+
+
 def test_one_shot_three_sensors_fix_outside_the_area_searched_is_not_given(tmp_path):
     """Three sensors' exact fix 900 m west of them, where association searches no place (the sensors' box and
     its margin): nothing has checked it, and no shot is given, with the reason in one line."""

@@ -544,11 +544,13 @@ def located(shots: list[Shot], places: list[int], picks: Picks, need: int, dims:
             (s.place == EXACT_FIX and picks.n_sensors(s.pulses) >= dims + 1)]
 
 
-def single_exact_shot(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry) -> list[Shot]:
+def single_exact_shot(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry, choose=None) -> list[Shot]:
     """One shot from the first arrivals at d + 1 sensors, the sensors of ``rows``: no degree of freedom to check
     it (``dof`` 0). In 2D or 2.5D (source at a known height) three sensors fix it; both closed-form roots
     (:func:`triple_points`) are refined in ``geometry``, and where both fit (the mirror ambiguity, Schau &
-    Robinson 1987) none is given, with the reason logged.
+    Robinson 1987) none is given, with the reason logged, unless ``choose`` (the two places -> the index of the
+    likelier, or None) tells them apart: who heard the shot and who did not
+    (:func:`fusion.locator.fewburst.place_by_hearing`).
 
     Of a sensor's pulses the earliest is taken: the direct path is the shortest, and what follows it there is
     its echoes (TN098 §II.B). ``rows`` should hold only pulses loud enough to be a shot at their sensor (the
@@ -567,6 +569,10 @@ def single_exact_shot(picks: Picks, rows: np.ndarray, c: float, geometry: Geomet
         if np.max(np.abs(fit.residuals_s[0])) <= EXACT_RESIDUAL_S:
             fits.append(fit)
     distinct = [f for f in fits if np.hypot(*(f.positions[0][:2] - fits[0].positions[0][:2])) > DISTINCT_PLACES_M]
+    if distinct and choose is not None:
+        k = choose([fits[0].positions[0][:2], distinct[0].positions[0][:2]])
+        if k is not None:
+            fits, distinct = [(fits[0], distinct[0])[k]], []
     # A fix lies in the area association searches (a mirror root anywhere still makes two places: far outside
     # it, the true one's mirror can lie inside).
     if not fits or distinct or not inside(search_bounds(picks.xy[rows]), fits[0].positions[0]):

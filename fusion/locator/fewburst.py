@@ -198,6 +198,29 @@ def _ranked_few_sensor_burst(picks: Picks, rows: np.ndarray, c: float, bounds, g
     return best[0], best[1] if joint else None, None if rival is None else rival[0]
 
 
+def place_by_hearing(picks: Picks, rows: np.ndarray, array_m: np.ndarray | None, places_xy) -> int | None:
+    """Of a shot's exact ``places_xy`` (a fix and its mirror root), the index of the one likelier by more than
+    AMBIGUITY_NATS by who heard it: the sensors of ``rows`` heard it once, those of ``array_m`` with no pulse among
+    ``rows`` did not, each with the prior of :func:`_range_hearing` (its range and the shot's hearing radius, integrated
+    over HEAR_RADII_M). None where neither is so much likelier (or no sensor stayed silent to tell them apart)."""
+    silent_xy = _silent(picks, rows, array_m)
+    if not _has_silent(silent_xy):
+        return None
+    heard_xy = picks.xy[rows[np.unique(picks.sensor[rows], return_index=True)[1]]]
+
+    def log_likelihood(place) -> float:
+        terms = []
+        for radius_m in HEAR_RADII_M:
+            hears = [HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(np.maximum(np.hypot(*(xy - place).T), 1.0)))
+                                             / HEAR_SHADOWING_SIGMA) for xy in (heard_xy, silent_xy)]
+            terms.append(float(np.sum(np.log(hears[0] * DETECTION_PROB)) + np.sum(np.log1p(-hears[1] * DETECTION_PROB))))
+        return float(special.logsumexp(terms)) - math.log(len(HEAR_RADII_M))
+
+    scores = [log_likelihood(np.asarray(p, dtype=float)[:2]) for p in places_xy]
+    best = int(np.argmax(scores))
+    return best if all(scores[best] - s > AMBIGUITY_NATS for k, s in enumerate(scores) if k != best) else None
+
+
 def _has_silent(silent_xy: np.ndarray | None) -> bool:
     """Whether any sensor of the array reported nothing (``silent_xy``: :func:`_silent`)."""
     return silent_xy is not None and len(silent_xy) > 0

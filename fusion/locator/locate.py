@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from fusion.locator.directsound import direct_sounds
 from fusion.locator.echorepeats import without_repeated_echoes
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
-from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst
+from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst, place_by_hearing
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -404,7 +405,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                                         received_levels(pulses.spl_db, pulses.peak_dbfs))
     shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, search_bounds(picks.xy[seg]))
     if not shots and mode != "3d":
-        shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())))
+        shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())),
+                                  partial(place_by_hearing, picks, loud, config.array_m))
     if not shots:
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
