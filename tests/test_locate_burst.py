@@ -334,7 +334,7 @@ def test_a_set_within_a_round_gap_of_a_shot_at_its_place_is_its_echoes(pittsburg
     """Seed 601 scenes 10, 12 and 87 of tests/pittsburgh_like.py in the audio-like regime (5, 1 and 2 rounds that 5
     sensors heard, each with dense echoes): beside the rounds, 4 sensors' echoes (or a round's arrivals mixed with
     them) fit a place within 25 m exactly, 40-50 ms from a round, and came out as one more shot, two in scene 10. No
-    gun fires so fast (burst.MIN_ROUND_GAP_S): the set is dropped (burst.rounds_apart) and the rounds come out."""
+    gun fires so fast (burst.MIN_ROUND_GAP_S): the set is dropped (roundgap.rounds_apart) and the rounds come out."""
     from locator_scoring import dist_m
 
     sc, shots = pl.scene_shots(pittsburgh, 601, index, tmp_path, pl.Conditions().audio_like())

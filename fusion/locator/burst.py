@@ -43,14 +43,12 @@ import numpy as np
 from scipy import special
 
 from earwitness.units import MAD_TO_SIGMA
-from fusion.locator.associate import Shot, implied_discharge_s, inside, search_bounds
+from fusion.locator.associate import Shot, implied_discharge_s
 from fusion.locator.clutter import following_rates
 from fusion.locator.echosets import is_echo_set, level_set
 from fusion.locator.multilaterate import Geometry, fit_shots
 from fusion.locator.pathterms import path_terms
 from fusion.locator.picks import Picks
-from fusion.locator.shooters import split_by_place
-from fusion.locator.triplevote import triple_points
 
 log = logging.getLogger(__name__)
 
@@ -536,78 +534,9 @@ def place_dof(shots: list[Shot], places: list[int], dims: int) -> list[int]:
 def located(shots: list[Shot], places: list[int], picks: Picks, need: int, dims: int) -> list[int]:
     """Indices of the shots a position can rest on: ``need`` sensors of their own, a shared place
     with at least one residual degree of freedom whose rounds each have MIN_ROUND_SENSORS, or an
-    exact fix (:func:`single_exact_shot`) of d + 1 sensors."""
+    exact fix (:func:`fusion.locator.exactfix.single_exact_shot`) of d + 1 sensors."""
     dof = place_dof(shots, places, dims)
     counts = np.bincount(places)
     return [i for i, s in enumerate(shots) if picks.n_sensors(s.pulses) >= need or
             (counts[places[i]] > 1 and dof[i] >= 1 and picks.n_sensors(s.pulses) >= min(MIN_ROUND_SENSORS, need)) or
             (s.place == EXACT_FIX and picks.n_sensors(s.pulses) >= dims + 1)]
-
-
-def single_exact_shot(picks: Picks, rows: np.ndarray, c: float, geometry: Geometry, choose=None) -> list[Shot]:
-    """One shot from the first arrivals at d + 1 sensors, the sensors of ``rows``: no degree of freedom to check
-    it (``dof`` 0). In 2D or 2.5D (source at a known height) three sensors fix it; both closed-form roots
-    (:func:`triple_points`) are refined in ``geometry``, and where both fit (the mirror ambiguity, Schau &
-    Robinson 1987) none is given, with the reason logged, unless ``choose`` (the two places -> the index of the
-    likelier, or None) tells them apart: who heard the shot and who did not
-    (:func:`fusion.locator.fewburst.place_by_hearing`).
-
-    Of a sensor's pulses the earliest is taken: the direct path is the shortest, and what follows it there is
-    its echoes (TN098 §II.B). ``rows`` should hold only pulses loud enough to be a shot at their sensor (the
-    caller's echo screen): a quiet one before it is noise. (Where the shot's echoes were reported too, 3-6 a
-    sensor, only sensors with a single pulse each were taken before: audio-like scenes of
-    tests/pittsburgh_like.py, seeds 601-604, rounds exact 0.81/0.84/0.76/0.80 -> 0.84/0.86/0.78/0.84.)
-    """
-    if geometry.dims != 2 or picks.n_sensors(rows) != geometry.dims + 1:
-        return []
-    by_sensor = rows[np.lexsort((picks.t_s[rows], picks.sensor[rows]))]
-    rows = by_sensor[np.r_[True, np.diff(picks.sensor[by_sensor]) != 0]]
-    points, t0s = triple_points(picks.xy[rows][None], picks.t_s[rows][None], c)
-    fits = []
-    for point, t0 in zip(points, t0s):
-        fit = fit_shots([(picks.pos_m[rows], picks.t_s[rows], picks.sigma_s[rows])], c, geometry, [(point, t0)])
-        if np.max(np.abs(fit.residuals_s[0])) <= EXACT_RESIDUAL_S:
-            fits.append(fit)
-    distinct = [f for f in fits if np.hypot(*(f.positions[0][:2] - fits[0].positions[0][:2])) > DISTINCT_PLACES_M]
-    if distinct and choose is not None:
-        k = choose([fits[0].positions[0][:2], distinct[0].positions[0][:2]])
-        if k is not None:
-            fits, distinct = [(fits[0], distinct[0])[k]], []
-    # A fix lies in the area association searches (a mirror root anywhere still makes two places: far outside
-    # it, the true one's mirror can lie inside).
-    if not fits or distinct or not inside(search_bounds(picks.xy[rows]), fits[0].positions[0]):
-        if distinct:
-            log.warning("one shot heard by 3 sensors fits two places, (%.0f, %.0f) and (%.0f, %.0f) m: not located",
-                        *fits[0].positions[0][:2], *distinct[0].positions[0][:2])
-        elif fits:
-            log.warning("one shot heard by 3 sensors fits a place (%.0f, %.0f) m outside the area searched: not located",
-                        *fits[0].positions[0][:2])
-        return []
-    fit = fits[0]
-    return [Shot(np.sort(rows), fit.positions[0], float(fit.t0_s[0]), c, fit.residuals_s[0], EXACT_FIX)]
-
-
-def rounds_apart(shots: list[Shot], need: int) -> list[Shot]:
-    """``shots`` less each of ``need`` pulses or fewer that comes within MIN_ROUND_GAP_S of a better-supported one at
-    its place (DISTINCT_PLACES_M).
-
-    No gun fires so fast: of two such shots one is a set of the other's echoes, or of its arrivals mixed with
-    echoes (with 4-5 sensors hearing, each with dense echoes, 4 of them can fit a place a few metres off
-    exactly, 40-50 ms from the shot: audio-like scenes of tests/pittsburgh_like.py, seed 601 scenes 10, 12 and
-    87). The better supported is the one with more rounds fitted at its very place (a burst's, within
-    PLACE_SETTLED_M), then more pulses, then the earlier: echoes follow the sound that made them (TN098 §II.B).
-    A shot of more than ``need`` pulses (association's least: one residual degree of freedom) is checked by its own
-    residuals and stays: two guns at one place can fire that close together (the Pittsburgh tests merged two by
-    two, bench_association: a round of 12-20 sensors 40 ms after the other gun's). The shots are kept in their order."""
-    if len(shots) < 2:
-        return shots
-    xy = np.array([s.position[:2] for s in shots])
-    rounds_here = (np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= PLACE_SETTLED_M).sum(axis=1)
-    keep: list[int] = []
-    for members in split_by_place(xy, DISTINCT_PLACES_M):
-        kept_t0_s: list[float] = []
-        for i in sorted(members, key=lambda k: (-rounds_here[k], -len(shots[k].pulses), shots[k].t0_s)):
-            if len(shots[i].pulses) > need or all(abs(shots[i].t0_s - t0_s) >= MIN_ROUND_GAP_S for t0_s in kept_t0_s):
-                kept_t0_s.append(shots[i].t0_s)
-                keep.append(i)
-    return [shots[i] for i in sorted(keep)]

@@ -14,18 +14,18 @@ import logging
 import math
 import os
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 
 from earwitness.units import NS_PER_S
 from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
-from fusion.locator.burst import complete_bursts, located, place_dof, places_of, rounds_apart, single_exact_shot
+from fusion.locator.burst import complete_bursts, located, place_dof, places_of
 from fusion.locator.directsound import direct_sounds
 from fusion.locator.echorepeats import without_repeated_echoes
 from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
-from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst, place_by_hearing
+from fusion.locator.exactfix import single_exact_shot
+from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -38,6 +38,7 @@ from fusion.locator.multilaterate import (
 )
 from fusion.locator.picks import Picks
 from fusion.locator.pulses import Pulses, parse_pulses
+from fusion.locator.roundgap import rounds_apart
 from fusion.locator.sensors import Sensors, read_sensors
 from fusion.locator.shockwave import louder_than_blast, screen, shock_like
 from fusion.locator.shooters import cluster_shooters, split_by_place, split_incidents
@@ -405,8 +406,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                                         received_levels(pulses.spl_db, pulses.peak_dbfs))
     shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, search_bounds(picks.xy[seg]))
     if not shots and mode != "3d":
-        shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())),
-                                  partial(place_by_hearing, picks, loud, config.array_m))
+        shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())), config.array_m)
     if not shots:
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
