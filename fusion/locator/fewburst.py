@@ -211,8 +211,7 @@ def place_by_hearing(picks: Picks, rows: np.ndarray, array_m: np.ndarray | None,
     def log_likelihood(place) -> float:
         terms = []
         for radius_m in HEAR_RADII_M:
-            hears = [HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(np.maximum(np.hypot(*(xy - place).T), 1.0)))
-                                             / HEAR_SHADOWING_SIGMA) for xy in (heard_xy, silent_xy)]
+            hears = [hearing_prior(xy, place, radius_m) for xy in (heard_xy, silent_xy)]
             terms.append(float(np.sum(np.log(hears[0] * DETECTION_PROB)) + np.sum(np.log1p(-hears[1] * DETECTION_PROB))))
         return float(special.logsumexp(terms)) - math.log(len(HEAR_RADII_M))
 
@@ -291,8 +290,7 @@ def _silent_llr(silent_xy: np.ndarray, shots: list[Shot], radius_m: float) -> fl
     ``1 - h + h (1 - P_D)^K``, the missed-detection term of probabilistic data association (Bar-Shalom,
     Willett & Tian 2011, ch. 3) that the sensors of the stretch get in :func:`fusion.locator.burst._hearing`.
     A mirror place beside sensors that stayed silent is so told from the true one."""
-    range_m = np.maximum(np.hypot(*(silent_xy - np.asarray(shots[0].position)[:2]).T), 1.0)
-    hears = HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
+    hears = hearing_prior(silent_xy, shots[0].position, radius_m)
     return float(np.sum(np.log1p(-hears * (1.0 - (1.0 - DETECTION_PROB) ** len(shots)))))
 
 
@@ -302,7 +300,13 @@ def _range_hearing(picks: Picks, rows: np.ndarray, place, radius_m: float) -> np
     shadowing, see HEAR_SHADOWING_SIGMA): a silent sensor near the place counts against it, a far
     one hardly, so a mirror place nearer to sensors that heard nothing is the less likely."""
     _, first = np.unique(picks.sensor[rows], return_index=True)
-    range_m = np.maximum(np.hypot(*(picks.xy[rows[first]] - np.asarray(place)[:2]).T), 1.0)
+    return hearing_prior(picks.xy[rows[first]], place, radius_m)
+
+
+def hearing_prior(sensors_xy: np.ndarray, place, radius_m: float) -> np.ndarray:
+    """Per sensor at ``sensors_xy`` the prior that it hears a shot at ``place`` (x, y first) whose hearing radius is
+    ``radius_m``, as :func:`_range_hearing` states it."""
+    range_m = np.maximum(np.hypot(*(np.asarray(sensors_xy, dtype=float)[:, :2] - np.asarray(place, dtype=float)[:2]).T), 1.0)
     return HEAR_MAX * special.ndtr((math.log(radius_m) - np.log(range_m)) / HEAR_SHADOWING_SIGMA)
 
 
