@@ -7,8 +7,8 @@ term (d) (calibration of prediction regions by coverage, "sharpness subject to c
 Gneiting, Balabdaoui & Raftery, "Probabilistic forecasts, calibration and sharpness", JRSS B 69,
 2007); the same search fits term (i), the gross error on arrivals the geometry barely checks, on
 shots that have such arrivals (:func:`fit_gross`). The others are held at their stated values:
-survey error (c) and the non-line-of-sight term (e) are both a constant independent variance per
-arrival, which arrival times cannot tell apart; the wind and the frame (h) are one draw per firing
+survey error (c) and the non-line-of-sight term (e) are both a constant variance per path (a sensor's,
+from one place), which arrival times cannot tell apart; the wind and the frame (h) are one draw per firing
 position, so two positions cannot estimate them (fitted on FP1 and FP3, whose shots lie 1-3 m off their surveys, they come out
 too small for FP2's 4-6 m), and they are stated from what is known of the air and the surveys
 (:mod:`fusion.locator.uncertainty`).

@@ -576,9 +576,9 @@ def _shot_records(shots, fit, picks: Picks, stated_unc_s: np.ndarray, sensors: S
     move them together.
     """
     groups = [(picks.pos_m[s.pulses], picks.t_s[s.pulses], picks.sigma_s[s.pulses]) for s in shots]
-    used = np.concatenate([s.pulses for s in shots])
     arrivals = arrivals_of_fit(fit, groups, [stated_unc_s[s.pulses] for s in shots], geometry,
-                               rounded=on_grid(picks.t_s[used]), wind_m_s=wind)
+                               rounded=on_grid(np.concatenate([picks.t_s[s.pulses] for s in shots])), wind_m_s=wind,
+                               sensor_ids=[picks.sensor[s.pulses] for s in shots])
     # What each position rests on: its sensors, and the residual degrees of freedom of its place.
     dofs = place_dof(shots, fit.places, geometry.dims)
     out_shots = []

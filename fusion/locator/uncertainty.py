@@ -18,7 +18,7 @@ Each arrival time i used by the final fit errs by the sum of independent parts; 
                                           travel time (the wind's common part: below);
           + (e) NLOS_SD_S^2               residual non-line-of-sight / diffraction delay that
                                           outlier rejection left in (a few ms over a rooftop: a
-                                          per-arrival term, heavy-tailed in truth; its variance is
+                                          per-path term, heavy-tailed in truth; its variance is
                                           what enters here);
           + (g) p_i^2                     in the "2d" geometry, the path the plane leaves out: a
                                           sensor dz_i above or below the shot's plane (the sensors'
@@ -29,6 +29,11 @@ Each arrival time i used by the final fit errs by the sum of independent parts; 
                                           arrival the association's tolerance let in) moves the
                                           solution and leaves almost no residual, so neither the
                                           outlier rule nor the residuals' excess can see it.
+
+Of these, (a) and (b) are the arrival's own; (c), (d), (e) and (g) belong to the path from the
+place to the sensor, so the rounds of a burst, fitted at one place, share them (one survey error,
+one diffraction, one height per sensor): fully correlated between the arrivals of one sensor at one
+place, they do not average out over the rounds as the arrival's own parts do.
 
 plus parts correlated between arrivals, which move the solution more than they show in its
 residuals:
@@ -64,10 +69,11 @@ need not be the budget's). Its estimate moves by ``A e`` for arrival errors ``e`
 (every shot's position and emission time, and c where fitted). So the unknowns' covariance is
 the sandwich ``A S A^T`` (e.g. Kay, "Fundamentals of Statistical Signal Processing: Estimation
 Theory", 1993, §8.5; Mikhail & Ackermann, "Observations and Least Squares", 1976, ch. 4), with S
-the budget's covariance of the arrivals: the diagonal V of (a)-(e), (g), plus the correlated
-(f) and wind. The residuals ``r = P e`` (``P = I - J A``) see the independent part and little of
-the correlated one, so only the independent part is checked against them: where
-``r^T V^-1 r`` exceeds what the budget predicts for it (``tr(V^-1 P S P^T)``), that part's
+the budget's covariance of the arrivals: the per-path part Q of (a)-(e), (g) (its diagonal V; a
+block per sensor where a burst's rounds share a place), plus the correlated (f) and wind. The
+residuals ``r = P e`` (``P = I - J A``) see the per-path part and little of the common one, so only
+the per-path part is checked against them: where ``r^T V^-1 r`` exceeds what the budget predicts for
+it (``tr(V^-1 P S P^T)``), that part's
 variance is taken as estimated from the fit's dof residuals, scaled by the excess and widened
 to the 95 % quantile of F(2, dof) rather than chi-square(2) (Mikhail & Ackermann §4.7); the
 correlated parts and (h) are added as stated. So a shot's radius follows its own geometry,
@@ -124,7 +130,7 @@ UNIFORM_VARIANCE_FACTOR = 1.0 / 12.0
 # degC, and c = 20.03 sqrt(T + 273.15) moves by dT / (2 (T + 273.15)) relative.
 TEMPERATURE_SD_C = 3.0
 C_COMMON_REL_SD = TEMPERATURE_SD_C / (2.0 * 288.15)
-# (c) and (e) held, not fitted: each is a constant independent variance per arrival, which arrival
+# (c) and (e) held, not fitted: each is a constant variance per path, one draw per sensor and place, which arrival
 # times cannot tell apart, and on FP1-FP3 coverage and sharpness are flat in (e) from 0 to 3 ms
 # (fusion.locator.calibration). (c): a fixed node's surveyed position, ~1 m along a line of sight;
 # (e): diffraction over a rooftop delays a near line-of-sight arrival by a few ms, and the final
@@ -240,7 +246,8 @@ class Arrivals:
     ``stated_unc_s``: the pulses' stated uncertainty (NaN: none stated); ``rounded``: times on
     the 1 ms grid; ``travel_s``: d_i / c; ``projection_s``: term (g), the path the 2D model leaves
     out; ``toward_xy``: the horizontal unit vector from the source to the sensor (the wind's
-    part of (d)); ``shot``: the shot of each row.
+    part of (d)); ``shot``: the shot of each row; ``path``: per row its path, one id per sensor and place
+    (terms (c), (d), (e), (g) are one draw per path).
     """
 
     jac_s: np.ndarray
@@ -257,6 +264,7 @@ class Arrivals:
     c_fitted: bool
     dof: int
     pos_cols: np.ndarray  # per shot the columns of its (place's) position in ``jac_s``
+    path: np.ndarray
 
 
 def on_grid(t_s: np.ndarray, step_s: float = ROUNDING_STEP_S) -> bool:
@@ -269,11 +277,13 @@ def on_grid(t_s: np.ndarray, step_s: float = ROUNDING_STEP_S) -> bool:
 
 
 def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geometry, rounded: bool,  # noqa: PLR0913
-                    wind_m_s=None) -> Arrivals:
+                    wind_m_s=None, sensor_ids: list | None = None) -> Arrivals:
     """The :class:`Arrivals` of a :func:`fit_shots` result: its Jacobian recomputed at the solution.
 
     ``groups`` are the fit's (sensors_m, t_s, sigma_s) per shot, ``stated_unc_s`` per shot the
-    pulses' stated uncertainties (NaN where none); ``wind_m_s`` the wind the fit was told (None: still air).
+    pulses' stated uncertainties (NaN where none); ``wind_m_s`` the wind the fit was told (None: still air);
+    ``sensor_ids`` per shot its arrivals' sensors (default: told apart by position), so that a sensor's
+    arrivals of rounds at one place are one path.
     """
     wind = as_wind(wind_m_s)
     dims, k = geometry.dims, len(groups)
@@ -284,8 +294,12 @@ def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geomet
     jac = np.zeros((n, n_par))
     travel, projection, shot = np.zeros(n), np.zeros(n), np.zeros(n, dtype=int)
     toward = np.zeros((n, 2))
+    paths: dict[tuple, int] = {}
+    path = np.zeros(n, dtype=int)
     row = 0
     for j, (pos_m, _, _) in enumerate(groups):
+        ids = sensor_ids[j] if sensor_ids is not None else [tuple(p) for p in np.asarray(pos_m, dtype=float)]
+        path[row:row + len(ids)] = [paths.setdefault((int(pos_cols[j][0]), sid), len(paths)) for sid in ids]
         coords = geometry.sensor_coords(np.asarray(pos_m, dtype=float))
         diff = geometry.source_coords(fit.positions[j]) - coords
         dist = np.maximum(np.linalg.norm(diff, axis=1), 1e-6)
@@ -306,15 +320,23 @@ def arrivals_of_fit(fit: Fit, groups: list, stated_unc_s: list, geometry: Geomet
                     np.concatenate([np.asarray(r, dtype=float) for r in fit.residuals_s]),
                     np.concatenate([np.asarray(u, dtype=float) for u in stated_unc_s]),
                     np.full(n, bool(rounded)), travel, projection, toward, shot, float(fit.c), dims, bool(fit.c_fitted),
-                    int(fit.dof), pos_cols)
+                    int(fit.dof), pos_cols, path)
 
 
 def arrival_variances_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray:
-    """Per arrival the budget's independent variance, s^2: terms (a) to (e) and (g) of the module docstring."""
+    """Per arrival the budget's own variance, s^2: terms (a) and (b) of the module docstring."""
     pick = np.where(np.isfinite(arr.stated_unc_s), arr.stated_unc_s, budget.pick_sd_s)
     rounding = np.where(arr.rounded, ROUNDING_STEP_S**2 * UNIFORM_VARIANCE_FACTOR, 0.0)
-    return (pick**2 + rounding + (budget.survey_sd_m / arr.c_m_s) ** 2 +
-            (budget.c_path_rel_sd * arr.travel_s) ** 2 + budget.nlos_sd_s**2 + arr.projection_s**2)
+    return pick**2 + rounding
+
+
+def per_path_covariance_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray:
+    """The per-path part of the arrivals' covariance, s^2: each arrival's own (a), (b) on the diagonal, and
+    (c), (d), (e), (g), one draw per path (:attr:`Arrivals.path`), between every two arrivals of a path."""
+    path_sd = np.sqrt((budget.survey_sd_m / arr.c_m_s) ** 2 + (budget.c_path_rel_sd * arr.travel_s) ** 2 +
+                      budget.nlos_sd_s**2 + arr.projection_s**2)
+    shared = arr.path[:, None] == arr.path[None, :]
+    return np.diag(arrival_variances_s2(arr, budget)) + np.where(shared, np.outer(path_sd, path_sd), 0.0)
 
 
 def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
@@ -324,7 +346,7 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
     part widened by the residuals' excess over the budget, then the correlated parts (wind, the
     stated temperature) and the frame (h) added as stated.
     """
-    var = arrival_variances_s2(arr, budget)
+    per_path = per_path_covariance_s2(arr, budget)
     # (d), the wind's part: a wind w (east, north; each of sd wind_sd_m_s) speeds the sound toward
     # sensor i by w.u_i, so its arrival comes tau_i (w.u_i) / c early: correlated through the one w.
     lag = arr.travel_s[:, None] * arr.toward_xy / arr.c_m_s
@@ -337,7 +359,7 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
         a = estimator(arr)
     except np.linalg.LinAlgError:
         return [np.full((2, 2), np.inf) for _ in range(n_shots)]
-    cov = (a @ (var[:, None] * a.T) * _independent_scale(arr, a, var, cov_corr) + a @ cov_corr @ a.T
+    cov = (a @ per_path @ a.T * _independent_scale(arr, a, per_path, cov_corr) + a @ cov_corr @ a.T
            + _unchecked_cov(arr, a, budget))
     frame = budget.frame_sd_m**2 * np.eye(2)
     return [cov[np.ix_(arr.pos_cols[j][:2], arr.pos_cols[j][:2])] + frame for j in range(n_shots)]
@@ -366,13 +388,13 @@ def _unchecked_cov(arr: Arrivals, a: np.ndarray, budget: Budget) -> np.ndarray:
     return budget.gross_sd_s**2 * (cols @ cols.T)
 
 
-def _independent_scale(arr: Arrivals, a: np.ndarray, var: np.ndarray, cov_corr: np.ndarray) -> float:
-    """The factor on the independent part's covariance: the residuals' excess over the budget, F-widened.
+def _independent_scale(arr: Arrivals, a: np.ndarray, per_path: np.ndarray, cov_corr: np.ndarray) -> float:
+    """The factor on the per-path part's covariance: the residuals' excess over the budget, F-widened.
 
-    The fit's residuals ``r = P e`` (``P = I - J A``) see the independent per-arrival errors and
-    little of the correlated ones (a wind or a wrong c moves the solution, not the residuals).
-    ``E[r^T V^-1 r] = tr(V^-1 P S P^T)`` splits into the independent part's share and the
-    correlated part's; where the observed statistic exceeds the budget's, the independent
+    The fit's residuals ``r = P e`` (``P = I - J A``) see the per-path errors and little of the
+    common ones (a wind or a wrong c moves the solution, not the residuals).
+    ``E[r^T V^-1 r] = tr(V^-1 P S P^T)`` (V the per-path part's diagonal) splits into the per-path
+    part's share and the common part's; where the observed statistic exceeds the budget's, the per-path
     variance is taken as estimated from the residuals: scaled by the excess, and by
     ``2 F(2, dof; 0.95) / chi2(2; 0.95)``, the 95 % quantile of an estimated variance (Mikhail &
     Ackermann §4.7; the factor :func:`fusion.locator.multilaterate.radius95_m` applies).
@@ -380,10 +402,11 @@ def _independent_scale(arr: Arrivals, a: np.ndarray, var: np.ndarray, cov_corr: 
     """
     if arr.dof <= 0:
         return 1.0
+    var = np.diag(per_path)
     p = np.eye(len(var)) - arr.jac_s @ a
     observed = float(np.sum(arr.residual_s**2 / var))
     from_corr = float(np.trace((p @ cov_corr @ p.T) / var[:, None]))
-    from_ind = float(np.sum((p**2 @ var) / var))
+    from_ind = float(np.trace((p @ per_path @ p.T) / var[:, None]))
     scale = (observed - from_corr) / from_ind if from_ind > 0 else 1.0
     if scale <= 1.0:
         return 1.0
