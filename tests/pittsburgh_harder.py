@@ -40,6 +40,17 @@ def thinned(tests, per_test: int = 2, seed: int = SEED):
                    rounds, pp.temperature_c(test))
 
 
+def thinned_shots(tests, index: int) -> tuple[str, tuple, int, int, list[dict]]:
+    """Thinned case ``index`` through ``locate``: its firing position, survey, sensors kept, rounds fired and every
+    shot put out."""
+    from fusion.locator.locate import locate
+    from fusion.locator.sensors import Sensors
+
+    fp, survey, positions, pulses, rounds, temperature = list(thinned(tests))[index]
+    incidents = locate(pulses, Sensors.from_local(positions), temperature)
+    return fp, survey, len(positions), rounds, [s for inc in incidents for s in inc["shots"]]
+
+
 def nlos(tests, seed: int = SEED):
     rng = np.random.default_rng(seed)
     for test in tests:

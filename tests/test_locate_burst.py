@@ -535,10 +535,8 @@ def test_weak_rounds_give_way_only_to_a_burst_that_explains_more_pulses(pittsbur
     (locate.WEAK_SHOT_PULSES). A burst of fewer pulses there, ambiguous between two places, outweighs them by
     the burst model's Bayes factor and would leave neither; it explains fewer pulses than the 3 rounds, so
     they stay (fewburst.burst_or_found)."""
-    fp, survey, positions, pulses, rounds, temperature = list(ph.thinned(pittsburgh))[96]
-    assert (fp, len(positions), rounds) == ("FP3", 7, 3)
-    incidents = locate(pulses, Sensors.from_local(positions), temperature)
-    shots = [s for inc in incidents for s in inc["shots"]]
+    fp, survey, sensors, rounds, shots = ph.thinned_shots(pittsburgh, 96)
+    assert (fp, sensors, rounds) == ("FP3", 7, 3)
     assert len(shots) == 3 and all(math.hypot(s["x"] - survey[0], s["y"] - survey[1]) < 5.0 for s in shots)
 
 

@@ -51,6 +51,8 @@ MIN_MARGIN_M = 200.0
 # taken from the rates of the pulses not yet explained: a burst's own first arrivals, dozens
 # per sensor, otherwise raise it above the support of its quieter shots (32 of 40 located).
 DENSE_PULSES = 600
+# Length of the chunks a long stretch of pulses is associated in (find_shots_in_stretch).
+CHUNK_S = 3.0
 DENSE_SEED_WORK = 1_000_000
 # The seed of an exhausted dense search: the best point among the pulses of the busiest span
 # this long (a shot's nearest sensors hear it within it), few enough to be searched in full.
@@ -557,4 +559,30 @@ def find_shots(picks: Picks, config: SearchConfig, prior: np.ndarray | None = No
             config = _after_first_shot(config, shot)
         shots.append(shot)
         available[shot.pulses] = False
+    return shots
+
+
+def find_shots_in_stretch(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list[Shot]:
+    """:func:`find_shots` among the rows ``seg`` of one stretch (``quiet_s``: the gap that ends a stretch), a chunk of
+    CHUNK_S at a time. The shots' pulses are rows of ``picks``.
+    """
+    shots = []
+    used = np.zeros(len(seg), dtype=bool)
+    # Long stretches are associated a chunk at a time (each with a propagation span of
+    # overlap), so the search costs grow with the length of the input, not its square.
+    seg_t = picks.t_s[seg]
+    dense = False  # once a chunk is dense, the rest of the stretch is searched as dense too
+    for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
+        core_end = core_start + CHUNK_S
+        part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
+        idx = seg[part]
+        if picks.n_sensors(idx) < config.min_sensors:
+            continue
+        for shot in find_shots(picks.take(idx), replace(config, dense=dense),
+                               prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2)):
+            if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
+                used[part[shot.pulses]] = True
+                shot.pulses = idx[shot.pulses]
+                shots.append(shot)
+        dense = dense or len(idx) >= DENSE_PULSES
     return shots

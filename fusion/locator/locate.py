@@ -18,7 +18,14 @@ from dataclasses import replace
 import numpy as np
 
 from earwitness.units import NS_PER_S
-from fusion.locator.associate import DENSE_PULSES, MAD_TO_SIGMA, SELECTION_GEOMETRY, SearchConfig, find_shots, search_bounds
+from fusion.locator.associate import (
+    DENSE_PULSES,
+    MAD_TO_SIGMA,
+    SELECTION_GEOMETRY,
+    SearchConfig,
+    find_shots_in_stretch,
+    search_bounds,
+)
 from fusion.locator.burst import complete_bursts, located, place_dof, places_of
 from fusion.locator.directsound import direct_sounds
 from fusion.locator.echorepeats import without_repeated_echoes
@@ -26,6 +33,7 @@ from fusion.locator.echosets import CLIPPED_DBFS, received_levels
 from fusion.locator.echoshots import echo_shots, without_images
 from fusion.locator.exactfix import single_exact_shot
 from fusion.locator.fewburst import JOINT_HEARING_MAX_PULSES, burst_or_found, few_sensor_burst
+from fusion.locator.mixedsets import without_mixed_sets
 from fusion.locator.multilaterate import (
     C_MAX,
     C_MIN,
@@ -75,8 +83,6 @@ TRIAL_TEMPERATURES_C = tuple(sorted(np.arange(-30.0, 45.1, TRIAL_STEP_C), key=la
 TEMPERATURE_SLACK_C = 4.0
 # Speed of sound used where it is unknown and cannot be estimated.
 FALLBACK_TEMPERATURE_C = DEFAULT_TEMPERATURE_C
-# Length of the chunks a long stretch of pulses is associated in.
-CHUNK_S = 3.0
 # Fewest residual degrees of freedom for the final fit to estimate the speed of sound.
 MIN_DOF_FOR_C = 3
 # Outlier rejection before the final fit (residuals beyond this many robust sigmas, never tighter than the floor,
@@ -331,7 +337,8 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # Cracks first: louder than the blast at sensors near the trajectory, they would
         # otherwise also make the blast that follows look like their echo.
         seg = seg[blast[seg]]
-        shots = rounds_apart(_stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode, complete_bursts), need)
+        shots = _stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode, complete_bursts)
+        shots = without_mixed_sets(picks, rounds_apart(shots, need), need)
         if not shots:
             continue
         t0 = np.array([s.t0_s for s in shots])
@@ -351,7 +358,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                    complete: bool = True) -> list:
     """The shots of one stretch (rows ``seg`` of ``picks``, cracks left out): association, then bursts.
 
-    Shots that ``config.min_sensors`` agree on (:func:`_associate`), then the rounds of their
+    Shots that ``config.min_sensors`` agree on (:func:`fusion.locator.associate.find_shots_in_stretch`), then the rounds of their
     bursts association missed (:func:`fusion.locator.burst.complete_bursts`), shots at one place weighed
     against a burst fewer sensors heard elsewhere (:func:`fusion.locator.fewburst.burst_or_found`); where none
     is found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.fewburst.few_sensor_burst`), its rounds
@@ -371,7 +378,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
         for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
-            shots = _associate(picks, loud, replace(config, tol_s=tol_s, array_sensors=picks.n_sensors(loud),
+            shots = find_shots_in_stretch(picks, loud, replace(config, tol_s=tol_s, array_sensors=picks.n_sensors(loud),
                                                            listeners=picks.take(seg)), quiet_s)
             if shots:
                 break
@@ -410,33 +417,6 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
     if not shots:
         log.warning("%s: %d sensors heard it, but no %d agree on one shot and no burst of rounds from %d fixes one place",
                     when, heard, config.min_sensors, min_burst_sensors(mode))
-    return shots
-
-
-def _associate(picks: Picks, seg: np.ndarray, config: SearchConfig, quiet_s: float) -> list:
-    """Shots among the rows ``seg`` of one stretch (see :func:`fusion.locator.associate.find_shots`).
-
-    The shots' pulses are rows of ``picks``.
-    """
-    shots = []
-    used = np.zeros(len(seg), dtype=bool)
-    # Long stretches are associated a chunk at a time (each with a propagation span of
-    # overlap), so the search costs grow with the length of the input, not its square.
-    seg_t = picks.t_s[seg]
-    dense = False  # once a chunk is dense, the rest of the stretch is searched as dense too
-    for core_start in np.arange(seg_t.min(), seg_t.max() + CHUNK_S, CHUNK_S):
-        core_end = core_start + CHUNK_S
-        part = np.flatnonzero(~used & (seg_t >= core_start) & (seg_t < core_end + quiet_s))
-        idx = seg[part]
-        if picks.n_sensors(idx) < config.min_sensors:
-            continue
-        for shot in find_shots(picks.take(idx), replace(config, dense=dense),
-                               prior=np.array([s.position[:2] for s in shots]).reshape(-1, 2)):
-            if seg_t[part[shot.pulses]].min() < core_end:  # later ones: the next chunk's
-                used[part[shot.pulses]] = True
-                shot.pulses = idx[shot.pulses]
-                shots.append(shot)
-        dense = dense or len(idx) >= DENSE_PULSES
     return shots
 
 
