@@ -373,7 +373,7 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         log.warning("%s: %d sensors heard it, a position needs %d", when, heard, min_burst_sensors(mode))
         return []
     loud = seg[_loud_enough(pulses.sensor[seg], pulses.snr_db[seg], pulses.peak_dbfs[seg], picks.t_s[seg])]
-    shots, tol_s = [], TOLERANCE_S
+    shots, tol_s, bounds = [], TOLERANCE_S, search_bounds(picks.xy[seg])
     if picks.n_sensors(loud) >= config.min_sensors:
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
@@ -397,21 +397,21 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # (burst_or_found); so is a lone shot with no further round at its place, however large: it can be mixed
         # from a burst's rounds (seed 612 scene 111 of tests/pittsburgh_like.py: 9 pulses 452 m off 3 rounds of 7).
         if (weak or len(shots) == 1) and len(loud) <= JOINT_HEARING_MAX_PULSES:
-            kept = burst_or_found(picks, loud, shots, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY,
+            kept = burst_or_found(picks, loud, shots, config.c, bounds, SELECTION_GEOMETRY,
                                   config.array_m)
             # The pulses of shots let go are free again for rounds at the kept shots' places (seed 601 scene 62
             # audio-like: a set 365 m off let go, the second round's 3 arrivals are found at the first's place).
             if kept and {id(s) for s in kept} < {id(s) for s in shots}:
                 kept = kept + complete_bursts(picks, seg, kept, SELECTION_GEOMETRY, min_sensors(mode), levels)
             shots = kept
-        return direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, tol_s, search_bounds(picks.xy[seg]))
-    shots = few_sensor_burst(picks, seg, config.c, search_bounds(picks.xy[seg]), SELECTION_GEOMETRY, config.array_m, loud)
+        return direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, tol_s, bounds)
+    shots = few_sensor_burst(picks, seg, config.c, bounds, SELECTION_GEOMETRY, config.array_m, loud)
     # Rounds the few-sensor search left out are completion's to find, as for association's shots (seed 612 scene 152
     # of tests/pittsburgh_like.py: with path terms the burst's 5-sensor rounds came out without the round three heard).
     if shots and complete and len(seg) < DENSE_PULSES:
         shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode),
                                         received_levels(pulses.spl_db, pulses.peak_dbfs))
-    shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, search_bounds(picks.xy[seg]))
+    shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, bounds)
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())), config.array_m)
     if not shots:
