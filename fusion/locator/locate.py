@@ -358,8 +358,8 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
                    complete: bool = True) -> list:
     """The shots of one stretch (rows ``seg`` of ``picks``, cracks left out): association, then bursts.
 
-    Shots that ``config.min_sensors`` agree on (:func:`fusion.locator.associate.find_shots_in_stretch`), then the rounds of their
-    bursts association missed (:func:`fusion.locator.burst.complete_bursts`), shots at one place weighed
+    Shots that ``config.min_sensors`` agree on (:func:`fusion.locator.associate.find_shots_in_stretch`), then the
+    rounds of their bursts association missed (:func:`fusion.locator.burst.complete_bursts`), shots at one place weighed
     against a burst fewer sensors heard elsewhere (:func:`fusion.locator.fewburst.burst_or_found`); where none
     is found, a burst fixed jointly by fewer sensors (:func:`fusion.locator.fewburst.few_sensor_burst`), its rounds
     completed as association's are. What cannot be located is said in one line (logged at warning). ``span``
@@ -378,39 +378,41 @@ def _stretch_shots(picks: Picks, seg: np.ndarray, pulses: Pulses, config: Search
         # A stretch where nothing agrees within TOLERANCE_S is tried once more within
         # TN098's limit: few sensors with clocks off by tens of ms can leave no tighter set.
         for tol_s in (TOLERANCE_S, RETRY_TOLERANCE_S):
-            shots = find_shots_in_stretch(picks, loud, replace(config, tol_s=tol_s, array_sensors=picks.n_sensors(loud),
-                                                           listeners=picks.take(seg)), quiet_s)
+            search = replace(config, tol_s=tol_s, array_sensors=picks.n_sensors(loud), listeners=picks.take(seg))
+            shots = find_shots_in_stretch(picks, loud, search, quiet_s)
             if shots:
                 break
     shots = without_images(shots)
     # Shots few sensors agree on (WEAK_SHOT_PULSES or fewer in the typical round), or only within the
     # retry tolerance, may be chance's sets, of unrelated pulses or of a burst's rounds mixed.
     weak = bool(shots) and (tol_s > TOLERANCE_S or np.median([len(s.pulses) for s in shots]) <= WEAK_SHOT_PULSES)
+    # Completion scores every pulse against every candidate time (quadratic in the stretch):
+    # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
+    completing = complete and len(seg) < DENSE_PULSES
+
+    def completed(found: list) -> list:
+        """``found`` and the rounds of their bursts association missed (``found`` as it is where not completing)."""
+        if not (completing and found):
+            return found
+        return found + complete_bursts(picks, seg, found, SELECTION_GEOMETRY, min_sensors(mode),
+                                       received_levels(pulses.spl_db, pulses.peak_dbfs))
+
     if shots:
-        # Completion scores every pulse against every candidate time (quadratic in the stretch):
-        # a dense stretch (a city-wide burst) keeps association's shots, found chunk by chunk.
-        if len(seg) >= DENSE_PULSES or not complete:
+        if not completing:
             return shots
-        levels = received_levels(pulses.spl_db, pulses.peak_dbfs)
-        shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode), levels)
+        shots = completed(shots)
         # Weak shots, at one place or several, are weighed against a burst fewer sensors heard elsewhere
         # (burst_or_found); so is a lone shot with no further round at its place, however large: it can be mixed
         # from a burst's rounds (seed 612 scene 111 of tests/pittsburgh_like.py: 9 pulses 452 m off 3 rounds of 7).
         if (weak or len(shots) == 1) and len(loud) <= JOINT_HEARING_MAX_PULSES:
-            kept = burst_or_found(picks, loud, shots, config.c, bounds, SELECTION_GEOMETRY,
-                                  config.array_m)
+            kept = burst_or_found(picks, loud, shots, config.c, bounds, SELECTION_GEOMETRY, config.array_m)
             # The pulses of shots let go are free again for rounds at the kept shots' places (seed 601 scene 62
             # audio-like: a set 365 m off let go, the second round's 3 arrivals are found at the first's place).
-            if kept and {id(s) for s in kept} < {id(s) for s in shots}:
-                kept = kept + complete_bursts(picks, seg, kept, SELECTION_GEOMETRY, min_sensors(mode), levels)
-            shots = kept
+            shots = completed(kept) if kept and {id(s) for s in kept} < {id(s) for s in shots} else kept
         return direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, tol_s, bounds)
-    shots = few_sensor_burst(picks, seg, config.c, bounds, SELECTION_GEOMETRY, config.array_m, loud)
     # Rounds the few-sensor search left out are completion's to find, as for association's shots (seed 612 scene 152
     # of tests/pittsburgh_like.py: with path terms the burst's 5-sensor rounds came out without the round three heard).
-    if shots and complete and len(seg) < DENSE_PULSES:
-        shots = shots + complete_bursts(picks, seg, shots, SELECTION_GEOMETRY, min_sensors(mode),
-                                        received_levels(pulses.spl_db, pulses.peak_dbfs))
+    shots = completed(few_sensor_burst(picks, seg, config.c, bounds, SELECTION_GEOMETRY, config.array_m, loud))
     shots = direct_sounds(picks, seg, shots, SELECTION_GEOMETRY, TOLERANCE_S, bounds)
     if not shots and mode != "3d":
         shots = single_exact_shot(picks, loud, config.c, Geometry(mode, float(picks.pos_m[seg, 2].min())), config.array_m)
