@@ -70,7 +70,7 @@ def _give(picks: Picks, rounds: list[Shot], claims: dict[int, list[int]], furthe
             rounds[k].pulses = np.sort(np.concatenate([rounds[k].pulses, rows]))
     if not further:
         return []
-    # Three arrivals fix a round's time, not a place: the round shares its anchor's (complete_bursts does so too).
+    # A round of MIN_ROUND_SENSORS arrivals fixes a time, not a place: it shares its anchor's (as complete_bursts' do).
     anchor = max(rounds, key=lambda s: len(s.pulses))
     anchor.place = anchor.place if anchor.place is not None else id(anchor)
     rows = np.sort(np.array(further))

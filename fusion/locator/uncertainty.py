@@ -342,7 +342,7 @@ def per_path_covariance_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray
 def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
     """Per shot the covariance of its solved horizontal position, m^2, the 95 % quantile's small-sample factor in it.
 
-    The sandwich ``A S A^T`` of the fit's linearised estimator (module docstring): its independent
+    The sandwich ``A S A^T`` of the fit's linearised estimator (module docstring): its per-path
     part widened by the residuals' excess over the budget, then the correlated parts (wind, the
     stated temperature) and the frame (h) added as stated.
     """
@@ -359,7 +359,7 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
         a = estimator(arr)
     except np.linalg.LinAlgError:
         return [np.full((2, 2), np.inf) for _ in range(n_shots)]
-    cov = (a @ per_path @ a.T * _independent_scale(arr, a, per_path, cov_corr) + a @ cov_corr @ a.T
+    cov = (a @ per_path @ a.T * _per_path_scale(arr, a, per_path, cov_corr) + a @ cov_corr @ a.T
            + _unchecked_cov(arr, a, budget))
     frame = budget.frame_sd_m**2 * np.eye(2)
     return [cov[np.ix_(arr.pos_cols[j][:2], arr.pos_cols[j][:2])] + frame for j in range(n_shots)]
@@ -388,7 +388,7 @@ def _unchecked_cov(arr: Arrivals, a: np.ndarray, budget: Budget) -> np.ndarray:
     return budget.gross_sd_s**2 * (cols @ cols.T)
 
 
-def _independent_scale(arr: Arrivals, a: np.ndarray, per_path: np.ndarray, cov_corr: np.ndarray) -> float:
+def _per_path_scale(arr: Arrivals, a: np.ndarray, per_path: np.ndarray, cov_corr: np.ndarray) -> float:
     """The factor on the per-path part's covariance: the residuals' excess over the budget, F-widened.
 
     The fit's residuals ``r = P e`` (``P = I - J A``) see the per-path errors and little of the
