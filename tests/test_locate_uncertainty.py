@@ -273,7 +273,7 @@ def test_budget_held_out_by_firing_position(pittsburgh):
 # path terms (fusion.locator.pathterms): 1.00, 0.67, 0.94 (FP2's test_027: a fifth sensor joins round 1, the one the
 # commercial grouping holds too, and its 3 shots move 4.7 -> 6.5 m off the survey, 0.4 m nearer the oracle's fit on
 # those 5 sensors, out of err_m's 6.1 m: one test, not a trend); since a burst's rounds share each path's errors
-# (uncertainty.per_path_covariance_s2): 1.00, 0.64, 1.00 (FP2's fold fits the term at 0, FP1's and FP3's shots
+# (uncertainty.per_path_covariance): 1.00, 0.64, 1.00 (FP2's fold fits the term at 0, FP1's and FP3's shots
 # covered without it, and one more FP2 shot falls outside; all three in-sample 0.92 -> 0.96 at 2.39x).
 AUDIO_FOLD_MIN_COVERAGE = {"FP1": FOLD_MIN_COVERAGE, "FP2": 0.62, "FP3": FOLD_MIN_COVERAGE}
 

@@ -206,13 +206,12 @@ def place_by_hearing(picks: Picks, rows: np.ndarray, array_m: np.ndarray | None,
     silent_xy = _silent(picks, rows, array_m)
     if not _has_silent(silent_xy):
         return None
-    heard_xy = picks.xy[rows[np.unique(picks.sensor[rows], return_index=True)[1]]]
 
     def log_likelihood(place) -> float:
         terms = []
         for radius_m in HEAR_RADII_M:
-            hears = [hearing_prior(xy, place, radius_m) for xy in (heard_xy, silent_xy)]
-            terms.append(float(np.sum(np.log(hears[0] * DETECTION_PROB)) + np.sum(np.log1p(-hears[1] * DETECTION_PROB))))
+            heard, silent = _range_hearing(picks, rows, place, radius_m), hearing_prior(silent_xy, place, radius_m)
+            terms.append(float(np.sum(np.log(heard * DETECTION_PROB)) + np.sum(np.log1p(-silent * DETECTION_PROB))))
         return float(special.logsumexp(terms)) - math.log(len(HEAR_RADII_M))
 
     scores = [log_likelihood(np.asarray(p, dtype=float)[:2]) for p in places_xy]
@@ -404,7 +403,7 @@ def burst_or_found(picks: Picks, rows: np.ndarray, found: list[Shot], c: float, 
     few_sensor_burst does where the loud ones hold no burst, lost rounds on the Pittsburgh audio:
     FP1 exact 0.944 -> 0.889, FP2 1.000 -> 0.944.)
     """
-    grouped = _by_place(found)
+    grouped = by_place(found)
     places = [place[0].position[:2] for place in grouped]
     burst, burst_score, rival = _ranked_few_sensor_burst(picks, rows, c, bounds, geometry, _silent(picks, rows, array_m))
     near_found = [burst[0].position[:2]] + ([] if rival is None else [rival[:2]]) if burst else []
@@ -479,7 +478,7 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
     near = [float(np.hypot(*(s.position[:2] - here))) <= DISTINCT_PLACES_M for s in found]
     if not any(near):
         return found
-    ghosts = {id(s) for place in _by_place([s for s, n in zip(found, near) if not n]) if echo_burst(burst, place, picks)
+    ghosts = {id(s) for place in by_place([s for s, n in zip(found, near) if not n]) if echo_burst(burst, place, picks)
               for s in place}
     near = [n for s, n in zip(found, near) if id(s) not in ghosts]
     found = [s for s in found if id(s) not in ghosts]
@@ -495,7 +494,7 @@ def _burst_at_found(picks: Picks, found: list[Shot], burst: list[Shot], rival, s
 
 
 def _without_trailing_sets(picks: Picks, found: list[Shot], grouped: list[list[Shot]], score) -> list[Shot]:
-    """``found`` (``grouped``: by place, :func:`_by_place`) less the places each of whose shots trails a shot at
+    """``found`` (``grouped``: by place, :func:`by_place`) less the places each of whose shots trails a shot at
     a place heard first (at every sensor they share, :func:`fusion.locator.echorepeats.trails`) that scores at
     least as much: sets of its echoes.
 
@@ -519,10 +518,10 @@ def _without_trailing_sets(picks: Picks, found: list[Shot], grouped: list[list[S
 
 def _evident(shots: list[Shot], score) -> list[Shot]:
     """The ``shots`` whose place scores evidence against clutter (a log Bayes factor > 0 by ``score``)."""
-    return [shot for place in _by_place(shots) if score(place[0].position[:2], 1)[1] > 0.0 for shot in place]
+    return [shot for place in by_place(shots) if score(place[0].position[:2], 1)[1] > 0.0 for shot in place]
 
 
-def _by_place(shots: list[Shot]) -> list[list[Shot]]:
+def by_place(shots: list[Shot]) -> list[list[Shot]]:
     """``shots`` grouped by place (DISTINCT_PLACES_M, single linkage)."""
     if not shots:
         return []
@@ -540,7 +539,7 @@ def places_evidence(shots: list[Shot], score) -> float:
     Pittsburgh FP2 case of tests/pittsburgh_harder.py, 5 sensors and 3 rounds: two places' 15.4 and 9.6 nats on
     shared pulses against the burst's 18.5). Best first, as sequential detection takes its sources: once one
     is explained, its pulses are no evidence for another."""
-    ranked = sorted((score(place[0].position[:2], 1) + (place[0].position[:2],) for place in _by_place(shots)),
+    ranked = sorted((score(place[0].position[:2], 1) + (place[0].position[:2],) for place in by_place(shots)),
                     key=lambda f: f[1], reverse=True)
     if not ranked:
         return 0.0

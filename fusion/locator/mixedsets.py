@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from fusion.locator.associate import Shot
-from fusion.locator.burst import DISTINCT_PLACES_M, MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, MODEL_SIGMA_S, PATH_TERM_SD_S
+from fusion.locator.burst import MIN_ROUND_GAP_S, MIN_ROUND_SENSORS, MODEL_SIGMA_S, PATH_TERM_SD_S
+from fusion.locator.fewburst import by_place
 from fusion.locator.picks import Picks
-from fusion.locator.shooters import split_by_place
 
 # A pulse is a round's arrival at a place within this many sigmas of it: MODEL_SIGMA_S where its sensor's path
 # term is known from the place's other rounds, PATH_TERM_SD_S where no round there holds that sensor.
@@ -96,8 +96,7 @@ def without_mixed_sets(picks: Picks, shots: list[Shot], need: int) -> list[Shot]
     """
     if len(shots) < 2:
         return shots
-    xy = np.array([s.position[:2] for s in shots])
-    places = [[shots[i] for i in members] for members in split_by_place(xy, DISTINCT_PLACES_M)]
+    places = by_place(shots)
     out, added = list(shots), []
     for lone in [p[0] for p in places if len(p) == 1 and len(p[0].pulses) <= need]:
         if all(s is not lone for s in out):

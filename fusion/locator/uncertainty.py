@@ -330,13 +330,36 @@ def arrival_variances_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray:
     return pick**2 + rounding
 
 
-def per_path_covariance_s2(arr: Arrivals, budget: Budget = BUDGET) -> np.ndarray:
-    """The per-path part of the arrivals' covariance, s^2: each arrival's own (a), (b) on the diagonal, and
-    (c), (d), (e), (g), one draw per path (:attr:`Arrivals.path`), between every two arrivals of a path."""
+@dataclass(frozen=True)
+class PerPath:
+    """The per-path part of the arrivals' covariance, ``Q = diag(own_s2) + S S^T``, held factored: each arrival's
+    own variance (a), (b), and ``S[i, path[i]] = path_sd_s[i]``, (c), (d), (e), (g) drawn once per path
+    (:attr:`Arrivals.path`). Products with it cost O(n) per row, where the n x n matrix costs O(n^2)."""
+
+    own_s2: np.ndarray
+    path: np.ndarray
+    path_sd_s: np.ndarray
+
+    @property
+    def variances_s2(self) -> np.ndarray:
+        """Its diagonal, per arrival."""
+        return self.own_s2 + self.path_sd_s**2
+
+    def times(self, m: np.ndarray) -> np.ndarray:
+        """``m @ Q`` (``m``: rows over the arrivals)."""
+        ids, inverse = np.unique(self.path, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+        per_path = np.add.reduceat((m * self.path_sd_s)[:, order], starts, axis=1)   # m S, one column per path
+        return m * self.own_s2 + per_path[:, inverse] * self.path_sd_s
+
+
+def per_path_covariance(arr: Arrivals, budget: Budget = BUDGET) -> PerPath:
+    """The per-path part of the arrivals' covariance (:class:`PerPath`): each arrival's own (a), (b), and (c), (d),
+    (e), (g), one draw per path, shared by every two arrivals of a path."""
     path_sd = np.sqrt((budget.survey_sd_m / arr.c_m_s) ** 2 + (budget.c_path_rel_sd * arr.travel_s) ** 2 +
                       budget.nlos_sd_s**2 + arr.projection_s**2)
-    shared = arr.path[:, None] == arr.path[None, :]
-    return np.diag(arrival_variances_s2(arr, budget)) + np.where(shared, np.outer(path_sd, path_sd), 0.0)
+    return PerPath(arrival_variances_s2(arr, budget), arr.path, path_sd)
 
 
 def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
@@ -346,20 +369,21 @@ def covariances(arr: Arrivals, budget: Budget = BUDGET) -> list[np.ndarray]:
     part widened by the residuals' excess over the budget, then the correlated parts (wind, the
     stated temperature) and the frame (h) added as stated.
     """
-    per_path = per_path_covariance_s2(arr, budget)
-    # (d), the wind's part: a wind w (east, north; each of sd wind_sd_m_s) speeds the sound toward
-    # sensor i by w.u_i, so its arrival comes tau_i (w.u_i) / c early: correlated through the one w.
-    lag = arr.travel_s[:, None] * arr.toward_xy / arr.c_m_s
-    cov_corr = budget.wind_sd_m_s**2 * (lag @ lag.T)
+    per_path = per_path_covariance(arr, budget)
+    # The common parts, factored (their covariance L L^T): (d), the wind's part: a wind w (east, north; each of
+    # sd wind_sd_m_s) speeds the sound toward sensor i by w.u_i, so its arrival comes tau_i (w.u_i) / c early,
+    # correlated through the one w; and (f), the stated temperature's c, where c is not fitted.
+    common = [budget.wind_sd_m_s * arr.travel_s[:, None] * arr.toward_xy / arr.c_m_s]
     if not arr.c_fitted:
-        common = budget.c_common_rel_sd * arr.travel_s
-        cov_corr = cov_corr + np.outer(common, common)
+        common.append((budget.c_common_rel_sd * arr.travel_s)[:, None])
+    common_l = np.hstack(common)
     n_shots = int(arr.shot.max()) + 1
     try:
         a = estimator(arr)
     except np.linalg.LinAlgError:
         return [np.full((2, 2), np.inf) for _ in range(n_shots)]
-    cov = (a @ per_path @ a.T * _per_path_scale(arr, a, per_path, cov_corr) + a @ cov_corr @ a.T
+    a_common = a @ common_l
+    cov = (per_path.times(a) @ a.T * _per_path_scale(arr, a, per_path, common_l) + a_common @ a_common.T
            + _unchecked_cov(arr, a, budget))
     frame = budget.frame_sd_m**2 * np.eye(2)
     return [cov[np.ix_(arr.pos_cols[j][:2], arr.pos_cols[j][:2])] + frame for j in range(n_shots)]
@@ -388,12 +412,13 @@ def _unchecked_cov(arr: Arrivals, a: np.ndarray, budget: Budget) -> np.ndarray:
     return budget.gross_sd_s**2 * (cols @ cols.T)
 
 
-def _per_path_scale(arr: Arrivals, a: np.ndarray, per_path: np.ndarray, cov_corr: np.ndarray) -> float:
+def _per_path_scale(arr: Arrivals, a: np.ndarray, per_path: PerPath, common_l: np.ndarray) -> float:
     """The factor on the per-path part's covariance: the residuals' excess over the budget, F-widened.
 
     The fit's residuals ``r = P e`` (``P = I - J A``) see the per-path errors and little of the
     common ones (a wind or a wrong c moves the solution, not the residuals).
-    ``E[r^T V^-1 r] = tr(V^-1 P S P^T)`` (V the per-path part's diagonal) splits into the per-path
+    ``E[r^T V^-1 r] = tr(V^-1 P S P^T)`` (V the per-path part's diagonal; ``common_l`` the common parts' factor L,
+    their covariance L L^T) splits into the per-path
     part's share and the common part's; where the observed statistic exceeds the budget's, the per-path
     variance is taken as estimated from the residuals: scaled by the excess, and by
     ``2 F(2, dof; 0.95) / chi2(2; 0.95)``, the 95 % quantile of an estimated variance (Mikhail &
@@ -402,11 +427,12 @@ def _per_path_scale(arr: Arrivals, a: np.ndarray, per_path: np.ndarray, cov_corr
     """
     if arr.dof <= 0:
         return 1.0
-    var = np.diag(per_path)
+    var = per_path.variances_s2
     p = np.eye(len(var)) - arr.jac_s @ a
     observed = float(np.sum(arr.residual_s**2 / var))
-    from_corr = float(np.trace((p @ cov_corr @ p.T) / var[:, None]))
-    from_ind = float(np.trace((p @ per_path @ p.T) / var[:, None]))
+    # tr(V^-1 P S P^T), each part from its factors: (P L)(P L)^T's and (P Q) P^T's diagonals.
+    from_corr = float(np.sum(np.sum((p @ common_l) ** 2, axis=1) / var))
+    from_ind = float(np.sum(np.sum(per_path.times(p) * p, axis=1) / var))
     scale = (observed - from_corr) / from_ind if from_ind > 0 else 1.0
     if scale <= 1.0:
         return 1.0
