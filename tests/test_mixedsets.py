@@ -67,6 +67,31 @@ def test_a_lone_set_the_place_does_not_explain_stays():
     assert out is shots and [len(s.pulses) for s in out] == [4, 4, 4]
 
 
+def _with_unused(lone_t_s: list[float], unused_t_s: float) -> tuple[Picks, list[Shot], np.ndarray]:
+    """:func:`_picks_and_shots` and one more pulse no shot holds, at sensor 0 (row 12): picks, shots, the stretch's rows."""
+    picks, shots = _picks_and_shots(lone_t_s)
+    sensor = np.append(picks.sensor, 0)
+    picks = Picks(sensor, np.append(picks.t_s, unused_t_s), np.full(len(sensor), 1e-3),
+                  np.column_stack([SENSORS_XY[sensor], np.zeros(len(sensor))]))
+    return picks, shots, np.arange(len(sensor))
+
+
+def test_a_set_holding_two_arrivals_of_a_further_round_goes_to_it_with_an_unused_pulse():
+    """Two of the lone set's pulses (sensors 1, 2) are a third round's arrivals at the place (t0 2.3 s); its arrival
+    at sensor 0 is a pulse no shot holds; sensors 3, 4 hold unrelated pulses. The third round is those three, at the
+    place; the two left, too few for a round, are free."""
+    travel = np.hypot(*(SENSORS_XY - PLACE_XY).T) / C
+    picks, shots, rows = _with_unused([2.3 + travel[1], 2.3 + travel[2], 3.7, 0.2], 2.3 + travel[0])
+    out = without_mixed_sets(picks, shots, need=4, rows=rows)
+    assert [sorted(s.pulses.tolist()) for s in out] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 12]]
+    assert out[-1].place == "p" and abs(out[-1].t0_s - 2.3) < 1e-6
+    # Without the unused pulse the two arrivals make no round there: the set stays.
+    assert without_mixed_sets(picks, shots, need=4) is shots
+    # Nor where the pulse at sensor 0 is no arrival of that round (40 ms off it).
+    picks, shots, rows = _with_unused([2.3 + travel[1], 2.3 + travel[2], 3.7, 0.2], 2.34 + travel[0])
+    assert without_mixed_sets(picks, shots, need=4, rows=rows) is shots
+
+
 def test_a_set_mixed_from_two_rounds_of_a_thinned_pittsburgh_test(pittsburgh):
     """The 28th thinned case of tests/pittsburgh_harder.py: FP1's test_014 on 5 sensors, 3 rounds. Association
     took round 1's arrivals at two sensors and two double reports of round 0 into a 4-sensor set fitting a place
@@ -85,3 +110,15 @@ def test_a_set_of_a_rounds_arrivals_and_an_echo_in_an_audio_like_scene(pittsburg
     sc, shots = pl.scene_shots(pittsburgh, 602, 16, tmp_path, pl.Conditions().audio_like())
     assert sc.rounds == 4
     assert len(shots) == 4 and all(dist_m(s, sc.source_m) < 25.0 for s in shots)
+
+
+def test_sets_mixed_from_rounds_and_unused_arrivals_in_an_audio_like_scene(pittsburgh, tmp_path):
+    """Seed 277 scene 33 of tests/pittsburgh_like.py, audio-like (held out for the rules above): 4 rounds that 4
+    sensors heard, 0.9-1.3 s apart, their arrivals interleaved over 1.6 s. Two 4-sensor sets 424-444 m off each held
+    two of round 2's or round 3's three arrivals at the burst's place, the third unused, with echoes: the 4 rounds
+    come out at the place (2 before), beside a 2-shot burst of echoes elsewhere that no rule here touches."""
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 277, 33, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 4
+    assert len([s for s in shots if dist_m(s, sc.source_m) < 25.0]) == 4

@@ -338,7 +338,7 @@ def locate_pulses(pulses: Pulses, sensors: Sensors, temperature_c: float | None 
         # otherwise also make the blast that follows look like their echo.
         seg = seg[blast[seg]]
         shots = _stretch_shots(picks, seg, pulses, config, (quiet_s, t_ref_ns), mode, complete_bursts)
-        shots = without_mixed_sets(picks, rounds_apart(shots, need), need)
+        shots = without_mixed_sets(picks, rounds_apart(shots, need), need, seg)
         if not shots:
             continue
         t0 = np.array([s.t0_s for s in shots])
