@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fusion.locator.associate import Shot
-from fusion.locator.echorepeats import echo_burst, repeat_log_odds, trails, without_repeated_echoes
+from fusion.locator.echorepeats import echo_burst, echo_pairs, repeat_log_odds, trails, without_repeated_echoes
 from fusion.locator.picks import Picks
 
 C_M_S = 343.0
@@ -147,3 +147,33 @@ def test_a_set_trails_a_round_only_if_later_at_every_sensor_they_share():
     assert not trails(echoes, round2, picks) and not trails(round0, echoes, picks)
     two = dataclasses.replace(echoes, pulses=echoes.pulses[:2])
     assert not trails(two, round0, picks)
+
+
+def test_two_sets_of_the_same_echoes_after_two_rounds_are_dropped_together():
+    """Echoes at each sensor's own lag (20-200 ms) after rounds 1 and 2, each set located as a round at the place:
+    each holds the other's repeats, which the repeat count leaves out, but both follow a round by the same lags,
+    which differ by sensor as no round's do. Both go; the rounds stay."""
+    lags_s = np.random.default_rng(8).uniform(0.02, 0.2, len(SENSORS_M))
+    picks, rounds, sets = _two_places(lags_s)
+    assert echo_pairs(rounds + sets, picks) == {id(s) for s in sets}
+    assert without_repeated_echoes(rounds + sets, picks) == rounds
+
+
+def test_rounds_after_rounds_at_one_lag_are_no_echo_sets():
+    """Two more rounds 0.15 s after rounds 1 and 2 (a 5-round burst, its gaps repeating): the same lag at every
+    sensor, within the picks' error (0.5 ms), is a gap between discharges, not a sensor's walls: none goes."""
+    lags_s = 0.15 + np.random.default_rng(8).uniform(-5e-4, 5e-4, len(SENSORS_M))
+    picks, rounds, more = _two_places(lags_s)
+    assert echo_pairs(rounds + more, picks) == set()
+
+
+def test_sets_of_echoes_after_two_rounds_in_an_audio_like_scene(pittsburgh, tmp_path):
+    """Seed 277 scene 91 of tests/pittsburgh_like.py, audio-like (held out for the rule): 4 rounds that 4 sensors
+    heard; the same echoes (82-187 ms, by sensor) after rounds 1 and 3 came out as two more rounds 16 m off. The 4
+    rounds come out, nothing else."""
+    import pittsburgh_like as pl
+    from locator_scoring import dist_m
+
+    sc, shots = pl.scene_shots(pittsburgh, 277, 91, tmp_path, pl.Conditions().audio_like())
+    assert sc.rounds == 4
+    assert len(shots) == 4 and all(dist_m(s, sc.source_m) < 10.0 for s in shots)

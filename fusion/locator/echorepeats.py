@@ -59,6 +59,10 @@ ROUND_SPREAD_S = 3e-3
 ROUND_SHARE = 0.5
 # Fewest shots at a place for the test: a set, the round it echoes and one more round to repeat after.
 MIN_GROUP_SHOTS = 3
+# A set's lags after a round differ from sensor to sensor by more than this: each sensor hears its own walls. A
+# round's after another at one place are one gap: on the Pittsburgh inputs (FP1-FP3, 158 pairs of located rounds,
+# all pulses and audio) they spread 0.7-2.0 ms (median), 19 ms at most (an echo picked for a round at one sensor).
+ECHO_LAG_SPREAD_S = 0.03
 # Probabilities are kept off 0 and 1: no window hit by chance (a sensor with no other pulses), an echo
 # certain to repeat after some of a long burst's rounds.
 PROB_FLOOR = 1e-6
@@ -126,6 +130,10 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
     shots = list(shots)
     if len(shots) < MIN_GROUP_SHOTS:
         return shots
+    pairs = echo_pairs(shots, picks)
+    shots = [s for s in shots if id(s) not in pairs]
+    if len(shots) < MIN_GROUP_SHOTS:
+        return shots
     held_t = picks.t_s[np.concatenate([s.pulses for s in shots])]
     # Only the pulses from the burst's first arrival to the echo span after its last can be repeats.
     window = np.flatnonzero((picks.t_s >= held_t.min()) & (picks.t_s <= held_t.max() + ECHO_MAX_DELAY_S))
@@ -146,6 +154,43 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
             break
         del shots[best], arrivals[best]
     return shots
+
+
+def _trailing_lags(shots: list, arrivals: list[dict], picks_n: list[int]) -> list[tuple[int, int, dict]]:
+    """(set, round, {sensor: lag}) for each shot that follows another of its place at MIN_ROUND_SENSORS sensors or
+    more, each lag in (0, ECHO_MAX_DELAY_S], with no more pulses than it and lags that differ by sensor (by more
+    than ECHO_LAG_SPREAD_S): what an echo set's lags do, and a round's never (its lags are the gap)."""
+    out = []
+    for x, k in itertools.permutations(range(len(shots)), 2):
+        if picks_n[x] > picks_n[k] or float(np.hypot(*(shots[x].position[:2] - shots[k].position[:2]))) > DISTINCT_PLACES_M:
+            continue
+        lags = {s: arrivals[x][s] - arrivals[k][s] for s in set(arrivals[x]) & set(arrivals[k])}
+        lags = {s: lag for s, lag in lags.items() if 0.0 < lag <= ECHO_MAX_DELAY_S}
+        if len(lags) >= MIN_ROUND_SENSORS and np.ptp(list(lags.values())) > ECHO_LAG_SPREAD_S:
+            out.append((x, k, lags))
+    return out
+
+
+def echo_pairs(shots: list, picks: Picks) -> set[int]:
+    """The ids of ``shots`` that are two sets of the same echoes after two different rounds of their place.
+
+    A sensor's echo comes at its own lag after every round (module docstring), and sets of echoes after two rounds
+    can each be located as a round, each then holding the other's repeats, which :func:`repeat_log_odds` does not
+    count (a pulse a shot holds is no repeat). Two shots X, Y that follow two other rounds k, j at the same lags
+    (within REPEAT_TOL_S) at MIN_ROUND_SENSORS common sensors or more, lags that differ from sensor to sensor by more
+    than ECHO_LAG_SPREAD_S, are such sets: a round follows another at every sensor by the same lag, the gap between
+    their discharge times, to within its picks' error (and a sensor's path delay cancels in the lag)."""
+    arrivals = [_arrivals(s, picks) for s in shots]
+    trailing = _trailing_lags(shots, arrivals, [len(s.pulses) for s in shots])
+    out: set[int] = set()
+    for (x, k, lx), (y, j, ly) in itertools.combinations(trailing, 2):
+        if len({x, y, k, j}) < 4:
+            continue
+        common = sorted(set(lx) & set(ly))
+        same = [lx[s] for s in common if abs(lx[s] - ly[s]) <= REPEAT_TOL_S]
+        if len(same) >= MIN_ROUND_SENSORS and np.ptp(same) > ECHO_LAG_SPREAD_S:
+            out |= {id(shots[x]), id(shots[y])}
+    return out
 
 
 def echo_burst(rounds: list, shots: list, picks: Picks) -> bool:
