@@ -125,8 +125,9 @@ def repeat_log_odds(x: int, others: list[int], shots: list, arrivals: list[dict]
 
 
 def without_repeated_echoes(shots: list, picks: Picks) -> list:
-    """``shots`` (rows of ``picks`` in their ``pulses``) less the sets of echoes located as rounds of a burst
-    (module docstring), likeliest first."""
+    """``shots`` (rows of ``picks`` in their ``pulses``) less the sets of echoes located as rounds of a burst:
+    pairs of sets of the same echoes first (:func:`echo_pairs`), then by their repeats (module docstring),
+    likeliest first."""
     shots = list(shots)
     if len(shots) < MIN_GROUP_SHOTS:
         return shots
@@ -156,13 +157,13 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
     return shots
 
 
-def _trailing_lags(shots: list, arrivals: list[dict], picks_n: list[int]) -> list[tuple[int, int, dict]]:
+def _trailing_lags(shots: list, arrivals: list[dict], n_pulses: list[int]) -> list[tuple[int, int, dict]]:
     """(set, round, {sensor: lag}) for each shot that follows another of its place at MIN_ROUND_SENSORS sensors or
     more, each lag in (0, ECHO_MAX_DELAY_S], with no more pulses than it and lags that differ by sensor (by more
     than ECHO_LAG_SPREAD_S): what an echo set's lags do, and a round's never (its lags are the gap)."""
     out = []
     for x, k in itertools.permutations(range(len(shots)), 2):
-        if picks_n[x] > picks_n[k] or float(np.hypot(*(shots[x].position[:2] - shots[k].position[:2]))) > DISTINCT_PLACES_M:
+        if n_pulses[x] > n_pulses[k] or float(np.hypot(*(shots[x].position[:2] - shots[k].position[:2]))) > DISTINCT_PLACES_M:
             continue
         lags = {s: arrivals[x][s] - arrivals[k][s] for s in set(arrivals[x]) & set(arrivals[k])}
         lags = {s: lag for s, lag in lags.items() if 0.0 < lag <= ECHO_MAX_DELAY_S}

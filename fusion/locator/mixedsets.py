@@ -74,6 +74,7 @@ def _further_round(picks: Picks, free: list[int], emit: dict, emit_unused: dict,
     MIN_ROUND_SENSORS sensors or more, MIN_ROUND_GAP_S from the place's rounds; the lone set's rows first."""
     if len({int(picks.sensor[r]) for r in free}) < FURTHER_FROM_LONE:
         return []
+
     def around(t0: float) -> list[int]:
         return [r for r in free if abs(emit[r] - t0) <= tolerance(r)]
 
