@@ -157,18 +157,29 @@ def without_repeated_echoes(shots: list, picks: Picks) -> list:
     return shots
 
 
-def _trailing_lags(shots: list, arrivals: list[dict], n_pulses: list[int]) -> list[tuple[int, int, dict]]:
-    """(set, round, {sensor: lag}) for each shot that follows another of its place at MIN_ROUND_SENSORS sensors or
-    more, each lag in (0, ECHO_MAX_DELAY_S], with no more pulses than it and lags that differ by sensor (by more
-    than ECHO_LAG_SPREAD_S): what an echo set's lags do, and a round's never (its lags are the gap)."""
+def _repeated_lags(late1: dict, late2: dict, early1: dict, early2: dict) -> np.ndarray:
+    """The lags (s) of ``late1`` after ``early1`` (arrivals per sensor) at the sensors all four share where ``late2``
+    follows ``early2`` by the same lag within REPEAT_TOL_S, each in (0, ECHO_MAX_DELAY_S]: one echo after two sounds."""
+    common = sorted(set(late1) & set(late2) & set(early1) & set(early2))
+    lag1 = np.array([late1[s] - early1[s] for s in common])
+    lag2 = np.array([late2[s] - early2[s] for s in common])
+    return lag1[(lag1 > 0.0) & (lag1 <= ECHO_MAX_DELAY_S) & (np.abs(lag1 - lag2) <= REPEAT_TOL_S)]
+
+
+def _trailing(shots: list, arrivals: list[dict]) -> list[tuple[int, int]]:
+    """(set, round) for each shot that follows another of its place at MIN_ROUND_SENSORS sensors or more, each lag
+    in (0, ECHO_MAX_DELAY_S], with no more pulses than it and lags that differ by sensor by more than
+    ECHO_LAG_SPREAD_S: what an echo set's lags do, and a round's never (its lags are the gap). A pair of echo sets
+    (:func:`echo_pairs`) is two of these, so the quartic search runs over them only."""
     out = []
     for x, k in itertools.permutations(range(len(shots)), 2):
-        if n_pulses[x] > n_pulses[k] or float(np.hypot(*(shots[x].position[:2] - shots[k].position[:2]))) > DISTINCT_PLACES_M:
+        if len(shots[x].pulses) > len(shots[k].pulses) or \
+                float(np.hypot(*(shots[x].position[:2] - shots[k].position[:2]))) > DISTINCT_PLACES_M:
             continue
-        lags = {s: arrivals[x][s] - arrivals[k][s] for s in set(arrivals[x]) & set(arrivals[k])}
-        lags = {s: lag for s, lag in lags.items() if 0.0 < lag <= ECHO_MAX_DELAY_S}
-        if len(lags) >= MIN_ROUND_SENSORS and np.ptp(list(lags.values())) > ECHO_LAG_SPREAD_S:
-            out.append((x, k, lags))
+        lags = [arrivals[x][s] - arrivals[k][s] for s in set(arrivals[x]) & set(arrivals[k])]
+        lags = [lag for lag in lags if 0.0 < lag <= ECHO_MAX_DELAY_S]
+        if len(lags) >= MIN_ROUND_SENSORS and np.ptp(lags) > ECHO_LAG_SPREAD_S:
+            out.append((x, k))
     return out
 
 
@@ -178,17 +189,16 @@ def echo_pairs(shots: list, picks: Picks) -> set[int]:
     A sensor's echo comes at its own lag after every round (module docstring), and sets of echoes after two rounds
     can each be located as a round, each then holding the other's repeats, which :func:`repeat_log_odds` does not
     count (a pulse a shot holds is no repeat). Two shots X, Y that follow two other rounds k, j at the same lags
-    (within REPEAT_TOL_S) at MIN_ROUND_SENSORS common sensors or more, lags that differ from sensor to sensor by more
-    than ECHO_LAG_SPREAD_S, are such sets: a round follows another at every sensor by the same lag, the gap between
-    their discharge times, to within its picks' error (and a sensor's path delay cancels in the lag)."""
+    (:func:`_repeated_lags`, as :func:`echo_burst` across places) at MIN_ROUND_SENSORS common sensors or more, lags
+    that differ from sensor to sensor by more than ECHO_LAG_SPREAD_S, are such sets: a round follows another at
+    every sensor by the same lag, the gap between their discharge times, to within its picks' error (and a
+    sensor's path delay cancels in the lag)."""
     arrivals = [_arrivals(s, picks) for s in shots]
-    trailing = _trailing_lags(shots, arrivals, [len(s.pulses) for s in shots])
     out: set[int] = set()
-    for (x, k, lx), (y, j, ly) in itertools.combinations(trailing, 2):
+    for (x, k), (y, j) in itertools.combinations(_trailing(shots, arrivals), 2):
         if len({x, y, k, j}) < 4:
             continue
-        common = sorted(set(lx) & set(ly))
-        same = [lx[s] for s in common if abs(lx[s] - ly[s]) <= REPEAT_TOL_S]
+        same = _repeated_lags(arrivals[x], arrivals[y], arrivals[k], arrivals[j])
         if len(same) >= MIN_ROUND_SENSORS and np.ptp(same) > ECHO_LAG_SPREAD_S:
             out |= {id(shots[x]), id(shots[y])}
     return out
@@ -209,11 +219,7 @@ def echo_burst(rounds: list, shots: list, picks: Picks) -> bool:
     first = [_arrivals(s, picks) for s in rounds]
     ghost = [_arrivals(s, picks) for s in shots]
     for (g1, g2), (a1, a2) in itertools.product(itertools.combinations(ghost, 2), itertools.permutations(first, 2)):
-        common = sorted(set(g1) & set(g2) & set(a1) & set(a2))
-        lag1 = np.array([g1[s] - a1[s] for s in common])
-        lag2 = np.array([g2[s] - a2[s] for s in common])
-        repeat = (lag1 > 0.0) & (lag1 <= ECHO_MAX_DELAY_S) & (np.abs(lag1 - lag2) <= REPEAT_TOL_S)
-        if np.count_nonzero(repeat) >= MIN_ROUND_SENSORS:
+        if len(_repeated_lags(g1, g2, a1, a2)) >= MIN_ROUND_SENSORS:
             return True
     return False
 

@@ -45,38 +45,46 @@ def _claims(picks: Picks, lone: Shot, rounds: list[Shot], unused: np.ndarray) ->
     (REPEAT: rows repeating an arrival a round holds), and the rows of a further round there (empty if none), which
     may take pulses no shot holds (``unused``) at sensors the lone set's part of it lacks."""
     xy, c = rounds[0].position[:2], rounds[0].c
-    terms = _path_terms(picks, rounds)
+    term_s = np.zeros(int(picks.sensor.max()) + 1)
+    termed = np.zeros(len(term_s), dtype=bool)
+    for sensor, term in _path_terms(picks, rounds).items():
+        term_s[sensor], termed[sensor] = term, True
 
-    def emitted(rows) -> dict[int, float]:
-        return {int(row): float(picks.t_s[row] - np.hypot(*(picks.xy[row] - xy)) / c - terms.get(int(picks.sensor[row]), 0.0))
-                for row in rows}
+    def emitted(rows: np.ndarray) -> np.ndarray:
+        """Each row's emission time at the place, its sensor's path term taken off."""
+        return picks.t_s[rows] - np.hypot(*(picks.xy[rows] - xy).T) / c - term_s[picks.sensor[rows]]
 
-    def tolerance(row: int) -> float:
-        return ARRIVAL_SIGMAS * (MODEL_SIGMA_S if int(picks.sensor[row]) in terms else PATH_TERM_SD_S)
+    def tolerance(rows: np.ndarray) -> np.ndarray:
+        return ARRIVAL_SIGMAS * np.where(termed[picks.sensor[rows]], MODEL_SIGMA_S, PATH_TERM_SD_S)
 
-    emit = emitted(lone.pulses)
+    rows = np.asarray(lone.pulses, dtype=int)
+    emit = dict(zip(rows.tolist(), emitted(rows).tolist()))
+    tol = dict(zip(rows.tolist(), tolerance(rows).tolist()))
     claims: dict[int, list[int]] = {}
     free = []
     for row, t in emit.items():
-        near = [k for k, r in enumerate(rounds) if abs(t - r.t0_s) <= tolerance(row)]
+        near = [k for k, r in enumerate(rounds) if abs(t - r.t0_s) <= tol[row]]
         if not near:
             free.append(row)
             continue
         k = min(near, key=lambda k: abs(t - rounds[k].t0_s))
         held = set(picks.sensor[rounds[k].pulses].tolist())
         claims.setdefault(REPEAT if int(picks.sensor[row]) in held else k, []).append(row)
-    return claims, _further_round(picks, free, emit, emitted(unused), tolerance, rounds)
+    further = _further_round(picks, free, (emit, tol), unused, (emitted, tolerance), rounds)
+    return claims, further
 
 
-def _further_round(picks: Picks, free: list[int], emit: dict, emit_unused: dict, tolerance, rounds: list[Shot]) -> list[int]:
-    """The rows of a further round at the place that takes FURTHER_FROM_LONE or more of the lone set's ``free`` rows,
-    with pulses no shot holds at the sensors those lack (``emit_unused``: their emission times there), in all from
-    MIN_ROUND_SENSORS sensors or more, MIN_ROUND_GAP_S from the place's rounds; the lone set's rows first."""
-    if len({int(picks.sensor[r]) for r in free}) < FURTHER_FROM_LONE:
+def _further_round(picks: Picks, free: list[int], lone_times, unused: np.ndarray, at_place, rounds: list[Shot]) -> list[int]:
+    """The rows of a further round at the place that takes FURTHER_FROM_LONE or more of the lone set's ``free`` rows
+    (``lone_times``: their emission times and tolerances there, by row), with pulses of ``unused`` (no shot holds
+    them; ``at_place``: the functions giving rows' emission times and tolerances) at the sensors those lack, in all
+    from MIN_ROUND_SENSORS sensors or more, MIN_ROUND_GAP_S from the place's rounds; the lone set's rows first."""
+    emit, tol = lone_times
+    if len(free) < FURTHER_FROM_LONE:  # one pulse per sensor in a shot
         return []
 
     def around(t0: float) -> list[int]:
-        return [r for r in free if abs(emit[r] - t0) <= tolerance(r)]
+        return [r for r in free if abs(emit[r] - t0) <= tol[r]]
 
     own = max((around(emit[r]) for r in free), key=len)
     t0 = float(np.median([emit[r] for r in own]))
@@ -84,15 +92,18 @@ def _further_round(picks: Picks, free: list[int], emit: dict, emit_unused: dict,
     sensors = {int(picks.sensor[r]) for r in own}
     if len(sensors) < FURTHER_FROM_LONE or any(abs(t0 - r.t0_s) < MIN_ROUND_GAP_S for r in rounds):
         return []
-    added: dict[int, int] = {}
-    for row, t in emit_unused.items():
+    emitted, tolerance = at_place
+    rows = unused[~np.isin(picks.sensor[unused], list(sensors))]
+    off_s = np.abs(emitted(rows) - t0)
+    near = off_s <= tolerance(rows)
+    added: dict[int, tuple[float, int]] = {}  # per sensor the nearest pulse to t0 (the first of equals)
+    for row, off in zip(rows[near].tolist(), off_s[near].tolist()):
         s = int(picks.sensor[row])
-        if s not in sensors and abs(t - t0) <= tolerance(row) and (
-                s not in added or abs(t - t0) < abs(emit_unused[added[s]] - t0)):
-            added[s] = row
+        if s not in added or off < added[s][0]:
+            added[s] = (off, row)
     if len(sensors) + len(added) < MIN_ROUND_SENSORS:
         return []
-    return own + sorted(added.values())
+    return own + sorted(row for _, row in added.values())
 
 
 def _give(picks: Picks, rounds: list[Shot], claims: dict[int, list[int]], further: list[int]) -> list[Shot]:
@@ -140,11 +151,10 @@ def without_mixed_sets(picks: Picks, shots: list[Shot], need: int, rows: np.ndar
         if all(s is not lone for s in out):
             continue
         richer = [p for p in places if all(s is not lone for s in p) and sum(len(s.pulses) for s in p) > len(lone.pulses)]
+        unused = np.empty(0, dtype=int) if rows is None else np.setdiff1d(rows, np.concatenate([s.pulses for s in out + added]))
         for rounds in sorted(richer, key=lambda p: -sum(len(s.pulses) for s in p)):
             if not any(r is s for r in rounds for s in out):
                 continue
-            held = np.concatenate([s.pulses for s in out + added])
-            unused = np.empty(0, dtype=int) if rows is None else np.setdiff1d(rows, held)
             claims, further = _claims(picks, lone, rounds, unused)
             explained = sum(len(v) for v in claims.values()) + len(np.intersect1d(further, lone.pulses))
             left = len(lone.pulses) - explained
